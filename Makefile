@@ -1,0 +1,44 @@
+# gongji — developer / CI entry points.
+SHELL := /bin/bash
+
+PORT ?= 8000
+PYTEST_ARGS ?=
+VENV := .venv
+PG_INITDB := /usr/lib/postgresql/15/bin/initdb
+
+.PHONY: venv system-deps test run bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@if python3.11 -c 'pass' >/dev/null 2>&1; then py=python3.11; else py=python3; fi; \
+	if [ ! -x $(VENV)/bin/python ]; then echo "$$py -m venv $(VENV)"; $$py -m venv $(VENV); fi
+	$(VENV)/bin/pip install -e '.[test,bench]'
+	touch $@
+
+system-deps:
+	@pkgs=""; \
+	if ! command -v redis-server >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then \
+		pkgs="redis-server chromium"; \
+	fi; \
+	if [ ! -x $(PG_INITDB) ]; then pkgs="$$pkgs postgresql-15"; fi; \
+	if [ -n "$$pkgs" ]; then \
+		sudo=""; \
+		if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo=sudo; fi; \
+		echo "installing system packages:$$pkgs"; \
+		$$sudo apt-get update && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$pkgs; \
+	fi
+
+test: venv system-deps
+	scripts/services.sh $(VENV)/bin/python -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
+
+run: venv
+	$(VENV)/bin/gongji serve --port $(PORT)
+
+bench: venv system-deps
+	GONGJI_PG_DURABLE=1 scripts/services.sh $(VENV)/bin/python bench/transitions.py
+
+clean:
+	rm -rf $(VENV) var build dist *.egg-info .pytest_cache .hypothesis test-results
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,12 @@
+"""Persistence for Gongji: SQLAlchemy 2.x models, engine/session set-up, Alembic migrations, seed data.
+
+The bottom layer: it imports nothing from workflows, workers or web."""
+
+from .base import Base
+from .bindings import ACTIVE_STATES, Binding, Transition, VerificationAttempt
+from .messaging import IdempotencyRecord, OutboxMessage, ReceivedWebhook
+from .persons import Person
+from .regions import Platform, Region, RegionPolicy
+
+__all__ = ["ACTIVE_STATES", "Base", "Binding", "IdempotencyRecord", "OutboxMessage", "Person", "Platform",
+           "ReceivedWebhook", "Region", "RegionPolicy", "Transition", "VerificationAttempt"]

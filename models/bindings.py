@@ -1,0 +1,106 @@
+"""Bindings (one grantor → one beneficiary), their append-only transition history and verification attempts.
+
+`state` is only ever written by the shared state machine in `workflows.machine`. `version` counts
+transitions (history `seq` = version after the transition) and is checked on every UPDATE.
+`deadline_at`/`deadline_event` is the next durable timer of a non-terminal binding (NULL otherwise),
+indexed for due-first sweeps. Amounts are integer fen; `authorized_amount_fen` NULL while authorized
+means "the whole balance". `province_code` (the grantor's province) is the shard key."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import relationship as related  # the column below is named `relationship`
+
+from .base import Base
+from .persons import Person
+from .types import UTCDateTime, new_id, utcnow
+
+ACTIVE_STATES = ("invited", "face_verified", "accepted", "authorized")
+_ACTIVE_SQL = "state in ('invited', 'face_verified', 'accepted', 'authorized')"
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class Binding(Base):
+    __tablename__ = "bindings"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=lambda: new_id("bnd"))
+    grantor_id: Mapped[str] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    beneficiary_id: Mapped[str] = mapped_column(sa.ForeignKey("persons.id"), index=True)
+    relationship: Mapped[str] = mapped_column(sa.String(16))
+    state: Mapped[str] = mapped_column(sa.String(24))
+    verification_method: Mapped[str] = mapped_column(sa.String(16))  # face | guardian
+    channel: Mapped[str] = mapped_column(sa.String(16))  # app | counter
+    platform_id: Mapped[str | None] = mapped_column(sa.String(32))  # platform that took the invitation
+    authorized_amount_fen: Mapped[int | None] = mapped_column(sa.BigInteger)
+    version: Mapped[int] = mapped_column(sa.Integer)
+    province_code: Mapped[str] = mapped_column(sa.String(2))
+    grantor_region: Mapped[str] = mapped_column(sa.String(6))
+    beneficiary_region: Mapped[str] = mapped_column(sa.String(6))
+    policy_id: Mapped[int] = mapped_column(sa.ForeignKey("region_policies.id"))
+    failed_verifications: Mapped[int] = mapped_column(sa.Integer, default=0)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # invitation TTL end
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deadline_event: Mapped[str | None] = mapped_column(sa.String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_event: Mapped[str | None] = mapped_column(sa.String(32))
+
+    grantor: Mapped[Person] = related(foreign_keys=[grantor_id])
+    beneficiary: Mapped[Person] = related(foreign_keys=[beneficiary_id])
+
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
+    __table_args__ = (
+        # the database, not the code, guarantees one live binding per pair (rule duplicate_binding)
+        sa.Index("uq_bindings_active_pair", "grantor_id", "beneficiary_id", unique=True,
+                 sqlite_where=sa.text(_ACTIVE_SQL), postgresql_where=sa.text(_ACTIVE_SQL)),
+        # the sweeper's due-first scan touches only bindings that have a timer
+        sa.Index("ix_bindings_deadline", "deadline_at",
+                 sqlite_where=sa.text("deadline_at is not null"),
+                 postgresql_where=sa.text("deadline_at is not null")),
+        sa.Index("ix_bindings_province_state", "province_code", "state"),
+        sa.CheckConstraint("authorized_amount_fen is null or authorized_amount_fen >= 0",
+                           name="amount_not_negative"),
+    )
+
+
+class Transition(Base):
+    """Append-only: one row per fired event, never updated or deleted."""
+
+    __tablename__ = "binding_transitions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    binding_id: Mapped[str] = mapped_column(sa.ForeignKey("bindings.id"))
+    seq: Mapped[int] = mapped_column(sa.Integer)
+    from_state: Mapped[str | None] = mapped_column(sa.String(24))
+    to_state: Mapped[str] = mapped_column(sa.String(24))
+    event: Mapped[str] = mapped_column(sa.String(32))
+    actor_kind: Mapped[str] = mapped_column(sa.String(16))
+    actor_id: Mapped[str | None] = mapped_column(sa.String(64))
+    channel: Mapped[str | None] = mapped_column(sa.String(16))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    binding: Mapped[Binding] = related()  # orders the INSERT after a new binding's own
+
+    __table_args__ = (sa.UniqueConstraint("binding_id", "seq", name="uq_binding_transitions_seq"),)
+
+
+class VerificationAttempt(Base):
+    """One face-verification session. status: pending | passed | failed | timed_out."""
+
+    __tablename__ = "verification_attempts"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=lambda: new_id("ver"))
+    binding_id: Mapped[str] = mapped_column(sa.ForeignKey("bindings.id"), index=True)
+    attempt_no: Mapped[int] = mapped_column(sa.Integer)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    verifier_id: Mapped[str | None] = mapped_column(sa.String(32))
+
+    __table_args__ = (sa.UniqueConstraint("binding_id", "attempt_no", name="uq_verification_attempts_no"),)

@@ -1,0 +1,73 @@
+"""Encryption at rest for personal data (ID numbers, names) and the keyed hash used to look them up.
+
+- Values are AES-256-GCM encrypted with a random 96-bit nonce; the stored text is
+  `<key id>:<base64(nonce | ciphertext | tag)>`, so keys can be rotated (old ids still decrypt).
+- The column name is bound as associated data: a ciphertext copied into another column fails to open.
+- Look-up uses HMAC-SHA256 under a separate key: equal plaintexts give equal digests, nothing else leaks.
+The keys come from `Settings`; `configure()` is called once per process by whoever builds the engine."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy.types import TypeDecorator
+
+_state: dict = {"keys": None, "active": None, "lookup": None}
+
+
+def configure(pii_keys: dict[str, str], active: str, lookup_key: str) -> None:
+    _state["keys"] = {kid: AESGCM(base64.b64decode(k)) for kid, k in pii_keys.items()}
+    _state["active"] = active
+    _state["lookup"] = base64.b64decode(lookup_key) if _looks_b64(lookup_key) else lookup_key.encode()
+
+
+def _looks_b64(value: str) -> bool:
+    try:
+        return len(base64.b64decode(value, validate=True)) >= 16
+    except ValueError:
+        return False
+
+
+def _require():
+    if _state["keys"] is None:
+        raise RuntimeError("models.crypto.configure() was not called")
+    return _state
+
+
+def lookup_hash(value: str) -> str:
+    """Keyed digest of a normalized value (hex), for unique indexes and look-ups."""
+    return hmac.new(_require()["lookup"], value.encode(), hashlib.sha256).hexdigest()
+
+
+def encrypt(plaintext: str, context: str) -> str:
+    st = _require()
+    nonce = os.urandom(12)
+    sealed = st["keys"][st["active"]].encrypt(nonce, plaintext.encode(), context.encode())
+    return f"{st['active']}:{base64.b64encode(nonce + sealed).decode()}"
+
+
+def decrypt(stored: str, context: str) -> str:
+    kid, _, blob = stored.partition(":")
+    raw = base64.b64decode(blob)
+    return _require()["keys"][kid].decrypt(raw[:12], raw[12:], context.encode()).decode()
+
+
+class Encrypted(TypeDecorator):
+    """A text column holding AES-GCM ciphertext; Python sees the plaintext."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def __init__(self, context: str):
+        super().__init__()
+        self.context = context
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else encrypt(value, self.context)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else decrypt(value, self.context)

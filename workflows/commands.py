@@ -1,0 +1,66 @@
+"""The lifecycle commands after the invitation: accept, decline, cancel, authorize, unbind, expire, reject.
+
+Each is one transaction (see `unit.command`): lock the binding, check the actor and the rules, fire the
+event through the shared machine, append history and an outbox event, commit. Amounts are fen."""
+from __future__ import annotations
+
+from models import Person
+
+from . import rules
+from .errors import DomainError
+from .persons import facts
+from .unit import command
+from .views import binding_view
+
+
+def _simple(event: str):
+    def run(db, binding_id: str, actor, *, reason: str | None = None, channel: str | None = None, now=None):
+        with command(db, now=now) as cmd:
+            row = cmd.lock_binding(binding_id)
+            who = cmd.resolve(actor)
+            cmd.authorize_actor(row, event, who, reason)
+            cmd.transition(row, event, who, channel=channel, reason=reason)
+            return binding_view(row, row.grantor, row.beneficiary)
+    run.__name__ = event
+    run.__doc__ = f"Fire `{event}` on a binding for an actor allowed to (DESIGN §2)."
+    return run
+
+
+decline = _simple("decline")
+cancel = _simple("cancel")
+unbind = _simple("unbind")
+expire = _simple("expire")
+reject = _simple("reject")
+
+
+def accept(db, binding_id: str, actor, *, channel: str | None = None, now=None) -> dict:
+    """The beneficiary accepts after face verification; eligibility is checked again at this moment."""
+    with command(db, now=now) as cmd:
+        row = cmd.lock_binding(binding_id)
+        who = cmd.resolve(actor)
+        cmd.authorize_actor(row, "accept", who, None)
+        if row.state == "face_verified":
+            grantor: Person = row.grantor
+            rules.check_grantor(facts(cmd.session, grantor))
+            rules.check_beneficiary(facts(cmd.session, row.beneficiary))
+        cmd.transition(row, "accept", who, channel=channel)
+        return binding_view(row, row.grantor, row.beneficiary)
+
+
+def authorize(db, binding_id: str, actor, amount_fen: int | None, *, channel: str | None = None,
+              now=None) -> dict:
+    """The grantor sets the authorized amount in fen (None = the whole balance); again to change it."""
+    rules.check_amount(amount_fen)
+    with command(db, now=now) as cmd:
+        row = cmd.lock_binding(binding_id)
+        who = cmd.resolve(actor)
+        cmd.authorize_actor(row, "authorize", who, None)
+        if row.state in ("accepted", "authorized"):
+            rules.check_grantor(facts(cmd.session, row.grantor))
+        row.authorized_amount_fen = amount_fen  # rolled back with the transaction if the event is refused
+        cmd.transition(row, "authorize", who, channel=channel,
+                       reason="whole_balance" if amount_fen is None else f"amount_fen={amount_fen}")
+        return binding_view(row, row.grantor, row.beneficiary)
+
+
+__all__ = ["accept", "authorize", "cancel", "decline", "expire", "reject", "unbind", "DomainError"]

@@ -1,0 +1,47 @@
+"""Every error code Gongji answers with, in one place (DESIGN §3 plus the API's transport codes).
+
+`status` is the HTTP status the web layer maps the code to; workflows never import the web layer."""
+from __future__ import annotations
+
+CODES: dict[str, tuple[int, str]] = {
+    # rules (DESIGN §3)
+    "invalid_id_number": (422, "The ID number is not a valid resident ID number"),
+    "grantor_not_eligible": (422, "The grantor is not an active, real-name verified employee-insurance member"),
+    "beneficiary_not_insured": (422, "The beneficiary is not actively insured"),
+    "relationship_not_allowed": (422, "The region does not allow this relationship"),
+    "self_binding": (422, "Grantor and beneficiary must be different people"),
+    "duplicate_binding": (422, "A binding between these two people is already in progress or active"),
+    "region_not_allowed": (422, "The two pooling regions may not share an account"),
+    "commitment_required": (422, "The grantor has not accepted the region's current commitment letter"),
+    "member_limit": (422, "The region's cap on family members is reached"),
+    "too_frequent": (429, "Too many binding changes for this person in the region's window"),
+    "not_your_binding": (403, "This actor may not do that to this binding"),
+    "illegal_transition": (409, "The binding's state does not allow this"),
+    # additions (API.md allows adding codes)
+    "name_mismatch": (422, "The name does not match the registry for that ID number"),
+    "reason_required": (422, "Operators and the system must give a reason"),
+    "unknown_region": (422, "No such pooling region"),
+    "region_not_served": (403, "This platform does not serve that region"),
+    "idempotency_key_reused": (422, "The Idempotency-Key was used with a different request"),
+    "validation_failed": (422, "The request body does not match the schema"),
+    # transport (API.md)
+    "malformed": (400, "The request is not well-formed JSON"),
+    "unauthorized": (401, "Missing or unknown credentials"),
+    "bad_signature": (401, "The webhook signature does not verify"),
+    "stale_timestamp": (401, "The webhook timestamp is outside the 5-minute tolerance"),
+    "not_found": (404, "No such resource"),
+    "conflict": (409, "A concurrent change won; retry with fresh state"),
+}
+
+
+class DomainError(Exception):
+    """A refused command. Nothing was written."""
+
+    def __init__(self, code: str, detail: str | None = None, **extra):
+        if code not in CODES:
+            raise ValueError(f"unknown error code {code!r}")
+        self.code = code
+        self.status, self.title = CODES[code]
+        self.detail = detail or self.title
+        self.extra = extra
+        super().__init__(f"{code}: {self.detail}")

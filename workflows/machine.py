@@ -1,0 +1,97 @@
+"""The binding state machine (DESIGN §2): one `transitions.Machine` definition shared by every binding.
+
+A command adds the ORM row with `initial=row.state`, fires one trigger, and removes the row again, so
+the machine never holds more than the rows in flight. `auto_transitions=False` (no `to_<state>` back
+doors) and invalid triggers raise. Destinations that depend on facts (guardian path, attempts used up)
+are conditions on keyword arguments the command passes in; the machine itself does no I/O."""
+from __future__ import annotations
+
+import threading
+
+from transitions import Machine, MachineError
+
+from .errors import DomainError
+
+NEW = "new"  # the pseudo-state of a row being created; never stored
+STATES = ["new", "invited", "face_verified", "accepted", "authorized",
+          "unbound", "declined", "cancelled", "expired", "verification_failed", "rejected"]
+TERMINAL = frozenset({"unbound", "declined", "cancelled", "expired", "verification_failed", "rejected"})
+ACTIVE = frozenset({"invited", "face_verified", "accepted", "authorized"})
+PENDING = ("invited", "face_verified")
+LIVE = ("accepted", "authorized")
+
+
+def _flag(name):
+    def check(event_data) -> bool:
+        return bool(event_data.kwargs.get(name))
+    check.__name__ = name
+    return check
+
+
+TRANSITIONS = [
+    {"trigger": "invite", "source": NEW, "dest": "accepted", "conditions": _flag("guardian")},
+    {"trigger": "invite", "source": NEW, "dest": "invited"},
+    {"trigger": "start_verification", "source": "invited", "dest": "invited"},
+    {"trigger": "verification_passed", "source": "invited", "dest": "face_verified"},
+    {"trigger": "verification_failed", "source": "invited", "dest": "verification_failed",
+     "conditions": _flag("attempts_exhausted")},
+    {"trigger": "verification_failed", "source": "invited", "dest": "invited"},
+    {"trigger": "accept", "source": "face_verified", "dest": "accepted"},
+    {"trigger": "decline", "source": list(PENDING), "dest": "declined"},
+    {"trigger": "cancel", "source": list(PENDING), "dest": "cancelled"},
+    {"trigger": "expire", "source": list(PENDING), "dest": "expired"},
+    {"trigger": "reject", "source": list(PENDING), "dest": "rejected"},
+    {"trigger": "authorize", "source": list(LIVE), "dest": "authorized"},
+    {"trigger": "unbind", "source": list(LIVE), "dest": "unbound"},
+]
+EVENTS = tuple(dict.fromkeys(t["trigger"] for t in TRANSITIONS))
+
+# who may fire which event: a person's role in the binding, or the actor kind (DESIGN §3)
+EVENT_ROLES: dict[str, frozenset[str]] = {
+    "invite": frozenset({"grantor"}),
+    "start_verification": frozenset({"beneficiary"}),
+    "verification_passed": frozenset({"verifier"}),
+    "verification_failed": frozenset({"verifier", "system"}),
+    "accept": frozenset({"beneficiary"}),
+    "decline": frozenset({"beneficiary"}),
+    "cancel": frozenset({"grantor"}),
+    "expire": frozenset({"system", "operator"}),
+    "reject": frozenset({"system"}),
+    "authorize": frozenset({"grantor"}),
+    "unbind": frozenset({"grantor", "beneficiary", "operator", "system"}),
+}
+
+MACHINE = Machine(model=None, states=STATES, transitions=TRANSITIONS, initial=NEW,
+                  auto_transitions=False, ignore_invalid_triggers=False, send_event=True,
+                  model_attribute="state")
+_lock = threading.Lock()  # guards the shared model list only; triggers run outside it
+
+
+def sources(event: str) -> frozenset[str]:
+    """States from which `event` is a listed transition."""
+    return frozenset(s for s in STATES if MACHINE.events[event].transitions.get(s))
+
+
+def allowed(state: str, event: str) -> bool:
+    return event in MACHINE.events and bool(MACHINE.events[event].transitions.get(state))
+
+
+def fire(row, event: str, **facts) -> tuple[str, str]:
+    """Fire `event` on `row` through the shared machine; returns (from, to). Illegal → 409."""
+    if not allowed(row.state, event):
+        raise DomainError("illegal_transition", f"{event} is not possible in state {row.state}")
+    before = row.state
+    keys = set(vars(row))
+    with _lock:
+        MACHINE.add_model(row, initial=row.state)
+    try:
+        row.trigger(event, **facts)
+    except MachineError as exc:  # pragma: no cover - allowed() above already refuses these
+        raise DomainError("illegal_transition", str(exc)) from None
+    finally:
+        with _lock:
+            MACHINE.remove_model(row)
+        for key in set(vars(row)) - keys:  # drop the trigger attributes add_model bound to the row
+            if key != "state":
+                delattr(row, key)
+    return before, row.state

@@ -1,0 +1,102 @@
+"""Persons as the platforms report them: upsert from a registry, look-up by ID number, the family view.
+
+The ID number is normalized and validated, then stored encrypted with its keyed hash; answers carry the
+masked forms only. A province platform may only write persons insured in its provinces."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, joinedload
+
+from models import Binding, Person, Region
+from models.crypto import lookup_hash
+from models.persons import INSURANCE_STATUSES, INSURANCE_TYPES
+from models.types import utcnow
+
+from . import idnumbers
+from .errors import DomainError
+from .rules import PersonFacts
+from .unit import command
+from .views import binding_view, person_view
+
+_PROVINCE_CACHE: dict[str, str] = {}
+
+
+def province_of(session: Session, region_code: str) -> str:
+    if region_code not in _PROVINCE_CACHE:
+        region = session.get(Region, region_code)
+        if region is None:
+            raise DomainError("unknown_region", f"no pooling region {region_code}")
+        _PROVINCE_CACHE[region_code] = region.province_code
+    return _PROVINCE_CACHE[region_code]
+
+
+def facts(session: Session, p: Person | None) -> PersonFacts | None:
+    if p is None:
+        return None
+    return PersonFacts(id=p.id, insurance_type=p.insurance_type, insurance_status=p.insurance_status,
+                       real_name_verified=p.real_name_verified, deceased=p.deceased, region_code=p.region_code,
+                       province_code=province_of(session, p.region_code))
+
+
+def by_number(session: Session, number: str, *, lock: bool = False) -> Person | None:
+    query = sa.select(Person).where(Person.id_number_hash == lookup_hash(number))
+    return session.scalar(query.with_for_update() if lock else query)
+
+
+def upsert(db, data: dict, *, platform, now=None) -> tuple[dict, bool]:
+    """Create or update a person from a platform's registry; returns (masked view, created)."""
+    now = now or utcnow()
+    number = idnumbers.validate(data.get("id_number", ""), today=now.date())
+    if data.get("insurance_type") not in INSURANCE_TYPES or data.get("insurance_status") not in INSURANCE_STATUSES:
+        raise DomainError("validation_failed", "insurance_type or insurance_status is not a known value")
+    balance = data.get("balance_fen")
+    if balance is not None and (not isinstance(balance, int) or isinstance(balance, bool) or balance < 0):
+        raise DomainError("validation_failed", "balance_fen is a non-negative integer")
+    name = (data.get("name") or "").strip()
+    if not name:
+        raise DomainError("validation_failed", "name is required")
+    with command(db, now=now) as cmd:
+        province = province_of(cmd.session, data.get("region_code") or "")
+        if platform is not None and not platform.serves(province):
+            raise DomainError("region_not_served", f"platform {platform.id} does not serve province {province}")
+        person = by_number(cmd.session, number, lock=True)
+        created = person is None
+        if created:
+            person = Person(id_number=number, id_number_hash=lookup_hash(number),
+                            id_number_masked=idnumbers.mask(number), created_at=now, balance_fen=0)
+            cmd.session.add(person)
+        person.name, person.name_masked = name, idnumbers.mask_name(name)
+        person.insurance_type, person.insurance_status = data["insurance_type"], data["insurance_status"]
+        person.region_code = data["region_code"]
+        person.real_name_verified = bool(data.get("real_name_verified", False))
+        if balance is not None:
+            person.balance_fen = balance
+        person.source_platform = platform.id if platform is not None else None
+        person.updated_at = now
+        cmd.session.flush()
+        return person_view(person), created
+
+
+def lookup(db, id_number: str) -> dict:
+    number = idnumbers.normalize(id_number)
+    with db() as session:
+        person = by_number(session, number)
+        if person is None:
+            raise DomainError("not_found", "no person with that ID number")
+        return person_view(person)
+
+
+def family(db, person_id: str) -> dict:
+    """Every binding where the person is grantor or beneficiary, newest first."""
+    with db() as session:
+        person = session.get(Person, person_id)
+        if person is None:
+            raise DomainError("not_found", f"no person {person_id}")
+        rows = session.scalars(
+            sa.select(Binding).where(sa.or_(Binding.grantor_id == person_id, Binding.beneficiary_id == person_id))
+            .options(joinedload(Binding.grantor), joinedload(Binding.beneficiary))
+            .order_by(Binding.created_at.desc())).unique().all()
+        return {"person": person_view(person),
+                "as_grantor": [binding_view(b, b.grantor, b.beneficiary) for b in rows if b.grantor_id == person_id],
+                "as_beneficiary": [binding_view(b, b.grantor, b.beneficiary) for b in rows
+                                   if b.beneficiary_id == person_id]}

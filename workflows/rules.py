@@ -1,0 +1,113 @@
+"""The eligibility rules of DESIGN §3 as pure functions over plain facts (no I/O), each raising its code.
+
+Commands gather the facts (persons, the policy in force, counts) inside their transaction and call these;
+unit tests call them directly. Policies are `workflows.policy.Policy` values: data, never code branches."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import DomainError
+
+RELATIONSHIPS = ("spouse", "parent", "child", "sibling", "grandparent", "grandchild")
+GUARDIAN_RELATIONSHIPS = ("child", "grandchild")  # the beneficiary is the grantor's child or grandchild
+GUARDIAN_AGE = 16
+
+
+@dataclass(frozen=True)
+class PersonFacts:
+    id: str
+    insurance_type: str
+    insurance_status: str
+    real_name_verified: bool
+    deceased: bool
+    region_code: str
+    province_code: str
+
+
+def check_not_self(grantor_number: str, beneficiary_number: str) -> None:
+    if grantor_number == beneficiary_number:
+        raise DomainError("self_binding")
+
+
+def check_grantor(g: PersonFacts | None) -> None:
+    if g is None:
+        raise DomainError("grantor_not_eligible", "the grantor is not in the insurance registry")
+    if g.deceased or not g.real_name_verified or g.insurance_type != "employee" or g.insurance_status != "active":
+        raise DomainError("grantor_not_eligible")
+
+
+def check_beneficiary(b: PersonFacts | None) -> None:
+    if b is None:
+        raise DomainError("beneficiary_not_insured", "the beneficiary is not in the insurance registry")
+    if b.deceased or b.insurance_type not in ("employee", "resident") or b.insurance_status != "active":
+        raise DomainError("beneficiary_not_insured")
+
+
+def check_relationship(relationship: str, grantor_policy, beneficiary_policy, *, guardian: bool) -> None:
+    if relationship not in RELATIONSHIPS:
+        raise DomainError("relationship_not_allowed", f"unknown relationship {relationship!r}")
+    for policy in {grantor_policy.id: grantor_policy, beneficiary_policy.id: beneficiary_policy}.values():
+        if relationship not in policy.allowed_relationships:
+            raise DomainError("relationship_not_allowed",
+                              f"{relationship} is not allowed in region {policy.region_code}")
+    if guardian and relationship not in GUARDIAN_RELATIONSHIPS:
+        raise DomainError("relationship_not_allowed",
+                          "a beneficiary under 16 must be the grantor's child or grandchild")
+
+
+def check_regions(g: PersonFacts, b: PersonFacts, grantor_policy, beneficiary_policy) -> None:
+    if g.region_code == b.region_code:
+        return
+    if g.province_code == b.province_code:
+        if grantor_policy.intra_province and beneficiary_policy.intra_province:
+            return
+        raise DomainError("region_not_allowed", "the province does not allow sharing across its pooling regions")
+    if grantor_policy.cross_province and beneficiary_policy.cross_province:
+        return
+    raise DomainError("region_not_allowed", "sharing across provinces needs both provinces to allow it")
+
+
+def check_commitment(given: str | None, policy) -> None:
+    if given != policy.commitment_version:
+        raise DomainError("commitment_required",
+                          f"accept commitment letter version {policy.commitment_version} first",
+                          commitment_version=policy.commitment_version)
+
+
+def check_member_limits(grantor_active: int, beneficiary_active: int, grantor_policy, beneficiary_policy) -> None:
+    if grantor_active >= grantor_policy.max_beneficiaries_per_grantor:
+        raise DomainError("member_limit", f"a grantor may share with at most "
+                          f"{grantor_policy.max_beneficiaries_per_grantor} family members")
+    if beneficiary_active >= beneficiary_policy.max_grantors_per_beneficiary:
+        raise DomainError("member_limit", f"a beneficiary may have at most "
+                          f"{beneficiary_policy.max_grantors_per_beneficiary} grantors")
+
+
+def check_frequency(changes_in_window: int, policy) -> None:
+    if changes_in_window >= policy.frequency_max_changes:
+        raise DomainError("too_frequent", f"at most {policy.frequency_max_changes} binding changes per "
+                          f"{policy.frequency_window_s} s", retry_after_s=policy.frequency_window_s)
+
+
+def check_amount(amount_fen: int | None) -> None:
+    if amount_fen is not None and (not isinstance(amount_fen, int) or isinstance(amount_fen, bool)
+                                   or amount_fen < 0):
+        raise DomainError("validation_failed", "amount_fen is a non-negative integer number of fen, or null")
+
+
+def role_of(actor, grantor_id: str, beneficiary_id: str) -> str:
+    """The actor's role in a binding: grantor, beneficiary, or its kind for non-person actors."""
+    if actor.kind != "person":
+        return actor.kind
+    if actor.id == grantor_id:
+        return "grantor"
+    if actor.id == beneficiary_id:
+        return "beneficiary"
+    return "stranger"
+
+
+def check_actor(event: str, role: str, allowed_roles, reason: str | None) -> None:
+    if role not in allowed_roles:
+        raise DomainError("not_your_binding", f"{role} may not {event} this binding")
+    if role in ("operator", "system") and not (reason or "").strip():
+        raise DomainError("reason_required")

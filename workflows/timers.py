@@ -1,0 +1,63 @@
+"""Durable timers: each pending binding carries its next deadline (`deadline_at`, `deadline_event`).
+
+Deadlines (seconds from the region policy): the invitation TTL → `expire`; an open face-verification
+attempt's timeout → `verification_timeout` (counts as a failed attempt). The sweeper takes due rows
+due-first in batches (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so sweepers never fire a timer twice) and
+costs O(due rows) through the partial index on `deadline_at`."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import joinedload
+
+from models import Binding
+from models.types import utcnow
+
+from .machine import PENDING
+
+
+def reschedule(row: Binding, attempt_deadline: datetime | None = None) -> None:
+    """Set the row's next deadline from its state, its invitation expiry and an open attempt."""
+    candidates = []
+    if row.state in PENDING:
+        if row.expires_at is not None:
+            candidates.append((row.expires_at, "expire"))
+        if attempt_deadline is not None and row.state == "invited":
+            candidates.append((attempt_deadline, "verification_timeout"))
+    row.deadline_at, row.deadline_event = min(candidates) if candidates else (None, None)
+
+
+def sweep(db, *, now: datetime | None = None, batch: int = 500) -> int:
+    """Fire up to `batch` due timers in one transaction; returns how many fired."""
+    from .unit import command  # late: unit imports views/machine, which is fine, but keep timers light
+    from .verification import timeout_attempt
+
+    now = now or utcnow()
+    with command(db, now=now) as cmd:
+        query = (sa.select(Binding).where(Binding.deadline_at <= now).order_by(Binding.deadline_at)
+                 .limit(batch).options(joinedload(Binding.grantor, innerjoin=True),
+                                       joinedload(Binding.beneficiary, innerjoin=True))
+                 .with_for_update(of=Binding, skip_locked=True))
+        rows = cmd.session.scalars(query).unique().all()
+        fired = 0
+        for row in rows:
+            with cmd.session.begin_nested():
+                if row.deadline_event == "expire":
+                    cmd.transition(row, "expire", cmd.timer, reason="invitation_ttl")
+                elif row.deadline_event == "verification_timeout":
+                    timeout_attempt(cmd, row)
+                else:  # unknown event: clear it rather than spin on it forever
+                    row.deadline_at, row.deadline_event = None, None
+                fired += 1
+    return fired
+
+
+def sweep_all(db, *, now: datetime | None = None, batch: int = 500) -> int:
+    """Sweep until nothing is due (the scheduler's tick)."""
+    total = 0
+    while True:
+        n = sweep(db, now=now, batch=batch)
+        total += n
+        if n < batch:
+            return total

@@ -1,0 +1,125 @@
+"""One command = one database transaction (`command()`), and the transition core every command shares.
+
+`Command.transition` fires the event through the shared machine, bumps the version (checked on UPDATE),
+reschedules the binding's timer, appends one history row and one outbox event. After commit the outbox
+ids are published. Integrity and version races become 409 `conflict` (or `duplicate_binding`)."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.exc import StaleDataError
+
+from models import Binding, Person, Transition
+from models.crypto import lookup_hash
+from models.types import utcnow
+
+from . import machine, outbox, timers
+from .actors import SYSTEM_TIMER, Actor
+from .errors import DomainError
+from .idnumbers import normalize
+from .views import binding_view
+
+EVENT_TYPES = {
+    "invite": "binding.invited", "start_verification": "binding.verification_requested",
+    "verification_passed": "binding.face_verified", "accept": "binding.accepted",
+    "decline": "binding.declined", "cancel": "binding.cancelled", "expire": "binding.expired",
+    "reject": "binding.rejected", "authorize": "binding.authorized", "unbind": "binding.unbound",
+}
+
+
+def event_type(event: str, dest: str) -> str:
+    if event == "verification_failed":
+        return "binding.verification_failed" if dest == "verification_failed" else \
+            "binding.verification_attempt_failed"
+    return EVENT_TYPES[event]
+
+
+class Command:
+    timer = SYSTEM_TIMER
+
+    def __init__(self, session, now: datetime):
+        self.session = session
+        self.now = now
+        self.messages = []
+
+    def lock_binding(self, binding_id: str) -> Binding:
+        query = (sa.select(Binding).where(Binding.id == binding_id)
+                 .options(joinedload(Binding.grantor, innerjoin=True),
+                          joinedload(Binding.beneficiary, innerjoin=True))
+                 .with_for_update(of=Binding))
+        row = self.session.scalars(query).unique().one_or_none()
+        if row is None:
+            raise DomainError("not_found", f"no binding {binding_id}")
+        return row
+
+    def resolve(self, actor) -> Actor:
+        """An Actor from an API actor object ({kind: person, id_number|id}); unknown persons get 403."""
+        if isinstance(actor, Actor):
+            return actor
+        if not isinstance(actor, dict) or actor.get("kind") != "person":
+            raise DomainError("not_your_binding", "platforms act for persons: actor.kind must be 'person'")
+        if actor.get("id"):
+            found = self.session.scalar(sa.select(Person.id).where(Person.id == actor["id"]))
+        else:
+            found = self.session.scalar(sa.select(Person.id).where(
+                Person.id_number_hash == lookup_hash(normalize(actor.get("id_number") or ""))))
+        if found is None:
+            raise DomainError("not_your_binding", "the actor is not a known person")
+        return Actor("person", found)
+
+    def authorize_actor(self, row: Binding, event: str, actor: Actor, reason: str | None) -> None:
+        from .rules import check_actor, role_of
+        check_actor(event, role_of(actor, row.grantor_id, row.beneficiary_id), machine.EVENT_ROLES[event], reason)
+
+    def transition(self, row: Binding, event: str, actor: Actor, *, channel: str | None = None,
+                   reason: str | None = None, attempt_deadline: datetime | None = None,
+                   extra: dict | None = None, **facts) -> tuple[str, str]:
+        before, after = machine.fire(row, event, **facts)
+        row.version = (row.version or 0) + 1
+        row.updated_at = self.now
+        if after in machine.TERMINAL:
+            row.ended_at, row.end_event = self.now, event
+        timers.reschedule(row, attempt_deadline)
+        self.session.add(Transition(binding=row, seq=row.version,
+                                    from_state=None if before == machine.NEW else before, to_state=after,
+                                    event=event, actor_kind=actor.kind, actor_id=actor.id, channel=channel,
+                                    reason=reason, at=self.now))
+        data = {"binding": binding_view(row, row.grantor, row.beneficiary),
+                "transition": {"event": event, "from": None if before == machine.NEW else before, "to": after,
+                               "actor": actor.as_dict(), "reason": reason}, **(extra or {})}
+        self.emit(event_type(event, after), data, binding_id=row.id, version=row.version)
+        return before, after
+
+    def emit(self, topic: str, data: dict, **kw) -> None:
+        self.messages.append(outbox.write(self.session, topic, self.now, data, **kw))
+
+
+def _integrity_code(exc: sa.exc.IntegrityError) -> str:
+    text = str(exc.orig)
+    if "uq_bindings_active_pair" in text or "bindings.grantor_id, bindings.beneficiary_id" in text:
+        return "duplicate_binding"
+    return "conflict"
+
+
+@contextmanager
+def command(db, *, now: datetime | None = None):
+    """Open one transaction for one command; commit on success, publish its outbox rows after."""
+    session = db()
+    cmd = Command(session, now or utcnow())
+    try:
+        with session.begin():
+            yield cmd
+    except sa.exc.IntegrityError as exc:
+        raise DomainError(_integrity_code(exc)) from exc
+    except StaleDataError:
+        raise DomainError("conflict", "the binding changed concurrently") from None
+    except sa.exc.OperationalError as exc:
+        if "deadlock" in str(exc.orig).lower() or "could not serialize" in str(exc.orig).lower():
+            raise DomainError("conflict", "a concurrent change won") from None
+        raise
+    finally:
+        session.close()
+    outbox.published([m.id for m in cmd.messages])
