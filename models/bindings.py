@@ -39,6 +39,7 @@ class Binding(Base):
     grantor_region: Mapped[str] = mapped_column(sa.String(6))
     beneficiary_region: Mapped[str] = mapped_column(sa.String(6))
     policy_id: Mapped[int] = mapped_column(sa.ForeignKey("region_policies.id"))
+    deduction_rank: Mapped[int | None] = mapped_column(sa.Integer)  # the beneficiary's chosen order, 1 first
     failed_verifications: Mapped[int] = mapped_column(sa.Integer, default=0)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # invitation TTL end
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -30,8 +30,8 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
-        sa.Index("ix_outbox_unrelayed", "created_at",
-                 sqlite_where=sa.text("relayed_at is null"), postgresql_where=sa.text("relayed_at is null")),
+        sa.Index("ix_outbox_pending", "id",
+                 sqlite_where=sa.text("processed_at is null"), postgresql_where=sa.text("processed_at is null")),
     )
 
 

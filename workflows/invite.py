@@ -39,7 +39,9 @@ def _changes_since(session, person_id: str, since) -> int:
 
 def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiary_name: str,
            relationship: str, commitment_version: str | None, channel: str = "app",
-           platform_id: str | None = None, now=None) -> dict:
+           platform=None, now=None) -> dict:
+    """Create a binding (`invited`, or `accepted` on the guardian path). `platform` (a PlatformInfo, or None
+    for internal callers) must serve the grantor's province."""
     with command(db, now=now) as cmd:
         today = cmd.now.astimezone(CHINA).date()
         g_number = idnumbers.validate(grantor_id_number, today=today)
@@ -57,6 +59,8 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
             raise DomainError("name_mismatch")
         g_policy = policy.in_force(s, grantor.region_code, cmd.now)
         b_policy = policy.in_force(s, beneficiary.region_code, cmd.now)
+        if platform is not None and not platform.serves(g_policy.province_code):
+            raise DomainError("region_not_served", f"platform {platform.id} does not serve the grantor's province")
         guardian = idnumbers.age_on(b_number, today) < rules.GUARDIAN_AGE
         rules.check_relationship(relationship, g_policy, b_policy, guardian=guardian)
         rules.check_regions(facts(s, grantor), facts(s, beneficiary), g_policy, b_policy)
@@ -75,7 +79,7 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
         grantor.commitment_version = commitment_version
         row = Binding(id=new_id("bnd"), grantor=grantor, beneficiary=beneficiary, relationship=relationship, state="new",
                       verification_method="guardian" if guardian else "face", channel=channel,
-                      platform_id=platform_id, version=0, province_code=g_policy.province_code,
+                      platform_id=platform.id if platform is not None else None, version=0, province_code=g_policy.province_code,
                       grantor_region=grantor.region_code, beneficiary_region=beneficiary.region_code,
                       policy_id=g_policy.id, failed_verifications=0, created_at=cmd.now, updated_at=cmd.now,
                       expires_at=None if guardian else cmd.now + timedelta(seconds=g_policy.invitation_ttl_s))

@@ -42,7 +42,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbox_binding_id'), ['binding_id'], unique=False)
-        batch_op.create_index('ix_outbox_unrelayed', ['created_at'], unique=False, sqlite_where=sa.text('relayed_at is null'), postgresql_where=sa.text('relayed_at is null'))
+        batch_op.create_index('ix_outbox_pending', ['id'], unique=False, sqlite_where=sa.text('processed_at is null'), postgresql_where=sa.text('processed_at is null'))
 
     op.create_table('persons',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -146,6 +146,7 @@ def upgrade() -> None:
     sa.Column('grantor_region', sa.String(length=6), nullable=False),
     sa.Column('beneficiary_region', sa.String(length=6), nullable=False),
     sa.Column('policy_id', sa.Integer(), nullable=False),
+    sa.Column('deduction_rank', sa.Integer(), nullable=True),
     sa.Column('failed_verifications', sa.Integer(), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('deadline_at', sa.DateTime(timezone=True), nullable=True),
@@ -233,7 +234,7 @@ def downgrade() -> None:
 
     op.drop_table('persons')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.drop_index('ix_outbox_unrelayed', sqlite_where=sa.text('relayed_at is null'), postgresql_where=sa.text('relayed_at is null'))
+        batch_op.drop_index('ix_outbox_pending', sqlite_where=sa.text('processed_at is null'), postgresql_where=sa.text('processed_at is null'))
         batch_op.drop_index(batch_op.f('ix_outbox_binding_id'))
 
     op.drop_table('outbox')

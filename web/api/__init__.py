@@ -1,0 +1,115 @@
+"""The platform JSON API under `/api/v1` (API.md): bearer-key authentication, JSON body parsing with
+pydantic, `Idempotency-Key` on writes, and a registry of endpoints from which the OpenAPI document is built."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import wraps
+
+from flask import Blueprint, Response, current_app, g, request
+from pydantic import BaseModel, ValidationError
+
+from workflows import idempotency, platforms
+from workflows.errors import DomainError
+
+from .problems import from_error, problem
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+PUBLIC = ("api.openapi", "api.problem_doc")
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    summary: str
+    body: type[BaseModel] | None
+    answer: type[BaseModel] | None
+    status: int
+    tag: str
+    errors: tuple[int, ...]
+
+
+ENDPOINTS: list[Endpoint] = []
+
+
+def db():
+    return current_app.extensions["gongji"]["db"]
+
+
+@bp.before_request
+def authenticate():
+    if request.endpoint in PUBLIC:
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return problem("unauthorized", "send Authorization: Bearer <platform api key>")
+    try:
+        g.platform = platforms.authenticate(db(), key.strip())
+    except DomainError as exc:
+        return from_error(exc)
+    return None
+
+
+def _json(status: int, payload) -> Response:
+    return Response(json.dumps(payload, ensure_ascii=False), status=status, mimetype="application/json")
+
+
+def parse(model: type[BaseModel]):
+    raw = request.get_data(cache=True)
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise DomainError("malformed", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise DomainError("malformed", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:  # report where and why, never the submitted value
+        errors = [{"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        raise DomainError("validation_failed", "the body does not match the schema", errors=errors) from None
+
+
+def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, status: int = 200,
+             tag: str = "bindings", errors: tuple[int, ...] = (400, 401, 404, 422)):
+    """Register a route; writes honour `Idempotency-Key`. The view returns a JSON-able payload."""
+    ENDPOINTS.append(Endpoint(method, path, summary, body, answer, status, tag, errors))
+    flask_path = path.replace("{", "<").replace("}", ">")
+
+    def wrap(view):
+        @wraps(view)
+        def run(**kwargs):
+            if body is not None:
+                kwargs["body"] = parse(body)
+            out = view(**kwargs)
+            code, payload = out if isinstance(out, tuple) else (status, out)
+            return _json(code, payload)
+
+        @wraps(view)
+        def with_key(**kwargs):
+            key = request.headers.get("Idempotency-Key")
+            if method == "GET" or key is None:
+                return run(**kwargs)
+            digest = idempotency.fingerprint(method, request.path, request.get_data(cache=True))
+            record_id, replay = idempotency.claim(db(), g.platform.id, key, digest)
+            if replay is not None:
+                resp = Response(replay[1], status=replay[0], mimetype="application/json")
+                resp.headers["Idempotent-Replayed"] = "true"
+                return resp
+            try:
+                resp = run(**kwargs)
+            except DomainError as exc:
+                resp = from_error(exc)
+            except Exception:
+                idempotency.finish(db(), record_id, 500, "")
+                raise
+            idempotency.finish(db(), record_id, resp.status_code, resp.get_data(as_text=True))
+            return resp
+
+        bp.add_url_rule(flask_path, view.__name__, with_key, methods=[method])
+        return view
+    return wrap
+
+
+from . import bindings, openapi, persons  # noqa: E402,F401  (registers the routes)

@@ -1,0 +1,81 @@
+"""Bindings: invite, read, history, and the lifecycle commands of API.md.
+
+A platform sees a binding only when it serves the grantor's or the beneficiary's province (the national
+platform sees all); anything else answers 404 so ids cannot be probed."""
+from __future__ import annotations
+
+from flask import g
+
+from workflows import commands, queries, verification
+from workflows.errors import DomainError
+from workflows.invite import invite as invite_command
+
+from . import db, endpoint
+from .schemas import (ActorBody, AuthorizeIn, BindingOut, HistoryOut, InviteIn, VerificationStarted)
+
+ALL = (400, 401, 403, 404, 409, 422, 429)
+
+
+def _visible(binding_id: str) -> dict:
+    view = queries.binding(db(), binding_id)
+    p = g.platform
+    if not (p.serves(view["grantor_region"][:2]) or p.serves(view["beneficiary_region"][:2])):
+        raise DomainError("not_found", f"no binding {binding_id}")
+    return view
+
+
+@endpoint("POST", "/bindings", "Invite: the grantor invites a close relative", body=InviteIn,
+          answer=BindingOut, status=201, errors=ALL)
+def invite(body: InviteIn):
+    return 201, invite_command(db(), platform=g.platform, **body.model_dump())
+
+
+@endpoint("GET", "/bindings/{binding_id}", "One binding with its verification attempts", answer=BindingOut,
+          errors=(401, 404))
+def get_binding(binding_id: str):
+    return _visible(binding_id)
+
+
+@endpoint("GET", "/bindings/{binding_id}/history", "The binding's transitions, in order", answer=HistoryOut,
+          errors=(401, 404))
+def history(binding_id: str):
+    _visible(binding_id)
+    return queries.history(db(), binding_id)
+
+
+@endpoint("POST", "/bindings/{binding_id}/verification", "The beneficiary starts face verification",
+          body=ActorBody, answer=VerificationStarted, status=202, errors=ALL)
+def start_verification(binding_id: str, body: ActorBody):
+    _visible(binding_id)
+    return 202, verification.start_verification(db(), binding_id, body.actor.model_dump(),
+                                                channel=body.channel)
+
+
+def _command(name: str, summary: str, path: str):
+    fire = getattr(commands, name)
+
+    def view(binding_id: str, body: ActorBody):
+        _visible(binding_id)
+        return fire(db(), binding_id, body.actor.model_dump(), **_extra(name, body))
+    view.__name__ = name
+    endpoint("POST", path, summary, body=ActorBody, answer=BindingOut, errors=ALL)(view)
+
+
+def _extra(name: str, body: ActorBody) -> dict:
+    extra = {"channel": body.channel}
+    if name in ("decline", "cancel", "unbind"):
+        extra["reason"] = body.reason
+    return extra
+
+
+_command("accept", "The beneficiary accepts after face verification", "/bindings/{binding_id}/accept")
+_command("decline", "The beneficiary declines", "/bindings/{binding_id}/decline")
+_command("cancel", "The grantor withdraws the invitation", "/bindings/{binding_id}/cancel")
+_command("unbind", "Either side ends the binding", "/bindings/{binding_id}/unbind")
+
+
+@endpoint("PUT", "/bindings/{binding_id}/authorization", "The grantor sets the authorized amount (fen; "
+          "null = whole balance)", body=AuthorizeIn, answer=BindingOut, errors=ALL)
+def authorization(binding_id: str, body: AuthorizeIn):
+    _visible(binding_id)
+    return commands.authorize(db(), binding_id, body.actor.model_dump(), body.amount_fen, channel=body.channel)

@@ -1,0 +1,74 @@
+"""`/api/v1/openapi.json`, built from the endpoint registry and the pydantic schemas, and
+`/api/v1/problems/<code>` documenting each error code. Both are public (no key needed)."""
+from __future__ import annotations
+
+from flask import jsonify
+
+from workflows.errors import CODES, DomainError
+
+from . import ENDPOINTS, bp
+from .schemas import Problem
+from .webhook_doc import WEBHOOK_PATHS
+
+REF = "#/components/schemas/{model}"
+
+
+def _schema(model, components: dict) -> dict:
+    schema = model.model_json_schema(ref_template=REF, by_alias=True)
+    for name, sub in schema.pop("$defs", {}).items():
+        components[name] = sub
+    components[model.__name__] = schema
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def document() -> dict:
+    components: dict = {}
+    problem_ref = _schema(Problem, components)
+    paths: dict = {}
+    for ep in ENDPOINTS:
+        op = {"summary": ep.summary, "tags": [ep.tag], "operationId": f"{ep.method.lower()}_{ep.path}",
+              "security": [{"platformKey": []}], "responses": {}}
+        params = [seg[1:-1] for seg in ep.path.split("/") if seg.startswith("{")]
+        if params:
+            op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                                for p in params]
+        if ep.method != "GET":
+            op.setdefault("parameters", []).append(
+                {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string",
+                 "maxLength": 255}, "description": "same key + same body → the stored answer"})
+        if ep.body is not None:
+            op["requestBody"] = {"required": True,
+                                 "content": {"application/json": {"schema": _schema(ep.body, components)}}}
+        ok = {"description": "OK"}
+        if ep.answer is not None:
+            ok["content"] = {"application/json": {"schema": _schema(ep.answer, components)}}
+        op["responses"][str(ep.status)] = ok
+        for status in ep.errors:
+            codes = sorted(c for c, (s, _t) in CODES.items() if s == status)
+            op["responses"][str(status)] = {"description": "codes: " + ", ".join(codes),
+                                            "content": {"application/problem+json": {"schema": problem_ref}}}
+        paths.setdefault("/api/v1" + ep.path, {})[ep.method.lower()] = op
+    paths.update(WEBHOOK_PATHS(problem_ref))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Gongji (共济) platform API", "version": "1.0.0",
+                 "description": "Family mutual aid of employee medical-insurance personal accounts. Amounts are "
+                                "integer fen. ID numbers travel only in bodies and come back masked."},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {"schemas": components,
+                       "securitySchemes": {"platformKey": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(document())
+
+
+@bp.get("/problems/<code>")
+def problem_doc(code: str):
+    if code not in CODES:
+        raise DomainError("not_found", "no such problem code")
+    status, title = CODES[code]
+    return jsonify({"code": code, "status": status, "title": title})

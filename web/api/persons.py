@@ -1,0 +1,47 @@
+"""Persons and regions: upsert from a platform's registry, look-up by ID number (never in a URL),
+the family view, the deduction order, and the policy in force for a pooling region."""
+from __future__ import annotations
+
+from flask import g
+
+from workflows import persons, policy, queries
+from workflows.errors import DomainError
+from models.types import utcnow
+
+from . import db, endpoint
+from .schemas import DeductionOrderIn, DeductionOrderOut, FamilyOut, LookupIn, PersonIn, PersonOut, RegionOut
+
+
+@endpoint("POST", "/persons", "Create or update a person from the platform's registry", body=PersonIn,
+          answer=PersonOut, status=201, tag="persons", errors=(400, 401, 403, 422))
+def upsert_person(body: PersonIn):
+    view, created = persons.upsert(db(), body.model_dump(), platform=g.platform)
+    return (201 if created else 200), view
+
+
+@endpoint("POST", "/persons/lookup", "Find a person by ID number (sent in the body, never the URL)",
+          body=LookupIn, answer=PersonOut, tag="persons")
+def lookup_person(body: LookupIn):
+    return persons.lookup(db(), body.id_number)
+
+
+@endpoint("GET", "/persons/{person_id}/bindings", "The family view: bindings where the person is grantor "
+          "or beneficiary", answer=FamilyOut, tag="persons", errors=(401, 404))
+def person_bindings(person_id: str):
+    return persons.family(db(), person_id)
+
+
+@endpoint("PUT", "/persons/{person_id}/deduction-order", "The beneficiary's order of grantors to pay from",
+          body=DeductionOrderIn, answer=DeductionOrderOut, tag="persons", errors=(400, 401, 403, 404, 422))
+def deduction_order(person_id: str, body: DeductionOrderIn):
+    return queries.set_deduction_order(db(), person_id, body.binding_ids)
+
+
+@endpoint("GET", "/regions/{code}", "The policy in force for a pooling region (统筹区)", answer=RegionOut,
+          tag="regions", errors=(401, 404))
+def region(code: str):
+    with db()() as session:
+        try:
+            return policy.in_force(session, code, utcnow()).as_api()
+        except DomainError as exc:
+            raise DomainError("not_found", exc.detail) from None

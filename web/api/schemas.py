@@ -1,0 +1,180 @@
+"""Request bodies (validated with pydantic) and answer shapes (for the OpenAPI document).
+
+Amounts are integer fen. Relationship values: spouse, parent, child, sibling, grandparent, grandchild —
+the relation of the beneficiary to the grantor (`child`: the beneficiary is the grantor's child)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_NUMBER = Field(description="18-character resident ID number (GB 11643-1999); never put it in a URL",
+                  min_length=1, max_length=32)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ActorIn(Body):
+    kind: Literal["person"] = Field(description="platforms act for persons they have real-name verified")
+    id_number: str | None = ID_NUMBER
+    id: str | None = Field(None, description="or the person's opaque id (psn_…)")
+
+
+class PersonIn(Body):
+    id_number: str = ID_NUMBER
+    name: str = Field(min_length=1, max_length=64)
+    insurance_type: Literal["employee", "resident", "none"]
+    insurance_status: Literal["active", "suspended", "ended"]
+    region_code: str = Field(pattern=r"^\d{6}$", description="pooling region (统筹区) where insured, e.g. 320100")
+    real_name_verified: bool = False
+    balance_fen: int | None = Field(None, ge=0, strict=True, description="personal account balance, fen")
+
+
+class LookupIn(Body):
+    id_number: str = ID_NUMBER
+
+
+class DeductionOrderIn(Body):
+    binding_ids: list[str] = Field(max_length=50)
+
+
+class InviteIn(Body):
+    grantor_id_number: str = ID_NUMBER
+    beneficiary_id_number: str = ID_NUMBER
+    beneficiary_name: str = Field(min_length=1, max_length=64)
+    relationship: str = Field(description="spouse | parent | child | sibling | grandparent | grandchild",
+                              max_length=16)
+    commitment_version: str | None = Field(None, max_length=32,
+                                           description="the commitment letter (承诺书) version the grantor accepted")
+    channel: Literal["app", "counter"] = "app"
+
+
+class ActorBody(Body):
+    actor: ActorIn
+    reason: str | None = Field(None, max_length=500)
+    channel: Literal["app", "counter"] | None = None
+
+
+class AuthorizeIn(ActorBody):
+    amount_fen: int | None = Field(..., ge=0, le=10**13, strict=True,
+                                   description="authorized cap in fen; null = the whole balance")
+
+
+class PersonRef(BaseModel):
+    id: str
+    id_number_masked: str = Field(examples=["320***********123X"])
+    name_masked: str = Field(examples=["张*"])
+    region_code: str
+
+
+class PersonOut(PersonRef):
+    insurance_type: str
+    insurance_status: str
+    real_name_verified: bool
+    balance_fen: int
+    commitment_version: str | None
+    deceased: bool
+    updated_at: str
+
+
+class VerificationOut(BaseModel):
+    verification_id: str
+    attempt_no: int
+    status: Literal["pending", "passed", "failed", "timed_out"]
+    opened_at: str
+    deadline_at: str
+    completed_at: str | None
+    reason: str | None
+    verifier_id: str | None
+
+
+class BindingOut(BaseModel):
+    id: str
+    state: Literal["invited", "face_verified", "accepted", "authorized", "unbound", "declined", "cancelled",
+                   "expired", "verification_failed", "rejected"]
+    version: int
+    grantor: PersonRef
+    beneficiary: PersonRef
+    relationship: str
+    verification_method: Literal["face", "guardian"]
+    channel: str
+    authorized_amount_fen: int | None
+    authorization: Literal["amount", "whole_balance"] | None
+    failed_verifications: int
+    deadline_at: str | None
+    deadline_event: str | None
+    expires_at: str | None
+    province_code: str
+    grantor_region: str
+    beneficiary_region: str
+    policy_id: int
+    platform_id: str | None
+    created_at: str
+    updated_at: str
+    ended_at: str | None
+    end_event: str | None
+    verifications: list[VerificationOut] | None = None
+
+
+class TransitionOut(BaseModel):
+    seq: int
+    from_: str | None = Field(alias="from")
+    to: str
+    event: str
+    actor: dict
+    channel: str | None
+    reason: str | None
+    at: str
+
+
+class HistoryOut(BaseModel):
+    binding_id: str
+    transitions: list[TransitionOut]
+
+
+class VerificationStarted(BaseModel):
+    verification_id: str
+    state: str
+    attempt: VerificationOut
+    binding: BindingOut
+
+
+class FamilyOut(BaseModel):
+    person: PersonOut
+    as_grantor: list[BindingOut]
+    as_beneficiary: list[BindingOut]
+
+
+class DeductionOrderOut(BaseModel):
+    person_id: str
+    binding_ids: list[str]
+
+
+class RegionOut(BaseModel):
+    code: str
+    name: str
+    province_code: str
+    platform: str | None
+    policy_version: int
+    effective_from: str
+    commitment_version: str
+    allowed_relationships: list[str]
+    intra_province: bool
+    cross_province: bool
+    invitation_ttl_s: int
+    verification_timeout_s: int
+    max_verification_attempts: int
+    member_limits: dict
+    frequency_limit: dict
+    deduction_order_policy: str
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None

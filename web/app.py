@@ -1,0 +1,33 @@
+"""The Flask app factory. The database session factory, engine and settings live in
+`app.extensions["gongji"]`; views take a session per command from it (commands own their transactions)."""
+from __future__ import annotations
+
+from flask import Flask
+
+from models import db as models_db
+from models.settings import Settings
+
+from . import health
+from .api import bp as api_bp
+from .api import problems
+from .webhooks import bp as webhooks_bp
+
+MAX_BODY = 1 << 20  # bytes
+
+
+def create_app(settings: Settings | None = None, *, db=None, engine=None) -> Flask:
+    settings = settings or Settings.from_env()
+    if db is None:
+        engine, db = models_db.from_settings(settings)
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=MAX_BODY,
+                      SESSION_COOKIE_SECURE=not settings.dev_mode, SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SAMESITE="Lax")
+    app.json.ensure_ascii = False
+    app.extensions["gongji"] = {"db": db, "engine": engine, "settings": settings}
+    problems.register(app)
+    health.instrument(app)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(webhooks_bp)
+    app.register_blueprint(health.bp)
+    return app

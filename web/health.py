@@ -1,0 +1,57 @@
+"""`/healthz` (the process answers), `/readyz` (the database answers; Redis too when configured) and
+`/metrics` (Prometheus text format)."""
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+bp = Blueprint("health", __name__)
+REQUESTS = Counter("gongji_http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
+LATENCY = Histogram("gongji_http_request_seconds", "HTTP request latency (s)", ["endpoint"])
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    ext = current_app.extensions["gongji"]
+    checks = {}
+    try:
+        with ext["engine"].connect() as conn:
+            conn.execute(sa.text("select 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - report, do not crash the probe
+        checks["database"] = f"error: {type(exc).__name__}"
+    if ext["settings"].redis_url:
+        try:
+            import redis
+            redis.Redis.from_url(ext["settings"].redis_url, socket_timeout=1).ping()
+            checks["redis"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["redis"] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return jsonify({"status": "ok" if ok else "unavailable", "checks": checks}), (200 if ok else 503)
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+
+def instrument(app) -> None:
+    @app.before_request
+    def _start():
+        g._t0 = time.perf_counter()
+
+    @app.after_request
+    def _count(resp):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(request.method, endpoint, str(resp.status_code)).inc()
+        LATENCY.labels(endpoint).observe(time.perf_counter() - getattr(g, "_t0", time.perf_counter()))
+        return resp

@@ -1,0 +1,52 @@
+"""`POST /webhooks/<platform>`: Standard Webhooks verification of the raw bytes (5-minute tolerance),
+then the webhook is stored (deduplicated on webhook-id) and answered; a worker processes it.
+
+The only state-changing route without a CSRF token: the signature is its authentication."""
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, current_app, request
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from workflows import platforms, webhooks
+from workflows.errors import DomainError
+
+from .api.problems import problem
+
+bp = Blueprint("webhooks", __name__)
+HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+@bp.post("/webhooks/<platform_id>")
+def receive(platform_id: str):
+    db = current_app.extensions["gongji"]["db"]
+    try:
+        platform = platforms.get(db, platform_id)
+    except DomainError:
+        return problem("not_found", "unknown platform")
+    headers = {h: request.headers.get(h, "") for h in HEADERS}
+    if not all(headers.values()):
+        return problem("bad_signature", "webhook-id, webhook-timestamp and webhook-signature are required")
+    raw = request.get_data(cache=False)
+    try:
+        Webhook(platform.webhook_secret).verify(raw, headers, json_parse=False)
+    except WebhookVerificationError as exc:
+        code = "stale_timestamp" if "timestamp" in str(exc).lower() else "bad_signature"
+        return problem(code, str(exc))
+    except ValueError:  # a malformed signature header raises ValueError in standardwebhooks 1.1
+        return problem("bad_signature", "the webhook-signature header is malformed")
+    try:
+        payload = json.loads(raw)
+        event_type = payload["type"]
+        if not isinstance(event_type, str) or not isinstance(payload.get("data"), dict):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        return problem("malformed", "the body is {type, data} JSON")
+    if event_type not in webhooks.TYPES:
+        return problem("validation_failed", "unknown webhook type")
+    row_id, duplicate = webhooks.receive(db, platform=platform, webhook_id=headers["webhook-id"], body=raw,
+                                         headers=headers, event_type=event_type)
+    status = 200 if duplicate else 202
+    return Response(json.dumps({"received": row_id, "duplicate": duplicate}), status=status,
+                    mimetype="application/json")

@@ -1,0 +1,16 @@
+"""The production WSGI entry point (`gunicorn web.wsgi:app`) and, with `web/cli.py`, one of the two
+composition roots: it wires the Redis broker so that a command's outbox rows are enqueued right after
+its commit. Without GONGJI_REDIS_URL nothing is enqueued here and the scheduler's relay pass sends them."""
+from models.settings import Settings
+
+from .app import create_app
+
+settings = Settings.from_env()
+if settings.redis_url:
+    from workers import broker, relay
+
+    broker.setup(settings)
+    from workers import actors  # noqa: F401  (the actor must exist on the broker before sending)
+
+    relay.install()
+app = create_app(settings)

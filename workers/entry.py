@@ -1,0 +1,11 @@
+"""Module given to the `dramatiq` CLI by `gongji worker`: broker from the environment, then the actors."""
+from models.settings import Settings
+
+from . import broker, relay, runtime
+
+_settings = Settings.from_env()
+broker.setup(_settings)
+runtime.configure(_settings)
+relay.install()  # an actor's own commands (e.g. applying a webhook) publish their outbox rows at once
+
+from . import actors  # noqa: E402,F401

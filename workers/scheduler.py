@@ -1,0 +1,56 @@
+"""`gongji scheduler`: the one periodic driver — fires due timers and runs the outbox relay pass.
+
+Exactly one scheduler should tick at a time. On PostgreSQL a session-level advisory lock enforces it:
+a second scheduler waits as a hot standby and takes over when the first one's connection goes away.
+(Two sweepers would still be safe — SKIP LOCKED — but would only compete.) Intervals are seconds."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import sqlalchemy as sa
+
+from workflows import timers
+
+from . import relay
+
+log = logging.getLogger(__name__)
+LOCK_KEY = 0x60_6A_11  # advisory lock id of the scheduler
+
+
+def tick(db, *, batch: int = 500, relay_every: int = 2, n: int = 0) -> int:
+    fired = timers.sweep_all(db, batch=batch)
+    if n % relay_every == 0:
+        relay.relay_pass(db)
+    return fired
+
+
+def run(db, engine: sa.Engine, *, interval_s: float = 1.0, batch: int = 500,
+        stop: threading.Event | None = None) -> None:
+    stop = stop or threading.Event()
+    holder = None
+    if engine.dialect.name == "postgresql":
+        holder = engine.connect()
+        while not stop.is_set():
+            if holder.execute(sa.text("select pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar():
+                holder.commit()
+                log.info("scheduler lock taken; this scheduler is active")
+                break
+            holder.rollback()
+            stop.wait(5.0)
+    n = 0
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                fired = tick(db, batch=batch, n=n)
+                if fired:
+                    log.info("fired %d timers", fired)
+            except Exception:
+                log.exception("scheduler tick failed; retrying next tick")
+            n += 1
+            stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
+    finally:
+        if holder is not None:
+            holder.close()

@@ -1,0 +1,61 @@
+"""Read side for the API: one binding with its verification attempts, its history, and the
+beneficiary's deduction order (a write, but not a state transition: it changes no binding state)."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import joinedload
+
+from models import Binding, Person, Transition, VerificationAttempt
+
+from .errors import DomainError
+from .unit import command
+from .views import attempt_view, binding_view, transition_view
+
+LIVE = ("accepted", "authorized")
+
+
+def _binding(session, binding_id: str) -> Binding:
+    row = session.scalars(sa.select(Binding).where(Binding.id == binding_id)
+                          .options(joinedload(Binding.grantor), joinedload(Binding.beneficiary))).unique().one_or_none()
+    if row is None:
+        raise DomainError("not_found", f"no binding {binding_id}")
+    return row
+
+
+def binding(db, binding_id: str) -> dict:
+    with db() as s:
+        row = _binding(s, binding_id)
+        attempts = s.scalars(sa.select(VerificationAttempt).where(VerificationAttempt.binding_id == binding_id)
+                             .order_by(VerificationAttempt.attempt_no)).all()
+        return {**binding_view(row, row.grantor, row.beneficiary),
+                "verifications": [attempt_view(a) for a in attempts]}
+
+
+def history(db, binding_id: str) -> dict:
+    with db() as s:
+        _binding(s, binding_id)
+        rows = s.scalars(sa.select(Transition).where(Transition.binding_id == binding_id)
+                         .order_by(Transition.seq)).all()
+        return {"binding_id": binding_id, "transitions": [transition_view(t) for t in rows]}
+
+
+def set_deduction_order(db, person_id: str, binding_ids: list[str]) -> dict:
+    """The beneficiary orders their live bindings; unlisted live bindings follow, newest first."""
+    if len(set(binding_ids)) != len(binding_ids):
+        raise DomainError("validation_failed", "binding_ids has duplicates")
+    with command(db) as cmd:
+        person = cmd.session.scalar(sa.select(Person).where(Person.id == person_id).with_for_update())
+        if person is None:
+            raise DomainError("not_found", f"no person {person_id}")
+        live = cmd.session.scalars(sa.select(Binding).where(Binding.beneficiary_id == person_id,
+                                                            Binding.state.in_(LIVE))
+                                   .order_by(Binding.created_at.desc())).all()
+        by_id = {b.id: b for b in live}
+        unknown = [i for i in binding_ids if i not in by_id]
+        if unknown:
+            raise DomainError("not_your_binding", "every id must be a live binding where this person is the "
+                              "beneficiary", binding_ids=unknown)
+        ordered = [by_id[i] for i in binding_ids] + [b for b in live if b.id not in binding_ids]
+        for rank, b in enumerate(ordered, start=1):
+            b.deduction_rank = rank
+        return {"person_id": person_id, "binding_ids": [b.id for b in ordered]}

@@ -1,0 +1,82 @@
+"""Inbound webhooks: stored first (with an outbox row that gets them processed), processed by a worker.
+
+`receive` runs inside the HTTP request after the signature was verified: one transaction stores the raw
+body (encrypted: it may carry ID numbers) and its headers, deduplicated on (platform, webhook-id).
+`process` applies it once; a rule refusal is a final outcome, anything else is retried by the worker."""
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+
+from models import ReceivedWebhook
+from models.types import utcnow
+
+from . import outbox
+from .errors import DomainError
+from .verification import record_verification_result
+
+TYPES = ("verification.completed", "person.updated", "person.deceased", "relationship.ended",
+         "binding.unbind_requested")
+# which platform kinds may send which type
+SENDERS = {"verification.completed": ("verifier",)}
+
+
+def receive(db, *, platform, webhook_id: str, body: bytes, headers: dict, event_type: str) -> tuple[int, bool]:
+    """Store a verified webhook; returns (row id, duplicate)."""
+    allowed = SENDERS.get(event_type, ("national", "province"))
+    if platform.kind not in allowed:
+        raise DomainError("not_your_binding", f"a {platform.kind} platform may not send {event_type}")
+    now = utcnow()
+    session = db()
+    try:
+        with session.begin():
+            existing = session.scalar(sa.select(ReceivedWebhook.id).where(
+                ReceivedWebhook.platform_id == platform.id, ReceivedWebhook.webhook_id == webhook_id))
+            if existing is not None:
+                return existing, True
+            row = ReceivedWebhook(platform_id=platform.id, webhook_id=webhook_id, type=event_type,
+                                  body=body.decode("utf-8"), headers=headers, received_at=now, attempts=0)
+            session.add(row)
+            session.flush()
+            msg = outbox.write(session, "webhook.received", now, {"received_webhook_id": row.id})
+        outbox.published([msg.id])
+        return row.id, False
+    except sa.exc.IntegrityError:  # the same webhook-id arrived concurrently: the other one stored it
+        with db() as s:
+            return s.scalar(sa.select(ReceivedWebhook.id).where(
+                ReceivedWebhook.platform_id == platform.id, ReceivedWebhook.webhook_id == webhook_id)), True
+    finally:
+        session.close()
+
+
+def _apply(db, row: ReceivedWebhook) -> str:
+    data = json.loads(row.body).get("data") or {}
+    if row.type == "verification.completed":
+        return record_verification_result(db, verification_id=str(data.get("verification_id")),
+                                          binding_id=str(data.get("binding_id")), result=data.get("result"),
+                                          verifier_id=row.platform_id, reason=data.get("reason"))
+    return "unsupported_type"  # person and relationship events: recorded, applied once supported
+
+
+def process(db, received_id: int) -> str:
+    """Apply a stored webhook once. Returns its outcome."""
+    with db.begin() as s:
+        row = s.get(ReceivedWebhook, received_id)
+        if row is None:
+            return "missing"
+        if row.processed_at is not None:
+            return row.outcome or "processed"
+        row.attempts += 1
+    try:
+        outcome = _apply(db, row)
+    except DomainError as exc:
+        outcome = exc.code
+    except Exception as exc:
+        with db.begin() as s:
+            s.get(ReceivedWebhook, received_id).last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        raise
+    with db.begin() as s:
+        stored = s.get(ReceivedWebhook, received_id)
+        stored.processed_at, stored.outcome = utcnow(), outcome
+    return outcome
