@@ -6,8 +6,8 @@ from __future__ import annotations
 import dramatiq
 
 from models import OutboxMessage
-from models.types import utcnow
 from workflows import webhooks
+from workflows.once import run_once
 
 from . import runtime
 from .broker import QUEUE
@@ -22,19 +22,4 @@ def _handle(topic: str, payload: dict) -> str:
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=10, min_backoff=1_000, max_backoff=300_000)
 def process_outbox(outbox_id: int) -> None:
-    db = runtime.db()
-    with db.begin() as s:
-        msg = s.get(OutboxMessage, outbox_id)
-        if msg is None or msg.processed_at is not None:
-            return
-        msg.attempts += 1
-        topic, payload = msg.topic, msg.payload
-    try:
-        _handle(topic, payload)
-    except Exception as exc:
-        with db.begin() as s:
-            s.get(OutboxMessage, outbox_id).last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        raise
-    with db.begin() as s:
-        row = s.get(OutboxMessage, outbox_id)
-        row.processed_at, row.last_error = utcnow(), None
+    run_once(runtime.db(), OutboxMessage, outbox_id, lambda msg: _handle(msg.topic, msg.payload))

@@ -14,6 +14,7 @@ from models.types import utcnow
 
 from . import outbox
 from .errors import DomainError
+from .once import run_once
 from .verification import record_verification_result
 
 TYPES = ("verification.completed", "person.updated", "person.deceased", "relationship.ended",
@@ -59,24 +60,15 @@ def _apply(db, row: ReceivedWebhook) -> str:
     return "unsupported_type"  # person and relationship events: recorded, applied once supported
 
 
+def _apply_final(db):
+    def work(row: ReceivedWebhook) -> str:
+        try:
+            return _apply(db, row)
+        except DomainError as exc:  # a refusal is the final outcome; other errors are retried
+            return exc.code
+    return work
+
+
 def process(db, received_id: int) -> str:
     """Apply a stored webhook once. Returns its outcome."""
-    with db.begin() as s:
-        row = s.get(ReceivedWebhook, received_id)
-        if row is None:
-            return "missing"
-        if row.processed_at is not None:
-            return row.outcome or "processed"
-        row.attempts += 1
-    try:
-        outcome = _apply(db, row)
-    except DomainError as exc:
-        outcome = exc.code
-    except Exception as exc:
-        with db.begin() as s:
-            s.get(ReceivedWebhook, received_id).last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        raise
-    with db.begin() as s:
-        stored = s.get(ReceivedWebhook, received_id)
-        stored.processed_at, stored.outcome = utcnow(), outcome
-    return outcome
+    return run_once(db, ReceivedWebhook, received_id, _apply_final(db))
