@@ -5,12 +5,15 @@ in the future or before 1900 is refused) and deliberately skip its birthplace-co
 retired after issuance would refuse a real citizen, and the insurance registry is the authority there."""
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
 from .errors import DomainError
+
+_SHAPE = re.compile(r"[0-9]{17}[0-9X]", re.ASCII)  # ASCII only: str.isdigit() admits any Unicode digit
 
 
 def normalize(raw: str) -> str:
@@ -21,7 +24,7 @@ def normalize(raw: str) -> str:
 def validate(raw: str, *, today: date) -> str:
     """The normalized number, or DomainError(invalid_id_number). The message never echoes the number."""
     number = normalize(raw)
-    if len(number) != 18 or not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
+    if not _SHAPE.fullmatch(number):
         raise DomainError("invalid_id_number", "an ID number has 17 digits and a digit or X")
     if number[17] != ric.calc_check_digit(number):
         raise DomainError("invalid_id_number", "the check digit does not match")
