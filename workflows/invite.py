@@ -76,7 +76,7 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
             since = cmd.now - timedelta(seconds=pol.frequency_window_s)
             rules.check_frequency(_changes_since(s, person.id, since), pol)
 
-        grantor.commitment_version = commitment_version
+        grantor.commitment_version, grantor.updated_at = commitment_version, cmd.now
         row = Binding(id=new_id("bnd"), grantor=grantor, beneficiary=beneficiary, relationship=relationship, state="new",
                       verification_method="guardian" if guardian else "face", channel=channel,
                       platform_id=platform.id if platform is not None else None, version=0, province_code=g_policy.province_code,

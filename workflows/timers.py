@@ -6,7 +6,8 @@ due-first in batches (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so sweepers never 
 costs O(due rows) through the partial index on `deadline_at`."""
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
@@ -15,6 +16,9 @@ from models import Binding
 from models.types import utcnow
 
 from .machine import PENDING
+
+log = logging.getLogger(__name__)
+RETRY_S = 300  # a timer that failed to fire is tried again after this many seconds
 
 
 def reschedule(row: Binding, attempt_deadline: datetime | None = None) -> None:
@@ -30,8 +34,7 @@ def reschedule(row: Binding, attempt_deadline: datetime | None = None) -> None:
 
 def sweep(db, *, now: datetime | None = None, batch: int = 500) -> int:
     """Fire up to `batch` due timers in one transaction; returns how many fired."""
-    from .unit import command  # late: unit imports views/machine, which is fine, but keep timers light
-    from .verification import timeout_attempt
+    from .unit import command  # late: unit imports this module
 
     now = now or utcnow()
     with command(db, now=now) as cmd:
@@ -42,22 +45,36 @@ def sweep(db, *, now: datetime | None = None, batch: int = 500) -> int:
         rows = cmd.session.scalars(query).unique().all()
         fired = 0
         for row in rows:
-            with cmd.session.begin_nested():
-                if row.deadline_event == "expire":
-                    cmd.transition(row, "expire", cmd.timer, reason="invitation_ttl")
-                elif row.deadline_event == "verification_timeout":
-                    timeout_attempt(cmd, row)
-                else:  # unknown event: clear it rather than spin on it forever
-                    row.deadline_at, row.deadline_event = None, None
+            sent = len(cmd.messages)
+            try:
+                with cmd.session.begin_nested():
+                    _fire(cmd, row)
                 fired += 1
+            except Exception:  # one bad row must not stop every other timer: retry it later, loudly
+                log.exception("timer %s of binding %s failed; retrying in %d s", row.deadline_event, row.id,
+                              RETRY_S)
+                del cmd.messages[sent:]  # their rows were rolled back with the savepoint
+                row.deadline_at = now + timedelta(seconds=RETRY_S)
     return fired
 
 
-def sweep_all(db, *, now: datetime | None = None, batch: int = 500) -> int:
-    """Sweep until nothing is due (the scheduler's tick)."""
+def _fire(cmd, row: Binding) -> None:
+    from .verification import timeout_attempt
+
+    if row.deadline_event == "expire":
+        cmd.transition(row, "expire", cmd.timer, reason="invitation_ttl")
+    elif row.deadline_event == "verification_timeout":
+        timeout_attempt(cmd, row)
+    else:  # unknown event: clear it rather than spin on it forever
+        row.deadline_at, row.deadline_event = None, None
+
+
+def sweep_all(db, *, now: datetime | None = None, batch: int = 500, max_rounds: int = 10_000) -> int:
+    """Sweep until nothing is due (the scheduler's tick); a fired timer may make another one due."""
     total = 0
-    while True:
+    for _ in range(max_rounds):
         n = sweep(db, now=now, batch=batch)
         total += n
-        if n < batch:
-            return total
+        if n == 0:
+            break
+    return total

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
-from models import Binding, Person, Transition
+from models import Binding, Person, Transition, VerificationAttempt
 from models.crypto import lookup_hash
 from models.types import utcnow
 
@@ -77,7 +77,14 @@ class Command:
     def transition(self, row: Binding, event: str, actor: Actor, *, channel: str | None = None,
                    reason: str | None = None, attempt_deadline: datetime | None = None,
                    extra: dict | None = None, **facts) -> tuple[str, str]:
+        if (row.state in machine.PENDING and row.expires_at is not None and self.now >= row.expires_at
+                and event != "expire" and actor != SYSTEM_TIMER):
+            raise DomainError("illegal_transition", "the invitation has expired")
         before, after = machine.fire(row, event, **facts)
+        if before == "invited" and after in machine.TERMINAL and not event.startswith("verification_"):
+            self.session.execute(sa.update(VerificationAttempt).where(
+                VerificationAttempt.binding_id == row.id, VerificationAttempt.status == "pending")
+                .values(status="abandoned", completed_at=self.now, reason=event))
         row.version = (row.version or 0) + 1
         row.updated_at = self.now
         if after in machine.TERMINAL:

@@ -1,0 +1,143 @@
+"""Helpers of the integration tier: a fixed clock, actors, set-up shortcuts, a thread race, history and
+table checks. Plain functions (imported as `from .support import ...`); fixtures are in conftest.py."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from models import Binding, OutboxMessage, Transition
+from workflows import invite as invite_mod
+from workflows import machine, verification
+
+# A fixed clock: every command gets `now=`, so no test depends on the wall clock.
+T0 = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)  # 10:00 in Asia/Shanghai
+TTL = timedelta(seconds=604800)  # Jiangsu's seeded invitation_ttl_s (regions.json policy_defaults)
+VERIFY_TIMEOUT = timedelta(seconds=600)  # seeded verification_timeout_s
+JS_COMMITMENT = "JS-2024-01"
+CONFLICT_CODES = {"illegal_transition", "conflict"}  # the 409 class
+
+
+def person(number: str) -> dict:
+    """The API's actor object for a person, by ID number."""
+    return {"kind": "person", "id_number": number}
+
+
+def invite(db, fam, *, relationship: str = "spouse", now: datetime = T0, **kw) -> dict:
+    return invite_mod.invite(db, grantor_id_number=fam.grantor, beneficiary_id_number=fam.beneficiary,
+                             beneficiary_name=fam.beneficiary_name, relationship=relationship,
+                             commitment_version=kw.pop("commitment_version", JS_COMMITMENT), now=now, **kw)
+
+
+def face_verified(db, fam, *, now: datetime = T0) -> str:
+    """Invite, open a verification and pass it: the binding id, in `face_verified`."""
+    bid = invite(db, fam, now=now)["id"]
+    v = verification.start_verification(db, bid, person(fam.beneficiary), now=now + timedelta(seconds=1))
+    outcome = verification.record_verification_result(db, verification_id=v["verification_id"], binding_id=bid,
+                                                       result="passed", verifier_id="facecheck",
+                                                       now=now + timedelta(seconds=2))
+    assert outcome == "passed"
+    return bid
+
+
+def accepted(db, fam, *, now: datetime = T0) -> str:
+    from workflows import commands
+    bid = face_verified(db, fam, now=now)
+    assert commands.accept(db, bid, person(fam.beneficiary), now=now + timedelta(seconds=3))["state"] == "accepted"
+    return bid
+
+
+# --- racing -------------------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    value: object = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def code(self) -> str | None:
+        return getattr(self.error, "code", None)
+
+
+def race(*fns, timeout: float = 60.0) -> list[Outcome]:
+    """Run each callable in its own thread, all released together by a barrier; their outcomes in order.
+
+    The timeout only guards against a hang (a deadlock fails the test); it never decides an outcome."""
+    barrier = threading.Barrier(len(fns))
+    outcomes = [Outcome() for _ in fns]
+
+    def run(i, fn):
+        try:
+            barrier.wait(timeout)
+            outcomes[i].value = fn()
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            outcomes[i].error = exc
+
+    threads = [threading.Thread(target=run, args=(i, fn), daemon=True) for i, fn in enumerate(fns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a racing command did not finish (deadlock?)"
+    for o in outcomes:
+        if o.error is not None and not hasattr(o.error, "code"):
+            raise o.error  # an unexpected exception (not a DomainError) is a failure of its own
+    return outcomes
+
+
+# --- history and tables -------------------------------------------------------------------------------
+
+def history(db, binding_id: str) -> list[Transition]:
+    with db() as s:
+        return list(s.scalars(sa.select(Transition).where(Transition.binding_id == binding_id)
+                              .order_by(Transition.seq, Transition.id)))
+
+
+def binding(db, binding_id: str) -> Binding:
+    with db() as s:
+        return s.get(Binding, binding_id)
+
+
+def assert_history_consistent(db, binding_id: str) -> list[Transition]:
+    """seq is 1..version without gaps or repeats; the states chain from `invited`/`accepted` (invite) to the
+    binding's current state; exactly one outbox event per version. Returns the history."""
+    row = binding(db, binding_id)
+    rows = history(db, binding_id)
+    assert [t.seq for t in rows] == list(range(1, row.version + 1)), "history seq must be 1..version"
+    assert rows[0].event == "invite" and rows[0].from_state is None
+    for prev, nxt in zip(rows, rows[1:]):
+        assert nxt.from_state == prev.to_state, f"history breaks between seq {prev.seq} and {nxt.seq}"
+    assert rows[-1].to_state == row.state
+    assert (row.state in machine.TERMINAL) == (row.ended_at is not None)
+    if row.state in machine.TERMINAL:
+        assert row.deadline_at is None and row.deadline_event is None
+        assert row.end_event == rows[-1].event
+    with db() as s:
+        versions = s.scalars(sa.select(OutboxMessage.binding_version)
+                             .where(OutboxMessage.binding_id == binding_id)
+                             .order_by(OutboxMessage.binding_version)).all()
+    assert versions == list(range(1, row.version + 1)), "one outbox event per transition"
+    return rows
+
+
+def user_tables(db) -> list[str]:
+    with db() as s:
+        names = sa.inspect(s.get_bind()).get_table_names()
+    return sorted(n for n in names if n != "alembic_version")
+
+
+def table_snapshot(db) -> dict[str, tuple[int, str]]:
+    """Row count and a digest of the full content of every table (PostgreSQL)."""
+    snap = {}
+    with db() as s:
+        for name in user_tables(db):
+            snap[name] = tuple(s.execute(sa.text(
+                f'SELECT count(*), coalesce(md5(string_agg(t::text, \'|\' ORDER BY t::text)), \'\') '
+                f'FROM "{name}" t')).one())
+    return snap
