@@ -86,6 +86,14 @@ def lookup(db, id_number: str) -> dict:
         return person_view(person)
 
 
+def get(db, person_id: str) -> dict:
+    with db() as session:
+        person = session.get(Person, person_id)
+        if person is None:
+            raise DomainError("not_found", f"no person {person_id}")
+        return person_view(person)
+
+
 def family(db, person_id: str) -> dict:
     """Every binding where the person is grantor or beneficiary, newest first."""
     with db() as session:

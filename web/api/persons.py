@@ -28,13 +28,22 @@ def lookup_person(body: LookupIn):
 @endpoint("GET", "/persons/{person_id}/bindings", "The family view: bindings where the person is grantor "
           "or beneficiary", answer=FamilyOut, tag="persons", errors=(401, 404))
 def person_bindings(person_id: str):
-    return persons.family(db(), person_id)
+    family = persons.family(db(), person_id)
+    _served(family["person"])
+    return family
 
 
 @endpoint("PUT", "/persons/{person_id}/deduction-order", "The beneficiary's order of grantors to pay from",
           body=DeductionOrderIn, answer=DeductionOrderOut, tag="persons", errors=(400, 401, 403, 404, 422))
 def deduction_order(person_id: str, body: DeductionOrderIn):
+    _served(persons.get(db(), person_id))
     return queries.set_deduction_order(db(), person_id, body.binding_ids)
+
+
+def _served(person: dict) -> None:
+    """A platform sees only persons insured in a province it serves; others answer 404 (no probing)."""
+    if not g.platform.serves(person["region_code"][:2]):
+        raise DomainError("not_found", f"no person {person['id']}")
 
 
 @endpoint("GET", "/regions/{code}", "The policy in force for a pooling region (统筹区)", answer=RegionOut,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ID_NUMBER = Field(description="18-character resident ID number (GB 11643-1999); never put it in a URL",
                   min_length=1, max_length=32)
@@ -17,9 +17,17 @@ class Body(BaseModel):
 
 
 class ActorIn(Body):
+    """A person, named by ID number or by opaque id (exactly one of the two)."""
     kind: Literal["person"] = Field(description="platforms act for persons they have real-name verified")
-    id_number: str | None = ID_NUMBER
-    id: str | None = Field(None, description="or the person's opaque id (psn_…)")
+    id_number: str | None = Field(None, min_length=1, max_length=32,
+                                  description="18-character resident ID number; never put it in a URL")
+    id: str | None = Field(None, max_length=40, description="or the person's opaque id (psn_…)")
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.id_number is None) == (self.id is None):
+            raise ValueError("give exactly one of id_number and id")
+        return self
 
 
 class PersonIn(Body):

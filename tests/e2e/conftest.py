@@ -1,0 +1,212 @@
+"""Fixtures for the e2e tier: real server processes spoken to over real HTTP.
+
+- `embedded`: `gongji serve` (SQLite under a fresh tmp dir, in-process worker and sweeper, seeded platforms
+  with their development credentials); yields the base URL.
+- `production`: a fresh PostgreSQL database and a Redis db of their own, `gongji db upgrade`,
+  `gongji platform add`, then `gongji web` (gunicorn), `gongji worker` (dramatiq) and `gongji scheduler`;
+  yields a `Production` (base URL, keys, secrets).
+
+A failing test gets the tail of the server logs attached to its report."""
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from models.seed import dev_credentials
+
+from .support import Api, Proc, free_port, gongji_bin, poll, wait_http
+
+START_TIMEOUT_S = 30.0
+_RUNNING: dict[str, list[Proc]] = {}
+
+
+def _clean_env() -> dict:
+    """The test runner's environment without any GONGJI_ setting (each fixture adds its own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONGJI_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["GONGJI_LOG_LEVEL"] = "INFO"
+    return env
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for name, procs in _RUNNING.items():
+        if name in getattr(item, "fixturenames", ()):
+            for proc in procs:
+                report.sections.append((f"{name}: {proc.name} log (tail)", proc.tail(120)))
+
+
+def _stop_all(name: str, procs: list[Proc]) -> None:
+    """Terminate; a process that had died on its own during the session is an error worth seeing."""
+    died = [p for p in procs if not p.alive()]
+    for p in reversed(procs):
+        p.stop()
+    _RUNNING.pop(name, None)
+    if died:
+        logs = "\n".join(f"--- {p.name} (exit {p.popen.returncode}) ---\n{p.tail()}" for p in died)
+        pytest.fail(f"{name}: process(es) exited during the session:\n{logs}")
+
+
+# --- embedded ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory):
+    """`gongji serve` on a free port with cwd = a fresh tmp dir (its SQLite lives in <tmp>/var)."""
+    workdir = tmp_path_factory.mktemp("embedded")
+    port = free_port()
+    proc = Proc("serve", [gongji_bin(), "serve", "--port", str(port)], cwd=workdir, env=_clean_env(),
+                log=workdir / "serve.log")
+    _RUNNING["embedded"] = [proc]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/healthz", [proc], timeout=START_TIMEOUT_S)
+    except BaseException:
+        proc.stop()
+        _RUNNING.pop("embedded", None)
+        raise
+    yield base
+    _stop_all("embedded", [proc])
+
+
+@pytest.fixture(scope="session")
+def dev_keys() -> dict[str, tuple[str, str]]:
+    """{platform id: (api key, webhook secret)} of the embedded default's seeded platforms."""
+    return {p: dev_credentials(p) for p in ("national", "jiangsu", "xinjiang", "facecheck")}
+
+
+@pytest.fixture
+def js(embedded, dev_keys) -> Api:
+    """The Jiangsu platform (江苏医保云) on the embedded server."""
+    return Api(embedded, dev_keys["jiangsu"][0])
+
+
+@pytest.fixture
+def xj(embedded, dev_keys) -> Api:
+    """The Xinjiang platform (新疆医保服务平台) on the embedded server."""
+    return Api(embedded, dev_keys["xinjiang"][0])
+
+
+@pytest.fixture
+def nat(embedded, dev_keys) -> Api:
+    """The national platform on the embedded server."""
+    return Api(embedded, dev_keys["national"][0])
+
+
+# --- production --------------------------------------------------------------------------------------
+
+@dataclass
+class Production:
+    base: str
+    jiangsu_key: str
+    jiangsu_secret: str
+    national_key: str
+    national_secret: str
+    facecheck_key: str
+    facecheck_secret: str
+    database_url: str
+    redis_url: str
+
+    def api(self, key: str | None = None) -> Api:
+        return Api(self.base, key or self.jiangsu_key)
+
+
+def _b64(n: int) -> str:
+    return base64.b64encode(secrets.token_bytes(n)).decode()
+
+
+def _redis_db_url(url: str, db: int) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def _run(args: list[str], *, env: dict, cwd: Path) -> None:
+    done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        pytest.fail(f"{' '.join(args[:4])} … failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+@pytest.fixture(scope="session")
+def production(tmp_path_factory):
+    """PostgreSQL + Redis + gunicorn + dramatiq worker + scheduler, each a real process."""
+    db_url = os.environ.get("GONGJI_TEST_DATABASE_URL")
+    redis_url = os.environ.get("GONGJI_TEST_REDIS_URL")
+    if not db_url or not redis_url:
+        message = "GONGJI_TEST_DATABASE_URL and GONGJI_TEST_REDIS_URL are not set (make test sets them)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; under CI they must be")
+        pytest.skip(message)
+
+    import redis
+    import sqlalchemy as sa
+
+    # a database of our own on that server
+    name = f"gongji_e2e_{secrets.token_hex(6)}"
+    admin_url = sa.make_url(db_url).set(database="postgres")
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    our_db = sa.make_url(db_url).set(database=name).render_as_string(hide_password=False)
+    # a Redis db number of our own, empty
+    our_redis = _redis_db_url(redis_url, 5)
+    r = redis.Redis.from_url(our_redis)
+    r.flushdb()
+
+    workdir = tmp_path_factory.mktemp("production")
+    env = _clean_env()
+    env.update(GONGJI_DATABASE_URL=our_db, GONGJI_REDIS_URL=our_redis, GONGJI_PII_KEYS=f"k1:{_b64(32)}",
+               GONGJI_LOOKUP_KEY=_b64(32), GONGJI_SECRET_KEY=secrets.token_urlsafe(32),
+               GONGJI_SWEEP_INTERVAL_S="0.5")
+    js_key, js_secret = dev_credentials("jiangsu")        # so the README walk runs unchanged
+    fc_key, fc_secret = dev_credentials("facecheck")
+    nat_key, nat_secret = f"gk_{secrets.token_urlsafe(24)}", f"whsec_{_b64(32)}"
+    procs: list[Proc] = []
+    try:
+        gongji = gongji_bin()
+        _run([gongji, "db", "upgrade"], env=env, cwd=workdir)
+        for pid, kind, key, secret, regions in (("jiangsu", "province", js_key, js_secret, "32"),
+                                                ("national", "national", nat_key, nat_secret, ""),
+                                                ("facecheck", "verifier", fc_key, fc_secret, "")):
+            args = [gongji, "platform", "add", pid, "--kind", kind, "--api-key", key, "--webhook-secret", secret]
+            _run(args + (["--regions", regions] if regions else []), env=env, cwd=workdir)
+
+        port = free_port()
+        _RUNNING["production"] = procs
+        for pname, args in (("web", ["web", "--port", str(port), "--workers", "2", "--threads", "4"]),
+                            ("worker", ["worker", "--processes", "1", "--threads", "4"]),
+                            ("scheduler", ["scheduler"])):
+            procs.append(Proc(pname, [gongji, *args], cwd=workdir, env=env, log=workdir / f"{pname}.log"))
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/readyz", procs, timeout=START_TIMEOUT_S)
+
+        # the dramatiq worker is consuming once it has sent a heartbeat to its namespace in this Redis db
+        def worker_consuming():
+            for p in procs:
+                assert p.alive(), f"{p.name} exited:\n{p.tail()}"
+            return r.zcard("gongji:__heartbeats__") > 0
+        poll(worker_consuming, timeout=START_TIMEOUT_S, interval=0.1, what="the dramatiq worker consuming")
+
+        yield Production(base=base, jiangsu_key=js_key, jiangsu_secret=js_secret, national_key=nat_key,
+                         national_secret=nat_secret, facecheck_key=fc_key, facecheck_secret=fc_secret,
+                         database_url=our_db, redis_url=our_redis)
+    finally:
+        try:
+            _stop_all("production", procs)
+        finally:
+            try:
+                r.flushdb()
+                r.close()
+            finally:
+                with admin.connect() as conn:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                admin.dispose()
