@@ -86,20 +86,22 @@ def lookup(db, id_number: str) -> dict:
         return person_view(person)
 
 
+def _existing(session: Session, person_id: str) -> Person:
+    person = session.get(Person, person_id)
+    if person is None:
+        raise DomainError("not_found", f"no person {person_id}")
+    return person
+
+
 def get(db, person_id: str) -> dict:
     with db() as session:
-        person = session.get(Person, person_id)
-        if person is None:
-            raise DomainError("not_found", f"no person {person_id}")
-        return person_view(person)
+        return person_view(_existing(session, person_id))
 
 
 def family(db, person_id: str) -> dict:
     """Every binding where the person is grantor or beneficiary, newest first."""
     with db() as session:
-        person = session.get(Person, person_id)
-        if person is None:
-            raise DomainError("not_found", f"no person {person_id}")
+        person = _existing(session, person_id)
         rows = session.scalars(
             sa.select(Binding).where(sa.or_(Binding.grantor_id == person_id, Binding.beneficiary_id == person_id))
             .options(joinedload(Binding.grantor), joinedload(Binding.beneficiary))
