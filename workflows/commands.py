@@ -17,7 +17,7 @@ def _simple(event: str):
     def run(db, binding_id: str, actor, *, reason: str | None = None, channel: str | None = None, now=None):
         with command(db, now=now) as cmd:
             row = cmd.lock_binding(binding_id)
-            who = cmd.resolve(actor)
+            who = cmd.resolve(actor, row)
             cmd.authorize_actor(row, event, who, reason)
             cmd.transition(row, event, who, channel=channel, reason=reason)
             return binding_view(row, row.grantor, row.beneficiary)
@@ -37,7 +37,7 @@ def accept(db, binding_id: str, actor, *, channel: str | None = None, now=None) 
     """The beneficiary accepts after face verification; eligibility is checked again at this moment."""
     with command(db, now=now) as cmd:
         row = cmd.lock_binding(binding_id)
-        who = cmd.resolve(actor)
+        who = cmd.resolve(actor, row)
         cmd.authorize_actor(row, "accept", who, None)
         if row.state == "face_verified":
             grantor: Person = row.grantor
@@ -53,7 +53,7 @@ def authorize(db, binding_id: str, actor, amount_fen: int | None, *, channel: st
     rules.check_amount(amount_fen)
     with command(db, now=now) as cmd:
         row = cmd.lock_binding(binding_id)
-        who = cmd.resolve(actor)
+        who = cmd.resolve(actor, row)
         cmd.authorize_actor(row, "authorize", who, None)
         if row.state in ("accepted", "authorized"):
             rules.check_grantor(facts(cmd.session, row.grantor))

@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from models import ACTIVE_STATES, Binding
+from models import ACTIVE_STATES
 from models.types import new_id
 
-from . import idnumbers, policy, rules
+from . import idnumbers, policy, rows, rules
 from .actors import Actor
 from .errors import DomainError
 from .persons import by_number, facts
@@ -24,17 +24,24 @@ from .views import binding_view
 CHINA = ZoneInfo("Asia/Shanghai")
 
 
-def _active_count(session, column, person_id: str) -> int:
-    return session.scalar(sa.select(sa.func.count()).select_from(Binding)
-                          .where(column == person_id, Binding.state.in_(ACTIVE_STATES)))
+def _counts(session, grantor_id: str, beneficiary_id: str, grantor_since, beneficiary_since):
+    """One query for the duplicate check, both member counts and both frequency counts."""
+    b, live = rows.B, rows.B.c.state.in_(ACTIVE_STATES)
 
-
-def _changes_since(session, person_id: str, since) -> int:
-    """Bindings of the person created, or ended by unbind/cancel, inside the window."""
-    return session.scalar(sa.select(sa.func.count()).select_from(Binding).where(
-        sa.or_(Binding.grantor_id == person_id, Binding.beneficiary_id == person_id),
-        sa.or_(Binding.created_at >= since,
-               sa.and_(Binding.ended_at >= since, Binding.end_event.in_(("unbind", "cancel"))))))
+    def changes(person_id, since):
+        return sa.and_(sa.or_(b.c.grantor_id == person_id, b.c.beneficiary_id == person_id),
+                       sa.or_(b.c.created_at >= since,
+                              sa.and_(b.c.ended_at >= since, b.c.end_event.in_(("unbind", "cancel")))))
+    pair = sa.and_(b.c.grantor_id == grantor_id, b.c.beneficiary_id == beneficiary_id, live)
+    query = sa.select(
+        sa.func.max(sa.case((pair, b.c.id))).label("duplicate"),
+        sa.func.count().filter(sa.and_(b.c.grantor_id == grantor_id, live)).label("grantor_active"),
+        sa.func.count().filter(sa.and_(b.c.beneficiary_id == beneficiary_id, live)).label("beneficiary_active"),
+        sa.func.count().filter(changes(grantor_id, grantor_since)).label("grantor_changes"),
+        sa.func.count().filter(changes(beneficiary_id, beneficiary_since)).label("beneficiary_changes"),
+    ).where(sa.or_(b.c.grantor_id.in_((grantor_id, beneficiary_id)),
+                   b.c.beneficiary_id.in_((grantor_id, beneficiary_id))))
+    return session.execute(query).one()
 
 
 def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiary_name: str,
@@ -65,25 +72,27 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
         rules.check_relationship(relationship, g_policy, b_policy, guardian=guardian)
         rules.check_regions(facts(s, grantor), facts(s, beneficiary), g_policy, b_policy)
         rules.check_commitment(commitment_version, g_policy)
-        duplicate = s.scalar(sa.select(Binding.id).where(
-            Binding.grantor_id == grantor.id, Binding.beneficiary_id == beneficiary.id,
-            Binding.state.in_(ACTIVE_STATES)))
-        if duplicate is not None:
-            raise DomainError("duplicate_binding", existing_binding_id=duplicate)
-        rules.check_member_limits(_active_count(s, Binding.grantor_id, grantor.id),
-                                  _active_count(s, Binding.beneficiary_id, beneficiary.id), g_policy, b_policy)
-        for person, pol in ((grantor, g_policy), (beneficiary, b_policy)):
-            since = cmd.now - timedelta(seconds=pol.frequency_window_s)
-            rules.check_frequency(_changes_since(s, person.id, since), pol)
+        counts = _counts(s, grantor.id, beneficiary.id,
+                         cmd.now - timedelta(seconds=g_policy.frequency_window_s),
+                         cmd.now - timedelta(seconds=b_policy.frequency_window_s))
+        if counts.duplicate is not None:
+            raise DomainError("duplicate_binding", existing_binding_id=counts.duplicate)
+        rules.check_member_limits(counts.grantor_active, counts.beneficiary_active, g_policy, b_policy)
+        rules.check_frequency(counts.grantor_changes, g_policy)
+        rules.check_frequency(counts.beneficiary_changes, b_policy)
 
         grantor.commitment_version, grantor.updated_at = commitment_version, cmd.now
-        row = Binding(id=new_id("bnd"), grantor=grantor, beneficiary=beneficiary, relationship=relationship, state="new",
-                      verification_method="guardian" if guardian else "face", channel=channel,
-                      platform_id=platform.id if platform is not None else None, version=0, province_code=g_policy.province_code,
-                      grantor_region=grantor.region_code, beneficiary_region=beneficiary.region_code,
-                      policy_id=g_policy.id, failed_verifications=0, created_at=cmd.now, updated_at=cmd.now,
-                      expires_at=None if guardian else cmd.now + timedelta(seconds=g_policy.invitation_ttl_s))
-        s.add(row)  # at commit, the live-pair unique index decides a race of two identical invitations
+        row = rows.BindingRow(
+            grantor, beneficiary, id=new_id("bnd"), grantor_id=grantor.id, beneficiary_id=beneficiary.id,
+            relationship=relationship, state="new", verification_method="guardian" if guardian else "face",
+            channel=channel, platform_id=platform.id if platform is not None else None,
+            authorized_amount_fen=None, version=0, province_code=g_policy.province_code,
+            grantor_region=grantor.region_code, beneficiary_region=beneficiary.region_code,
+            policy_id=g_policy.id, deduction_rank=None, failed_verifications=0,
+            expires_at=None if guardian else cmd.now + timedelta(seconds=g_policy.invitation_ttl_s),
+            deadline_at=None, deadline_event=None, created_at=cmd.now, updated_at=cmd.now, ended_at=None,
+            end_event=None)
+        row._loaded_version = None  # new: the transition inserts it; the live-pair unique index decides a race
         cmd.transition(row, "invite", Actor("person", grantor.id), channel=channel, guardian=guardian,
                        reason="guardian_path" if guardian else None)
         return binding_view(row, grantor, beneficiary)

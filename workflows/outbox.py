@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 from typing import Callable, Iterable
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from models import OutboxMessage
 from models.types import new_id
 
 log = logging.getLogger(__name__)
+OUTBOX = OutboxMessage.__table__
 _listeners: list[Callable[[list[int]], None]] = []
 
 
@@ -38,10 +40,9 @@ def published(ids: Iterable[int]) -> None:
 
 
 def write(session: Session, topic: str, now, data: dict, *, binding_id: str | None = None,
-          version: int | None = None) -> OutboxMessage:
-    """Add one outbox row; the payload is the outbound event envelope of API.md."""
-    msg = OutboxMessage(topic=topic, binding_id=binding_id, binding_version=version, created_at=now,
-                        payload={"type": topic, "id": new_id("evt"), "created_at": now.isoformat(),
-                                 "data": data})
-    session.add(msg)
-    return msg
+          version: int | None = None) -> int:
+    """Insert one outbox row (the outbound event envelope of API.md) in the caller's transaction; its id."""
+    payload = {"type": topic, "id": new_id("evt"), "created_at": now.isoformat(), "data": data}
+    return session.execute(sa.insert(OUTBOX).values(
+        topic=topic, binding_id=binding_id, binding_version=version, created_at=now, payload=payload,
+        attempts=0).returning(OUTBOX.c.id)).scalar_one()

@@ -10,7 +10,6 @@ import logging
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.orm import joinedload
 
 from models import Binding
 from models.types import utcnow
@@ -21,7 +20,7 @@ log = logging.getLogger(__name__)
 RETRY_S = 300  # a timer that failed to fire is tried again after this many seconds
 
 
-def reschedule(row: Binding, attempt_deadline: datetime | None = None) -> None:
+def reschedule(row, attempt_deadline: datetime | None = None) -> None:
     """Set the row's next deadline from its state, its invitation expiry and an open attempt."""
     candidates = []
     if row.state in PENDING:
@@ -33,18 +32,14 @@ def reschedule(row: Binding, attempt_deadline: datetime | None = None) -> None:
 
 
 def sweep(db, *, now: datetime | None = None, batch: int = 500) -> int:
-    """Fire up to `batch` due timers in one transaction; returns how many fired."""
+    """Fire up to `batch` due timers in one transaction (a savepoint each); returns how many fired."""
+    from . import rows
     from .unit import command  # late: unit imports this module
 
     now = now or utcnow()
     with command(db, now=now) as cmd:
-        query = (sa.select(Binding).where(Binding.deadline_at <= now).order_by(Binding.deadline_at)
-                 .limit(batch).options(joinedload(Binding.grantor, innerjoin=True),
-                                       joinedload(Binding.beneficiary, innerjoin=True))
-                 .with_for_update(of=Binding, skip_locked=True))
-        rows = cmd.session.scalars(query).unique().all()
         fired = 0
-        for row in rows:
+        for row in rows.lock_due(cmd.session, now, batch):
             sent = len(cmd.messages)
             try:
                 with cmd.session.begin_nested():
@@ -54,11 +49,13 @@ def sweep(db, *, now: datetime | None = None, batch: int = 500) -> int:
                 log.exception("timer %s of binding %s failed; retrying in %d s", row.deadline_event, row.id,
                               RETRY_S)
                 del cmd.messages[sent:]  # their rows were rolled back with the savepoint
-                row.deadline_at = now + timedelta(seconds=RETRY_S)
+                cmd.session.execute(sa.update(Binding).where(Binding.id == row.id)
+                                    .values(deadline_at=now + timedelta(seconds=RETRY_S)))
     return fired
 
 
-def _fire(cmd, row: Binding) -> None:
+def _fire(cmd, row) -> None:
+    from . import rows
     from .verification import timeout_attempt
 
     if row.deadline_event == "expire":
@@ -67,6 +64,7 @@ def _fire(cmd, row: Binding) -> None:
         timeout_attempt(cmd, row)
     else:  # unknown event: clear it rather than spin on it forever
         row.deadline_at, row.deadline_event = None, None
+        rows.save(cmd.session, row)
 
 
 def sweep_all(db, *, now: datetime | None = None, batch: int = 500, max_rounds: int = 10_000) -> int:

@@ -9,19 +9,18 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import joinedload
-from sqlalchemy.orm.exc import StaleDataError
 
-from models import Binding, Person, Transition, VerificationAttempt
+from models import Transition, VerificationAttempt
 from models.crypto import lookup_hash
 from models.types import utcnow
 
-from . import machine, outbox, timers
+from . import machine, outbox, rows, timers
 from .actors import SYSTEM_TIMER, Actor
 from .errors import DomainError
 from .idnumbers import normalize
 from .views import binding_view
 
+HISTORY = Transition.__table__
 EVENT_TYPES = {
     "invite": "binding.invited", "start_verification": "binding.verification_requested",
     "verification_passed": "binding.face_verified", "accept": "binding.accepted",
@@ -43,38 +42,31 @@ class Command:
     def __init__(self, session, now: datetime):
         self.session = session
         self.now = now
-        self.messages = []
+        self.messages: list[int] = []  # outbox ids, published after commit
 
-    def lock_binding(self, binding_id: str) -> Binding:
-        query = (sa.select(Binding).where(Binding.id == binding_id)
-                 .options(joinedload(Binding.grantor, innerjoin=True),
-                          joinedload(Binding.beneficiary, innerjoin=True))
-                 .with_for_update(of=Binding))
-        row = self.session.scalars(query).unique().one_or_none()
-        if row is None:
-            raise DomainError("not_found", f"no binding {binding_id}")
-        return row
+    def lock_binding(self, binding_id: str) -> rows.BindingRow:
+        return rows.lock(self.session, binding_id)
 
-    def resolve(self, actor) -> Actor:
-        """An Actor from an API actor object ({kind: person, id_number|id}); unknown persons get 403."""
+    def resolve(self, actor, row) -> Actor:
+        """An Actor from an API actor object ({kind: person, id_number|id}), matched against the binding's
+        two persons (no query); anyone else is a stranger and gets 403 from `authorize_actor`."""
         if isinstance(actor, Actor):
             return actor
         if not isinstance(actor, dict) or actor.get("kind") != "person":
             raise DomainError("not_your_binding", "platforms act for persons: actor.kind must be 'person'")
+        parties = (row.grantor, row.beneficiary)
         if actor.get("id"):
-            found = self.session.scalar(sa.select(Person.id).where(Person.id == actor["id"]))
+            found = next((p.id for p in parties if p.id == actor["id"]), None)
         else:
-            found = self.session.scalar(sa.select(Person.id).where(
-                Person.id_number_hash == lookup_hash(normalize(actor.get("id_number") or ""))))
-        if found is None:
-            raise DomainError("not_your_binding", "the actor is not a known person")
+            digest = lookup_hash(normalize(actor.get("id_number") or ""))
+            found = next((p.id for p in parties if p.id_number_hash == digest), None)
         return Actor("person", found)
 
-    def authorize_actor(self, row: Binding, event: str, actor: Actor, reason: str | None) -> None:
+    def authorize_actor(self, row, event: str, actor: Actor, reason: str | None) -> None:
         from .rules import check_actor, role_of
         check_actor(event, role_of(actor, row.grantor_id, row.beneficiary_id), machine.EVENT_ROLES[event], reason)
 
-    def transition(self, row: Binding, event: str, actor: Actor, *, channel: str | None = None,
+    def transition(self, row, event: str, actor: Actor, *, channel: str | None = None,
                    reason: str | None = None, attempt_deadline: datetime | None = None,
                    extra: dict | None = None, **facts) -> tuple[str, str]:
         if (row.state in machine.PENDING and row.expires_at is not None and self.now >= row.expires_at
@@ -90,13 +82,14 @@ class Command:
         if after in machine.TERMINAL:
             row.ended_at, row.end_event = self.now, event
         timers.reschedule(row, attempt_deadline)
-        self.session.add(Transition(binding=row, seq=row.version,
-                                    from_state=None if before == machine.NEW else before, to_state=after,
-                                    event=event, actor_kind=actor.kind, actor_id=actor.id, channel=channel,
-                                    reason=reason, at=self.now))
+        rows.save(self.session, row)
+        origin = None if before == machine.NEW else before
+        self.session.execute(sa.insert(HISTORY).values(
+            binding_id=row.id, seq=row.version, from_state=origin, to_state=after, event=event,
+            actor_kind=actor.kind, actor_id=actor.id, channel=channel, reason=reason, at=self.now))
         data = {"binding": binding_view(row, row.grantor, row.beneficiary),
-                "transition": {"event": event, "from": None if before == machine.NEW else before, "to": after,
-                               "actor": actor.as_dict(), "reason": reason}, **(extra or {})}
+                "transition": {"event": event, "from": origin, "to": after, "actor": actor.as_dict(),
+                               "reason": reason}, **(extra or {})}
         self.emit(event_type(event, after), data, binding_id=row.id, version=row.version)
         return before, after
 
@@ -121,12 +114,10 @@ def command(db, *, now: datetime | None = None):
             yield cmd
     except sa.exc.IntegrityError as exc:
         raise DomainError(_integrity_code(exc)) from exc
-    except StaleDataError:
-        raise DomainError("conflict", "the binding changed concurrently") from None
     except sa.exc.OperationalError as exc:
         if "deadlock" in str(exc.orig).lower() or "could not serialize" in str(exc.orig).lower():
             raise DomainError("conflict", "a concurrent change won") from None
         raise
     finally:
         session.close()
-    outbox.published([m.id for m in cmd.messages])
+    outbox.published(cmd.messages)

@@ -9,9 +9,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from models import Binding, VerificationAttempt
+from models import VerificationAttempt
 
-from . import machine, policy
+from . import machine, policy, rows
 from .actors import Actor
 from .errors import DomainError
 from .unit import Command, command
@@ -27,7 +27,7 @@ def start_verification(db, binding_id: str, actor, *, channel: str | None = None
     """The beneficiary opens a face-verification attempt (or gets the one still open)."""
     with command(db, now=now) as cmd:
         row = cmd.lock_binding(binding_id)
-        who = cmd.resolve(actor)
+        who = cmd.resolve(actor, row)
         cmd.authorize_actor(row, "start_verification", who, None)
         if not machine.allowed(row.state, "start_verification"):
             raise DomainError("illegal_transition", f"start_verification is not possible in state {row.state}")
@@ -46,7 +46,7 @@ def start_verification(db, binding_id: str, actor, *, channel: str | None = None
                 "binding": binding_view(row, row.grantor, row.beneficiary)}
 
 
-def _fail(cmd: Command, row: Binding, attempt: VerificationAttempt, actor: Actor, reason: str) -> None:
+def _fail(cmd: Command, row, attempt: VerificationAttempt, actor: Actor, reason: str) -> None:
     pol = policy.by_id(cmd.session, row.policy_id, row.grantor_region, cmd.now)
     row.failed_verifications = (row.failed_verifications or 0) + 1
     exhausted = row.failed_verifications >= pol.max_verification_attempts
@@ -77,12 +77,13 @@ def record_verification_result(db, *, verification_id: str, binding_id: str, res
         return result
 
 
-def timeout_attempt(cmd: Command, row: Binding) -> None:
+def timeout_attempt(cmd: Command, row) -> None:
     """The sweeper's `verification_timeout`: the open attempt counts as failed."""
     attempt = _pending(cmd, row.id)
     if attempt is None or row.state != "invited":
         from .timers import reschedule
         reschedule(row)
+        rows.save(cmd.session, row)
         return
     attempt.status, attempt.completed_at, attempt.reason = "timed_out", cmd.now, "no result in time"
     _fail(cmd, row, attempt, cmd.timer, "verification_timeout")

@@ -41,7 +41,7 @@ def receive(db, *, platform, webhook_id: str, body: bytes, headers: dict, event_
             session.add(row)
             session.flush()
             msg = outbox.write(session, "webhook.received", now, {"received_webhook_id": row.id})
-        outbox.published([msg.id])
+        outbox.published([msg])
         return row.id, False
     except sa.exc.IntegrityError:  # the same webhook-id arrived concurrently: the other one stored it
         with db() as s:
