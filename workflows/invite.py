@@ -24,24 +24,31 @@ from .views import binding_view
 CHINA = ZoneInfo("Asia/Shanghai")
 
 
-def _counts(session, grantor_id: str, beneficiary_id: str, grantor_since, beneficiary_since):
-    """One query for the duplicate check, both member counts and both frequency counts."""
+def _counts_query() -> sa.Select:
+    """One query for the duplicate check, both member counts and both frequency counts (built once)."""
     b, live = rows.B, rows.B.c.state.in_(ACTIVE_STATES)
+    g, e = sa.bindparam("g"), sa.bindparam("e")
 
     def changes(person_id, since):
         return sa.and_(sa.or_(b.c.grantor_id == person_id, b.c.beneficiary_id == person_id),
                        sa.or_(b.c.created_at >= since,
                               sa.and_(b.c.ended_at >= since, b.c.end_event.in_(("unbind", "cancel")))))
-    pair = sa.and_(b.c.grantor_id == grantor_id, b.c.beneficiary_id == beneficiary_id, live)
-    query = sa.select(
+    pair = sa.and_(b.c.grantor_id == g, b.c.beneficiary_id == e, live)
+    return sa.select(
         sa.func.max(sa.case((pair, b.c.id))).label("duplicate"),
-        sa.func.count().filter(sa.and_(b.c.grantor_id == grantor_id, live)).label("grantor_active"),
-        sa.func.count().filter(sa.and_(b.c.beneficiary_id == beneficiary_id, live)).label("beneficiary_active"),
-        sa.func.count().filter(changes(grantor_id, grantor_since)).label("grantor_changes"),
-        sa.func.count().filter(changes(beneficiary_id, beneficiary_since)).label("beneficiary_changes"),
-    ).where(sa.or_(b.c.grantor_id.in_((grantor_id, beneficiary_id)),
-                   b.c.beneficiary_id.in_((grantor_id, beneficiary_id))))
-    return session.execute(query).one()
+        sa.func.count().filter(sa.and_(b.c.grantor_id == g, live)).label("grantor_active"),
+        sa.func.count().filter(sa.and_(b.c.beneficiary_id == e, live)).label("beneficiary_active"),
+        sa.func.count().filter(changes(g, sa.bindparam("g_since"))).label("grantor_changes"),
+        sa.func.count().filter(changes(e, sa.bindparam("e_since"))).label("beneficiary_changes"),
+    ).where(sa.or_(b.c.grantor_id.in_((g, e)), b.c.beneficiary_id.in_((g, e))))
+
+
+_COUNTS = _counts_query()
+
+
+def _counts(session, grantor_id: str, beneficiary_id: str, grantor_since, beneficiary_since):
+    return session.execute(_COUNTS, {"g": grantor_id, "e": beneficiary_id, "g_since": grantor_since,
+                                     "e_since": beneficiary_since}).one()
 
 
 def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiary_name: str,

@@ -16,6 +16,7 @@ from models.types import new_id
 
 log = logging.getLogger(__name__)
 OUTBOX = OutboxMessage.__table__
+_INSERT = sa.insert(OUTBOX).returning(OUTBOX.c.id)  # built once (statement reuse, see workflows/rows.py)
 _listeners: list[Callable[[list[int]], None]] = []
 
 
@@ -43,6 +44,6 @@ def write(session: Session, topic: str, now, data: dict, *, binding_id: str | No
           version: int | None = None) -> int:
     """Insert one outbox row (the outbound event envelope of API.md) in the caller's transaction; its id."""
     payload = {"type": topic, "id": new_id("evt"), "created_at": now.isoformat(), "data": data}
-    return session.execute(sa.insert(OUTBOX).values(
+    return session.execute(_INSERT, dict(
         topic=topic, binding_id=binding_id, binding_version=version, created_at=now, payload=payload,
-        attempts=0).returning(OUTBOX.c.id)).scalar_one()
+        attempts=0)).scalar_one()

@@ -38,9 +38,12 @@ def facts(session: Session, p: Person | None) -> PersonFacts | None:
                        province_code=province_of(session, p.region_code))
 
 
+_BY_HASH = sa.select(Person).where(Person.id_number_hash == sa.bindparam("h"))  # built once (rows.py)
+_BY_HASH_LOCKED = _BY_HASH.with_for_update()
+
+
 def by_number(session: Session, number: str, *, lock: bool = False) -> Person | None:
-    query = sa.select(Person).where(Person.id_number_hash == lookup_hash(number))
-    return session.scalar(query.with_for_update() if lock else query)
+    return session.scalar(_BY_HASH_LOCKED if lock else _BY_HASH, {"h": lookup_hash(number)})
 
 
 def upsert(db, data: dict, *, platform, now=None) -> tuple[dict, bool]:

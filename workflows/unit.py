@@ -21,6 +21,10 @@ from .idnumbers import normalize
 from .views import binding_view
 
 HISTORY = Transition.__table__
+_APPEND = sa.insert(HISTORY)  # built once: see rows.py on statement reuse
+_ABANDON = (sa.update(VerificationAttempt).where(VerificationAttempt.binding_id == sa.bindparam("b"),
+                                                 VerificationAttempt.status == "pending")
+            .values(status="abandoned", completed_at=sa.bindparam("t"), reason=sa.bindparam("why")))
 EVENT_TYPES = {
     "invite": "binding.invited", "start_verification": "binding.verification_requested",
     "verification_passed": "binding.face_verified", "accept": "binding.accepted",
@@ -74,9 +78,7 @@ class Command:
             raise DomainError("illegal_transition", "the invitation has expired")
         before, after = machine.fire(row, event, **facts)
         if before == "invited" and after in machine.TERMINAL and not event.startswith("verification_"):
-            self.session.execute(sa.update(VerificationAttempt).where(
-                VerificationAttempt.binding_id == row.id, VerificationAttempt.status == "pending")
-                .values(status="abandoned", completed_at=self.now, reason=event))
+            self.session.execute(_ABANDON, {"b": row.id, "t": self.now, "why": event})
         row.version = (row.version or 0) + 1
         row.updated_at = self.now
         if after in machine.TERMINAL:
@@ -84,7 +86,7 @@ class Command:
         timers.reschedule(row, attempt_deadline)
         rows.save(self.session, row)
         origin = None if before == machine.NEW else before
-        self.session.execute(sa.insert(HISTORY).values(
+        self.session.execute(_APPEND, dict(
             binding_id=row.id, seq=row.version, from_state=origin, to_state=after, event=event,
             actor_kind=actor.kind, actor_id=actor.id, channel=channel, reason=reason, at=self.now))
         data = {"binding": binding_view(row, row.grantor, row.beneficiary),

@@ -6,10 +6,12 @@ Opening an attempt writes a `binding.verification_requested` outbox event; a wor
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 
 from models import VerificationAttempt
+from models.types import new_id
 
 from . import machine, policy, rows
 from .actors import Actor
@@ -18,9 +20,32 @@ from .unit import Command, command
 from .views import attempt_view, binding_view
 
 
-def _pending(cmd: Command, binding_id: str) -> VerificationAttempt | None:
-    return cmd.session.scalar(sa.select(VerificationAttempt).where(
-        VerificationAttempt.binding_id == binding_id, VerificationAttempt.status == "pending"))
+VA = VerificationAttempt.__table__
+# statements built once (statement reuse, see workflows/rows.py); attempts are plain namespaces
+_PENDING = sa.select(VA).where(VA.c.binding_id == sa.bindparam("b"), VA.c.status == "pending")
+_BY_ID = sa.select(VA).where(VA.c.id == sa.bindparam("v")).with_for_update()
+_COUNT = sa.select(sa.func.count()).where(VA.c.binding_id == sa.bindparam("b"))
+_INSERT = sa.insert(VA)
+_CLOSE = (sa.update(VA).where(VA.c.id == sa.bindparam("v"))
+          .values(status=sa.bindparam("s"), completed_at=sa.bindparam("t"), reason=sa.bindparam("why"),
+                  verifier_id=sa.bindparam("by")))
+
+
+def _one(cmd: Command, statement, **params) -> SimpleNamespace | None:
+    found = cmd.session.execute(statement, params).mappings().first()
+    return SimpleNamespace(**found) if found is not None else None
+
+
+def _pending(cmd: Command, binding_id: str) -> SimpleNamespace | None:
+    return _one(cmd, _PENDING, b=binding_id)
+
+
+def _close(cmd: Command, attempt: SimpleNamespace, status: str, reason: str | None,
+           verifier_id: str | None = None) -> None:
+    attempt.status, attempt.completed_at, attempt.reason = status, cmd.now, reason
+    attempt.verifier_id = verifier_id or attempt.verifier_id
+    cmd.session.execute(_CLOSE, {"v": attempt.id, "s": status, "t": cmd.now, "why": reason,
+                                 "by": attempt.verifier_id})
 
 
 def start_verification(db, binding_id: str, actor, *, channel: str | None = None, now=None) -> dict:
@@ -34,19 +59,18 @@ def start_verification(db, binding_id: str, actor, *, channel: str | None = None
         attempt = _pending(cmd, row.id)
         if attempt is None:
             pol = policy.by_id(cmd.session, row.policy_id, row.grantor_region, cmd.now)
-            count = cmd.session.scalar(sa.select(sa.func.count()).where(VerificationAttempt.binding_id == row.id))
-            attempt = VerificationAttempt(binding_id=row.id, attempt_no=count + 1, status="pending",
-                                          opened_at=cmd.now,
-                                          deadline_at=cmd.now + timedelta(seconds=pol.verification_timeout_s))
-            cmd.session.add(attempt)
-            cmd.session.flush()
+            count = cmd.session.execute(_COUNT, {"b": row.id}).scalar_one()
+            attempt = SimpleNamespace(id=new_id("ver"), binding_id=row.id, attempt_no=count + 1, status="pending",
+                                      opened_at=cmd.now, completed_at=None, reason=None, verifier_id=None,
+                                      deadline_at=cmd.now + timedelta(seconds=pol.verification_timeout_s))
+            cmd.session.execute(_INSERT, vars(attempt))
             cmd.transition(row, "start_verification", who, channel=channel, attempt_deadline=attempt.deadline_at,
                            extra={"verification": attempt_view(attempt)})
         return {"verification_id": attempt.id, "state": row.state, "attempt": attempt_view(attempt),
                 "binding": binding_view(row, row.grantor, row.beneficiary)}
 
 
-def _fail(cmd: Command, row, attempt: VerificationAttempt, actor: Actor, reason: str) -> None:
+def _fail(cmd: Command, row, attempt: SimpleNamespace, actor: Actor, reason: str) -> None:
     pol = policy.by_id(cmd.session, row.policy_id, row.grantor_region, cmd.now)
     row.failed_verifications = (row.failed_verifications or 0) + 1
     exhausted = row.failed_verifications >= pol.max_verification_attempts
@@ -62,14 +86,13 @@ def record_verification_result(db, *, verification_id: str, binding_id: str, res
         raise DomainError("validation_failed", "result is passed or failed")
     with command(db, now=now) as cmd:
         row = cmd.lock_binding(binding_id)
-        attempt = cmd.session.get(VerificationAttempt, verification_id)
+        attempt = _one(cmd, _BY_ID, v=verification_id)
         if attempt is None or attempt.binding_id != row.id:
             raise DomainError("not_found", f"no verification {verification_id} on binding {binding_id}")
         if attempt.status != "pending" or row.state != "invited":
             return f"ignored_{attempt.status}"
         verifier = Actor("verifier", verifier_id)
-        attempt.status, attempt.completed_at, attempt.reason = result, cmd.now, reason
-        attempt.verifier_id = verifier_id
+        _close(cmd, attempt, result, reason, verifier_id)
         if result == "passed":
             cmd.transition(row, "verification_passed", verifier, extra={"verification": attempt_view(attempt)})
         else:
@@ -85,5 +108,5 @@ def timeout_attempt(cmd: Command, row) -> None:
         reschedule(row)
         rows.save(cmd.session, row)
         return
-    attempt.status, attempt.completed_at, attempt.reason = "timed_out", cmd.now, "no result in time"
+    _close(cmd, attempt, "timed_out", "no result in time")
     _fail(cmd, row, attempt, cmd.timer, "verification_timeout")
