@@ -103,5 +103,10 @@ class VerificationAttempt(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(sa.Text)
     verifier_id: Mapped[str | None] = mapped_column(sa.String(32))
+    # the provider's session: requested (a worker is asking) → opened | error; its id and the last error
+    provider_status: Mapped[str | None] = mapped_column(sa.String(16))
+    provider_session_id: Mapped[str | None] = mapped_column(sa.String(64))
+    provider_requests: Mapped[int] = mapped_column(sa.Integer, default=0, server_default=sa.text("0"))
+    provider_error: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (sa.UniqueConstraint("binding_id", "attempt_no", name="uq_verification_attempts_no"),)

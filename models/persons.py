@@ -35,6 +35,8 @@ class Person(Base):
     commitment_version: Mapped[str | None] = mapped_column(sa.String(32))
     deceased: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     source_platform: Mapped[str | None] = mapped_column(sa.String(32))
+    # the as-of time of the newest registry fact applied; an older person event changes nothing
+    registry_as_of: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

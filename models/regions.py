@@ -61,6 +61,9 @@ class Platform(Base):
     api_key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     webhook_secret: Mapped[str] = mapped_column(Encrypted("platforms.webhook_secret"))
     webhook_url: Mapped[str | None] = mapped_column(sa.Text)
+    # secret rotation: during the overlap we sign with both and accept either (Standard Webhooks)
+    previous_webhook_secret: Mapped[str | None] = mapped_column(Encrypted("platforms.previous_webhook_secret"))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     provinces: Mapped[list] = mapped_column(sa.JSON, default=list)  # ["32"]; national serves all
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -22,6 +22,7 @@ PARTIAL_INDEXES = {  # name -> a fragment of its WHERE clause
     "ix_bindings_deadline": "deadline_at",
     "ix_outbox_pending": "processed_at",
     "ix_received_webhooks_pending": "processed_at",
+    "ix_deliveries_due": "status",
 }
 
 
