@@ -57,11 +57,12 @@ def crypto_keys():
 
 def _seed(db) -> None:
     from models import seed
-    from workflows import policy
+    from workflows import platforms, policy
     with db.begin() as session:
         seed.seed_regions(session)
         seed.seed_dev_platforms(session)
     policy.clear_cache()
+    platforms.clear_cache()
 
 
 @pytest.fixture(scope="session")

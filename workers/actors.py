@@ -1,25 +1,50 @@
-"""Actors. Each receives an outbox id, is idempotent (a row already processed is skipped) and survives
-redelivery; failures are recorded on the row and retried by dramatiq with backoff (max 10 retries,
-1 s to 5 min); the periodic relay pass re-sends anything still unprocessed after that."""
+"""Actors. Each receives an id, is idempotent (a row already processed, or a delivery no longer due, is
+skipped) and survives redelivery; failures are recorded on the row and retried by dramatiq with backoff
+(max 10 retries, 1 s to 5 min); the periodic passes re-send anything still unprocessed after that.
+
+`process_outbox` handles one outbox event: an inbound webhook to apply, or a binding/settlement event
+to fan out into deliveries. `deliver` makes one try of one delivery (HTTP outside any transaction); its
+retry schedule is data (`workflows.deliveries`), so dramatiq does not retry it."""
 from __future__ import annotations
 
 import dramatiq
 
 from models import OutboxMessage
-from workflows import webhooks
+from workflows import deliveries, webhooks
 from workflows.once import run_once
 
-from . import runtime
+from . import outbound, runtime
 from .broker import QUEUE
 
+FANNED_OUT = ("binding.", "settlement.")
 
-def _handle(topic: str, payload: dict) -> str:
-    if topic == "webhook.received":
-        return webhooks.process(runtime.db(), payload["data"]["received_webhook_id"])
-    # binding.* events: delivery to platforms is not built yet; the outbox row is the durable record
+
+def send_deliveries(ids: list[int]) -> None:
+    for delivery_id in ids:
+        deliver.send(delivery_id)
+
+
+def _handle(msg: OutboxMessage) -> str:
+    if msg.topic == "webhook.received":
+        return webhooks.process(runtime.db(), msg.payload["data"]["received_webhook_id"])
+    if msg.topic.startswith(FANNED_OUT):
+        ready = deliveries.fan_out(runtime.db(), msg.id)
+        send_deliveries(ready)  # a lost send is picked up by the delivery pass (deliveries.GRACE_S)
+        return f"fanned_out:{len(ready)}"
     return "recorded"
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=10, min_backoff=1_000, max_backoff=300_000)
 def process_outbox(outbox_id: int) -> None:
-    run_once(runtime.db(), OutboxMessage, outbox_id, lambda msg: _handle(msg.topic, msg.payload))
+    run_once(runtime.db(), OutboxMessage, outbox_id, _handle)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=60_000)
+def deliver(delivery_id: int) -> None:
+    db = runtime.db()
+    claim = deliveries.claim(db, delivery_id)
+    if claim is None:
+        return
+    answer = outbound.post_signed(claim.url, claim.secrets, claim.event_id, claim.payload)
+    send_deliveries(deliveries.record(db, claim, status_code=answer.status_code, error=answer.error,
+                                      duration_ms=answer.duration_ms))

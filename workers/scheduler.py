@@ -1,4 +1,5 @@
-"""`gongji scheduler`: the one periodic driver — fires due timers and runs the outbox relay pass.
+"""`gongji scheduler`: the one periodic driver — fires due timers, runs the outbox relay pass and sends
+deliveries that are due (retries, and any whose message was lost).
 
 Exactly one scheduler should tick at a time. On PostgreSQL a session-level advisory lock enforces it:
 a second scheduler waits as a hot standby and takes over when the first one's connection goes away.
@@ -11,7 +12,7 @@ import time
 
 import sqlalchemy as sa
 
-from workflows import timers
+from workflows import deliveries, timers
 
 from . import relay
 
@@ -23,7 +24,20 @@ def tick(db, *, batch: int = 500, relay_every: int = 2, n: int = 0) -> int:
     fired = timers.sweep_all(db, batch=batch)
     if n % relay_every == 0:
         relay.relay_pass(db)
+    delivery_pass(db, batch=batch)
     return fired
+
+
+def delivery_pass(db, *, batch: int = 500) -> int:
+    """Enqueue every due, unblocked delivery (each is marked so the next pass skips it a while)."""
+    from .actors import send_deliveries
+    total = 0
+    while ids := deliveries.due(db, batch=batch):
+        send_deliveries(ids)
+        total += len(ids)
+        if len(ids) < batch:
+            break
+    return total
 
 
 def run(db, engine: sa.Engine, *, interval_s: float = 1.0, batch: int = 500,

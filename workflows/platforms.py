@@ -8,8 +8,12 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
 
 from models import Platform
+from models.types import utcnow
 
 from .errors import DomainError
 
@@ -26,9 +30,19 @@ class PlatformInfo:
     provinces: tuple[str, ...]
     webhook_secret: str
     webhook_url: str | None
+    previous_webhook_secret: str | None = None
+    previous_secret_expires_at: datetime | None = None
 
     def serves(self, province_code: str) -> bool:
         return self.kind == "national" or province_code in self.provinces
+
+    def signing_secrets(self, now: datetime | None = None) -> tuple[str, ...]:
+        """The current secret, then the previous one while its rotation overlap lasts: outbound webhooks
+        carry a signature for each, inbound ones may use either (Standard Webhooks)."""
+        now = now or utcnow()
+        if self.previous_webhook_secret and self.previous_secret_expires_at and now < self.previous_secret_expires_at:
+            return (self.webhook_secret, self.previous_webhook_secret)
+        return (self.webhook_secret,)
 
 
 def hash_key(key: str) -> str:
@@ -37,7 +51,9 @@ def hash_key(key: str) -> str:
 
 def _info(p: Platform) -> PlatformInfo:
     return PlatformInfo(id=p.id, kind=p.kind, provinces=tuple(p.provinces or ()),
-                        webhook_secret=p.webhook_secret, webhook_url=p.webhook_url)
+                        webhook_secret=p.webhook_secret, webhook_url=p.webhook_url,
+                        previous_webhook_secret=p.previous_webhook_secret,
+                        previous_secret_expires_at=p.previous_secret_expires_at)
 
 
 def _cached(key, load):
@@ -78,6 +94,46 @@ def get(db, platform_id: str) -> PlatformInfo:
     if info is None:
         raise DomainError("not_found", f"no platform {platform_id}")
     return info
+
+
+def all_platforms(session) -> list[PlatformInfo]:
+    """Every registered platform (cached like the rest); the outbound fan-out reads this per event."""
+    return _cached(("all",), lambda: [_info(p) for p in session.scalars(sa.select(Platform).order_by(Platform.id))])
+
+
+def get_in(session, platform_id: str) -> PlatformInfo:
+    """`get` inside a caller's session."""
+    info = _cached(("id", platform_id), lambda: (lambda p: _info(p) if p else None)(session.get(Platform, platform_id)))
+    if info is None:
+        raise DomainError("not_found", f"no platform {platform_id}")
+    return info
+
+
+def set_webhook_url(db, platform_id: str, url: str | None) -> None:
+    """Point a platform's outbound webhooks (or a verifier's sessions) at `url` (None: push nothing)."""
+    with db.begin() as s:
+        p = s.get(Platform, platform_id)
+        if p is None:
+            raise DomainError("not_found", f"no platform {platform_id}")
+        p.webhook_url = url
+    clear_cache()
+
+
+def rotate_secret(db, platform_id: str, new_secret: str, *, overlap_s: int = 86400, now=None) -> datetime:
+    """Make `new_secret` current; the old one stays valid (signed with and accepted) for `overlap_s` seconds.
+    Returns when the overlap ends."""
+    if not new_secret.startswith("whsec_"):
+        raise DomainError("validation_failed", "webhook secrets look like whsec_<base64>")
+    now = now or utcnow()
+    with db.begin() as s:
+        p = s.get(Platform, platform_id)
+        if p is None:
+            raise DomainError("not_found", f"no platform {platform_id}")
+        p.previous_webhook_secret, p.webhook_secret = p.webhook_secret, new_secret
+        p.previous_secret_expires_at = now + timedelta(seconds=overlap_s)
+        until = p.previous_secret_expires_at
+    clear_cache()
+    return until
 
 
 def add(db, platform_id: str, *, kind: str, api_key: str, webhook_secret: str, webhook_url: str | None = None,

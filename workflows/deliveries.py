@@ -1,0 +1,176 @@
+"""Outbound webhooks as data: which platform gets which event, in what order, when it is tried again.
+
+`fan_out` turns one outbox event into a `Delivery` per platform the binding concerns (the national
+platform, the grantor's and the beneficiary's provinces, each only if it registered a webhook URL).
+Deliveries of one (platform, binding) leave in version order: while an earlier version is not yet
+acknowledged the later one is *blocked* (`next_attempt_at` NULL) and is released by `record` when its
+predecessor is acknowledged, or by `replay` of a dead predecessor followed by its delivery.
+
+A worker `claim`s a due delivery (a lease of `LEASE_S` seconds, so a worker killed mid-request is
+retried after it), sends it (HTTP lives in `workers/`, never here) and `record`s the answer. After a failure
+the next try waits `SCHEDULE_S[attempts - 1]` seconds: 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h,
+8 h, then 12 h six times — 16 tries over 3 days 3 h, as Stripe retries for 3 days. Then it is `dead`
+until an operator replays it (`gongji deliveries replay`). The webhook-id is the event id on every try,
+so a receiver drops duplicates."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from models import Delivery, DeliveryAttempt, OutboxMessage
+from models.types import utcnow
+
+from . import platforms, sync
+from .persons import province_of
+
+SCHEDULE_S = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800) + (43200,) * 6
+MAX_ATTEMPTS = len(SCHEDULE_S) + 1
+LEASE_S = 120.0  # a claimed delivery is tried again after this long if its worker vanished
+GRACE_S = 30.0  # an enqueued delivery is re-enqueued by the periodic pass after this long
+D = Delivery.__table__
+OPEN = ("pending", "failing")
+_earlier = D.alias("earlier")
+_BLOCKED = sa.exists().where(_earlier.c.platform_id == D.c.platform_id, _earlier.c.binding_id == D.c.binding_id,
+                             _earlier.c.binding_version < D.c.binding_version, _earlier.c.status != "delivered")
+_DUE = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at <= sa.bindparam("now"), ~_BLOCKED)
+        .order_by(D.c.next_attempt_at).limit(sa.bindparam("batch", type_=sa.Integer))
+        .with_for_update(of=D, skip_locked=True))
+_CLAIM = (sa.select(D).where(D.c.id == sa.bindparam("id"), D.c.status.in_(OPEN),
+                             D.c.next_attempt_at <= sa.bindparam("horizon"), ~_BLOCKED)
+          .with_for_update(of=D, skip_locked=True))
+_PREDECESSORS = (sa.select(D.c.id).where(D.c.platform_id == sa.bindparam("p"), D.c.binding_id == sa.bindparam("b"),
+                                         D.c.binding_version < sa.bindparam("v"), D.c.status != "delivered")
+                 .with_for_update())
+_NEXT = (sa.select(D.c.id).where(D.c.platform_id == sa.bindparam("p"), D.c.binding_id == sa.bindparam("b"),
+                                 D.c.binding_version > sa.bindparam("v"), D.c.status.in_(OPEN))
+         .order_by(D.c.binding_version, D.c.id).limit(1))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker needs to send one delivery: where, signed with which secrets, which bytes."""
+    id: int
+    attempt_no: int
+    platform_id: str
+    url: str
+    secrets: tuple[str, ...]
+    event_id: str
+    payload: dict
+
+
+def concerned(session, payload: dict) -> list[platforms.PlatformInfo]:
+    """The platforms a binding event concerns: national ones and those serving either side's province."""
+    binding = (payload.get("data") or {}).get("binding") or {}
+    provinces = {binding.get("province_code")}
+    if binding.get("beneficiary_region"):
+        provinces.add(province_of(session, binding["beneficiary_region"]))
+    return [p for p in platforms.all_platforms(session) if p.webhook_url and p.kind != "verifier"
+            and (p.kind == "national" or provinces & set(p.provinces))]
+
+
+def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> list[int]:
+    """Create the deliveries of one outbox event (idempotent); returns the ids ready to send now."""
+    now = now or utcnow()
+    ready = []
+    with db.begin() as s:
+        msg = s.get(OutboxMessage, outbox_id)
+        if msg is None or s.scalar(sa.select(sa.func.count()).where(D.c.outbox_id == outbox_id)):
+            return ready
+        for p in concerned(s, msg.payload):
+            blocked = msg.binding_id is not None and s.execute(_PREDECESSORS, {
+                "p": p.id, "b": msg.binding_id, "v": msg.binding_version}).first() is not None
+            new_id = s.execute(sa.insert(D).returning(D.c.id), dict(
+                outbox_id=msg.id, platform_id=p.id, event_id=msg.payload["id"], topic=msg.topic,
+                binding_id=msg.binding_id, binding_version=msg.binding_version, status="pending", attempts=0,
+                next_attempt_at=None if blocked else now + timedelta(seconds=GRACE_S), created_at=now)).scalar_one()
+            if not blocked:
+                ready.append(new_id)
+    return ready
+
+
+def due(db, *, now: datetime | None = None, batch: int = 500) -> list[int]:
+    """The periodic pass: due, unblocked deliveries, marked so the next pass leaves them alone a while."""
+    now = now or utcnow()
+    with db.begin() as s:
+        ids = list(s.scalars(_DUE, {"now": now, "batch": batch}))
+        if ids:
+            s.execute(sa.update(D).where(D.c.id.in_(ids)).values(next_attempt_at=now + timedelta(seconds=GRACE_S)))
+    return ids
+
+
+def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
+    """Take a delivery for one try, or None if it is not open, not due, blocked, or someone has it."""
+    now = now or utcnow()
+    with db.begin() as s:
+        row = s.execute(_CLAIM, {"id": delivery_id, "horizon": now + timedelta(seconds=GRACE_S)}).mappings().first()
+        if row is None:
+            return None
+        p = platforms.get_in(s, row["platform_id"])
+        if not p.webhook_url:
+            return None
+        s.execute(sa.update(D).where(D.c.id == delivery_id).values(
+            attempts=row["attempts"] + 1, next_attempt_at=now + timedelta(seconds=LEASE_S)))
+        payload = s.scalar(sa.select(OutboxMessage.payload).where(OutboxMessage.id == row["outbox_id"]))
+    return Claim(id=delivery_id, attempt_no=row["attempts"] + 1, platform_id=p.id, url=p.webhook_url,
+                 secrets=p.signing_secrets(now), event_id=row["event_id"], payload=payload)
+
+
+def record(db, c: Claim, *, status_code: int | None, error: str | None, duration_ms: int,
+           now: datetime | None = None) -> list[int]:
+    """Record one try's answer; returns the ids to send next (the released successor, if any)."""
+    now = now or utcnow()
+    ok = status_code is not None and 200 <= status_code < 300
+    with db.begin() as s:
+        row = s.execute(sa.select(D).where(D.c.id == c.id).with_for_update()).mappings().one()
+        s.add(DeliveryAttempt(delivery_id=c.id, attempt_no=c.attempt_no, at=now, status_code=status_code,
+                              error=None if ok else (error or f"HTTP {status_code}")[:2000], duration_ms=duration_ms))
+        if row["status"] not in OPEN:  # replayed or finished meanwhile by another try
+            return []
+        if not ok:
+            dead = row["attempts"] >= MAX_ATTEMPTS
+            s.execute(sa.update(D).where(D.c.id == c.id).values(
+                status="dead" if dead else "failing", last_status_code=status_code, last_error=error,
+                dead_at=now if dead else None,
+                next_attempt_at=None if dead else now + timedelta(seconds=SCHEDULE_S[row["attempts"] - 1])))
+            return []
+        s.execute(sa.update(D).where(D.c.id == c.id).values(
+            status="delivered", delivered_at=now, last_status_code=status_code, last_error=None,
+            next_attempt_at=None))
+        if row["binding_id"] is None:
+            return []
+        sync.acknowledge(s, row["platform_id"], row["binding_id"], row["binding_version"], now)
+        return _release(s, row["platform_id"], row["binding_id"], row["binding_version"], now)
+
+
+def _release(s, platform_id: str, binding_id: str, version: int, now: datetime) -> list[int]:
+    nxt = s.scalar(_NEXT, {"p": platform_id, "b": binding_id, "v": version})
+    if nxt is None:
+        return []
+    s.execute(sa.update(D).where(D.c.id == nxt).values(next_attempt_at=now + timedelta(seconds=GRACE_S)))
+    return [nxt]
+
+
+def replay(db, *, ids: list[int] | None = None, platform_id: str | None = None, binding_id: str | None = None,
+           now: datetime | None = None) -> list[int]:
+    """An operator sends dead deliveries again (a fresh retry schedule); returns the ids to send now."""
+    now = now or utcnow()
+    query = sa.select(D.c.id, D.c.platform_id, D.c.binding_id, D.c.binding_version).where(D.c.status == "dead")
+    if ids:
+        query = query.where(D.c.id.in_(ids))
+    if platform_id:
+        query = query.where(D.c.platform_id == platform_id)
+    if binding_id:
+        query = query.where(D.c.binding_id == binding_id)
+    ready = []
+    with db.begin() as s:
+        for row in s.execute(query.order_by(D.c.binding_version, D.c.id).with_for_update()).all():
+            blocked = row.binding_id is not None and s.execute(_PREDECESSORS, {
+                "p": row.platform_id, "b": row.binding_id, "v": row.binding_version}).first() is not None
+            s.execute(sa.update(D).where(D.c.id == row.id).values(
+                status="pending", attempts=0, dead_at=None,
+                next_attempt_at=None if blocked else now + timedelta(seconds=GRACE_S)))
+            if not blocked:
+                ready.append(row.id)
+    return ready
