@@ -46,15 +46,40 @@ def serve(port: int, host: str, no_simulator: bool, threads: int) -> None:
         creds = seed.seed_dev_platforms(s) if settings.dev_mode else {}
     embedded = Embedded(settings, db, engine).start()
     app = create_app(settings, db=db, engine=engine)
+    fakes = {} if no_simulator else _start_fake_platforms(db, creds)
     click.echo(f"Gongji on http://{host}:{port}  (database {engine.url.render_as_string(hide_password=True)})")
     if no_simulator:
         click.echo("simulator off (--no-simulator)")
     for pid, (key, secret) in creds.items():
-        click.echo(f"  platform {pid:<10} api key {key}   webhook secret {secret}")
+        where = f"   receives at {fakes[pid].url}" if pid in fakes else ""
+        click.echo(f"  platform {pid:<10} api key {key}   webhook secret {secret}{where}")
     try:
         waitress.serve(app, host=host, port=port, threads=threads, ident="gongji")
     finally:
         embedded.stop()
+        _stop_fake_platforms(db, fakes)
+
+
+def _start_fake_platforms(db, creds: dict) -> dict:
+    """The simulator's fake platforms: one per seeded national or provincial platform, receiving (and
+    verifying) its outbound webhooks on a free loopback port."""
+    from workers.simulator.platform import FakePlatform
+    from workflows import platforms
+
+    fakes = {}
+    for pid, (_key, secret) in creds.items():
+        if platforms.get(db, pid).kind in ("national", "province"):
+            fakes[pid] = FakePlatform([secret]).start()
+            platforms.set_webhook_url(db, pid, fakes[pid].url)
+    return fakes
+
+
+def _stop_fake_platforms(db, fakes: dict) -> None:
+    from workflows import platforms
+
+    for pid, fake in fakes.items():
+        platforms.set_webhook_url(db, pid, None)
+        fake.stop()
 
 
 @main.command()
@@ -135,3 +160,62 @@ def platform_add(platform_id, kind, api_key, webhook_secret, webhook_url, region
     except DomainError as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"platform {platform_id} {'added' if created else 'updated'}")
+
+
+@platform.command("rotate-secret")
+@click.argument("platform_id")
+@click.option("--new-secret", required=True, help="whsec_<base64>")
+@click.option("--overlap-hours", default=24.0, show_default=True,
+              help="how long the old secret still signs and verifies")
+def platform_rotate_secret(platform_id, new_secret, overlap_hours) -> None:
+    """Rotate a platform's webhook secret; both secrets sign and verify during the overlap."""
+    from workflows import platforms
+    from workflows.errors import DomainError
+
+    _, factory = _engine_db(Settings.from_env())
+    try:
+        until = platforms.rotate_secret(factory, platform_id, new_secret, overlap_s=int(overlap_hours * 3600))
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"platform {platform_id}: new secret active; the old one is accepted until {until.isoformat()}")
+
+
+@main.group()
+def deliveries() -> None:
+    """Outbound webhooks: lag per platform, replay of dead deliveries."""
+
+
+@deliveries.command("status")
+def deliveries_status() -> None:
+    """What each platform has not acknowledged yet: count, oldest age, failing and dead."""
+    from workflows import sync
+
+    _, factory = _engine_db(Settings.from_env())
+    lag = sync.lag(factory)
+    if not lag:
+        click.echo("every platform is up to date")
+    for pid, row in sorted(lag.items()):
+        click.echo(f"{pid:<12} behind {row['behind']:>7}  failing {row['failing']:>6}  dead {row['dead']:>6}  "
+                   f"oldest {row['oldest_age_s']:.0f} s")
+
+
+@deliveries.command("replay")
+@click.option("--id", "ids", multiple=True, type=int, help="a dead delivery's id (repeatable)")
+@click.option("--platform", "platform_id", default=None)
+@click.option("--binding", "binding_id", default=None)
+def deliveries_replay(ids, platform_id, binding_id) -> None:
+    """Send dead deliveries again with a fresh retry schedule (the dashboard calls the same command)."""
+    from workers import broker, runtime
+    from workflows import deliveries as dl
+
+    if not (ids or platform_id or binding_id):
+        raise click.UsageError("name deliveries: --id, --platform or --binding")
+    settings = Settings.from_env()
+    _, factory = _engine_db(settings)
+    broker.setup(settings)
+    runtime.configure(settings, factory)
+    from workers.actors import send_deliveries
+
+    ready = dl.replay(factory, ids=list(ids) or None, platform_id=platform_id, binding_id=binding_id)
+    send_deliveries(ready)  # without a worker listening, the scheduler's delivery pass sends them
+    click.echo(f"replayed; {len(ready)} sent now, the rest follow their predecessors")

@@ -29,13 +29,9 @@ def receive(platform_id: str):
     if not all(headers.values()):
         return problem("bad_signature", "webhook-id, webhook-timestamp and webhook-signature are required")
     raw = request.get_data(cache=False)
-    try:
-        Webhook(platform.webhook_secret).verify(raw, headers, json_parse=False)
-    except WebhookVerificationError as exc:
-        code = "stale_timestamp" if "timestamp" in str(exc).lower() else "bad_signature"
-        return problem(code, str(exc))
-    except ValueError:  # a malformed signature header raises ValueError in standardwebhooks 1.1
-        return problem("bad_signature", "the webhook-signature header is malformed")
+    refusal = _verify(platform.signing_secrets(), raw, headers)
+    if refusal is not None:
+        return refusal
     try:
         payload = json.loads(raw)
         event_type = payload["type"]
@@ -50,3 +46,21 @@ def receive(platform_id: str):
     status = 200 if duplicate else 202
     return Response(json.dumps({"received": row_id, "duplicate": duplicate}), status=status,
                     mimetype="application/json")
+
+
+def _verify(secrets, raw: bytes, headers: dict):
+    """None if a signature verifies with one of the platform's secrets (two during a rotation), else the
+    problem answer. A malformed signature header raises ValueError in standardwebhooks 1.1."""
+    refusal = None
+    for secret in secrets:
+        try:
+            Webhook(secret).verify(raw, headers, json_parse=False)
+            return None
+        except WebhookVerificationError as exc:
+            code = "stale_timestamp" if "timestamp" in str(exc).lower() else "bad_signature"
+            refusal = problem(code, str(exc))
+            if code == "stale_timestamp":
+                return refusal
+        except ValueError:
+            return problem("bad_signature", "the webhook-signature header is malformed")
+    return refusal

@@ -14,6 +14,7 @@ until an operator replays it (`gongji deliveries replay`). The webhook-id is the
 so a receiver drops duplicates."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,9 +26,12 @@ from models.types import utcnow
 from . import platforms, sync
 from .persons import province_of
 
-SCHEDULE_S = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800) + (43200,) * 6
+DEFAULT_SCHEDULE_S = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800) + (43200,) * 6
+# GONGJI_DELIVERY_SCHEDULE_S="5,30,120" replaces the schedule; GONGJI_DELIVERY_LEASE_S the lease (seconds)
+SCHEDULE_S = tuple(float(x) for x in os.environ["GONGJI_DELIVERY_SCHEDULE_S"].split(",")) \
+    if os.environ.get("GONGJI_DELIVERY_SCHEDULE_S") else DEFAULT_SCHEDULE_S
 MAX_ATTEMPTS = len(SCHEDULE_S) + 1
-LEASE_S = 120.0  # a claimed delivery is tried again after this long if its worker vanished
+LEASE_S = float(os.environ.get("GONGJI_DELIVERY_LEASE_S") or 120)  # retried after this if its worker vanished
 GRACE_S = 30.0  # an enqueued delivery is re-enqueued by the periodic pass after this long
 D = Delivery.__table__
 OPEN = ("pending", "failing")

@@ -115,6 +115,7 @@ class Production:
     facecheck_secret: str
     database_url: str
     redis_url: str
+    national_receiver: object = None  # the simulator's FakePlatform registered as the national webhook URL
 
     def api(self, key: str | None = None) -> Api:
         return Api(self.base, key or self.jiangsu_key)
@@ -166,10 +167,14 @@ def production(tmp_path_factory):
     env = _clean_env()
     env.update(GONGJI_DATABASE_URL=our_db, GONGJI_REDIS_URL=our_redis, GONGJI_PII_KEYS=f"k1:{_b64(32)}",
                GONGJI_LOOKUP_KEY=_b64(32), GONGJI_SECRET_KEY=secrets.token_urlsafe(32),
-               GONGJI_SWEEP_INTERVAL_S="0.5")
+               GONGJI_SWEEP_INTERVAL_S="0.5",
+               # a short outbound retry schedule and lease, so fault tests see retries within seconds
+               GONGJI_DELIVERY_SCHEDULE_S="0.2,0.5,1,1,2,2,2,2,2,2", GONGJI_DELIVERY_LEASE_S="5")
     js_key, js_secret = dev_credentials("jiangsu")        # so the README walk runs unchanged
     fc_key, fc_secret = dev_credentials("facecheck")
     nat_key, nat_secret = f"gk_{secrets.token_urlsafe(24)}", f"whsec_{_b64(32)}"
+    from workers.simulator.platform import FakePlatform
+    receiver = FakePlatform([nat_secret]).start()
     procs: list[Proc] = []
     try:
         gongji = gongji_bin()
@@ -178,6 +183,8 @@ def production(tmp_path_factory):
                                                 ("national", "national", nat_key, nat_secret, ""),
                                                 ("facecheck", "verifier", fc_key, fc_secret, "")):
             args = [gongji, "platform", "add", pid, "--kind", kind, "--api-key", key, "--webhook-secret", secret]
+            if pid == "national":
+                args += ["--webhook-url", receiver.url]
             _run(args + (["--regions", regions] if regions else []), env=env, cwd=workdir)
 
         port = free_port()
@@ -198,10 +205,11 @@ def production(tmp_path_factory):
 
         yield Production(base=base, jiangsu_key=js_key, jiangsu_secret=js_secret, national_key=nat_key,
                          national_secret=nat_secret, facecheck_key=fc_key, facecheck_secret=fc_secret,
-                         database_url=our_db, redis_url=our_redis)
+                         database_url=our_db, redis_url=our_redis, national_receiver=receiver)
     finally:
         try:
             _stop_all("production", procs)
+            receiver.stop()
         finally:
             try:
                 r.flushdb()
