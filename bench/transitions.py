@@ -346,7 +346,7 @@ def rearm_timers(engine) -> None:
             UPDATE bindings SET state = 'invited', version = 1, ended_at = NULL, end_event = NULL,
                    updated_at = created_at, deadline_at = expires_at, deadline_event = 'expire'
             WHERE state = 'expired'""")
-        c.exec_driver_sql("TRUNCATE binding_transitions, outbox RESTART IDENTITY")
+        c.exec_driver_sql("TRUNCATE binding_transitions, delivery_attempts, deliveries, outbox RESTART IDENTITY")
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         c.exec_driver_sql("VACUUM (ANALYZE) bindings, binding_transitions, outbox")
 

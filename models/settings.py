@@ -34,6 +34,8 @@ class Settings:
     relay_interval_s: float = 2.0
     sweep_batch: int = 500
     dev_mode: bool = False
+    # where platforms and the face-verification provider reach this deployment (callback URLs)
+    public_url: str = "http://127.0.0.1:8000"
     extra: dict = field(default_factory=dict)
 
     @staticmethod
@@ -67,4 +69,5 @@ class Settings:
             relay_interval_s=float(_env("GONGJI_RELAY_INTERVAL_S", "2.0")),
             sweep_batch=int(_env("GONGJI_SWEEP_BATCH", "500")),
             dev_mode=dev,
+            public_url=_env("GONGJI_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
         )

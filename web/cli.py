@@ -3,6 +3,7 @@
 A composition root: it is the one place allowed to wire `web` and `workers` together."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -39,6 +40,8 @@ def serve(port: int, host: str, no_simulator: bool, threads: int) -> None:
     from .app import create_app
 
     settings = Settings.from_env()
+    if not os.environ.get("GONGJI_PUBLIC_URL"):  # providers call back to this very server
+        settings = dataclasses.replace(settings, public_url=f"http://{host}:{port}")
     engine, db = _engine_db(settings)
     migrate.upgrade(engine)
     with db.begin() as s:
@@ -61,16 +64,23 @@ def serve(port: int, host: str, no_simulator: bool, threads: int) -> None:
 
 
 def _start_fake_platforms(db, creds: dict) -> dict:
-    """The simulator's fake platforms: one per seeded national or provincial platform, receiving (and
-    verifying) its outbound webhooks on a free loopback port."""
+    """The simulator: a fake platform per seeded national or provincial platform, receiving (and verifying)
+    its outbound webhooks, and a fake face-verification provider per verifier (pass rate
+    GONGJI_SIM_FACE_PASS_RATE, default 1.0; latency GONGJI_SIM_FACE_LATENCY_S, default 0.2 s), each on a
+    free loopback port."""
+    from workers.simulator.face import FakeFaceProvider
     from workers.simulator.platform import FakePlatform
     from workflows import platforms
 
     fakes = {}
     for pid, (_key, secret) in creds.items():
-        if platforms.get(db, pid).kind in ("national", "province"):
+        kind = platforms.get(db, pid).kind
+        if kind == "verifier":
+            fakes[pid] = FakeFaceProvider([secret], pass_rate=float(os.environ.get("GONGJI_SIM_FACE_PASS_RATE", 1)),
+                                          latency_s=float(os.environ.get("GONGJI_SIM_FACE_LATENCY_S", 0.2))).start()
+        else:
             fakes[pid] = FakePlatform([secret]).start()
-            platforms.set_webhook_url(db, pid, fakes[pid].url)
+        platforms.set_webhook_url(db, pid, fakes[pid].url)
     return fakes
 
 

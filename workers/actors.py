@@ -7,10 +7,12 @@ to fan out into deliveries. `deliver` makes one try of one delivery (HTTP outsid
 retry schedule is data (`workflows.deliveries`), so dramatiq does not retry it."""
 from __future__ import annotations
 
+import json
+
 import dramatiq
 
 from models import OutboxMessage
-from workflows import deliveries, webhooks
+from workflows import deliveries, face_sessions, webhooks
 from workflows.once import run_once
 
 from . import outbound, runtime
@@ -27,6 +29,8 @@ def send_deliveries(ids: list[int]) -> None:
 def _handle(msg: OutboxMessage) -> str:
     if msg.topic == "webhook.received":
         return webhooks.process(runtime.db(), msg.payload["data"]["received_webhook_id"])
+    if msg.topic == "binding.verification_requested":
+        open_face_session.send(msg.payload["data"]["verification"]["verification_id"])
     if msg.topic.startswith(FANNED_OUT):
         ready = deliveries.fan_out(runtime.db(), msg.id)
         send_deliveries(ready)  # a lost send is picked up by the delivery pass (deliveries.GRACE_S)
@@ -48,3 +52,29 @@ def deliver(delivery_id: int) -> None:
     answer = outbound.post_signed(claim.url, claim.secrets, claim.event_id, claim.payload)
     send_deliveries(deliveries.record(db, claim, status_code=answer.status_code, error=answer.error,
                                       duration_ms=answer.duration_ms))
+
+
+class ProviderError(Exception):
+    """The face-verification provider did not open the session; dramatiq retries with backoff."""
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=8, min_backoff=1_000, max_backoff=60_000, time_limit=60_000)
+def open_face_session(verification_id: str) -> None:
+    """Ask the provider to open a face-verification session for a pending attempt (idempotent: an attempt
+    no longer pending, or already opened, is left alone)."""
+    db = runtime.db()
+    request = face_sessions.session_request(db, verification_id, callback_base=runtime.settings().public_url)
+    if request is None:
+        return
+    answer = outbound.post_signed(request.url, request.secrets, request.event_id, request.payload)
+    if answer.ok:
+        face_sessions.session_opened(db, verification_id, _session_id(answer.body))
+    elif face_sessions.session_failed(db, verification_id, answer.error or "no answer"):
+        raise ProviderError(f"provider {request.verifier_id}: {answer.error}")
+
+
+def _session_id(body: bytes) -> str | None:
+    try:
+        return str(json.loads(body or b"{}").get("session_id") or "") or None
+    except (ValueError, AttributeError):
+        return None

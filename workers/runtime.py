@@ -17,3 +17,9 @@ def db():
     if _state["db"] is None:
         configure(Settings.from_env())
     return _state["db"]
+
+
+def settings() -> Settings:
+    if _state["settings"] is None:
+        configure(Settings.from_env())
+    return _state["settings"]

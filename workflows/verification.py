@@ -62,6 +62,8 @@ def start_verification(db, binding_id: str, actor, *, channel: str | None = None
             count = cmd.session.execute(_COUNT, {"b": row.id}).scalar_one()
             attempt = SimpleNamespace(id=new_id("ver"), binding_id=row.id, attempt_no=count + 1, status="pending",
                                       opened_at=cmd.now, completed_at=None, reason=None, verifier_id=None,
+                                      provider_status=None, provider_session_id=None, provider_requests=0,
+                                      provider_error=None,
                                       deadline_at=cmd.now + timedelta(seconds=pol.verification_timeout_s))
             cmd.session.execute(_INSERT, vars(attempt))
             cmd.transition(row, "start_verification", who, channel=channel, attempt_deadline=attempt.deadline_at,

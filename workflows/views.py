@@ -47,4 +47,6 @@ def transition_view(t: Transition) -> dict:
 def attempt_view(a: VerificationAttempt) -> dict:
     return {"verification_id": a.id, "attempt_no": a.attempt_no, "status": a.status,
             "opened_at": _iso(a.opened_at), "deadline_at": _iso(a.deadline_at),
-            "completed_at": _iso(a.completed_at), "reason": a.reason, "verifier_id": a.verifier_id}
+            "completed_at": _iso(a.completed_at), "reason": a.reason, "verifier_id": a.verifier_id,
+            "provider_status": a.provider_status, "provider_session_id": a.provider_session_id,
+            "provider_requests": a.provider_requests or 0, "provider_error": a.provider_error}

@@ -61,21 +61,32 @@ def _stop_all(name: str, procs: list[Proc]) -> None:
 
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory):
-    """`gongji serve` on a free port with cwd = a fresh tmp dir (its SQLite lives in <tmp>/var)."""
-    workdir = tmp_path_factory.mktemp("embedded")
+    """`gongji serve --no-simulator` on a free port with cwd = a fresh tmp dir (its SQLite lives in <tmp>/var):
+    the tests play the platforms and the face provider themselves."""
+    yield from _serve(tmp_path_factory, "embedded", ["--no-simulator"])
+
+
+@pytest.fixture(scope="session")
+def simulated(tmp_path_factory):
+    """`gongji serve` as `make run` starts it: the simulator's fake platforms and face provider on."""
+    yield from _serve(tmp_path_factory, "simulated", [])
+
+
+def _serve(tmp_path_factory, name: str, args: list[str]):
+    workdir = tmp_path_factory.mktemp(name)
     port = free_port()
-    proc = Proc("serve", [gongji_bin(), "serve", "--port", str(port)], cwd=workdir, env=_clean_env(),
+    proc = Proc("serve", [gongji_bin(), "serve", "--port", str(port), *args], cwd=workdir, env=_clean_env(),
                 log=workdir / "serve.log")
-    _RUNNING["embedded"] = [proc]
+    _RUNNING[name] = [proc]
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/healthz", [proc], timeout=START_TIMEOUT_S)
     except BaseException:
         proc.stop()
-        _RUNNING.pop("embedded", None)
+        _RUNNING.pop(name, None)
         raise
     yield base
-    _stop_all("embedded", [proc])
+    _stop_all(name, [proc])
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from .support import (Api, Person, assert_problem, chinese_name, child_birth, id_number, post_webhook,
+from .support import (Api, Person, assert_problem, chinese_name, child_birth, id_number, poll, post_webhook,
                       signed_headers, verification_completed, wait_state)
 
 FACECHECK = "facecheck"
@@ -99,6 +99,8 @@ def test_webhook_signature_and_timestamp_refusals_store_nothing(embedded, js, fa
     grantor, beneficiary = couple(js)
     b = js.invited(grantor, beneficiary)
     vid = js.ok(b["id"], "verification", beneficiary, status=202)["verification_id"]
+    # the worker records what became of the provider session (here: no provider registered) — let it settle
+    poll(lambda: js.binding(b["id"])["verifications"][0]["provider_status"], what="the provider session verdict")
     before = snapshot(js, b["id"])
     msg_id = f"msg_{secrets.token_hex(8)}"
     good = json.dumps(verification_completed(vid, b["id"]))

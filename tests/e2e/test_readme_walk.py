@@ -44,7 +44,7 @@ def test_readme_documents_the_history_the_walk_prints():
     assert block.group(1).strip().splitlines() == HISTORY
 
 
-@pytest.mark.parametrize("server", ["embedded", "production"])
+@pytest.mark.parametrize("server", ["simulated", "production"])
 def test_readme_walk(server, request):
     """Given a running server (the embedded default, or gunicorn + dramatiq worker + scheduler on PostgreSQL
     and Redis with jiangsu and facecheck registered under the development credentials)

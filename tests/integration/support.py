@@ -141,3 +141,16 @@ def table_snapshot(db) -> dict[str, tuple[int, str]]:
                 f'SELECT count(*), coalesce(md5(string_agg(t::text, \'|\' ORDER BY t::text)), \'\') '
                 f'FROM "{name}" t')).one())
     return snap
+
+
+def wait_until(predicate, timeout_s: float = 30.0, interval_s: float = 0.05):
+    """Poll `predicate` until it is truthy (returns its value); fails after `timeout_s` seconds. Used where a
+    thread or another process does the work; the timeout only bounds a hang, it decides nothing."""
+    import time
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")

@@ -3,7 +3,6 @@ webhook is applied by a real dramatiq worker on Redis."""
 from __future__ import annotations
 
 import os
-import time
 from datetime import timedelta
 
 import dramatiq
@@ -19,6 +18,8 @@ from workflows import outbox, persons, verification, webhooks
 from workflows.idnumbers import with_check_digit
 from workflows.invite import invite
 from workflows.platforms import PlatformInfo
+
+from .support import wait_until
 
 pytestmark = pytest.mark.pg
 
@@ -48,13 +49,7 @@ def redis_worker(pg_db):
     broker.close()
 
 
-def _wait(predicate, timeout_s=30.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+_wait = wait_until
 
 
 def _pending(db) -> int:

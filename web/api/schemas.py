@@ -90,12 +90,16 @@ class PersonOut(PersonRef):
 class VerificationOut(BaseModel):
     verification_id: str
     attempt_no: int
-    status: Literal["pending", "passed", "failed", "timed_out"]
+    status: Literal["pending", "passed", "failed", "timed_out", "abandoned"]
     opened_at: str
     deadline_at: str
     completed_at: str | None
     reason: str | None
     verifier_id: str | None
+    provider_status: Literal["requested", "opened", "error"] | None = None  # the session at the provider
+    provider_session_id: str | None = None
+    provider_requests: int = 0  # how many times a worker asked the provider to open it
+    provider_error: str | None = None
 
 
 class BindingOut(BaseModel):
@@ -124,6 +128,7 @@ class BindingOut(BaseModel):
     ended_at: str | None
     end_event: str | None
     verifications: list[VerificationOut] | None = None
+    sync: dict[str, int] | None = None  # platform id → the binding version it acknowledged (answered 2xx to)
 
 
 class TransitionOut(BaseModel):

@@ -1,0 +1,29 @@
+"""`gongji serve` as `make run` starts it, simulator on: the fake face-verification provider opens sessions
+and calls back by itself, and the fake platforms acknowledge every binding event."""
+from __future__ import annotations
+
+from .support import Api, poll, wait_state
+
+
+def test_the_fake_provider_verifies_and_the_fake_platforms_acknowledge(simulated, dev_keys):
+    """Given the embedded default with its simulator
+    When a Jiangsu grantor invites and the beneficiary starts face verification, and nobody else calls back
+    Then a worker opened a session at the fake provider (visible on the attempt), the provider's signed
+    callback moved the binding to face_verified with the verifier as actor, and after accept the national
+    and Jiangsu fake platforms acknowledged every version."""
+    api = Api(simulated, dev_keys["jiangsu"][0])
+    grantor, beneficiary = api.person("320100"), api.person("320500", insurance_type="resident")
+    b = api.invited(grantor, beneficiary, "spouse")
+    started = api.command(b["id"], "verification", beneficiary)
+    assert started.status_code == 202, started.text
+
+    wait_state(api, b["id"], "face_verified")
+    attempt = api.binding(b["id"])["verifications"][0]
+    assert attempt["status"] == "passed" and attempt["verifier_id"] == "facecheck"
+    assert attempt["provider_status"] == "opened" and attempt["provider_requests"] == 1
+    assert attempt["provider_session_id"] == f"sess_{attempt['verification_id']}"
+    assert api.history(b["id"])[2]["actor"] == {"kind": "verifier", "id": "facecheck"}
+
+    accepted = api.ok(b["id"], "accept", beneficiary)
+    poll(lambda: api.binding(b["id"])["sync"] == {"national": accepted["version"], "jiangsu": accepted["version"]},
+         timeout=30, what="both platforms acknowledging the accepted version")

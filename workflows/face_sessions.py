@@ -1,0 +1,83 @@
+"""Face-verification sessions at the provider: what a worker sends to open one, and what it records.
+
+When a beneficiary starts verification (`verification.start_verification`) the attempt is `pending` and
+a `binding.verification_requested` event is in the outbox; a worker then asks the face-verification
+provider — the platform registered with kind `verifier` (the first by id that has a URL) — to open a
+session: `session_request` builds the request, the worker POSTs it signed, `session_opened` or
+`session_failed` records the answer on the attempt (`provider_status`, `provider_session_id`,
+`provider_requests`, `provider_error`). A provider error is retried with backoff until the attempt is no
+longer pending; no result by the attempt's deadline counts as a failed attempt (the timer does that).
+
+The provider is the one party that must see the person's ID number and name (to compare the face with
+the identity photo): they are decrypted here, sent over the signed request, and never stored or logged
+in plaintext."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from models import Person, VerificationAttempt
+from models.types import new_id, utcnow
+
+from . import platforms
+
+VA = VerificationAttempt.__table__
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    verification_id: str
+    verifier_id: str
+    url: str
+    secrets: tuple[str, ...]
+    event_id: str
+    payload: dict
+
+
+def verifier(session) -> platforms.PlatformInfo | None:
+    found = [p for p in platforms.all_platforms(session) if p.kind == "verifier" and p.webhook_url]
+    return found[0] if found else None
+
+
+def session_request(db, verification_id: str, *, callback_base: str, now: datetime | None = None
+                    ) -> SessionRequest | None:
+    """The request to open a session for a pending attempt not yet opened, or None (nothing to do)."""
+    now = now or utcnow()
+    with db.begin() as s:
+        attempt = s.execute(sa.select(VA).where(VA.c.id == verification_id).with_for_update()).mappings().first()
+        if attempt is None or attempt["status"] != "pending" or attempt["provider_status"] == "opened":
+            return None
+        provider = verifier(s)
+        if provider is None:
+            s.execute(sa.update(VA).where(VA.c.id == verification_id).values(
+                provider_status="error", provider_error="no face-verification provider is registered"))
+            return None
+        from models import Binding
+        beneficiary = s.scalar(sa.select(Person).join(Binding, Binding.beneficiary_id == Person.id)
+                               .where(Binding.id == attempt["binding_id"]))
+        s.execute(sa.update(VA).where(VA.c.id == verification_id).values(
+            provider_status="requested", provider_requests=VA.c.provider_requests + 1))
+        payload = {"type": "verification.session_requested", "id": new_id("evt"), "created_at": now.isoformat(),
+                   "data": {"verification_id": verification_id, "binding_id": attempt["binding_id"],
+                            "attempt_no": attempt["attempt_no"], "deadline_at": attempt["deadline_at"].isoformat(),
+                            "callback_url": f"{callback_base}/webhooks/{provider.id}",
+                            "subject": {"person_id": beneficiary.id, "id_number": beneficiary.id_number,
+                                        "name": beneficiary.name}}}
+    return SessionRequest(verification_id, provider.id, provider.webhook_url, provider.signing_secrets(now),
+                          payload["id"], payload)
+
+
+def session_opened(db, verification_id: str, session_id: str | None) -> None:
+    with db.begin() as s:
+        s.execute(sa.update(VA).where(VA.c.id == verification_id).values(
+            provider_status="opened", provider_session_id=(session_id or "")[:64] or None, provider_error=None))
+
+
+def session_failed(db, verification_id: str, error: str) -> bool:
+    """Record a failed request; True if the attempt is still pending (worth retrying)."""
+    with db.begin() as s:
+        s.execute(sa.update(VA).where(VA.c.id == verification_id).values(
+            provider_status="error", provider_error=error[:2000]))
+        return s.scalar(sa.select(VA.c.status).where(VA.c.id == verification_id)) == "pending"
