@@ -24,6 +24,7 @@ CODES: dict[str, tuple[int, str]] = {
     "region_not_served": (403, "This platform does not serve that region"),
     "idempotency_key_reused": (422, "The Idempotency-Key was used with a different request"),
     "validation_failed": (422, "The request body does not match the schema"),
+    "stale": (409, "The registry fact is not newer than the one already held (registry_as_of)"),
     # transport (API.md)
     "malformed": (400, "The request is not well-formed JSON"),
     "unauthorized": (401, "Missing or unknown credentials"),

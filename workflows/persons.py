@@ -1,7 +1,8 @@
 """Persons as the platforms report them: upsert from a registry, look-up by ID number, the family view.
 
 The ID number is normalized and validated, then stored encrypted with its keyed hash; answers carry the
-masked forms only. A province platform may only write persons insured in its provinces."""
+masked forms only. A province platform may only write persons insured in its provinces. Writing a registry
+fact (staleness, the bindings it ends) is `person_events.record`, shared with the `person.updated` webhook."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -46,37 +47,36 @@ def by_number(session: Session, number: str, *, lock: bool = False) -> Person | 
     return session.scalar(_BY_HASH_LOCKED if lock else _BY_HASH, {"h": lookup_hash(number)})
 
 
-def upsert(db, data: dict, *, platform, now=None) -> tuple[dict, bool]:
-    """Create or update a person from a platform's registry; returns (masked view, created)."""
-    now = now or utcnow()
-    number = idnumbers.validate(data.get("id_number", ""), today=now.date())
+def validated(data: dict, *, today) -> dict:
+    """The registry fields of `POST /api/v1/persons` (and `person.updated`), normalized; refusals by code."""
+    raw = data.get("id_number")
+    number = idnumbers.validate(raw if isinstance(raw, str) else "", today=today)
     if data.get("insurance_type") not in INSURANCE_TYPES or data.get("insurance_status") not in INSURANCE_STATUSES:
         raise DomainError("validation_failed", "insurance_type or insurance_status is not a known value")
     balance = data.get("balance_fen")
     if balance is not None and (not isinstance(balance, int) or isinstance(balance, bool) or balance < 0):
         raise DomainError("validation_failed", "balance_fen is a non-negative integer")
-    name = (data.get("name") or "").strip()
+    name = (data.get("name") or "").strip() if isinstance(data.get("name"), (str, type(None))) else ""
     if not name:
         raise DomainError("validation_failed", "name is required")
+    region = data.get("region_code")
+    return dict(id_number=number, name=name, insurance_type=data["insurance_type"],
+                insurance_status=data["insurance_status"], region_code=region if isinstance(region, str) else "",
+                real_name_verified=bool(data.get("real_name_verified", False)), balance_fen=balance)
+
+
+def upsert(db, data: dict, *, platform, now=None, as_of=None) -> tuple[dict, bool]:
+    """Create or update a person from a platform's registry; returns (masked view, created).
+
+    `data["updated_at"]` (the registry's as-of time) or else `as_of` (a webhook's timestamp) is compared
+    with the fact held: not newer → DomainError `stale`, nothing written. With neither (a plain API call)
+    the fact applies as of now. Bindings the new facts no longer allow end in the same transaction."""
+    from .person_events import as_of_time, record  # late: person_events builds on this module
+    now = now or utcnow()
+    fields = validated(data, today=now.date())
+    at = as_of_time(data.get("updated_at"), now=now) or as_of
     with command(db, now=now) as cmd:
-        province = province_of(cmd.session, data.get("region_code") or "")
-        if platform is not None and not platform.serves(province):
-            raise DomainError("region_not_served", f"platform {platform.id} does not serve province {province}")
-        person = by_number(cmd.session, number, lock=True)
-        created = person is None
-        if created:
-            person = Person(id_number=number, id_number_hash=lookup_hash(number),
-                            id_number_masked=idnumbers.mask(number), created_at=now, balance_fen=0)
-            cmd.session.add(person)
-        person.name, person.name_masked = name, idnumbers.mask_name(name)
-        person.insurance_type, person.insurance_status = data["insurance_type"], data["insurance_status"]
-        person.region_code = data["region_code"]
-        person.real_name_verified = bool(data.get("real_name_verified", False))
-        if balance is not None:
-            person.balance_fen = balance
-        person.source_platform = platform.id if platform is not None else None
-        person.updated_at = now
-        cmd.session.flush()
+        person, created = record(cmd, fields, as_of=at, platform=platform)
         return person_view(person), created
 
 

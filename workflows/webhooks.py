@@ -2,17 +2,19 @@
 
 `receive` runs inside the HTTP request after the signature was verified: one transaction stores the raw
 body (encrypted: it may carry ID numbers) and its headers, deduplicated on (platform, webhook-id).
-`process` applies it once; a rule refusal is a final outcome, anything else is retried by the worker."""
+`process` applies it once; a rule refusal is a final outcome, anything else (also `conflict`: a concurrent
+change won) is retried by the worker. Person, relationship and unbind events are `person_events`."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
 from models import ReceivedWebhook
 from models.types import utcnow
 
-from . import outbox
+from . import outbox, person_events, platforms
 from .errors import DomainError
 from .once import run_once
 from .verification import record_verification_result
@@ -51,13 +53,26 @@ def receive(db, *, platform, webhook_id: str, body: bytes, headers: dict, event_
         session.close()
 
 
+def sent_at(row: ReceivedWebhook) -> datetime:
+    """The as-of time of an event without `data.updated_at`: its `webhook-timestamp` (unix seconds)."""
+    try:
+        return datetime.fromtimestamp(int((row.headers or {}).get("webhook-timestamp")), timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return row.received_at
+
+
 def _apply(db, row: ReceivedWebhook) -> str:
     data = json.loads(row.body).get("data") or {}
+    if not isinstance(data, dict):
+        raise DomainError("validation_failed", "data is an object")
     if row.type == "verification.completed":
         return record_verification_result(db, verification_id=str(data.get("verification_id")),
                                           binding_id=str(data.get("binding_id")), result=data.get("result"),
                                           verifier_id=row.platform_id, reason=data.get("reason"))
-    return "unsupported_type"  # person and relationship events: recorded, applied once supported
+    handler = person_events.HANDLERS.get(row.type)
+    if handler is None:
+        return "unsupported_type"
+    return handler(db, data, platform=platforms.get(db, row.platform_id), as_of=sent_at(row))
 
 
 def _apply_final(db):
@@ -65,6 +80,8 @@ def _apply_final(db):
         try:
             return _apply(db, row)
         except DomainError as exc:  # a refusal is the final outcome; other errors are retried
+            if exc.code == "conflict":  # a concurrent change won (e.g. the same new person twice): retry
+                raise
             return exc.code
     return work
 

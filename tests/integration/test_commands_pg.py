@@ -248,9 +248,10 @@ def test_refused_lifecycle_commands_write_nothing(pg_db, family):
     for code, call in cases:
         assert _refused(pg_db, call) == code
 
-    # the grantor's insurance is suspended after face verification: accepting is refused, nothing written
+    # the grantor loses real-name verification after face verification: accepting is refused, nothing written
+    # (a suspended insurance would end the binding itself: tests/integration/test_person_events.py)
     persons.upsert(pg_db, dict(id_number=fam_fv.grantor, name=fam_fv.grantor_name, insurance_type="employee",
-                               insurance_status="suspended", region_code="320100", real_name_verified=True),
+                               insurance_status="active", region_code="320100", real_name_verified=False),
                    platform=None, now=T0 + timedelta(minutes=10))
     assert _refused(pg_db, lambda: commands.accept(pg_db, fv, person(fam_fv.beneficiary),
                                                    now=T0 + timedelta(minutes=11))) == "grantor_not_eligible"

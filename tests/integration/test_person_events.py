@@ -1,0 +1,448 @@
+"""Inbound platform events on PostgreSQL (API.md "Inbound webhooks", DESIGN §3 "Events from platforms end
+bindings by themselves"): person.updated, person.deceased, relationship.ended, binding.unbind_requested,
+stored with `webhooks.receive` and applied with `webhooks.process` exactly as the worker does.
+
+The worker applies events at the wall clock, so each test builds its families an hour or two before it
+(`base`): invitations are then still inside their TTL, and every as-of time is stated relative to `base`."""
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from models import Binding, ReceivedWebhook
+from models.types import utcnow
+from workflows import commands, persons, platforms, timers, webhooks
+from workflows.errors import DomainError
+from workflows.idnumbers import with_check_digit
+
+from .support import (CONFLICT_CODES, accepted, assert_history_consistent, binding, face_verified, history, invite,
+                      person, race, table_snapshot)
+from .test_commands_pg import replay
+
+pytestmark = pytest.mark.pg
+
+ROUNDS = 10
+DOMAIN_TABLES = ("persons", "bindings", "binding_transitions", "verification_attempts")
+
+
+@pytest.fixture
+def base() -> datetime:
+    return utcnow().replace(microsecond=0) - timedelta(hours=2)
+
+
+def deliver(db, platform_id: str, event_type: str, data: dict, *, sent: datetime,
+            webhook_id: str | None = None) -> int:
+    """Store a webhook as `POST /webhooks/<platform>` does after the signature check; its row id."""
+    wid = webhook_id or f"msg_{uuid.uuid4().hex}"
+    body = json.dumps({"type": event_type, "data": data}, ensure_ascii=False).encode()
+    headers = {"webhook-id": wid, "webhook-timestamp": str(int(sent.timestamp())), "webhook-signature": "v1,x"}
+    row_id, _ = webhooks.receive(db, platform=platforms.get(db, platform_id), webhook_id=wid, body=body,
+                                 headers=headers, event_type=event_type)
+    return row_id
+
+
+def send(db, platform_id: str, event_type: str, data: dict, *, sent: datetime) -> str:
+    """Deliver and process one webhook; its outcome."""
+    return webhooks.process(db, deliver(db, platform_id, event_type, data, sent=sent))
+
+
+def registry(fam, side: str, **changes) -> dict:
+    """The registry record of one side of a family (the test factory's defaults), with `changes`."""
+    number, name = (fam.grantor, fam.grantor_name) if side == "grantor" else (fam.beneficiary, fam.beneficiary_name)
+    record = dict(id_number=number, name=name, insurance_type="employee" if side == "grantor" else "resident",
+                  insurance_status="active", region_code="320100", real_name_verified=True)
+    return {**record, **changes}
+
+
+def held(db, number: str):
+    with db() as s:
+        return persons.by_number(s, number)
+
+
+def domain_state(db) -> dict:
+    return {k: v for k, v in table_snapshot(db).items() if k in DOMAIN_TABLES}
+
+
+def assert_ended_by_system(db, bid: str, *, state: str, event: str, reason: str, platform_id: str) -> None:
+    row = binding(db, bid)
+    assert (row.state, row.end_event, row.deadline_at) == (state, event, None)
+    rows = assert_history_consistent(db, bid)
+    last = rows[-1]
+    assert (last.event, last.to_state, last.actor_kind, last.actor_id, last.reason) == (
+        event, state, "system", f"registry:{platform_id}", reason)
+    assert replay(rows) == state
+
+
+def _authorized(db, fam, now):
+    bid = accepted(db, fam, now=now)
+    commands.authorize(db, bid, person(fam.grantor), 10_000, now=now + timedelta(minutes=1))
+    return bid
+
+
+STAGES = {"invited": lambda db, fam, now: invite(db, fam, now=now)["id"],
+          "face_verified": lambda db, fam, now: face_verified(db, fam, now=now),
+          "accepted": lambda db, fam, now: accepted(db, fam, now=now), "authorized": _authorized}
+
+# (binding stage, platform, event type, data builder, expected state, event, reason)
+ENDINGS = {
+    "grantor_deceased": ("accepted", "jiangsu", "person.deceased", lambda f: {"id_number": f.grantor},
+                         "unbound", "unbind"),
+    "beneficiary_deceased": ("invited", "jiangsu", "person.deceased", lambda f: {"id_number": f.beneficiary},
+                             "rejected", "reject"),
+    "grantor_insurance_suspended": ("authorized", "jiangsu", "person.updated",
+                                    lambda f: registry(f, "grantor", insurance_status="suspended"),
+                                    "unbound", "unbind"),
+    "grantor_insurance_ended": ("face_verified", "jiangsu", "person.updated",
+                                lambda f: registry(f, "grantor", insurance_status="ended"), "rejected", "reject"),
+    "beneficiary_insurance_suspended": ("accepted", "national", "person.updated",
+                                        lambda f: registry(f, "beneficiary", insurance_status="suspended"),
+                                        "unbound", "unbind"),
+    "beneficiary_insurance_ended": ("accepted", "jiangsu", "person.updated",
+                                    lambda f: registry(f, "beneficiary", insurance_type="none"), "unbound", "unbind"),
+    "grantor_left_employee_insurance": ("authorized", "jiangsu", "person.updated",
+                                        lambda f: registry(f, "grantor", insurance_type="resident"),
+                                        "unbound", "unbind"),
+    # Xinjiang's policy does not allow sharing across provinces; only the national platform serves both
+    "region_not_allowed": ("accepted", "national", "person.updated",
+                           lambda f: registry(f, "beneficiary", region_code="650100"), "unbound", "unbind"),
+    "relationship_ended": ("authorized", "jiangsu", "relationship.ended",
+                           lambda f: {"grantor_id_number": f.grantor, "beneficiary_id_number": f.beneficiary},
+                           "unbound", "unbind"),
+}
+
+
+@pytest.mark.parametrize("reason", list(ENDINGS))
+def test_each_platform_event_ends_the_binding_with_its_reason(pg_db, family, base, reason):
+    """Given a binding in the listed stage between an eligible pair in 南京,
+    when the listed platform's event arrives (signed an hour after the pair was registered),
+    then the binding ends (`unbind` if live, `reject` if pending) by the system (`registry:<platform>`) with
+    the reason in history, the history replays through the machine and one outbox event per version."""
+    stage, platform_id, event_type, data, state, event = ENDINGS[reason]
+    fam = family(pg_db, now=base)
+    bid = STAGES[stage](pg_db, fam, base)
+
+    outcome = send(pg_db, platform_id, event_type, data(fam), sent=base + timedelta(hours=1))
+
+    assert outcome == ("applied" if event_type.startswith("person.") else state)
+    assert_ended_by_system(pg_db, bid, state=state, event=event, reason=reason, platform_id=platform_id)
+
+
+def test_a_move_the_policies_allow_keeps_the_binding(pg_db, family, base):
+    """Given an accepted binding in 南京,
+    when the beneficiary moves to 苏州 (Jiangsu allows sharing across its pooling regions),
+    then the move is applied and the binding stays accepted with its history untouched."""
+    fam = family(pg_db, now=base)
+    bid = accepted(pg_db, fam, now=base)
+    before = history(pg_db, bid)
+
+    assert send(pg_db, "jiangsu", "person.updated", registry(fam, "beneficiary", region_code="320500"),
+                sent=base + timedelta(hours=1)) == "applied"
+
+    assert held(pg_db, fam.beneficiary).region_code == "320500"
+    assert binding(pg_db, bid).state == "accepted" and len(history(pg_db, bid)) == len(before)
+
+
+def test_a_death_ends_every_live_and_pending_binding_of_the_person(pg_db, family, base):
+    """Given a grantor with an authorized, an invited and an already cancelled binding, who is also the
+    beneficiary of another grantor's accepted binding,
+    when the registry reports the grantor deceased,
+    then the authorized and accepted ones are unbound, the invited one rejected, the cancelled one untouched —
+    all in the one transaction of the event, each with reason grantor_deceased or beneficiary_deceased."""
+    first = family(pg_db, now=base)
+    me = (first.grantor, first.grantor_name)
+    live = _authorized(pg_db, first, base)
+    pending = invite(pg_db, family(pg_db, grantor=me, now=base), now=base)["id"]
+    gone_fam = family(pg_db, grantor=me, now=base)
+    gone = invite(pg_db, gone_fam, now=base)["id"]
+    commands.cancel(pg_db, gone, person(first.grantor), now=base + timedelta(minutes=5))
+    other = family(pg_db, now=base)
+    as_beneficiary = accepted(pg_db, other._replace(beneficiary=first.grantor, beneficiary_name=first.grantor_name),
+                              now=base)
+
+    assert send(pg_db, "jiangsu", "person.deceased", {"id_number": first.grantor},
+                sent=base + timedelta(hours=1)) == "applied"
+
+    assert_ended_by_system(pg_db, live, state="unbound", event="unbind", reason="grantor_deceased",
+                           platform_id="jiangsu")
+    assert_ended_by_system(pg_db, pending, state="rejected", event="reject", reason="grantor_deceased",
+                           platform_id="jiangsu")
+    assert_ended_by_system(pg_db, as_beneficiary, state="unbound", event="unbind", reason="beneficiary_deceased",
+                           platform_id="jiangsu")
+    assert [t.event for t in history(pg_db, gone)] == ["invite", "cancel"]
+    assert held(pg_db, first.grantor).deceased is True
+
+
+def test_an_invitation_past_its_ttl_is_left_to_the_timer(pg_db, family, base):
+    """Given an invitation made 8 days ago (past Jiangsu's 7-day TTL) that no sweep has expired yet,
+    when the registry reports the beneficiary deceased,
+    then the death applies and the invitation is left alone (a reject would be refused there), and the next
+    sweep expires it as usual."""
+    long_ago = base - timedelta(days=8)
+    fam = family(pg_db, now=long_ago)
+    bid = invite(pg_db, fam, now=long_ago)["id"]
+
+    assert send(pg_db, "jiangsu", "person.deceased", {"id_number": fam.beneficiary}, sent=base) == "applied"
+
+    assert held(pg_db, fam.beneficiary).deceased is True and binding(pg_db, bid).state == "invited"
+    assert timers.sweep(pg_db, now=utcnow()) == 1
+    assert [t.event for t in assert_history_consistent(pg_db, bid)] == ["invite", "expire"]
+
+
+def test_a_stale_event_changes_nothing(pg_db, family, base):
+    """Given a person whose registry record is held as of `base + 1 h` (an applied event said so),
+    when events as of an earlier or the same time arrive — `updated_at` older, `updated_at` equal, or no
+    `updated_at` and a webhook-timestamp older —
+    then each is recorded with outcome `stale` and no domain table changes."""
+    fam = family(pg_db, now=base)
+    bid = accepted(pg_db, fam, now=base)
+    newest = base + timedelta(hours=1)
+    assert send(pg_db, "jiangsu", "person.updated", registry(fam, "grantor", updated_at=newest.isoformat()),
+                sent=newest) == "applied"
+    assert held(pg_db, fam.grantor).registry_as_of == newest
+    before = domain_state(pg_db)
+    suspended = registry(fam, "grantor", insurance_status="suspended")
+    earlier = newest - timedelta(minutes=1)
+
+    outcomes = [
+        send(pg_db, "jiangsu", "person.updated", {**suspended, "updated_at": earlier.isoformat()},
+             sent=newest + timedelta(minutes=5)),
+        send(pg_db, "jiangsu", "person.updated", {**suspended, "updated_at": newest.isoformat()}, sent=newest),
+        send(pg_db, "jiangsu", "person.updated", suspended, sent=newest - timedelta(seconds=1)),
+        send(pg_db, "jiangsu", "person.deceased", {"id_number": fam.grantor}, sent=newest),
+    ]
+
+    assert outcomes == ["stale"] * 4
+    assert domain_state(pg_db) == before
+    assert binding(pg_db, bid).state == "accepted"
+
+
+def test_a_newer_event_applies_and_moves_registry_as_of(pg_db, family, base):
+    """Given a person registered as of `base`,
+    when a person.updated with `updated_at` = base + 30 min arrives, then one without `updated_at` signed
+    at base + 20 min, then one signed at base + 40 min,
+    then the first applies (registry_as_of = its updated_at), the second is stale (its webhook-timestamp is
+    its as-of time) and the third applies (registry_as_of = its webhook-timestamp)."""
+    fam = family(pg_db, now=base)
+    assert held(pg_db, fam.grantor).registry_as_of == base
+    at = base + timedelta(minutes=30)
+
+    renamed = registry(fam, "grantor", name="新名字", updated_at=at.isoformat())
+    first = send(pg_db, "jiangsu", "person.updated", renamed, sent=base + timedelta(minutes=31))
+    second = send(pg_db, "jiangsu", "person.updated", registry(fam, "grantor", region_code="320500"),
+                  sent=base + timedelta(minutes=20))
+    held_after_second = held(pg_db, fam.grantor)
+    third = send(pg_db, "jiangsu", "person.updated", registry(fam, "grantor", region_code="320500"),
+                 sent=base + timedelta(minutes=40))
+
+    assert (first, second, third) == ("applied", "stale", "applied")
+    assert held_after_second.name == "新名字" and held_after_second.region_code == "320100"
+    assert held_after_second.registry_as_of == at
+    now_held = held(pg_db, fam.grantor)
+    assert now_held.region_code == "320500" and now_held.registry_as_of == base + timedelta(minutes=40)
+
+
+def test_a_province_platform_is_refused_for_another_province(pg_db, family, base):
+    """Given an authorized binding between two persons insured in Jiangsu,
+    when the Xinjiang platform sends person.deceased, a person.updated moving one of them to 乌鲁木齐,
+    relationship.ended and binding.unbind_requested about them,
+    then each is recorded with the final outcome region_not_served and nothing changes; the national
+    platform, which serves every province, may send the same death."""
+    fam = family(pg_db, now=base)
+    bid = _authorized(pg_db, fam, base)
+    before = domain_state(pg_db)
+    sent = base + timedelta(hours=1)
+
+    outcomes = [
+        send(pg_db, "xinjiang", "person.deceased", {"id_number": fam.grantor}, sent=sent),
+        send(pg_db, "xinjiang", "person.updated", registry(fam, "grantor", region_code="650100"), sent=sent),
+        send(pg_db, "xinjiang", "relationship.ended",
+             {"grantor_id_number": fam.grantor, "beneficiary_id_number": fam.beneficiary}, sent=sent),
+        send(pg_db, "xinjiang", "binding.unbind_requested",
+             {"binding_id": bid, "actor": person(fam.grantor)}, sent=sent),
+    ]
+
+    assert outcomes == ["region_not_served"] * 4
+    assert domain_state(pg_db) == before
+    with pg_db() as s:
+        done = s.scalars(sa.select(ReceivedWebhook).where(ReceivedWebhook.platform_id == "xinjiang")).all()
+    assert {(w.outcome, w.processed_at is not None, w.last_error) for w in done} == {("region_not_served", True, None)}
+    assert send(pg_db, "national", "person.deceased", {"id_number": fam.grantor}, sent=sent) == "applied"
+    assert_ended_by_system(pg_db, bid, state="unbound", event="unbind", reason="grantor_deceased",
+                           platform_id="national")
+
+
+def test_the_same_person_updated_processed_twice_has_one_effect(pg_db, family, base):
+    """Given an authorized binding and one stored person.updated suspending the grantor,
+    when the worker processes that webhook twice (a redelivered message), the platform posts it again with
+    the same webhook-id, and then re-sends it under a new webhook-id with the same timestamp,
+    then the first processing unbinds once; the second answers the recorded outcome; the duplicate is not
+    stored again; the re-send is stale. One system unbind in history, one outbox event per version."""
+    fam = family(pg_db, now=base)
+    bid = _authorized(pg_db, fam, base)
+    data, sent = registry(fam, "grantor", insurance_status="suspended"), base + timedelta(hours=1)
+    row_id = deliver(pg_db, "jiangsu", "person.updated", data, sent=sent, webhook_id="msg_twice")
+
+    assert webhooks.process(pg_db, row_id) == "applied"
+    assert webhooks.process(pg_db, row_id) == "applied"
+    assert deliver(pg_db, "jiangsu", "person.updated", data, sent=sent, webhook_id="msg_twice") == row_id
+    assert send(pg_db, "jiangsu", "person.updated", data, sent=sent) == "stale"
+
+    rows = assert_history_consistent(pg_db, bid)
+    assert [t.event for t in rows].count("unbind") == 1
+    assert rows[-1].reason == "grantor_insurance_suspended"
+    with pg_db() as s:
+        assert s.get(ReceivedWebhook, row_id).attempts == 1
+
+
+def test_unbind_requested_in_a_platform_app(pg_db, family, base):
+    """Given an accepted binding,
+    when the platform relays an unbind asked for in its own app by a stranger, for an unknown binding, and
+    then by the beneficiary with a reason,
+    then the first two are refused (not_your_binding, not_found) and the last unbinds as the beneficiary
+    (actor person, channel app, the reason kept)."""
+    fam = family(pg_db, now=base)
+    bid = accepted(pg_db, fam, now=base)
+    stranger = family(pg_db, now=base).grantor
+    sent = base + timedelta(hours=1)
+
+    assert send(pg_db, "jiangsu", "binding.unbind_requested",
+                {"binding_id": bid, "actor": person(stranger)}, sent=sent) == "not_your_binding"
+    assert send(pg_db, "jiangsu", "binding.unbind_requested",
+                {"binding_id": "bnd_missing", "actor": person(fam.beneficiary)}, sent=sent) == "not_found"
+    asked = {"binding_id": bid, "actor": person(fam.beneficiary), "reason": "家庭成员变动"}
+    assert send(pg_db, "jiangsu", "binding.unbind_requested", asked, sent=sent) == "unbound"
+
+    row = binding(pg_db, bid)
+    last = assert_history_consistent(pg_db, bid)[-1]
+    assert (last.event, last.actor_kind, last.actor_id, last.channel, last.reason) == (
+        "unbind", "person", row.beneficiary_id, "app", "家庭成员变动")
+
+
+def test_relationship_ended_without_a_binding(pg_db, family, base):
+    """Given a pair with no binding, and a pair whose binding was already declined,
+    when relationship.ended arrives for each, then the outcome is no_binding and nothing changes."""
+    fam, declined = family(pg_db, now=base), family(pg_db, now=base)
+    bid = face_verified(pg_db, declined, now=base)
+    commands.decline(pg_db, bid, person(declined.beneficiary), now=base + timedelta(minutes=5))
+    before = domain_state(pg_db)
+
+    for f in (fam, declined):
+        assert send(pg_db, "jiangsu", "relationship.ended", {"grantor_id_number": f.grantor,
+                                                             "beneficiary_id_number": f.beneficiary},
+                    sent=base + timedelta(hours=1)) == "no_binding"
+    assert domain_state(pg_db) == before
+
+
+def test_malformed_event_data_is_a_final_outcome(pg_db, family, base):
+    """Given a platform's events whose data does not match API.md (a number instead of an ID number, a
+    person.updated without its fields, an unbind with a string actor, an `updated_at` without an offset),
+    when processed, then each gets its refusal code as the final outcome (not retried), nothing changes."""
+    fam = family(pg_db, now=base)
+    bid = accepted(pg_db, fam, now=base)
+    before, sent = domain_state(pg_db), base + timedelta(hours=1)
+    cases = [("person.deceased", {"id_number": 320102}, "invalid_id_number"),
+             ("person.updated", {"id_number": fam.grantor}, "validation_failed"),
+             ("binding.unbind_requested", {"binding_id": bid, "actor": "grantor"}, "validation_failed"),
+             ("person.deceased", {"id_number": fam.grantor, "updated_at": "2026-03-02T10:00:00"}, "validation_failed"),
+             ("relationship.ended", {"grantor_id_number": fam.grantor}, "invalid_id_number")]
+
+    for event_type, data, code in cases:
+        row_id = deliver(pg_db, "jiangsu", event_type, data, sent=sent)
+        assert webhooks.process(pg_db, row_id) == code, event_type
+        with pg_db() as s:
+            row = s.get(ReceivedWebhook, row_id)
+            assert (row.processed_at is not None, row.last_error, row.attempts) == (True, None, 1)
+    assert domain_state(pg_db) == before
+
+
+def test_post_persons_has_the_same_consequences_and_staleness(pg_db, family, base):
+    """Given an accepted binding,
+    when `POST /api/v1/persons` (persons.upsert) first sends an explicit `updated_at` older than the record
+    held, then suspends the grantor without `updated_at`,
+    then the first is refused `stale` (409) writing nothing, and the second applies as of now, setting
+    registry_as_of, and unbinds with reason grantor_insurance_suspended in the same transaction."""
+    fam = family(pg_db, now=base)
+    bid = accepted(pg_db, fam, now=base)
+    before = domain_state(pg_db)
+    older = registry(fam, "grantor", insurance_status="suspended", updated_at=(base - timedelta(days=1)).isoformat())
+
+    with pytest.raises(DomainError) as refused:
+        persons.upsert(pg_db, older, platform=platforms.get(pg_db, "jiangsu"), now=base + timedelta(hours=1))
+    assert (refused.value.code, refused.value.status) == ("stale", 409)
+    assert domain_state(pg_db) == before
+
+    now = base + timedelta(hours=1)
+    view, created = persons.upsert(pg_db, registry(fam, "grantor", insurance_status="suspended"),
+                                   platform=platforms.get(pg_db, "jiangsu"), now=now)
+    assert (created, view["insurance_status"]) == (False, "suspended")
+    assert held(pg_db, fam.grantor).registry_as_of == now
+    assert_ended_by_system(pg_db, bid, state="unbound", event="unbind", reason="grantor_insurance_suspended",
+                           platform_id="jiangsu")
+
+
+def test_two_events_creating_the_same_person_at_once_lose_nothing(pg_db, base):
+    """Given a person the registry has not sent yet,
+    when two person.updated for that person (as of base+1 min and base+2 min) are processed at the same
+    moment, and a worker retries whichever lost the insert race (`conflict` is retried, not final),
+    then the person ends up with the newer record whatever the interleaving."""
+    for n in range(ROUNDS):
+        number, name = with_check_digit(f"320102197501{n + 1:02d}777"), "钱多多"
+        older = dict(id_number=number, name=name, insurance_type="resident", insurance_status="active",
+                     region_code="320100", real_name_verified=True,
+                     updated_at=(base + timedelta(minutes=1)).isoformat())
+        newer = {**older, "region_code": "320500", "updated_at": (base + timedelta(minutes=2)).isoformat()}
+        ids = [deliver(pg_db, "jiangsu", "person.updated", d, sent=base) for d in (older, newer)]
+
+        outcomes = race(*[lambda i=i: webhooks.process(pg_db, i) for i in ids])
+
+        for row_id, o in zip(ids, outcomes):
+            if not o.ok:
+                assert o.code == "conflict"
+                with pg_db() as s:
+                    assert s.get(ReceivedWebhook, row_id).processed_at is None  # left for the retry
+                webhooks.process(pg_db, row_id)
+        got = held(pg_db, number)
+        assert (got.region_code, got.registry_as_of) == ("320500", base + timedelta(minutes=2))
+
+
+@pytest.mark.parametrize("command", ["authorize", "unbind"])
+def test_person_deceased_races_the_grantors_command(pg_db, family, base, command):
+    """Given an accepted binding and a stored person.deceased about its grantor,
+    when the worker applies the death while the grantor authorizes (or unbinds) the same binding,
+    then the result is one of the serial orders: the grantor's command first (then the system unbinds an
+    authorized binding, or finds it already unbound) or the death first (the command is refused 409-class).
+    The binding ends unbound exactly once, its history replays and has one outbox event per version."""
+    rng = random.Random(7)
+    for _ in range(ROUNDS):
+        fam = family(pg_db, now=base)
+        bid = accepted(pg_db, fam, now=base)
+        row_id = deliver(pg_db, "jiangsu", "person.deceased", {"id_number": fam.grantor},
+                         sent=base + timedelta(hours=1))
+        run = {"authorize": lambda: commands.authorize(pg_db, bid, person(fam.grantor), 500),
+               "unbind": lambda: commands.unbind(pg_db, bid, person(fam.grantor))}[command]
+        delay = rng.uniform(0, 0.02)  # the worker's run_once bookkeeping starts it late: vary who goes first
+
+        death, cmd = race(lambda: webhooks.process(pg_db, row_id), lambda: time.sleep(delay) or run())
+
+        assert death.ok and death.value == "applied", death.error
+        rows = assert_history_consistent(pg_db, bid)
+        events = [(t.event, t.actor_kind) for t in rows][4:]
+        assert replay(rows) == "unbound" and binding(pg_db, bid).state == "unbound"
+        assert [e for e, _ in events].count("unbind") == 1
+        if not cmd.ok:
+            assert cmd.code in CONFLICT_CODES, cmd.error
+            assert events == [("unbind", "system")]
+        elif command == "authorize":
+            assert events == [("authorize", "person"), ("unbind", "system")]
+            assert rows[-1].reason == "grantor_deceased"
+        else:
+            assert events == [("unbind", "person")]
+        assert held(pg_db, fam.grantor).deceased is True
+    with pg_db() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Binding).where(Binding.state != "unbound")) == 0

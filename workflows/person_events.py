@@ -1,0 +1,181 @@
+"""Registry facts from the platforms, applied as commands: a person's insurance, status or region
+(`person.updated`, and `POST /api/v1/persons` through `persons.upsert`), a death, a relationship that
+ended, an unbind a person asked for in a platform's own app (API.md "Inbound webhooks").
+
+Why it is shaped this way:
+- A person fact applies only when newer than the one held (`persons.registry_as_of`): platforms deliver at
+  least once and out of order, so an older or equal fact is `stale` and changes nothing.
+- Events from platforms end bindings by themselves (DESIGN §3), in the same transaction as the fact: lock
+  the person, write the fact, lock the person's non-terminal bindings in id order, read both sides again
+  (a fresh read after the locks, so two concurrent moves cannot each pass the region rule against the
+  other's old region), and end what `consequences.decide` says, the system as actor, the reason in history.
+- A province platform speaks only about persons insured in the provinces it serves (the national platform
+  serves all); a refusal is a DomainError, which the webhook records as its final outcome."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from models import Person
+from models.crypto import lookup_hash
+
+from . import commands, consequences, idnumbers, policy, rows
+from .actors import Actor
+from .errors import DomainError
+from .persons import by_number, facts, province_of, upsert
+from .unit import Command, command
+
+FUTURE_TOLERANCE = timedelta(minutes=5)  # an as-of time further ahead would freeze the person's record
+APPLIED = "applied"
+
+
+def as_of_time(value, *, now: datetime) -> datetime | None:
+    """`updated_at` (ISO 8601 with an offset, or an aware datetime) as aware UTC; None when absent."""
+    if value is None or value == "":
+        return None
+    try:
+        at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise DomainError("validation_failed", "updated_at is an ISO 8601 time with a UTC offset") from None
+    if at.tzinfo is None:
+        raise DomainError("validation_failed", "updated_at needs a UTC offset")
+    if at > now + FUTURE_TOLERANCE:
+        raise DomainError("validation_failed", "updated_at is in the future")
+    return at.astimezone(timezone.utc)
+
+
+def _number(data: dict, key: str, today) -> str:
+    value = data.get(key)
+    return idnumbers.validate(value if isinstance(value, str) else "", today=today)
+
+
+def registry_actor(platform) -> Actor:
+    return Actor("system", f"registry:{platform.id}" if platform is not None else "registry")
+
+
+def check_served(platform, *province_codes: str) -> None:
+    """The platform serves at least one of the provinces (None = an internal caller, serves all)."""
+    if platform is not None and not any(platform.serves(p) for p in province_codes):
+        raise DomainError("region_not_served", f"platform {platform.id} does not serve that person's province")
+
+
+def _check_fresh(person: Person, at: datetime | None) -> None:
+    if at is not None and person.registry_as_of is not None and at <= person.registry_as_of:
+        raise DomainError("stale", "the registry already holds a fact as of the same time or later")
+
+
+def _stamp(cmd: Command, person: Person, at: datetime | None, platform) -> None:
+    held = person.registry_as_of
+    person.registry_as_of = max(at or cmd.now, held) if held is not None else (at or cmd.now)
+    person.updated_at = cmd.now
+    person.source_platform = platform.id if platform is not None else None
+
+
+def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform) -> tuple[Person, bool]:
+    """Create or update a person from validated registry `fields`; returns (person, created). `as_of`
+    None (an API call without `updated_at`) applies as of now, without the staleness check."""
+    s = cmd.session
+    province = province_of(s, fields["region_code"])
+    check_served(platform, province)
+    person = by_number(s, fields["id_number"], lock=True)
+    created = person is None
+    if created:
+        number = fields["id_number"]
+        person = Person(id_number=number, id_number_hash=lookup_hash(number), id_number_masked=idnumbers.mask(number),
+                        created_at=cmd.now, balance_fen=0)
+        s.add(person)
+    else:  # a province platform may not take over a person another province insures
+        check_served(platform, province_of(s, person.region_code))
+        _check_fresh(person, as_of)
+    before = None if created else (person.insurance_type, person.insurance_status, person.region_code)
+    person.name, person.name_masked = fields["name"], idnumbers.mask_name(fields["name"])
+    person.insurance_type, person.insurance_status = fields["insurance_type"], fields["insurance_status"]
+    person.region_code, person.real_name_verified = fields["region_code"], fields["real_name_verified"]
+    if fields.get("balance_fen") is not None:
+        person.balance_fen = fields["balance_fen"]
+    _stamp(cmd, person, as_of, platform)
+    s.flush()
+    # a name or balance update locks no binding: only these facts can end one (bindings never start
+    # with an ineligible person, so unchanged facts end nothing)
+    if before is not None and before != (person.insurance_type, person.insurance_status, person.region_code):
+        end_bindings(cmd, person.id, registry_actor(platform), moved=before[2] != person.region_code)
+    return person, created
+
+
+def end_bindings(cmd: Command, person_id: str, actor: Actor, *, moved: bool) -> int:
+    """End every non-terminal binding of the person that the facts no longer allow; how many ended.
+    The region rule is judged only after a move (`moved`), under the policies in force now."""
+    s, ended = cmd.session, 0
+    for row in rows.lock_of_person(s, person_id):
+        g, b = facts(s, row.grantor), facts(s, row.beneficiary)
+        policies = ((policy.in_force(s, g.region_code, cmd.now), policy.in_force(s, b.region_code, cmd.now))
+                    if moved else (None, None))
+        decided = consequences.decide(row.state, row.expires_at, cmd.now, g, b, *policies)
+        if decided is not None:
+            event, reason = decided
+            cmd.authorize_actor(row, event, actor, reason)
+            cmd.transition(row, event, actor, reason=reason)
+            ended += 1
+    return ended
+
+
+# --- the inbound webhook types (webhooks._apply); each returns the outcome recorded on the webhook ----------
+
+def person_updated(db, data: dict, *, platform, as_of: datetime) -> str:
+    """The fields of `POST /api/v1/persons`, plus `updated_at`; the same function, the same consequences."""
+    upsert(db, data, platform=platform, as_of=as_of)
+    return APPLIED
+
+
+def person_deceased(db, data: dict, *, platform, as_of: datetime, now=None) -> str:
+    """`{id_number, updated_at?}`: the person died; every binding of theirs ends."""
+    with command(db, now=now) as cmd:
+        s = cmd.session
+        number = _number(data, "id_number", cmd.now.date())
+        at = as_of_time(data.get("updated_at"), now=cmd.now) or as_of
+        person = by_number(s, number, lock=True)
+        if person is None:
+            raise DomainError("not_found", "no person with that ID number")
+        check_served(platform, province_of(s, person.region_code))
+        _check_fresh(person, at)
+        person.deceased = True
+        _stamp(cmd, person, at, platform)
+        s.flush()
+        end_bindings(cmd, person.id, registry_actor(platform), moved=False)
+        return APPLIED
+
+
+def relationship_ended(db, data: dict, *, platform, as_of: datetime | None = None, now=None) -> str:
+    """End the pair's non-terminal binding (`unbind` if live, `reject` if pending): its new state, or
+    `no_binding`."""
+    with command(db, now=now) as cmd:
+        s, today = cmd.session, cmd.now.date()
+        grantor = by_number(s, _number(data, "grantor_id_number", today))
+        beneficiary = by_number(s, _number(data, "beneficiary_id_number", today))
+        if grantor is None or beneficiary is None:
+            return "no_binding"
+        check_served(platform, province_of(s, grantor.region_code), province_of(s, beneficiary.region_code))
+        row = rows.lock_pair(s, grantor.id, beneficiary.id)
+        decided = consequences.relationship_ended(row.state, row.expires_at, cmd.now) if row else None
+        if decided is None:
+            return "no_binding"
+        actor = registry_actor(platform)
+        cmd.authorize_actor(row, decided[0], actor, decided[1])
+        cmd.transition(row, decided[0], actor, reason=decided[1])
+        return row.state
+
+
+def unbind_requested(db, data: dict, *, platform, as_of: datetime | None = None, now=None) -> str:
+    """A person asked to unbind in the platform's own app: `commands.unbind` as that person."""
+    binding_id, actor, reason = data.get("binding_id"), data.get("actor"), data.get("reason")
+    text_or_none = (str, type(None))
+    if (not isinstance(binding_id, str) or not isinstance(actor, dict) or not isinstance(reason, text_or_none)
+            or not all(isinstance(actor.get(k), text_or_none) for k in ("kind", "id", "id_number"))):
+        raise DomainError("validation_failed", "binding_id is a string, actor an object, reason a string")
+    with db() as s:
+        row = rows.get(s, binding_id)
+        check_served(platform, province_of(s, row.grantor.region_code), province_of(s, row.beneficiary.region_code))
+    return commands.unbind(db, binding_id, actor, reason=reason, channel="app", now=now)["state"]
+
+
+HANDLERS = {"person.updated": person_updated, "person.deceased": person_deceased,
+            "relationship.ended": relationship_ended, "binding.unbind_requested": unbind_requested}
