@@ -62,6 +62,8 @@ class Binding(Base):
                  sqlite_where=sa.text("deadline_at is not null"),
                  postgresql_where=sa.text("deadline_at is not null")),
         sa.Index("ix_bindings_province_state", "province_code", "state"),
+        # the platforms' pull feed (`GET /api/v1/sync/bindings`) pages through changes in this order
+        sa.Index("ix_bindings_updated", "updated_at", "id"),
         sa.CheckConstraint("authorized_amount_fen is null or authorized_amount_fen >= 0",
                            name="amount_not_negative"),
     )

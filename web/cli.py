@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import sys
+import time
 
 import click
 
@@ -229,3 +230,27 @@ def deliveries_replay(ids, platform_id, binding_id) -> None:
     ready = dl.replay(factory, ids=list(ids) or None, platform_id=platform_id, binding_id=binding_id)
     send_deliveries(ready)  # without a worker listening, the scheduler's delivery pass sends them
     click.echo(f"replayed; {len(ready)} sent now, the rest follow their predecessors")
+
+
+@main.command()
+@click.option("--bindings", "n", default=100, show_default=True, help="families to drive")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="a running Gongji")
+@click.option("--api-key", default="gk_dev_jiangsu", show_default=True, help="the platform's key")
+@click.option("--region", default="320100", show_default=True, help="pooling region of the families")
+@click.option("--concurrency", default=8, show_default=True)
+@click.option("--seed", default=None, type=int, help="repeatable ID numbers (default: random)")
+def simulate(n: int, url: str, api_key: str, region: str, concurrency: int, seed: int | None) -> None:
+    """Drive N families through the whole lifecycle against a running server (`make run` in another
+    terminal); prints counts per final state and p50/p99 per step."""
+    import random
+
+    from workers.simulator.families import Driver
+
+    driver = Driver(url, api_key, region=region, seed=seed if seed is not None else random.randrange(1 << 30))
+    started = time.monotonic()
+    driver.run(n, concurrency)
+    elapsed = time.monotonic() - started
+    click.echo(driver.summary())
+    click.echo(f"{n} families in {elapsed:.1f} s")
+    if driver.errors:
+        sys.exit(1)

@@ -12,7 +12,7 @@ import time
 
 import sqlalchemy as sa
 
-from workflows import deliveries, timers
+from workflows import deliveries, reconcile, timers
 
 from . import relay
 
@@ -20,10 +20,13 @@ log = logging.getLogger(__name__)
 LOCK_KEY = 0x60_6A_11  # advisory lock id of the scheduler
 
 
-def tick(db, *, batch: int = 500, relay_every: int = 2, n: int = 0) -> int:
+def tick(db, *, batch: int = 500, relay_every: int = 2, reconcile_every: int = 60, n: int = 0) -> int:
     fired = timers.sweep_all(db, batch=batch)
     if n % relay_every == 0:
         relay.relay_pass(db)
+    if n % reconcile_every == 0:
+        from .actors import send_deliveries
+        send_deliveries(reconcile.reconcile(db, batch=batch))
     delivery_pass(db, batch=batch)
     return fired
 

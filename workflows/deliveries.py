@@ -83,15 +83,20 @@ def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> list[int]:
         if msg is None or s.scalar(sa.select(sa.func.count()).where(D.c.outbox_id == outbox_id)):
             return ready
         for p in concerned(s, msg.payload):
-            blocked = msg.binding_id is not None and s.execute(_PREDECESSORS, {
-                "p": p.id, "b": msg.binding_id, "v": msg.binding_version}).first() is not None
-            new_id = s.execute(sa.insert(D).returning(D.c.id), dict(
-                outbox_id=msg.id, platform_id=p.id, event_id=msg.payload["id"], topic=msg.topic,
-                binding_id=msg.binding_id, binding_version=msg.binding_version, status="pending", attempts=0,
-                next_attempt_at=None if blocked else now + timedelta(seconds=GRACE_S), created_at=now)).scalar_one()
-            if not blocked:
-                ready.append(new_id)
+            ready += add(s, msg, p.id, now)
     return ready
+
+
+def add(s, msg: OutboxMessage, platform_id: str, now: datetime) -> list[int]:
+    """Insert the delivery of one outbox event to one platform; [its id] if it may leave now, else [] (an
+    earlier version is unacknowledged: the earlier ones are locked, so their acknowledgement releases it)."""
+    blocked = msg.binding_id is not None and s.execute(_PREDECESSORS, {
+        "p": platform_id, "b": msg.binding_id, "v": msg.binding_version}).first() is not None
+    new_id = s.execute(sa.insert(D).returning(D.c.id), dict(
+        outbox_id=msg.id, platform_id=platform_id, event_id=msg.payload["id"], topic=msg.topic,
+        binding_id=msg.binding_id, binding_version=msg.binding_version, status="pending", attempts=0,
+        next_attempt_at=None if blocked else now + timedelta(seconds=GRACE_S), created_at=now)).scalar_one()
+    return [] if blocked else [new_id]
 
 
 def due(db, *, now: datetime | None = None, batch: int = 500) -> list[int]:

@@ -1,16 +1,29 @@
-"""Regional sync: which binding version each platform holds, and how far behind each platform is.
+"""Regional sync: which binding version each platform holds, how far behind each platform is, and the
+pull feed a platform rebuilds its copy from.
 
 A platform acknowledges a version by answering 2xx to its delivery (`acknowledge`, called by
 `deliveries.record` in the same transaction). Lag is computed from data: per platform, the deliveries
-it has not acknowledged (count, the oldest one's age in seconds, how many of them are dead)."""
+it has not acknowledged (count, the oldest one's age in seconds, how many of them are dead).
+
+The feed (`GET /api/v1/sync/bindings?after=<cursor>`) pages through the bindings a platform is concerned
+with in (updated_at, id) order, current state only. A change becomes visible `HORIZON_S` seconds after it
+was made, so a transaction that commits late with an earlier timestamp is never skipped by a cursor."""
 from __future__ import annotations
 
-from datetime import datetime
+import base64
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from models import Delivery, PlatformSync
+from models import Delivery, PlatformSync, Region
 from models.types import utcnow
+
+from . import rows
+from .errors import DomainError
+from .views import binding_view
+
+HORIZON_S = 5.0
+MAX_PAGE = 1000
 
 S = PlatformSync.__table__
 D = Delivery.__table__
@@ -47,3 +60,43 @@ def lag(db, *, now: datetime | None = None) -> dict[str, dict]:
     return {r.platform_id: {"behind": r.behind, "dead": r.dead, "failing": r.failing,
                             "oldest_age_s": round((now - r.oldest).total_seconds(), 3) if r.oldest else 0.0}
             for r in rows}
+
+
+def _cursor(updated_at: datetime, binding_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{updated_at.isoformat()}|{binding_id}".encode()).decode().rstrip("=")
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, _, bid = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
+        return datetime.fromisoformat(at), bid
+    except (ValueError, UnicodeDecodeError):
+        raise DomainError("validation_failed", "after is a cursor this feed returned") from None
+
+
+def concerns(platform) -> sa.ColumnElement[bool]:
+    """The bindings a platform is concerned with: all for the national platform, else those whose grantor's
+    or beneficiary's pooling region lies in a province it serves."""
+    if platform.kind == "national":
+        return sa.true()
+    regions = sa.select(Region.code).where(Region.province_code.in_(platform.provinces))
+    return sa.or_(rows.B.c.province_code.in_(platform.provinces), rows.B.c.beneficiary_region.in_(regions))
+
+
+def feed(db, platform, *, after: str | None = None, limit: int = 500, now: datetime | None = None) -> dict:
+    """One page of the feed: bindings (masked, current state) and the cursor to ask for the next page."""
+    now = now or utcnow()
+    limit = max(1, min(int(limit), MAX_PAGE))
+    b = rows.B
+    query = rows.select_bindings().where(concerns(platform), b.c.updated_at <= now - timedelta(seconds=HORIZON_S))
+    if after:
+        at, bid = _parse_cursor(after)
+        query = query.where(sa.tuple_(b.c.updated_at, b.c.id) > sa.tuple_(sa.literal(at, b.c.updated_at.type),
+                                                                          sa.literal(bid)))
+    with db() as s:
+        found = [rows.from_mapping(m) for m in s.execute(query.order_by(b.c.updated_at, b.c.id).limit(limit + 1))
+                 .mappings()]
+    page = found[:limit]
+    nxt = _cursor(page[-1].updated_at, page[-1].id) if page else after
+    return {"bindings": [binding_view(r, r.grantor, r.beneficiary) for r in page], "next": nxt,
+            "has_more": len(found) > limit}

@@ -154,3 +154,30 @@ def wait_until(predicate, timeout_s: float = 30.0, interval_s: float = 0.05):
             return value
         time.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+# --- outbound deliveries, driven synchronously with an explicit clock ---------------------------------
+
+def fan_out_all(db, now) -> list[int]:
+    """What the outbox actor does for each binding event; returns the deliveries it would send at once."""
+    from workflows import deliveries
+    with db() as s:
+        ids = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.topic.like("binding.%"))
+                        .order_by(OutboxMessage.id)).all()
+    return [d for outbox_id in ids for d in deliveries.fan_out(db, outbox_id, now=now)]
+
+
+def drain(db, now, first=()) -> int:
+    """`first` (sent at once) and one delivery pass at `now`, with every delivery they release, over HTTP."""
+    from workers import outbound
+    from workflows import deliveries
+    queue, tried = list(first) + deliveries.due(db, now=now), 0
+    while queue:
+        claim = deliveries.claim(db, queue.pop(0), now=now)
+        if claim is None:
+            continue
+        tried += 1
+        answer = outbound.post_signed(claim.url, claim.secrets, claim.event_id, claim.payload)
+        queue += deliveries.record(db, claim, status_code=answer.status_code, error=answer.error,
+                                   duration_ms=answer.duration_ms, now=now)
+    return tried

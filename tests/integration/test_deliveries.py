@@ -10,50 +10,14 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import Delivery, DeliveryAttempt, OutboxMessage, seed
+from models import Delivery, DeliveryAttempt
 from workers import outbound
 from workers.simulator.platform import FakePlatform
 from workflows import commands, deliveries, platforms, sync
 
-from .support import T0, accepted, person
+from .support import T0, accepted, drain, fan_out_all, person
 
 pytestmark = pytest.mark.usefixtures("pg_db")
-
-
-@pytest.fixture
-def receivers(pg_db):
-    """Fake national, Jiangsu and Xinjiang platforms, registered as the seeded platforms' webhook URLs."""
-    with pg_db.begin() as s:
-        creds = seed.seed_dev_platforms(s)
-    fakes = {}
-    for pid in ("national", "jiangsu", "xinjiang"):
-        fakes[pid] = FakePlatform([creds[pid][1]]).start()
-        platforms.set_webhook_url(pg_db, pid, fakes[pid].url)
-    yield fakes
-    for fake in fakes.values():
-        fake.stop()
-
-
-def fan_out_all(db, now) -> list[int]:
-    """What the outbox actor does for each binding event; returns the deliveries it would send at once."""
-    with db() as s:
-        ids = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.topic.like("binding.%"))
-                        .order_by(OutboxMessage.id)).all()
-    return [d for outbox_id in ids for d in deliveries.fan_out(db, outbox_id, now=now)]
-
-
-def drain(db, now, first=()) -> int:
-    """`first` (sent at once) and one delivery pass at `now`, with every delivery they release, over HTTP."""
-    queue, tried = list(first) + deliveries.due(db, now=now), 0
-    while queue:
-        claim = deliveries.claim(db, queue.pop(0), now=now)
-        if claim is None:
-            continue
-        tried += 1
-        answer = outbound.post_signed(claim.url, claim.secrets, claim.event_id, claim.payload)
-        queue += deliveries.record(db, claim, status_code=answer.status_code, error=answer.error,
-                                   duration_ms=answer.duration_ms, now=now)
-    return tried
 
 
 def statuses(db) -> dict[str, int]:

@@ -28,6 +28,7 @@ class Endpoint:
     status: int
     tag: str
     errors: tuple[int, ...]
+    query: tuple[tuple[str, dict, str], ...] = ()  # (name, JSON schema, description) of query parameters
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -72,9 +73,9 @@ def parse(model: type[BaseModel]):
 
 
 def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, status: int = 200,
-             tag: str = "bindings", errors: tuple[int, ...] = (400, 401, 404, 422)):
+             tag: str = "bindings", errors: tuple[int, ...] = (400, 401, 404, 422), query=()):
     """Register a route; writes honour `Idempotency-Key`. The view returns a JSON-able payload."""
-    ENDPOINTS.append(Endpoint(method, path, summary, body, answer, status, tag, errors))
+    ENDPOINTS.append(Endpoint(method, path, summary, body, answer, status, tag, errors, tuple(query)))
     flask_path = path.replace("{", "<").replace("}", ">")
 
     def wrap(view):
@@ -112,4 +113,4 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
     return wrap
 
 
-from . import bindings, openapi, persons  # noqa: E402,F401  (registers the routes)
+from . import bindings, openapi, persons, sync  # noqa: E402,F401  (registers the routes)

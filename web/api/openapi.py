@@ -32,6 +32,9 @@ def document() -> dict:
         if params:
             op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                                 for p in params]
+        for name, schema, description in ep.query:
+            op.setdefault("parameters", []).append({"name": name, "in": "query", "required": False,
+                                                    "schema": schema, "description": description})
         if ep.method != "GET":
             op.setdefault("parameters", []).append(
                 {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 ID_NUMBER = Field(description="18-character resident ID number (GB 11643-1999); never put it in a URL",
                   min_length=1, max_length=32)
@@ -38,6 +38,8 @@ class PersonIn(Body):
     region_code: str = Field(pattern=r"^\d{6}$", description="pooling region (统筹区) where insured, e.g. 320100")
     real_name_verified: bool = False
     balance_fen: int | None = Field(None, ge=0, strict=True, description="personal account balance, fen")
+    updated_at: AwareDatetime | None = Field(None, description="the registry's as-of time of these facts; an "
+                                             "older one than Gongji holds is refused as `stale` (409)")
 
 
 class LookupIn(Body):
@@ -191,3 +193,17 @@ class Problem(BaseModel):
     detail: str
     code: str
     instance: str | None = None
+
+
+class SyncPage(BaseModel):
+    bindings: list[BindingOut]
+    next: str | None  # give it back as `after` for the next page (and later, to poll for changes)
+    has_more: bool
+
+
+class SyncStatus(BaseModel):
+    platform: str
+    behind: int  # deliveries not acknowledged yet
+    failing: int
+    dead: int  # waiting for an operator's replay
+    oldest_age_s: float  # seconds since the oldest unacknowledged event

@@ -65,6 +65,9 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['platform_id'], ['platforms.id'], name=op.f('fk_platform_sync_platform_id_platforms')),
     sa.PrimaryKeyConstraint('platform_id', 'binding_id', name=op.f('pk_platform_sync'))
     )
+    with op.batch_alter_table('bindings', schema=None) as batch_op:
+        batch_op.create_index('ix_bindings_updated', ['updated_at', 'id'], unique=False)
+
     with op.batch_alter_table('persons', schema=None) as batch_op:
         batch_op.add_column(sa.Column('registry_as_of', sa.DateTime(timezone=True), nullable=True))
 
@@ -93,6 +96,9 @@ def downgrade() -> None:
 
     with op.batch_alter_table('persons', schema=None) as batch_op:
         batch_op.drop_column('registry_as_of')
+
+    with op.batch_alter_table('bindings', schema=None) as batch_op:
+        batch_op.drop_index('ix_bindings_updated')
 
     op.drop_table('platform_sync')
     with op.batch_alter_table('delivery_attempts', schema=None) as batch_op:

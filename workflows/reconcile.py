@@ -1,0 +1,49 @@
+"""Periodic reconciliation: re-send to each platform what it lacks and nothing is on its way to fix.
+
+A platform lacks a binding's latest version when its acknowledged version (`platform_sync`) is lower and
+no delivery of that version exists for it — e.g. it registered its webhook URL after the events, or a
+row was removed by hand. Such a binding gets a delivery of its latest event (ordered after any earlier
+one still open). Dead deliveries are left to operators (`gongji deliveries replay`): re-sending them here
+would undo the dead letter. Only bindings changed between `window_s` and `settle_s` seconds ago are
+scanned (through the `(updated_at, id)` index), at most `batch` per platform per pass."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from models import Delivery, OutboxMessage, PlatformSync
+from models.types import utcnow
+
+from . import deliveries, platforms, rows, sync
+
+B, D, S = rows.B, Delivery.__table__, PlatformSync.__table__
+
+
+def _lacking(platform, now: datetime, window_s: float, settle_s: float, batch: int) -> sa.Select:
+    acked = (sa.select(S.c.acked_version).where(S.c.platform_id == platform.id, S.c.binding_id == B.c.id)
+             .scalar_subquery())
+    has_delivery = sa.exists().where(D.c.platform_id == platform.id, D.c.binding_id == B.c.id,
+                                     D.c.binding_version >= B.c.version)
+    return (sa.select(B.c.id, B.c.version)
+            .where(sa.sql.functions.coalesce(acked, 0) < B.c.version, ~has_delivery, sync.concerns(platform),
+                   B.c.updated_at >= now - timedelta(seconds=window_s),
+                   B.c.updated_at <= now - timedelta(seconds=settle_s))
+            .order_by(B.c.updated_at).limit(batch))
+
+
+def reconcile(db, *, now: datetime | None = None, window_s: float = 7 * 86400, settle_s: float = 300,
+              batch: int = 500) -> list[int]:
+    """One pass over every platform with a webhook URL; returns the delivery ids to send now."""
+    now = now or utcnow()
+    ready: list[int] = []
+    with db.begin() as s:
+        targets = [p for p in platforms.all_platforms(s) if p.webhook_url and p.kind != "verifier"]
+        for p in targets:
+            for binding_id, version in s.execute(_lacking(p, now, window_s, settle_s, batch)).all():
+                msg = s.scalar(sa.select(OutboxMessage).where(
+                    OutboxMessage.binding_id == binding_id, OutboxMessage.binding_version == version,
+                    OutboxMessage.topic.like("binding.%")).order_by(OutboxMessage.id.desc()).limit(1))
+                if msg is not None:
+                    ready += deliveries.add(s, msg, p.id, now)
+    return ready
