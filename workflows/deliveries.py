@@ -75,15 +75,28 @@ def concerned(session, payload: dict) -> list[platforms.PlatformInfo]:
 
 
 def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> list[int]:
-    """Create the deliveries of one outbox event (idempotent); returns the ids ready to send now."""
+    """Create the deliveries of one outbox event (idempotent); returns the ids ready to send now.
+
+    Outbox events are handled by concurrent actors in any order, so a binding event first fans out every
+    earlier event of its binding not yet fanned out, in version order, under row locks: the delivery of
+    version n always exists before that of n+1, which is what lets n block n+1."""
     now = now or utcnow()
-    ready = []
+    ready: list[int] = []
     with db.begin() as s:
         msg = s.get(OutboxMessage, outbox_id)
-        if msg is None or s.scalar(sa.select(sa.func.count()).where(D.c.outbox_id == outbox_id)):
+        if msg is None or msg.fanned_out_at is not None:
             return ready
-        for p in concerned(s, msg.payload):
-            ready += add(s, msg, p.id, now)
+        batch = [msg]
+        if msg.binding_id is not None:
+            batch = s.scalars(sa.select(OutboxMessage).where(
+                OutboxMessage.binding_id == msg.binding_id, OutboxMessage.binding_version <= msg.binding_version,
+                OutboxMessage.fanned_out_at.is_(None), OutboxMessage.topic.like("binding.%"))
+                .order_by(OutboxMessage.binding_version, OutboxMessage.id).with_for_update()
+                .execution_options(populate_existing=True)).all()
+        for event in batch:
+            for p in concerned(s, event.payload):
+                ready += add(s, event, p.id, now)
+            event.fanned_out_at = now
     return ready
 
 

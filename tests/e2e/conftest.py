@@ -10,6 +10,7 @@ A failing test gets the tail of the server logs attached to its report."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import secrets
 import subprocess
@@ -127,6 +128,9 @@ class Production:
     database_url: str
     redis_url: str
     national_receiver: object = None  # the simulator's FakePlatform registered as the national webhook URL
+    procs: list = None  # web, worker, scheduler (`Proc`)
+    env: dict = None  # their environment
+    workdir: Path = None
 
     def api(self, key: str | None = None) -> Api:
         return Api(self.base, key or self.jiangsu_key)
@@ -150,7 +154,14 @@ def _run(args: list[str], *, env: dict, cwd: Path) -> None:
 
 @pytest.fixture(scope="session")
 def production(tmp_path_factory):
-    """PostgreSQL + Redis + gunicorn + dramatiq worker + scheduler, each a real process."""
+    """PostgreSQL + Redis + gunicorn + dramatiq worker + scheduler, each a real process (shared by the tier)."""
+    db_url, redis_url = _services()
+    with production_stack(tmp_path_factory.mktemp("production"), db_url, _redis_db_url(redis_url, 5),
+                          name="production") as stack:
+        yield stack
+
+
+def _services() -> tuple[str, str]:
     db_url = os.environ.get("GONGJI_TEST_DATABASE_URL")
     redis_url = os.environ.get("GONGJI_TEST_REDIS_URL")
     if not db_url or not redis_url:
@@ -158,23 +169,26 @@ def production(tmp_path_factory):
         if os.environ.get("CI") == "true":
             pytest.fail(message + "; under CI they must be")
         pytest.skip(message)
+    return db_url, redis_url
 
+
+@contextlib.contextmanager
+def production_stack(workdir: Path, db_url: str, our_redis: str, *, name: str):
+    """A database of its own on `db_url`'s server, `gongji db upgrade` and `platform add`, then `gongji web`,
+    `gongji worker` and `gongji scheduler` on `our_redis` (flushed); the national platform's webhook URL is
+    a fake receiver in this process. Yields a `Production`; everything is stopped and dropped after."""
     import redis
     import sqlalchemy as sa
 
-    # a database of our own on that server
-    name = f"gongji_e2e_{secrets.token_hex(6)}"
+    db_name = f"gongji_e2e_{secrets.token_hex(6)}"
     admin_url = sa.make_url(db_url).set(database="postgres")
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    our_db = sa.make_url(db_url).set(database=name).render_as_string(hide_password=False)
-    # a Redis db number of our own, empty
-    our_redis = _redis_db_url(redis_url, 5)
+        conn.execute(sa.text(f'CREATE DATABASE "{db_name}"'))
+    our_db = sa.make_url(db_url).set(database=db_name).render_as_string(hide_password=False)
     r = redis.Redis.from_url(our_redis)
     r.flushdb()
 
-    workdir = tmp_path_factory.mktemp("production")
     env = _clean_env()
     env.update(GONGJI_DATABASE_URL=our_db, GONGJI_REDIS_URL=our_redis, GONGJI_PII_KEYS=f"k1:{_b64(32)}",
                GONGJI_LOOKUP_KEY=_b64(32), GONGJI_SECRET_KEY=secrets.token_urlsafe(32),
@@ -199,33 +213,38 @@ def production(tmp_path_factory):
             _run(args + (["--regions", regions] if regions else []), env=env, cwd=workdir)
 
         port = free_port()
-        _RUNNING["production"] = procs
+        _RUNNING[name] = procs
         for pname, args in (("web", ["web", "--port", str(port), "--workers", "2", "--threads", "4"]),
                             ("worker", ["worker", "--processes", "1", "--threads", "4"]),
                             ("scheduler", ["scheduler"])):
             procs.append(Proc(pname, [gongji, *args], cwd=workdir, env=env, log=workdir / f"{pname}.log"))
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/readyz", procs, timeout=START_TIMEOUT_S)
-
-        # the dramatiq worker is consuming once it has sent a heartbeat to its namespace in this Redis db
-        def worker_consuming():
-            for p in procs:
-                assert p.alive(), f"{p.name} exited:\n{p.tail()}"
-            return r.zcard("gongji:__heartbeats__") > 0
-        poll(worker_consuming, timeout=START_TIMEOUT_S, interval=0.1, what="the dramatiq worker consuming")
-
+        wait_worker(r, procs)
         yield Production(base=base, jiangsu_key=js_key, jiangsu_secret=js_secret, national_key=nat_key,
                          national_secret=nat_secret, facecheck_key=fc_key, facecheck_secret=fc_secret,
-                         database_url=our_db, redis_url=our_redis, national_receiver=receiver)
+                         database_url=our_db, redis_url=our_redis, national_receiver=receiver, procs=procs,
+                         env=env, workdir=workdir)
     finally:
         try:
-            _stop_all("production", procs)
+            _stop_all(name, procs)
             receiver.stop()
         finally:
             try:
                 r.flushdb()
                 r.close()
+            except redis.RedisError:  # a test may have stopped its own Redis
+                pass
             finally:
                 with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
                 admin.dispose()
+
+
+def wait_worker(r, procs: list[Proc]) -> None:
+    """The dramatiq worker is consuming once it has sent a heartbeat to its namespace in this Redis db."""
+    def worker_consuming():
+        for p in procs:
+            assert p.alive(), f"{p.name} exited:\n{p.tail()}"
+        return r.zcard("gongji:__heartbeats__") > 0
+    poll(worker_consuming, timeout=START_TIMEOUT_S, interval=0.1, what="the dramatiq worker consuming")

@@ -2,7 +2,10 @@
 and calls back by itself, and the fake platforms acknowledge every binding event."""
 from __future__ import annotations
 
-from .support import Api, poll, wait_state
+import re
+import subprocess
+
+from .support import Api, gongji_bin, poll, wait_state
 
 
 def test_the_fake_provider_verifies_and_the_fake_platforms_acknowledge(simulated, dev_keys):
@@ -27,3 +30,16 @@ def test_the_fake_provider_verifies_and_the_fake_platforms_acknowledge(simulated
     accepted = api.ok(b["id"], "accept", beneficiary)
     poll(lambda: api.binding(b["id"])["sync"] == {"national": accepted["version"], "jiangsu": accepted["version"]},
          timeout=30, what="both platforms acknowledging the accepted version")
+
+
+def test_gongji_simulate_drives_families_to_their_final_states(simulated, dev_keys):
+    """Given the embedded default with its simulator
+    When `gongji simulate --bindings 20` runs against it
+    Then it exits 0 and its summary counts 20 families by final state (unbound, and the declined and
+    cancelled share) with p50/p99 per step."""
+    done = subprocess.run([gongji_bin(), "simulate", "--bindings", "20", "--url", simulated, "--seed", "11",
+                           "--api-key", dev_keys["jiangsu"][0]], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    counts = dict(re.findall(r"^(unbound|declined|cancelled)\s+(\d+)$", done.stdout, re.M))
+    assert counts == {"unbound": "18", "declined": "1", "cancelled": "1"}, done.stdout
+    assert re.search(r"^invite\s+20\s+[\d.]+\s+[\d.]+$", done.stdout, re.M), done.stdout

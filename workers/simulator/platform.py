@@ -2,7 +2,8 @@
 
 It verifies every signature with the secrets it knows (401 otherwise, as a real receiver should), drops
 a duplicate `webhook-id` (answering 2xx again, per Standard Webhooks), keeps what it received in order,
-and can be told to fail (an HTTP status), slow down (seconds per answer) or go away (the port closes:
+and can be told to fail (an HTTP status), slow down (it records the event, then waits `delay_s` seconds
+before answering) or go away (the port closes:
 connection refused) and come back on the same port. Control: methods here, or `POST /_control`
 `{"mode": "ok"|"fail"|"slow", "status": 503, "delay_s": 0.5}` on a running one."""
 from __future__ import annotations
@@ -95,8 +96,6 @@ class FakePlatform:
         return 200, {"mode": self.mode}
 
     def _receive(self, environ, body: bytes):
-        if self.delay_s:
-            time.sleep(self.delay_s)
         if self.mode == "fail":
             return self.fail_status, {"error": "told to fail"}
         headers = {k: environ.get("HTTP_" + k.upper().replace("-", "_"), "")
@@ -114,6 +113,8 @@ class FakePlatform:
             self._seen.add(headers["webhook-id"])
             self.events.append(Received(headers["webhook-id"], payload.get("type"), payload, binding.get("id"),
                                         binding.get("version")))
+        if self.delay_s:  # slow: it has the event, the sender waits for the answer
+            time.sleep(self.delay_s)
         return 200, {"received": headers["webhook-id"]}
 
     @staticmethod

@@ -68,6 +68,9 @@ def upgrade() -> None:
     with op.batch_alter_table('bindings', schema=None) as batch_op:
         batch_op.create_index('ix_bindings_updated', ['updated_at', 'id'], unique=False)
 
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('fanned_out_at', sa.DateTime(timezone=True), nullable=True))
+
     with op.batch_alter_table('persons', schema=None) as batch_op:
         batch_op.add_column(sa.Column('registry_as_of', sa.DateTime(timezone=True), nullable=True))
 
@@ -96,6 +99,9 @@ def downgrade() -> None:
 
     with op.batch_alter_table('persons', schema=None) as batch_op:
         batch_op.drop_column('registry_as_of')
+
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_column('fanned_out_at')
 
     with op.batch_alter_table('bindings', schema=None) as batch_op:
         batch_op.drop_index('ix_bindings_updated')
