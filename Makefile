@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 VENV := .venv
 PG_INITDB := /usr/lib/postgresql/15/bin/initdb
 
-.PHONY: venv system-deps test run bench clean
+.PHONY: venv system-deps bench-deps test run bench clean
 
 venv: $(VENV)/.installed
 
@@ -36,8 +36,16 @@ test: venv system-deps
 run: venv
 	$(VENV)/bin/gongji serve --port $(PORT)
 
-bench: venv system-deps
-	GONGJI_PG_DURABLE=1 scripts/services.sh $(VENV)/bin/python bench/transitions.py
+bench-deps: system-deps
+	@if ! command -v wrk >/dev/null 2>&1; then \
+		sudo=""; \
+		if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo=sudo; fi; \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; \
+	fi
+
+bench: venv bench-deps
+	GONGJI_PG_DURABLE=1 scripts/services.sh bash -c \
+		'$(VENV)/bin/python bench/transitions.py && $(VENV)/bin/python bench/webhooks.py'
 
 clean:
 	rm -rf $(VENV) var build dist *.egg-info .pytest_cache .hypothesis test-results

@@ -57,12 +57,14 @@ from workflows import commands, persons, policy, timers, verification  # noqa: E
 from workflows import invite as invite_mod  # noqa: E402
 from workflows.idnumbers import with_check_digit  # noqa: E402
 
+sys.path.append(_HERE)  # `transitions` (the library) is loaded by now: this directory cannot shadow it any more
+from common import database_url, fresh_database  # noqa: E402
+
 PEERS = "/work/shared/bench/peers"
 COMMANDS = ("invite", "start_verification", "record_verification_result", "accept", "authorize", "unbind")
 MAIN_LINE = 5  # invite, face_verified, accepted, authorized, unbound — the peer's five
 ALL = len(COMMANDS)
 REGION, COMMITMENT = "320100", "JS-2024-01"
-PROTECTED_DBS = {"postgres", "template0", "template1", "gongji_test"}
 
 
 def log(msg: str) -> None:
@@ -70,30 +72,6 @@ def log(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------- set-up
-
-
-def database_url(arg: str | None) -> str:
-    url = arg or os.environ.get("GONGJI_BENCH_DATABASE_URL") or os.environ.get("GONGJI_TEST_DATABASE_URL")
-    if not url:
-        sys.exit("no database: pass a PostgreSQL URL, or set GONGJI_BENCH_DATABASE_URL / GONGJI_TEST_DATABASE_URL "
-                 "(scripts/services.sh sets the latter)")
-    u = sa.make_url(url)
-    if u.get_backend_name() != "postgresql":
-        sys.exit(f"the benchmark needs PostgreSQL, got {u.get_backend_name()}")
-    return url
-
-
-def fresh_database(server_url: str, name: str) -> str:
-    """Drop and create `name` on the server of `server_url` (connecting to `postgres`); return its URL."""
-    if name in PROTECTED_DBS:
-        sys.exit(f"refusing to drop database {name!r}")
-    u = sa.make_url(server_url).set(drivername="postgresql+psycopg")
-    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
-    return u.set(database=name).render_as_string(hide_password=False)
 
 
 def bench_settings(url: str) -> Settings:

@@ -25,32 +25,38 @@ TYPES = ("verification.completed", "person.updated", "person.deceased", "relatio
 SENDERS = {"verification.completed": ("verifier",)}
 
 
+RW = ReceivedWebhook.__table__
+_FIND = sa.select(RW.c.id).where(RW.c.platform_id == sa.bindparam("p"), RW.c.webhook_id == sa.bindparam("w"))
+_STORE: dict[str, sa.Insert] = {}  # per dialect: INSERT … ON CONFLICT (platform, webhook-id) DO NOTHING
+
+
+def _store_statement(dialect: str):
+    if dialect not in _STORE:
+        from sqlalchemy.dialects import postgresql, sqlite
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        _STORE[dialect] = (insert(RW).on_conflict_do_nothing(index_elements=["platform_id", "webhook_id"])
+                           .returning(RW.c.id))
+    return _STORE[dialect]
+
+
 def receive(db, *, platform, webhook_id: str, body: bytes, headers: dict, event_type: str) -> tuple[int, bool]:
-    """Store a verified webhook; returns (row id, duplicate)."""
+    """Store a verified webhook with the outbox row that gets it processed; returns (row id, duplicate).
+
+    The ingest hot path: one INSERT that the unique (platform, webhook-id) turns into nothing for a duplicate
+    (also for two copies arriving at once), one outbox INSERT, one commit; statements built once."""
     allowed = SENDERS.get(event_type, ("national", "province"))
     if platform.kind not in allowed:
         raise DomainError("not_your_binding", f"a {platform.kind} platform may not send {event_type}")
     now = utcnow()
-    session = db()
-    try:
-        with session.begin():
-            existing = session.scalar(sa.select(ReceivedWebhook.id).where(
-                ReceivedWebhook.platform_id == platform.id, ReceivedWebhook.webhook_id == webhook_id))
-            if existing is not None:
-                return existing, True
-            row = ReceivedWebhook(platform_id=platform.id, webhook_id=webhook_id, type=event_type,
-                                  body=body.decode("utf-8"), headers=headers, received_at=now, attempts=0)
-            session.add(row)
-            session.flush()
-            msg = outbox.write(session, "webhook.received", now, {"received_webhook_id": row.id})
-        outbox.published([msg])
-        return row.id, False
-    except sa.exc.IntegrityError:  # the same webhook-id arrived concurrently: the other one stored it
-        with db() as s:
-            return s.scalar(sa.select(ReceivedWebhook.id).where(
-                ReceivedWebhook.platform_id == platform.id, ReceivedWebhook.webhook_id == webhook_id)), True
-    finally:
-        session.close()
+    with db.begin() as session:
+        stored = session.execute(_store_statement(session.get_bind().dialect.name), dict(
+            platform_id=platform.id, webhook_id=webhook_id, type=event_type, body=body.decode("utf-8"),
+            headers=headers, received_at=now, attempts=0)).scalar()
+        if stored is None:
+            return session.execute(_FIND, {"p": platform.id, "w": webhook_id}).scalar_one(), True
+        msg = outbox.write(session, "webhook.received", now, {"received_webhook_id": stored})
+    outbox.published([msg])
+    return stored, False
 
 
 def sent_at(row: ReceivedWebhook) -> datetime:

@@ -14,7 +14,12 @@ import time
 from dataclasses import dataclass, field
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs) -> None:  # a fake platform does not log every request
+        pass
 
 
 @dataclass
@@ -46,7 +51,7 @@ class FakePlatform:
 
     # --- control -------------------------------------------------------------------------------------
     def start(self) -> "FakePlatform":
-        self._server = make_server(self.host, self.port, self._app, threaded=True)
+        self._server = make_server(self.host, self.port, self._app, threaded=True, request_handler=_Quiet)
         self.port = self._server.server_port  # keep the port so `up()` comes back on it
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"fake-platform-{self.port}",
                                         daemon=True)

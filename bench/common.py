@@ -1,0 +1,33 @@
+"""What the benchmarks share: where the database server is, and a fresh database on it."""
+from __future__ import annotations
+
+import os
+import sys
+
+import sqlalchemy as sa
+
+PROTECTED_DBS = {"postgres", "template0", "template1", "gongji_test"}
+
+
+def database_url(arg: str | None) -> str:
+    url = arg or os.environ.get("GONGJI_BENCH_DATABASE_URL") or os.environ.get("GONGJI_TEST_DATABASE_URL")
+    if not url:
+        sys.exit("no database: pass a PostgreSQL URL, or set GONGJI_BENCH_DATABASE_URL / GONGJI_TEST_DATABASE_URL "
+                 "(scripts/services.sh sets the latter)")
+    u = sa.make_url(url)
+    if u.get_backend_name() != "postgresql":
+        sys.exit(f"the benchmark needs PostgreSQL, got {u.get_backend_name()}")
+    return url
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """Drop and create `name` on the server of `server_url` (connecting to `postgres`); return its URL."""
+    if name in PROTECTED_DBS:
+        sys.exit(f"refusing to drop database {name!r}")
+    u = sa.make_url(server_url).set(drivername="postgresql+psycopg")
+    admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    return u.set(database=name).render_as_string(hide_password=False)

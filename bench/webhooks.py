@@ -1,0 +1,199 @@
+"""Gongji over HTTP on the production shape (gunicorn `gongji web`, dramatiq `gongji worker`, `gongji
+scheduler`, PostgreSQL, Redis) with the simulator's fake face provider and fake national platform.
+
+usage: python bench/webhooks.py [--families 400] [--concurrency 24] [--seconds 10] [--rounds 3]
+                                [--connections 32] [--web-workers 2] [--threads 8]
+
+1. Lifecycle: `--families` families driven by `gongji simulate`'s driver over HTTP (register, invite, start
+   verification → the fake provider calls back → accept, authorize, unbind; 1 in 10 declines, 1 in 20 is
+   cancelled). Reported: transitions/s (history rows written / wall time) and p50/p99 per API call.
+2. Webhook ingest: wrk POSTs pre-signed `verification.completed` webhooks (every webhook-id unique) at
+   `gongji web` and, in the same run, interleaved round by round, at a bare Flask handler under the same
+   gunicorn settings (`bench/bare_flask.py`). Ingest = verify the signature, store (encrypted) with its outbox
+   row, answer 202, publish to Redis; the worker is stopped during this part. Reported: median requests/s,
+   median p99 and the ratio. Needs wrk (`make bench` installs it).
+The server comes from GONGJI_TEST_DATABASE_URL / GONGJI_TEST_REDIS_URL (scripts/services.sh)."""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import redis
+import requests
+import sqlalchemy as sa
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from bench.common import database_url, fresh_database  # noqa: E402
+from workers.outbound import sign_headers  # noqa: E402
+from workers.simulator.face import FakeFaceProvider  # noqa: E402
+from workers.simulator.families import Driver  # noqa: E402
+from workers.simulator.platform import FakePlatform  # noqa: E402
+
+GONGJI = str(Path(sys.executable).parent / "gongji")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def b64(n: int) -> str:
+    return base64.b64encode(secrets.token_bytes(n)).decode()
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"{url} did not answer")
+
+
+def start(args: list[str], env: dict, logdir: Path, name: str) -> subprocess.Popen:
+    return subprocess.Popen(args, env=env, stdout=open(logdir / f"{name}.log", "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=logdir)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+
+
+def signed_file(path: Path, secret: str, n: int) -> None:
+    """n requests for wrk: id, timestamp, signature, body (tab-separated), every webhook-id unique."""
+    at = datetime.now(timezone.utc)
+    with open(path, "w") as f:
+        for i in range(n):
+            body = json.dumps({"type": "verification.completed", "data": {
+                "verification_id": f"ver_bench{i}", "binding_id": "bnd_bench", "result": "passed"}})
+            h = sign_headers([secret], f"msg_{uuid.uuid4().hex}", body, at)
+            f.write(f"{h['webhook-id']}\t{h['webhook-timestamp']}\t{h['webhook-signature']}\t{body}\n")
+
+
+def wrk(url: str, requests_file: Path, seconds: int, connections: int) -> dict:
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s",
+                          str(HERE / "signed.lua"), url, "--", str(requests_file), "2"],
+                         capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    p99_ms = float(p99.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, "p99_ms": p99_ms, "non_2xx": int(bad.group(1)) if bad else 0,
+            "total": int(re.search(r"(\d+) requests in", out).group(1))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--families", type=int, default=400)
+    ap.add_argument("--concurrency", type=int, default=24)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--web-workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=8)
+    args = ap.parse_args()
+
+    db = fresh_database(database_url(None), "gongji_bench_http")
+    redis_url = os.environ["GONGJI_TEST_REDIS_URL"].rsplit("/", 1)[0] + "/7"
+    redis.Redis.from_url(redis_url).flushdb()
+    port, bare_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GONGJI_")}
+    env.update(GONGJI_DATABASE_URL=db, GONGJI_REDIS_URL=redis_url, GONGJI_PII_KEYS=f"b1:{b64(32)}",
+               GONGJI_LOOKUP_KEY=b64(32), GONGJI_SECRET_KEY=b64(32), GONGJI_PUBLIC_URL=base,
+               GONGJI_LOG_LEVEL="WARNING", GONGJI_SWEEP_INTERVAL_S="0.5")
+    fc_secret, nat_secret, js_key = f"whsec_{b64(32)}", f"whsec_{b64(32)}", f"gk_{secrets.token_urlsafe(16)}"
+    face = FakeFaceProvider([fc_secret], latency_s=0.1).start()
+    national = FakePlatform([nat_secret]).start()
+    logdir = Path(tempfile.mkdtemp(prefix="gongji-bench-http-"))
+    subprocess.run([GONGJI, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=logdir)
+    for pid, kind, key, secret, extra in (
+            ("jiangsu", "province", js_key, f"whsec_{b64(32)}", ["--regions", "32"]),
+            ("national", "national", f"gk_{b64(16)}", nat_secret, ["--webhook-url", national.url]),
+            ("facecheck", "verifier", f"gk_{b64(16)}", fc_secret, ["--webhook-url", face.url])):
+        subprocess.run([GONGJI, "platform", "add", pid, "--kind", kind, "--api-key", key, "--webhook-secret", secret,
+                        *extra], env=env, check=True, capture_output=True, cwd=logdir)
+    gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(args.web_workers), "-k", "gthread", "--threads",
+                str(args.threads), "--log-level", "warning"]
+    procs = {"web": start(gunicorn + ["-b", f"127.0.0.1:{port}", "web.wsgi:app"], env, logdir, "web"),
+             "bare": start(gunicorn + ["-b", f"127.0.0.1:{bare_port}", "--chdir", str(HERE), "bare_flask:app"],
+                           env, logdir, "bare"),
+             "worker": start([GONGJI, "worker", "--processes", "2", "--threads", "8"], env, logdir, "worker"),
+             "scheduler": start([GONGJI, "scheduler"], env, logdir, "scheduler")}
+    try:
+        wait_ready(base + "/healthz")
+        wait_ready(f"http://127.0.0.1:{bare_port}/")
+        log(f"lifecycle over HTTP: {args.families} families, {args.concurrency} at a time (logs in {logdir})")
+        driver = Driver(base, js_key, seed=1)
+        engine = sa.create_engine(db)
+        started = time.monotonic()
+        driver.run(args.families, args.concurrency)
+        wall = time.monotonic() - started
+        with engine.connect() as c:
+            transitions = c.execute(sa.text("select count(*) from binding_transitions")).scalar()
+        print(driver.summary())
+        life = {"transitions": transitions, "wall": wall, "tps": transitions / wall, "errors": sum(driver.errors.values())}
+        log(f"lifecycle: {transitions} transitions in {wall:.1f} s = {life['tps']:.0f} transitions/s")
+        for name in ("worker", "scheduler"):
+            stop(procs.pop(name))
+
+        rounds = {"gongji": [], "bare": []}
+        for r in range(args.rounds):
+            for name, url in (("gongji", f"{base}/webhooks/facecheck"), ("bare", f"http://127.0.0.1:{bare_port}/webhooks/facecheck")):
+                path = logdir / f"requests-{name}-{r}.tsv"
+                signed_file(path, fc_secret, 8000 * args.seconds)
+                result = wrk(url, path, args.seconds, args.connections)
+                rounds[name].append(result)
+                log(f"ingest round {r + 1}/{args.rounds} {name:<6}: {result['rps']:.0f} req/s, p99 "
+                    f"{result['p99_ms']:.1f} ms, {result['non_2xx']} non-2xx of {result['total']}")
+        with engine.connect() as c:
+            stored = c.execute(sa.text("select count(*) from received_webhooks")).scalar()
+        med = {k: (statistics.median(x["rps"] for x in v), statistics.median(x["p99_ms"] for x in v))
+               if v else (float("nan"), float("nan")) for k, v in rounds.items()}
+        print("=" * 100)
+        print(f"### Benchmark — bench/webhooks.py ({datetime.now():%Y-%m-%d}), 2 CPUs, gunicorn -w "
+              f"{args.web_workers} --threads {args.threads}, wrk -t2 -c{args.connections} {args.seconds} s × "
+              f"{args.rounds}\n```")
+        print(f"lifecycle over HTTP   {life['tps']:.0f} transitions/s ({life['transitions']} in {life['wall']:.1f} s, "
+              f"{life['errors']} failed families); per call p50/p99 in the table above")
+        print(f"webhook ingest        gongji {med['gongji'][0]:.0f} req/s (p99 {med['gongji'][1]:.1f} ms), "
+              f"bare Flask {med['bare'][0]:.0f} req/s (p99 {med['bare'][1]:.1f} ms), "
+              f"ratio {med['gongji'][0] / med['bare'][0]:.2f} (target ≥ 0.5)")
+        print(f"stored webhooks       {stored} (every 2xx answer is a stored row: "
+              f"{sum(x['total'] - x['non_2xx'] for x in rounds['gongji'])} answered 2xx)\n```")
+    finally:
+        for proc in procs.values():
+            stop(proc)
+        face.stop()
+        national.stop()
+
+
+if __name__ == "__main__":
+    main()
