@@ -6,6 +6,7 @@ It inherits the fake platform's receiver (signature check, duplicate drop, fail/
 It is handed the person's ID number and name, as a real provider is; it never prints or keeps them."""
 from __future__ import annotations
 
+import json
 import random
 import threading
 from dataclasses import dataclass, field
@@ -30,14 +31,18 @@ class FakeFaceProvider(FakePlatform):
         status, answer = super()._receive(environ, body)
         if status != 200 or answer.get("duplicate"):
             return status, answer
-        data = self.events[-1].payload.get("data") or {}
-        self.events[-1].payload["data"] = {k: v for k, v in data.items() if k != "subject"}  # keep no PII
+        data = json.loads(body).get("data") or {}
         with self._lock:
             passed = self._random.random() < self.pass_rate
         timer = threading.Timer(self.latency_s, self._call_back, args=(data, "passed" if passed else "failed"))
         timer.daemon = True
         timer.start()
         return 200, {"session_id": f"sess_{data.get('verification_id')}"}
+
+    def keep(self, payload: dict) -> dict:
+        """Keep no identity: drop the subject (ID number and name) from what is recorded."""
+        data = {k: v for k, v in (payload.get("data") or {}).items() if k != "subject"}
+        return {**payload, "data": data}
 
     def _call_back(self, data: dict, result: str) -> None:
         payload = {"type": "verification.completed",
