@@ -4,12 +4,15 @@ which verifies every signature and drops duplicate webhook-ids. The fixture shor
 to seconds (GONGJI_DELIVERY_SCHEDULE_S); the order and accounting asserted here do not depend on it."""
 from __future__ import annotations
 
+import re
+import subprocess
+
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from workflows import deliveries as dl
 
-from .support import full_life, poll
+from .support import full_life, gongji_bin, poll
 
 FAMILIES = 4
 
@@ -56,3 +59,35 @@ def test_a_platform_down_then_back_gets_every_event_once_in_order_per_binding(pr
     assert acked == {bid: 6 for bid in ids}
     assert receiver.refused_signatures == 0
     engine.dispose()
+
+
+def test_an_operator_sees_dead_deliveries_and_replays_them_from_the_command_line(production):
+    """Given the national receiver failing every try (HTTP 503) until a new binding's deliveries are dead
+    When the operator runs `gongji deliveries status`, then `gongji deliveries replay --platform national`
+    once the receiver is back
+    Then the status names the dead deliveries, and after the replay every version arrives, in order."""
+    engine = sa.create_engine(production.database_url, poolclass=sa.pool.NullPool)
+    receiver = production.national_receiver
+    receiver.set_mode("fail", status=503)
+    try:
+        api = production.api()
+        bid = api.invited(api.person("320100"), api.person("320100", insurance_type="resident"), "spouse")["id"]
+        poll(lambda: [r.status for r in _national(engine, [bid])] == ["dead"], timeout=120,
+             what="the national delivery dead after its retries")
+        status = _gongji(production, "deliveries", "status")
+        assert re.search(r"^national\s+behind\s+\d+\s+failing\s+\d+\s+dead\s+[1-9]", status, re.M), status
+    finally:
+        receiver.set_mode("ok")
+    replayed = _gongji(production, "deliveries", "replay", "--platform", "national")
+    assert "replayed" in replayed
+    poll(lambda: [r.status for r in _national(engine, [bid])] == ["delivered"], timeout=120,
+         what="the replayed delivery acknowledged")
+    assert receiver.versions(bid) == [1]
+    engine.dispose()
+
+
+def _gongji(production, *args: str) -> str:
+    done = subprocess.run([gongji_bin(), *args], env=production.env, cwd=production.workdir, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
