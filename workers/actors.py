@@ -18,9 +18,6 @@ from workflows.once import run_once
 from . import outbound, runtime
 from .broker import QUEUE
 
-FANNED_OUT = ("binding.", "settlement.")
-
-
 def send_deliveries(ids: list[int]) -> None:
     for delivery_id in ids:
         deliver.send(delivery_id)
@@ -29,18 +26,21 @@ def send_deliveries(ids: list[int]) -> None:
 def _handle(msg: OutboxMessage) -> str:
     if msg.topic == "webhook.received":
         return webhooks.process(runtime.db(), msg.payload["data"]["received_webhook_id"])
-    if msg.topic == "binding.verification_requested":
-        open_face_session.send(msg.payload["data"]["verification"]["verification_id"])
-    if msg.topic.startswith(FANNED_OUT):
-        ready = deliveries.fan_out(runtime.db(), msg.id)
-        send_deliveries(ready)  # a lost send is picked up by the delivery pass (deliveries.GRACE_S)
-        return f"fanned_out:{len(ready)}"
     return "recorded"
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=10, min_backoff=1_000, max_backoff=300_000)
 def process_outbox(outbox_id: int) -> None:
-    run_once(runtime.db(), OutboxMessage, outbox_id, _handle)
+    """Binding and settlement events: fanned out and marked processed in one transaction (the hot path);
+    anything else through `run_once`. Sends after commit are covered by the periodic passes if lost."""
+    db = runtime.db()
+    done = deliveries.fan_out(db, outbox_id)
+    if not done.handled:
+        run_once(db, OutboxMessage, outbox_id, _handle)
+        return
+    for verification_id in done.verifications:
+        open_face_session.send(verification_id)
+    send_deliveries(done.ready)
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=60_000)

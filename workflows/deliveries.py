@@ -15,7 +15,7 @@ so a receiver drops duplicates."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -74,18 +74,34 @@ def concerned(session, payload: dict) -> list[platforms.PlatformInfo]:
             and (p.kind == "national" or provinces & set(p.provinces))]
 
 
-def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> list[int]:
-    """Create the deliveries of one outbox event (idempotent); returns the ids ready to send now.
+@dataclass
+class FanOut:
+    """What `fan_out` did: whether the event was one it handles, the deliveries ready to send now, and the
+    face-verification attempts whose provider session is to be opened (from `binding.verification_requested`)."""
+    handled: bool = False
+    ready: list[int] = field(default_factory=list)
+    verifications: list[str] = field(default_factory=list)
+
+
+FANNED_OUT = ("binding.", "settlement.")
+
+
+def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> FanOut:
+    """Create the deliveries of one binding or settlement event (idempotent) and mark it processed, in one
+    transaction: the outbox actor needs no other bookkeeping for these events.
 
     Outbox events are handled by concurrent actors in any order, so a binding event first fans out every
     earlier event of its binding not yet fanned out, in version order, under row locks: the delivery of
     version n always exists before that of n+1, which is what lets n block n+1."""
     now = now or utcnow()
-    ready: list[int] = []
+    out = FanOut()
     with db.begin() as s:
         msg = s.get(OutboxMessage, outbox_id)
-        if msg is None or msg.fanned_out_at is not None:
-            return ready
+        if msg is None or not msg.topic.startswith(FANNED_OUT):
+            return out
+        out.handled = True
+        if msg.fanned_out_at is not None:
+            return out
         batch = [msg]
         if msg.binding_id is not None:
             batch = s.scalars(sa.select(OutboxMessage).where(
@@ -95,9 +111,11 @@ def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> list[int]:
                 .execution_options(populate_existing=True)).all()
         for event in batch:
             for p in concerned(s, event.payload):
-                ready += add(s, event, p.id, now)
-            event.fanned_out_at = now
-    return ready
+                out.ready += add(s, event, p.id, now)
+            if event.topic == "binding.verification_requested":
+                out.verifications.append(event.payload["data"]["verification"]["verification_id"])
+            event.fanned_out_at = event.processed_at = now
+    return out
 
 
 def add(s, msg: OutboxMessage, platform_id: str, now: datetime) -> list[int]:

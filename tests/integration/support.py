@@ -164,7 +164,7 @@ def fan_out_all(db, now) -> list[int]:
     with db() as s:
         ids = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.topic.like("binding.%"))
                         .order_by(OutboxMessage.id)).all()
-    return [d for outbox_id in ids for d in deliveries.fan_out(db, outbox_id, now=now)]
+    return [d for outbox_id in ids for d in deliveries.fan_out(db, outbox_id, now=now).ready]
 
 
 def drain(db, now, first=()) -> int:

@@ -133,8 +133,8 @@ def test_events_fanned_out_newest_first_still_leave_in_version_order(pg_db, fami
         ids = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid)
                         .order_by(OutboxMessage.id.desc())).all()
     # When the newest is fanned out and dispatched before the actors of the others have run, then the others
-    drain(pg_db, T0 + timedelta(seconds=1), deliveries.fan_out(pg_db, ids[0], now=T0))
-    rest = [d for outbox_id in ids[1:] for d in deliveries.fan_out(pg_db, outbox_id, now=T0)]
+    drain(pg_db, T0 + timedelta(seconds=1), deliveries.fan_out(pg_db, ids[0], now=T0).ready)
+    rest = [d for outbox_id in ids[1:] for d in deliveries.fan_out(pg_db, outbox_id, now=T0).ready]
     drain(pg_db, T0 + timedelta(seconds=2), rest)
     # Then every platform still received the versions in order, each once
     assert receivers["jiangsu"].versions(bid) == [1, 2, 3, 4]
