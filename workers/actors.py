@@ -69,8 +69,11 @@ def open_face_session(verification_id: str) -> None:
     answer = outbound.post_signed(request.url, request.secrets, request.event_id, request.payload)
     if answer.ok:
         face_sessions.session_opened(db, verification_id, _session_id(answer.body))
-    elif face_sessions.session_failed(db, verification_id, answer.error or "no answer"):
-        raise ProviderError(f"provider {request.verifier_id}: {answer.error}")
+        return
+    # the request carried the identity: keep no part of the provider's answer, which might echo it
+    error = f"HTTP {answer.status_code}" if answer.status_code is not None else (answer.error or "no answer")
+    if face_sessions.session_failed(db, verification_id, error):
+        raise ProviderError(f"provider {request.verifier_id}: {error}")
 
 
 def _session_id(body: bytes) -> str | None:

@@ -14,7 +14,6 @@ from . import machine, rules
 from .errors import DomainError
 
 SIDES = ("grantor", "beneficiary")
-INSURED_TYPES = ("employee", "resident")
 STOPPED_STATUSES = ("ended", "suspended")
 RELATIONSHIP_ENDED = "relationship_ended"
 
@@ -33,7 +32,7 @@ def reason_to_end(grantor: rules.PersonFacts, beneficiary: rules.PersonFacts, gr
     for side, person in pair:
         if person.insurance_status in STOPPED_STATUSES:
             return f"{side}_insurance_{person.insurance_status}"
-        if person.insurance_type not in INSURED_TYPES:
+        if person.insurance_type not in rules.INSURED_TYPES:
             return f"{side}_insurance_ended"
     if grantor.insurance_type != "employee":
         return "grantor_left_employee_insurance"

@@ -118,15 +118,26 @@ def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> FanOut:
     return out
 
 
+def _blocked(s, platform_id: str, binding_id: str | None, version: int | None) -> bool:
+    """Is an earlier version of the binding still unacknowledged by the platform? (locks those rows, so
+    their acknowledgement waits for this transaction and then releases what it blocks)"""
+    return binding_id is not None and s.execute(_PREDECESSORS, {
+        "p": platform_id, "b": binding_id, "v": version}).first() is not None
+
+
+def _first_try(blocked: bool, now: datetime) -> datetime | None:
+    """`next_attempt_at` of a delivery about to be sent now (NULL while blocked)."""
+    return None if blocked else now + timedelta(seconds=GRACE_S)
+
+
 def add(s, msg: OutboxMessage, platform_id: str, now: datetime) -> list[int]:
     """Insert the delivery of one outbox event to one platform; [its id] if it may leave now, else [] (an
-    earlier version is unacknowledged: the earlier ones are locked, so their acknowledgement releases it)."""
-    blocked = msg.binding_id is not None and s.execute(_PREDECESSORS, {
-        "p": platform_id, "b": msg.binding_id, "v": msg.binding_version}).first() is not None
+    earlier version is unacknowledged: its acknowledgement releases this one)."""
+    blocked = _blocked(s, platform_id, msg.binding_id, msg.binding_version)
     new_id = s.execute(sa.insert(D).returning(D.c.id), dict(
         outbox_id=msg.id, platform_id=platform_id, event_id=msg.payload["id"], topic=msg.topic,
         binding_id=msg.binding_id, binding_version=msg.binding_version, status="pending", attempts=0,
-        next_attempt_at=None if blocked else now + timedelta(seconds=GRACE_S), created_at=now)).scalar_one()
+        next_attempt_at=_first_try(blocked, now), created_at=now)).scalar_one()
     return [] if blocked else [new_id]
 
 
@@ -206,11 +217,9 @@ def replay(db, *, ids: list[int] | None = None, platform_id: str | None = None, 
     ready = []
     with db.begin() as s:
         for row in s.execute(query.order_by(D.c.binding_version, D.c.id).with_for_update()).all():
-            blocked = row.binding_id is not None and s.execute(_PREDECESSORS, {
-                "p": row.platform_id, "b": row.binding_id, "v": row.binding_version}).first() is not None
+            blocked = _blocked(s, row.platform_id, row.binding_id, row.binding_version)
             s.execute(sa.update(D).where(D.c.id == row.id).values(
-                status="pending", attempts=0, dead_at=None,
-                next_attempt_at=None if blocked else now + timedelta(seconds=GRACE_S)))
+                status="pending", attempts=0, dead_at=None, next_attempt_at=_first_try(blocked, now)))
             if not blocked:
                 ready.append(row.id)
     return ready

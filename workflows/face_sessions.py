@@ -18,7 +18,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from models import Person, VerificationAttempt
+from models import Binding, Person, VerificationAttempt
 from models.types import new_id, utcnow
 
 from . import platforms
@@ -54,7 +54,6 @@ def session_request(db, verification_id: str, *, callback_base: str, now: dateti
             s.execute(sa.update(VA).where(VA.c.id == verification_id).values(
                 provider_status="error", provider_error="no face-verification provider is registered"))
             return None
-        from models import Binding
         beneficiary = s.scalar(sa.select(Person).join(Binding, Binding.beneficiary_id == Person.id)
                                .where(Binding.id == attempt["binding_id"]))
         s.execute(sa.update(VA).where(VA.c.id == verification_id).values(

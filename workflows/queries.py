@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
-from models import Binding, Person, PlatformSync, Transition, VerificationAttempt
+from models import Binding, Person, Transition, VerificationAttempt
 
+from . import sync
 from .errors import DomainError
 from .unit import command
 from .views import attempt_view, binding_view, transition_view
@@ -27,10 +28,8 @@ def binding(db, binding_id: str) -> dict:
         row = _binding(s, binding_id)
         attempts = s.scalars(sa.select(VerificationAttempt).where(VerificationAttempt.binding_id == binding_id)
                              .order_by(VerificationAttempt.attempt_no)).all()
-        acked = s.execute(sa.select(PlatformSync.platform_id, PlatformSync.acked_version)
-                          .where(PlatformSync.binding_id == binding_id)).all()
         return {**binding_view(row, row.grantor, row.beneficiary),
-                "verifications": [attempt_view(a) for a in attempts], "sync": dict(acked)}
+                "verifications": [attempt_view(a) for a in attempts], "sync": sync.acked_in(s, binding_id)}
 
 
 def history(db, binding_id: str) -> dict:

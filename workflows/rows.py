@@ -40,7 +40,8 @@ class BindingRow:
         self._loaded_version = values.get("version")
 
 
-def _select():
+def select_bindings() -> sa.Select:
+    """A binding with its two persons (the shape `from_mapping` reads); commands and read-side queries refine it."""
     cols = [B.c[name] for name in BINDING_COLUMNS]
     cols += [G.c[name].label(f"g_{name}") for name in PERSON_COLUMNS]
     cols += [E.c[name].label(f"e_{name}") for name in PERSON_COLUMNS]
@@ -48,49 +49,40 @@ def _select():
                                          .join(E, E.c.id == B.c.beneficiary_id)))
 
 
-_LOCK = _select().where(B.c.id == sa.bindparam("binding_id")).with_for_update(of=B)
-_DUE = (_select().where(B.c.deadline_at <= sa.bindparam("now")).order_by(B.c.deadline_at)
+_LOCK = select_bindings().where(B.c.id == sa.bindparam("binding_id")).with_for_update(of=B)
+_DUE = (select_bindings().where(B.c.deadline_at <= sa.bindparam("now")).order_by(B.c.deadline_at)
         .limit(sa.bindparam("batch", type_=sa.Integer)).with_for_update(of=B, skip_locked=True))
 _INSERT = sa.insert(B)
-_GET = _select().where(B.c.id == sa.bindparam("binding_id"))
+_GET = select_bindings().where(B.c.id == sa.bindparam("binding_id"))
 # a person's non-terminal bindings, locked in id order (two persons' events never wait on each other in a
 # cycle), then read again by id: a fresh statement after the locks sees what committed while it waited
 _P = sa.bindparam("person_id")
 _LOCK_OF_PERSON = (sa.select(B.c.id).where(sa.or_(B.c.grantor_id == _P, B.c.beneficiary_id == _P),
                                            B.c.state.in_(ACTIVE_STATES))
                    .order_by(B.c.id).with_for_update(of=B))
-_BY_IDS = _select().where(B.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(B.c.id)
-_LOCK_PAIR = (_select().where(B.c.grantor_id == sa.bindparam("g"), B.c.beneficiary_id == sa.bindparam("e"),
+_BY_IDS = select_bindings().where(B.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(B.c.id)
+_LOCK_PAIR = (select_bindings().where(B.c.grantor_id == sa.bindparam("g"), B.c.beneficiary_id == sa.bindparam("e"),
                               B.c.state.in_(ACTIVE_STATES)).with_for_update(of=B))
 _UPDATE = (sa.update(B).where(B.c.id == sa.bindparam("_id"), B.c.version == sa.bindparam("_loaded"))
            .values({n: sa.bindparam(f"v_{n}") for n in MUTABLE}))
 
 
-def _row(m) -> BindingRow:
+def from_mapping(m) -> BindingRow:
     return BindingRow(PersonRow(**{n: m[f"g_{n}"] for n in PERSON_COLUMNS}),
                       PersonRow(**{n: m[f"e_{n}"] for n in PERSON_COLUMNS}),
                       **{n: m[n] for n in BINDING_COLUMNS})
-
-
-def select_bindings() -> sa.Select:
-    """A binding with its two persons (the shape `from_mapping` reads), for read-side queries to refine."""
-    return _select()
-
-
-def from_mapping(m) -> BindingRow:
-    return _row(m)
 
 
 def lock(session, binding_id: str) -> BindingRow:
     found = session.execute(_LOCK, {"binding_id": binding_id}).mappings().first()
     if found is None:
         raise DomainError("not_found", f"no binding {binding_id}")
-    return _row(found)
+    return from_mapping(found)
 
 
 def lock_due(session, now, batch: int) -> list[BindingRow]:
     """Due timers, earliest first, skipping rows another transaction holds (PostgreSQL)."""
-    return [_row(m) for m in session.execute(_DUE, {"now": now, "batch": batch}).mappings()]
+    return [from_mapping(m) for m in session.execute(_DUE, {"now": now, "batch": batch}).mappings()]
 
 
 def get(session, binding_id: str) -> BindingRow:
@@ -98,7 +90,7 @@ def get(session, binding_id: str) -> BindingRow:
     found = session.execute(_GET, {"binding_id": binding_id}).mappings().first()
     if found is None:
         raise DomainError("not_found", f"no binding {binding_id}")
-    return _row(found)
+    return from_mapping(found)
 
 
 def lock_of_person(session, person_id: str) -> list[BindingRow]:
@@ -106,13 +98,13 @@ def lock_of_person(session, person_id: str) -> list[BindingRow]:
     ids = session.execute(_LOCK_OF_PERSON, {"person_id": person_id}).scalars().all()
     if not ids:
         return []
-    return [_row(m) for m in session.execute(_BY_IDS, {"ids": list(ids)}).mappings()]
+    return [from_mapping(m) for m in session.execute(_BY_IDS, {"ids": list(ids)}).mappings()]
 
 
 def lock_pair(session, grantor_id: str, beneficiary_id: str) -> BindingRow | None:
     """The pair's non-terminal binding (at most one: uq_bindings_active_pair), locked; None if none."""
     found = session.execute(_LOCK_PAIR, {"g": grantor_id, "e": beneficiary_id}).mappings().first()
-    return _row(found) if found is not None else None
+    return from_mapping(found) if found is not None else None
 
 
 def insert(session, row: BindingRow) -> None:

@@ -11,6 +11,7 @@ from .errors import DomainError
 RELATIONSHIPS = ("spouse", "parent", "child", "sibling", "grandparent", "grandchild")
 GUARDIAN_RELATIONSHIPS = ("child", "grandchild")  # the beneficiary is the grantor's child or grandchild
 GUARDIAN_AGE = 16
+INSURED_TYPES = ("employee", "resident")  # basic medical insurance a beneficiary may hold
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def check_grantor(g: PersonFacts | None) -> None:
 def check_beneficiary(b: PersonFacts | None) -> None:
     if b is None:
         raise DomainError("beneficiary_not_insured", "the beneficiary is not in the insurance registry")
-    if b.deceased or b.insurance_type not in ("employee", "resident") or b.insurance_status != "active":
+    if b.deceased or b.insurance_type not in INSURED_TYPES or b.insurance_status != "active":
         raise DomainError("beneficiary_not_insured")
 
 

@@ -42,19 +42,29 @@ def acknowledge(session, platform_id: str, binding_id: str, version: int, now: d
                         .values(acked_version=version, acked_at=now))
 
 
+_ACKED_BY_BINDING = sa.select(S.c.platform_id, S.c.acked_version).where(S.c.binding_id == sa.bindparam("b"))
+
+
+def acked_in(session, binding_id: str) -> dict[str, int]:
+    """platform id → acknowledged version, for one binding, in the caller's session."""
+    return dict(session.execute(_ACKED_BY_BINDING, {"b": binding_id}).all())
+
+
 def acked_versions(db, binding_id: str) -> dict[str, int]:
-    """platform id → acknowledged version, for one binding."""
     with db() as s:
-        return dict(s.execute(sa.select(S.c.platform_id, S.c.acked_version).where(S.c.binding_id == binding_id)).all())
+        return acked_in(s, binding_id)
 
 
-def lag(db, *, now: datetime | None = None) -> dict[str, dict]:
-    """Per platform: unacknowledged deliveries, the oldest one's age (s), dead ones, failing ones."""
+def lag(db, *, platform_id: str | None = None, now: datetime | None = None) -> dict[str, dict]:
+    """Per platform (or just `platform_id`): unacknowledged deliveries, the oldest one's age (s), dead ones,
+    failing ones."""
     now = now or utcnow()
     query = (sa.select(D.c.platform_id, sa.func.count().label("behind"), sa.func.min(D.c.created_at).label("oldest"),
                        sa.func.count().filter(D.c.status == "dead").label("dead"),
                        sa.func.count().filter(D.c.status == "failing").label("failing"))
              .where(D.c.status != "delivered").group_by(D.c.platform_id))
+    if platform_id is not None:
+        query = query.where(D.c.platform_id == platform_id)
     with db() as s:
         rows = s.execute(query).all()
     return {r.platform_id: {"behind": r.behind, "dead": r.dead, "failing": r.failing,
