@@ -5,8 +5,9 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 VENV := .venv
 PG_INITDB := /usr/lib/postgresql/15/bin/initdb
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc  # Chinese glyphs in the dashboard screenshots
 
-.PHONY: venv system-deps bench-deps test run bench clean
+.PHONY: venv system-deps bench-deps test run bench clean translations
 
 venv: $(VENV)/.installed
 
@@ -21,6 +22,7 @@ system-deps:
 	if ! command -v redis-server >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then \
 		pkgs="redis-server chromium"; \
 	fi; \
+	if [ ! -e $(CJK_FONT) ]; then pkgs="$$pkgs fonts-wqy-microhei"; fi; \
 	if [ ! -x $(PG_INITDB) ]; then pkgs="$$pkgs postgresql-15"; fi; \
 	if [ -n "$$pkgs" ]; then \
 		sudo=""; \
@@ -50,3 +52,9 @@ bench: venv bench-deps
 clean:
 	rm -rf $(VENV) var build dist *.egg-info .pytest_cache .hypothesis test-results
 	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+# after changing a marked text: refresh the zh_CN catalog, translate new entries in messages.po, compile
+translations: venv
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o web/translations/messages.pot .
+	$(VENV)/bin/pybabel update -i web/translations/messages.pot -d web/translations -l zh_Hans_CN --width 100
+	$(VENV)/bin/pybabel compile -d web/translations

@@ -5,9 +5,10 @@ The bottom layer: it imports nothing from workflows, workers or web."""
 from .base import Base
 from .bindings import ACTIVE_STATES, Binding, Transition, VerificationAttempt
 from .delivery import Delivery, DeliveryAttempt, PlatformSync
+from .operators import ROLES, AuditEntry, BatchJob, Operator
 from .messaging import IdempotencyRecord, OutboxMessage, ReceivedWebhook
 from .persons import Person
 from .regions import Platform, Region, RegionPolicy
 
-__all__ = ["ACTIVE_STATES", "Base", "Binding", "Delivery", "DeliveryAttempt", "PlatformSync", "IdempotencyRecord", "OutboxMessage", "Person", "Platform",
+__all__ = ["ACTIVE_STATES", "AuditEntry", "Base", "BatchJob", "Operator", "ROLES", "Binding", "Delivery", "DeliveryAttempt", "PlatformSync", "IdempotencyRecord", "OutboxMessage", "Person", "Platform",
            "ReceivedWebhook", "Region", "RegionPolicy", "Transition", "VerificationAttempt"]

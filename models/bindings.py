@@ -19,6 +19,7 @@ from .types import UTCDateTime, new_id, utcnow
 
 ACTIVE_STATES = ("invited", "face_verified", "accepted", "authorized")
 _ACTIVE_SQL = "state in ('invited', 'face_verified', 'accepted', 'authorized')"
+_UNSCHEDULED_SQL = "deadline_at is null and state in ('invited', 'face_verified')"
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
@@ -64,6 +65,12 @@ class Binding(Base):
         sa.Index("ix_bindings_province_state", "province_code", "state"),
         # the platforms' pull feed (`GET /api/v1/sync/bindings`) pages through changes in this order
         sa.Index("ix_bindings_updated", "updated_at", "id"),
+        # the dashboard: keyset pages of one state, of one region (and state); counts per region and state
+        sa.Index("ix_bindings_state_updated", "state", "updated_at", "id"),
+        sa.Index("ix_bindings_region_state_updated", "grantor_region", "state", "updated_at", "id"),
+        # stuck `past_service_level`: pending with no timer (normally none)
+        sa.Index("ix_bindings_unscheduled", "updated_at",
+                 sqlite_where=sa.text(_UNSCHEDULED_SQL), postgresql_where=sa.text(_UNSCHEDULED_SQL)),
         sa.CheckConstraint("authorized_amount_fen is null or authorized_amount_fen >= 0",
                            name="amount_not_negative"),
     )
@@ -88,7 +95,8 @@ class Transition(Base):
 
     binding: Mapped[Binding] = related()  # orders the INSERT after a new binding's own
 
-    __table_args__ = (sa.UniqueConstraint("binding_id", "seq", name="uq_binding_transitions_seq"),)
+    __table_args__ = (sa.UniqueConstraint("binding_id", "seq", name="uq_binding_transitions_seq"),
+                      sa.Index("ix_binding_transitions_at", "at"))  # the dashboard's transitions per hour
 
 
 class VerificationAttempt(Base):
@@ -111,4 +119,9 @@ class VerificationAttempt(Base):
     provider_requests: Mapped[int] = mapped_column(sa.Integer, default=0, server_default=sa.text("0"))
     provider_error: Mapped[str | None] = mapped_column(sa.Text)
 
-    __table_args__ = (sa.UniqueConstraint("binding_id", "attempt_no", name="uq_verification_attempts_no"),)
+    __table_args__ = (
+        sa.UniqueConstraint("binding_id", "attempt_no", name="uq_verification_attempts_no"),
+        # stuck `verification_request_failed` starts from the open attempts
+        sa.Index("ix_verification_attempts_pending", "opened_at",
+                 sqlite_where=sa.text("status = 'pending'"), postgresql_where=sa.text("status = 'pending'")),
+    )

@@ -19,6 +19,7 @@ from .types import UTCDateTime, utcnow
 
 DELIVERY_STATUSES = ("pending", "failing", "delivered", "dead")
 _OPEN_SQL = "status in ('pending', 'failing')"
+_UNDELIVERED_SQL = "status <> 'delivered'"
 
 
 class Delivery(Base):
@@ -48,6 +49,11 @@ class Delivery(Base):
         # per-binding ordering: is an earlier version still unacknowledged for this platform?
         sa.Index("ix_deliveries_binding", "platform_id", "binding_id", "binding_version"),
         sa.Index("ix_deliveries_platform_status", "platform_id", "status"),
+        # a binding's deliveries (its page, its stuck reasons); what is not delivered yet, per platform
+        # (sync lag, dead and failing counts: the predicate is the one `sync.lag` filters on)
+        sa.Index("ix_deliveries_binding_id", "binding_id"),
+        sa.Index("ix_deliveries_undelivered", "platform_id", "status", "created_at",
+                 sqlite_where=sa.text(_UNDELIVERED_SQL), postgresql_where=sa.text(_UNDELIVERED_SQL)),
         sa.CheckConstraint(f"status in {DELIVERY_STATUSES}", name="delivery_status"),
     )
 
@@ -64,6 +70,11 @@ class DeliveryAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(sa.Integer)  # NULL: no HTTP answer (refused, timeout)
     error: Mapped[str | None] = mapped_column(sa.Text)
     duration_ms: Mapped[int] = mapped_column(sa.Integer)
+
+    __table_args__ = (  # the dashboard's failed tries per hour
+        sa.Index("ix_delivery_attempts_failed", "at",
+                 sqlite_where=sa.text("error is not null"), postgresql_where=sa.text("error is not null")),
+    )
 
 
 class PlatformSync(Base):

@@ -7,7 +7,7 @@ from flask import Flask
 from models import db as models_db
 from models.settings import Settings
 
-from . import health
+from . import dashboard, health
 from .api import bp as api_bp
 from .api import problems
 from .webhooks import bp as webhooks_bp
@@ -30,4 +30,5 @@ def create_app(settings: Settings | None = None, *, db=None, engine=None) -> Fla
     app.register_blueprint(api_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(health.bp)
+    dashboard.init_app(app, exempt=(api_bp, webhooks_bp))  # bearer keys and signatures, not cookies
     return app

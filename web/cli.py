@@ -50,6 +50,8 @@ def serve(port: int, host: str, no_simulator: bool, threads: int) -> None:
         creds = seed.seed_dev_platforms(s) if settings.dev_mode else {}
     embedded = Embedded(settings, db, engine).start()
     app = create_app(settings, db=db, engine=engine)
+    if settings.dev_mode:
+        _dev_operators(db)
     fakes = {} if no_simulator else _start_fake_platforms(db, creds)
     click.echo(f"Gongji on http://{host}:{port}  (database {engine.url.render_as_string(hide_password=True)})")
     if no_simulator:
@@ -62,6 +64,22 @@ def serve(port: int, host: str, no_simulator: bool, threads: int) -> None:
     finally:
         embedded.stop()
         _stop_fake_platforms(db, fakes)
+
+
+DEV_OPERATORS = {"admin": ("admin", "gongji-admin"), "viewer": ("viewer", "gongji-viewer")}  # embedded only
+
+
+def _dev_operators(db) -> None:
+    """The embedded default (SQLite, development keys) gets two dashboard accounts to sign in with."""
+    from workflows import operators
+    from workflows.errors import DomainError
+
+    for username, (role, password) in DEV_OPERATORS.items():
+        try:
+            operators.add(db, username, password, role)
+        except DomainError:
+            pass  # already there (a password changed since is kept)
+        click.echo(f"  dashboard {username:<7} password {password:<14} (role {role}; development only)")
 
 
 def _start_fake_platforms(db, creds: dict) -> dict:
@@ -254,3 +272,8 @@ def simulate(n: int, url: str, api_key: str, region: str, concurrency: int, seed
     click.echo(f"{n} families in {elapsed:.1f} s")
     if driver.errors:
         sys.exit(1)
+
+
+from .cli_operators import operator  # noqa: E402  (a group of its own module)
+
+main.add_command(operator)

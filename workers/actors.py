@@ -12,7 +12,7 @@ import json
 import dramatiq
 
 from models import OutboxMessage
-from workflows import deliveries, face_sessions, webhooks
+from workflows import batches, deliveries, face_sessions, webhooks
 from workflows.once import run_once
 
 from . import outbound, runtime
@@ -26,6 +26,8 @@ def send_deliveries(ids: list[int]) -> None:
 def _handle(msg: OutboxMessage) -> str:
     if msg.topic == "webhook.received":
         return webhooks.process(runtime.db(), msg.payload["data"]["received_webhook_id"])
+    if msg.topic == batches.TOPIC:  # resumable: a time limit or a crash continues at the job's cursor
+        return batches.run(runtime.db(), msg.payload["data"]["batch_id"])
     return "recorded"
 
 

@@ -84,6 +84,7 @@ class FanOut:
 
 
 FANNED_OUT = ("binding.", "settlement.")
+RETRY_TOPIC = "operator.retry_requested"  # internal: never delivered to a platform
 
 
 def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> FanOut:
@@ -97,10 +98,15 @@ def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> FanOut:
     out = FanOut()
     with db.begin() as s:
         msg = s.get(OutboxMessage, outbox_id)
-        if msg is None or not msg.topic.startswith(FANNED_OUT):
+        if msg is None or not msg.topic.startswith(FANNED_OUT + (RETRY_TOPIC,)):
             return out
         out.handled = True
         if msg.fanned_out_at is not None:
+            return out
+        if msg.topic == RETRY_TOPIC:  # an operator's retry: what to send again, nothing to deliver itself
+            out.ready += msg.payload["data"].get("deliveries", [])
+            out.verifications += msg.payload["data"].get("verifications", [])
+            msg.fanned_out_at = msg.processed_at = now
             return out
         batch = [msg]
         if msg.binding_id is not None:
@@ -214,12 +220,23 @@ def replay(db, *, ids: list[int] | None = None, platform_id: str | None = None, 
         query = query.where(D.c.platform_id == platform_id)
     if binding_id:
         query = query.where(D.c.binding_id == binding_id)
-    ready = []
     with db.begin() as s:
-        for row in s.execute(query.order_by(D.c.binding_version, D.c.id).with_for_update()).all():
-            blocked = _blocked(s, row.platform_id, row.binding_id, row.binding_version)
-            s.execute(sa.update(D).where(D.c.id == row.id).values(
-                status="pending", attempts=0, dead_at=None, next_attempt_at=_first_try(blocked, now)))
-            if not blocked:
-                ready.append(row.id)
+        return replay_in(s, query, now)
+
+
+def replay_in(s, query: sa.Select, now: datetime) -> list[int]:
+    """Replay the dead deliveries `query` selects (id, platform_id, binding_id, binding_version) in the
+    caller's transaction; the ids that may leave now."""
+    ready = []
+    for row in s.execute(query.order_by(D.c.binding_version, D.c.id).with_for_update()).all():
+        blocked = _blocked(s, row.platform_id, row.binding_id, row.binding_version)
+        s.execute(sa.update(D).where(D.c.id == row.id).values(
+            status="pending", attempts=0, dead_at=None, next_attempt_at=_first_try(blocked, now)))
+        if not blocked:
+            ready.append(row.id)
     return ready
+
+
+def dead_of(binding_id: str) -> sa.Select:
+    return sa.select(D.c.id, D.c.platform_id, D.c.binding_id, D.c.binding_version).where(
+        D.c.status == "dead", D.c.binding_id == binding_id)

@@ -41,9 +41,29 @@ def reconcile(db, *, now: datetime | None = None, window_s: float = 7 * 86400, s
         targets = [p for p in platforms.all_platforms(s) if p.webhook_url and p.kind != "verifier"]
         for p in targets:
             for binding_id, version in s.execute(_lacking(p, now, window_s, settle_s, batch)).all():
-                msg = s.scalar(sa.select(OutboxMessage).where(
-                    OutboxMessage.binding_id == binding_id, OutboxMessage.binding_version == version,
-                    OutboxMessage.topic.like("binding.%")).order_by(OutboxMessage.id.desc()).limit(1))
-                if msg is not None:
-                    ready += deliveries.add(s, msg, p.id, now)
+                ready += _send_latest(s, p.id, binding_id, version, now)
+    return ready
+
+
+def _send_latest(s, platform_id: str, binding_id: str, version: int, now: datetime) -> list[int]:
+    msg = s.scalar(sa.select(OutboxMessage).where(
+        OutboxMessage.binding_id == binding_id, OutboxMessage.binding_version == version,
+        OutboxMessage.topic.like("binding.%")).order_by(OutboxMessage.id.desc()).limit(1))
+    return deliveries.add(s, msg, platform_id, now) if msg is not None else []
+
+
+def resend_latest(s, binding_id: str, now: datetime) -> list[int]:
+    """An operator's repair of one binding: every platform concerned that acknowledged less than its
+    version and has nothing open on its way gets the latest event again (in the caller's transaction)."""
+    ready: list[int] = []
+    targets = [p for p in platforms.all_platforms(s) if p.webhook_url and p.kind != "verifier"]
+    for p in targets:
+        acked = (sa.select(S.c.acked_version).where(S.c.platform_id == p.id, S.c.binding_id == B.c.id)
+                 .scalar_subquery())
+        open_ = sa.exists().where(D.c.platform_id == p.id, D.c.binding_id == B.c.id, D.c.status == "pending")
+        found = s.execute(sa.select(B.c.version).where(
+            B.c.id == binding_id, sa.sql.functions.coalesce(acked, 0) < B.c.version, ~open_,
+            sync.concerns(p))).first()
+        if found is not None:
+            ready += _send_latest(s, p.id, binding_id, found.version, now)
     return ready

@@ -43,7 +43,7 @@ def sweep(db, *, now: datetime | None = None, batch: int = 500) -> int:
             sent = len(cmd.messages)
             try:
                 with cmd.session.begin_nested():
-                    _fire(cmd, row)
+                    fire(cmd, row)
                 fired += 1
             except Exception:  # one bad row must not stop every other timer: retry it later, loudly
                 log.exception("timer %s of binding %s failed; retrying in %d s", row.deadline_event, row.id,
@@ -54,7 +54,8 @@ def sweep(db, *, now: datetime | None = None, batch: int = 500) -> int:
     return fired
 
 
-def _fire(cmd, row) -> None:
+def fire(cmd, row) -> None:
+    """Fire the row's due timer event inside the caller's command."""
     from . import rows
     from .verification import timeout_attempt
 

@@ -13,10 +13,53 @@ down_revision = '0002'
 branch_labels = None
 depends_on = None
 
+UNSCHEDULED = "deadline_at is null and state in ('invited', 'face_verified')"
+PENDING = "status = 'pending'"
+UNDELIVERED = "status <> 'delivered'"
+FAILED = "error is not null"
+
+
+def _where(sql: str) -> dict:
+    return {"sqlite_where": sa.text(sql), "postgresql_where": sa.text(sql)}
+
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('bindings', schema=None) as batch_op:
+        batch_op.create_index('ix_bindings_state_updated', ['state', 'updated_at', 'id'], unique=False)
+        batch_op.create_index('ix_bindings_region_state_updated', ['grantor_region', 'state', 'updated_at', 'id'],
+                              unique=False)
+        batch_op.create_index('ix_bindings_unscheduled', ['updated_at'], unique=False, **_where(UNSCHEDULED))
+
+    with op.batch_alter_table('binding_transitions', schema=None) as batch_op:
+        batch_op.create_index('ix_binding_transitions_at', ['at'], unique=False)
+
+    with op.batch_alter_table('verification_attempts', schema=None) as batch_op:
+        batch_op.create_index('ix_verification_attempts_pending', ['opened_at'], unique=False, **_where(PENDING))
+
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.create_index('ix_deliveries_binding_id', ['binding_id'], unique=False)
+        batch_op.create_index('ix_deliveries_undelivered', ['platform_id', 'status', 'created_at'], unique=False,
+                              **_where(UNDELIVERED))
+
+    with op.batch_alter_table('delivery_attempts', schema=None) as batch_op:
+        batch_op.create_index('ix_delivery_attempts_failed', ['at'], unique=False, **_where(FAILED))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('delivery_attempts', schema=None) as batch_op:
+        batch_op.drop_index('ix_delivery_attempts_failed', **_where(FAILED))
+
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index('ix_deliveries_undelivered', **_where(UNDELIVERED))
+        batch_op.drop_index('ix_deliveries_binding_id')
+
+    with op.batch_alter_table('verification_attempts', schema=None) as batch_op:
+        batch_op.drop_index('ix_verification_attempts_pending', **_where(PENDING))
+
+    with op.batch_alter_table('binding_transitions', schema=None) as batch_op:
+        batch_op.drop_index('ix_binding_transitions_at')
+
+    with op.batch_alter_table('bindings', schema=None) as batch_op:
+        batch_op.drop_index('ix_bindings_unscheduled', **_where(UNSCHEDULED))
+        batch_op.drop_index('ix_bindings_region_state_updated')
+        batch_op.drop_index('ix_bindings_state_updated')

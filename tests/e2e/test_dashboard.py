@@ -1,0 +1,179 @@
+"""The operator dashboard in real headless Chromium (Playwright on /usr/bin/chromium) against
+`gongji serve --no-simulator`, whose embedded default has the development accounts admin and viewer.
+
+A stuck binding is made for real: a verification is started while no face-verification provider has a
+URL, so the worker's session request fails (`verification_request_failed`). Every page visited is
+screenshotted into docs/screenshots/ (the README shows them)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import requests
+
+from .support import poll
+
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+CHROMIUM = "/usr/bin/chromium"
+ADMIN, VIEWER = ("admin", "gongji-admin"), ("viewer", "gongji-viewer")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+    yield context.new_page()
+    context.close()
+
+
+def sign_in(page, base: str, who: tuple[str, str]) -> None:
+    page.goto(f"{base}/dashboard/sign-in")
+    page.fill("input[name=username]", who[0])
+    page.fill("input[name=password]", who[1])
+    page.click("form.signin button[type=submit]")
+    page.wait_for_url(f"{base}/dashboard/")
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def stuck_binding(embedded, js):
+    """An invitation whose face-verification request failed (no provider URL in this server)."""
+    grantor = js.person("320100")
+    beneficiary = js.person("320500", insurance_type="resident")
+    b = js.invited(grantor, beneficiary, "spouse")
+    assert js.command(b["id"], "verification", beneficiary).status_code == 202
+    poll(lambda: js.binding(b["id"])["verifications"][0]["provider_status"] == "error",
+         what="the provider request to fail")
+    return b["id"], grantor, beneficiary
+
+
+def test_an_admin_finds_understands_and_repairs_a_stuck_binding(embedded, page, stuck_binding):
+    """Given a binding stuck on a failed verification request, When an admin signs in, Then the overview
+    counts it under its reason, the list filtered by that reason shows it, its page shows the diagram with
+    the current state and the history; When the admin retries and then expires it with reasons, Then the
+    history and the audit log show both, with the reasons."""
+    bid, grantor, beneficiary = stuck_binding
+    page.goto(f"{embedded}/dashboard/")
+    assert "/dashboard/sign-in" in page.url  # nothing without signing in
+    shot(page, "sign-in")
+    sign_in(page, embedded, ADMIN)
+    row = page.locator("[data-reason=verification_request_failed]")
+    assert int(row.get_attribute("data-count")) >= 1
+    assert "概览" in page.content()  # Chinese first
+    shot(page, "overview")
+
+    row.locator("a").click()
+    page.wait_for_selector("#bindings")
+    assert page.locator(f"a:text('{bid}')").count() == 1
+    shot(page, "list")
+
+    page.click(f"a:text('{bid}')")
+    page.wait_for_selector(".diagram svg")
+    assert page.locator(".diagram [data-state=invited].current").count() == 1
+    assert page.locator("#history li").count() == 2  # invite, start_verification
+    assert page.locator("[data-reason=verification_request_failed]").count() >= 1
+    shot(page, "binding")
+
+    page.fill("form[data-action=retry] textarea", "市民来电：人脸核验无响应，重试")
+    page.click("form[data-action=retry] button")
+    page.wait_for_selector(".flash.ok")
+    page.fill("form[data-action=expire] textarea", "市民要求撤销邀请")
+    page.click("form[data-action=expire] button")
+    page.wait_for_selector("#state[data-state=expired]")
+    last = page.locator("#history li").last
+    assert last.get_attribute("data-event") == "expire" and "市民要求撤销邀请" in last.inner_text()
+    assert page.locator(".diagram [data-state=expired].current").count() == 1
+    shot(page, "binding-expired")
+
+    page.click("header a[href$='/dashboard/audit']")
+    text = page.locator("table").inner_text()
+    assert "市民要求撤销邀请" in text and "市民来电：人脸核验无响应，重试" in text and bid in text
+    shot(page, "audit")
+    for p in (grantor, beneficiary):
+        assert p.id_number not in page.content()
+
+
+def test_a_viewer_sees_but_cannot_act(embedded, page, stuck_binding):
+    """Given a viewer, When they open a stuck binding, Then no action form is offered, and a forged POST
+    with a valid CSRF token is refused 403 and changes nothing."""
+    bid = stuck_binding[0]
+    sign_in(page, embedded, VIEWER)
+    page.goto(f"{embedded}/dashboard/bindings/{bid}")
+    assert page.locator("form[data-action]").count() == 0
+    token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    answer = page.request.post(f"{embedded}/dashboard/bindings/{bid}/expire",
+                               form={"csrf_token": token, "reason": "not allowed"})
+    assert answer.status == 403
+    page.goto(f"{embedded}/dashboard/bindings/{bid}")
+    assert page.locator("#state").get_attribute("data-state") == "invited"
+
+
+def _signed_in_session(base: str, who: tuple[str, str]) -> requests.Session:
+    http = requests.Session()
+    form = http.get(f"{base}/dashboard/sign-in", timeout=10).text
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form).group(1)
+    answer = http.post(f"{base}/dashboard/sign-in", data={"csrf_token": token, "username": who[0],
+                                                        "password": who[1]}, timeout=10)
+    assert answer.status_code == 200 and answer.url.endswith("/dashboard/")
+    return http
+
+
+def test_a_form_without_its_csrf_token_is_refused(embedded, stuck_binding):
+    """Given a signed-in admin, When an action is POSTed without the CSRF token, Then 400, nothing changes."""
+    bid = stuck_binding[0]
+    http = _signed_in_session(embedded, ADMIN)
+    answer = http.post(f"{embedded}/dashboard/bindings/{bid}/expire", data={"reason": "csrf"}, timeout=10)
+    assert answer.status_code == 400
+    assert 'data-state="invited"' in http.get(f"{embedded}/dashboard/bindings/{bid}", timeout=10).text
+
+
+def test_no_page_shows_a_whole_id_number_or_name(embedded, stuck_binding):
+    """Given a binding, When every dashboard page is fetched (the person look-up included), Then neither
+    party's ID number or name appears whole; the look-up finds the binding without the number in a URL."""
+    bid, grantor, beneficiary = stuck_binding
+    http = _signed_in_session(embedded, ADMIN)
+    pages = [http.get(f"{embedded}{path}", timeout=10) for path in (
+        "/dashboard/", "/dashboard/bindings", "/dashboard/bindings?stuck=verification_request_failed",
+        f"/dashboard/bindings/{bid}", "/dashboard/audit")]
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', pages[1].text).group(1)
+    found = http.post(f"{embedded}/dashboard/find", data={"csrf_token": token, "id_number": grantor.id_number},
+                      timeout=10)
+    assert found.status_code == 200 and bid in found.text and found.url.endswith("/dashboard/find")
+    for answer in [*pages, found]:
+        assert answer.status_code == 200, answer.url
+        for p in (grantor, beneficiary):
+            assert p.id_number not in answer.text and p.name not in answer.text, answer.url
+
+
+def test_sign_in_is_rate_limited(embedded):
+    """Given a username, When the wrong password is tried more than 10 times in a minute, Then 429."""
+    http = requests.Session()
+    codes = []
+    for _ in range(12):
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
+                          http.get(f"{embedded}/dashboard/sign-in", timeout=10).text).group(1)
+        codes.append(http.post(f"{embedded}/dashboard/sign-in", data={
+            "csrf_token": token, "username": "brute-force", "password": "guess-guess"}, timeout=10).status_code)
+    assert codes[:10] == [401] * 10 and codes[-1] == 429
+
+
+def test_english_is_available(embedded, page):
+    """Given the Chinese dashboard, When the admin switches language, Then the pages are in English."""
+    sign_in(page, embedded, ADMIN)
+    page.click("header button:text('English')")
+    page.wait_for_selector("header a:text('Overview')")
+    assert "Bindings" in page.locator("header").inner_text()

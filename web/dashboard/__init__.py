@@ -1,0 +1,53 @@
+"""The operator dashboard (DESIGN §6, issue 4): server-rendered Flask pages under `/dashboard`.
+
+Wired here: Flask-Login sessions, CSRF on every form (Flask-WTF; only the bearer-key API and the signed
+webhooks are exempt), a rate limit on sign-in (Flask-Limiter; Redis in production, memory embedded),
+Flask-Babel with zh-CN first and English available, dates in Asia/Shanghai. Every view declares the role
+it needs with `@requires`; a view without one is refused (403) before it runs, so none can be forgotten."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, abort, current_app, request, session
+from flask_babel import Babel
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="../templates")
+LOCALES = ("zh_CN", "en")
+csrf = CSRFProtect()
+login = LoginManager()
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+def select_locale() -> str:
+    chosen = session.get("lang")
+    return chosen if chosen in LOCALES else LOCALES[0]
+
+
+@bp.before_request
+def role_declared():
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "required_role", None) is None:
+        abort(403)
+
+
+def init_app(app: Flask, *, exempt: tuple = ()) -> None:
+    settings = app.extensions["gongji"]["settings"]
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", LOCALES[0])
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai")
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", 8 * 3600)
+    app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config.get("SESSION_COOKIE_SECURE", True))
+    app.config.setdefault("RATELIMIT_STORAGE_URI", settings.redis_url or "memory://")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    csrf.init_app(app)
+    for blueprint in exempt:
+        csrf.exempt(blueprint)
+    login.init_app(app)
+    login.login_view = "dashboard.sign_in"
+    login.session_protection = "strong"
+    limiter.init_app(app)
+    Babel(app, locale_selector=select_locale)
+    from . import actions, auth, templating, views  # noqa: F401  (routes register on the blueprint)
+    templating.register(app)
+    app.register_blueprint(bp)

@@ -1,0 +1,80 @@
+"""Dashboard actions (POST only, CSRF-checked, each with a reason): retry the stuck step, expire now,
+unbind (admin), reveal an identity (admin), start a batch. Each calls one `workflows.repair` /
+`workflows.batches` command, which writes the audit row in the same transaction; a refusal is shown
+with its error code and audited too."""
+from __future__ import annotations
+
+from flask import flash, redirect, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from workflows import batches, repair
+from workflows.errors import DomainError
+
+from . import bp, labels
+from .auth import db, requires
+from .forms import ActionForm, BatchForm, RevealForm
+from .views import render_binding
+
+ACTION_ROLE = {"retry": "operator", "expire": "operator", "unbind": "admin"}
+
+
+def _refused(exc: DomainError) -> None:
+    flash(_("Refused (%(code)s): %(detail)s", code=exc.code, detail=exc.detail), "error")
+
+
+def _act(name: str):
+    @requires(ACTION_ROLE[name])
+    def view(binding_id: str):
+        form = ActionForm()
+        if not form.validate_on_submit():
+            flash(_("Give a reason."), "error")
+        else:
+            try:
+                repair.ACTIONS[name](db(), current_user.info, binding_id, form.reason.data)
+                flash(_("Done: %(action)s.", action=labels.label(labels.ACTIONS, name)), "ok")
+            except DomainError as exc:
+                _refused(exc)
+        return redirect(url_for("dashboard.binding", binding_id=binding_id), code=303)
+    view.__name__ = f"act_{name}"
+    bp.add_url_rule(f"/bindings/<binding_id>/{name}", view.__name__, view, methods=["POST"])
+    return view
+
+
+for _name in ACTION_ROLE:
+    _act(_name)
+
+
+@bp.post("/bindings/<binding_id>/reveal")
+@requires("admin")
+def reveal(binding_id: str):
+    """The identity is shown once, in this answer only (never stored in the session or a URL)."""
+    form = RevealForm()
+    if not form.validate_on_submit():
+        flash(_("Give a reason."), "error")
+        return redirect(url_for("dashboard.binding", binding_id=binding_id), code=303)
+    try:
+        shown = repair.reveal(db(), current_user.info, binding_id, form.side.data, form.reason.data)
+    except DomainError as exc:
+        _refused(exc)
+        return redirect(url_for("dashboard.binding", binding_id=binding_id), code=303)
+    return render_binding(binding_id, revealed={"side": form.side.data, **shown}), 200, {"Cache-Control": "no-store"}
+
+
+@bp.post("/batches")
+@requires("operator")
+def start_batch():
+    form = BatchForm()
+    filters = batches.clean({k: getattr(form, k).data for k in batches.FILTER_KEYS})
+    if "older_than_s" in filters:
+        filters["older_than_s"] = int(filters["older_than_s"])
+    if not form.validate_on_submit():
+        flash(_("Confirm the count and give a reason."), "error")
+        return redirect(url_for("dashboard.new_batch", **filters), code=303)
+    try:
+        job_id = batches.start(db(), current_user.info, form.action.data, filters, form.reason.data,
+                               expected=form.expected.data)
+    except DomainError as exc:
+        _refused(exc)
+        return redirect(url_for("dashboard.new_batch", **filters), code=303)
+    return redirect(url_for("dashboard.batch", batch_id=job_id), code=303)

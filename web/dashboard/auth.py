@@ -1,0 +1,110 @@
+"""Sign-in, sign-out, the language switch, and `requires(role)` which every dashboard view carries.
+
+Sign-in is limited per client address (SIGN_IN_LIMIT); a wrong password and an unknown user answer the
+same. The session is renewed on sign-in (Flask-Login's `strong` protection, a fresh session id)."""
+from __future__ import annotations
+
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_limiter.util import get_remote_address
+from flask_login import UserMixin, current_user, login_required, login_user, logout_user
+
+from workflows import operators
+from workflows.errors import DomainError
+
+from . import LOCALES, bp, limiter, login
+from .forms import LanguageForm, SignInForm
+
+SIGN_IN_LIMIT = "10 per minute"  # tries per client address and username
+
+
+def _sign_in_key() -> str:
+    return f"{get_remote_address()}|{(request.form.get('username') or '')[:64]}"
+
+
+class User(UserMixin):
+    def __init__(self, info: operators.OperatorInfo):
+        self.info = info
+        self.id = info.id
+
+    @property
+    def username(self) -> str:
+        return self.info.username
+
+    def can(self, role: str) -> bool:
+        return self.info.can(role)
+
+
+def db():
+    return current_app.extensions["gongji"]["db"]
+
+
+@login.user_loader
+def load_user(operator_id: str):
+    info = operators.get(db(), operator_id)
+    return User(info) if info else None
+
+
+def requires(role: str):
+    """Declare and enforce the least role a view needs (viewer < operator < admin)."""
+    def wrap(view):
+        @wraps(view)
+        @login_required
+        def guarded(*args, **kwargs):
+            if not current_user.can(role):
+                abort(403)
+            return view(*args, **kwargs)
+        guarded.required_role = role
+        return guarded
+    return wrap
+
+
+def public(view):
+    view.required_role = "public"
+    return view
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/dashboard") and not urlsplit(target).netloc:
+        return target
+    return url_for("dashboard.overview")
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@limiter.limit(SIGN_IN_LIMIT, methods=["POST"], key_func=_sign_in_key)
+@public
+def sign_in():
+    form = SignInForm()
+    if form.validate_on_submit():
+        try:
+            info = operators.authenticate(db(), form.username.data, form.password.data)
+        except DomainError:
+            flash(_("Wrong username or password."), "error")
+            return render_template("dashboard/sign_in.html", form=form), 401
+        lang = session.get("lang")
+        session.clear()
+        if lang:
+            session["lang"] = lang
+        login_user(User(info))
+        return redirect(_safe_next(request.args.get("next")))
+    return render_template("dashboard/sign_in.html", form=form)
+
+
+@bp.post("/sign-out")
+@requires("viewer")
+def sign_out():
+    logout_user()
+    session.clear()
+    return redirect(url_for("dashboard.sign_in"))
+
+
+@bp.post("/language")
+@public
+def language():
+    form = LanguageForm()
+    if form.validate_on_submit() and form.lang.data in LOCALES:
+        session["lang"] = form.lang.data
+    return redirect(_safe_next(request.form.get("next")))

@@ -1,0 +1,58 @@
+"""Dashboard forms (Flask-WTF): every POST form carries a CSRF token; the list filter is a GET form
+without one (it changes nothing). Length limits are the columns' (reason: audit_log.reason, 1000)."""
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+
+REASON = [DataRequired(message=_l("Give a reason.")), Length(max=1000)]
+
+
+class SignInForm(FlaskForm):
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=64)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=256)])
+
+
+class LanguageForm(FlaskForm):
+    lang = HiddenField()
+
+
+class ActionForm(FlaskForm):
+    """retry, expire, unbind on one binding."""
+    reason = TextAreaField(_l("Reason"), validators=REASON)
+
+
+class RevealForm(FlaskForm):
+    side = HiddenField(validators=[DataRequired()])
+    reason = TextAreaField(_l("Reason"), validators=REASON)
+
+
+class BatchForm(FlaskForm):
+    action = SelectField(_l("Action"), choices=[("retry", _l("Retry the stuck step")),
+                                                ("expire", _l("Expire now")), ("unbind", _l("Unbind"))])
+    expected = IntegerField(validators=[NumberRange(min=1)])
+    reason = TextAreaField(_l("Reason"), validators=REASON)
+    confirm = BooleanField(_l("I have checked the count and the filter"), validators=[DataRequired()])
+    state = HiddenField(validators=[Optional()])
+    region = HiddenField(validators=[Optional()])
+    platform = HiddenField(validators=[Optional()])
+    stuck = HiddenField(validators=[Optional()])
+    older_than_s = HiddenField(validators=[Optional()])
+
+
+class FindForm(FlaskForm):
+    """The list's filters (GET). The ID number is POSTed to /dashboard/find instead, so it never sits in a URL."""
+    class Meta:
+        csrf = False
+
+    state = SelectField(_l("State"), validators=[Optional()])
+    region = SelectField(_l("Region"), validators=[Optional()])
+    platform = SelectField(_l("Platform"), validators=[Optional()])
+    stuck = SelectField(_l("Stuck reason"), validators=[Optional()])
+    older_than_s = SelectField(_l("Unchanged for"), validators=[Optional()])
+
+
+class LookupForm(FlaskForm):
+    id_number = StringField(_l("ID number"), validators=[DataRequired(), Length(min=15, max=18)])

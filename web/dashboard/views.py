@@ -1,0 +1,141 @@
+"""Dashboard pages that read: overview, the list (filters, keyset pages, find by ID number), one
+binding, the audit log, a batch job. Thin: parse, call `workflows`, render."""
+from __future__ import annotations
+
+from flask import abort, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from workflows import batches, casefile, diagram, finder, machine, operators, overview as overview_mod
+from workflows import platforms, stuck
+from workflows.errors import DomainError
+from models import Region
+
+from . import bp, charts, labels
+from .auth import db, requires
+from .templating import local
+from .forms import ActionForm, BatchForm, FindForm, LookupForm, RevealForm
+
+PAGE = 50
+
+
+def _queues() -> dict:
+    from workers import queues  # the broker this process publishes to (Redis, or the embedded stub)
+    return queues.depth()
+
+
+@bp.get("/")
+@requires("viewer")
+def overview():
+    o = overview_mod.overview(db())
+    chart = charts.bars([(local(h["hour"], "HH:mm"), h["transitions"], h["failures"]) for h in o["hourly"]],
+                        title=_("Transitions and failures per hour"), first=_("transitions"), second=_("failures"))
+    return render_template("dashboard/overview.html", o=o, queues=_queues(), chart=chart)
+
+
+def _choices(form: FindForm) -> None:
+    with db()() as s:
+        regions = [(r.code, f"{r.code} {r.name}") for r in s.query(Region).order_by(Region.code)]
+        plats = [(p.id, p.id) for p in platforms.all_platforms(s) if p.kind != "verifier"]
+    anything = [("", _("any"))]
+    form.state.choices = anything + [(st, str(labels.STATES[st])) for st in machine.STATES if st != machine.NEW]
+    form.region.choices = anything + regions
+    form.platform.choices = anything + plats
+    form.stuck.choices = anything + [(r, str(labels.REASONS.get(r, r))) for r in stuck.REASONS]
+    form.older_than_s.choices = [(v, str(t)) for v, t in labels.AGES]
+
+
+def _filters(form: FindForm) -> dict:
+    return batches.clean({"state": form.state.data, "region": form.region.data, "platform": form.platform.data,
+                          "stuck": form.stuck.data,
+                          "older_than_s": int(form.older_than_s.data) if form.older_than_s.data else None})
+
+
+@bp.get("/bindings")
+@requires("viewer")
+def bindings():
+    form = FindForm(request.args)
+    _choices(form)
+    if not form.validate():
+        abort(400)
+    filters = _filters(form)
+    page = finder.find(db(), **filters, after=request.args.get("after") or None, limit=PAGE)
+    return render_template("dashboard/list.html", form=form, page=page, filters=filters, lookup=LookupForm())
+
+
+@bp.get("/batches/new")
+@requires("operator")
+def new_batch():
+    """The count first: what the filter matches now, then the confirmation form."""
+    form = FindForm(request.args)
+    _choices(form)
+    if not form.validate():
+        abort(400)
+    filters = _filters(form)
+    if not filters:
+        return redirect(url_for("dashboard.bindings"))
+    batch = BatchForm(formdata=None, data={**filters, "expected": finder.count(db(), **filters)})
+    return render_template("dashboard/batch_new.html", batch=batch, filters=filters, form=form)
+
+
+@bp.post("/find")
+@requires("viewer")
+def find_person():
+    """Find by ID number: POSTed (never in a URL), looked up through the keyed hash, shown masked."""
+    form = LookupForm()
+    find = FindForm(formdata=None)
+    _choices(find)
+    page = {"items": [], "next": None}
+    error = None
+    if form.validate_on_submit():
+        try:
+            page = finder.find(db(), id_number=form.id_number.data, limit=PAGE)
+        except DomainError as exc:
+            error = exc.code
+    else:
+        error = "invalid_id_number"
+    return render_template("dashboard/list.html", form=find, page=page, filters={},
+                           lookup=LookupForm(formdata=None), lookup_error=error, looked_up=True)
+
+
+@bp.get("/bindings/<binding_id>")
+@requires("viewer")
+def binding(binding_id: str):
+    return render_binding(binding_id)
+
+
+def render_binding(binding_id: str, revealed: dict | None = None):
+    try:
+        case = casefile.casefile(db(), binding_id)
+    except DomainError as exc:
+        if exc.code == "not_found":
+            abort(404)
+        raise
+    svg = diagram.svg(current=case["binding"]["state"], path=case["path"],
+                      labels={k: str(v) for k, v in labels.STATES.items()},
+                      event_labels={k: str(v) for k, v in labels.EVENTS.items()})
+    return render_template("dashboard/binding.html", case=case, b=case["binding"], svg=svg,
+                           action=ActionForm(formdata=None), reveal=RevealForm(formdata=None), revealed=revealed)
+
+
+@bp.get("/audit")
+@requires("viewer")
+def audit():
+    before = request.args.get("before", type=int)
+    return render_template("dashboard/audit.html", log=operators.audit_log(db(), before=before, limit=PAGE))
+
+
+@bp.get("/batches/<batch_id>")
+@requires("viewer")
+def batch(batch_id: str):
+    try:
+        job = batches.get(db(), batch_id)
+    except DomainError:
+        abort(404)
+    return render_template("dashboard/batch.html", job=job)
+
+
+@bp.get("")
+@requires("viewer")
+def root():
+    return redirect(url_for("dashboard.overview"))
+

@@ -1,0 +1,84 @@
+"""Everything an operator sees about one binding on its dashboard page, read in one transaction:
+the binding (persons masked), its history, timers, verification attempts, deliveries with their tries,
+sync per concerned platform, why it is stuck (if it is) and the audit entries that name it."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from models import Delivery, DeliveryAttempt, PlatformSync, Transition, VerificationAttempt
+from models.types import utcnow
+
+from . import machine, operators, platforms, queries, rows, stuck, sync
+from .views import attempt_view, binding_view, transition_view
+
+D, DA, S = Delivery.__table__, DeliveryAttempt.__table__, PlatformSync.__table__
+TRIES_SHOWN = 5  # the latest tries of each delivery
+
+
+def _timers(b, attempts: list[dict]) -> list[dict]:
+    found = []
+    if b.deadline_at is not None:
+        found.append({"event": b.deadline_event, "due_at": b.deadline_at, "kind": "next"})
+    if b.expires_at is not None and b.state in machine.PENDING:
+        found.append({"event": "expire", "due_at": b.expires_at, "kind": "invitation_ttl"})
+    for a in attempts:
+        if a["status"] == "pending":
+            found.append({"event": "verification_timeout", "due_at": a["deadline_at"],
+                          "kind": f"attempt {a['attempt_no']}"})
+    return found
+
+
+def _deliveries(s, binding_id: str) -> list[dict]:
+    found = s.execute(sa.select(D).where(D.c.binding_id == binding_id)
+                      .order_by(D.c.platform_id, D.c.binding_version, D.c.id)).mappings().all()
+    tries: dict[int, list] = {}
+    if found:
+        for t in s.execute(sa.select(DA).where(DA.c.delivery_id.in_([d["id"] for d in found]))
+                           .order_by(DA.c.delivery_id, DA.c.attempt_no.desc())).mappings():
+            tries.setdefault(t["delivery_id"], []).append(dict(t))
+    return [{**dict(d), "tries": tries.get(d["id"], [])[:TRIES_SHOWN]} for d in found]
+
+
+def _sync(s, b) -> list[dict]:
+    acked = {r.platform_id: r for r in s.execute(sa.select(S).where(S.c.binding_id == b.id))}
+    out = []
+    for p in platforms.all_platforms(s):
+        if p.kind == "verifier":
+            continue
+        concerned = s.execute(sa.select(rows.B.c.id).where(rows.B.c.id == b.id, sync.concerns(p))).first()
+        if concerned is None and p.id not in acked:
+            continue
+        got = acked.get(p.id)
+        version = got.acked_version if got else 0
+        out.append({"platform_id": p.id, "kind": p.kind, "acked_version": version,
+                    "acked_at": got.acked_at if got else None, "behind": max(b.version - version, 0),
+                    "webhook": bool(p.webhook_url)})
+    return out
+
+
+def casefile(db, binding_id: str, *, now: datetime | None = None) -> dict:
+    now = now or utcnow()
+    with db.begin() as s:
+        b = queries._binding(s, binding_id)
+        attempts = [attempt_view(a) for a in s.scalars(
+            sa.select(VerificationAttempt).where(VerificationAttempt.binding_id == binding_id)
+            .order_by(VerificationAttempt.attempt_no))]
+        raw_attempts = [{"attempt_no": a["attempt_no"], "status": a["status"],
+                         "deadline_at": datetime.fromisoformat(a["deadline_at"])} for a in attempts]
+        history = [transition_view(t) for t in s.scalars(
+            sa.select(Transition).where(Transition.binding_id == binding_id).order_by(Transition.seq))]
+        return {
+            "binding": binding_view(b, b.grantor, b.beneficiary),
+            "history": history,
+            "path": [(t["from"], t["to"], t["event"]) for t in history],
+            "timers": _timers(b, raw_attempts),
+            "verifications": attempts,
+            "deliveries": _deliveries(s, binding_id),
+            "sync": _sync(s, b),
+            "stuck": stuck.of_binding(s, binding_id, now),
+            "audit": operators.entries(s, binding_id=binding_id, limit=20)["items"],
+            "terminal": b.state in machine.TERMINAL,
+        }
+

@@ -1,0 +1,139 @@
+"""The dashboard's list of bindings: the filters an operator combines (state, pooling region, platform, stuck
+reason, age, one person by ID number), newest change first, in keyset pages; and how many a filter matches
+(what a batch action confirms).
+
+Order is (updated_at DESC, id DESC); `next` is an opaque cursor (base64 of the last row's pair, as the sync
+feed's) and a page never repeats or skips a row that did not change meanwhile. Each filter walks an index in
+that order and stops after `limit` + 1 rows, then joins the two persons for that page only:
+- state: ix_bindings_state_updated; state and region: ix_bindings_region_state_updated
+- region alone: the same index, one walk per state merged (a skip scan by hand: at most 10 × (limit + 1) rows)
+- nothing, an age (`older_than_s`: changed more than that many seconds ago), a platform: ix_bindings_updated
+- stuck: the reason's small indexed subset (`stuck.reason_filter`), sorted
+- a person: persons.id_number_hash, then bindings by grantor_id or beneficiary_id
+`platform` means the bindings that platform is concerned with (`sync.concerns`: what it should hold — all of
+them for the national platform, its provinces' for a provincial one); the platform that took the invitation
+is shown per row (`platform_id`). Persons appear masked only; the ID number looked up is validated and hashed
+(`models.crypto.lookup_hash`), never kept, logged or returned."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from models import Person
+from models.crypto import lookup_hash
+from models.types import utcnow
+
+from . import idnumbers, machine, platforms, rows, sync
+from . import stuck as stuck_mod
+from .errors import DomainError
+
+MAX_LIMIT = 200
+STATES = tuple(s for s in machine.STATES if s != machine.NEW)
+B, G, E, P = rows.B, rows.G, rows.E, Person.__table__
+_REGION = re.compile(r"[0-9]{6}", re.ASCII)
+_BY_HASH = sa.select(P.c.id).where(P.c.id_number_hash == sa.bindparam("h"))
+_ORDER = (B.c.updated_at.desc(), B.c.id.desc())
+
+
+def _conditions(s, now: datetime, *, state=None, region=None, platform=None, stuck=None, older_than_s=None,
+                id_number=None) -> list | None:
+    """The WHERE clauses of a filter (validated); None if it names a person nobody is."""
+    conds = []
+    if state:
+        if state not in STATES:
+            raise DomainError("validation_failed", f"state is one of {', '.join(STATES)}")
+        conds.append(B.c.state == state)
+    if region:
+        if not _REGION.fullmatch(str(region)):
+            raise DomainError("validation_failed", "region is a 6-digit pooling region code")
+        conds.append(B.c.grantor_region == str(region))
+    if platform:
+        p = platforms.get_in(s, platform)
+        if p.kind == "verifier":
+            raise DomainError("validation_failed", "platform is a national or provincial platform")
+        if p.kind != "national":
+            conds.append(sync.concerns(p))
+    if stuck:
+        conds.append(stuck_mod.reason_filter(stuck, now, stuck_mod.push_targets(s)))
+    if older_than_s not in (None, ""):
+        if int(older_than_s) < 0:
+            raise DomainError("validation_failed", "older_than_s is a number of seconds")
+        conds.append(B.c.updated_at < now - timedelta(seconds=int(older_than_s)))
+    if id_number is not None:
+        number = idnumbers.validate(id_number, today=now.date())
+        person_id = s.scalar(_BY_HASH, {"h": lookup_hash(number)})
+        if person_id is None:
+            return None
+        conds.append(sa.or_(B.c.grantor_id == person_id, B.c.beneficiary_id == person_id))
+    return conds
+
+
+def _walk(conds: list, n: int) -> sa.Select:
+    return sa.select(B.c.id, B.c.updated_at).where(*conds).order_by(*_ORDER).limit(n)
+
+
+def _merged(conds: list, n: int) -> sa.Select:
+    """One walk per state of the (region, state, updated_at, id) index, merged: the region's newest n."""
+    parts = [_walk([*conds, B.c.state == st], n).subquery(f"s{i}") for i, st in enumerate(STATES)]
+    u = sa.union_all(*(sa.select(p.c.id, p.c.updated_at) for p in parts)).subquery("u")
+    return sa.select(u.c.id, u.c.updated_at).order_by(u.c.updated_at.desc(), u.c.id.desc()).limit(n)
+
+
+def _page(keys: sa.Select, now: datetime, targets: list) -> sa.Select:
+    page = keys.subquery("page")
+    masked = [c.label(f"{side.name}_{c.name}") for side in (G, E) for c in (side.c.id, side.c.id_number_masked,
+                                                                            side.c.name_masked)]
+    return (sa.select(B.c.id, B.c.state, B.c.relationship, B.c.created_at, B.c.updated_at, B.c.province_code,
+                      B.c.grantor_region, B.c.beneficiary_region, B.c.platform_id, B.c.version, *masked,
+                      *stuck_mod.flag_columns(now, targets))
+            .select_from(page.join(B, B.c.id == page.c.id).join(G, G.c.id == B.c.grantor_id)
+                         .join(E, E.c.id == B.c.beneficiary_id))
+            .order_by(page.c.updated_at.desc(), page.c.id.desc()))
+
+
+def _item(r, targets: list) -> dict:
+    def person(side: str) -> dict:
+        return {"id": r[f"{side}_id"], "id_number_masked": r[f"{side}_id_number_masked"],
+                "name_masked": r[f"{side}_name_masked"]}
+    return {"id": r["id"], "state": r["state"], "relationship": r["relationship"], "grantor": person("g"),
+            "beneficiary": person("e"), "created_at": r["created_at"], "updated_at": r["updated_at"],
+            "province_code": r["province_code"], "grantor_region": r["grantor_region"],
+            "beneficiary_region": r["beneficiary_region"], "platform_id": r["platform_id"], "version": r["version"],
+            "stuck": stuck_mod.reasons_of(r, targets)}
+
+
+def find(db, *, state=None, region=None, platform=None, stuck=None, older_than_s=None, id_number=None,
+         after: str | None = None, limit: int = 50, now: datetime | None = None) -> dict:
+    """One page: {"items": [...], "next": cursor or None}. See `_item` for an item's keys."""
+    now = now or utcnow()
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    with db() as s:
+        conds = _conditions(s, now, state=state, region=region, platform=platform, stuck=stuck,
+                            older_than_s=older_than_s, id_number=id_number)
+        if conds is None:
+            return {"items": [], "next": None}
+        if after:
+            at, bid = sync._parse_cursor(after)
+            conds.append(sa.tuple_(B.c.updated_at, B.c.id) < sa.tuple_(sa.literal(at, B.c.updated_at.type),
+                                                                         sa.literal(bid)))
+        merged = region and not state and not stuck and id_number is None
+        keys = (_merged if merged else _walk)(conds, limit + 1)
+        targets = stuck_mod.push_targets(s)
+        found = s.execute(_page(keys, now, targets)).mappings().all()
+    last = found[limit - 1] if len(found) > limit else None
+    return {"items": [_item(r, targets) for r in found[:limit]],
+            "next": sync._cursor(last["updated_at"], last["id"]) if last is not None else None}
+
+
+def count(db, *, state=None, region=None, platform=None, stuck=None, older_than_s=None, id_number=None,
+          now: datetime | None = None) -> int:
+    """How many bindings the filter matches now (as `find` would page through)."""
+    now = now or utcnow()
+    with db() as s:
+        conds = _conditions(s, now, state=state, region=region, platform=platform, stuck=stuck,
+                            older_than_s=older_than_s, id_number=id_number)
+        if conds is None:
+            return 0
+        return int(s.scalar(sa.select(sa.func.count()).select_from(B).where(*conds)))

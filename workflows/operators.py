@@ -1,0 +1,114 @@
+"""Dashboard operators: accounts, sign-in, roles, and the audit log every action writes.
+
+Passwords are kept only as werkzeug scrypt hashes (`generate_password_hash`); a wrong password and an
+unknown user take the same time and give the same answer. Roles are ordered: viewer < operator < admin,
+each allowed what the ones before it are. `record` appends one audit row in the caller's transaction, so
+an action and its audit entry commit together; `record_refusal` writes a refused attempt on its own."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from models import AuditEntry, Operator
+from models.operators import ROLES
+from models.types import utcnow
+
+from .errors import DomainError
+
+_DUMMY_HASH = generate_password_hash("timing-equaliser")
+MIN_PASSWORD = 10  # characters
+
+
+@dataclass(frozen=True)
+class OperatorInfo:
+    id: str
+    username: str
+    role: str
+
+    def can(self, role: str) -> bool:
+        """Does this operator hold `role` or a higher one?"""
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+
+def _info(o: Operator) -> OperatorInfo:
+    return OperatorInfo(o.id, o.username, o.role)
+
+
+def add(db, username: str, password: str, role: str) -> OperatorInfo:
+    if role not in ROLES:
+        raise DomainError("validation_failed", f"role must be one of {', '.join(ROLES)}")
+    if len(password) < MIN_PASSWORD:
+        raise DomainError("validation_failed", f"a password has at least {MIN_PASSWORD} characters")
+    if not username or len(username) > 64 or not username.isprintable():
+        raise DomainError("validation_failed", "a username is 1–64 printable characters")
+    with db.begin() as s:
+        if s.scalar(sa.select(Operator.id).where(Operator.username == username)) is not None:
+            raise DomainError("conflict", f"operator {username} exists")
+        o = Operator(username=username, password_hash=generate_password_hash(password), role=role)
+        s.add(o)
+        s.flush()
+        return _info(o)
+
+
+def set_password(db, username: str, password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise DomainError("validation_failed", f"a password has at least {MIN_PASSWORD} characters")
+    with db.begin() as s:
+        o = s.scalar(sa.select(Operator).where(Operator.username == username))
+        if o is None:
+            raise DomainError("not_found", f"no operator {username}")
+        o.password_hash = generate_password_hash(password)
+
+
+def authenticate(db, username: str, password: str, *, now: datetime | None = None) -> OperatorInfo:
+    """The operator for a correct username and password, else `unauthorized` (the same for both)."""
+    with db.begin() as s:
+        o = s.scalar(sa.select(Operator).where(Operator.username == username, Operator.disabled_at.is_(None)))
+        if o is None:
+            check_password_hash(_DUMMY_HASH, password)
+            raise DomainError("unauthorized", "wrong username or password")
+        if not check_password_hash(o.password_hash, password):
+            raise DomainError("unauthorized", "wrong username or password")
+        o.last_sign_in_at = now or utcnow()
+        return _info(o)
+
+
+def get(db, operator_id: str) -> OperatorInfo | None:
+    with db() as s:
+        o = s.get(Operator, operator_id)
+        return _info(o) if o is not None and o.disabled_at is None else None
+
+
+def record(session, who: OperatorInfo | str, action: str, *, binding_id: str | None = None, reason: str | None,
+           outcome: str = "ok", detail: dict | None = None, batch_id: str | None = None,
+           now: datetime | None = None) -> None:
+    session.add(AuditEntry(at=now or utcnow(), operator=getattr(who, "username", who), action=action,
+                           binding_id=binding_id, reason=reason, outcome=outcome, detail=detail,
+                           batch_id=batch_id))
+
+
+def record_refusal(db, who: OperatorInfo | str, action: str, error: DomainError, **kw) -> None:
+    with db.begin() as s:
+        record(s, who, action, outcome=error.code, detail={"detail": error.detail}, **kw)
+
+
+def audit_log(db, *, binding_id: str | None = None, before: int | None = None, limit: int = 50) -> dict:
+    with db() as s:
+        return entries(s, binding_id=binding_id, before=before, limit=limit)
+
+
+def entries(s, *, binding_id: str | None = None, before: int | None = None, limit: int = 50) -> dict:
+    """Newest first, keyset-paged by id; `next` is the id to pass as `before` for the following page."""
+    q = sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit + 1)
+    if binding_id:
+        q = q.where(AuditEntry.binding_id == binding_id)
+    if before:
+        q = q.where(AuditEntry.id < before)
+    found = s.scalars(q).all()
+    items = [{"id": a.id, "at": a.at, "operator": a.operator, "action": a.action, "binding_id": a.binding_id,
+              "reason": a.reason, "outcome": a.outcome, "detail": a.detail or {}, "batch_id": a.batch_id}
+             for a in found[:limit]]
+    return {"items": items, "next": found[limit - 1].id if len(found) > limit else None}

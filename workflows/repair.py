@@ -1,0 +1,130 @@
+"""What an operator may do to one binding from the dashboard, each one transaction with its audit row.
+
+`retry` repairs whatever makes the binding stuck (`stuck.of_binding`): an overdue timer is fired now; a
+pending state with nothing scheduled gets its timer again; a failed provider request is asked again; dead
+deliveries are replayed and failing ones tried now; a platform behind gets the latest event again; an
+outbox event a worker failed on is published again. Sends leave after commit through one internal outbox
+event (`deliveries.RETRY_TOPIC`), so nothing is enqueued inside the transaction. `expire` and `unbind` are
+the workflow's own commands with the operator as actor. `reveal` shows an admin one person's ID number
+and name and records that it did (never the value). A refused action is audited with its error code."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from models import Binding, Delivery, OutboxMessage, Person, VerificationAttempt
+
+from . import deliveries, reconcile, rows, stuck, timers
+from .actors import Actor
+from .errors import DomainError
+from .operators import OperatorInfo, record, record_refusal
+from .unit import Command, command
+
+ROLE_FOR = {"retry": "operator", "expire": "operator", "unbind": "admin", "reveal": "admin"}
+D, VA, OB = Delivery.__table__, VerificationAttempt.__table__, OutboxMessage.__table__
+
+
+def _check(who: OperatorInfo, action: str, reason: str | None) -> str:
+    if not who.can(ROLE_FOR[action]):
+        raise DomainError("forbidden", f"{action} needs the {ROLE_FOR[action]} role")
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("reason_required")
+    return reason[:1000]
+
+
+def _audited(db, who: OperatorInfo, action: str, binding_id: str | None, reason: str | None, work, now=None,
+             batch_id: str | None = None):
+    """Run `work(cmd, reason)` in one command with the audit row; a refusal is audited on its own."""
+    try:
+        reason = _check(who, action, reason)
+        with command(db, now=now) as cmd:
+            detail = work(cmd, reason)
+            record(cmd.session, who, action, binding_id=binding_id, reason=reason, detail=detail or None,
+                   batch_id=batch_id, now=cmd.now)
+            return detail
+    except DomainError as exc:
+        record_refusal(db, who, action, exc, binding_id=binding_id, reason=(reason or "").strip() or None,
+                       batch_id=batch_id)
+        raise
+
+
+def _repair(cmd: Command, row, reason: str, found: str) -> dict:
+    s, now, out = cmd.session, cmd.now, {}
+    if found == "timer_overdue" and row.deadline_at is not None and row.deadline_at <= now:
+        timers.fire(cmd, row)
+    elif found == "past_service_level":
+        pending = s.scalar(sa.select(VA.c.deadline_at).where(VA.c.binding_id == row.id, VA.c.status == "pending"))
+        timers.reschedule(row, pending)
+        rows.save(s, row)
+    elif found == "verification_request_failed":
+        ids = list(s.scalars(sa.update(VA).where(VA.c.binding_id == row.id, VA.c.status == "pending")
+                             .values(provider_status=None, provider_error=None).returning(VA.c.id)))
+        out["verifications"] = ids
+    elif found == "delivery_dead":
+        out["deliveries"] = deliveries.replay_in(s, deliveries.dead_of(row.id), now)
+    elif found == "delivery_failing":
+        out["deliveries"] = list(s.scalars(
+            sa.update(D).where(D.c.binding_id == row.id, D.c.status == "pending", D.c.attempts > 0,
+                               D.c.next_attempt_at.is_not(None)).values(next_attempt_at=now).returning(D.c.id)))
+    elif found == "sync_behind":
+        out["deliveries"] = reconcile.resend_latest(s, row.id, now)
+    elif found == "worker_error":
+        ids = list(s.scalars(sa.update(OB).where(OB.c.binding_id == row.id, OB.c.processed_at.is_(None),
+                                                 OB.c.last_error.is_not(None))
+                             .values(attempts=0).returning(OB.c.id)))
+        cmd.messages += ids  # published again after commit
+    return out
+
+
+def retry(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: datetime | None = None,
+          batch_id: str | None = None) -> dict:
+    def work(cmd: Command, why: str) -> dict:
+        row = cmd.lock_binding(binding_id)
+        reasons = [r["reason"] for r in stuck.of_binding(cmd.session, binding_id, cmd.now)]
+        if not reasons:
+            raise DomainError("not_stuck")
+        sends: dict[str, list] = {"deliveries": [], "verifications": []}
+        for found in reasons:
+            for key, ids in _repair(cmd, row, why, found).items():
+                sends[key] += ids
+        if sends["deliveries"] or sends["verifications"]:
+            cmd.emit(deliveries.RETRY_TOPIC, sends)
+        return {"reasons": reasons, **{k: v for k, v in sends.items() if v}}
+    return _audited(db, who, "retry", binding_id, reason, work, now, batch_id)
+
+
+def _transition(event: str):
+    def run(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: datetime | None = None,
+            batch_id: str | None = None) -> dict:
+        def work(cmd: Command, why: str) -> dict:
+            row = cmd.lock_binding(binding_id)
+            actor = Actor("operator", who.username)
+            cmd.authorize_actor(row, event, actor, why)
+            before, after = cmd.transition(row, event, actor, channel="dashboard", reason=why)
+            return {"from": before, "to": after}
+        return _audited(db, who, event, binding_id, reason, work, now, batch_id)
+    run.__name__ = event
+    run.__doc__ = f"An operator fires `{event}` with a reason, through the workflow's own transition."
+    return run
+
+
+expire = _transition("expire")
+unbind = _transition("unbind")
+ACTIONS = {"retry": retry, "expire": expire, "unbind": unbind}
+
+
+def reveal(db, who: OperatorInfo, binding_id: str, side: str, reason: str | None) -> dict:
+    """An admin reads one party's ID number and name; the audit row records that, not the value."""
+    if side not in ("grantor", "beneficiary"):
+        raise DomainError("validation_failed", "side is grantor or beneficiary")
+    shown: dict = {}
+
+    def work(cmd: Command, why: str) -> dict:
+        row = rows.get(cmd.session, binding_id)
+        person = cmd.session.get(Person, row.grantor_id if side == "grantor" else row.beneficiary_id)
+        shown.update(id_number=person.id_number, name=person.name)
+        return {"side": side, "person_id": person.id}
+    _audited(db, who, "reveal", binding_id, reason, work)
+    return shown

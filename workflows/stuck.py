@@ -1,0 +1,202 @@
+"""Stuck bindings, computed from data with a reason (DESIGN §2 "Stuck"), for the dashboard's counts, its
+list filter and tags, a binding's page and the operator's retry. A binding may be stuck for several reasons:
+
+- `timer_overdue`: its `deadline_at` passed more than GRACE_S ago (the sweeper should have fired it)
+- `past_service_level`: a pending state with nothing scheduled (`deadline_at` NULL), unchanged for longer
+  than SERVICE_LEVEL_S[state]
+- `verification_request_failed`: its pending attempt's provider session request failed (`provider_status`
+  'error') or has been 'requested' for more than REQUEST_STALE_S without being opened
+- `delivery_dead`: a delivery is dead-lettered (waits for an operator's replay)
+- `delivery_failing`: an open delivery was tried FAILING_ATTEMPTS times or more and is still retrying
+- `sync_behind`: a push platform it concerns (`sync.concerns`, as reconcile) acknowledged less than its
+  version, it changed between WINDOW_S and SETTLE_S ago (reconcile's window), and no delivery to that
+  platform is open (on its way) or dead (that one is `delivery_dead`)
+- `worker_error`: an outbox event of it is unprocessed and a worker recorded an error on it
+
+Cost: every predicate starts from a small indexed subset, never a scan of `bindings`: ix_bindings_deadline,
+ix_bindings_unscheduled, ix_verification_attempts_pending, ix_deliveries_undelivered_binding,
+ix_outbox_pending, and for sync_behind the (updated_at, id) window, which costs what the bindings changed in
+WINDOW_S cost (as for reconcile). Predicates are correlated EXISTS on `bindings`: in a WHERE, PostgreSQL
+turns them into semi-joins driven by the small side; in a select list they are per-row index probes.
+Constants that a partial index is matched on are rendered inline (`_lit`), so the planner can prove the
+index's predicate for a prepared statement too. Durations are seconds; `now` is an aware UTC datetime.
+Details carry no PII: error texts are cut to DETAIL_CHARS and anything shaped like an ID number is masked."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from models import Delivery, OutboxMessage, PlatformSync, VerificationAttempt
+
+from . import platforms, rows, sync
+from .errors import DomainError
+from .idnumbers import mask
+
+REASONS = ("timer_overdue", "past_service_level", "verification_request_failed", "delivery_dead",
+           "delivery_failing", "sync_behind", "worker_error")
+GRACE_S = 120  # a due timer the sweeper (every few seconds) has not fired this long after its deadline
+# A pending binding always has a timer (its invitation TTL); one without is stuck once it sat longer than the
+# default invitation TTL (7 days), by which time the timer would have expired it.
+SERVICE_LEVEL_S = {"invited": 7 * 86400, "face_verified": 7 * 86400}
+REQUEST_STALE_S = 300  # a provider session asked for and not opened after 5 minutes
+FAILING_ATTEMPTS = 3  # tries of an open delivery (5 s, 30 s, 2 min into the schedule: about 3 minutes)
+SETTLE_S, WINDOW_S = 300, 7 * 86400  # reconcile's defaults: changed between 7 days and 5 minutes ago
+DETAIL_CHARS = 200
+
+B, D, VA, OB, S = (rows.B, Delivery.__table__, VerificationAttempt.__table__, OutboxMessage.__table__,
+                   PlatformSync.__table__)
+_ID_SHAPED = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
+
+
+def _lit(value: str):
+    """A constant rendered into the SQL text (not a parameter): partial indexes are matched on it."""
+    return sa.literal(value, literal_execute=True)
+
+
+def push_targets(session) -> list[platforms.PlatformInfo]:
+    """The platforms bindings are pushed to (a webhook URL, not a verifier): those sync_behind is about."""
+    return [p for p in platforms.all_platforms(session) if p.webhook_url and p.kind != "verifier"]
+
+
+def _ago(now: datetime, seconds: float) -> datetime:
+    return now - timedelta(seconds=seconds)
+
+
+def _timer_overdue(now):
+    return B.c.deadline_at < _ago(now, GRACE_S)
+
+
+def _past_service_level(now):
+    return sa.and_(B.c.deadline_at.is_(None), B.c.state.in_([_lit(s) for s in SERVICE_LEVEL_S]),
+                   sa.or_(*(sa.and_(B.c.state == _lit(s), B.c.updated_at < _ago(now, level))
+                            for s, level in SERVICE_LEVEL_S.items())))
+
+
+def _request_failed(now):
+    return sa.exists().where(VA.c.binding_id == B.c.id, VA.c.status == _lit("pending"), sa.or_(
+        VA.c.provider_status == _lit("error"),
+        sa.and_(VA.c.provider_status == _lit("requested"), VA.c.opened_at < _ago(now, REQUEST_STALE_S))))
+
+
+def _undelivered(*where):
+    return sa.exists().where(D.c.binding_id == B.c.id, D.c.status != _lit("delivered"), *where)
+
+
+def _delivery_dead(now):
+    return _undelivered(D.c.status == _lit("dead"))
+
+
+def _delivery_failing(now):
+    return _undelivered(D.c.status.in_([_lit("pending"), _lit("failing")]), D.c.attempts >= FAILING_ATTEMPTS)
+
+
+def _worker_error(now):
+    return sa.exists().where(OB.c.binding_id == B.c.id, OB.c.processed_at.is_(None), OB.c.last_error.is_not(None))
+
+
+def _window(now):
+    return sa.and_(B.c.updated_at >= _ago(now, WINDOW_S), B.c.updated_at <= _ago(now, SETTLE_S))
+
+
+def _behind(p: platforms.PlatformInfo):
+    """Platform `p` concerns the binding, holds an older version, and nothing to it is open or dead."""
+    acked = sa.select(S.c.acked_version).where(S.c.platform_id == p.id, S.c.binding_id == B.c.id).scalar_subquery()
+    return sa.and_(sync.concerns(p), sa.func.coalesce(acked, 0) < B.c.version, ~_undelivered(D.c.platform_id == p.id))
+
+
+_PREDICATES = {"timer_overdue": _timer_overdue, "past_service_level": _past_service_level,
+               "verification_request_failed": _request_failed, "delivery_dead": _delivery_dead,
+               "delivery_failing": _delivery_failing, "worker_error": _worker_error}
+
+
+def reason_filter(reason: str, now: datetime, targets: list | None = None) -> sa.ColumnElement[bool]:
+    """A WHERE clause on `rows.B` (bindings) for one reason. sync_behind needs `targets`
+    (`push_targets(session)`): which platforms are pushed to is data."""
+    if reason not in REASONS:
+        raise DomainError("validation_failed", f"stuck is one of {', '.join(REASONS)}")
+    if reason != "sync_behind":
+        return _PREDICATES[reason](now)
+    if targets is None:
+        raise ValueError("sync_behind needs targets=stuck.push_targets(session)")
+    return sa.and_(_window(now), sa.or_(*(_behind(p) for p in targets))) if targets else sa.false()
+
+
+def flag_columns(now: datetime, targets: list) -> list[sa.ColumnElement]:
+    """Boolean columns `stuck_<reason>` (sync_behind one per platform: `stuck_sync_<i>`) to select with a few
+    bindings; `reasons_of` reads them back."""
+    cols = [_PREDICATES[r](now).label(f"stuck_{r}") for r in REASONS if r != "sync_behind"]
+    return cols + [sa.and_(_window(now), _behind(p)).label(f"stuck_sync_{i}") for i, p in enumerate(targets)]
+
+
+def reasons_of(row, targets: list) -> list[str]:
+    """The reasons (in REASONS order) a row selected with `flag_columns` is stuck for."""
+    held = {r for r in REASONS if r != "sync_behind" and row[f"stuck_{r}"]}
+    if any(row[f"stuck_sync_{i}"] for i in range(len(targets))):
+        held.add("sync_behind")
+    return [r for r in REASONS if r in held]
+
+
+def counts(db, now: datetime) -> dict[str, int]:
+    """Every reason (REASONS order) with how many bindings it holds for, 0 included; one statement."""
+    with db() as s:
+        targets = push_targets(s)
+        found = s.execute(sa.select(*(
+            sa.select(sa.func.count()).select_from(B).where(reason_filter(r, now, targets)).scalar_subquery().label(r)
+            for r in REASONS))).mappings().one()
+    return {r: int(found[r]) for r in REASONS}
+
+
+def _text(value) -> str:
+    return _ID_SHAPED.sub(lambda m: mask(m.group(0)), str(value or ""))[:DETAIL_CHARS]
+
+
+def _item(reason: str, since, detail: str, platform_id: str | None = None) -> dict:
+    return {"reason": reason, "since": since, "platform_id": platform_id, "detail": detail}
+
+
+def of_binding(session, binding_id: str, now: datetime) -> list[dict]:
+    """Why one binding is stuck: [{reason, since (aware datetime or None), platform_id (or None), detail (short
+    text)}] in REASONS order ([] if it is not, or does not exist); a reason about deliveries, platforms or
+    events has one entry for each."""
+    targets = push_targets(session)
+    row = session.execute(sa.select(B.c.state, B.c.version, B.c.updated_at, B.c.deadline_at, B.c.deadline_event,
+                                    *flag_columns(now, targets)).where(B.c.id == binding_id)).mappings().first()
+    if row is None:
+        return []
+    held = reasons_of(row, targets)
+    out = []
+    if "timer_overdue" in held:
+        out.append(_item("timer_overdue", row["deadline_at"], row["deadline_event"] or ""))
+    if "past_service_level" in held:
+        out.append(_item("past_service_level", row["updated_at"],
+                         f"{row['state']} > {SERVICE_LEVEL_S[row['state']] // 3600} h, no timer"))
+    if "verification_request_failed" in held:
+        for a in session.execute(sa.select(VA).where(VA.c.binding_id == binding_id, VA.c.status == "pending")):
+            out.append(_item("verification_request_failed", a.opened_at,
+                             f"attempt {a.attempt_no}, {a.provider_requests} requests: "
+                             + (_text(a.provider_error) if a.provider_status == "error" else "requested, not opened")))
+    if {"delivery_dead", "delivery_failing"} & set(held):
+        for d in session.execute(sa.select(D).where(D.c.binding_id == binding_id, D.c.status != "delivered")
+                                 .order_by(D.c.platform_id, D.c.binding_version)):
+            error = _text(d.last_error or (f"HTTP {d.last_status_code}" if d.last_status_code else ""))
+            if d.status == "dead" and "delivery_dead" in held:
+                out.append(_item("delivery_dead", d.dead_at, f"v{d.binding_version}, {d.attempts} tries: {error}",
+                                 d.platform_id))
+            elif d.status != "dead" and d.attempts >= FAILING_ATTEMPTS and "delivery_failing" in held:
+                out.append(_item("delivery_failing", d.created_at,
+                                 f"v{d.binding_version}, {d.attempts} tries: {error}", d.platform_id))
+    if "sync_behind" in held:
+        acked = sync.acked_in(session, binding_id)
+        for i, p in enumerate(targets):
+            if row[f"stuck_sync_{i}"]:
+                out.append(_item("sync_behind", row["updated_at"],
+                                 f"acknowledged v{acked.get(p.id, 0)} of v{row['version']}", p.id))
+    if "worker_error" in held:
+        for m in session.execute(sa.select(OB.c.topic, OB.c.created_at, OB.c.attempts, OB.c.last_error).where(
+                OB.c.binding_id == binding_id, OB.c.processed_at.is_(None), OB.c.last_error.is_not(None))
+                .order_by(OB.c.id)):
+            out.append(_item("worker_error", m.created_at, f"{m.topic}, {m.attempts} tries: {_text(m.last_error)}"))
+    order = {r: i for i, r in enumerate(REASONS)}
+    return sorted(out, key=lambda item: order[item["reason"]])
