@@ -92,7 +92,7 @@ CROSS JOIN LATERAL (SELECT
          WHEN stuck = 5 THEN :now - make_interval(days => 1, secs => h2 * 86400)
          WHEN state IN ('invited', 'face_verified') THEN LEAST(created + make_interval(secs => h2 * 3600),
                                                                :now - interval '1 minute')
-         ELSE LEAST(created + make_interval(secs => h2 * h2 * 120 * 86400), :now - interval '1 minute') END
+         ELSE created + (:now - interval '1 minute' - created) * (h2 * h2 * h2 * h2) END
     AS updated) AS u;
 ALTER TABLE seed_b ADD PRIMARY KEY (j);
 """

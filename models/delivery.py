@@ -86,3 +86,6 @@ class PlatformSync(Base):
     binding_id: Mapped[str] = mapped_column(sa.ForeignKey("bindings.id"), primary_key=True)
     acked_version: Mapped[int] = mapped_column(sa.Integer)
     acked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # one binding's acknowledged versions (its page, the API, stuck `sync_behind`): the key starts with platform_id
+    __table_args__ = (sa.Index("ix_platform_sync_binding_id", "binding_id"),)

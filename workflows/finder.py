@@ -74,6 +74,15 @@ def _walk(conds: list, n: int) -> sa.Select:
     return sa.select(B.c.id, B.c.updated_at).where(*conds).order_by(*_ORDER).limit(n)
 
 
+def _subset(conds: list, n: int) -> sa.Select:
+    """The matching rows first, then sorted: for a stuck reason whose subset is small and indexed, where a
+    walk of the (updated_at, id) index could pass over most bindings before finding n (the planner can
+    misjudge how its rows spread over time; MATERIALIZED holds it to this order on PostgreSQL)."""
+    found = sa.select(B.c.id, B.c.updated_at).where(*conds).cte("found").prefix_with("MATERIALIZED",
+                                                                                  dialect="postgresql")
+    return sa.select(found.c.id, found.c.updated_at).order_by(found.c.updated_at.desc(), found.c.id.desc()).limit(n)
+
+
 def _merged(conds: list, n: int) -> sa.Select:
     """One walk per state of the (region, state, updated_at, id) index, merged: the region's newest n."""
     parts = [_walk([*conds, B.c.state == st], n).subquery(f"s{i}") for i, st in enumerate(STATES)]
@@ -110,6 +119,7 @@ def find(db, *, state=None, region=None, platform=None, stuck=None, older_than_s
     now = now or utcnow()
     limit = max(1, min(int(limit), MAX_LIMIT))
     with db() as s:
+        stuck_mod.tune(s)
         conds = _conditions(s, now, state=state, region=region, platform=platform, stuck=stuck,
                             older_than_s=older_than_s, id_number=id_number)
         if conds is None:
@@ -118,8 +128,12 @@ def find(db, *, state=None, region=None, platform=None, stuck=None, older_than_s
             at, bid = sync._parse_cursor(after)
             conds.append(sa.tuple_(B.c.updated_at, B.c.id) < sa.tuple_(sa.literal(at, B.c.updated_at.type),
                                                                          sa.literal(bid)))
-        merged = region and not state and not stuck and id_number is None
-        keys = (_merged if merged else _walk)(conds, limit + 1)
+        if stuck and stuck != "sync_behind":  # sync_behind's subset is the window: walking it stops early
+            keys = _subset(conds, limit + 1)
+        elif region and not state and not stuck and id_number is None:
+            keys = _merged(conds, limit + 1)
+        else:
+            keys = _walk(conds, limit + 1)
         targets = stuck_mod.push_targets(s)
         found = s.execute(_page(keys, now, targets)).mappings().all()
     last = found[limit - 1] if len(found) > limit else None
@@ -132,6 +146,7 @@ def count(db, *, state=None, region=None, platform=None, stuck=None, older_than_
     """How many bindings the filter matches now (as `find` would page through)."""
     now = now or utcnow()
     with db() as s:
+        stuck_mod.tune(s)
         conds = _conditions(s, now, state=state, region=region, platform=platform, stuck=stuck,
                             older_than_s=older_than_s, id_number=id_number)
         if conds is None:

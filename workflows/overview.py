@@ -69,6 +69,7 @@ def overview(db, now: datetime | None = None) -> dict:
     """Everything the overview page shows; the keys are documented in the module and in `_regions`/`_hourly`."""
     now = now or utcnow()
     with db() as s:
+        stuck.tune(s)
         cells = s.execute(_CELLS).all()
         names = s.execute(_REGIONS).all()
         hourly = _hourly(s, now)

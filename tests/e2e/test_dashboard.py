@@ -177,3 +177,38 @@ def test_english_is_available(embedded, page):
     page.click("header button:text('English')")
     page.wait_for_selector("header a:text('Overview')")
     assert "Bindings" in page.locator("header").inner_text()
+
+
+def test_a_batch_by_filter_counts_first_then_runs_in_the_worker(embedded, page, xj):
+    """Given three invitations in 阿克苏 (652900) stuck on a failed verification request, When an operator
+    filters the list by that region and reason, opens the batch form, and confirms `expire` with a reason
+    for the count shown, Then the worker expires all three, the batch page shows the progress to done,
+    and the audit log has one entry per binding carrying the batch."""
+    ids = []
+    for _ in range(3):
+        grantor = xj.person("652900")
+        beneficiary = xj.person("652900", insurance_type="resident")
+        b = xj.invited(grantor, beneficiary, "spouse", "XJ-2023-02")
+        assert xj.command(b["id"], "verification", beneficiary).status_code == 202
+        ids.append(b["id"])
+    for bid in ids:
+        poll(lambda bid=bid: xj.binding(bid)["verifications"][0]["provider_status"] == "error",
+             what="the provider request to fail")
+    sign_in(page, embedded, ADMIN)
+    page.goto(f"{embedded}/dashboard/bindings?region=652900&stuck=verification_request_failed&state=invited")
+    assert page.locator("#bindings tbody tr").count() == 3
+    page.click("#batch-link")
+    assert page.locator("#batch-count").get_attribute("data-count") == "3"
+    page.select_option("select[name=action]", "expire")
+    page.fill("#batch-form textarea[name=reason]", "阿克苏核验服务故障，批量过期后重新邀请")
+    page.check("#batch-form input[name=confirm]")
+    shot(page, "batch-confirm")
+    page.click("#batch-form button[type=submit]")
+    page.wait_for_selector("#batch-progress[data-state=done]", timeout=30_000)
+    assert "3" in page.locator("#batch-progress").inner_text()
+    shot(page, "batch-done")
+    for bid in ids:
+        assert xj.binding(bid)["state"] == "expired"
+    page.goto(f"{embedded}/dashboard/audit")
+    text = page.locator("table").inner_text()
+    assert all(bid in text for bid in ids)

@@ -44,8 +44,14 @@ def upgrade() -> None:
     with op.batch_alter_table('delivery_attempts', schema=None) as batch_op:
         batch_op.create_index('ix_delivery_attempts_failed', ['at'], unique=False, **_where(FAILED))
 
+    with op.batch_alter_table('platform_sync', schema=None) as batch_op:
+        batch_op.create_index('ix_platform_sync_binding_id', ['binding_id'], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('platform_sync', schema=None) as batch_op:
+        batch_op.drop_index('ix_platform_sync_binding_id')
+
     with op.batch_alter_table('delivery_attempts', schema=None) as batch_op:
         batch_op.drop_index('ix_delivery_attempts_failed', **_where(FAILED))
 
