@@ -19,7 +19,6 @@ from .types import UTCDateTime, new_id, utcnow
 
 ACTIVE_STATES = ("invited", "face_verified", "accepted", "authorized")
 _ACTIVE_SQL = "state in ('invited', 'face_verified', 'accepted', 'authorized')"
-_UNSCHEDULED_SQL = "deadline_at is null and state in ('invited', 'face_verified')"
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
@@ -65,12 +64,10 @@ class Binding(Base):
         sa.Index("ix_bindings_province_state", "province_code", "state"),
         # the platforms' pull feed (`GET /api/v1/sync/bindings`) pages through changes in this order
         sa.Index("ix_bindings_updated", "updated_at", "id"),
-        # the dashboard: keyset pages of one state, of one region (and state); counts per region and state
+        # the dashboard: keyset pages of one state (and stuck past_service_level: pending states changed long ago),
+        # of one region (and state); counts per region and state
         sa.Index("ix_bindings_state_updated", "state", "updated_at", "id"),
         sa.Index("ix_bindings_region_state_updated", "grantor_region", "state", "updated_at", "id"),
-        # stuck `past_service_level`: pending with no timer (normally none)
-        sa.Index("ix_bindings_unscheduled", "updated_at",
-                 sqlite_where=sa.text(_UNSCHEDULED_SQL), postgresql_where=sa.text(_UNSCHEDULED_SQL)),
         sa.CheckConstraint("authorized_amount_fen is null or authorized_amount_fen >= 0",
                            name="amount_not_negative"),
     )

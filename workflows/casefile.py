@@ -7,13 +7,19 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from models import Delivery, DeliveryAttempt, PlatformSync, Transition, VerificationAttempt
+from sqlalchemy.orm import joinedload
+
+from models import Binding, Delivery, DeliveryAttempt, Person, PlatformSync, Transition, VerificationAttempt
 from models.types import utcnow
 
-from . import machine, operators, platforms, queries, rows, stuck, sync
+from . import machine, operators, platforms, rows, stuck, sync
+from .errors import DomainError
 from .views import attempt_view, binding_view, transition_view
 
 D, DA, S = Delivery.__table__, DeliveryAttempt.__table__, PlatformSync.__table__
+# the page shows persons masked: their encrypted columns are never loaded (nor decrypted) here
+_MASKED_ONLY = [joinedload(side).defer(Person.id_number).defer(Person.name)
+                for side in (Binding.grantor, Binding.beneficiary)]
 TRIES_SHOWN = 5  # the latest tries of each delivery
 
 
@@ -61,7 +67,9 @@ def _sync(s, b) -> list[dict]:
 def casefile(db, binding_id: str, *, now: datetime | None = None) -> dict:
     now = now or utcnow()
     with db.begin() as s:
-        b = queries._binding(s, binding_id)
+        b = s.scalars(sa.select(Binding).where(Binding.id == binding_id).options(*_MASKED_ONLY)).unique().one_or_none()
+        if b is None:
+            raise DomainError("not_found", f"no binding {binding_id}")
         attempts = [attempt_view(a) for a in s.scalars(
             sa.select(VerificationAttempt).where(VerificationAttempt.binding_id == binding_id)
             .order_by(VerificationAttempt.attempt_no))]

@@ -37,6 +37,16 @@ _BY_HASH = sa.select(P.c.id).where(P.c.id_number_hash == sa.bindparam("h"))
 _ORDER = (B.c.updated_at.desc(), B.c.id.desc())
 
 
+def _number(value, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if number < 0:
+        raise DomainError("validation_failed", f"{name} is a whole number, 0 or more")
+    return number
+
+
 def _conditions(s, now: datetime, *, state=None, region=None, platform=None, stuck=None, older_than_s=None,
                 id_number=None) -> list | None:
     """The WHERE clauses of a filter (validated); None if it names a person nobody is."""
@@ -58,9 +68,8 @@ def _conditions(s, now: datetime, *, state=None, region=None, platform=None, stu
     if stuck:
         conds.append(stuck_mod.reason_filter(stuck, now, stuck_mod.push_targets(s)))
     if older_than_s not in (None, ""):
-        if int(older_than_s) < 0:
-            raise DomainError("validation_failed", "older_than_s is a number of seconds")
-        conds.append(B.c.updated_at < now - timedelta(seconds=int(older_than_s)))
+        seconds = _number(older_than_s, "older_than_s")
+        conds.append(B.c.updated_at < now - timedelta(seconds=seconds))
     if id_number is not None:
         number = idnumbers.validate(id_number, today=now.date())
         person_id = s.scalar(_BY_HASH, {"h": lookup_hash(number)})
@@ -115,9 +124,11 @@ def _item(r, targets: list) -> dict:
 
 def find(db, *, state=None, region=None, platform=None, stuck=None, older_than_s=None, id_number=None,
          after: str | None = None, limit: int = 50, now: datetime | None = None) -> dict:
-    """One page: {"items": [...], "next": cursor or None}. See `_item` for an item's keys."""
+    """One page: {"items": [...], "next": a cursor for `after`, or None on the last page}. An item: {id, state,
+    relationship, grantor and beneficiary: {id, id_number_masked, name_masked}, created_at, updated_at (aware
+    datetimes), province_code, grantor_region, beneficiary_region, platform_id, version, stuck: [reason codes]}."""
     now = now or utcnow()
-    limit = max(1, min(int(limit), MAX_LIMIT))
+    limit = max(1, min(_number(limit, "limit"), MAX_LIMIT))
     with db() as s:
         stuck_mod.tune(s)
         conds = _conditions(s, now, state=state, region=region, platform=platform, stuck=stuck,

@@ -60,7 +60,8 @@ def resend_latest(s, binding_id: str, now: datetime) -> list[int]:
     for p in targets:
         acked = (sa.select(S.c.acked_version).where(S.c.platform_id == p.id, S.c.binding_id == B.c.id)
                  .scalar_subquery())
-        open_ = sa.exists().where(D.c.platform_id == p.id, D.c.binding_id == B.c.id, D.c.status == "pending")
+        open_ = sa.exists().where(D.c.platform_id == p.id, D.c.binding_id == B.c.id,
+                                  D.c.status.in_(deliveries.OPEN))
         found = s.execute(sa.select(B.c.version).where(
             B.c.id == binding_id, sa.sql.functions.coalesce(acked, 0) < B.c.version, ~open_,
             sync.concerns(p))).first()

@@ -23,7 +23,6 @@ PARTIAL_INDEXES = {  # name -> a fragment of its WHERE clause
     "ix_outbox_pending": "processed_at",
     "ix_received_webhooks_pending": "processed_at",
     "ix_deliveries_due": "status",
-    "ix_bindings_unscheduled": "deadline_at",
     "ix_verification_attempts_pending": "pending",
     "ix_deliveries_undelivered": "delivered",
     "ix_delivery_attempts_failed": "error",

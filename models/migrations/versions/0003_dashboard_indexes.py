@@ -13,7 +13,6 @@ down_revision = '0002'
 branch_labels = None
 depends_on = None
 
-UNSCHEDULED = "deadline_at is null and state in ('invited', 'face_verified')"
 PENDING = "status = 'pending'"
 UNDELIVERED = "status <> 'delivered'"
 FAILED = "error is not null"
@@ -28,7 +27,6 @@ def upgrade() -> None:
         batch_op.create_index('ix_bindings_state_updated', ['state', 'updated_at', 'id'], unique=False)
         batch_op.create_index('ix_bindings_region_state_updated', ['grantor_region', 'state', 'updated_at', 'id'],
                               unique=False)
-        batch_op.create_index('ix_bindings_unscheduled', ['updated_at'], unique=False, **_where(UNSCHEDULED))
 
     with op.batch_alter_table('binding_transitions', schema=None) as batch_op:
         batch_op.create_index('ix_binding_transitions_at', ['at'], unique=False)
@@ -66,6 +64,5 @@ def downgrade() -> None:
         batch_op.drop_index('ix_binding_transitions_at')
 
     with op.batch_alter_table('bindings', schema=None) as batch_op:
-        batch_op.drop_index('ix_bindings_unscheduled', **_where(UNSCHEDULED))
         batch_op.drop_index('ix_bindings_region_state_updated')
         batch_op.drop_index('ix_bindings_state_updated')

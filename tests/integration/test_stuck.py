@@ -1,0 +1,216 @@
+"""Stuck bindings on real PostgreSQL: each reason produced by a real scenario through the workflows' own
+commands (timers, verification, face sessions, deliveries, reconciliation, the outbox worker's run_once),
+counted by `stuck.counts`, listed by `finder.find(stuck=...)` and explained by `stuck.of_binding`.
+
+Deliveries are claimed and recorded with the deliveries module directly, the platform's answer given by the
+test (no HTTP); every call gets an explicit `now`, so no test waits."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from models import Binding, OutboxMessage
+from workflows import deliveries, face_sessions, finder, platforms, reconcile, stuck, timers, verification
+from workflows.idnumbers import mask
+from workflows.once import run_once
+
+from .support import T0, TTL, accepted, fan_out_all, invite, person
+
+pytestmark = pytest.mark.pg
+HOOK = "http://127.0.0.1:9/never-called"  # deliveries are recorded by the test: nothing is sent there
+
+
+@pytest.fixture
+def push(pg_db):
+    """National, Jiangsu and Xinjiang take pushed events (a webhook URL): they are the sync targets."""
+    for pid in ("national", "jiangsu", "xinjiang"):
+        platforms.set_webhook_url(pg_db, pid, HOOK)
+
+
+def answer(db, ids, now, status_of) -> None:
+    """Claim and record each delivery (and whatever its success releases) as the deliver actor would, the
+    platform answering `status_of[platform_id]` (default 200)."""
+    queue = list(ids)
+    while queue:
+        claim = deliveries.claim(db, queue.pop(0), now=now)
+        if claim is None:
+            continue
+        status = status_of.get(claim.platform_id, 200)
+        queue += deliveries.record(db, claim, status_code=status, error=None if status < 300 else f"HTTP {status}",
+                                   duration_ms=5, now=now)
+
+
+def reasons(db, binding_id, now) -> list[str]:
+    with db() as s:
+        return [r["reason"] for r in stuck.of_binding(s, binding_id, now)]
+
+
+def counted(db, now) -> dict[str, int]:
+    """The non-zero counts (every reason is present in `counts`, zeros included)."""
+    found = stuck.counts(db, now)
+    assert tuple(found) == stuck.REASONS
+    return {r: n for r, n in found.items() if n}
+
+
+def listed(db, reason, now) -> list[str]:
+    return [item["id"] for item in finder.find(db, stuck=reason, now=now)["items"]]
+
+
+def test_a_healthy_binding_is_stuck_for_nothing(pg_db, family, push):
+    """Given an accepted binding whose four events every concerned platform acknowledged,
+    when stuck is computed well after it settled,
+    then no reason holds, every count is 0 and no list has it."""
+    bid = accepted(pg_db, family(pg_db))
+    answer(pg_db, fan_out_all(pg_db, T0 + timedelta(seconds=4)), T0 + timedelta(seconds=4), {})
+    later = T0 + timedelta(days=1)
+    assert reasons(pg_db, bid, later) == []
+    assert stuck.counts(pg_db, later) == dict.fromkeys(stuck.REASONS, 0)
+    assert all(listed(pg_db, r, later) == [] for r in stuck.REASONS)
+
+
+def test_a_timer_the_sweeper_did_not_fire_is_overdue_after_the_grace(pg_db, family):
+    """Given an invitation whose TTL timer is due at T0 + TTL,
+    when nobody sweeps and `now` moves past the deadline,
+    then it is timer_overdue only once the grace has passed, with the event and since when; a sweep ends it."""
+    bid = invite(pg_db, family(pg_db))["id"]
+    due = T0 + TTL
+    assert reasons(pg_db, bid, due + timedelta(seconds=stuck.GRACE_S - 1)) == []
+    late = due + timedelta(seconds=stuck.GRACE_S + 1)
+    assert counted(pg_db, late) == {"timer_overdue": 1}
+    assert listed(pg_db, "timer_overdue", late) == [bid]
+    with pg_db() as s:
+        assert stuck.of_binding(s, bid, late) == [
+            {"reason": "timer_overdue", "since": due, "platform_id": None, "detail": "expire"}]
+    assert timers.sweep(pg_db, now=late) == 1
+    assert counted(pg_db, late) == {}
+
+
+def test_a_pending_binding_with_nothing_scheduled_is_past_its_service_level(pg_db, family):
+    """Given an invitation whose timer carried an event this release does not know (written by an older one),
+    when the sweeper clears that timer, leaving the binding invited with nothing scheduled,
+    then it is past_service_level once it sat unchanged longer than the invited service level."""
+    bid = invite(pg_db, family(pg_db))["id"]
+    with pg_db.begin() as s:
+        s.execute(sa.update(Binding).where(Binding.id == bid).values(
+            deadline_event="legacy_reminder", deadline_at=T0 + timedelta(hours=1)))
+    assert timers.sweep(pg_db, now=T0 + timedelta(hours=1)) == 1
+    level = timedelta(seconds=stuck.SERVICE_LEVEL_S["invited"])
+    assert reasons(pg_db, bid, T0 + level - timedelta(seconds=1)) == []
+    late = T0 + level + timedelta(seconds=1)
+    assert counted(pg_db, late) == {"past_service_level": 1}
+    assert listed(pg_db, "past_service_level", late) == [bid]
+    with pg_db() as s:
+        (item,) = stuck.of_binding(s, bid, late)
+    assert (item["reason"], item["since"]) == ("past_service_level", T0)
+
+
+def test_a_failed_or_stale_provider_request_is_a_failed_verification_request(pg_db, family):
+    """Given two invitations each with an open face-verification attempt, and a registered provider,
+    when the provider refused the first session (session_failed) and the second was requested and never opened,
+    then the first is stuck at once, the second after REQUEST_STALE_S; an opened session is stuck no more."""
+    platforms.set_webhook_url(pg_db, "facecheck", HOOK)
+    fam1, fam2 = family(pg_db), family(pg_db)
+    opened = T0 + timedelta(seconds=1)
+    b1, b2 = invite(pg_db, fam1)["id"], invite(pg_db, fam2)["id"]
+    v1 = verification.start_verification(pg_db, b1, person(fam1.beneficiary), now=opened)["verification_id"]
+    v2 = verification.start_verification(pg_db, b2, person(fam2.beneficiary), now=opened)["verification_id"]
+    assert face_sessions.session_request(pg_db, v1, callback_base="http://gongji.test", now=opened) is not None
+    assert face_sessions.session_failed(pg_db, v1, "HTTP 503 from the provider") is True
+    assert face_sessions.session_request(pg_db, v2, callback_base="http://gongji.test", now=opened) is not None
+    assert counted(pg_db, opened + timedelta(seconds=2)) == {"verification_request_failed": 1}
+    stale = opened + timedelta(seconds=stuck.REQUEST_STALE_S + 1)
+    assert counted(pg_db, stale) == {"verification_request_failed": 2}
+    assert sorted(listed(pg_db, "verification_request_failed", stale)) == sorted([b1, b2])
+    with pg_db() as s:
+        (item,) = stuck.of_binding(s, b1, stale)
+    assert item["since"] == opened and "HTTP 503 from the provider" in item["detail"]
+    face_sessions.session_opened(pg_db, v2, "sess_2")
+    assert listed(pg_db, "verification_request_failed", stale) == [b1]
+
+
+def test_a_delivery_failing_three_times_is_failing_and_after_the_last_try_dead(pg_db, family, push):
+    """Given an invitation in Jiangsu whose province platform answers 503 to every try,
+    when its delivery is retried on schedule,
+    then after FAILING_ATTEMPTS tries the binding is delivery_failing (the national platform got it), and
+    after the last try delivery_dead, naming the platform and the answer; a replay ends both."""
+    bid = invite(pg_db, family(pg_db))["id"]
+    now, ready = T0, fan_out_all(pg_db, T0)
+    for tries, delay in enumerate((0,) + deliveries.SCHEDULE_S, start=1):
+        now += timedelta(seconds=delay)
+        answer(pg_db, ready + deliveries.due(pg_db, now=now), now, {"jiangsu": 503})
+        ready = []
+        if tries == stuck.FAILING_ATTEMPTS - 1:
+            assert counted(pg_db, now) == {}
+        if tries == stuck.FAILING_ATTEMPTS:
+            assert counted(pg_db, now) == {"delivery_failing": 1}
+            assert listed(pg_db, "delivery_failing", now) == [bid]
+    assert counted(pg_db, now) == {"delivery_dead": 1}
+    assert listed(pg_db, "delivery_dead", now) == [bid]
+    with pg_db() as s:
+        (item,) = stuck.of_binding(s, bid, now)
+    assert (item["reason"], item["platform_id"], item["since"]) == ("delivery_dead", "jiangsu", now)
+    assert f"{deliveries.MAX_ATTEMPTS} tries" in item["detail"] and "503" in item["detail"]
+    deliveries.replay(pg_db, platform_id="jiangsu", now=now)
+    assert counted(pg_db, now) == {}
+
+
+def test_a_platform_that_never_got_the_latest_version_is_behind_until_reconciled(pg_db, family, push):
+    """Given an accepted Jiangsu binding whose events were fanned out while Jiangsu had no webhook URL (the
+    national platform acknowledged version 4), and Jiangsu registered afterwards,
+    when stuck is computed before and after the change settled,
+    then it is sync_behind for Jiangsu only after SETTLE_S; once reconciliation queued the latest version it is
+    not (a delivery is on its way), and older than WINDOW_S it is not counted either."""
+    platforms.set_webhook_url(pg_db, "jiangsu", None)
+    bid = accepted(pg_db, family(pg_db))
+    changed = T0 + timedelta(seconds=3)
+    answer(pg_db, fan_out_all(pg_db, T0 + timedelta(seconds=4)), T0 + timedelta(seconds=4), {})
+    platforms.set_webhook_url(pg_db, "jiangsu", HOOK)
+    assert counted(pg_db, changed + timedelta(seconds=stuck.SETTLE_S - 1)) == {}
+    settled = changed + timedelta(seconds=stuck.SETTLE_S + 1)
+    assert counted(pg_db, settled) == {"sync_behind": 1}
+    assert listed(pg_db, "sync_behind", settled) == [bid]
+    with pg_db() as s:
+        assert stuck.of_binding(s, bid, settled) == [
+            {"reason": "sync_behind", "since": changed, "platform_id": "jiangsu", "detail": "acknowledged v0 of v4"}]
+    assert counted(pg_db, changed + timedelta(seconds=stuck.WINDOW_S + 1)) == {}
+    assert reconcile.reconcile(pg_db, now=settled) != []
+    assert counted(pg_db, settled) == {}
+
+
+def test_an_outbox_event_a_worker_failed_on_is_a_worker_error_without_the_id_number(pg_db, family):
+    """Given an invitation whose outbox event a worker handled and failed on, the error naming the ID number,
+    when stuck is computed,
+    then it is worker_error with the error masked (never the ID number); a later success ends it."""
+    fam = family(pg_db)
+    bid = invite(pg_db, fam)["id"]
+    with pg_db() as s:
+        event = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid))
+
+    def fails(_row):
+        raise RuntimeError(f"registry refused {fam.beneficiary}")
+    with pytest.raises(RuntimeError):
+        run_once(pg_db, OutboxMessage, event, fails)
+    assert counted(pg_db, T0) == {"worker_error": 1}
+    assert listed(pg_db, "worker_error", T0) == [bid]
+    with pg_db() as s:
+        (item,) = stuck.of_binding(s, bid, T0)
+    assert item["reason"] == "worker_error" and mask(fam.beneficiary) in item["detail"]
+    assert fam.beneficiary not in str(item) and fam.beneficiary_name not in str(item)
+    run_once(pg_db, OutboxMessage, event, lambda _row: "recorded")
+    assert counted(pg_db, T0) == {}
+
+
+def test_the_list_tags_each_row_with_its_reasons_and_a_filter_combines_with_state(pg_db, family):
+    """Given one overdue invitation and one fresh one,
+    when the list is read with and without the stuck filter,
+    then the overdue row carries its reason, the filter combines with state, and the counts agree."""
+    late_one = invite(pg_db, family(pg_db))["id"]
+    fresh = invite(pg_db, family(pg_db), now=T0 + TTL)["id"]
+    now = T0 + TTL + timedelta(seconds=stuck.GRACE_S + 1)
+    tags = {i["id"]: i["stuck"] for i in finder.find(pg_db, now=now)["items"]}
+    assert tags == {late_one: ["timer_overdue"], fresh: []}
+    assert listed(pg_db, "timer_overdue", now) == [late_one]
+    assert finder.find(pg_db, stuck="timer_overdue", state="accepted", now=now)["items"] == []
+    assert finder.count(pg_db, stuck="timer_overdue", now=now) == stuck.counts(pg_db, now)["timer_overdue"] == 1
