@@ -47,7 +47,8 @@ bench-deps: system-deps
 
 bench: venv bench-deps
 	GONGJI_PG_DURABLE=1 scripts/services.sh bash -c \
-		'$(VENV)/bin/python bench/transitions.py && $(VENV)/bin/python bench/webhooks.py'
+		'$(VENV)/bin/python bench/transitions.py && $(VENV)/bin/python bench/webhooks.py && \
+		 $(VENV)/bin/python bench/dashboard.py'
 
 clean:
 	rm -rf $(VENV) var build dist *.egg-info .pytest_cache .hypothesis test-results

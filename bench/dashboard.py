@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bench.common import database_url, fresh_database  # noqa: E402
-from bench.dashboard_seed import a_person, bench_keys, seed  # noqa: E402
+from bench.dashboard_seed import a_person, bench_key, bench_keys, seed  # noqa: E402
 from bench.webhooks import b64, free_port, log, start, stop, wait_ready  # noqa: E402
 from models import db as mdb  # noqa: E402
 from models import migrate  # noqa: E402
@@ -127,7 +127,8 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GONGJI_")}
     env.update(GONGJI_DATABASE_URL=url, GONGJI_REDIS_URL=os.environ["GONGJI_TEST_REDIS_URL"],
-               GONGJI_PII_KEYS=f"bench1:{_key('pii')}", GONGJI_LOOKUP_KEY=_key("lookup"), GONGJI_SECRET_KEY=b64(32),
+               GONGJI_PII_KEYS=f"bench1:{bench_key('pii')}", GONGJI_LOOKUP_KEY=bench_key("lookup"),
+               GONGJI_SECRET_KEY=b64(32),
                GONGJI_LOG_LEVEL="WARNING")
     web = start([sys.executable, "-m", "gunicorn", "-w", str(args.web_workers), "-k", "gthread", "--threads",
                  str(args.threads), "-b", f"127.0.0.1:{port}", "web.wsgi:app"], env, logdir, "web")
@@ -160,12 +161,6 @@ def main() -> None:
     finally:
         stop(web)
         engine.dispose()
-
-
-def _key(label: str) -> str:
-    import base64
-    import hashlib
-    return base64.b64encode(hashlib.sha256(b"gongji-dashboard-bench:" + label.encode()).digest()).decode()
 
 
 if __name__ == "__main__":

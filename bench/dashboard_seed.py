@@ -406,10 +406,13 @@ def measure(engine, now: datetime, *, repeat: int = 5, plans: bool = False) -> N
                 print("    " + "\n    ".join(plan))
 
 
+def bench_key(label: str) -> str:
+    """A fixed base64 key per label, so a server started for the benchmark uses the seed's keys."""
+    return base64.b64encode(hashlib.sha256(b"gongji-dashboard-bench:" + label.encode()).digest()).decode()
+
+
 def bench_keys() -> None:
-    def key(label: str) -> str:
-        return base64.b64encode(hashlib.sha256(b"gongji-dashboard-bench:" + label.encode()).digest()).decode()
-    crypto.configure({"bench1": key("pii")}, "bench1", key("lookup"))
+    crypto.configure({"bench1": bench_key("pii")}, "bench1", bench_key("lookup"))
 
 
 def main() -> None:

@@ -52,7 +52,8 @@ class AuditEntry(Base):
 
 
 class BatchJob(Base):
-    """state: confirmed → running → done | failed. `total` is counted when it is created."""
+    """state: confirmed → running → done | failed. `total` is counted when it is created; `lease_until`
+    is when the worker running it must renew its hold or let another take over."""
 
     __tablename__ = "batch_jobs"
 
@@ -68,4 +69,5 @@ class BatchJob(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cursor: Mapped[str | None] = mapped_column(sa.String(128))  # the list position reached (finder cursor)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a worker holds the job until then
     last_error: Mapped[str | None] = mapped_column(sa.Text)

@@ -36,6 +36,8 @@ class Settings:
     dev_mode: bool = False
     # where platforms and the face-verification provider reach this deployment (callback URLs)
     public_url: str = "http://127.0.0.1:8000"
+    # reverse proxies in front of `gongji web` whose X-Forwarded-For/-Proto to trust (sign-in rate limits)
+    proxy_hops: int = 0
     extra: dict = field(default_factory=dict)
 
     @staticmethod
@@ -70,4 +72,5 @@ class Settings:
             sweep_batch=int(_env("GONGJI_SWEEP_BATCH", "500")),
             dev_mode=dev,
             public_url=_env("GONGJI_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+            proxy_hops=int(_env("GONGJI_PROXY_HOPS", "0")),
         )

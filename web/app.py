@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models import db as models_db
 from models.settings import Settings
@@ -13,6 +14,7 @@ from .api import problems
 from .webhooks import bp as webhooks_bp
 
 MAX_BODY = 1 << 20  # bytes
+SESSION_HOURS = 8  # a dashboard sign-in lasts one working day
 
 
 def create_app(settings: Settings | None = None, *, db=None, engine=None) -> Flask:
@@ -23,7 +25,10 @@ def create_app(settings: Settings | None = None, *, db=None, engine=None) -> Fla
     app.config.update(SECRET_KEY=settings.secret_key, MAX_CONTENT_LENGTH=MAX_BODY,
                       SESSION_COOKIE_SECURE=not settings.dev_mode, SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Lax")
+    app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_HOURS * 3600
     app.json.ensure_ascii = False
+    if settings.proxy_hops:  # behind a reverse proxy: the client address and scheme it forwards
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
     app.extensions["gongji"] = {"db": db, "engine": engine, "settings": settings}
     problems.register(app)
     health.instrument(app)

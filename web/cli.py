@@ -50,6 +50,8 @@ def serve(port: int, host: str, no_simulator: bool, threads: int) -> None:
         creds = seed.seed_dev_platforms(s) if settings.dev_mode else {}
     embedded = Embedded(settings, db, engine).start()
     app = create_app(settings, db=db, engine=engine)
+    from workers import queues
+    app.extensions["gongji"]["queue_depth"] = queues.depth  # the in-process broker Embedded set up
     if settings.dev_mode:
         _dev_operators(db)
     fakes = {} if no_simulator else _start_fake_platforms(db, creds)

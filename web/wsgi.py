@@ -14,3 +14,7 @@ if settings.redis_url:
 
     relay.install()
 app = create_app(settings)
+if settings.redis_url:
+    from workers import queues
+
+    app.extensions["gongji"]["queue_depth"] = queues.depth

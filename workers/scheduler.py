@@ -12,7 +12,7 @@ import time
 
 import sqlalchemy as sa
 
-from workflows import deliveries, reconcile, timers
+from workflows import batches, deliveries, reconcile, timers
 
 from . import relay
 
@@ -27,6 +27,7 @@ def tick(db, *, batch: int = 500, relay_every: int = 2, reconcile_every: int = 6
     if n % reconcile_every == 0:
         from .actors import send_deliveries
         send_deliveries(reconcile.reconcile(db, batch=batch))
+        batches.resume_stalled(db)  # batch jobs whose worker died
     delivery_pass(db, batch=batch)
     return fired
 

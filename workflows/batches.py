@@ -1,20 +1,25 @@
 """Batch actions by filter: counted first, confirmed with a reason, run by a worker, audited per binding.
 
-`start` counts what the filter matches, stores the job and an outbox event in one transaction; the worker
-(`run`) walks the filter's list in pages from the job's stored cursor, fires the action on each binding
-through `repair.ACTIONS` (so each is the workflow's own command with its own audit row carrying the job
-id), and records progress after every page. A redelivered job resumes at its cursor and skips bindings
-its audit rows already name, so no binding is acted on twice by one job."""
+`start` counts what the filter matches, stores the job and an outbox event in one transaction. The worker
+(`run`) takes the job under a lease (LEASE_S, renewed every page, so a redelivered message finds it held
+and leaves it), walks the filter's list in pages from the job's stored cursor, fires the action on each
+binding through `repair.ACTIONS` (each the workflow's own command with its own audit row carrying the job
+id) and records progress after every page. The walk covers only bindings last changed before the job was
+confirmed (its first cursor is that moment): what changed since — and so no longer what the operator
+counted — is left alone and shown as "changed meanwhile". A job whose worker died is found by
+`resume_stalled` (the scheduler, every minute) once its lease ran out; it resumes at its cursor and skips
+bindings its audit rows already name, so no binding is acted on twice by one job."""
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from models import AuditEntry, BatchJob, Operator
 from models.types import utcnow
 
-from . import finder, operators, outbox, repair
+from . import finder, operators, outbox, repair, sync
 from .errors import DomainError
 from .operators import OperatorInfo
 
@@ -22,6 +27,9 @@ TOPIC = "operator.batch_requested"
 PAGE = 50  # bindings per progress update
 FILTER_KEYS = ("state", "region", "platform", "stuck", "older_than_s")
 MAX_TOTAL = 100_000  # bindings one job may touch; narrow the filter for more
+LEASE_S = 120  # a running job's hold; a page of PAGE commands takes a few seconds
+AFTER_ALL = "~"  # sorts after every binding id: the first cursor includes bindings changed at that instant
+log = logging.getLogger(__name__)
 
 
 def clean(filters: dict) -> dict:
@@ -34,22 +42,26 @@ def count(db, filters: dict, *, now: datetime | None = None) -> int:
 
 def start(db, who: OperatorInfo, action: str, filters: dict, reason: str | None, *, expected: int,
           now: datetime | None = None) -> str:
-    """Create the job if the count the operator confirmed still holds; its id."""
+    """Create the job if the count the operator confirmed still holds; its id. A refusal is audited."""
     now = now or utcnow()
-    if action not in repair.ACTIONS:
-        raise DomainError("validation_failed", f"unknown batch action {action}")
-    reason = repair._check(who, action, reason)
-    filters = clean(filters)
-    if not filters:
-        raise DomainError("validation_failed", "a batch needs at least one filter")
-    total = count(db, filters, now=now)
-    if total != expected:
-        raise DomainError("conflict", f"the filter now matches {total}, not {expected}: look again")
-    if total > MAX_TOTAL:
-        raise DomainError("validation_failed", f"at most {MAX_TOTAL} bindings a batch")
+    try:
+        if action not in repair.ACTIONS:
+            raise DomainError("validation_failed", f"unknown batch action {action}")
+        reason = repair._check(who, action, reason)
+        filters = clean(filters)
+        if not filters:
+            raise DomainError("validation_failed", "a batch needs at least one filter")
+        total = count(db, filters, now=now)
+        if total != expected:
+            raise DomainError("conflict", f"the filter now matches {total}, not {expected}: look again")
+        if total > MAX_TOTAL:
+            raise DomainError("validation_failed", f"at most {MAX_TOTAL} bindings a batch")
+    except DomainError as exc:
+        operators.record_refusal(db, who, f"batch_{action}"[:48], exc, reason=(reason or "").strip() or None)
+        raise
     with db.begin() as s:
         job = BatchJob(action=action, filters=filters, reason=reason, operator=who.username, total=total,
-                       created_at=now)
+                       created_at=now, cursor=sync._cursor(now, AFTER_ALL))
         s.add(job)
         s.flush()
         operators.record(s, who, f"batch_{action}", reason=reason, detail={"filters": filters, "total": total},
@@ -59,44 +71,72 @@ def start(db, who: OperatorInfo, action: str, filters: dict, reason: str | None,
     return job.id
 
 
-def run(db, batch_id: str) -> str:
+def _claim(db, batch_id: str, now: datetime):
+    """Take the job for LEASE_S: (who, action, filters, reason, cursor), or a word saying why not."""
     with db.begin() as s:
-        job = s.get(BatchJob, batch_id)
+        job = s.scalar(sa.select(BatchJob).where(BatchJob.id == batch_id).with_for_update())
         if job is None or job.state in ("done", "failed"):
             return "skipped"
-        job.state = "running"
-        op = s.scalar(sa.select(Operator).where(Operator.username == job.operator))
+        if job.lease_until is not None and job.lease_until > now:
+            return "held"
+        job.state, job.lease_until = "running", now + timedelta(seconds=LEASE_S)
+        op = s.scalar(sa.select(Operator).where(Operator.username == job.operator, Operator.disabled_at.is_(None)))
         who = OperatorInfo(op.id, op.username, op.role) if op is not None else None
-        action, filters, reason, cursor = job.action, job.filters, job.reason, job.cursor
+        return who, job.action, job.filters, job.reason, job.cursor
+
+
+def _act(db, who: OperatorInfo, action: str, binding_id: str, reason: str, batch_id: str) -> bool:
+    try:
+        repair.ACTIONS[action](db, who, binding_id, reason, batch_id=batch_id)
+        return True
+    except DomainError:
+        return False  # audited by the action with its code
+    except Exception as exc:  # one bad binding must not stall the job: audit it and go on
+        log.exception("batch %s: %s on %s failed", batch_id, action, binding_id)
+        with db.begin() as s:
+            operators.record(s, who, action, binding_id=binding_id, reason=reason, batch_id=batch_id,
+                             outcome="error", detail={"error": type(exc).__name__})
+        return False
+
+
+def run(db, batch_id: str) -> str:
+    claimed = _claim(db, batch_id, utcnow())
+    if isinstance(claimed, str):
+        return claimed
+    who, action, filters, reason, cursor = claimed
     if who is None:
-        return _finish(db, batch_id, "failed", "the operator no longer exists")
-    while True:
+        return _finish(db, batch_id, "failed", "the operator no longer exists or is disabled")
+    while cursor:
         page = finder.find(db, **filters, after=cursor, limit=PAGE, now=utcnow())
         ids = [item["id"] for item in page["items"]]
         with db() as s:
             seen = set(s.scalars(sa.select(AuditEntry.binding_id).where(
                 AuditEntry.batch_id == batch_id, AuditEntry.binding_id.in_(ids))))
-        done = failed = 0
-        for binding_id in ids:
-            if binding_id in seen:
-                continue
-            try:
-                repair.ACTIONS[action](db, who, binding_id, reason, batch_id=batch_id)
-                done += 1
-            except DomainError:
-                failed += 1  # audited by the action with its code
+        results = [_act(db, who, action, b, reason, batch_id) for b in ids if b not in seen]
         cursor = page["next"]
         with db.begin() as s:
             job = s.get(BatchJob, batch_id)
-            job.done, job.failed, job.cursor = job.done + done, job.failed + failed, cursor
-        if not cursor:
-            return _finish(db, batch_id, "done", None)
+            job.done += sum(results)
+            job.failed += len(results) - sum(results)
+            job.cursor, job.lease_until = cursor, utcnow() + timedelta(seconds=LEASE_S)
+    return _finish(db, batch_id, "done", None)
+
+
+def resume_stalled(db, *, now: datetime | None = None) -> list[int]:
+    """Re-send the job event of every running job whose lease ran out (its worker died); outbox ids."""
+    now = now or utcnow()
+    with db.begin() as s:
+        stalled = s.scalars(sa.select(BatchJob.id).where(BatchJob.state == "running",
+                                                         BatchJob.lease_until < now)).all()
+        ids = [outbox.write(s, TOPIC, now, {"batch_id": job_id}) for job_id in stalled]
+    outbox.published(ids)
+    return ids
 
 
 def _finish(db, batch_id: str, state: str, error: str | None) -> str:
     with db.begin() as s:
         job = s.get(BatchJob, batch_id)
-        job.state, job.finished_at, job.last_error = state, utcnow(), error
+        job.state, job.finished_at, job.last_error, job.lease_until = state, utcnow(), error, None
     return state
 
 
@@ -108,4 +148,5 @@ def get(db, batch_id: str) -> dict:
         return {"id": job.id, "action": job.action, "filters": job.filters, "reason": job.reason,
                 "operator": job.operator, "state": job.state, "total": job.total, "done": job.done,
                 "failed": job.failed, "created_at": job.created_at, "finished_at": job.finished_at,
+                "changed_meanwhile": max(job.total - job.done - job.failed, 0) if job.state == "done" else 0,
                 "last_error": job.last_error}

@@ -14,6 +14,7 @@ from models.types import utcnow
 
 from . import machine, operators, platforms, rows, stuck, sync
 from .errors import DomainError
+from .idnumbers import mask_in_text
 from .views import attempt_view, binding_view, transition_view
 
 D, DA, S = Delivery.__table__, DeliveryAttempt.__table__, PlatformSync.__table__
@@ -44,7 +45,8 @@ def _deliveries(s, binding_id: str) -> list[dict]:
         for t in s.execute(sa.select(DA).where(DA.c.delivery_id.in_([d["id"] for d in found]))
                            .order_by(DA.c.delivery_id, DA.c.attempt_no.desc())).mappings():
             tries.setdefault(t["delivery_id"], []).append(dict(t))
-    return [{**dict(d), "tries": tries.get(d["id"], [])[:TRIES_SHOWN]} for d in found]
+    return [{**dict(d), "last_error": mask_in_text(d["last_error"] or "") or None,
+             "tries": tries.get(d["id"], [])[:TRIES_SHOWN]} for d in found]
 
 
 def _sync(s, b) -> list[dict]:

@@ -51,6 +51,15 @@ def mask(number: str) -> str:
     return number[:3] + "*" * (len(number) - 7) + number[-4:]
 
 
+_ID_SHAPED = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
+
+
+def mask_in_text(text: str) -> str:
+    """Free text (an operator's reason, a platform's error answer) with anything shaped like an ID number
+    masked."""
+    return _ID_SHAPED.sub(lambda m: mask(m.group(0)), text)
+
+
 def mask_name(name: str) -> str:
     """`张*`, `张**`: the first character only."""
     return name[:1] + "*" * max(len(name) - 1, 1)

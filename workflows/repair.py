@@ -18,6 +18,7 @@ from models import Binding, Delivery, OutboxMessage, Person, VerificationAttempt
 from . import deliveries, reconcile, rows, stuck, timers
 from .actors import Actor
 from .errors import DomainError
+from .idnumbers import mask_in_text
 from .operators import OperatorInfo, record, record_refusal
 from .unit import Command, command
 
@@ -31,7 +32,7 @@ def _check(who: OperatorInfo, action: str, reason: str | None) -> str:
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("reason_required")
-    return reason[:1000]
+    return mask_in_text(reason)[:1000]  # a reason is shown to every viewer: no whole ID number in it
 
 
 def _audited(db, who: OperatorInfo, action: str, binding_id: str | None, reason: str | None, work, now=None,
@@ -66,7 +67,7 @@ def _repair(cmd: Command, row, reason: str, found: str) -> dict:
         out["deliveries"] = deliveries.replay_in(s, deliveries.dead_of(row.id), now)
     elif found == "delivery_failing":
         out["deliveries"] = list(s.scalars(
-            sa.update(D).where(D.c.binding_id == row.id, D.c.status.in_(deliveries.OPEN), D.c.attempts > 0,
+            sa.update(D).where(D.c.binding_id == row.id, D.c.status == "failing",
                                D.c.next_attempt_at.is_not(None)).values(next_attempt_at=now).returning(D.c.id)))
     elif found == "sync_behind":
         out["deliveries"] = reconcile.resend_latest(s, row.id, now)

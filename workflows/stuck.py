@@ -25,7 +25,6 @@ Durations are seconds; `now` is an aware UTC datetime. Details carry no PII: err
 DETAIL_CHARS and anything shaped like an ID number is masked."""
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -34,7 +33,7 @@ from models import Delivery, OutboxMessage, PlatformSync, VerificationAttempt
 
 from . import platforms, rows, sync
 from .errors import DomainError
-from .idnumbers import mask
+from .idnumbers import mask_in_text
 
 REASONS = ("timer_overdue", "past_service_level", "verification_request_failed", "delivery_dead",
            "delivery_failing", "sync_behind", "worker_error")
@@ -49,7 +48,6 @@ DETAIL_CHARS = 200
 
 B, D, VA, OB, S = (rows.B, Delivery.__table__, VerificationAttempt.__table__, OutboxMessage.__table__,
                    PlatformSync.__table__)
-_ID_SHAPED = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
 
 
 def _lit(value: str):
@@ -184,7 +182,7 @@ def counts(db, now: datetime, reasons: tuple = REASONS) -> dict[str, int]:
 
 
 def _text(value) -> str:
-    return _ID_SHAPED.sub(lambda m: mask(m.group(0)), str(value or ""))[:DETAIL_CHARS]
+    return mask_in_text(str(value or ""))[:DETAIL_CHARS]
 
 
 def _item(reason: str, since, detail: str, platform_id: str | None = None) -> dict:

@@ -2,7 +2,7 @@
 nothing else, roles enforced in the workflow (not only in the views), two operators racing, batches."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -156,14 +156,43 @@ def test_a_batch_counts_first_runs_every_binding_once_and_audits_each(pg_db, fam
 
 
 def test_an_interrupted_batch_resumes_without_acting_twice(pg_db, family, staff):
-    """Given a batch whose worker died after acting on one binding (audit row written, progress not), When
-    the job runs again, Then that binding is skipped and the others are done: one action per binding."""
+    """Given a retry batch over two stuck invitations whose worker died after retrying the first (its audit
+    row written, its progress and lease not), When the lease has run out and the job runs again, Then the
+    first is skipped (it still matches the filter) and only the second is retried: one action a binding."""
     ids = [_request_failed(pg_db, family(pg_db))[0] for _ in range(2)]
-    job_id = batches.start(pg_db, staff["operator"], "expire", {"stuck": "verification_request_failed"},
-                           "clean-up", expected=2)
-    repair.expire(pg_db, staff["operator"], ids[0], "clean-up", batch_id=job_id)  # the part done before dying
+    job_id = batches.start(pg_db, staff["operator"], "retry", {"state": "invited"}, "provider back", expected=2)
+    repair.retry(pg_db, staff["operator"], ids[0], "provider back", batch_id=job_id)  # done before dying
     with pg_db.begin() as s:
-        s.get(BatchJob, job_id).state = "running"
+        job = s.get(BatchJob, job_id)
+        job.state, job.lease_until = "running", T0  # the dead worker's lease, long past
+    assert batches.resume_stalled(pg_db) != []
     assert batches.run(pg_db, job_id) == "done"
-    assert {binding(pg_db, b).state for b in ids} == {"expired"}
-    assert len([a for a in _audit(pg_db) if a.batch_id == job_id and a.binding_id]) == 2
+    job = batches.get(pg_db, job_id)
+    assert (job["done"], job["failed"]) == (1, 0)
+    acted = sorted(a.binding_id for a in _audit(pg_db) if a.batch_id == job_id and a.binding_id)
+    assert acted == sorted(ids)
+
+
+def test_a_job_held_by_a_running_worker_is_left_to_it(pg_db, family, staff):
+    """Given a batch another worker holds (its lease is current), When a redelivered message runs it,
+    Then it does nothing and says so; the bindings are untouched."""
+    bid = _request_failed(pg_db, family(pg_db))[0]
+    job_id = batches.start(pg_db, staff["operator"], "expire", {"state": "invited"}, "clean-up", expected=1)
+    with pg_db.begin() as s:
+        job = s.get(BatchJob, job_id)
+        job.state, job.lease_until = "running", datetime.now(timezone.utc) + timedelta(seconds=60)
+    assert batches.run(pg_db, job_id) == "held"
+    assert binding(pg_db, bid).state == "invited"
+
+
+def test_a_batch_leaves_alone_what_changed_after_the_count(pg_db, family, staff):
+    """Given a batch confirmed over two invitations, When a third invitation is made before the worker
+    runs, Then only the two counted are expired and the page reports none changed meanwhile."""
+    ids = [invite(pg_db, family(pg_db), now=T0)["id"] for _ in range(2)]
+    job_id = batches.start(pg_db, staff["operator"], "expire", {"state": "invited"}, "clean-up", expected=2,
+                           now=T0 + timedelta(minutes=1))
+    late = invite(pg_db, family(pg_db), now=T0 + timedelta(minutes=2))["id"]
+    assert batches.run(pg_db, job_id) == "done"
+    assert [binding(pg_db, b).state for b in ids] == ["expired", "expired"]
+    assert binding(pg_db, late).state == "invited"
+    assert batches.get(pg_db, job_id)["changed_meanwhile"] == 0

@@ -1,7 +1,9 @@
 """Sign-in, sign-out, the language switch, and `requires(role)` which every dashboard view carries.
 
-Sign-in is limited per client address (SIGN_IN_LIMIT); a wrong password and an unknown user answer the
-same. The session is renewed on sign-in (Flask-Login's `strong` protection, a fresh session id)."""
+Sign-in is limited per client address and username (SIGN_IN_LIMIT) and per address (ADDRESS_LIMIT; set
+GONGJI_PROXY_HOPS behind a reverse proxy so the address is the client's); a wrong password and an unknown
+user answer the same. The signed session cookie is cleared and rebuilt on sign-in and lasts
+PERMANENT_SESSION_LIFETIME (8 hours)."""
 from __future__ import annotations
 
 from functools import wraps
@@ -19,6 +21,7 @@ from . import LOCALES, bp, limiter, login
 from .forms import LanguageForm, SignInForm
 
 SIGN_IN_LIMIT = "10 per minute"  # tries per client address and username
+ADDRESS_LIMIT = "30 per minute"  # tries per client address, whatever the usernames
 
 
 def _sign_in_key() -> str:
@@ -75,6 +78,7 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/sign-in", methods=["GET", "POST"])
 @limiter.limit(SIGN_IN_LIMIT, methods=["POST"], key_func=_sign_in_key)
+@limiter.limit(ADDRESS_LIMIT, methods=["POST"])
 @public
 def sign_in():
     form = SignInForm()
@@ -88,6 +92,7 @@ def sign_in():
         session.clear()
         if lang:
             session["lang"] = lang
+        session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME (web/app.py)
         login_user(User(info))
         return redirect(_safe_next(request.args.get("next")))
     return render_template("dashboard/sign_in.html", form=form)

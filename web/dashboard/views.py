@@ -2,7 +2,7 @@
 binding, the audit log, a batch job. Thin: parse, call `workflows`, render."""
 from __future__ import annotations
 
-from flask import abort, redirect, render_template, request, url_for
+from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from workflows import batches, casefile, diagram, finder, machine, operators, overview as overview_mod
@@ -19,8 +19,10 @@ PAGE = 50
 
 
 def _queues() -> dict:
-    from workers import queues  # the broker this process publishes to (Redis, or the embedded stub)
-    return queues.depth()
+    """The broker's queue depth, read by the function the composition root (cli.py, wsgi.py) put in
+    `app.extensions` (web does not import workers); unknown where none was given."""
+    depth = current_app.extensions["gongji"].get("queue_depth")
+    return depth() if depth else {"ready": None, "in_flight": None, "delayed": None, "dead": None}
 
 
 @bp.get("/")
