@@ -46,21 +46,25 @@ def _choices(form: FindForm) -> None:
     form.older_than_s.choices = [(v, str(t)) for v, t in labels.AGES]
 
 
-def _filters(form: FindForm) -> dict:
-    return batches.clean({"state": form.state.data, "region": form.region.data, "platform": form.platform.data,
-                          "stuck": form.stuck.data,
-                          "older_than_s": int(form.older_than_s.data) if form.older_than_s.data else None})
+def _filtered() -> tuple[FindForm, dict]:
+    """The list's filters from the query string (values outside the choices are a 400)."""
+    form = FindForm(request.args)
+    _choices(form)
+    if not form.validate():
+        abort(400)
+    return form, batches.clean({
+        "state": form.state.data, "region": form.region.data, "platform": form.platform.data,
+        "stuck": form.stuck.data, "older_than_s": int(form.older_than_s.data) if form.older_than_s.data else None})
 
 
 @bp.get("/bindings")
 @requires("viewer")
 def bindings():
-    form = FindForm(request.args)
-    _choices(form)
-    if not form.validate():
+    form, filters = _filtered()
+    try:
+        page = finder.find(db(), **filters, after=request.args.get("after") or None, limit=PAGE)
+    except DomainError:  # a cursor not made by this list
         abort(400)
-    filters = _filters(form)
-    page = finder.find(db(), **filters, after=request.args.get("after") or None, limit=PAGE)
     return render_template("dashboard/list.html", form=form, page=page, filters=filters, lookup=LookupForm())
 
 
@@ -68,11 +72,7 @@ def bindings():
 @requires("operator")
 def new_batch():
     """The count first: what the filter matches now, then the confirmation form."""
-    form = FindForm(request.args)
-    _choices(form)
-    if not form.validate():
-        abort(400)
-    filters = _filters(form)
+    form, filters = _filtered()
     if not filters:
         return redirect(url_for("dashboard.bindings"))
     batch = BatchForm(formdata=None, data={**filters, "expected": finder.count(db(), **filters)})

@@ -1,0 +1,85 @@
+"""The dashboard's web layer through Flask's test client on a migrated SQLite file (the embedded default's
+database): declared roles, refusals at the door, safe redirects, bad query strings, the language."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from models.settings import Settings
+from web.app import create_app
+from workflows import operators
+
+TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+@pytest.fixture
+def app(sqlite_db, crypto_keys):
+    settings = Settings(database_url="sqlite://", redis_url=None, pii_keys=crypto_keys["pii_keys"],
+                        pii_active_key=crypto_keys["active"], lookup_key=crypto_keys["lookup_key"],
+                        secret_key="test-secret", dev_mode=True)
+    for role in ("viewer", "operator"):
+        operators.add(sqlite_db, role, "correct horse battery", role)
+    return create_app(settings, db=sqlite_db, engine=None)
+
+
+def signed_in(app, username: str, *, next_: str = ""):
+    client = app.test_client()
+    token = TOKEN.search(client.get("/dashboard/sign-in").get_data(as_text=True)).group(1)
+    answer = client.post(f"/dashboard/sign-in{next_}", data={
+        "csrf_token": token, "username": username, "password": "correct horse battery"})
+    return client, answer
+
+
+def test_every_dashboard_view_declares_its_role(app):
+    """Given the app, When its dashboard endpoints are listed, Then each declares a role or is public."""
+    undeclared = [rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint.startswith("dashboard.")
+                  and getattr(app.view_functions[rule.endpoint], "required_role", None) is None]
+    assert undeclared == []
+
+
+def test_a_view_without_a_declared_role_is_refused_before_it_runs(app):
+    """Given a dashboard view registered without `requires`, When a signed-in operator asks for it, Then
+    403 and the view never runs."""
+    ran = []
+    app.view_functions["dashboard.overview"] = lambda: ran.append(1) or "leaked"
+    client, _ = signed_in(app, "operator")
+    assert client.get("/dashboard/").status_code == 403 and ran == []
+
+
+@pytest.mark.parametrize("target, lands", [("?next=/dashboard/audit", "/dashboard/audit"),
+                                           ("?next=https://evil.example/dashboard", "/dashboard/"),
+                                           ("?next=//evil.example/dashboard", "/dashboard/")])
+def test_sign_in_follows_only_a_dashboard_next(app, target, lands):
+    """Given a `next` parameter, When an operator signs in, Then only a path inside the dashboard is followed."""
+    _, answer = signed_in(app, "viewer", next_=target)
+    assert answer.status_code == 302 and answer.headers["Location"] == lands
+
+
+def test_a_viewer_is_refused_an_operator_page_and_a_bad_cursor_is_a_400(app):
+    """Given a viewer, When they open the batch form or page the list with a forged cursor, Then 403 and 400."""
+    client, _ = signed_in(app, "viewer")
+    assert client.get("/dashboard/batches/new?state=invited").status_code == 403
+    assert client.get("/dashboard/bindings?after=not-a-cursor").status_code == 400
+    assert client.get("/dashboard/bindings?state=no_such_state").status_code == 400
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(app):
+    """Given no session, When a page or an action is asked for, Then the answer is the sign-in page."""
+    client = app.test_client()
+    for answer in (client.get("/dashboard/bindings"), client.post("/dashboard/bindings/bnd_x/expire")):
+        assert answer.status_code in (302, 400)
+        if answer.status_code == 302:
+            assert "/dashboard/sign-in" in answer.headers["Location"]
+
+
+def test_the_language_switch_keeps_the_page_and_its_filters(app):
+    """Given the Chinese list filtered by state, When English is chosen, Then the same filtered list comes
+    back in English."""
+    client, _ = signed_in(app, "viewer")
+    page = client.get("/dashboard/bindings?state=invited").get_data(as_text=True)
+    assert "绑定列表" in page
+    answer = client.post("/dashboard/language", data={
+        "csrf_token": TOKEN.search(page).group(1), "lang": "en", "next": "/dashboard/bindings?state=invited"})
+    assert answer.headers["Location"] == "/dashboard/bindings?state=invited"
+    assert "Bindings" in client.get(answer.headers["Location"]).get_data(as_text=True)
