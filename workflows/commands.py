@@ -14,8 +14,9 @@ from .views import binding_view
 
 
 def _simple(event: str):
-    def run(db, binding_id: str, actor, *, reason: str | None = None, channel: str | None = None, now=None):
-        with command(db, now=now) as cmd:
+    def run(db, binding_id: str, actor, *, reason: str | None = None, channel: str | None = None, now=None,
+            platform=None):
+        with command(db, now=now, platform=platform) as cmd:
             row = cmd.lock_binding(binding_id)
             who = cmd.resolve(actor, row)
             cmd.authorize_actor(row, event, who, reason)
@@ -33,9 +34,9 @@ expire = _simple("expire")
 reject = _simple("reject")
 
 
-def accept(db, binding_id: str, actor, *, channel: str | None = None, now=None) -> dict:
+def accept(db, binding_id: str, actor, *, channel: str | None = None, now=None, platform=None) -> dict:
     """The beneficiary accepts after face verification; eligibility is checked again at this moment."""
-    with command(db, now=now) as cmd:
+    with command(db, now=now, platform=platform) as cmd:
         row = cmd.lock_binding(binding_id)
         who = cmd.resolve(actor, row)
         cmd.authorize_actor(row, "accept", who, None)
@@ -48,11 +49,11 @@ def accept(db, binding_id: str, actor, *, channel: str | None = None, now=None) 
 
 
 def authorize(db, binding_id: str, actor, amount_fen: int | None, *, channel: str | None = None,
-              now=None) -> dict:
+              now=None, platform=None) -> dict:
     """The grantor sets the authorized amount in fen (None = the whole balance); again to change it."""
-    rules.check_amount(amount_fen)
-    with command(db, now=now) as cmd:
-        row = cmd.lock_binding(binding_id)
+    with command(db, now=now, platform=platform) as cmd:
+        row = cmd.lock_binding(binding_id)  # an unknown (or unseen) binding answers not_found first
+        rules.check_amount(amount_fen)
         who = cmd.resolve(actor, row)
         cmd.authorize_actor(row, "authorize", who, None)
         if row.state in ("accepted", "authorized"):

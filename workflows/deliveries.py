@@ -41,15 +41,47 @@ _BLOCKED = sa.exists().where(_earlier.c.platform_id == D.c.platform_id, _earlier
 _DUE = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at <= sa.bindparam("now"), ~_BLOCKED)
         .order_by(D.c.next_attempt_at).limit(sa.bindparam("batch", type_=sa.Integer))
         .with_for_update(of=D, skip_locked=True))
-_CLAIM = (sa.select(D).where(D.c.id == sa.bindparam("id"), D.c.status.in_(OPEN),
-                             D.c.next_attempt_at <= sa.bindparam("horizon"), ~_BLOCKED)
-          .with_for_update(of=D, skip_locked=True))
+# a claim waits for a row lock rather than skipping the row: every lock on a delivery is held by a short
+# transaction (another claim, a fan-out's predecessor check, a record), and a delivery skipped here would wait
+# for the periodic pass (GRACE_S). After another claim commits, its lease makes this one find nothing.
+_CLAIM = (sa.select(D, OutboxMessage.__table__.c.payload)
+          .join(OutboxMessage.__table__, OutboxMessage.__table__.c.id == D.c.outbox_id)
+          .where(D.c.id == sa.bindparam("id"), D.c.status.in_(OPEN), D.c.next_attempt_at <= sa.bindparam("horizon"),
+                 ~_BLOCKED)
+          .with_for_update(of=D))
+# locked in version order, the order `record` locks a delivery and then releases its successor in: a fan-out
+# and an acknowledgement of the same binding queue instead of deadlocking
 _PREDECESSORS = (sa.select(D.c.id).where(D.c.platform_id == sa.bindparam("p"), D.c.binding_id == sa.bindparam("b"),
                                          D.c.binding_version < sa.bindparam("v"), D.c.status != "delivered")
-                 .with_for_update())
-_NEXT = (sa.select(D.c.id).where(D.c.platform_id == sa.bindparam("p"), D.c.binding_id == sa.bindparam("b"),
-                                 D.c.binding_version > sa.bindparam("v"), D.c.status.in_(OPEN))
-         .order_by(D.c.binding_version, D.c.id).limit(1))
+                 .order_by(D.c.binding_version, D.c.id).with_for_update())
+# the worker's hot path, built once (statement reuse, see workflows/rows.py): one statement per step
+O = OutboxMessage.__table__
+_MESSAGE = sa.select(O.c.id, O.c.topic, O.c.binding_id, O.c.binding_version, O.c.payload, O.c.fanned_out_at).where(
+    O.c.id == sa.bindparam("id"))
+_UNFANNED = (sa.select(O.c.id, O.c.topic, O.c.binding_id, O.c.binding_version, O.c.payload)
+             .where(O.c.binding_id == sa.bindparam("b"), O.c.binding_version <= sa.bindparam("v"),
+                    O.c.fanned_out_at.is_(None), O.c.topic.like("binding.%"))
+             .order_by(O.c.binding_version, O.c.id).with_for_update())
+_FANNED = (sa.update(O).where(O.c.id.in_(sa.bindparam("ids", expanding=True)))
+           .values(fanned_out_at=sa.bindparam("t"), processed_at=sa.bindparam("t")))
+_ADD = sa.insert(D).returning(D.c.id)
+_TAKE = sa.update(D).where(D.c.id == sa.bindparam("_id")).values(attempts=sa.bindparam("n"),
+                                                                 next_attempt_at=sa.bindparam("t"))
+_ATTEMPT = sa.insert(DeliveryAttempt.__table__)
+_LOCK_ONE = sa.select(D).where(D.c.id == sa.bindparam("id")).with_for_update()
+_DELIVERED = (sa.update(D).where(D.c.id == sa.bindparam("_id"), D.c.status.in_(OPEN))
+              .values(status="delivered", delivered_at=sa.bindparam("t"), last_status_code=sa.bindparam("code"),
+                      last_error=None, next_attempt_at=None)
+              .returning(D.c.platform_id, D.c.binding_id, D.c.binding_version))
+_FAILED = sa.update(D).where(D.c.id == sa.bindparam("_id")).values(
+    status=sa.bindparam("s"), last_status_code=sa.bindparam("code"), last_error=sa.bindparam("error"),
+    dead_at=sa.bindparam("dead"), next_attempt_at=sa.bindparam("t"))
+_later = D.alias("later")
+_RELEASE = (sa.update(D).where(D.c.id == sa.select(_later.c.id).where(
+    _later.c.platform_id == sa.bindparam("p"), _later.c.binding_id == sa.bindparam("b"),
+    _later.c.binding_version > sa.bindparam("v"), _later.c.status.in_(OPEN))
+    .order_by(_later.c.binding_version, _later.c.id).limit(1).scalar_subquery())
+    .values(next_attempt_at=sa.bindparam("t")).returning(D.c.id))
 
 
 @dataclass(frozen=True)
@@ -97,7 +129,7 @@ def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> FanOut:
     now = now or utcnow()
     out = FanOut()
     with db.begin() as s:
-        msg = s.get(OutboxMessage, outbox_id)
+        msg = s.execute(_MESSAGE, {"id": outbox_id}).first()
         if msg is None or not msg.topic.startswith(FANNED_OUT + (RETRY_TOPIC,)):
             return out
         out.handled = True
@@ -106,21 +138,18 @@ def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> FanOut:
         if msg.topic == RETRY_TOPIC:  # an operator's retry: what to send again, nothing to deliver itself
             out.ready += msg.payload["data"].get("deliveries", [])
             out.verifications += msg.payload["data"].get("verifications", [])
-            msg.fanned_out_at = msg.processed_at = now
+            s.execute(_FANNED, {"ids": [msg.id], "t": now})
             return out
         batch = [msg]
-        if msg.binding_id is not None:
-            batch = s.scalars(sa.select(OutboxMessage).where(
-                OutboxMessage.binding_id == msg.binding_id, OutboxMessage.binding_version <= msg.binding_version,
-                OutboxMessage.fanned_out_at.is_(None), OutboxMessage.topic.like("binding.%"))
-                .order_by(OutboxMessage.binding_version, OutboxMessage.id).with_for_update()
-                .execution_options(populate_existing=True)).all()
+        if msg.binding_id is not None:  # locked, and read again after the locks: what is still to fan out
+            batch = s.execute(_UNFANNED, {"b": msg.binding_id, "v": msg.binding_version}).all()
         for event in batch:
             for p in concerned(s, event.payload):
                 out.ready += add(s, event, p.id, now)
             if event.topic == "binding.verification_requested":
                 out.verifications.append(event.payload["data"]["verification"]["verification_id"])
-            event.fanned_out_at = event.processed_at = now
+        if batch:
+            s.execute(_FANNED, {"ids": [e.id for e in batch], "t": now})
     return out
 
 
@@ -136,11 +165,12 @@ def _first_try(blocked: bool, now: datetime) -> datetime | None:
     return None if blocked else now + timedelta(seconds=GRACE_S)
 
 
-def add(s, msg: OutboxMessage, platform_id: str, now: datetime) -> list[int]:
-    """Insert the delivery of one outbox event to one platform; [its id] if it may leave now, else [] (an
-    earlier version is unacknowledged: its acknowledgement releases this one)."""
+def add(s, msg, platform_id: str, now: datetime) -> list[int]:
+    """Insert the delivery of one outbox event (an `OutboxMessage` or a row with its columns) to one
+    platform; [its id] if it may leave now, else [] (an earlier version is unacknowledged: its
+    acknowledgement releases this one)."""
     blocked = _blocked(s, platform_id, msg.binding_id, msg.binding_version)
-    new_id = s.execute(sa.insert(D).returning(D.c.id), dict(
+    new_id = s.execute(_ADD, dict(
         outbox_id=msg.id, platform_id=platform_id, event_id=msg.payload["id"], topic=msg.topic,
         binding_id=msg.binding_id, binding_version=msg.binding_version, status="pending", attempts=0,
         next_attempt_at=_first_try(blocked, now), created_at=now)).scalar_one()
@@ -158,7 +188,7 @@ def due(db, *, now: datetime | None = None, batch: int = 500) -> list[int]:
 
 
 def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
-    """Take a delivery for one try, or None if it is not open, not due, blocked, or someone has it."""
+    """Take a delivery for one try, or None if it is not open, not due, blocked, or another try has it."""
     now = now or utcnow()
     with db.begin() as s:
         row = s.execute(_CLAIM, {"id": delivery_id, "horizon": now + timedelta(seconds=GRACE_S)}).mappings().first()
@@ -167,11 +197,9 @@ def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
         p = platforms.get_in(s, row["platform_id"])
         if not p.webhook_url:
             return None
-        s.execute(sa.update(D).where(D.c.id == delivery_id).values(
-            attempts=row["attempts"] + 1, next_attempt_at=now + timedelta(seconds=LEASE_S)))
-        payload = s.scalar(sa.select(OutboxMessage.payload).where(OutboxMessage.id == row["outbox_id"]))
+        s.execute(_TAKE, {"_id": delivery_id, "n": row["attempts"] + 1, "t": now + timedelta(seconds=LEASE_S)})
     return Claim(id=delivery_id, attempt_no=row["attempts"] + 1, platform_id=p.id, url=p.webhook_url,
-                 secrets=p.signing_secrets(now), event_id=row["event_id"], payload=payload)
+                 secrets=p.signing_secrets(now), event_id=row["event_id"], payload=row["payload"])
 
 
 def record(db, c: Claim, *, status_code: int | None, error: str | None, duration_ms: int,
@@ -180,33 +208,30 @@ def record(db, c: Claim, *, status_code: int | None, error: str | None, duration
     now = now or utcnow()
     ok = status_code is not None and 200 <= status_code < 300
     with db.begin() as s:
-        row = s.execute(sa.select(D).where(D.c.id == c.id).with_for_update()).mappings().one()
-        s.add(DeliveryAttempt(delivery_id=c.id, attempt_no=c.attempt_no, at=now, status_code=status_code,
-                              error=None if ok else (error or f"HTTP {status_code}")[:2000], duration_ms=duration_ms))
+        if ok:  # the common case in four statements: the try, the delivery, the acknowledgement, the successor
+            s.execute(_ATTEMPT, dict(delivery_id=c.id, attempt_no=c.attempt_no, at=now, status_code=status_code,
+                                     error=None, duration_ms=duration_ms))
+            row = s.execute(_DELIVERED, {"_id": c.id, "t": now, "code": status_code}).first()
+            if row is None or row.binding_id is None:  # replayed or finished meanwhile by another try
+                return []
+            sync.acknowledge(s, row.platform_id, row.binding_id, row.binding_version, now)
+            return _release(s, row.platform_id, row.binding_id, row.binding_version, now)
+        row = s.execute(_LOCK_ONE, {"id": c.id}).mappings().one()
+        s.execute(_ATTEMPT, dict(delivery_id=c.id, attempt_no=c.attempt_no, at=now, status_code=status_code,
+                                 error=(error or f"HTTP {status_code}")[:2000], duration_ms=duration_ms))
         if row["status"] not in OPEN:  # replayed or finished meanwhile by another try
             return []
-        if not ok:
-            dead = row["attempts"] >= MAX_ATTEMPTS
-            s.execute(sa.update(D).where(D.c.id == c.id).values(
-                status="dead" if dead else "failing", last_status_code=status_code, last_error=error,
-                dead_at=now if dead else None,
-                next_attempt_at=None if dead else now + timedelta(seconds=SCHEDULE_S[row["attempts"] - 1])))
-            return []
-        s.execute(sa.update(D).where(D.c.id == c.id).values(
-            status="delivered", delivered_at=now, last_status_code=status_code, last_error=None,
-            next_attempt_at=None))
-        if row["binding_id"] is None:
-            return []
-        sync.acknowledge(s, row["platform_id"], row["binding_id"], row["binding_version"], now)
-        return _release(s, row["platform_id"], row["binding_id"], row["binding_version"], now)
+        dead = row["attempts"] >= MAX_ATTEMPTS
+        s.execute(_FAILED, {"_id": c.id, "s": "dead" if dead else "failing", "code": status_code, "error": error,
+                            "dead": now if dead else None,
+                            "t": None if dead else now + timedelta(seconds=SCHEDULE_S[row["attempts"] - 1])})
+        return []
 
 
 def _release(s, platform_id: str, binding_id: str, version: int, now: datetime) -> list[int]:
-    nxt = s.scalar(_NEXT, {"p": platform_id, "b": binding_id, "v": version})
-    if nxt is None:
-        return []
-    s.execute(sa.update(D).where(D.c.id == nxt).values(next_attempt_at=now + timedelta(seconds=GRACE_S)))
-    return [nxt]
+    """Make the next open delivery of the binding to the platform due now (it was blocked); [its id] or []."""
+    return list(s.execute(_RELEASE, {"p": platform_id, "b": binding_id, "v": version,
+                                     "t": now + timedelta(seconds=GRACE_S)}).scalars())
 
 
 def replay(db, *, ids: list[int] | None = None, platform_id: str | None = None, binding_id: str | None = None,

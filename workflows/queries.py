@@ -7,12 +7,15 @@ from sqlalchemy.orm import joinedload
 
 from models import Binding, Person, Transition, VerificationAttempt
 
-from . import sync
+from . import rows, sync
 from .errors import DomainError
 from .unit import command
 from .views import attempt_view, binding_view, transition_view
 
 LIVE = ("accepted", "authorized")
+VA = VerificationAttempt.__table__
+# the read a platform polls: Core statements built once (see rows.py), attempts read as plain rows
+_ATTEMPTS = sa.select(VA).where(VA.c.binding_id == sa.bindparam("b")).order_by(VA.c.attempt_no)
 
 
 def _binding(session, binding_id: str) -> Binding:
@@ -25,9 +28,8 @@ def _binding(session, binding_id: str) -> Binding:
 
 def binding(db, binding_id: str) -> dict:
     with db() as s:
-        row = _binding(s, binding_id)
-        attempts = s.scalars(sa.select(VerificationAttempt).where(VerificationAttempt.binding_id == binding_id)
-                             .order_by(VerificationAttempt.attempt_no)).all()
+        row = rows.get(s, binding_id)
+        attempts = s.execute(_ATTEMPTS, {"b": binding_id}).all()
         return {**binding_view(row, row.grantor, row.beneficiary),
                 "verifications": [attempt_view(a) for a in attempts], "sync": sync.acked_in(s, binding_id)}
 

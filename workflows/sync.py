@@ -27,19 +27,24 @@ MAX_PAGE = 1000
 
 S = PlatformSync.__table__
 D = Delivery.__table__
-_ACKED = sa.select(S.c.acked_version).where(S.c.platform_id == sa.bindparam("p"),
-                                            S.c.binding_id == sa.bindparam("b")).with_for_update()
+_ACK: dict[str, sa.Insert] = {}  # per dialect: INSERT … ON CONFLICT DO UPDATE … WHERE higher (built once)
+
+
+def _ack_statement(dialect: str) -> sa.Insert:
+    if dialect not in _ACK:
+        from sqlalchemy.dialects import postgresql, sqlite
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(S)
+        _ACK[dialect] = insert.on_conflict_do_update(
+            index_elements=[S.c.platform_id, S.c.binding_id],
+            set_={"acked_version": insert.excluded.acked_version, "acked_at": insert.excluded.acked_at},
+            where=S.c.acked_version < insert.excluded.acked_version)
+    return _ACK[dialect]
 
 
 def acknowledge(session, platform_id: str, binding_id: str, version: int, now: datetime) -> None:
-    """Raise the platform's acknowledged version of a binding (never lower it)."""
-    held = session.execute(_ACKED, {"p": platform_id, "b": binding_id}).scalar()
-    if held is None:
-        session.execute(sa.insert(S), dict(platform_id=platform_id, binding_id=binding_id, acked_version=version,
-                                           acked_at=now))
-    elif version > held:
-        session.execute(sa.update(S).where(S.c.platform_id == platform_id, S.c.binding_id == binding_id)
-                        .values(acked_version=version, acked_at=now))
+    """Raise the platform's acknowledged version of a binding (never lower it): one upsert."""
+    session.execute(_ack_statement(session.get_bind().dialect.name), dict(
+        platform_id=platform_id, binding_id=binding_id, acked_version=version, acked_at=now))
 
 
 _ACKED_BY_BINDING = sa.select(S.c.platform_id, S.c.acked_version).where(S.c.binding_id == sa.bindparam("b"))

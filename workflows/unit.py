@@ -43,13 +43,19 @@ def event_type(event: str, dest: str) -> str:
 class Command:
     timer = SYSTEM_TIMER
 
-    def __init__(self, session, now: datetime):
+    def __init__(self, session, now: datetime, platform=None):
         self.session = session
         self.now = now
+        self.platform = platform  # the calling platform (a PlatformInfo), None for internal callers
         self.messages: list[int] = []  # outbox ids, published after commit
 
     def lock_binding(self, binding_id: str) -> rows.BindingRow:
-        return rows.lock(self.session, binding_id)
+        """The binding, locked; not_found also when the calling platform serves neither side's province
+        (checked on the locked row, in the command's own transaction: ids cannot be probed)."""
+        row = rows.lock(self.session, binding_id)
+        if self.platform is not None and not visible_to(self.platform, row):
+            raise DomainError("not_found", f"no binding {binding_id}")
+        return row
 
     def resolve(self, actor, row) -> Actor:
         """An Actor from an API actor object ({kind: person, id_number|id}), matched against the binding's
@@ -99,6 +105,13 @@ class Command:
         self.messages.append(outbox.write(self.session, topic, self.now, data, **kw))
 
 
+def visible_to(platform, binding) -> bool:
+    """A platform sees a binding when it serves the grantor's or the beneficiary's province (the national
+    platform sees all). `binding` has `grantor_region` and `beneficiary_region` (a row or an API view)."""
+    get = binding.get if isinstance(binding, dict) else lambda k: getattr(binding, k)
+    return platform.serves(get("grantor_region")[:2]) or platform.serves(get("beneficiary_region")[:2])
+
+
 def _integrity_code(exc: sa.exc.IntegrityError) -> str:
     text = str(exc.orig)
     if "uq_bindings_active_pair" in text or "bindings.grantor_id, bindings.beneficiary_id" in text:
@@ -107,10 +120,11 @@ def _integrity_code(exc: sa.exc.IntegrityError) -> str:
 
 
 @contextmanager
-def command(db, *, now: datetime | None = None):
-    """Open one transaction for one command; commit on success, publish its outbox rows after."""
+def command(db, *, now: datetime | None = None, platform=None):
+    """Open one transaction for one command; commit on success, publish its outbox rows after. With
+    `platform`, a binding it may not see is not found (`Command.lock_binding`)."""
     session = db()
-    cmd = Command(session, now or utcnow())
+    cmd = Command(session, now or utcnow(), platform)
     try:
         with session.begin():
             yield cmd

@@ -48,9 +48,10 @@ def _close(cmd: Command, attempt: SimpleNamespace, status: str, reason: str | No
                                  "by": attempt.verifier_id})
 
 
-def start_verification(db, binding_id: str, actor, *, channel: str | None = None, now=None) -> dict:
+def start_verification(db, binding_id: str, actor, *, channel: str | None = None, now=None,
+                       platform=None) -> dict:
     """The beneficiary opens a face-verification attempt (or gets the one still open)."""
-    with command(db, now=now) as cmd:
+    with command(db, now=now, platform=platform) as cmd:
         row = cmd.lock_binding(binding_id)
         who = cmd.resolve(actor, row)
         cmd.authorize_actor(row, "start_verification", who, None)

@@ -1,7 +1,8 @@
 """Bindings: invite, read, history, and the lifecycle commands of API.md.
 
 A platform sees a binding only when it serves the grantor's or the beneficiary's province (the national
-platform sees all); anything else answers 404 so ids cannot be probed."""
+platform sees all); anything else answers 404 so ids cannot be probed. Reads check the view they read;
+commands check the row they lock, in their own transaction (`platform=`), so a command is one transaction."""
 from __future__ import annotations
 
 from flask import g
@@ -9,6 +10,7 @@ from flask import g
 from workflows import commands, queries, verification
 from workflows.errors import DomainError
 from workflows.invite import invite as invite_command
+from workflows.unit import visible_to
 
 from . import db, endpoint
 from .schemas import (ActorBody, AuthorizeIn, BindingOut, HistoryOut, InviteIn, VerificationStarted)
@@ -18,8 +20,7 @@ ALL = (400, 401, 403, 404, 409, 422, 429)
 
 def _visible(binding_id: str) -> dict:
     view = queries.binding(db(), binding_id)
-    p = g.platform
-    if not (p.serves(view["grantor_region"][:2]) or p.serves(view["beneficiary_region"][:2])):
+    if not visible_to(g.platform, view):
         raise DomainError("not_found", f"no binding {binding_id}")
     return view
 
@@ -46,17 +47,15 @@ def history(binding_id: str):
 @endpoint("POST", "/bindings/{binding_id}/verification", "The beneficiary starts face verification",
           body=ActorBody, answer=VerificationStarted, status=202, errors=ALL)
 def start_verification(binding_id: str, body: ActorBody):
-    _visible(binding_id)
     return 202, verification.start_verification(db(), binding_id, body.actor.model_dump(),
-                                                channel=body.channel)
+                                                channel=body.channel, platform=g.platform)
 
 
 def _command(name: str, summary: str, path: str):
     fire = getattr(commands, name)
 
     def view(binding_id: str, body: ActorBody):
-        _visible(binding_id)
-        return fire(db(), binding_id, body.actor.model_dump(), **_extra(name, body))
+        return fire(db(), binding_id, body.actor.model_dump(), platform=g.platform, **_extra(name, body))
     view.__name__ = name
     endpoint("POST", path, summary, body=ActorBody, answer=BindingOut, errors=ALL)(view)
 
@@ -77,5 +76,5 @@ _command("unbind", "Either side ends the binding", "/bindings/{binding_id}/unbin
 @endpoint("PUT", "/bindings/{binding_id}/authorization", "The grantor sets the authorized amount (fen; "
           "null = whole balance)", body=AuthorizeIn, answer=BindingOut, errors=ALL)
 def authorization(binding_id: str, body: AuthorizeIn):
-    _visible(binding_id)
-    return commands.authorize(db(), binding_id, body.actor.model_dump(), body.amount_fen, channel=body.channel)
+    return commands.authorize(db(), binding_id, body.actor.model_dump(), body.amount_fen, channel=body.channel,
+                              platform=g.platform)
