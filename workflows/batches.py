@@ -47,7 +47,7 @@ def start(db, who: OperatorInfo, action: str, filters: dict, reason: str | None,
     try:
         if action not in repair.ACTIONS:
             raise DomainError("validation_failed", f"unknown batch action {action}")
-        reason = repair._check(who, action, reason)
+        reason = repair.check_allowed(who, action, reason)
         filters = clean(filters)
         if not filters:
             raise DomainError("validation_failed", "a batch needs at least one filter")
@@ -57,7 +57,7 @@ def start(db, who: OperatorInfo, action: str, filters: dict, reason: str | None,
         if total > MAX_TOTAL:
             raise DomainError("validation_failed", f"at most {MAX_TOTAL} bindings a batch")
     except DomainError as exc:
-        operators.record_refusal(db, who, f"batch_{action}"[:48], exc, reason=(reason or "").strip() or None)
+        operators.record_refusal(db, who, f"batch_{action}"[:48], exc, reason=repair.clean_reason(reason))
         raise
     with db.begin() as s:
         job = BatchJob(action=action, filters=filters, reason=reason, operator=who.username, total=total,

@@ -13,7 +13,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from models import Binding, Delivery, OutboxMessage, Person, VerificationAttempt
+from models import Delivery, OutboxMessage, Person, VerificationAttempt
 
 from . import deliveries, reconcile, rows, stuck, timers
 from .actors import Actor
@@ -26,28 +26,32 @@ ROLE_FOR = {"retry": "operator", "expire": "operator", "unbind": "admin", "revea
 D, VA, OB = Delivery.__table__, VerificationAttempt.__table__, OutboxMessage.__table__
 
 
-def _check(who: OperatorInfo, action: str, reason: str | None) -> str:
+def clean_reason(reason: str | None) -> str | None:
+    """A reason as it is stored and shown to every viewer: trimmed, no whole ID number in it."""
+    return mask_in_text((reason or "").strip())[:1000] or None
+
+
+def check_allowed(who: OperatorInfo, action: str, reason: str | None) -> str:
+    """The cleaned reason if `who` may do `action` with it; forbidden or reason_required otherwise."""
     if not who.can(ROLE_FOR[action]):
         raise DomainError("forbidden", f"{action} needs the {ROLE_FOR[action]} role")
-    reason = (reason or "").strip()
-    if not reason:
+    if not (cleaned := clean_reason(reason)):
         raise DomainError("reason_required")
-    return mask_in_text(reason)[:1000]  # a reason is shown to every viewer: no whole ID number in it
+    return cleaned
 
 
 def _audited(db, who: OperatorInfo, action: str, binding_id: str | None, reason: str | None, work, now=None,
              batch_id: str | None = None):
     """Run `work(cmd, reason)` in one command with the audit row; a refusal is audited on its own."""
     try:
-        reason = _check(who, action, reason)
+        reason = check_allowed(who, action, reason)
         with command(db, now=now) as cmd:
             detail = work(cmd, reason)
             record(cmd.session, who, action, binding_id=binding_id, reason=reason, detail=detail or None,
                    batch_id=batch_id, now=cmd.now)
             return detail
     except DomainError as exc:
-        record_refusal(db, who, action, exc, binding_id=binding_id, reason=(reason or "").strip() or None,
-                       batch_id=batch_id)
+        record_refusal(db, who, action, exc, binding_id=binding_id, reason=clean_reason(reason), batch_id=batch_id)
         raise
 
 

@@ -16,15 +16,12 @@ from .auth import db, requires
 from .forms import ActionForm, BatchForm, RevealForm
 from .views import render_binding
 
-ACTION_ROLE = {"retry": "operator", "expire": "operator", "unbind": "admin"}
-
-
 def _refused(exc: DomainError) -> None:
     flash(_("Refused (%(code)s): %(detail)s", code=exc.code, detail=exc.detail), "error")
 
 
 def _act(name: str):
-    @requires(ACTION_ROLE[name])
+    @requires(repair.ROLE_FOR[name])  # the workflow's table; it checks again itself
     def view(binding_id: str):
         form = ActionForm()
         if not form.validate_on_submit():
@@ -41,12 +38,12 @@ def _act(name: str):
     return view
 
 
-for _name in ACTION_ROLE:
+for _name in repair.ACTIONS:
     _act(_name)
 
 
 @bp.post("/bindings/<binding_id>/reveal")
-@requires("admin")
+@requires(repair.ROLE_FOR["reveal"])
 def reveal(binding_id: str):
     """The identity is shown once, in this answer only (never stored in the session or a URL)."""
     form = RevealForm()
