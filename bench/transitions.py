@@ -198,7 +198,7 @@ def pct(values: list[float], p: float) -> float:
 def profile_lifecycle(db, families, out_path: str | None) -> None:
     """cProfile one thread over a few lifecycles (cProfile sees only the calling thread)."""
     lat = {c: [] for c in COMMANDS}
-    prof = cProfile.Profile()
+    prof = cProfile.Profile(time.process_time)  # CPU, not waits on the server
     prof.enable()
     for g, b in families:
         lifecycle_one(db, g, b, lat)

@@ -42,8 +42,8 @@ def accept(db, binding_id: str, actor, *, channel: str | None = None, now=None, 
         cmd.authorize_actor(row, "accept", who, None)
         if row.state == "face_verified":
             grantor: Person = row.grantor
-            rules.check_grantor(facts(cmd.session, grantor))
-            rules.check_beneficiary(facts(cmd.session, row.beneficiary))
+            rules.check_grantor(facts(cmd.conn, grantor))
+            rules.check_beneficiary(facts(cmd.conn, row.beneficiary))
         cmd.transition(row, "accept", who, channel=channel)
         return binding_view(row, row.grantor, row.beneficiary)
 
@@ -57,7 +57,7 @@ def authorize(db, binding_id: str, actor, amount_fen: int | None, *, channel: st
         who = cmd.resolve(actor, row)
         cmd.authorize_actor(row, "authorize", who, None)
         if row.state in ("accepted", "authorized"):
-            rules.check_grantor(facts(cmd.session, row.grantor))
+            rules.check_grantor(facts(cmd.conn, row.grantor))
         row.authorized_amount_fen = amount_fen  # rolled back with the transaction if the event is refused
         cmd.transition(row, "authorize", who, channel=channel,
                        reason="whole_balance" if amount_fen is None else f"amount_fen={amount_fen}")

@@ -17,7 +17,10 @@ _SHAPE = re.compile(r"[0-9]{17}[0-9X]", re.ASCII)  # ASCII only: str.isdigit() a
 
 
 def normalize(raw: str) -> str:
-    """Strip surrounding whitespace and upper-case a trailing x."""
+    """Strip surrounding whitespace and upper-case a trailing x (an already clean number is returned as it
+    is: stdnum's clean-up costs ~10 µs, and every API actor given by ID number passes here)."""
+    if raw and _SHAPE.fullmatch(raw):
+        return raw
     return ric.compact(raw or "")
 
 

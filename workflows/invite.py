@@ -7,32 +7,34 @@ on the invitation day (Asia/Shanghai) takes the guardian path: no face check, st
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from models import ACTIVE_STATES
+from models.crypto import lookup_hash
 from models.types import new_id
 
 from . import idnumbers, policy, rows, rules
 from .actors import Actor
 from .errors import DomainError
-from .persons import by_number, facts
+from .persons import facts
+from .statements import Statement, constant_in
 from .unit import command
-from .views import binding_view
 
 CHINA = ZoneInfo("Asia/Shanghai")
 
 
 def _counts_query() -> sa.Select:
     """One query for the duplicate check, both member counts and both frequency counts (built once)."""
-    b, live = rows.B, rows.B.c.state.in_(ACTIVE_STATES)
+    b, live = rows.B, constant_in(rows.B.c.state, ACTIVE_STATES)
     g, e = sa.bindparam("g"), sa.bindparam("e")
 
     def changes(person_id, since):
         return sa.and_(sa.or_(b.c.grantor_id == person_id, b.c.beneficiary_id == person_id),
                        sa.or_(b.c.created_at >= since,
-                              sa.and_(b.c.ended_at >= since, b.c.end_event.in_(("unbind", "cancel")))))
+                              sa.and_(b.c.ended_at >= since, constant_in(b.c.end_event, ("unbind", "cancel")))))
     pair = sa.and_(b.c.grantor_id == g, b.c.beneficiary_id == e, live)
     return sa.select(
         sa.func.max(sa.case((pair, b.c.id))).label("duplicate"),
@@ -43,12 +45,26 @@ def _counts_query() -> sa.Select:
     ).where(sa.or_(b.c.grantor_id.in_((g, e)), b.c.beneficiary_id.in_((g, e))))
 
 
-_COUNTS = _counts_query()
+_COUNTS = Statement(_counts_query())
+_P = rows.P
+# both persons, locked in id order so concurrent invitations queue, never deadlock
+_PERSONS = Statement(sa.select(*[_P.c[n] for n in (*rows.PERSON_COLUMNS, "name", "commitment_version")])
+                     .where(_P.c.id_number_hash.in_([sa.bindparam("a"), sa.bindparam("b")]))
+                     .order_by(_P.c.id).with_for_update())
+_COMMIT = Statement(sa.update(_P).where(_P.c.id == sa.bindparam("p"))
+                    .values(commitment_version=sa.bindparam("v"),
+                            updated_at=sa.bindparam("t", type_=_P.c.updated_at.type)))
 
 
-def _counts(session, grantor_id: str, beneficiary_id: str, grantor_since, beneficiary_since):
-    return session.execute(_COUNTS, {"g": grantor_id, "e": beneficiary_id, "g_since": grantor_since,
-                                     "e_since": beneficiary_since}).one()
+def _counts(conn, grantor_id: str, beneficiary_id: str, grantor_since, beneficiary_since):
+    return SimpleNamespace(**dict(zip(_COUNTS.keys, _COUNTS.first(conn, {
+        "g": grantor_id, "e": beneficiary_id, "g_since": grantor_since, "e_since": beneficiary_since}))))
+
+
+def _persons(conn, a: str, b: str) -> dict[str, rows.PersonRow]:
+    """The persons with these ID-number keyed hashes, locked, by hash."""
+    found = [rows.PersonRow(**dict(zip(_PERSONS.keys, r))) for r in _PERSONS.rows(conn, {"a": a, "b": b})]
+    return {p.id_number_hash: p for p in found}
 
 
 def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiary_name: str,
@@ -61,12 +77,10 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
         g_number = idnumbers.validate(grantor_id_number, today=today)
         b_number = idnumbers.validate(beneficiary_id_number, today=today)
         rules.check_not_self(g_number, b_number)
-        s = cmd.session
-        # lock both persons in a stable order so concurrent invitations queue, never deadlock
-        found = {}
-        for number in sorted((g_number, b_number)):
-            found[number] = by_number(s, number, lock=True)
-        grantor, beneficiary = found[g_number], found[b_number]
+        s = cmd.conn
+        g_hash, b_hash = lookup_hash(g_number), lookup_hash(b_number)
+        found = _persons(s, g_hash, b_hash)
+        grantor, beneficiary = found.get(g_hash), found.get(b_hash)
         rules.check_grantor(facts(s, grantor))
         rules.check_beneficiary(facts(s, beneficiary))
         if (beneficiary_name or "").strip() != beneficiary.name:
@@ -88,7 +102,9 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
         rules.check_frequency(counts.grantor_changes, g_policy)
         rules.check_frequency(counts.beneficiary_changes, b_policy)
 
-        grantor.commitment_version, grantor.updated_at = commitment_version, cmd.now
+        if grantor.commitment_version != commitment_version:  # the letter the grantor signed, kept on the person
+            _COMMIT.run(s, {"p": grantor.id, "v": commitment_version, "t": cmd.now})
+            grantor.commitment_version, grantor.updated_at = commitment_version, cmd.now
         row = rows.BindingRow(
             grantor, beneficiary, id=new_id("bnd"), grantor_id=grantor.id, beneficiary_id=beneficiary.id,
             relationship=relationship, state="new", verification_method="guardian" if guardian else "face",
@@ -102,5 +118,5 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
         row._loaded_version = None  # new: the transition inserts it; the live-pair unique index decides a race
         cmd.transition(row, "invite", Actor("person", grantor.id), channel=channel, guardian=guardian,
                        reason="guardian_path" if guardian else None)
-        return binding_view(row, grantor, beneficiary)
+        return cmd.view
 

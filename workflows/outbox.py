@@ -14,9 +14,13 @@ from sqlalchemy.orm import Session
 from models import OutboxMessage
 from models.types import new_id
 
+from .statements import Statement
+
 log = logging.getLogger(__name__)
 OUTBOX = OutboxMessage.__table__
-_INSERT = sa.insert(OUTBOX).returning(OUTBOX.c.id)  # built once (statement reuse, see workflows/rows.py)
+COLUMNS = ("topic", "binding_id", "binding_version", "created_at", "payload", "attempts")
+_INSERT = Statement(sa.insert(OUTBOX).values({c: sa.bindparam(c, type_=OUTBOX.c[c].type) for c in COLUMNS})
+                    .returning(OUTBOX.c.id))
 _listeners: list[Callable[[list[int]], None]] = []
 
 
@@ -40,10 +44,18 @@ def published(ids: Iterable[int]) -> None:
             log.exception("outbox listener failed; rows stay for the periodic relay pass")
 
 
-def write(session: Session, topic: str, now, data: dict, *, binding_id: str | None = None,
-          version: int | None = None) -> int:
-    """Insert one outbox row (the outbound event envelope of API.md) in the caller's transaction; its id."""
+def message(topic: str, now, data: dict, *, binding_id: str | None = None, version: int | None = None) -> dict:
+    """The columns of one outbox row; its payload is the outbound event envelope of API.md."""
     payload = {"type": topic, "id": new_id("evt"), "created_at": now.isoformat(), "data": data}
-    return session.execute(_INSERT, dict(
-        topic=topic, binding_id=binding_id, binding_version=version, created_at=now, payload=payload,
-        attempts=0)).scalar_one()
+    return dict(topic=topic, binding_id=binding_id, binding_version=version, created_at=now, payload=payload,
+                attempts=0)
+
+
+def write(conn: sa.Connection | Session, topic: str, now, data: dict, *, binding_id: str | None = None,
+          version: int | None = None) -> int:
+    """Insert one outbox row in the caller's transaction; its id."""
+    return write_message(conn, message(topic, now, data, binding_id=binding_id, version=version))
+
+
+def write_message(conn: sa.Connection | Session, columns: dict) -> int:
+    return _INSERT.scalar(conn, columns)

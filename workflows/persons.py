@@ -22,16 +22,20 @@ from .views import binding_view, person_view
 _PROVINCE_CACHE: dict[str, str] = {}
 
 
-def province_of(session: Session, region_code: str) -> str:
+_PROVINCE = sa.select(Region.province_code).where(Region.code == sa.bindparam("r"))
+
+
+def province_of(session, region_code: str) -> str:
+    """The province of a pooling region (cached: regions do not move); `session` is a Session or Connection."""
     if region_code not in _PROVINCE_CACHE:
-        region = session.get(Region, region_code)
-        if region is None:
+        province = session.execute(_PROVINCE, {"r": region_code}).scalar()
+        if province is None:
             raise DomainError("unknown_region", f"no pooling region {region_code}")
-        _PROVINCE_CACHE[region_code] = region.province_code
+        _PROVINCE_CACHE[region_code] = province
     return _PROVINCE_CACHE[region_code]
 
 
-def facts(session: Session, p: Person | None) -> PersonFacts | None:
+def facts(session, p: Person | None) -> PersonFacts | None:
     if p is None:
         return None
     return PersonFacts(id=p.id, insurance_type=p.insurance_type, insurance_status=p.insurance_status,

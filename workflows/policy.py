@@ -69,10 +69,10 @@ def clear_cache() -> None:
 
 
 def _load(session: Session, region_code: str) -> list[Policy]:
-    region = session.get(Region, region_code)
+    region = session.execute(sa.select(Region.__table__).where(Region.code == region_code)).first()
     if region is None:
         raise DomainError("unknown_region", f"no pooling region {region_code}")
-    rows = session.scalars(sa.select(RegionPolicy).where(RegionPolicy.region_code == region_code)
+    rows = session.execute(sa.select(RegionPolicy.__table__).where(RegionPolicy.region_code == region_code)
                            .order_by(RegionPolicy.version.desc())).all()
     return [Policy(id=r.id, region_code=region.code, region_name=region.name,
                    province_code=region.province_code, platform_id=region.platform_id, version=r.version,
@@ -87,9 +87,13 @@ def _load(session: Session, region_code: str) -> list[Policy]:
                    deduction_order_policy=r.deduction_order_policy) for r in rows]
 
 
+def _engine(session) -> sa.Engine:
+    return session.engine if isinstance(session, sa.Connection) else session.get_bind().engine
+
+
 def in_force(session: Session, region_code: str, at: datetime) -> Policy:
     """The highest policy version of the region already effective at `at`."""
-    key = (id(session.get_bind()), region_code)
+    key = (id(_engine(session)), region_code)
     with _cache_lock:
         hit = _cache.get(key)
     if hit is None or time.monotonic() - hit[0] > CACHE_S:
@@ -104,7 +108,7 @@ def in_force(session: Session, region_code: str, at: datetime) -> Policy:
 
 def by_id(session: Session, policy_id: int, region_code: str, at: datetime) -> Policy:
     """The policy a binding was created under (falls back to the one in force if it is gone)."""
-    key = (id(session.get_bind()), region_code)
+    key = (id(_engine(session)), region_code)
     with _cache_lock:
         hit = _cache.get(key)
     for policy in (hit[1] if hit else _load(session, region_code)):

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from models import ACTIVE_STATES, Binding, Person
 
 from .errors import DomainError
+from .statements import Statement, constant_in
 
 B = Binding.__table__
 P = Person.__table__
@@ -49,22 +50,34 @@ def select_bindings() -> sa.Select:
                                          .join(E, E.c.id == B.c.beneficiary_id)))
 
 
-_LOCK = select_bindings().where(B.c.id == sa.bindparam("binding_id")).with_for_update(of=B)
-_DUE = (select_bindings().where(B.c.deadline_at <= sa.bindparam("now")).order_by(B.c.deadline_at)
-        .limit(sa.bindparam("batch", type_=sa.Integer)).with_for_update(of=B, skip_locked=True))
-_INSERT = sa.insert(B)
-_GET = select_bindings().where(B.c.id == sa.bindparam("binding_id"))
+_LOCK = Statement(select_bindings().where(B.c.id == sa.bindparam("binding_id")).with_for_update(of=B))
+_DUE = Statement(select_bindings().where(B.c.deadline_at <= sa.bindparam("now")).order_by(B.c.deadline_at)
+                 .limit(sa.bindparam("batch", type_=sa.Integer)).with_for_update(of=B, skip_locked=True))
+_INSERT = Statement(sa.insert(B))
+_GET = Statement(select_bindings().where(B.c.id == sa.bindparam("binding_id")))
 # a person's non-terminal bindings, locked in id order (two persons' events never wait on each other in a
 # cycle), then read again by id: a fresh statement after the locks sees what committed while it waited
 _P = sa.bindparam("person_id")
-_LOCK_OF_PERSON = (sa.select(B.c.id).where(sa.or_(B.c.grantor_id == _P, B.c.beneficiary_id == _P),
-                                           B.c.state.in_(ACTIVE_STATES))
-                   .order_by(B.c.id).with_for_update(of=B))
+_LOCK_OF_PERSON = Statement(sa.select(B.c.id).where(sa.or_(B.c.grantor_id == _P, B.c.beneficiary_id == _P),
+                                                    constant_in(B.c.state, ACTIVE_STATES))
+                            .order_by(B.c.id).with_for_update(of=B))
 _BY_IDS = select_bindings().where(B.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(B.c.id)
-_LOCK_PAIR = (select_bindings().where(B.c.grantor_id == sa.bindparam("g"), B.c.beneficiary_id == sa.bindparam("e"),
-                              B.c.state.in_(ACTIVE_STATES)).with_for_update(of=B))
-_UPDATE = (sa.update(B).where(B.c.id == sa.bindparam("_id"), B.c.version == sa.bindparam("_loaded"))
-           .values({n: sa.bindparam(f"v_{n}") for n in MUTABLE}))
+_LOCK_PAIR = Statement(select_bindings().where(B.c.grantor_id == sa.bindparam("g"),
+                                               B.c.beneficiary_id == sa.bindparam("e"),
+                                               constant_in(B.c.state, ACTIVE_STATES)).with_for_update(of=B))
+UPDATE_WHERE = sa.and_(B.c.id == sa.bindparam("_id"), B.c.version == sa.bindparam("_loaded"))
+UPDATE_VALUES = {n: sa.bindparam(f"v_{n}", type_=B.c[n].type) for n in MUTABLE}
+_UPDATE = Statement(sa.update(B).where(UPDATE_WHERE).values(UPDATE_VALUES))
+_KEYS = _LOCK.keys
+_G = [(n, _KEYS.index(f"g_{n}")) for n in PERSON_COLUMNS]
+_E = [(n, _KEYS.index(f"e_{n}")) for n in PERSON_COLUMNS]
+_OWN = [(n, _KEYS.index(n)) for n in BINDING_COLUMNS]
+
+
+def from_row(found: tuple) -> BindingRow:
+    """A row of `select_bindings()` (as a tuple, in its column order) as a BindingRow."""
+    return BindingRow(PersonRow(**{n: found[i] for n, i in _G}), PersonRow(**{n: found[i] for n, i in _E}),
+                      **{n: found[i] for n, i in _OWN})
 
 
 def from_mapping(m) -> BindingRow:
@@ -73,51 +86,57 @@ def from_mapping(m) -> BindingRow:
                       **{n: m[n] for n in BINDING_COLUMNS})
 
 
-def lock(session, binding_id: str) -> BindingRow:
-    found = session.execute(_LOCK, {"binding_id": binding_id}).mappings().first()
+def lock(conn, binding_id: str) -> BindingRow:
+    found = _LOCK.first(conn, {"binding_id": binding_id})
     if found is None:
         raise DomainError("not_found", f"no binding {binding_id}")
-    return from_mapping(found)
+    return from_row(found)
 
 
-def lock_due(session, now, batch: int) -> list[BindingRow]:
+def lock_due(conn, now, batch: int) -> list[BindingRow]:
     """Due timers, earliest first, skipping rows another transaction holds (PostgreSQL)."""
-    return [from_mapping(m) for m in session.execute(_DUE, {"now": now, "batch": batch}).mappings()]
+    return [from_row(found) for found in _DUE.rows(conn, {"now": now, "batch": batch})]
 
 
-def get(session, binding_id: str) -> BindingRow:
+def get(conn, binding_id: str) -> BindingRow:
     """A binding and its persons without a lock (for checks made before a command)."""
-    found = session.execute(_GET, {"binding_id": binding_id}).mappings().first()
+    found = _GET.first(conn, {"binding_id": binding_id})
     if found is None:
         raise DomainError("not_found", f"no binding {binding_id}")
-    return from_mapping(found)
+    return from_row(found)
 
 
-def lock_of_person(session, person_id: str) -> list[BindingRow]:
+def lock_of_person(conn, person_id: str) -> list[BindingRow]:
     """Every non-terminal binding where the person is grantor or beneficiary, locked, in id order."""
-    ids = session.execute(_LOCK_OF_PERSON, {"person_id": person_id}).scalars().all()
+    ids = [found[0] for found in _LOCK_OF_PERSON.rows(conn, {"person_id": person_id})]
     if not ids:
         return []
-    return [from_mapping(m) for m in session.execute(_BY_IDS, {"ids": list(ids)}).mappings()]
+    return [from_mapping(m) for m in conn.execute(_BY_IDS, {"ids": ids}).mappings()]
 
 
-def lock_pair(session, grantor_id: str, beneficiary_id: str) -> BindingRow | None:
+def lock_pair(conn, grantor_id: str, beneficiary_id: str) -> BindingRow | None:
     """The pair's non-terminal binding (at most one: uq_bindings_active_pair), locked; None if none."""
-    found = session.execute(_LOCK_PAIR, {"g": grantor_id, "e": beneficiary_id}).mappings().first()
-    return from_mapping(found) if found is not None else None
+    found = _LOCK_PAIR.first(conn, {"g": grantor_id, "e": beneficiary_id})
+    return from_row(found) if found is not None else None
 
 
-def insert(session, row: BindingRow) -> None:
-    session.execute(_INSERT, {n: getattr(row, n) for n in BINDING_COLUMNS})
+def insert_params(row: BindingRow) -> dict:
+    return {n: getattr(row, n) for n in BINDING_COLUMNS}
+
+
+def update_params(row: BindingRow) -> dict:
+    return {"_id": row.id, "_loaded": row._loaded_version, **{f"v_{n}": getattr(row, n) for n in MUTABLE}}
+
+
+def insert(conn, row: BindingRow) -> None:
+    _INSERT.run(conn, insert_params(row))
     row._loaded_version = row.version
 
 
-def save(session, row: BindingRow) -> None:
+def save(conn, row: BindingRow) -> None:
     """Write the mutable columns; a version that moved underneath is a lost race (409 conflict)."""
     if row._loaded_version is None:
-        return insert(session, row)
-    done = session.execute(_UPDATE, {"_id": row.id, "_loaded": row._loaded_version,
-                                     **{f"v_{n}": getattr(row, n) for n in MUTABLE}})
-    if done.rowcount != 1:
+        return insert(conn, row)
+    if _UPDATE.run(conn, update_params(row)) != 1:
         raise DomainError("conflict", "the binding changed concurrently")
     row._loaded_version = row.version

@@ -1,8 +1,13 @@
 """One command = one database transaction (`command()`), and the transition core every command shares.
 
 `Command.transition` fires the event through the shared machine, bumps the version (checked on UPDATE),
-reschedules the binding's timer, appends one history row and one outbox event. After commit the outbox
-ids are published. Integrity and version races become 409 `conflict` (or `duplicate_binding`)."""
+reschedules the binding's timer, appends one history row and one outbox event (`writes.transition`: one
+statement on PostgreSQL). After commit the outbox ids are published. Integrity and version races become
+409 `conflict` (or `duplicate_binding`).
+
+A command runs on one SQLAlchemy Connection (`cmd.conn`); an ORM Session on that same connection and
+transaction (`cmd.session`) is made only when a step asks for one, because the session's bookkeeping cost
+about a fifth of a simple command's client CPU (bench/transitions.py)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -10,21 +15,21 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from models import Transition, VerificationAttempt
+from models import VerificationAttempt
 from models.crypto import lookup_hash
 from models.types import utcnow
 
-from . import machine, outbox, rows, timers
+from . import machine, outbox, rows, timers, writes
 from .actors import SYSTEM_TIMER, Actor
 from .errors import DomainError
 from .idnumbers import normalize
+from .statements import Statement
 from .views import binding_view
 
-HISTORY = Transition.__table__
-_APPEND = sa.insert(HISTORY)  # built once: see rows.py on statement reuse
-_ABANDON = (sa.update(VerificationAttempt).where(VerificationAttempt.binding_id == sa.bindparam("b"),
-                                                 VerificationAttempt.status == "pending")
-            .values(status="abandoned", completed_at=sa.bindparam("t"), reason=sa.bindparam("why")))
+VA = VerificationAttempt.__table__
+_ABANDON = Statement(sa.update(VA).where(VA.c.binding_id == sa.bindparam("b"), VA.c.status == "pending")
+                     .values(status="abandoned", completed_at=sa.bindparam("t", type_=VA.c.completed_at.type),
+                             reason=sa.bindparam("why")))
 EVENT_TYPES = {
     "invite": "binding.invited", "start_verification": "binding.verification_requested",
     "verification_passed": "binding.face_verified", "accept": "binding.accepted",
@@ -43,16 +48,41 @@ def event_type(event: str, dest: str) -> str:
 class Command:
     timer = SYSTEM_TIMER
 
-    def __init__(self, session, now: datetime, platform=None):
-        self.session = session
+    def __init__(self, db, connection: sa.Connection, now: datetime, platform=None):
+        self._db, self._conn, self._session = db, connection, None
         self.now = now
         self.platform = platform  # the calling platform (a PlatformInfo), None for internal callers
         self.messages: list[int] = []  # outbox ids, published after commit
+        self.view: dict | None = None  # the binding as the last transition left it (API answer shape)
+
+    @property
+    def conn(self) -> sa.Connection:
+        """The command's connection, with the session's pending ORM changes flushed to it first."""
+        s = self._session
+        if s is not None and (s.new or s.dirty or s.deleted):
+            s.flush()
+        return self._conn
+
+    @property
+    def session(self):
+        """An ORM Session in the command's transaction, made on first use."""
+        if self._session is None:
+            self._session = self._db(bind=self._conn)
+        return self._session
+
+    def finish(self) -> None:
+        if self._session is not None:
+            self._session.flush()
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+        self._conn.close()
 
     def lock_binding(self, binding_id: str) -> rows.BindingRow:
         """The binding, locked; not_found also when the calling platform serves neither side's province
         (checked on the locked row, in the command's own transaction: ids cannot be probed)."""
-        row = rows.lock(self.session, binding_id)
+        row = rows.lock(self.conn, binding_id)
         if self.platform is not None and not visible_to(self.platform, row):
             raise DomainError("not_found", f"no binding {binding_id}")
         return row
@@ -84,25 +114,25 @@ class Command:
             raise DomainError("illegal_transition", "the invitation has expired")
         before, after = machine.fire(row, event, **facts)
         if before == "invited" and after in machine.TERMINAL and not event.startswith("verification_"):
-            self.session.execute(_ABANDON, {"b": row.id, "t": self.now, "why": event})
+            _ABANDON.run(self.conn, {"b": row.id, "t": self.now, "why": event})
         row.version = (row.version or 0) + 1
         row.updated_at = self.now
         if after in machine.TERMINAL:
             row.ended_at, row.end_event = self.now, event
         timers.reschedule(row, attempt_deadline)
-        rows.save(self.session, row)
         origin = None if before == machine.NEW else before
-        self.session.execute(_APPEND, dict(
-            binding_id=row.id, seq=row.version, from_state=origin, to_state=after, event=event,
-            actor_kind=actor.kind, actor_id=actor.id, channel=channel, reason=reason, at=self.now))
-        data = {"binding": binding_view(row, row.grantor, row.beneficiary),
+        history = dict(binding_id=row.id, seq=row.version, from_state=origin, to_state=after, event=event,
+                       actor_kind=actor.kind, actor_id=actor.id, channel=channel, reason=reason, at=self.now)
+        self.view = binding_view(row, row.grantor, row.beneficiary)
+        data = {"binding": self.view,
                 "transition": {"event": event, "from": origin, "to": after, "actor": actor.as_dict(),
                                "reason": reason}, **(extra or {})}
-        self.emit(event_type(event, after), data, binding_id=row.id, version=row.version)
+        message = outbox.message(event_type(event, after), self.now, data, binding_id=row.id, version=row.version)
+        self.messages.append(writes.transition(self.conn, row, history, message))
         return before, after
 
     def emit(self, topic: str, data: dict, **kw) -> None:
-        self.messages.append(outbox.write(self.session, topic, self.now, data, **kw))
+        self.messages.append(outbox.write(self.conn, topic, self.now, data, **kw))
 
 
 def visible_to(platform, binding) -> bool:
@@ -123,11 +153,11 @@ def _integrity_code(exc: sa.exc.IntegrityError) -> str:
 def command(db, *, now: datetime | None = None, platform=None):
     """Open one transaction for one command; commit on success, publish its outbox rows after. With
     `platform`, a binding it may not see is not found (`Command.lock_binding`)."""
-    session = db()
-    cmd = Command(session, now or utcnow(), platform)
+    cmd = Command(db, db.kw["bind"].connect(), now or utcnow(), platform)
     try:
-        with session.begin():
+        with cmd._conn.begin():
             yield cmd
+            cmd.finish()
     except sa.exc.IntegrityError as exc:
         raise DomainError(_integrity_code(exc)) from exc
     except sa.exc.OperationalError as exc:
@@ -135,5 +165,5 @@ def command(db, *, now: datetime | None = None, platform=None):
             raise DomainError("conflict", "a concurrent change won") from None
         raise
     finally:
-        session.close()
+        cmd.close()
     outbox.published(cmd.messages)

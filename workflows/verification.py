@@ -16,35 +16,35 @@ from models.types import new_id
 from . import machine, policy, rows
 from .actors import Actor
 from .errors import DomainError
+from .statements import Statement
 from .unit import Command, command
 from .views import attempt_view, binding_view
 
 
 VA = VerificationAttempt.__table__
-# statements built once (statement reuse, see workflows/rows.py); attempts are plain namespaces
-_PENDING = sa.select(VA).where(VA.c.binding_id == sa.bindparam("b"), VA.c.status == "pending")
-_BY_ID = sa.select(VA).where(VA.c.id == sa.bindparam("v")).with_for_update()
-_COUNT = sa.select(sa.func.count()).where(VA.c.binding_id == sa.bindparam("b"))
-_INSERT = sa.insert(VA)
-_CLOSE = (sa.update(VA).where(VA.c.id == sa.bindparam("v"))
-          .values(status=sa.bindparam("s"), completed_at=sa.bindparam("t"), reason=sa.bindparam("why"),
-                  verifier_id=sa.bindparam("by")))
+# statements built once (workflows/statements.py); attempts are plain namespaces
+_PENDING = Statement(sa.select(VA).where(VA.c.binding_id == sa.bindparam("b"), VA.c.status == "pending"))
+_ALL = Statement(sa.select(VA).where(VA.c.binding_id == sa.bindparam("b")))
+_BY_ID = Statement(sa.select(VA).where(VA.c.id == sa.bindparam("v")).with_for_update())
+_INSERT = Statement(sa.insert(VA).values({c.name: sa.bindparam(c.name, type_=c.type) for c in VA.columns}))
+_CLOSE = Statement(sa.update(VA).where(VA.c.id == sa.bindparam("v"))
+                   .values(status=sa.bindparam("s"), completed_at=sa.bindparam("t", type_=VA.c.completed_at.type),
+                           reason=sa.bindparam("why"), verifier_id=sa.bindparam("by")))
 
 
-def _one(cmd: Command, statement, **params) -> SimpleNamespace | None:
-    found = cmd.session.execute(statement, params).mappings().first()
-    return SimpleNamespace(**found) if found is not None else None
+def _attempt(found: tuple | None) -> SimpleNamespace | None:
+    return SimpleNamespace(**dict(zip(_ALL.keys, found))) if found is not None else None
 
 
 def _pending(cmd: Command, binding_id: str) -> SimpleNamespace | None:
-    return _one(cmd, _PENDING, b=binding_id)
+    return _attempt(_PENDING.first(cmd.conn, {"b": binding_id}))
 
 
 def _close(cmd: Command, attempt: SimpleNamespace, status: str, reason: str | None,
            verifier_id: str | None = None) -> None:
     attempt.status, attempt.completed_at, attempt.reason = status, cmd.now, reason
     attempt.verifier_id = verifier_id or attempt.verifier_id
-    cmd.session.execute(_CLOSE, {"v": attempt.id, "s": status, "t": cmd.now, "why": reason,
+    _CLOSE.run(cmd.conn, {"v": attempt.id, "s": status, "t": cmd.now, "why": reason,
                                  "by": attempt.verifier_id})
 
 
@@ -57,16 +57,17 @@ def start_verification(db, binding_id: str, actor, *, channel: str | None = None
         cmd.authorize_actor(row, "start_verification", who, None)
         if not machine.allowed(row.state, "start_verification"):
             raise DomainError("illegal_transition", f"start_verification is not possible in state {row.state}")
-        attempt = _pending(cmd, row.id)
+        attempts = [_attempt(found) for found in _ALL.rows(cmd.conn, {"b": row.id})]
+        attempt = next((a for a in attempts if a.status == "pending"), None)
         if attempt is None:
-            pol = policy.by_id(cmd.session, row.policy_id, row.grantor_region, cmd.now)
-            count = cmd.session.execute(_COUNT, {"b": row.id}).scalar_one()
+            pol = policy.by_id(cmd.conn, row.policy_id, row.grantor_region, cmd.now)
+            count = len(attempts)
             attempt = SimpleNamespace(id=new_id("ver"), binding_id=row.id, attempt_no=count + 1, status="pending",
                                       opened_at=cmd.now, completed_at=None, reason=None, verifier_id=None,
                                       provider_status=None, provider_session_id=None, provider_requests=0,
                                       provider_error=None,
                                       deadline_at=cmd.now + timedelta(seconds=pol.verification_timeout_s))
-            cmd.session.execute(_INSERT, vars(attempt))
+            _INSERT.run(cmd.conn, vars(attempt))
             cmd.transition(row, "start_verification", who, channel=channel, attempt_deadline=attempt.deadline_at,
                            extra={"verification": attempt_view(attempt)})
         return {"verification_id": attempt.id, "state": row.state, "attempt": attempt_view(attempt),
@@ -74,7 +75,7 @@ def start_verification(db, binding_id: str, actor, *, channel: str | None = None
 
 
 def _fail(cmd: Command, row, attempt: SimpleNamespace, actor: Actor, reason: str) -> None:
-    pol = policy.by_id(cmd.session, row.policy_id, row.grantor_region, cmd.now)
+    pol = policy.by_id(cmd.conn, row.policy_id, row.grantor_region, cmd.now)
     row.failed_verifications = (row.failed_verifications or 0) + 1
     exhausted = row.failed_verifications >= pol.max_verification_attempts
     cmd.transition(row, "verification_failed", actor, reason=reason, attempts_exhausted=exhausted,
@@ -89,7 +90,7 @@ def record_verification_result(db, *, verification_id: str, binding_id: str, res
         raise DomainError("validation_failed", "result is passed or failed")
     with command(db, now=now) as cmd:
         row = cmd.lock_binding(binding_id)
-        attempt = _one(cmd, _BY_ID, v=verification_id)
+        attempt = _attempt(_BY_ID.first(cmd.conn, {"v": verification_id}))
         if attempt is None or attempt.binding_id != row.id:
             raise DomainError("not_found", f"no verification {verification_id} on binding {binding_id}")
         if attempt.status != "pending" or row.state != "invited":
@@ -109,7 +110,7 @@ def timeout_attempt(cmd: Command, row) -> None:
     if attempt is None or row.state != "invited":
         from .timers import reschedule
         reschedule(row)
-        rows.save(cmd.session, row)
+        rows.save(cmd.conn, row)
         return
     _close(cmd, attempt, "timed_out", "no result in time")
     _fail(cmd, row, attempt, cmd.timer, "verification_timeout")
