@@ -31,3 +31,42 @@ def fresh_database(server_url: str, name: str) -> str:
         c.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin.dispose()
     return u.set(database=name).render_as_string(hide_password=False)
+
+
+class ServerCPU:
+    """CPU seconds the PostgreSQL server has used (postmaster and every backend, live or exited), read from
+    /proc when the server runs on this machine and its postmaster.pid is readable; else `None`.
+
+    Exited backends count through the postmaster's cutime/cstime (it reaps them), so a peer's run, whose
+    connections are closed by the time it is read, is counted as fully as ours."""
+
+    def __init__(self, engine):
+        self.pid = None
+        try:
+            with engine.connect() as c:
+                data_dir = c.exec_driver_sql("show data_directory").scalar()
+            with open(os.path.join(data_dir, "postmaster.pid")) as fh:
+                self.pid = int(fh.readline())
+            self.tick = os.sysconf("SC_CLK_TCK")
+            self.seconds()
+        except (OSError, ValueError, sa.exc.DBAPIError):
+            self.pid = None
+
+    def seconds(self) -> float | None:
+        if self.pid is None:
+            return None
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid, ppid = int(entry), int(fields[1])
+            if pid == self.pid:
+                total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+            elif ppid == self.pid:
+                total += int(fields[11]) + int(fields[12])
+        return total / self.tick

@@ -58,7 +58,7 @@ from workflows import invite as invite_mod  # noqa: E402
 from workflows.idnumbers import with_check_digit  # noqa: E402
 
 sys.path.append(_HERE)  # `transitions` (the library) is loaded by now: this directory cannot shadow it any more
-from common import database_url, fresh_database  # noqa: E402
+from common import ServerCPU, database_url, fresh_database  # noqa: E402
 
 PEERS = "/work/shared/bench/peers"
 COMMANDS = ("invite", "start_verification", "record_verification_result", "accept", "authorize", "unbind")
@@ -162,6 +162,13 @@ def lifecycle_one(db, g: str, b: str, lat: dict[str, list[float]]) -> None:
         lat[name].append(dt)
 
 
+SERVER: ServerCPU | None = None  # set in main()
+
+
+def server_seconds() -> float | None:
+    return SERVER.seconds() if SERVER is not None else None
+
+
 def run_lifecycle(db, families, threads: int, counter: StatementCounter | None = None) -> dict:
     lat: dict[str, list[float]] = {c: [] for c in COMMANDS}
     errors: list[BaseException] = []
@@ -173,16 +180,17 @@ def run_lifecycle(db, families, threads: int, counter: StatementCounter | None =
             errors.append(exc)
 
     stmts0 = counter.n if counter else 0
-    cpu0 = time.process_time()
+    cpu0, server0 = time.process_time(), server_seconds()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, families))
     wall = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
+    cpu, server1 = time.process_time() - cpu0, server_seconds()
     if errors:
         raise RuntimeError(f"{len(errors)} of {len(families)} lifecycles failed; first: {errors[0]!r}") from errors[0]
     n = len(families)
-    return {"n": n, "wall": wall, "cpu": cpu, "all_tps": ALL * n / wall, "main_tps": MAIN_LINE * n / wall,
+    return {"n": n, "wall": wall, "cpu": cpu, "server": None if server0 is None else server1 - server0,
+            "all_tps": ALL * n / wall, "main_tps": MAIN_LINE * n / wall,
             "stmts": ((counter.n - stmts0) / n) if counter else None,
             "lat": {c: (pct(v, 50), pct(v, 99)) for c, v in lat.items()}}
 
@@ -216,19 +224,20 @@ def profile_lifecycle(db, families, out_path: str | None) -> None:
 
 
 def run_peer(script: str, url: str, n: int, threads: int, extra: tuple[str, ...] = ()) -> dict:
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ru0, server0 = resource.getrusage(resource.RUSAGE_CHILDREN), server_seconds()
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, script, url, str(n), str(threads), *extra],
                           capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ru1, server1 = resource.getrusage(resource.RUSAGE_CHILDREN), server_seconds()
     if proc.returncode != 0:
         raise RuntimeError(f"{os.path.basename(script)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     m = re.search(r"=\s*([0-9.]+)\s*transitions/s", proc.stdout)
     if not m:
         raise RuntimeError(f"no '= X transitions/s' in the output of {script}:\n{proc.stdout}")
     return {"tps": float(m.group(1)), "line": proc.stdout.strip().splitlines()[-1], "wall": wall,
-            "cpu": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)}
+            "cpu": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime),
+            "server": None if server0 is None else server1 - server0}
 
 
 def dbos_available() -> bool:
@@ -380,6 +389,8 @@ def main() -> None:
         seed.seed_dev_platforms(s)
     policy.clear_cache()
     counter = StatementCounter(engine)
+    global SERVER
+    SERVER = ServerCPU(engine)
     revision = code_revision()
     facts = server_facts(engine)
     durable = facts["fsync"] == "on" and facts["synchronous_commit"] == "on"
@@ -477,6 +488,10 @@ def main() -> None:
             lines.append(f"DBOS peer       {dbos_note}")
         lines.append(f"client CPU      gongji {1e3 * med(gongji_runs, 'cpu') / (ALL * n):.2f} ms/transition"
                      + (f", plain SQL {1e3 * med(plain_runs, 'cpu') / (5 * n):.2f} ms/transition" if plain_runs else ""))
+        if gongji_runs[0]["server"] is not None:
+            lines.append(f"server CPU      gongji {1e3 * med(gongji_runs, 'server') / (ALL * n):.2f} ms/transition"
+                         + (f", plain SQL {1e3 * med(plain_runs, 'server') / (5 * n):.2f} ms/transition"
+                            if plain_runs else "") + " (PostgreSQL: postmaster and backends)")
         lines.append(f"SQL statements  gongji {med(gongji_runs, 'stmts'):.1f} per binding (6 transactions), "
                      "plain SQL 14 per binding (5 transactions)")
         lines.append("")

@@ -61,7 +61,6 @@ class Binding(Base):
         sa.Index("ix_bindings_deadline", "deadline_at",
                  sqlite_where=sa.text("deadline_at is not null"),
                  postgresql_where=sa.text("deadline_at is not null")),
-        sa.Index("ix_bindings_province_state", "province_code", "state"),
         # the platforms' pull feed (`GET /api/v1/sync/bindings`) pages through changes in this order
         sa.Index("ix_bindings_updated", "updated_at", "id"),
         # the dashboard: keyset pages of one state (and stuck past_service_level: pending states changed long ago),
@@ -102,7 +101,7 @@ class VerificationAttempt(Base):
     __tablename__ = "verification_attempts"
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=lambda: new_id("ver"))
-    binding_id: Mapped[str] = mapped_column(sa.ForeignKey("bindings.id"), index=True)
+    binding_id: Mapped[str] = mapped_column(sa.ForeignKey("bindings.id"))  # looked up via uq_..._no
     attempt_no: Mapped[int] = mapped_column(sa.Integer)
     status: Mapped[str] = mapped_column(sa.String(16), default="pending")
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -10,7 +10,6 @@ from . import rules
 from .errors import DomainError
 from .persons import facts
 from .unit import command
-from .views import binding_view
 
 
 def _simple(event: str):
@@ -21,7 +20,7 @@ def _simple(event: str):
             who = cmd.resolve(actor, row)
             cmd.authorize_actor(row, event, who, reason)
             cmd.transition(row, event, who, channel=channel, reason=reason)
-            return binding_view(row, row.grantor, row.beneficiary)
+            return cmd.view
     run.__name__ = event
     run.__doc__ = f"Fire `{event}` on a binding for an actor allowed to (DESIGN §2)."
     return run
@@ -45,7 +44,7 @@ def accept(db, binding_id: str, actor, *, channel: str | None = None, now=None, 
             rules.check_grantor(facts(cmd.conn, grantor))
             rules.check_beneficiary(facts(cmd.conn, row.beneficiary))
         cmd.transition(row, "accept", who, channel=channel)
-        return binding_view(row, row.grantor, row.beneficiary)
+        return cmd.view
 
 
 def authorize(db, binding_id: str, actor, amount_fen: int | None, *, channel: str | None = None,
@@ -61,7 +60,7 @@ def authorize(db, binding_id: str, actor, amount_fen: int | None, *, channel: st
         row.authorized_amount_fen = amount_fen  # rolled back with the transaction if the event is refused
         cmd.transition(row, "authorize", who, channel=channel,
                        reason="whole_balance" if amount_fen is None else f"amount_fen={amount_fen}")
-        return binding_view(row, row.grantor, row.beneficiary)
+        return cmd.view
 
 
 __all__ = ["accept", "authorize", "cancel", "decline", "expire", "reject", "unbind", "DomainError"]
