@@ -9,13 +9,13 @@ from models import Person
 from . import rules
 from .errors import DomainError
 from .persons import facts
-from .unit import command
+from .unit import command, retried
 
 
-def _simple(event: str):
+def _simple(event: str, *, optimistic: bool = False):
     def run(db, binding_id: str, actor, *, reason: str | None = None, channel: str | None = None, now=None,
             platform=None):
-        with command(db, now=now, platform=platform) as cmd:
+        with command(db, now=now, platform=platform, optimistic=optimistic) as cmd:
             row = cmd.lock_binding(binding_id)
             who = cmd.resolve(actor, row)
             cmd.authorize_actor(row, event, who, reason)
@@ -23,19 +23,20 @@ def _simple(event: str):
             return cmd.view
     run.__name__ = event
     run.__doc__ = f"Fire `{event}` on a binding for an actor allowed to (DESIGN §2)."
-    return run
+    return retried(run) if optimistic else run
 
 
 decline = _simple("decline")
 cancel = _simple("cancel")
-unbind = _simple("unbind")
+unbind = _simple("unbind", optimistic=True)  # from accepted/authorized only: no attempts to abandon
 expire = _simple("expire")
 reject = _simple("reject")
 
 
+@retried
 def accept(db, binding_id: str, actor, *, channel: str | None = None, now=None, platform=None) -> dict:
     """The beneficiary accepts after face verification; eligibility is checked again at this moment."""
-    with command(db, now=now, platform=platform) as cmd:
+    with command(db, now=now, platform=platform, optimistic=True) as cmd:
         row = cmd.lock_binding(binding_id)
         who = cmd.resolve(actor, row)
         cmd.authorize_actor(row, "accept", who, None)
@@ -47,10 +48,11 @@ def accept(db, binding_id: str, actor, *, channel: str | None = None, now=None, 
         return cmd.view
 
 
+@retried
 def authorize(db, binding_id: str, actor, amount_fen: int | None, *, channel: str | None = None,
               now=None, platform=None) -> dict:
     """The grantor sets the authorized amount in fen (None = the whole balance); again to change it."""
-    with command(db, now=now, platform=platform) as cmd:
+    with command(db, now=now, platform=platform, optimistic=True) as cmd:
         row = cmd.lock_binding(binding_id)  # an unknown (or unseen) binding answers not_found first
         rules.check_amount(amount_fen)
         who = cmd.resolve(actor, row)

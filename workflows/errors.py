@@ -49,3 +49,11 @@ class DomainError(Exception):
         self.detail = detail or self.title
         self.extra = extra
         super().__init__(f"{code}: {self.detail}")
+
+
+class VersionConflict(DomainError):
+    """The row's version moved between a command's read and its write (`conflict`); nothing was written,
+    so an optimistic command may run again (`unit.retried`)."""
+
+    def __init__(self, detail: str = "the binding changed concurrently"):
+        super().__init__("conflict", detail)

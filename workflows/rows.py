@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from models import ACTIVE_STATES, Binding, Person
 
-from .errors import DomainError
+from .errors import DomainError, VersionConflict
 from .statements import Statement, constant_in
 
 B = Binding.__table__
@@ -138,5 +138,5 @@ def save(conn, row: BindingRow) -> None:
     if row._loaded_version is None:
         return insert(conn, row)
     if _UPDATE.run(conn, update_params(row)) != 1:
-        raise DomainError("conflict", "the binding changed concurrently")
+        raise VersionConflict()
     row._loaded_version = row.version

@@ -13,11 +13,11 @@ import sqlalchemy as sa
 from models import VerificationAttempt
 from models.types import new_id
 
-from . import machine, policy, rows
+from . import machine, policy, rows, writes
 from .actors import Actor
 from .errors import DomainError
 from .statements import Statement
-from .unit import Command, command
+from .unit import Command, command, retried
 from .views import attempt_view, binding_view
 
 
@@ -25,11 +25,8 @@ VA = VerificationAttempt.__table__
 # statements built once (workflows/statements.py); attempts are plain namespaces
 _PENDING = Statement(sa.select(VA).where(VA.c.binding_id == sa.bindparam("b"), VA.c.status == "pending"))
 _ALL = Statement(sa.select(VA).where(VA.c.binding_id == sa.bindparam("b")))
-_BY_ID = Statement(sa.select(VA).where(VA.c.id == sa.bindparam("v")).with_for_update())
-_INSERT = Statement(sa.insert(VA).values({c.name: sa.bindparam(c.name, type_=c.type) for c in VA.columns}))
-_CLOSE = Statement(sa.update(VA).where(VA.c.id == sa.bindparam("v"))
-                   .values(status=sa.bindparam("s"), completed_at=sa.bindparam("t", type_=VA.c.completed_at.type),
-                           reason=sa.bindparam("why"), verifier_id=sa.bindparam("by")))
+# no lock: the attempt is written only with its binding's transition, which checks the binding's version
+_BY_ID = Statement(sa.select(VA).where(VA.c.id == sa.bindparam("v")))
 
 
 def _attempt(found: tuple | None) -> SimpleNamespace | None:
@@ -41,17 +38,18 @@ def _pending(cmd: Command, binding_id: str) -> SimpleNamespace | None:
 
 
 def _close(cmd: Command, attempt: SimpleNamespace, status: str, reason: str | None,
-           verifier_id: str | None = None) -> None:
+           verifier_id: str | None = None) -> tuple[str, dict]:
+    """Close the attempt (in memory); the write that goes with the transition (`writes.transition`)."""
     attempt.status, attempt.completed_at, attempt.reason = status, cmd.now, reason
     attempt.verifier_id = verifier_id or attempt.verifier_id
-    _CLOSE.run(cmd.conn, {"v": attempt.id, "s": status, "t": cmd.now, "why": reason,
-                                 "by": attempt.verifier_id})
+    return "close_attempt", {"id": attempt.id, **{c: getattr(attempt, c) for c in writes.CLOSE_COLUMNS}}
 
 
+@retried
 def start_verification(db, binding_id: str, actor, *, channel: str | None = None, now=None,
                        platform=None) -> dict:
     """The beneficiary opens a face-verification attempt (or gets the one still open)."""
-    with command(db, now=now, platform=platform) as cmd:
+    with command(db, now=now, platform=platform, optimistic=True) as cmd:
         row = cmd.lock_binding(binding_id)
         who = cmd.resolve(actor, row)
         cmd.authorize_actor(row, "start_verification", who, None)
@@ -67,28 +65,28 @@ def start_verification(db, binding_id: str, actor, *, channel: str | None = None
                                       provider_status=None, provider_session_id=None, provider_requests=0,
                                       provider_error=None,
                                       deadline_at=cmd.now + timedelta(seconds=pol.verification_timeout_s))
-            _INSERT.run(cmd.conn, vars(attempt))
             cmd.transition(row, "start_verification", who, channel=channel, attempt_deadline=attempt.deadline_at,
-                           extra={"verification": attempt_view(attempt)})
+                           extra={"verification": attempt_view(attempt)}, side=("open_attempt", vars(attempt)))
         return {"verification_id": attempt.id, "state": row.state, "attempt": attempt_view(attempt),
                 "binding": binding_view(row, row.grantor, row.beneficiary)}
 
 
-def _fail(cmd: Command, row, attempt: SimpleNamespace, actor: Actor, reason: str) -> None:
+def _fail(cmd: Command, row, attempt: SimpleNamespace, actor: Actor, reason: str, side) -> None:
     pol = policy.by_id(cmd.conn, row.policy_id, row.grantor_region, cmd.now)
     row.failed_verifications = (row.failed_verifications or 0) + 1
     exhausted = row.failed_verifications >= pol.max_verification_attempts
     cmd.transition(row, "verification_failed", actor, reason=reason, attempts_exhausted=exhausted,
-                   extra={"verification": attempt_view(attempt)})
+                   extra={"verification": attempt_view(attempt)}, side=side)
 
 
+@retried
 def record_verification_result(db, *, verification_id: str, binding_id: str, result: str,
                                verifier_id: str, reason: str | None = None, now=None) -> str:
     """Apply a verifier's `verification.completed`. Returns the outcome; a late or repeated result
     for an attempt that is no longer pending changes nothing (`ignored_<status>`)."""
     if result not in ("passed", "failed"):
         raise DomainError("validation_failed", "result is passed or failed")
-    with command(db, now=now) as cmd:
+    with command(db, now=now, optimistic=True) as cmd:
         row = cmd.lock_binding(binding_id)
         attempt = _attempt(_BY_ID.first(cmd.conn, {"v": verification_id}))
         if attempt is None or attempt.binding_id != row.id:
@@ -96,11 +94,12 @@ def record_verification_result(db, *, verification_id: str, binding_id: str, res
         if attempt.status != "pending" or row.state != "invited":
             return f"ignored_{attempt.status}"
         verifier = Actor("verifier", verifier_id)
-        _close(cmd, attempt, result, reason, verifier_id)
+        closed = _close(cmd, attempt, result, reason, verifier_id)
         if result == "passed":
-            cmd.transition(row, "verification_passed", verifier, extra={"verification": attempt_view(attempt)})
+            cmd.transition(row, "verification_passed", verifier, extra={"verification": attempt_view(attempt)},
+                           side=closed)
         else:
-            _fail(cmd, row, attempt, verifier, reason or "verification_failed")
+            _fail(cmd, row, attempt, verifier, reason or "verification_failed", closed)
         return result
 
 
@@ -112,5 +111,4 @@ def timeout_attempt(cmd: Command, row) -> None:
         reschedule(row)
         rows.save(cmd.conn, row)
         return
-    _close(cmd, attempt, "timed_out", "no result in time")
-    _fail(cmd, row, attempt, cmd.timer, "verification_timeout")
+    _fail(cmd, row, attempt, cmd.timer, "verification_timeout", _close(cmd, attempt, "timed_out", "no result in time"))

@@ -1,0 +1,194 @@
+"""The lean command path: optimistic commands (read, then one version-checked write), hot statements on
+the driver's cursor (`workflows/statements.py`), and the pool's ping of idle connections.
+
+Concurrent changes are injected at the exact moment between a command's read and its write (the read is
+wrapped), so these tests decide nothing by timing."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from models import db as mdb
+from workflows import commands, rows, unit
+from workflows.errors import DomainError, VersionConflict
+from workflows.statements import Statement
+
+from .support import T0, accepted, assert_history_consistent, binding, person
+
+
+def _between_read_and_write(monkeypatch, competitor, times: int = 1):
+    """Run `competitor()` right after the next `times` optimistic reads (each in its own transaction; the
+    competitor's own reads are left alone)."""
+    original, left, busy = rows.get, [times], [False]
+
+    def read_then_compete(conn, binding_id):
+        row = original(conn, binding_id)
+        if left[0] > 0 and not busy[0]:
+            left[0] -= 1
+            busy[0] = True
+            try:
+                competitor()
+            finally:
+                busy[0] = False
+        return row
+    monkeypatch.setattr(rows, "get", read_then_compete)
+
+
+@pytest.mark.pg
+def test_optimistic_command_runs_again_on_the_state_the_winner_left(pg_db, family, monkeypatch):
+    """Given an accepted binding,
+    when the beneficiary's unbind commits between the grantor's authorize reading the binding and writing it,
+    then authorize's write changes nothing, it runs again on the unbound binding and is refused with
+    illegal_transition (what waiting for a row lock would have answered), and history holds one row per
+    version with the unbind last."""
+    fam = family(pg_db, now=T0)
+    bid = accepted(pg_db, fam)
+    later = T0 + timedelta(hours=1)
+    _between_read_and_write(monkeypatch, lambda: commands.unbind(pg_db, bid, person(fam.beneficiary), now=later))
+
+    with pytest.raises(DomainError) as refused:
+        commands.authorize(pg_db, bid, person(fam.grantor), 5000, now=later)
+
+    assert refused.value.code == "illegal_transition"
+    assert binding(pg_db, bid).state == "unbound"
+    assert [t.event for t in assert_history_consistent(pg_db, bid)][-2:] == ["accept", "unbind"]
+
+
+@pytest.mark.pg
+def test_optimistic_command_answers_conflict_when_it_loses_every_run(pg_db, family, monkeypatch):
+    """Given an accepted binding,
+    when another authorization commits between authorize's read and write on each of its runs,
+    then authorize gives up after unit.RETRIES runs with 409 conflict, having written nothing itself."""
+    fam = family(pg_db, now=T0)
+    bid = accepted(pg_db, fam)
+    later = T0 + timedelta(hours=1)
+    amounts = iter(range(1000, 1000 + unit.RETRIES))
+    _between_read_and_write(monkeypatch, lambda: commands.authorize(pg_db, bid, person(fam.grantor), next(amounts),
+                                                                    now=later), times=unit.RETRIES)
+
+    with pytest.raises(VersionConflict) as lost:
+        commands.authorize(pg_db, bid, person(fam.grantor), 1, now=later)
+
+    assert lost.value.code == "conflict" and lost.value.status == 409
+    row = binding(pg_db, bid)
+    assert row.authorized_amount_fen == 1000 + unit.RETRIES - 1  # the last competitor's, never ours
+    events = [t.event for t in assert_history_consistent(pg_db, bid)]
+    assert events.count("authorize") == unit.RETRIES
+
+
+@pytest.mark.pg
+def test_an_optimistic_command_is_two_statements_outside_a_transaction(pg_db, pg_engine, family):
+    """Given an accepted binding,
+    when it is unbound,
+    then the command sends exactly two statements, the read and one data-modifying CTE, both on a
+    connection in autocommit (no BEGIN/COMMIT round trips), and its history and outbox rows exist."""
+    fam = family(pg_db, now=T0)
+    bid = accepted(pg_db, fam)
+    seen = []
+
+    def hear(conn, cursor, statement, params, context, executemany):
+        seen.append((statement.split(None, 1)[0].upper(), conn.connection.dbapi_connection.autocommit))
+    sa.event.listen(pg_engine, "before_cursor_execute", hear)
+    try:
+        out = commands.unbind(pg_db, bid, person(fam.grantor), now=T0 + timedelta(hours=1))
+    finally:
+        sa.event.remove(pg_engine, "before_cursor_execute", hear)
+
+    assert out["state"] == "unbound"
+    assert seen == [("SELECT", True), ("WITH", True)]
+    with pg_engine.connect() as c:
+        topics = c.exec_driver_sql("SELECT topic FROM outbox WHERE binding_id = %(b)s ORDER BY id", {"b": bid})
+        assert [t for (t,) in topics][-1] == "binding.unbound"
+
+
+def test_an_optimistic_command_writes_only_through_its_transition(sqlite_db, family):
+    """Given an optimistic command,
+    when it tries an ORM session or a second write,
+    then it is stopped with RuntimeError before anything is written (the one write is what makes a
+    command without an explicit transaction atomic)."""
+    fam = family(sqlite_db, now=T0)
+    bid = accepted(sqlite_db, fam)
+    with pytest.raises(RuntimeError, match="no ORM session"):
+        with unit.command(sqlite_db, optimistic=True) as cmd:
+            cmd.session
+    with pytest.raises(RuntimeError, match="writes once"):
+        with unit.command(sqlite_db, now=T0 + timedelta(hours=1), optimistic=True) as cmd:
+            row = cmd.lock_binding(bid)
+            cmd.emit("binding.note", {"binding_id": bid})
+            cmd.transition(row, "unbind", cmd.resolve(person(fam.grantor), row))
+    assert binding(sqlite_db, bid).state == "accepted"
+
+
+# --- statements on the driver's cursor ----------------------------------------------------------------
+
+
+@pytest.mark.pg
+def test_timestamps_come_back_aware_utc_whatever_the_session_time_zone(pg_db, pg_engine, family):
+    """Given a binding and a connection whose session time zone is Asia/Shanghai,
+    when a hot statement reads it on the psycopg cursor,
+    then every timestamp is timezone-aware UTC (the column type's result processing ran)."""
+    fam = family(pg_db, now=T0)
+    bid = accepted(pg_db, fam)
+    with pg_engine.connect() as c:
+        c.exec_driver_sql("SET TIME ZONE 'Asia/Shanghai'")
+        row = rows.get(c, bid)
+        c.rollback()
+    assert row.created_at == T0 and row.created_at.utcoffset() == timedelta(0)
+    assert row.expires_at.tzinfo is not None and row.expires_at.utcoffset() == timedelta(0)
+
+
+@pytest.mark.pg
+def test_a_naive_timestamp_is_refused_and_a_duplicate_is_an_integrity_error(pg_engine):
+    """Given a hot INSERT statement,
+    when it gets a naive datetime, and when it inserts a primary key twice,
+    then the first is refused by the column type (ValueError) and the second raises SQLAlchemy's
+    IntegrityError, which commands answer as 409/422 (not a bare driver error)."""
+    t = sa.table("lean_probe", sa.column("id", sa.String), sa.column("at", sa.DateTime))
+    from models.types import UTCDateTime
+    insert = Statement(sa.insert(t).values(id=sa.bindparam("id"), at=sa.bindparam("at", type_=UTCDateTime())))
+    with pg_engine.connect() as c:
+        c.exec_driver_sql("CREATE TEMPORARY TABLE lean_probe (id text primary key, at timestamptz)")
+        with pytest.raises(ValueError, match="naive"):
+            insert.run(c, {"id": "a", "at": datetime(2026, 1, 1)})
+        assert insert.run(c, {"id": "a", "at": datetime(2026, 1, 1, tzinfo=timezone.utc)}) == 1
+        with pytest.raises(sa.exc.IntegrityError):
+            insert.run(c, {"id": "a", "at": datetime(2026, 1, 1, tzinfo=timezone.utc)})
+        c.rollback()
+
+
+def test_statements_the_cursor_path_cannot_run_are_refused_up_front():
+    """Given statements with an expanding IN list or a JSON result,
+    when they are compiled for PostgreSQL,
+    then they are refused (NotImplementedError) instead of silently skipping SQLAlchemy's processing."""
+    from sqlalchemy.dialects import postgresql
+
+    from workflows.statements import _Compiled
+    t = sa.table("x", sa.column("id", sa.String), sa.column("doc", sa.JSON))
+    with pytest.raises(NotImplementedError, match="expanding"):
+        _Compiled(sa.select(t.c.id).where(t.c.id.in_(["a", "b"])), postgresql.psycopg.dialect())
+    with pytest.raises(NotImplementedError, match="JSON"):
+        _Compiled(sa.select(t.c.doc), postgresql.psycopg.dialect())
+
+
+# --- the pool's ping --------------------------------------------------------------------------------------
+
+
+@pytest.mark.pg
+def test_a_connection_that_died_while_idle_is_replaced_at_checkout(pg_engine, monkeypatch):
+    """Given a pooled connection whose server process was terminated while it sat idle,
+    when it is checked out again after the idle threshold,
+    then the ping finds it dead and the pool hands out a fresh connection: the statement succeeds."""
+    engine = mdb.make_engine(pg_engine.url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        with engine.connect() as c:
+            dead = c.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with pg_engine.connect() as admin:
+            assert admin.exec_driver_sql(f"SELECT pg_terminate_backend({dead})").scalar()
+        monkeypatch.setattr(mdb, "PING_AFTER_IDLE_S", 0.0)
+        with engine.connect() as c:
+            alive = c.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        assert alive != dead
+    finally:
+        engine.dispose()
