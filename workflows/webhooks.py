@@ -12,11 +12,12 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from models import ReceivedWebhook
-from models.types import utcnow
+from models.types import new_id, utcnow
 
 from . import outbox, person_events, platforms
 from .errors import DomainError
 from .once import run_once
+from .statements import Statement
 from .verification import record_verification_result
 
 TYPES = ("verification.completed", "person.updated", "person.deceased", "relationship.ended",
@@ -26,35 +27,70 @@ SENDERS = {"verification.completed": ("verifier",)}
 
 
 RW = ReceivedWebhook.__table__
-_FIND = sa.select(RW.c.id).where(RW.c.platform_id == sa.bindparam("p"), RW.c.webhook_id == sa.bindparam("w"))
-_STORE: dict[str, sa.Insert] = {}  # per dialect: INSERT … ON CONFLICT (platform, webhook-id) DO NOTHING
+TOPIC = "webhook.received"
+_FIND = Statement(sa.select(RW.c.id).where(RW.c.platform_id == sa.bindparam("p"),
+                                           RW.c.webhook_id == sa.bindparam("w")))
+_ROW = {c: sa.bindparam(c, type_=RW.c[c].type)
+        for c in ("platform_id", "webhook_id", "type", "body", "headers", "received_at", "attempts")}
 
 
-def _store_statement(dialect: str):
-    if dialect not in _STORE:
-        from sqlalchemy.dialects import postgresql, sqlite
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        _STORE[dialect] = (insert(RW).on_conflict_do_nothing(index_elements=["platform_id", "webhook_id"])
-                           .returning(RW.c.id))
-    return _STORE[dialect]
+def _store(insert):
+    """INSERT … ON CONFLICT (platform, webhook-id) DO NOTHING RETURNING id: nothing for a duplicate."""
+    return (insert(RW).values(_ROW).on_conflict_do_nothing(index_elements=["platform_id", "webhook_id"])
+            .returning(RW.c.id))
+
+
+def _ingest_pg() -> Statement:
+    """The stored row and its outbox row (the envelope of `outbox.message`, built in SQL around the new
+    id) in one statement: on PostgreSQL an ingest is one round trip and one transaction."""
+    from sqlalchemy.dialects import postgresql
+    stored = _store(postgresql.insert).cte("s")
+    key, text = sa.literal_column, sa.String
+
+    def envelope_field(name):
+        return key(f"'{name}'"), sa.bindparam(f"o_{name}", type_=text)
+    envelope = sa.func.json_build_object(
+        *envelope_field("type"), *envelope_field("id"), *envelope_field("created_at"),
+        key("'data'"), sa.func.json_build_object(key("'received_webhook_id'"), stored.c.id))
+    o = outbox.OUTBOX
+    queued = sa.insert(o).from_select(
+        ["topic", "created_at", "payload", "attempts"],
+        sa.select(sa.bindparam("o_type", type_=text), sa.bindparam("received_at", type_=RW.c.received_at.type),
+                  envelope, key("0")).select_from(stored)).returning(o.c.id).cte("o")
+    return Statement(sa.select(stored.c.id, queued.c.id).select_from(stored.join(queued, sa.true())))
+
+
+_INGEST_PG = _ingest_pg()
+_STORE_OTHER: dict[str, Statement] = {}  # SQLite: built on first use with that dialect's insert
 
 
 def receive(db, *, platform, webhook_id: str, body: bytes, headers: dict, event_type: str) -> tuple[int, bool]:
     """Store a verified webhook with the outbox row that gets it processed; returns (row id, duplicate).
 
-    The ingest hot path: one INSERT that the unique (platform, webhook-id) turns into nothing for a duplicate
-    (also for two copies arriving at once), one outbox INSERT, one commit; statements built once."""
+    The ingest hot path. The unique (platform, webhook-id) turns a duplicate's INSERT into nothing (also
+    for two copies arriving at once). PostgreSQL: one statement in autocommit (`_ingest_pg`); elsewhere
+    the INSERT and the outbox INSERT in one transaction."""
     allowed = SENDERS.get(event_type, ("national", "province"))
     if platform.kind not in allowed:
         raise DomainError("not_your_binding", f"a {platform.kind} platform may not send {event_type}")
     now = utcnow()
-    with db.begin() as session:
-        stored = session.execute(_store_statement(session.get_bind().dialect.name), dict(
-            platform_id=platform.id, webhook_id=webhook_id, type=event_type, body=body.decode("utf-8"),
-            headers=headers, received_at=now, attempts=0)).scalar()
+    row = dict(platform_id=platform.id, webhook_id=webhook_id, type=event_type, body=body.decode("utf-8"),
+               headers=headers, received_at=now, attempts=0)
+    with db.kw["bind"].connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            found = _INGEST_PG.first(conn, {**row, "o_type": TOPIC, "o_id": new_id("evt"),
+                                            "o_created_at": now.isoformat()})
+            stored, msg = found if found is not None else (None, None)
+        else:
+            if conn.dialect.name not in _STORE_OTHER:
+                from sqlalchemy.dialects import sqlite
+                _STORE_OTHER[conn.dialect.name] = Statement(_store(sqlite.insert))
+            with conn.begin():
+                stored = _STORE_OTHER[conn.dialect.name].scalar(conn, row)
+                msg = None if stored is None else outbox.write(conn, TOPIC, now, {"received_webhook_id": stored})
         if stored is None:
-            return session.execute(_FIND, {"p": platform.id, "w": webhook_id}).scalar_one(), True
-        msg = outbox.write(session, "webhook.received", now, {"received_webhook_id": stored})
+            return _FIND.scalar(conn, {"p": platform.id, "w": webhook_id}), True
     outbox.published([msg])
     return stored, False
 
