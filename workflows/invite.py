@@ -51,9 +51,6 @@ _P = rows.P
 _PERSONS = Statement(sa.select(*[_P.c[n] for n in (*rows.PERSON_COLUMNS, "name", "commitment_version")])
                      .where(_P.c.id_number_hash.in_([sa.bindparam("a"), sa.bindparam("b")]))
                      .order_by(_P.c.id).with_for_update())
-_COMMIT = Statement(sa.update(_P).where(_P.c.id == sa.bindparam("p"))
-                    .values(commitment_version=sa.bindparam("v"),
-                            updated_at=sa.bindparam("t", type_=_P.c.updated_at.type)))
 
 
 def _counts(conn, grantor_id: str, beneficiary_id: str, grantor_since, beneficiary_since):
@@ -102,8 +99,10 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
         rules.check_frequency(counts.grantor_changes, g_policy)
         rules.check_frequency(counts.beneficiary_changes, b_policy)
 
+        letter = None
         if grantor.commitment_version != commitment_version:  # the letter the grantor signed, kept on the person
-            _COMMIT.run(s, {"p": grantor.id, "v": commitment_version, "t": cmd.now})
+            letter = ("commit_letter", {"person_id": grantor.id, "commitment_version": commitment_version,
+                                        "updated_at": cmd.now})
             grantor.commitment_version, grantor.updated_at = commitment_version, cmd.now
         row = rows.BindingRow(
             grantor, beneficiary, id=new_id("bnd"), grantor_id=grantor.id, beneficiary_id=beneficiary.id,
@@ -117,6 +116,6 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
             end_event=None)
         row._loaded_version = None  # new: the transition inserts it; the live-pair unique index decides a race
         cmd.transition(row, "invite", Actor("person", grantor.id), channel=channel, guardian=guardian,
-                       reason="guardian_path" if guardian else None)
+                       reason="guardian_path" if guardian else None, side=letter)
         return cmd.view
 

@@ -86,6 +86,13 @@ def from_mapping(m) -> BindingRow:
                       **{n: m[n] for n in BINDING_COLUMNS})
 
 
+def get_joined(conn, statement: Statement, params: dict) -> tuple[BindingRow, tuple] | None:
+    """One row of `statement` (a `select_bindings()` refined with more columns after the binding's own,
+    e.g. its verification attempt): the BindingRow and the other columns; None if no row."""
+    found = statement.first(conn, params)
+    return (from_row(found), found[len(_KEYS):]) if found is not None else None
+
+
 def lock(conn, binding_id: str) -> BindingRow:
     found = _LOCK.first(conn, {"binding_id": binding_id})
     if found is None:

@@ -104,6 +104,19 @@ class Command:
         also when the calling platform serves neither side's province (checked on the row the command
         read, in its own transaction: ids cannot be probed)."""
         row = (rows.get if self.optimistic else rows.lock)(self.conn, binding_id)
+        return self._visible(row, binding_id)
+
+    def read_binding_joined(self, binding_id: str, statement, **params) -> tuple[rows.BindingRow, tuple]:
+        """An optimistic command's read of the binding together with other rows in one statement
+        (`rows.get_joined`): the row (checked like `lock_binding`) and the other columns."""
+        if not self.optimistic:
+            raise RuntimeError("a joined read takes no lock: for optimistic commands only")
+        found = rows.get_joined(self.conn, statement, {"binding_id": binding_id, **params})
+        if found is None:
+            raise DomainError("not_found", f"no binding {binding_id}")
+        return self._visible(found[0], binding_id), found[1]
+
+    def _visible(self, row: rows.BindingRow, binding_id: str) -> rows.BindingRow:
         if self.platform is not None and not visible_to(self.platform, row):
             raise DomainError("not_found", f"no binding {binding_id}")
         return row

@@ -24,13 +24,28 @@ from .views import attempt_view, binding_view
 VA = VerificationAttempt.__table__
 # statements built once (workflows/statements.py); attempts are plain namespaces
 _PENDING = Statement(sa.select(VA).where(VA.c.binding_id == sa.bindparam("b"), VA.c.status == "pending"))
-_ALL = Statement(sa.select(VA).where(VA.c.binding_id == sa.bindparam("b")))
-# no lock: the attempt is written only with its binding's transition, which checks the binding's version
-_BY_ID = Statement(sa.select(VA).where(VA.c.id == sa.bindparam("v")))
+KEYS = tuple(c.name for c in VA.columns)  # id first
+# The binding read together with its attempts (one statement per optimistic command, no lock: an attempt is
+# written only with its binding's transition, which checks the binding's version).
+_A = VA.alias("a")
+_B = rows.B
+_ATTEMPT = [_A.c[c.name].label(f"a_{c.name}") for c in VA.columns]
+# record_verification_result: the attempt named, if it belongs to this binding
+_WITH_ATTEMPT = Statement(rows.select_bindings().add_columns(*_ATTEMPT)
+                          .outerjoin(_A, sa.and_(_A.c.id == sa.bindparam("v"), _A.c.binding_id == _B.c.id))
+                          .where(_B.c.id == sa.bindparam("binding_id")))
+# start_verification: the open attempt, if any, and how many attempts there were
+_WITH_OPEN = Statement(rows.select_bindings().add_columns(
+    *_ATTEMPT, sa.select(sa.func.count()).where(VA.c.binding_id == _B.c.id).scalar_subquery().label("attempts"))
+    .outerjoin(_A, sa.and_(_A.c.binding_id == _B.c.id, _A.c.status == "pending"))
+    .where(_B.c.id == sa.bindparam("binding_id")))
 
 
 def _attempt(found: tuple | None) -> SimpleNamespace | None:
-    return SimpleNamespace(**dict(zip(_ALL.keys, found))) if found is not None else None
+    """An attempt from its columns in table order (None when absent, also from an outer join's NULLs)."""
+    if found is None or found[0] is None:
+        return None
+    return SimpleNamespace(**dict(zip(KEYS, found)))
 
 
 def _pending(cmd: Command, binding_id: str) -> SimpleNamespace | None:
@@ -50,16 +65,14 @@ def start_verification(db, binding_id: str, actor, *, channel: str | None = None
                        platform=None) -> dict:
     """The beneficiary opens a face-verification attempt (or gets the one still open)."""
     with command(db, now=now, platform=platform, optimistic=True) as cmd:
-        row = cmd.lock_binding(binding_id)
+        row, rest = cmd.read_binding_joined(binding_id, _WITH_OPEN)
         who = cmd.resolve(actor, row)
         cmd.authorize_actor(row, "start_verification", who, None)
         if not machine.allowed(row.state, "start_verification"):
             raise DomainError("illegal_transition", f"start_verification is not possible in state {row.state}")
-        attempts = [_attempt(found) for found in _ALL.rows(cmd.conn, {"b": row.id})]
-        attempt = next((a for a in attempts if a.status == "pending"), None)
+        attempt, count = _attempt(rest[:-1]), rest[-1]
         if attempt is None:
             pol = policy.by_id(cmd.conn, row.policy_id, row.grantor_region, cmd.now)
-            count = len(attempts)
             attempt = SimpleNamespace(id=new_id("ver"), binding_id=row.id, attempt_no=count + 1, status="pending",
                                       opened_at=cmd.now, completed_at=None, reason=None, verifier_id=None,
                                       provider_status=None, provider_session_id=None, provider_requests=0,
@@ -87,9 +100,9 @@ def record_verification_result(db, *, verification_id: str, binding_id: str, res
     if result not in ("passed", "failed"):
         raise DomainError("validation_failed", "result is passed or failed")
     with command(db, now=now, optimistic=True) as cmd:
-        row = cmd.lock_binding(binding_id)
-        attempt = _attempt(_BY_ID.first(cmd.conn, {"v": verification_id}))
-        if attempt is None or attempt.binding_id != row.id:
+        row, rest = cmd.read_binding_joined(binding_id, _WITH_ATTEMPT, v=verification_id)
+        attempt = _attempt(rest)
+        if attempt is None:
             raise DomainError("not_found", f"no verification {verification_id} on binding {binding_id}")
         if attempt.status != "pending" or row.state != "invited":
             return f"ignored_{attempt.status}"

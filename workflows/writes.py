@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from models import Transition, VerificationAttempt
+from models import Person, Transition, VerificationAttempt
 
 from . import outbox, rows
-from .errors import DomainError, VersionConflict
+from .errors import VersionConflict
 from .statements import Statement
 
 HISTORY = Transition.__table__
@@ -49,7 +49,19 @@ def _close_attempt(u=None):
     return sa.update(VA).where(*where).values(dict(zip(CLOSE_COLUMNS, _prefixed(VA, CLOSE_COLUMNS, "a_"))))
 
 
-SIDES = {"open_attempt": _open_attempt, "close_attempt": _close_attempt}
+P = Person.__table__
+
+
+def _commit_letter(u=None):
+    """The grantor's signed commitment letter version, kept on the person with the invitation."""
+    where = [P.c.id == sa.bindparam("a_person_id")]
+    if u is not None:
+        where.append(u.c.id.is_not(None))  # UPDATE … FROM u: nothing when the invitation was not written
+    return sa.update(P).where(*where).values(dict(zip(("commitment_version", "updated_at"),
+                                                      _prefixed(P, ("commitment_version", "updated_at"), "a_"))))
+
+
+SIDES = {"open_attempt": _open_attempt, "close_attempt": _close_attempt, "commit_letter": _commit_letter}
 _SIDE_ALONE = {name: Statement(build()) for name, build in SIDES.items()}
 
 
@@ -69,15 +81,16 @@ def _combined(change, side=None) -> Statement:
 
 
 _UPDATE = sa.update(rows.B).where(rows.UPDATE_WHERE).values(rows.UPDATE_VALUES)
-_COMBINED = {(False, None): _combined(sa.insert(rows.B).values({n: sa.bindparam(n, type_=rows.B.c[n].type)
-                                                                for n in rows.BINDING_COLUMNS}))}
+_INSERT = sa.insert(rows.B).values({n: sa.bindparam(n, type_=rows.B.c[n].type) for n in rows.BINDING_COLUMNS})
+_COMBINED = {(False, side): _combined(_INSERT, side) for side in (None, "commit_letter")}
 _COMBINED.update({(True, side): _combined(_UPDATE, side) for side in (None, *SIDES)})
 
 
 def transition(conn, row: rows.BindingRow, history: dict, message: dict,
                side: tuple[str, dict] | None = None) -> int:
     """Write the row (inserted when new, else version-checked), its history row, its outbox row and the
-    `side` write (`open_attempt` with an attempt's columns, `close_attempt` with id and CLOSE_COLUMNS);
+    `side` write (`open_attempt` with an attempt's columns, `close_attempt` with id and CLOSE_COLUMNS,
+    `commit_letter` with person_id, commitment_version and updated_at);
     the outbox id. A lost race raises DomainError `conflict` and writes nothing."""
     if conn.dialect.name != "postgresql":
         rows.save(conn, row)

@@ -192,3 +192,32 @@ def test_a_connection_that_died_while_idle_is_replaced_at_checkout(pg_engine, mo
         assert alive != dead
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("db_name", ["pg_db", "sqlite_db"])
+def test_the_invitation_keeps_the_signed_letter_on_the_grantor(db_name, request, family):
+    """Given a grantor with no commitment letter on record (PostgreSQL: written in the invitation's one
+    statement; SQLite: as a statement of its own),
+    when they invite, and later invite a second relative with the same letter,
+    then their person row holds the letter's version from the first invitation on, and the second leaves
+    the row's updated_at alone."""
+    from models import Person
+    from .support import invite
+
+    db = request.getfixturevalue(db_name)
+    fam = family(db, now=T0)
+    with db() as s:
+        assert s.query(Person).filter_by(id_number_hash=_hash(fam.grantor)).one().commitment_version is None
+    invite(db, fam)
+    with db() as s:
+        grantor = s.query(Person).filter_by(id_number_hash=_hash(fam.grantor)).one()
+        assert grantor.commitment_version == "JS-2024-01"
+        first_update = grantor.updated_at
+    invite(db, family(db, grantor=(fam.grantor, fam.grantor_name), now=T0), now=T0 + timedelta(minutes=1))
+    with db() as s:
+        assert s.query(Person).filter_by(id_number_hash=_hash(fam.grantor)).one().updated_at == first_update
+
+
+def _hash(number: str) -> str:
+    from models.crypto import lookup_hash
+    return lookup_hash(number)
