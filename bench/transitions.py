@@ -22,6 +22,11 @@ The URL comes from argv[1], else GONGJI_BENCH_DATABASE_URL, else GONGJI_TEST_DAT
    swept `--sweep-repeat` times (the fired timers are re-armed in between).
 4. A summary block for the README (medians over the repeats). Client CPU per transition and SQL statements
    per binding/timer are printed too: the Gongji process is bound by its own CPU (one core, the GIL).
+   So is PostgreSQL's CPU per transition (postmaster and backends, from /proc, when the server runs on this
+   machine): client and server share the two cores, and the peers are measured the same way.
+The lifecycle's warm-up (50 families, not reported) is followed by ANALYZE, as a live database has
+statistics: without them the invitation's counts query runs a generic plan that scans the whole table.
+`--profile K` profiles K lifecycles on one thread by CPU time (not waits on the server).
 """
 from __future__ import annotations
 
