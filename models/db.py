@@ -39,9 +39,11 @@ def _ping_when_idle(engine: sa.Engine) -> None:
     A ping is a round trip per checkout (one per command, ~7 % of a command's client CPU): under load a
     connection is back in use within milliseconds and was just proven alive; one that sat idle (where
     a server restart or a proxy's idle timeout leaves it dead) is pinged, and a dead one is replaced
-    before the command sees it (DisconnectionError makes the pool connect afresh)."""
+    before the command sees it, together with every connection older than it (InvalidatePoolError, as
+    SQLAlchemy's own pre-ping does). A connection just opened counts as just used."""
+    @event.listens_for(engine, "connect")
     @event.listens_for(engine, "checkin")
-    def _checkin(_dbapi_conn, record):
+    def _used(_dbapi_conn, record):
         record.info["idle_since"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
@@ -52,7 +54,7 @@ def _ping_when_idle(engine: sa.Engine) -> None:
         try:
             engine.dialect.do_ping(dbapi_conn)
         except engine.dialect.loaded_dbapi.Error as exc:
-            raise sa.exc.DisconnectionError("connection found dead at checkout") from exc
+            raise sa.exc.InvalidatePoolError("connection found dead at checkout") from exc
 
 
 def _sqlite_pragmas(engine: sa.Engine) -> None:

@@ -6,74 +6,83 @@ of client CPU (most of it turning the cursor description into result metadata fo
 psycopg cursor 10–40 µs. So the SQL still comes from Core, compiled once per dialect; the connection
 and its transaction still come from SQLAlchemy's pool; only the execution is the driver's.
 
-What SQLAlchemy would do per call is done here where it matters: a TypeDecorator's bind and result
-processing (UTC timestamps, encrypted columns), JSON parameters serialized, literal values compiled
-into the statement passed along, driver errors raised as SQLAlchemy's (IntegrityError → 409 upstream)
-and a lost connection invalidated. `before_cursor_execute` listeners still hear every statement.
-Other databases (SQLite, the embedded default) simply go through `Connection.execute`."""
+What SQLAlchemy would do per call is done here: its own (cached) bind and result processors of each
+type (UTC timestamps, encrypted columns, JSON), literal values compiled into the statement passed along,
+autobegin, and a driver error handled by the Connection itself (translated to SQLAlchemy's exceptions,
+so IntegrityError still answers 409/422; a disconnect invalidates the pool). `before_cursor_execute`
+listeners hear every statement (the bench counts them); `echo` logging and `after_cursor_execute` do not.
+Other databases (SQLite, the embedded default) simply go through `Connection.execute`.
+
+A write Statement refuses to run on a connection an optimistic command holds (`READ_ONLY`), unless it is
+that command's one `final` write (`workflows/writes.py`): in autocommit, a stray write would commit alone.
+Uses two private SQLAlchemy methods (`_cached_bind_processor`, `_cached_result_processor`, and the
+Connection's `_handle_dbapi_exception`); SQLAlchemy is pinned in pyproject.toml."""
 from __future__ import annotations
 
-import json
+from contextlib import contextmanager
 from typing import Any, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from sqlalchemy.types import TypeDecorator
+
+READ_ONLY = "_gongji_read_only"  # attribute set on a Connection by an optimistic command
+
+
+@contextmanager
+def final_write(conn):
+    """The optimistic command's one write as several statements (SQLite: they share its transaction)."""
+    held = getattr(conn, READ_ONLY, False)
+    setattr(conn, READ_ONLY, False)
+    try:
+        yield conn
+    finally:
+        setattr(conn, READ_ONLY, held)
 
 
 class _Compiled:
-    __slots__ = ("sql", "defaults", "binds", "results", "dialect")
+    __slots__ = ("sql", "defaults", "binds", "results")
 
     def __init__(self, stmt, dialect):
         compiled = stmt.compile(dialect=dialect)
         if compiled.positiontup:
             raise NotImplementedError("statements take named parameters only")
-        self.sql, self.dialect = compiled.string, dialect
+        self.sql = compiled.string
         self.defaults = {}  # literal values the compiler turned into parameters (e.g. status = 'pending')
         self.binds = []  # (name, processor) for parameters whose type needs processing
         for name, bp in compiled.binds.items():
-            if bp.expanding:
-                raise NotImplementedError("expanding IN parameters need Connection.execute")
+            if bp.expanding or bp.callable is not None or bp.literal_execute:
+                raise NotImplementedError("expanding, callable or literal-execute parameters need "
+                                          "Connection.execute")
             if not bp.required:
                 self.defaults[name] = bp.effective_value
-            proc = _bind_processor(bp.type, dialect)
+            proc = bp.type._cached_bind_processor(dialect)
             if proc is not None:
                 self.binds.append((name, proc))
-        self.results = [(i, _result_processor(col.type, dialect)) for i, col in enumerate(stmt.exported_columns)]
+        self.results = [(i, col.type._cached_result_processor(dialect, None))
+                        for i, col in enumerate(stmt.exported_columns)]
         self.results = [(i, proc) for i, proc in self.results if proc is not None]
-
-
-def _bind_processor(type_, dialect):
-    if isinstance(type_, TypeDecorator):
-        return lambda value: type_.process_bind_param(value, dialect)
-    if isinstance(type_, sa.JSON):
-        return lambda value: None if value is None else json.dumps(value)
-    return None
-
-
-def _result_processor(type_, dialect):
-    if isinstance(type_, TypeDecorator):
-        return lambda value: type_.process_result_value(value, dialect)
-    if isinstance(type_, sa.JSON):
-        raise NotImplementedError("JSON results need Connection.execute")
-    return None
 
 
 class Statement:
     """One Core statement (select, or DML with or without RETURNING) ready to run many times."""
 
-    __slots__ = ("stmt", "_by_dialect", "keys")
+    __slots__ = ("stmt", "_by_dialect", "keys", "writes", "final")
 
-    def __init__(self, stmt):
+    def __init__(self, stmt, *, final: bool = False):
         self.stmt = stmt
         self._by_dialect: dict[str, _Compiled] = {}
         self.keys = tuple(stmt.exported_columns.keys())
+        self.writes = final or isinstance(stmt, (sa.Insert, sa.Update, sa.Delete)) or \
+            getattr(stmt, "_for_update_arg", None) is not None
+        self.final = final  # an optimistic command's one write (see the module docstring)
 
     def _run(self, conn, params: dict, fetch: bool):
         if isinstance(conn, Session):  # as `Session.execute` would: pending ORM changes first
             if conn.new or conn.dirty or conn.deleted:
                 conn.flush()
             conn = conn.connection()
+        if self.writes and not self.final and getattr(conn, READ_ONLY, False):
+            raise RuntimeError("an optimistic command writes once, through its transition")
         if conn.dialect.name != "postgresql":
             result = conn.execute(self.stmt, params)
             return ([tuple(r) for r in result] if fetch else None), result.rowcount
@@ -85,19 +94,22 @@ class Statement:
         for name, proc in c.binds:
             if name in params:
                 params[name] = proc(params[name])
-        raw = conn.connection.dbapi_connection
-        with raw.cursor() as cur:
+        if not conn.in_transaction():
+            conn.begin()  # SQLAlchemy's autobegin, which the raw cursor would bypass
+        cur = None
+        try:
+            cur = conn.connection.dbapi_connection.cursor()
             if conn.dispatch.before_cursor_execute:
                 conn.dispatch.before_cursor_execute(conn, cur, c.sql, params, None, False)
-            try:
-                cur.execute(c.sql, params)
-                found = cur.fetchall() if fetch else None
-            except c.dialect.loaded_dbapi.Error as exc:
-                if c.dialect.is_disconnect(exc, raw, cur):
-                    conn.invalidate(exc)
-                raise sa.exc.DBAPIError.instance(c.sql, params, exc, c.dialect.loaded_dbapi.Error,
-                                                 dialect=c.dialect) from exc
+            cur.execute(c.sql, params)
+            found = cur.fetchall() if fetch else None
             count = cur.rowcount
+        except BaseException as exc:  # as Connection.execute: translate, invalidate on disconnect, re-raise
+            conn._handle_dbapi_exception(exc, c.sql, params, cur, None)
+            raise
+        finally:
+            if cur is not None:
+                cur.close()
         if found and c.results:
             converted = []
             for row in found:
@@ -115,10 +127,6 @@ class Statement:
         found = self._run(conn, dict(params or {}), True)[0]
         return found[0] if found else None
 
-    def mapping(self, conn: sa.Connection | Session, params: dict | None = None) -> dict[str, Any] | None:
-        found = self.first(conn, params)
-        return dict(zip(self.keys, found)) if found is not None else None
-
     def scalar(self, conn: sa.Connection | Session, params: dict | None = None) -> Any:
         found = self.first(conn, params)
         return found[0] if found is not None else None
@@ -133,7 +141,3 @@ def constant_in(column, values: Sequence[str]):
     and PostgreSQL can match a partial index's predicate (`state in (...)`) against them."""
     quoted = [sa.literal_column("'" + v.replace("'", "''") + "'") for v in values]
     return column.in_(quoted)
-
-
-def mappings(stmt: Statement, found: Sequence[tuple]) -> list[dict[str, Any]]:
-    return [dict(zip(stmt.keys, row)) for row in found]

@@ -34,7 +34,7 @@ from . import machine, outbox, rows, timers, writes
 from .actors import SYSTEM_TIMER, Actor
 from .errors import DomainError, VersionConflict
 from .idnumbers import normalize
-from .statements import Statement
+from .statements import READ_ONLY, Statement
 from .views import binding_view
 
 VA = VerificationAttempt.__table__
@@ -171,7 +171,8 @@ class Command:
         return before, after
 
     def emit(self, topic: str, data: dict, **kw) -> None:
-        self._single_write_check(topic)
+        if self.optimistic:  # in autocommit this row would commit on its own, whatever came after
+            raise RuntimeError("an optimistic command writes once, through its transition")
         self.messages.append(outbox.write(self.conn, topic, self.now, data, **kw))
 
 
@@ -194,8 +195,10 @@ def command(db, *, now: datetime | None = None, platform=None, optimistic: bool 
     """Open one transaction for one command; commit on success, publish its outbox rows after. With
     `platform`, a binding it may not see is not found (`Command.lock_binding`). `optimistic`: see above."""
     conn = db.kw["bind"].connect()
-    if optimistic and conn.dialect.name == "postgresql":
-        conn.execution_options(isolation_level="AUTOCOMMIT")
+    if optimistic:
+        setattr(conn, READ_ONLY, True)  # any other write Statement on it raises (workflows/statements.py)
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
     cmd = Command(db, conn, now or utcnow(), platform, optimistic)
     try:
         with cmd._conn.begin():

@@ -16,7 +16,7 @@ from models import Person, Transition, VerificationAttempt
 
 from . import outbox, rows
 from .errors import VersionConflict
-from .statements import Statement
+from .statements import Statement, final_write
 
 HISTORY = Transition.__table__
 HISTORY_COLUMNS = ("binding_id", "seq", "from_state", "to_state", "event", "actor_kind", "actor_id", "channel",
@@ -77,7 +77,7 @@ def _combined(change, side=None) -> Statement:
     query = sa.select(o.c.id).add_cte(h)
     if side is not None:
         query = query.add_cte(SIDES[side](u).cte("a"))
-    return Statement(query)
+    return Statement(query, final=True)
 
 
 _UPDATE = sa.update(rows.B).where(rows.UPDATE_WHERE).values(rows.UPDATE_VALUES)
@@ -92,12 +92,13 @@ def transition(conn, row: rows.BindingRow, history: dict, message: dict,
     `side` write (`open_attempt` with an attempt's columns, `close_attempt` with id and CLOSE_COLUMNS,
     `commit_letter` with person_id, commitment_version and updated_at);
     the outbox id. A lost race raises DomainError `conflict` and writes nothing."""
-    if conn.dialect.name != "postgresql":
-        rows.save(conn, row)
-        if side is not None:
-            _SIDE_ALONE[side[0]].run(conn, {f"a_{k}": v for k, v in side[1].items()})
-        _APPEND.run(conn, history)
-        return outbox.write_message(conn, message)
+    if conn.dialect.name != "postgresql":  # one after the other, in the command's transaction
+        with final_write(conn):
+            rows.save(conn, row)
+            if side is not None:
+                _SIDE_ALONE[side[0]].run(conn, {f"a_{k}": v for k, v in side[1].items()})
+            _APPEND.run(conn, history)
+            return outbox.write_message(conn, message)
     new = row._loaded_version is None
     params = rows.insert_params(row) if new else rows.update_params(row)
     params.update({f"h_{k}": v for k, v in history.items()})

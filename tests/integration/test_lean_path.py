@@ -19,12 +19,11 @@ from .support import T0, accepted, assert_history_consistent, binding, person
 
 
 def _between_read_and_write(monkeypatch, competitor, times: int = 1):
-    """Run `competitor()` right after the next `times` optimistic reads (each in its own transaction; the
-    competitor's own reads are left alone)."""
-    original, left, busy = rows.get, [times], [False]
+    """Run `competitor()` right after the next `times` optimistic reads (`rows.get`, or `rows.get_joined` for
+    the verification steps; each competitor in its own transaction, its own reads left alone)."""
+    left, busy = [times], [False]
 
-    def read_then_compete(conn, binding_id):
-        row = original(conn, binding_id)
+    def compete():
         if left[0] > 0 and not busy[0]:
             left[0] -= 1
             busy[0] = True
@@ -32,8 +31,15 @@ def _between_read_and_write(monkeypatch, competitor, times: int = 1):
                 competitor()
             finally:
                 busy[0] = False
-        return row
-    monkeypatch.setattr(rows, "get", read_then_compete)
+
+    def wrap(original):
+        def read_then_compete(*args):
+            found = original(*args)
+            compete()
+            return found
+        return read_then_compete
+    monkeypatch.setattr(rows, "get", wrap(rows.get))
+    monkeypatch.setattr(rows, "get_joined", wrap(rows.get_joined))
 
 
 @pytest.mark.pg
@@ -103,22 +109,77 @@ def test_an_optimistic_command_is_two_statements_outside_a_transaction(pg_db, pg
         assert [t for (t,) in topics][-1] == "binding.unbound"
 
 
-def test_an_optimistic_command_writes_only_through_its_transition(sqlite_db, family):
-    """Given an optimistic command,
-    when it tries an ORM session or a second write,
-    then it is stopped with RuntimeError before anything is written (the one write is what makes a
-    command without an explicit transaction atomic)."""
-    fam = family(sqlite_db, now=T0)
-    bid = accepted(sqlite_db, fam)
+@pytest.mark.parametrize("db_name", ["pg_db", "sqlite_db"])
+def test_an_optimistic_command_writes_only_through_its_transition(db_name, request, family):
+    """Given an optimistic command (in autocommit on PostgreSQL, where a stray write would commit alone),
+    when it asks for an ORM session, emits an event of its own, or runs any other write statement,
+    then it is stopped with RuntimeError before that write, nothing is written, and the binding stays."""
+    from workflows import outbox
+    db = request.getfixturevalue(db_name)
+    fam = family(db, now=T0)
+    bid = accepted(db, fam)
+    with db.kw["bind"].connect() as c:
+        events_before = c.execute(sa.select(sa.func.count()).select_from(outbox.OUTBOX)).scalar()
     with pytest.raises(RuntimeError, match="no ORM session"):
-        with unit.command(sqlite_db, optimistic=True) as cmd:
+        with unit.command(db, optimistic=True) as cmd:
             cmd.session
     with pytest.raises(RuntimeError, match="writes once"):
-        with unit.command(sqlite_db, now=T0 + timedelta(hours=1), optimistic=True) as cmd:
-            row = cmd.lock_binding(bid)
+        with unit.command(db, optimistic=True) as cmd:
             cmd.emit("binding.note", {"binding_id": bid})
-            cmd.transition(row, "unbind", cmd.resolve(person(fam.grantor), row))
-    assert binding(sqlite_db, bid).state == "accepted"
+    with pytest.raises(RuntimeError, match="writes once"):
+        with unit.command(db, optimistic=True) as cmd:
+            outbox.write(cmd.conn, "binding.note", T0, {"binding_id": bid})
+    with db.kw["bind"].connect() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(outbox.OUTBOX)).scalar() == events_before
+    assert binding(db, bid).state == "accepted"
+
+
+@pytest.mark.pg
+def test_a_second_start_of_verification_gets_the_attempt_the_first_opened(pg_db, family, monkeypatch):
+    """Given an invitation,
+    when the beneficiary's second start of verification commits between the first one's read and write,
+    then the first one's write changes nothing, it runs again, finds the open attempt and answers it:
+    one attempt, one start_verification in history."""
+    from workflows import verification
+    from .support import invite
+    fam = family(pg_db, now=T0)
+    bid = invite(pg_db, fam)["id"]
+    other = {}
+    _between_read_and_write(monkeypatch, lambda: other.update(
+        verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)))
+
+    answer = verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)
+
+    assert answer["verification_id"] == other["verification_id"]
+    events = [t.event for t in assert_history_consistent(pg_db, bid)]
+    assert events == ["invite", "start_verification"]
+    with pg_db.kw["bind"].connect() as c:
+        assert c.exec_driver_sql("SELECT count(*) FROM verification_attempts").scalar() == 1
+
+
+@pytest.mark.pg
+def test_a_result_that_loses_to_the_timeout_closes_nothing(pg_db, family, monkeypatch):
+    """Given an open verification attempt past its timeout,
+    when the sweeper's timeout commits between the verifier's result being read and written,
+    then the result's write changes nothing, it runs again and is answered ignored_timed_out: the attempt
+    was closed once (timed_out), and history holds one verification_failed."""
+    from models import VerificationAttempt
+    from workflows import timers, verification
+    from .support import VERIFY_TIMEOUT, invite
+    fam = family(pg_db, now=T0)
+    bid = invite(pg_db, fam)["id"]
+    vid = verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)["verification_id"]
+    late = T0 + VERIFY_TIMEOUT + timedelta(seconds=1)
+    _between_read_and_write(monkeypatch, lambda: timers.sweep(pg_db, now=late))
+
+    outcome = verification.record_verification_result(pg_db, verification_id=vid, binding_id=bid,
+                                                      result="passed", verifier_id="facecheck", now=late)
+
+    assert outcome == "ignored_timed_out"
+    with pg_db() as s:
+        assert s.get(VerificationAttempt, vid).status == "timed_out"
+    events = [t.event for t in assert_history_consistent(pg_db, bid)]
+    assert events == ["invite", "start_verification", "verification_failed"]
 
 
 # --- statements on the driver's cursor ----------------------------------------------------------------
@@ -159,17 +220,18 @@ def test_a_naive_timestamp_is_refused_and_a_duplicate_is_an_integrity_error(pg_e
 
 
 def test_statements_the_cursor_path_cannot_run_are_refused_up_front():
-    """Given statements with an expanding IN list or a JSON result,
+    """Given statements with an expanding IN list or a parameter computed at execution time,
     when they are compiled for PostgreSQL,
-    then they are refused (NotImplementedError) instead of silently skipping SQLAlchemy's processing."""
+    then they are refused (NotImplementedError) instead of running without SQLAlchemy's per-call work."""
     from sqlalchemy.dialects import postgresql
 
     from workflows.statements import _Compiled
-    t = sa.table("x", sa.column("id", sa.String), sa.column("doc", sa.JSON))
+    t = sa.table("x", sa.column("id", sa.String))
     with pytest.raises(NotImplementedError, match="expanding"):
         _Compiled(sa.select(t.c.id).where(t.c.id.in_(["a", "b"])), postgresql.psycopg.dialect())
-    with pytest.raises(NotImplementedError, match="JSON"):
-        _Compiled(sa.select(t.c.doc), postgresql.psycopg.dialect())
+    with pytest.raises(NotImplementedError, match="callable"):
+        _Compiled(sa.select(t.c.id).where(t.c.id == sa.bindparam("i", callable_=lambda: "a")),
+                  postgresql.psycopg.dialect())
 
 
 # --- the pool's ping --------------------------------------------------------------------------------------
@@ -221,3 +283,48 @@ def test_the_invitation_keeps_the_signed_letter_on_the_grantor(db_name, request,
 def _hash(number: str) -> str:
     from models.crypto import lookup_hash
     return lookup_hash(number)
+
+
+@pytest.mark.pg
+def test_a_connection_in_steady_use_is_not_pinged(pg_engine, monkeypatch):
+    """Given a pool whose connection was opened, then checked in moments ago,
+    when it is checked out again and again within the idle threshold,
+    then no ping is sent (the round trip a checkout used to cost), but after the threshold one is."""
+    engine = mdb.make_engine(pg_engine.url.render_as_string(hide_password=False), pool_size=1)
+    pings = []
+    real = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda dbapi_conn: pings.append(1) or real(dbapi_conn))
+    try:
+        for _ in range(5):
+            with engine.connect() as c:
+                c.exec_driver_sql("SELECT 1")
+        assert pings == []
+        monkeypatch.setattr(mdb, "PING_AFTER_IDLE_S", 0.0)
+        with engine.connect() as c:
+            c.exec_driver_sql("SELECT 1")
+        assert pings == [1]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.pg
+def test_an_ingested_webhook_is_queued_in_the_outbox_envelope(pg_db, pg_engine):
+    """Given a verifier platform,
+    when a signed webhook is stored (PostgreSQL builds the outbox envelope in SQL around the new id),
+    then the outbox row has the envelope every outbox row has (type, id, created_at, data) naming the stored
+    row, and the same webhook-id again is answered as a duplicate of that row with nothing queued."""
+    from workflows import platforms, webhooks
+    verifier = platforms.get(pg_db, "facecheck")
+    stored, duplicate = webhooks.receive(pg_db, platform=verifier, webhook_id="msg_envelope", body=b'{"type": "x"}',
+                                         headers={"webhook-id": "msg_envelope"}, event_type="verification.completed")
+    again = webhooks.receive(pg_db, platform=verifier, webhook_id="msg_envelope", body=b'{"type": "x"}',
+                             headers={"webhook-id": "msg_envelope"}, event_type="verification.completed")
+    with pg_engine.connect() as c:
+        queued = c.exec_driver_sql("SELECT topic, payload FROM outbox WHERE topic = 'webhook.received'").all()
+    assert duplicate is False and again == (stored, True)
+    assert len(queued) == 1
+    topic, payload = queued[0]
+    assert topic == "webhook.received" and set(payload) == {"type", "id", "created_at", "data"}
+    assert payload["type"] == topic and payload["id"].startswith("evt_")
+    assert payload["data"] == {"received_webhook_id": stored}
+    assert datetime.fromisoformat(payload["created_at"]).utcoffset() == timedelta(0)
