@@ -1,7 +1,8 @@
 """Engine and session set-up for SQLite (embedded default) and PostgreSQL (production, tests).
 
 SQLite: WAL, a busy timeout, foreign keys on, and every transaction opened with BEGIN IMMEDIATE so two
-writers queue for the lock instead of failing on a read→write upgrade. PostgreSQL: row locks decide."""
+writers queue for the lock instead of failing on a read→write upgrade. PostgreSQL: row locks and version
+checks decide (see workflows/unit.py)."""
 from __future__ import annotations
 
 import time

@@ -15,8 +15,8 @@ Other databases (SQLite, the embedded default) simply go through `Connection.exe
 
 A write Statement refuses to run on a connection an optimistic command holds (`READ_ONLY`), unless it is
 that command's one `final` write (`workflows/writes.py`): in autocommit, a stray write would commit alone.
-Uses two private SQLAlchemy methods (`_cached_bind_processor`, `_cached_result_processor`, and the
-Connection's `_handle_dbapi_exception`); SQLAlchemy is pinned in pyproject.toml."""
+Uses three private SQLAlchemy methods (the types' `_cached_bind_processor` and `_cached_result_processor`,
+the Connection's `_handle_dbapi_exception`); SQLAlchemy is pinned in pyproject.toml."""
 from __future__ import annotations
 
 from contextlib import contextmanager

@@ -61,7 +61,7 @@ class Command:
 
     def __init__(self, db, connection: sa.Connection, now: datetime, platform=None, optimistic: bool = False):
         self._db, self._conn, self._session = db, connection, None
-        self.optimistic, self._written = optimistic, False
+        self.optimistic, self._written = optimistic, False  # optimistic: one transition, nothing else
         self.now = now
         self.platform = platform  # the calling platform (a PlatformInfo), None for internal callers
         self.messages: list[int] = []  # outbox ids, published after commit
@@ -92,12 +92,6 @@ class Command:
         if self._session is not None:
             self._session.close()
         self._conn.close()
-
-    def _single_write_check(self, what: str) -> None:
-        if self.optimistic:
-            if self._written:
-                raise RuntimeError(f"an optimistic command writes once, through its transition ({what})")
-            self._written = True
 
     def lock_binding(self, binding_id: str) -> rows.BindingRow:
         """The binding, locked (read only, for an optimistic command: its write checks the version); not_found
@@ -145,14 +139,14 @@ class Command:
                    extra: dict | None = None, side: tuple[str, dict] | None = None, **facts) -> tuple[str, str]:
         """Fire `event` and write the row, its history, its outbox event and `side` (an attempt opened or
         closed, see `writes.transition`) together."""
-        self._single_write_check(event)
+        if self.optimistic and self._written:
+            raise RuntimeError(f"an optimistic command writes once, through its transition ({event})")
+        self._written = True
         if (row.state in machine.PENDING and row.expires_at is not None and self.now >= row.expires_at
                 and event != "expire" and actor != SYSTEM_TIMER):
             raise DomainError("illegal_transition", "the invitation has expired")
         before, after = machine.fire(row, event, **facts)
         if before == "invited" and after in machine.TERMINAL and not event.startswith("verification_"):
-            if self.optimistic:
-                raise RuntimeError(f"{event} from invited abandons attempts: not an optimistic command")
             _ABANDON.run(self.conn, {"b": row.id, "t": self.now, "why": event})
         row.version = (row.version or 0) + 1
         row.updated_at = self.now

@@ -24,7 +24,6 @@ from .views import attempt_view, binding_view
 VA = VerificationAttempt.__table__
 # statements built once (workflows/statements.py); attempts are plain namespaces
 _PENDING = Statement(sa.select(VA).where(VA.c.binding_id == sa.bindparam("b"), VA.c.status == "pending"))
-KEYS = tuple(c.name for c in VA.columns)  # id first
 # The binding read together with its attempts (one statement per optimistic command, no lock: an attempt is
 # written only with its binding's transition, which checks the binding's version).
 _A = VA.alias("a")
@@ -45,7 +44,7 @@ def _attempt(found: tuple | None) -> SimpleNamespace | None:
     """An attempt from its columns in table order (None when absent, also from an outer join's NULLs)."""
     if found is None or found[0] is None:
         return None
-    return SimpleNamespace(**dict(zip(KEYS, found)))
+    return SimpleNamespace(**dict(zip(writes.ATTEMPT_COLUMNS, found)))
 
 
 def _pending(cmd: Command, binding_id: str) -> SimpleNamespace | None:
@@ -81,7 +80,7 @@ def start_verification(db, binding_id: str, actor, *, channel: str | None = None
             cmd.transition(row, "start_verification", who, channel=channel, attempt_deadline=attempt.deadline_at,
                            extra={"verification": attempt_view(attempt)}, side=("open_attempt", vars(attempt)))
         return {"verification_id": attempt.id, "state": row.state, "attempt": attempt_view(attempt),
-                "binding": binding_view(row, row.grantor, row.beneficiary)}
+                "binding": cmd.view or binding_view(row, row.grantor, row.beneficiary)}
 
 
 def _fail(cmd: Command, row, attempt: SimpleNamespace, actor: Actor, reason: str, side) -> None:

@@ -3,7 +3,7 @@ closes, if any) as one statement on PostgreSQL.
 
 Why: the row change, its history and its event are one fact and commit together anyway; sent as one
 data-modifying CTE they cost one round trip and one statement's parse/plan/execute instead of three or
-four (bench/transitions.py: 32 → 16 statements per binding). Every other row is written FROM the
+four (bench/transitions.py: 32 → 13 statements per binding, with the joined reads). Every other row is written FROM the
 binding's UPDATE … RETURNING, so a version that moved underneath writes nothing at all and the caller
 sees no outbox id: a lost race (409 conflict). That also makes the statement a whole command on its own
 for an optimistic command (`unit.command(optimistic=True)`), which runs it outside any explicit
@@ -26,7 +26,7 @@ _APPEND = Statement(sa.insert(HISTORY).values({c: sa.bindparam(c, type_=HISTORY.
 
 
 VA = VerificationAttempt.__table__
-ATTEMPT_COLUMNS = tuple(c.name for c in VA.columns)
+ATTEMPT_COLUMNS = tuple(c.name for c in VA.columns)  # id first
 CLOSE_COLUMNS = ("status", "completed_at", "reason", "verifier_id")
 
 
@@ -91,7 +91,7 @@ def transition(conn, row: rows.BindingRow, history: dict, message: dict,
     """Write the row (inserted when new, else version-checked), its history row, its outbox row and the
     `side` write (`open_attempt` with an attempt's columns, `close_attempt` with id and CLOSE_COLUMNS,
     `commit_letter` with person_id, commitment_version and updated_at);
-    the outbox id. A lost race raises DomainError `conflict` and writes nothing."""
+    the outbox id. A lost race raises VersionConflict (409 `conflict`) and writes nothing."""
     if conn.dialect.name != "postgresql":  # one after the other, in the command's transaction
         with final_write(conn):
             rows.save(conn, row)
