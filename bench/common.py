@@ -33,6 +33,44 @@ def fresh_database(server_url: str, name: str) -> str:
     return u.set(database=name).render_as_string(hide_password=False)
 
 
+def _proc_table() -> dict[int, tuple[int, list[str]]]:
+    """pid → (ppid, the fields of /proc/pid/stat after the command name)."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            table[int(entry)] = (int(fields[1]), fields)
+    return table
+
+
+def tree_cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of each named process tree: the root (with its reaped children: cutime/cstime) and every
+    live descendant; a pid of 0 stands for this process (getrusage of itself and its reaped children)."""
+    table, tick = _proc_table(), os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out = {}
+    for name, root in roots.items():
+        if root == 0:
+            import resource
+            me = resource.getrusage(resource.RUSAGE_SELF)
+            out[name] = me.ru_utime + me.ru_stime
+            continue
+        total, todo = 0, [root]
+        while todo:
+            pid = todo.pop()
+            if pid in table:
+                total += sum(int(v) for v in table[pid][1][11:15])  # with the reaped children of each
+            todo += children.get(pid, [])
+        out[name] = total / tick
+    return out
+
+
 class ServerCPU:
     """CPU seconds the PostgreSQL server has used (postmaster and every backend, live or exited), read from
     /proc when the server runs on this machine and its postmaster.pid is readable; else `None`.

@@ -10,6 +10,8 @@ usage: python bench/webhooks.py [--families 400] [--concurrency 24] [--seconds 1
    cancelled), `--concurrency` at a time (a closed loop: once the machine is saturated, more families only
    queue, and the p99 grows with them). Reported: transitions/s (history rows written / wall time), the same
    until every outbound event is delivered (the work the families do not wait for), p50/p99 per API call.
+   CPU per transition per process tree (web, worker, scheduler, PostgreSQL, Redis, and this process: the
+   load generator with the fake provider and platform), from /proc, until every event is delivered.
    `face_verified` in the table is a wait, not a call: the provider's latency (0.1 s here) and the polling.
    `--rounds 0` runs this part only.
 2. Webhook ingest: wrk POSTs pre-signed `verification.completed` webhooks (every webhook-id unique) at
@@ -42,7 +44,7 @@ import sqlalchemy as sa
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from bench.common import database_url, fresh_database  # noqa: E402
+from bench.common import ServerCPU, database_url, fresh_database, tree_cpu_seconds  # noqa: E402
 from workers.outbound import sign_headers  # noqa: E402
 from workers.simulator.face import FakeFaceProvider  # noqa: E402
 from workers.simulator.families import Driver  # noqa: E402
@@ -177,6 +179,10 @@ def main() -> None:
         log(f"lifecycle over HTTP: {args.families} families, {args.concurrency} at a time (logs in {logdir})")
         driver = Driver(base, js_key, seed=1)
         engine = sa.create_engine(db)
+        trees = {"web": procs["web"].pid, "worker": procs["worker"].pid, "scheduler": procs["scheduler"].pid,
+                 "PostgreSQL": ServerCPU(engine).pid, "Redis": redis.Redis.from_url(redis_url).info("server")["process_id"],
+                 "load + fakes": 0}
+        cpu_before = tree_cpu_seconds({k: v for k, v in trees.items() if v is not None})
         started = time.monotonic()
         driver.run(args.families, args.concurrency)
         wall = time.monotonic() - started
@@ -184,6 +190,7 @@ def main() -> None:
             transitions = c.execute(sa.text("select count(*) from binding_transitions")).scalar()
             backlog = c.execute(OPEN_WORK).one()
         drained = drain(engine)  # the work the families did not wait for: every event delivered
+        cpu = {k: v - cpu_before[k] for k, v in tree_cpu_seconds({k: v for k, v in trees.items() if v is not None}).items()}
         print(driver.summary())
         calls = [ms for step, values in driver.latencies.items() if step != "face_verified" for ms in values]
         life = {"transitions": transitions, "wall": wall, "tps": transitions / wall, "errors": sum(driver.errors.values()),
@@ -192,6 +199,8 @@ def main() -> None:
         log(f"lifecycle: {transitions} transitions in {wall:.1f} s = {life['tps']:.0f} transitions/s; left then: "
             f"{backlog.outbox} outbox rows, {backlog.deliveries} deliveries; all delivered after {life['drain']:.1f} s "
             f"= {life['tps_drained']:.0f} transitions/s")
+        log("CPU per transition until drained: " + ", ".join(f"{k} {1000 * v / transitions:.2f} ms" for k, v in cpu.items())
+            + f"; total {1000 * sum(cpu.values()) / transitions:.2f} ms")
         for name in ("worker", "scheduler"):
             stop(procs.pop(name))
 
@@ -216,6 +225,8 @@ def main() -> None:
               f"{life['errors']} failed families); {life['tps_drained']:.0f}/s until every event was delivered "
               f"({life['drain']:.1f} s); every API call p50 {life['p50']:.1f} ms, p99 {life['p99']:.1f} ms "
               f"(per step in the table above; face_verified is a wait, not a call)")
+        print("CPU per transition    " + ", ".join(f"{k} {1000 * v / life['transitions']:.2f} ms" for k, v in cpu.items())
+              + f" = {1000 * sum(cpu.values()) / life['transitions']:.2f} ms of 2 cores' {2000 / life['tps']:.2f} ms")
         print(f"webhook ingest        gongji {med['gongji'][0]:.0f} req/s (p99 {med['gongji'][1]:.1f} ms), "
               f"bare Flask {med['bare'][0]:.0f} req/s (p99 {med['bare'][1]:.1f} ms), "
               f"ratio {med['gongji'][0] / med['bare'][0]:.2f} (target ≥ 0.5)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from models import db as models_db
@@ -17,6 +18,16 @@ MAX_BODY = 1 << 20  # bytes
 SESSION_HOURS = 8  # a dashboard sign-in lasts one working day
 
 
+class DashboardSessions(SecureCookieSessionInterface):
+    """The signed-cookie session exists for the dashboard only: the API (bearer keys), the webhooks
+    (signatures) and the probes get Flask's null session, so they neither decode nor set a cookie."""
+
+    def open_session(self, app, request):
+        if request.path == "/dashboard" or request.path.startswith("/dashboard/"):
+            return super().open_session(app, request)
+        return self.make_null_session(app)
+
+
 def create_app(settings: Settings | None = None, *, db=None, engine=None) -> Flask:
     settings = settings or Settings.from_env()
     if db is None:
@@ -27,6 +38,7 @@ def create_app(settings: Settings | None = None, *, db=None, engine=None) -> Fla
                       SESSION_COOKIE_SAMESITE="Lax")
     app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_HOURS * 3600
     app.json.ensure_ascii = False
+    app.session_interface = DashboardSessions()
     if settings.proxy_hops:  # behind a reverse proxy: the client address and scheme it forwards
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
     app.extensions["gongji"] = {"db": db, "engine": engine, "settings": settings}

@@ -12,7 +12,7 @@ if settings.redis_url:
     broker.setup(settings)
     from workers import actors  # noqa: F401  (the actor must exist on the broker before sending)
 
-    relay.install()
+    relay.install(coalesce=True)  # under load, many requests' outbox ids share one broker message
 app = create_app(settings)
 if settings.redis_url:
     from workers import queues

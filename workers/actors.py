@@ -3,11 +3,12 @@ skipped) and survives redelivery; failures are recorded on the row and retried b
 (max 10 retries, 1 s to 5 min); the periodic passes re-send anything still unprocessed after that.
 
 `process_outbox` handles one outbox event: an inbound webhook to apply, or a binding/settlement event
-to fan out into deliveries. `deliver` makes one try of one delivery (HTTP outside any transaction); its
+to fan out into deliveries; `process_outbox_many` the ids a web process gathered into one message. `deliver` makes one try of one delivery (HTTP outside any transaction); its
 retry schedule is data (`workflows.deliveries`), so dramatiq does not retry it."""
 from __future__ import annotations
 
 import json
+import logging
 
 import dramatiq
 
@@ -17,6 +18,9 @@ from workflows.once import run_once
 
 from . import outbound, runtime
 from .broker import QUEUE
+
+log = logging.getLogger(__name__)
+
 
 def send_deliveries(ids: list[int]) -> None:
     for delivery_id in ids:
@@ -35,14 +39,32 @@ def _handle(msg: OutboxMessage) -> str:
 def process_outbox(outbox_id: int) -> None:
     """Binding and settlement events: fanned out and marked processed in one transaction (the hot path);
     anything else through `run_once`. Sends after commit are covered by the periodic passes if lost."""
-    db = runtime.db()
-    done = deliveries.fan_out(db, outbox_id)
-    if not done.handled:
-        run_once(db, OutboxMessage, outbox_id, _handle)
-        return
+    if not _fan_out(outbox_id):
+        run_once(runtime.db(), OutboxMessage, outbox_id, _handle)
+
+
+@dramatiq.actor(queue_name=QUEUE, max_retries=0)
+def process_outbox_many(ids: list[int]) -> None:
+    """Outbox ids a web process gathered into one message (`workers.publisher`). Binding and settlement
+    events are fanned out here, one after the other; anything else (an inbound webhook to apply, a batch
+    job that may run long) and any id that failed goes on alone as a `process_outbox` message, with that
+    actor's retries, so one slow or failing row does not hold up the rest."""
+    for outbox_id in ids:
+        try:
+            if _fan_out(outbox_id):
+                continue
+        except Exception:
+            log.warning("outbox row %s failed in a batch; retried on its own", outbox_id, exc_info=True)
+        process_outbox.send(outbox_id)
+
+
+def _fan_out(outbox_id: int) -> bool:
+    """Fan a binding or settlement event out and send what may leave now; False if it is another kind."""
+    done = deliveries.fan_out(runtime.db(), outbox_id)
     for verification_id in done.verifications:
         open_face_session.send(verification_id)
     send_deliveries(done.ready)
+    return done.handled
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=60_000)

@@ -1,5 +1,6 @@
 """The outbox relay: after a command commits its outbox ids are sent to the broker at once (`enqueue`,
-registered with `workflows.outbox.on_commit`); a periodic pass (`relay_pass`) re-sends every row still
+registered with `workflows.outbox.on_commit`; in the web processes coalesced by `workers.publisher`); a
+periodic pass (`relay_pass`) re-sends every row still
 unprocessed after `GRACE_S` seconds — rows of a crashed process, a broker outage, or exhausted retries.
 Sending twice is harmless: the actor skips processed rows."""
 from __future__ import annotations
@@ -14,6 +15,8 @@ from models.db import is_postgres
 from models.types import utcnow
 from workflows import outbox
 
+from .publisher import Publisher
+
 log = logging.getLogger(__name__)
 GRACE_S = 10.0
 RESEND_S = 60.0
@@ -25,8 +28,22 @@ def enqueue(ids: list[int]) -> None:
         process_outbox.send(outbox_id)
 
 
-def install() -> None:
-    outbox.on_commit(enqueue)
+def enqueue_many(ids: list[int]) -> None:
+    from .actors import process_outbox_many
+    process_outbox_many.send(ids)
+
+
+_publisher = Publisher(enqueue_many)
+
+
+def install(*, coalesce: bool = False) -> None:
+    """Send a command's outbox ids right after its commit: one message each from the calling thread, or
+    (`coalesce`, the web processes) queued for a background thread that sends what gathered as one."""
+    outbox.on_commit(_publisher if coalesce else enqueue)
+
+
+def flush(timeout_s: float = 10.0) -> bool:
+    return _publisher.flush(timeout_s)
 
 
 def relay_pass(db, *, now=None, batch: int = 1000) -> int:

@@ -83,3 +83,23 @@ def test_the_language_switch_keeps_the_page_and_its_filters(app):
         "csrf_token": TOKEN.search(page).group(1), "lang": "en", "next": "/dashboard/bindings?state=invited"})
     assert answer.headers["Location"] == "/dashboard/bindings?state=invited"
     assert "Bindings" in client.get(answer.headers["Location"]).get_data(as_text=True)
+
+
+def test_only_the_dashboard_has_a_cookie_session_and_rate_limits(app):
+    """Given a client holding a signed-in dashboard cookie, When it calls a probe and the API, Then neither
+    reads nor sets the cookie, nor carries rate-limit headers; the dashboard's sign-in still does both."""
+    client, answer = signed_in(app, "viewer")
+    assert answer.status_code == 302 and client.get_cookie("session") is not None
+
+    for path in ("/healthz", "/api/v1/regions/320100"):
+        outside = client.get(path)
+        assert "Set-Cookie" not in outside.headers, path
+        assert not any(h.startswith("X-RateLimit") for h in outside.headers.keys()), path
+    assert client.get("/api/v1/regions/320100").status_code == 401  # the cookie is no credential for the API
+
+    fresh = app.test_client()
+    page = fresh.get("/dashboard/sign-in")
+    token = TOKEN.search(page.get_data(as_text=True)).group(1)
+    tried = fresh.post("/dashboard/sign-in", data={"csrf_token": token, "username": "viewer", "password": "wrong"})
+    assert "Set-Cookie" in page.headers and tried.status_code == 401
+    assert tried.headers.get("X-RateLimit-Limit") in ("10", "30")  # one of the two sign-in limits

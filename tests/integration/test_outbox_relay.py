@@ -3,6 +3,7 @@ webhook is applied by a real dramatiq worker on Redis."""
 from __future__ import annotations
 
 import os
+import threading
 from datetime import timedelta
 
 import dramatiq
@@ -38,8 +39,9 @@ def redis_worker(pg_db):
     dramatiq.set_broker(broker)
     from workers import actors
 
-    actors.process_outbox.broker = broker
-    broker.declare_actor(actors.process_outbox)
+    for actor in (actors.process_outbox, actors.process_outbox_many):
+        actor.broker = broker
+        broker.declare_actor(actor)
     runtime.configure(Settings.from_env(), pg_db)
     worker = Worker(broker, worker_threads=2, worker_timeout=100)
     yield relay, worker
@@ -117,3 +119,63 @@ def test_webhook_stored_then_applied_by_the_redis_worker(pg_db, redis_worker):
     assert _wait(lambda: binding(pg_db, bound["id"])["state"] == "face_verified")
     assert _wait(lambda: _pending(pg_db) == 0)
     assert binding(pg_db, bound["id"])["version"] == 3
+
+
+def test_coalesced_ids_are_all_processed_through_redis(pg_db, redis_worker):
+    """Given the web processes' coalescing publisher as the relay listener and a Redis worker, when six
+    families are invited from six threads at once, then every outbox row is processed, none is left."""
+    relay, worker = redis_worker
+    relay.install(coalesce=True)
+    worker.start()
+    families = [_family(pg_db, 10 + i) for i in range(6)]
+
+    def invite_one(fam):
+        invite(pg_db, grantor_id_number=fam[0], beneficiary_id_number=fam[1], beneficiary_name="赵六",
+               relationship="spouse", commitment_version="JS-2024-01")
+    threads = [threading.Thread(target=invite_one, args=(fam,)) for fam in families]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert relay.flush(10), "the publisher did not hand its ids to the broker"
+    assert _wait(lambda: _pending(pg_db) == 0)
+    with pg_db() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(OutboxMessage)
+                        .where(OutboxMessage.fanned_out_at.is_not(None))) == 6
+
+
+def test_a_batch_hands_on_what_it_does_not_fan_out(pg_db, redis_worker, monkeypatch):
+    """Given two binding events and a stored webhook, with the first event's fan-out failing once, when
+    one batch message carries all three, then the second event is fanned out within the batch, the failed
+    one and the webhook go on alone as `process_outbox` messages (with that actor's retries)."""
+    from workers import actors
+    relay, worker = redis_worker
+    outbox.clear_listeners()
+    rows = []
+    for i in range(2):
+        g, b = _family(pg_db, 20 + i)
+        rows.append(invite(pg_db, grantor_id_number=g, beneficiary_id_number=b, beneficiary_name="赵六",
+                           relationship="spouse", commitment_version="JS-2024-01"))
+    verifier = PlatformInfo(id="facecheck", kind="verifier", provinces=(), webhook_secret="", webhook_url=None)
+    webhooks.receive(pg_db, platform=verifier, webhook_id="msg_batch_1", body=b'{"type": "x", "data": {}}',
+                     headers={}, event_type="verification.completed")
+    with pg_db() as s:
+        first, second, hook = s.scalars(sa.select(OutboxMessage.id).order_by(OutboxMessage.id)).all()
+    real, failed = actors.deliveries.fan_out, []
+
+    def fan_out(db, outbox_id, **kw):
+        if outbox_id == first and not failed:
+            failed.append(outbox_id)
+            raise RuntimeError("the database went away")
+        return real(db, outbox_id, **kw)
+    monkeypatch.setattr(actors.deliveries, "fan_out", fan_out)
+    handed_on = []
+    monkeypatch.setattr(actors.process_outbox, "send", lambda i: handed_on.append(i))
+
+    actors.process_outbox_many.fn([first, hook, second])
+
+    assert failed == [first] and handed_on == [first, hook]
+    with pg_db() as s:
+        done = dict(s.execute(sa.select(OutboxMessage.id, OutboxMessage.processed_at)).all())
+    assert done[second] is not None and done[first] is None and done[hook] is None
