@@ -2,20 +2,29 @@
 (during a secret rotation the receiver may know only the old or only the new one).
 
 Timeouts are seconds: `CONNECT_S` to connect, `READ_S` for the answer; redirects are not followed (a
-platform answers where it registered). A thread-local `requests.Session` keeps connections alive."""
+platform answers where it registered). urllib3 pools keep connections alive (thread-safe, shared by the
+worker's threads); `requests` cost ~0.25 ms of CPU more a delivery, mostly re-reading proxy settings from the
+environment each time. Those settings (HTTP_PROXY, HTTPS_PROXY, NO_PROXY) are honoured: looked up once per
+scheme and host."""
 from __future__ import annotations
 
 import json
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
-import requests
+import urllib3
 from standardwebhooks.webhooks import Webhook
 
 CONNECT_S, READ_S = 3.0, 10.0
-_local = threading.local()
+MAX_BODY = 65536  # bytes of an answer kept (the face provider's session id; an error's first words)
+_OPTIONS = dict(num_pools=64, maxsize=16, retries=False, timeout=urllib3.Timeout(connect=CONNECT_S, read=READ_S))
+_direct = urllib3.PoolManager(**_OPTIONS)
+_routes: dict[tuple[str, str], urllib3.PoolManager] = {}
+_routes_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -41,10 +50,16 @@ def encode(payload: dict) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
-def _session() -> requests.Session:
-    if not hasattr(_local, "session"):
-        _local.session = requests.Session()
-    return _local.session
+def _pool_for(url: str) -> urllib3.PoolManager:
+    """The direct pools, or a proxy's when the environment names one for this scheme and host."""
+    parts = urlsplit(url)
+    key = (parts.scheme, parts.hostname or "")
+    if key not in _routes:
+        with _routes_lock:
+            proxy = urllib.request.getproxies().get(parts.scheme)
+            bypass = not proxy or urllib.request.proxy_bypass(parts.hostname or "")
+            _routes[key] = _direct if bypass else urllib3.ProxyManager(proxy, **_OPTIONS)
+    return _routes[key]
 
 
 def post_signed(url: str, secrets, msg_id: str, payload: dict) -> Answer:
@@ -52,10 +67,11 @@ def post_signed(url: str, secrets, msg_id: str, payload: dict) -> Answer:
     body = encode(payload)
     started = time.monotonic()
     try:
-        r = _session().post(url, data=body.encode("utf-8"), headers=sign_headers(secrets, msg_id, body),
-                            timeout=(CONNECT_S, READ_S), allow_redirects=False)
-    except requests.RequestException as exc:
+        r = _pool_for(url).request("POST", url, body=body.encode("utf-8"),
+                                   headers=sign_headers(secrets, msg_id, body), redirect=False)
+    except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:  # refused, reset, timed out, bad URL
         return Answer(None, f"{type(exc).__name__}: {exc}"[:500], int((time.monotonic() - started) * 1000))
     ms = int((time.monotonic() - started) * 1000)
-    error = None if 200 <= r.status_code < 300 else f"HTTP {r.status_code}: {r.text[:300]}"
-    return Answer(r.status_code, error, ms, r.content[:65536])
+    content = r.data[:MAX_BODY]
+    error = None if 200 <= r.status < 300 else f"HTTP {r.status}: {content[:300].decode('utf-8', 'replace')}"
+    return Answer(r.status, error, ms, content)

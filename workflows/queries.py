@@ -2,20 +2,29 @@
 beneficiary's deduction order (a write, but not a state transition: it changes no binding state)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
 from models import Binding, Person, Transition, VerificationAttempt
 
-from . import rows, sync
+from . import rows, sync, writes
 from .errors import DomainError
+from .statements import Statement
 from .unit import command
 from .views import attempt_view, binding_view, transition_view
 
 LIVE = ("accepted", "authorized")
 VA = VerificationAttempt.__table__
-# the read a platform polls: Core statements built once (see rows.py), attempts read as plain rows
-_ATTEMPTS = sa.select(VA).where(VA.c.binding_id == sa.bindparam("b")).order_by(VA.c.attempt_no)
+# The read a platform polls, one statement and so one snapshot: the binding with its persons, each attempt and
+# each platform's acknowledged version, outer-joined (a row per attempt × platform: a few rows at most).
+# Separate reads could show a passed attempt next to the state from before it.
+_SNAPSHOT = Statement(rows.select_bindings()
+                      .add_columns(*[VA.c[c] for c in writes.ATTEMPT_COLUMNS], sync.S.c.platform_id, sync.S.c.acked_version)
+                      .outerjoin(VA, VA.c.binding_id == rows.B.c.id).outerjoin(sync.S, sync.S.c.binding_id == rows.B.c.id)
+                      .where(rows.B.c.id == sa.bindparam("binding_id")).order_by(VA.c.attempt_no, sync.S.c.platform_id))
+_OWN = len(rows.select_bindings().exported_columns)
 
 
 def _binding(session, binding_id: str) -> Binding:
@@ -27,11 +36,21 @@ def _binding(session, binding_id: str) -> Binding:
 
 
 def binding(db, binding_id: str) -> dict:
-    with db() as s:
-        row = rows.get(s, binding_id)
-        attempts = s.execute(_ATTEMPTS, {"b": binding_id}).all()
-        return {**binding_view(row, row.grantor, row.beneficiary),
-                "verifications": [attempt_view(a) for a in attempts], "sync": sync.acked_in(s, binding_id)}
+    """`GET /bindings/{id}`: the binding, its verification attempts in order and what each platform
+    acknowledged, as of one moment."""
+    with db.kw["bind"].connect() as conn:
+        found = _SNAPSHOT.rows(conn, {"binding_id": binding_id})
+    if not found:
+        raise DomainError("not_found", f"no binding {binding_id}")
+    row, attempts, acked = rows.from_row(found[0]), {}, {}
+    for f in found:
+        attempt, (platform_id, version) = f[_OWN:-2], f[-2:]
+        if attempt[0] is not None and attempt[0] not in attempts:
+            attempts[attempt[0]] = SimpleNamespace(**dict(zip(writes.ATTEMPT_COLUMNS, attempt)))
+        if platform_id is not None:
+            acked[platform_id] = version
+    return {**binding_view(row, row.grantor, row.beneficiary),
+            "verifications": [attempt_view(a) for a in attempts.values()], "sync": acked}
 
 
 def history(db, binding_id: str) -> dict:

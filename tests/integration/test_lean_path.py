@@ -328,3 +328,41 @@ def test_an_ingested_webhook_is_queued_in_the_outbox_envelope(pg_db, pg_engine):
     assert payload["type"] == topic and payload["id"].startswith("evt_")
     assert payload["data"] == {"received_webhook_id": stored}
     assert datetime.fromisoformat(payload["created_at"]).utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("db_name", ["pg_db", "sqlite_db"])
+def test_a_binding_is_read_as_one_snapshot(db_name, request, family):
+    """Given an invitation with a failed and an open verification attempt, acknowledged by two platforms,
+    when a platform reads it (`GET /bindings/{id}`),
+    then one statement answers: both attempts once each, in order, and both platforms' versions."""
+    from models import seed
+    from workflows import queries, sync, verification
+    from .support import invite
+    db = request.getfixturevalue(db_name)
+    fam = family(db, now=T0)
+    bid = invite(db, fam)["id"]
+    first = verification.start_verification(db, bid, person(fam.beneficiary), now=T0)["verification_id"]
+    verification.record_verification_result(db, verification_id=first, binding_id=bid, result="failed",
+                                            verifier_id="facecheck", now=T0)
+    second = verification.start_verification(db, bid, person(fam.beneficiary), now=T0)["verification_id"]
+    with db.begin() as s:
+        seed.seed_dev_platforms(s)
+        sync.acknowledge(s, "national", bid, 3, T0)
+        sync.acknowledge(s, "jiangsu", bid, 4, T0)
+    engine, seen = db.kw["bind"], []
+
+    def hear(conn, cursor, statement, params, context, executemany):
+        seen.append(statement.split(None, 1)[0].upper())
+    sa.event.listen(engine, "before_cursor_execute", hear)
+    try:
+        view = queries.binding(db, bid)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", hear)
+
+    assert [s for s in seen if s != "BEGIN"] == ["SELECT"]  # SQLite opens every transaction with BEGIN
+    assert [(v["verification_id"], v["status"]) for v in view["verifications"]] == [(first, "failed"),
+                                                                                     (second, "pending")]
+    assert view["sync"] == {"jiangsu": 4, "national": 3} and view["version"] == 4
+    with pytest.raises(DomainError) as refused:
+        queries.binding(db, "bnd_missing")
+    assert refused.value.code == "not_found"
