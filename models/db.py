@@ -2,7 +2,9 @@
 
 SQLite: WAL, a busy timeout, foreign keys on, and every transaction opened with BEGIN IMMEDIATE so two
 writers queue for the lock instead of failing on a read→write upgrade. PostgreSQL: row locks and version
-checks decide (see workflows/unit.py)."""
+checks decide (see workflows/unit.py). Both engines hide bound parameters from logs and exception texts
+(`hide_parameters`): they carry masked views, keyed hashes, ciphertexts and free-text reasons, and an
+error's text ends up in logs and on delivery rows."""
 from __future__ import annotations
 
 import time
@@ -21,12 +23,13 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> sa.Engi
     if url_obj.get_backend_name() == "sqlite":
         if url_obj.database and url_obj.database != ":memory:":
             Path(url_obj.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url_obj, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = sa.create_engine(url_obj, echo=echo, hide_parameters=True,
+                                  connect_args={"check_same_thread": False, "timeout": 30})
         _sqlite_pragmas(engine)
         return engine
     if url_obj.drivername in ("postgresql", "postgres"):
         url_obj = url_obj.set(drivername="postgresql+psycopg")
-    engine = sa.create_engine(url_obj, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    engine = sa.create_engine(url_obj, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size)
     _ping_when_idle(engine)
     return engine
 

@@ -1,6 +1,7 @@
 """Operators of the dashboard, the audit log of everything they do, and batch jobs they start.
 
-An operator's password is stored only as a werkzeug scrypt hash. The audit log is append-only (who,
+An operator's password is stored only as a werkzeug scrypt hash; the session generation in every session
+cookie is what signing out changes, so a copied cookie stops working then. The audit log is append-only (who,
 what, which binding, why, when, and the outcome); a revealed ID number is recorded as the fact of the
 reveal, never its value. A batch job is an action over the bindings matching a filter, counted before it
 is confirmed and run by a worker, one audited command per binding."""
@@ -28,6 +29,8 @@ class Operator(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # part of every dashboard session cookie; a new one (sign-out, new password) ends every session issued
+    session_generation: Mapped[str | None] = mapped_column(sa.String(32))
 
     __table_args__ = (sa.CheckConstraint("role in ('viewer', 'operator', 'admin')", name="operator_role"),)
 

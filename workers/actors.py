@@ -39,32 +39,36 @@ def _handle(msg: OutboxMessage) -> str:
 def process_outbox(outbox_id: int) -> None:
     """Binding and settlement events: fanned out and marked processed in one transaction (the hot path);
     anything else through `run_once`. Sends after commit are covered by the periodic passes if lost."""
-    if not _fan_out(outbox_id):
+    if not _fan_out(outbox_id).handled:
         run_once(runtime.db(), OutboxMessage, outbox_id, _handle)
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0)
 def process_outbox_many(ids: list[int]) -> None:
-    """Outbox ids a web process gathered into one message (`workers.publisher`). Binding and settlement
-    events are fanned out here, one after the other; anything else (an inbound webhook to apply, a batch
-    job that may run long) and any id that failed goes on alone as a `process_outbox` message, with that
-    actor's retries, so one slow or failing row does not hold up the rest."""
+    """Outbox ids a web process gathered into one message (`workers.publisher`), handled one after the
+    other as `process_outbox` handles them, except a batch job (it may run for minutes): that one, and any
+    id that failed here, goes on alone as a `process_outbox` message with that actor's retries, so one slow
+    or failing row does not hold up the rest."""
     for outbox_id in ids:
         try:
-            if _fan_out(outbox_id):
+            done = _fan_out(outbox_id)
+            if done.handled or done.topic is None:
+                continue
+            if done.topic != batches.TOPIC:
+                run_once(runtime.db(), OutboxMessage, outbox_id, _handle)
                 continue
         except Exception:
             log.warning("outbox row %s failed in a batch; retried on its own", outbox_id, exc_info=True)
         process_outbox.send(outbox_id)
 
 
-def _fan_out(outbox_id: int) -> bool:
-    """Fan a binding or settlement event out and send what may leave now; False if it is another kind."""
+def _fan_out(outbox_id: int) -> deliveries.FanOut:
+    """Fan a binding or settlement event out and send what may leave now (`handled`); else nothing."""
     done = deliveries.fan_out(runtime.db(), outbox_id)
     for verification_id in done.verifications:
         open_face_session.send(verification_id)
     send_deliveries(done.ready)
-    return done.handled
+    return done
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=60_000)

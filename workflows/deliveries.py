@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from models import Delivery, DeliveryAttempt, OutboxMessage
 from models.types import utcnow
 
+from . import delivery_statements as statements
 from . import platforms, sync
 from .persons import province_of
 
@@ -108,9 +109,10 @@ def concerned(session, payload: dict) -> list[platforms.PlatformInfo]:
 
 @dataclass
 class FanOut:
-    """What `fan_out` did: whether the event was one it handles, the deliveries ready to send now, and the
+    """What `fan_out` did: whether the event was one it handles (and its topic), the deliveries ready to send now, and the
     face-verification attempts whose provider session is to be opened (from `binding.verification_requested`)."""
     handled: bool = False
+    topic: str | None = None  # the event's topic (None: no such outbox row)
     ready: list[int] = field(default_factory=list)
     verifications: list[str] = field(default_factory=list)
 
@@ -130,6 +132,7 @@ def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> FanOut:
     out = FanOut()
     with db.begin() as s:
         msg = s.execute(_MESSAGE, {"id": outbox_id}).first()
+        out.topic = msg.topic if msg is not None else None
         if msg is None or not msg.topic.startswith(FANNED_OUT + (RETRY_TOPIC,)):
             return out
         out.handled = True
@@ -190,6 +193,17 @@ def due(db, *, now: datetime | None = None, batch: int = 500) -> list[int]:
 def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
     """Take a delivery for one try, or None if it is not open, not due, blocked, or another try has it."""
     now = now or utcnow()
+    with db.kw["bind"].connect() as conn:
+        if conn.dialect.name == "postgresql":  # one statement in autocommit (workflows/delivery_statements.py)
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            found = statements.CLAIM.first(conn, {"id": delivery_id, "horizon": now + timedelta(seconds=GRACE_S),
+                                                  "lease": now + timedelta(seconds=LEASE_S)})
+            if found is None:
+                return None
+            attempts, platform_id, event_id, payload = found
+            p = platforms.get(db, platform_id)  # cached; the statement checked that it has a URL
+            return Claim(id=delivery_id, attempt_no=attempts, platform_id=p.id, url=p.webhook_url,
+                         secrets=p.signing_secrets(now), event_id=event_id, payload=payload) if p.webhook_url else None
     with db.begin() as s:
         row = s.execute(_CLAIM, {"id": delivery_id, "horizon": now + timedelta(seconds=GRACE_S)}).mappings().first()
         if row is None:
@@ -207,6 +221,16 @@ def record(db, c: Claim, *, status_code: int | None, error: str | None, duration
     """Record one try's answer; returns the ids to send next (the released successor, if any)."""
     now = now or utcnow()
     ok = status_code is not None and 200 <= status_code < 300
+    if ok:
+        with db.kw["bind"].connect() as conn:
+            if conn.dialect.name == "postgresql":  # one statement in autocommit
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+                row = statements.DELIVERED.first(conn, {"id": c.id, "n": c.attempt_no, "t": now,
+                                                         "code": status_code, "ms": duration_ms})
+                if row is None or row[1] is None:  # replayed or finished meanwhile by another try
+                    return []
+                return [found[0] for found in statements.RELEASE.rows(conn, {
+                    "p": row[0], "b": row[1], "v": row[2], "t": now + timedelta(seconds=GRACE_S)})]
     with db.begin() as s:
         if ok:  # the common case in four statements: the try, the delivery, the acknowledgement, the successor
             s.execute(_ATTEMPT, dict(delivery_id=c.id, attempt_no=c.attempt_no, at=now, status_code=status_code,

@@ -6,6 +6,7 @@ each allowed what the ones before it are. `record` appends one audit row in the 
 an action and its audit entry commit together; `record_refusal` writes a refused attempt on its own."""
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,6 +28,7 @@ class OperatorInfo:
     id: str
     username: str
     role: str
+    session_generation: str | None = None  # in each session cookie; sessions of an older one are over
 
     def can(self, role: str) -> bool:
         """Does this operator hold `role` or a higher one?"""
@@ -34,7 +36,11 @@ class OperatorInfo:
 
 
 def _info(o: Operator) -> OperatorInfo:
-    return OperatorInfo(o.id, o.username, o.role)
+    return OperatorInfo(o.id, o.username, o.role, o.session_generation)
+
+
+def _new_generation() -> str:
+    return secrets.token_urlsafe(16)  # 22 characters
 
 
 def add(db, username: str, password: str, role: str) -> OperatorInfo:
@@ -61,6 +67,13 @@ def set_password(db, username: str, password: str) -> None:
         if o is None:
             raise DomainError("not_found", f"no operator {username}")
         o.password_hash = generate_password_hash(password)
+        o.session_generation = _new_generation()  # a new password ends the sessions signed in with the old
+
+
+def end_sessions(db, operator_id: str) -> None:
+    """Sign the operator out everywhere: every session cookie issued so far stops working."""
+    with db.begin() as s:
+        s.execute(sa.update(Operator).where(Operator.id == operator_id).values(session_generation=_new_generation()))
 
 
 def authenticate(db, username: str, password: str, *, now: datetime | None = None) -> OperatorInfo:
@@ -73,6 +86,7 @@ def authenticate(db, username: str, password: str, *, now: datetime | None = Non
         if not check_password_hash(o.password_hash, password):
             raise DomainError("unauthorized", "wrong username or password")
         o.last_sign_in_at = now or utcnow()
+        o.session_generation = o.session_generation or _new_generation()
         return _info(o)
 
 

@@ -50,7 +50,8 @@ def _national(database_url: str, binding_ids: list[str]) -> list:
     try:
         with engine.connect() as c:
             return c.execute(sa.text(
-                "select binding_id, binding_version, status, attempts from deliveries where platform_id = 'national' "
+                "select binding_id, binding_version, status, attempts, next_attempt_at, last_error from deliveries "
+                "where platform_id = 'national' "
                 "and binding_id = any(:ids) order by binding_id, binding_version"), {"ids": binding_ids}).all()
     finally:
         engine.dispose()
@@ -99,9 +100,13 @@ def test_redis_down_for_30_seconds_the_api_answers_and_the_backlog_drains_with_n
                 api.ok(bid, "unbind", grantor, reason="家庭成员变动")
             ids = [p[0] for p in pending]
             poll(lambda: _unprocessed_outbox(stack.database_url) == 0, timeout=180, what="the outbox drained")
-            poll(lambda: all(r.status == "delivered" for r in _national(stack.database_url, ids))
-                 and len(_national(stack.database_url, ids)) == 6 * len(ids), timeout=180,
-                 what="every national delivery acknowledged")
+            try:
+                poll(lambda: all(r.status == "delivered" for r in _national(stack.database_url, ids))
+                     and len(_national(stack.database_url, ids)) == 6 * len(ids), timeout=180,
+                     what="every national delivery acknowledged")
+            except AssertionError as exc:  # say where it stands
+                raise AssertionError(f"{exc}; at {time.strftime('%H:%M:%S')}: "
+                                     f"{_national(stack.database_url, ids)}") from None
             for bid in ids:
                 assert stack.national_receiver.versions(bid) == [1, 2, 3, 4, 5, 6], bid
     finally:

@@ -103,3 +103,31 @@ def test_only_the_dashboard_has_a_cookie_session_and_rate_limits(app):
     tried = fresh.post("/dashboard/sign-in", data={"csrf_token": token, "username": "viewer", "password": "wrong"})
     assert "Set-Cookie" in page.headers and tried.status_code == 401
     assert tried.headers.get("X-RateLimit-Limit") in ("10", "30")  # one of the two sign-in limits
+
+
+def test_signing_out_ends_every_session_of_the_operator_even_a_copied_cookie(app):
+    """Given an operator signed in on two browsers, and a copy of the first browser's cookie,
+    When the first browser signs out,
+    Then the copy and the second browser are sent to sign in again; signing in anew works."""
+    first, _ = signed_in(app, "operator")
+    second, _ = signed_in(app, "operator")
+    copied = app.test_client()
+    copied.set_cookie("session", first.get_cookie("session").value)
+    assert copied.get("/dashboard/").status_code == 200 and second.get("/dashboard/").status_code == 200
+
+    token = TOKEN.search(first.get("/dashboard/").get_data(as_text=True)).group(1)
+    assert first.post("/dashboard/sign-out", data={"csrf_token": token}).status_code == 302
+
+    for client in (copied, second):
+        answer = client.get("/dashboard/")
+        assert answer.status_code == 302 and "/dashboard/sign-in" in answer.headers["Location"]
+    again, answer = signed_in(app, "operator")
+    assert answer.status_code == 302 and again.get("/dashboard/").status_code == 200
+
+
+def test_a_new_password_ends_the_sessions_signed_in_with_the_old_one(app, sqlite_db):
+    """Given a signed-in viewer, When an admin sets the viewer a new password, Then that session is over."""
+    client, _ = signed_in(app, "viewer")
+    assert client.get("/dashboard/").status_code == 200
+    operators.set_password(sqlite_db, "viewer", "another horse battery")
+    assert client.get("/dashboard/").status_code == 302

@@ -139,3 +139,95 @@ def test_events_fanned_out_newest_first_still_leave_in_version_order(pg_db, fami
     # Then every platform still received the versions in order, each once
     assert receivers["jiangsu"].versions(bid) == [1, 2, 3, 4]
     assert receivers["national"].versions(bid) == [1, 2, 3, 4]
+
+
+def test_a_claim_and_an_acknowledgement_run_outside_a_transaction(pg_db, pg_engine, family, receivers):
+    """Given a binding at version 2 whose two national deliveries exist (version 2 blocked behind 1),
+    when version 1 is claimed, sent and acknowledged,
+    then the claim is one statement and the record two (the acknowledgement, then the release), all on an
+    autocommit connection (no BEGIN/COMMIT),
+    the national platform's acknowledged version is 1, and version 2 is released to be sent now."""
+    fam = family(pg_db)
+    from .support import invite
+    bid = invite(pg_db, fam)["id"]
+    from workflows import verification
+    verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)
+    ready = fan_out_all(pg_db, T0)
+    with pg_db() as s:
+        first = s.scalar(sa.select(Delivery.id).where(Delivery.platform_id == "national",
+                                                      Delivery.binding_version == 1))
+        second = s.scalar(sa.select(Delivery.id).where(Delivery.platform_id == "national",
+                                                       Delivery.binding_version == 2))
+    assert first in ready and second not in ready
+    platforms.get(pg_db, "national")  # the platform cache is warm in a running worker
+    seen = []
+
+    def hear(conn, cursor, statement, params, context, executemany):
+        seen.append((statement.split(None, 1)[0].upper(), conn.connection.dbapi_connection.autocommit))
+    sa.event.listen(pg_engine, "before_cursor_execute", hear)
+    try:
+        claim = deliveries.claim(pg_db, first, now=T0)
+        answer = outbound.post_signed(claim.url, claim.secrets, claim.event_id, claim.payload)
+        released = deliveries.record(pg_db, claim, status_code=answer.status_code, error=answer.error,
+                                     duration_ms=answer.duration_ms, now=T0)
+    finally:
+        sa.event.remove(pg_engine, "before_cursor_execute", hear)
+
+    assert claim.attempt_no == 1 and claim.payload["data"]["binding"]["version"] == 1
+    assert seen == [("UPDATE", True), ("WITH", True), ("UPDATE", True)]
+    assert released == [second]
+    assert sync.acked_versions(pg_db, bid)["national"] == 1
+    assert deliveries.claim(pg_db, first, now=T0) is None  # delivered: nothing left to take
+
+
+def test_an_acknowledgement_that_waited_for_a_fan_out_releases_what_the_fan_out_inserted(pg_db, family,
+                                                                                         receivers, monkeypatch):
+    """Given version 1's national delivery sent, and the fan-out of version 2 holding version 1's row lock
+    (it is deciding that version 2 must wait for version 1),
+    when version 1's acknowledgement is recorded meanwhile (it waits for that lock) and the fan-out then
+    commits version 2 as blocked,
+    then the acknowledgement still releases version 2: it is due now, not left waiting for a periodic pass."""
+    import threading
+
+    from workflows import verification
+    from .support import invite, wait_until
+    fam = family(pg_db)
+    bid = invite(pg_db, fam)["id"]
+    with pg_db() as s:
+        first_event = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid))
+    ready = deliveries.fan_out(pg_db, first_event, now=T0).ready
+    with pg_db() as s:
+        v1 = s.scalar(sa.select(Delivery.id).where(Delivery.id.in_(ready), Delivery.platform_id == "national"))
+    claim = deliveries.claim(pg_db, v1, now=T0)
+    assert outbound.post_signed(claim.url, claim.secrets, claim.event_id, claim.payload).ok
+    verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)
+    with pg_db() as s:
+        second_event = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid,
+                                                                  OutboxMessage.binding_version == 2))
+    holding, go, real = threading.Event(), threading.Event(), deliveries._blocked
+
+    def blocked_then_hold(s, platform_id, binding_id, version):
+        found = real(s, platform_id, binding_id, version)  # locks version 1's delivery rows
+        if platform_id == "national":
+            holding.set()
+            go.wait(30)
+        return found
+    monkeypatch.setattr(deliveries, "_blocked", blocked_then_hold)
+    released = []
+    fan = threading.Thread(target=deliveries.fan_out, args=(pg_db, second_event), kwargs={"now": T0})
+    fan.start()
+    assert holding.wait(30)
+    record = threading.Thread(target=lambda: released.extend(deliveries.record(
+        pg_db, claim, status_code=200, error=None, duration_ms=1, now=T0)))
+    record.start()
+    with pg_db.kw["bind"].connect() as c:  # the acknowledgement is waiting for the fan-out's lock
+        wait_until(lambda: c.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                             "AND datname = current_database()").scalar() >= 1)
+    go.set()
+    fan.join(30)
+    record.join(30)
+
+    with pg_db() as s:
+        v2 = s.execute(sa.select(Delivery.id, Delivery.next_attempt_at).where(
+            Delivery.platform_id == "national", Delivery.binding_id == bid, Delivery.binding_version == 2)).one()
+    assert released == [v2.id] and v2.next_attempt_at is not None

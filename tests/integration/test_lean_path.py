@@ -205,7 +205,8 @@ def test_a_naive_timestamp_is_refused_and_a_duplicate_is_an_integrity_error(pg_e
     """Given a hot INSERT statement,
     when it gets a naive datetime, and when it inserts a primary key twice,
     then the first is refused by the column type (ValueError) and the second raises SQLAlchemy's
-    IntegrityError, which commands answer as 409/422 (not a bare driver error)."""
+    IntegrityError, which commands answer as 409/422 (not a bare driver error), whose text does not carry
+    the values bound (they end up in logs: hide_parameters)."""
     t = sa.table("lean_probe", sa.column("id", sa.String), sa.column("at", sa.DateTime))
     from models.types import UTCDateTime
     insert = Statement(sa.insert(t).values(id=sa.bindparam("id"), at=sa.bindparam("at", type_=UTCDateTime())))
@@ -214,8 +215,9 @@ def test_a_naive_timestamp_is_refused_and_a_duplicate_is_an_integrity_error(pg_e
         with pytest.raises(ValueError, match="naive"):
             insert.run(c, {"id": "a", "at": datetime(2026, 1, 1)})
         assert insert.run(c, {"id": "a", "at": datetime(2026, 1, 1, tzinfo=timezone.utc)}) == 1
-        with pytest.raises(sa.exc.IntegrityError):
-            insert.run(c, {"id": "a", "at": datetime(2026, 1, 1, tzinfo=timezone.utc)})
+        with pytest.raises(sa.exc.IntegrityError) as refused:
+            insert.run(c, {"id": "a", "at": datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)})
+        assert "2026-03-04" not in str(refused.value) and "parameters hidden" in str(refused.value)
         c.rollback()
 
 

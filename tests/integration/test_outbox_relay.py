@@ -145,23 +145,28 @@ def test_coalesced_ids_are_all_processed_through_redis(pg_db, redis_worker):
                         .where(OutboxMessage.fanned_out_at.is_not(None))) == 6
 
 
-def test_a_batch_hands_on_what_it_does_not_fan_out(pg_db, redis_worker, monkeypatch):
-    """Given two binding events and a stored webhook, with the first event's fan-out failing once, when
-    one batch message carries all three, then the second event is fanned out within the batch, the failed
-    one and the webhook go on alone as `process_outbox` messages (with that actor's retries)."""
+def test_a_batch_hands_on_only_long_jobs_and_failures(pg_db, redis_worker, monkeypatch):
+    """Given two binding events, a stored webhook and a batch job's row, with the first event's fan-out
+    failing once, when one batch message carries all four, then the second event is fanned out and the
+    webhook applied within the batch, and the failed event and the batch job go on alone as
+    `process_outbox` messages (with that actor's retries)."""
     from workers import actors
+    from workflows import batches
     relay, worker = redis_worker
     outbox.clear_listeners()
-    rows = []
     for i in range(2):
         g, b = _family(pg_db, 20 + i)
-        rows.append(invite(pg_db, grantor_id_number=g, beneficiary_id_number=b, beneficiary_name="赵六",
-                           relationship="spouse", commitment_version="JS-2024-01"))
+        invite(pg_db, grantor_id_number=g, beneficiary_id_number=b, beneficiary_name="赵六",
+               relationship="spouse", commitment_version="JS-2024-01")
     verifier = PlatformInfo(id="facecheck", kind="verifier", provinces=(), webhook_secret="", webhook_url=None)
-    webhooks.receive(pg_db, platform=verifier, webhook_id="msg_batch_1", body=b'{"type": "x", "data": {}}',
-                     headers={}, event_type="verification.completed")
+    body = b'{"type": "verification.completed", "data": {"verification_id": "ver_x", "binding_id": "bnd_x", ' \
+           b'"result": "passed"}}'
+    webhooks.receive(pg_db, platform=verifier, webhook_id="msg_batch_1", body=body, headers={},
+                     event_type="verification.completed")
+    with pg_db.begin() as s:
+        outbox.write(s, batches.TOPIC, utcnow(), {"batch_id": "bat_none"})
     with pg_db() as s:
-        first, second, hook = s.scalars(sa.select(OutboxMessage.id).order_by(OutboxMessage.id)).all()
+        first, second, hook, job = s.scalars(sa.select(OutboxMessage.id).order_by(OutboxMessage.id)).all()
     real, failed = actors.deliveries.fan_out, []
 
     def fan_out(db, outbox_id, **kw):
@@ -173,9 +178,10 @@ def test_a_batch_hands_on_what_it_does_not_fan_out(pg_db, redis_worker, monkeypa
     handed_on = []
     monkeypatch.setattr(actors.process_outbox, "send", lambda i: handed_on.append(i))
 
-    actors.process_outbox_many.fn([first, hook, second])
+    actors.process_outbox_many.fn([first, hook, second, job])
 
-    assert failed == [first] and handed_on == [first, hook]
+    assert failed == [first] and handed_on == [first, job]
     with pg_db() as s:
-        done = dict(s.execute(sa.select(OutboxMessage.id, OutboxMessage.processed_at)).all())
-    assert done[second] is not None and done[first] is None and done[hook] is None
+        done = {r.id: r for r in s.scalars(sa.select(OutboxMessage))}
+    assert done[second].processed_at is not None and done[hook].attempts == 1
+    assert done[first].processed_at is None and done[job].processed_at is None and done[job].attempts == 0

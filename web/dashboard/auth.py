@@ -3,7 +3,8 @@
 Sign-in is limited per client address and username (SIGN_IN_LIMIT) and per address (ADDRESS_LIMIT; set
 GONGJI_PROXY_HOPS behind a reverse proxy so the address is the client's); a wrong password and an unknown
 user answer the same. The signed session cookie is cleared and rebuilt on sign-in and lasts
-PERMANENT_SESSION_LIFETIME (8 hours)."""
+PERMANENT_SESSION_LIFETIME (8 hours). It names the operator's session generation: signing out (or a new
+password) changes it, which ends every session of that operator, including any copy of the cookie."""
 from __future__ import annotations
 
 from functools import wraps
@@ -33,6 +34,10 @@ class User(UserMixin):
         self.info = info
         self.id = info.id
 
+    def get_id(self) -> str:
+        """What the session cookie holds: the operator and the session generation it was signed in under."""
+        return f"{self.info.id}:{self.info.session_generation}"
+
     @property
     def username(self) -> str:
         return self.info.username
@@ -46,9 +51,11 @@ def db():
 
 
 @login.user_loader
-def load_user(operator_id: str):
+def load_user(session_id: str):
+    """The operator of a session cookie, unless disabled or signed out since (a new generation)."""
+    operator_id, _, generation = session_id.partition(":")
     info = operators.get(db(), operator_id)
-    return User(info) if info else None
+    return User(info) if info and info.session_generation and info.session_generation == generation else None
 
 
 def requires(role: str):
@@ -101,6 +108,8 @@ def sign_in():
 @bp.post("/sign-out")
 @requires("viewer")
 def sign_out():
+    """Ends every session of this operator, not just this browser's: a copy of the cookie dies with it."""
+    operators.end_sessions(db(), current_user.id)
     logout_user()
     session.clear()
     return redirect(url_for("dashboard.sign_in"))
