@@ -26,6 +26,7 @@ The URL comes from argv[1], else GONGJI_BENCH_DATABASE_URL, else GONGJI_TEST_DAT
    machine): client and server share the two cores, and the peers are measured the same way.
 The lifecycle's warm-up (50 families, not reported) is followed by ANALYZE, as a live database has
 statistics: without them the invitation's counts query runs a generic plan that scans the whole table.
+Every timed run, Gongji's and each peer's, starts after a VACUUM (ANALYZE) of the database (`settle`).
 `--profile K` profiles K lifecycles on one thread by CPU time (not waits on the server).
 """
 from __future__ import annotations
@@ -70,6 +71,14 @@ COMMANDS = ("invite", "start_verification", "record_verification_result", "accep
 MAIN_LINE = 5  # invite, face_verified, accepted, authorized, unbound — the peer's five
 ALL = len(COMMANDS)
 REGION, COMMITMENT = "320100", "JS-2024-01"
+
+
+def settle(engine) -> None:
+    """Before every timed run, Gongji's and the peers' alike: VACUUM (ANALYZE) what the runs before left
+    (dead row versions, unanalyzed inserts), so that autovacuum does not start on it during this run and
+    take CPU from whichever side happens to run next (second runs were 10-20 % slower without it)."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.exec_driver_sql("VACUUM (ANALYZE)")
 
 
 def log(msg: str) -> None:
@@ -428,17 +437,20 @@ def main() -> None:
             t0 = time.perf_counter()
             upsert_persons(db, fams, threads)
             log(f"run {r + 1}/{args.repeat}: {2 * n} persons upserted in {time.perf_counter() - t0:.1f} s (not timed)")
+            settle(engine)
             res = run_lifecycle(db, fams, threads, counter)
             gongji_runs.append(res)
             log(f"run {r + 1}/{args.repeat}: gongji {n} lifecycles in {res['wall']:.2f} s = {res['all_tps']:.0f} "
                 f"transitions/s (6 per binding), {res['main_tps']:.0f} main-line transitions/s (5); "
                 f"client CPU {1e3 * res['cpu'] / (ALL * n):.2f} ms/transition, {res['stmts']:.1f} SQL statements/binding")
             if not args.skip_peers:
+                settle(engine)
                 p = run_peer(peer_script, url, n, threads)
                 plain_runs.append(p)
                 log(f"run {r + 1}/{args.repeat}: {p['line']}; client CPU {1e3 * p['cpu'] / (5 * n):.2f} "
                     "ms/transition")
                 if use_dbos:
+                    settle(engine)
                     d = run_peer(dbos_script, url, n, threads)
                     dbos_runs.append(d)
                     log(f"run {r + 1}/{args.repeat}: {d['line']}")
