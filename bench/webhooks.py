@@ -192,6 +192,9 @@ def main() -> None:
         drained = drain(engine)  # the work the families did not wait for: every event delivered
         cpu = {k: v - cpu_before[k] for k, v in tree_cpu_seconds({k: v for k, v in trees.items() if v is not None}).items()}
         print(driver.summary())
+        if face.callback_failures:  # the fake provider retries; a failure here is worth reading
+            log(f"face provider callbacks without a 2xx answer (then retried): {len(face.callback_failures)}; "
+                f"first: {face.callback_failures[:3]}")
         calls = [ms for step, values in driver.latencies.items() if step != "face_verified" for ms in values]
         life = {"transitions": transitions, "wall": wall, "tps": transitions / wall, "errors": sum(driver.errors.values()),
                 "drain": drained - started, "tps_drained": transitions / (drained - started),

@@ -2,7 +2,7 @@
 (during a secret rotation the receiver may know only the old or only the new one).
 
 Timeouts are seconds: `CONNECT_S` to connect, `READ_S` for the answer; redirects are not followed (a
-platform answers where it registered). urllib3 pools keep connections alive (thread-safe, shared by the
+platform answers where it registered); a broken connection is tried once more at once (`_RETRY`). urllib3 pools keep connections alive (thread-safe, shared by the
 worker's threads); `requests` cost ~0.25 ms of CPU more a delivery, mostly re-reading proxy settings from the
 environment each time. Those settings (HTTP_PROXY, HTTPS_PROXY, NO_PROXY) are honoured: looked up once per
 scheme and host."""
@@ -21,7 +21,12 @@ from standardwebhooks.webhooks import Webhook
 
 CONNECT_S, READ_S = 3.0, 10.0
 MAX_BODY = 65536  # bytes of an answer kept (the face provider's session id; an error's first words)
-_OPTIONS = dict(num_pools=64, maxsize=16, retries=False, timeout=urllib3.Timeout(connect=CONNECT_S, read=READ_S))
+# One more try when the connection breaks (a keep-alive connection the server closed just as it was reused
+# surfaces as a broken read): the event id is the same, so a receiver that did get the first drops the second.
+# Status codes are answers, never retried here: the delivery schedule decides.
+_RETRY = urllib3.Retry(total=1, connect=1, read=1, status=0, other=0, redirect=0, allowed_methods=None,
+                       raise_on_redirect=False, raise_on_status=False)
+_OPTIONS = dict(num_pools=64, maxsize=16, retries=_RETRY, timeout=urllib3.Timeout(connect=CONNECT_S, read=READ_S))
 _direct = urllib3.PoolManager(**_OPTIONS)
 _routes: dict[tuple[str, str], urllib3.PoolManager] = {}
 _routes_lock = threading.Lock()

@@ -35,10 +35,8 @@ MAX_ATTEMPTS = len(SCHEDULE_S) + 1
 LEASE_S = float(os.environ.get("GONGJI_DELIVERY_LEASE_S") or 120)  # retried after this if its worker vanished
 GRACE_S = 30.0  # an enqueued delivery is re-enqueued by the periodic pass after this long
 D = Delivery.__table__
-OPEN = ("pending", "failing")
-_earlier = D.alias("earlier")
-_BLOCKED = sa.exists().where(_earlier.c.platform_id == D.c.platform_id, _earlier.c.binding_id == D.c.binding_id,
-                             _earlier.c.binding_version < D.c.binding_version, _earlier.c.status != "delivered")
+OPEN = statements.OPEN
+_BLOCKED = statements.BLOCKED
 _DUE = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at <= sa.bindparam("now"), ~_BLOCKED)
         .order_by(D.c.next_attempt_at).limit(sa.bindparam("batch", type_=sa.Integer))
         .with_for_update(of=D, skip_locked=True))
@@ -77,12 +75,6 @@ _DELIVERED = (sa.update(D).where(D.c.id == sa.bindparam("_id"), D.c.status.in_(O
 _FAILED = sa.update(D).where(D.c.id == sa.bindparam("_id")).values(
     status=sa.bindparam("s"), last_status_code=sa.bindparam("code"), last_error=sa.bindparam("error"),
     dead_at=sa.bindparam("dead"), next_attempt_at=sa.bindparam("t"))
-_later = D.alias("later")
-_RELEASE = (sa.update(D).where(D.c.id == sa.select(_later.c.id).where(
-    _later.c.platform_id == sa.bindparam("p"), _later.c.binding_id == sa.bindparam("b"),
-    _later.c.binding_version > sa.bindparam("v"), _later.c.status.in_(OPEN))
-    .order_by(_later.c.binding_version, _later.c.id).limit(1).scalar_subquery())
-    .values(next_attempt_at=sa.bindparam("t")).returning(D.c.id))
 
 
 @dataclass(frozen=True)
@@ -229,8 +221,7 @@ def record(db, c: Claim, *, status_code: int | None, error: str | None, duration
                                                          "code": status_code, "ms": duration_ms})
                 if row is None or row[1] is None:  # replayed or finished meanwhile by another try
                     return []
-                return [found[0] for found in statements.RELEASE.rows(conn, {
-                    "p": row[0], "b": row[1], "v": row[2], "t": now + timedelta(seconds=GRACE_S)})]
+                return _release(conn, *row, now)
     with db.begin() as s:
         if ok:  # the common case in four statements: the try, the delivery, the acknowledgement, the successor
             s.execute(_ATTEMPT, dict(delivery_id=c.id, attempt_no=c.attempt_no, at=now, status_code=status_code,
@@ -254,8 +245,8 @@ def record(db, c: Claim, *, status_code: int | None, error: str | None, duration
 
 def _release(s, platform_id: str, binding_id: str, version: int, now: datetime) -> list[int]:
     """Make the next open delivery of the binding to the platform due now (it was blocked); [its id] or []."""
-    return list(s.execute(_RELEASE, {"p": platform_id, "b": binding_id, "v": version,
-                                     "t": now + timedelta(seconds=GRACE_S)}).scalars())
+    return [found[0] for found in statements.RELEASE.rows(
+        s, {"p": platform_id, "b": binding_id, "v": version, "t": now + timedelta(seconds=GRACE_S)})]
 
 
 def replay(db, *, ids: list[int] | None = None, platform_id: str | None = None, binding_id: str | None = None,

@@ -21,12 +21,13 @@ OPEN = ("pending", "failing")
 _earlier, _later = D.alias("earlier"), D.alias("later")
 bp = sa.bindparam
 
+# an earlier version of the delivery's binding to the same platform is not yet acknowledged
+BLOCKED = sa.exists().where(_earlier.c.platform_id == D.c.platform_id, _earlier.c.binding_id == D.c.binding_id,
+                            _earlier.c.binding_version < D.c.binding_version, _earlier.c.status != "delivered")
 # UPDATE … RETURNING waits for a row lock like the SELECT … FOR UPDATE it replaces, then re-checks the row
 CLAIM = Statement(
     sa.update(D).where(
-        D.c.id == bp("id"), constant_in(D.c.status, OPEN), D.c.next_attempt_at <= bp("horizon"),
-        ~sa.exists().where(_earlier.c.platform_id == D.c.platform_id, _earlier.c.binding_id == D.c.binding_id,
-                           _earlier.c.binding_version < D.c.binding_version, _earlier.c.status != "delivered"),
+        D.c.id == bp("id"), constant_in(D.c.status, OPEN), D.c.next_attempt_at <= bp("horizon"), ~BLOCKED,
         sa.exists().where(P.c.id == D.c.platform_id, P.c.webhook_url.is_not(None)))
     .values(attempts=D.c.attempts + 1, next_attempt_at=bp("lease", type_=D.c.next_attempt_at.type))
     .returning(D.c.attempts, D.c.platform_id, D.c.event_id,
@@ -62,8 +63,7 @@ def _delivered() -> Statement:
 
 
 DELIVERED = _delivered()
-# the next open version of the binding to the platform, made due now (it was blocked): `_RELEASE` of
-# workflows/deliveries.py with its status list in the SQL text
+# the next open version of the binding to the platform, made due now (it was blocked)
 RELEASE = Statement(sa.update(D).where(D.c.id == sa.select(_later.c.id).where(
     _later.c.platform_id == bp("p"), _later.c.binding_id == bp("b"), _later.c.binding_version > bp("v"),
     constant_in(_later.c.status, OPEN)).order_by(_later.c.binding_version, _later.c.id).limit(1).scalar_subquery())

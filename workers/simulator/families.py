@@ -5,7 +5,7 @@ authorize, unbind. One family in ten declines instead, one in twenty is cancelle
 summary shows several final states. Latencies are per API call, in milliseconds (every call, the look-ups
 before registering included); `face_verified` is not a call but the wait from starting verification to the
 state being visible: it includes the provider's latency and the polling (GET after 50 ms, then backing off by
-half each time up to every 400 ms, as a considerate client polls)."""
+half each time, up to 400 ms between polls, as a considerate client does)."""
 from __future__ import annotations
 
 import random
