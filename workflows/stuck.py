@@ -5,7 +5,8 @@ list filter and tags, a binding's page and the operator's retry. A binding may b
 - `past_service_level`: a pending state with nothing scheduled (`deadline_at` NULL), unchanged for longer
   than SERVICE_LEVEL_S[state]
 - `verification_request_failed`: its pending attempt's provider session request failed (`provider_status`
-  'error') or has been 'requested' for more than REQUEST_STALE_S without being opened
+  'error'), or the attempt has been open for more than REQUEST_STALE_S with the session 'requested' and not
+  opened, or not even requested (the worker's message to ask the provider was lost)
 - `delivery_dead`: a delivery is dead-lettered (waits for an operator's replay)
 - `delivery_failing`: an open delivery was tried FAILING_ATTEMPTS times or more and is still retrying
 - `sync_behind`: a push platform it concerns (`sync.concerns`, as reconcile) acknowledged less than its
@@ -41,7 +42,7 @@ GRACE_S = 120  # a due timer the sweeper (every few seconds) has not fired this 
 # A pending binding always has a timer (its invitation TTL); one without is stuck once it sat longer than the
 # default invitation TTL (7 days), by which time the timer would have expired it.
 SERVICE_LEVEL_S = {"invited": 7 * 86400, "face_verified": 7 * 86400}
-REQUEST_STALE_S = 300  # a provider session asked for and not opened after 5 minutes
+REQUEST_STALE_S = 300  # an attempt whose provider session is not opened (or not asked for) after 5 minutes
 FAILING_ATTEMPTS = 3  # tries of an open delivery (5 s, 30 s, 2 min into the schedule: about 3 minutes)
 SETTLE_S, WINDOW_S = 300, 7 * 86400  # reconcile's defaults: changed between 7 days and 5 minutes ago
 DETAIL_CHARS = 200
@@ -77,7 +78,8 @@ def _past_service_level(now):
 def _request_failed(now):
     return VA, [VA.c.status == _lit("pending"), sa.or_(
         VA.c.provider_status == _lit("error"),
-        sa.and_(VA.c.provider_status == _lit("requested"), VA.c.opened_at < _ago(now, REQUEST_STALE_S)))]
+        sa.and_(sa.or_(VA.c.provider_status.is_(None), VA.c.provider_status == _lit("requested")),
+                VA.c.opened_at < _ago(now, REQUEST_STALE_S)))]
 
 
 def _delivery_dead(now):
@@ -209,7 +211,8 @@ def of_binding(session, binding_id: str, now: datetime) -> list[dict]:
         for a in session.execute(sa.select(VA).where(VA.c.binding_id == binding_id, VA.c.status == "pending")):
             out.append(_item("verification_request_failed", a.opened_at,
                              f"attempt {a.attempt_no}, {a.provider_requests} requests: "
-                             + (_text(a.provider_error) if a.provider_status == "error" else "requested, not opened")))
+                             + (_text(a.provider_error) if a.provider_status == "error"
+                                else "requested, not opened" if a.provider_status else "provider not asked")))
     if {"delivery_dead", "delivery_failing"} & set(held):
         for d in session.execute(sa.select(D).where(D.c.binding_id == binding_id, D.c.status != "delivered")
                                  .order_by(D.c.platform_id, D.c.binding_version)):

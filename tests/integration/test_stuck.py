@@ -214,3 +214,21 @@ def test_the_list_tags_each_row_with_its_reasons_and_a_filter_combines_with_stat
     assert listed(pg_db, "timer_overdue", now) == [late_one]
     assert finder.find(pg_db, stuck="timer_overdue", state="accepted", now=now)["items"] == []
     assert finder.count(pg_db, stuck="timer_overdue", now=now) == stuck.counts(pg_db, now)["timer_overdue"] == 1
+
+
+def test_an_attempt_whose_provider_was_never_asked_is_a_failed_verification_request(pg_db, family):
+    """Given an open face-verification attempt whose worker message to ask the provider was lost (nothing
+    requested), when REQUEST_STALE_S have passed, then the binding is stuck as verification_request_failed
+    (before that it is not: the request may still be on its way)."""
+    platforms.set_webhook_url(pg_db, "facecheck", HOOK)
+    fam = family(pg_db)
+    opened = T0 + timedelta(seconds=1)
+    bid = invite(pg_db, fam)["id"]
+    verification.start_verification(pg_db, bid, person(fam.beneficiary), now=opened)
+    assert counted(pg_db, opened + timedelta(seconds=stuck.REQUEST_STALE_S - 1)) == {}
+    stale = opened + timedelta(seconds=stuck.REQUEST_STALE_S + 1)
+    assert counted(pg_db, stale) == {"verification_request_failed": 1}
+    assert listed(pg_db, "verification_request_failed", stale) == [bid]
+    with pg_db() as s:
+        (item,) = stuck.of_binding(s, bid, stale)
+    assert item["since"] == opened and item["detail"].endswith("provider not asked")
