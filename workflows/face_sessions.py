@@ -2,8 +2,9 @@
 
 When a beneficiary starts verification (`verification.start_verification`) the attempt is `pending` and
 a `binding.verification_requested` event is in the outbox; a worker then asks the face-verification
-provider — the platform registered with kind `verifier` (the first by id that has a URL) — to open a
-session: `session_request` builds the request, the worker POSTs it signed, `session_opened` or
+provider — a platform registered with kind `verifier` and a URL: one registered for the beneficiary's
+province, else a nationwide one (registered for no province) — to open a session; only that provider's
+`verification.completed` then counts for the attempt: `session_request` builds the request, the worker POSTs it signed, `session_opened` or
 `session_failed` records the answer on the attempt (`provider_status`, `provider_session_id`,
 `provider_requests`, `provider_error`). A provider error is retried with backoff until the attempt is no
 longer pending; no result by the attempt's deadline counts as a failed attempt (the timer does that).
@@ -22,6 +23,7 @@ from models import Binding, Person, VerificationAttempt
 from models.types import new_id, utcnow
 
 from . import platforms
+from .persons import province_of
 
 VA = VerificationAttempt.__table__
 
@@ -36,9 +38,13 @@ class SessionRequest:
     payload: dict
 
 
-def verifier(session) -> platforms.PlatformInfo | None:
+def verifier(session, province: str | None = None) -> platforms.PlatformInfo | None:
+    """The provider for a beneficiary of `province`: a verifier registered for that province, else one
+    registered for none (nationwide), the first by id among equals; None if there is neither. A verifier
+    registered for other provinces only is never sent this person's identity."""
     found = [p for p in platforms.all_platforms(session) if p.kind == "verifier" and p.webhook_url]
-    return found[0] if found else None
+    chosen = [p for p in found if province in p.provinces] or [p for p in found if not p.provinces]
+    return chosen[0] if chosen else None
 
 
 def session_request(db, verification_id: str, *, callback_base: str, now: datetime | None = None
@@ -49,15 +55,16 @@ def session_request(db, verification_id: str, *, callback_base: str, now: dateti
         attempt = s.execute(sa.select(VA).where(VA.c.id == verification_id).with_for_update()).mappings().first()
         if attempt is None or attempt["status"] != "pending" or attempt["provider_status"] == "opened":
             return None
-        provider = verifier(s)
-        if provider is None:
-            s.execute(sa.update(VA).where(VA.c.id == verification_id).values(
-                provider_status="error", provider_error="no face-verification provider is registered"))
-            return None
         beneficiary = s.scalar(sa.select(Person).join(Binding, Binding.beneficiary_id == Person.id)
                                .where(Binding.id == attempt["binding_id"]))
+        provider = verifier(s, province_of(s, beneficiary.region_code))
+        if provider is None:
+            s.execute(sa.update(VA).where(VA.c.id == verification_id).values(
+                provider_status="error", provider_error="no face-verification provider serves this region"))
+            return None
+        # the provider asked is the one whose result counts (verification.record_verification_result)
         s.execute(sa.update(VA).where(VA.c.id == verification_id).values(
-            provider_status="requested", provider_requests=VA.c.provider_requests + 1))
+            provider_status="requested", provider_requests=VA.c.provider_requests + 1, verifier_id=provider.id))
         payload = {"type": "verification.session_requested", "id": new_id("evt"), "created_at": now.isoformat(),
                    "data": {"verification_id": verification_id, "binding_id": attempt["binding_id"],
                             "attempt_no": attempt["attempt_no"], "deadline_at": attempt["deadline_at"].isoformat(),

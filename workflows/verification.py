@@ -103,6 +103,8 @@ def record_verification_result(db, *, verification_id: str, binding_id: str, res
         attempt = _attempt(rest)
         if attempt is None:
             raise DomainError("not_found", f"no verification {verification_id} on binding {binding_id}")
+        if attempt.verifier_id is not None and attempt.verifier_id != verifier_id:
+            raise DomainError("not_your_binding", f"verification {verification_id} was not asked of {verifier_id}")
         if attempt.status != "pending" or row.state != "invited":
             return f"ignored_{attempt.status}"
         verifier = Actor("verifier", verifier_id)

@@ -99,3 +99,32 @@ def test_without_a_registered_provider_the_attempt_says_so(pg_db, family):
     assert face_sessions.session_request(pg_db, vid, callback_base="http://x") is None
     seen = queries.binding(pg_db, bid)["verifications"][0]
     assert seen["provider_status"] == "error" and "no face-verification provider" in seen["provider_error"]
+
+
+def test_the_provider_serving_the_beneficiarys_province_is_asked_and_only_its_result_counts(pg_db, family, provider):
+    """Given the nationwide provider and one registered for Xinjiang only, a Jiangsu beneficiary's attempt
+    goes to the nationwide one (the Xinjiang provider never sees a Jiangsu identity); once a provider for
+    Jiangsu is registered, the next attempt goes to it. A result sent by another verifier than the one asked
+    is refused (403 not_your_binding) and changes nothing; the one asked completes it."""
+    from workflows.errors import DomainError
+    fake, sink = provider
+    platforms.add(pg_db, "xjface", kind="verifier", api_key="gk_xjface_test", webhook_secret="whsec_" + "B" * 44,
+                  webhook_url="http://127.0.0.1:9/xj", provinces=["65"])
+    platforms.clear_cache()
+    fam = family(pg_db)
+    bid, vid = _attempt(pg_db, fam)
+
+    assert face_sessions.session_request(pg_db, vid, callback_base="http://gongji.test").verifier_id == "facecheck"
+    with pytest.raises(DomainError) as refused:
+        verification.record_verification_result(pg_db, verification_id=vid, binding_id=bid, result="passed",
+                                                verifier_id="xjface", now=T0)
+    assert refused.value.code == "not_your_binding"
+    assert queries.binding(pg_db, bid)["state"] == "invited"
+    assert verification.record_verification_result(pg_db, verification_id=vid, binding_id=bid, result="failed",
+                                                   verifier_id="facecheck", now=T0) == "failed"
+
+    platforms.add(pg_db, "jsface", kind="verifier", api_key="gk_jsface_test", webhook_secret="whsec_" + "C" * 44,
+                  webhook_url="http://127.0.0.1:9/js", provinces=["32"])
+    platforms.clear_cache()
+    second = verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)["verification_id"]
+    assert face_sessions.session_request(pg_db, second, callback_base="http://gongji.test").verifier_id == "jsface"
