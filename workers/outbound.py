@@ -24,8 +24,15 @@ MAX_BODY = 65536  # bytes of an answer kept (the face provider's session id; an 
 # One more try when the connection breaks (a keep-alive connection the server closed just as it was reused
 # surfaces as a broken read): the event id is the same, so a receiver that did get the first drops the second.
 # Status codes are answers, never retried here: the delivery schedule decides.
-_RETRY = urllib3.Retry(total=1, connect=1, read=1, status=0, other=0, redirect=0, allowed_methods=None,
-                       raise_on_redirect=False, raise_on_status=False)
+class _BrokenConnectionRetry(urllib3.Retry):
+    """A read timeout is an answer (the receiver may be working on it): only a broken connection counts."""
+
+    def _is_read_error(self, err: Exception) -> bool:
+        return isinstance(err, urllib3.exceptions.ProtocolError)
+
+
+_RETRY = _BrokenConnectionRetry(total=1, connect=1, read=1, status=0, other=0, redirect=0, allowed_methods=None,
+                                raise_on_redirect=False, raise_on_status=False)
 _OPTIONS = dict(num_pools=64, maxsize=16, retries=_RETRY, timeout=urllib3.Timeout(connect=CONNECT_S, read=READ_S))
 _direct = urllib3.PoolManager(**_OPTIONS)
 _routes: dict[tuple[str, str], urllib3.PoolManager] = {}
@@ -63,7 +70,12 @@ def _pool_for(url: str) -> urllib3.PoolManager:
         with _routes_lock:
             proxy = urllib.request.getproxies().get(parts.scheme)
             bypass = not proxy or urllib.request.proxy_bypass(parts.hostname or "")
-            _routes[key] = _direct if bypass else urllib3.ProxyManager(proxy, **_OPTIONS)
+            if bypass:
+                _routes[key] = _direct
+            else:  # credentials in the proxy URL go in Proxy-Authorization; an unknown scheme raises ValueError
+                auth = urllib3.util.parse_url(proxy).auth
+                _routes[key] = urllib3.ProxyManager(
+                    proxy, proxy_headers=urllib3.make_headers(proxy_basic_auth=auth) if auth else None, **_OPTIONS)
     return _routes[key]
 
 

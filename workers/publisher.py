@@ -10,6 +10,7 @@ periodic relay pass (`workers.relay.relay_pass`) re-sends after `GRACE_S`. The t
 use, so it belongs to the process that uses it (gunicorn forks after importing the app)."""
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -18,6 +19,7 @@ from typing import Callable
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 100  # ids per broker message
+EXIT_WAIT_S = 2.0  # how long an exiting process waits for its queue to be sent
 
 
 class Publisher:
@@ -35,6 +37,7 @@ class Publisher:
             if self._owner != os.getpid():
                 self._owner = os.getpid()
                 threading.Thread(target=self._run, name="gongji-outbox-publisher", daemon=True).start()
+                atexit.register(self.flush, EXIT_WAIT_S)  # an orderly exit sends what is queued
             self._cond.notify()
 
     def _run(self) -> None:
@@ -54,6 +57,8 @@ class Publisher:
                     self._cond.notify_all()
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Wait until everything queued so far has been handed to the broker (tests, orderly shutdown)."""
+        """Wait until nothing is queued or being sent (tests; a process exiting, see `__call__`). True when
+        that happened in time: every id was then handed to the broker or, if its send failed, left to the
+        relay pass."""
         with self._cond:
             return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout_s)

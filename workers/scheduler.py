@@ -28,6 +28,7 @@ def tick(db, *, batch: int = 500, relay_every: int = 2, reconcile_every: int = 6
         from .actors import send_deliveries
         send_deliveries(reconcile.reconcile(db, batch=batch))
         batches.resume_stalled(db)  # batch jobs whose worker died
+        deliveries.release_orphans(db, batch=batch)  # successors a dead worker acknowledged but did not release
     delivery_pass(db, batch=batch)
     return fired
 

@@ -48,8 +48,9 @@ _CLAIM = (sa.select(D, OutboxMessage.__table__.c.payload)
           .where(D.c.id == sa.bindparam("id"), D.c.status.in_(OPEN), D.c.next_attempt_at <= sa.bindparam("horizon"),
                  ~_BLOCKED)
           .with_for_update(of=D))
-# locked in version order, the order `record` locks a delivery and then releases its successor in: a fan-out
-# and an acknowledgement of the same binding queue instead of deadlocking
+# locked in version order, the order `record` locks a delivery and then releases its successor in (one
+# transaction on SQLite, two statements on PostgreSQL): a fan-out and an acknowledgement of the same binding
+# queue instead of deadlocking
 _PREDECESSORS = (sa.select(D.c.id).where(D.c.platform_id == sa.bindparam("p"), D.c.binding_id == sa.bindparam("b"),
                                          D.c.binding_version < sa.bindparam("v"), D.c.status != "delivered")
                  .order_by(D.c.binding_version, D.c.id).with_for_update())
@@ -182,6 +183,23 @@ def due(db, *, now: datetime | None = None, batch: int = 500) -> list[int]:
     return ids
 
 
+_ORPHANS = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at.is_(None), ~_BLOCKED)
+            .order_by(D.c.id).limit(sa.bindparam("batch", type_=sa.Integer)).with_for_update(of=D, skip_locked=True))
+
+
+def release_orphans(db, *, now: datetime | None = None, batch: int = 500) -> int:
+    """Make due the open deliveries left blocked although nothing blocks them any more: their predecessor
+    was acknowledged, but the worker died between that acknowledgement and the release of its successor
+    (two statements on PostgreSQL, see `record`). The scheduler runs this each minute; the next delivery
+    pass sends them. Returns how many."""
+    now = now or utcnow()
+    with db.begin() as s:
+        ids = list(s.scalars(_ORPHANS, {"batch": batch}))
+        if ids:
+            s.execute(sa.update(D).where(D.c.id.in_(ids)).values(next_attempt_at=now))
+    return len(ids)
+
+
 def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
     """Take a delivery for one try, or None if it is not open, not due, blocked, or another try has it."""
     now = now or utcnow()
@@ -194,6 +212,9 @@ def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
                 return None
             attempts, platform_id, event_id, payload = found
             p = platforms.get(db, platform_id)  # cached; the statement checked that it has a URL
+            if not p.webhook_url:  # the cache is older than the URL
+                platforms.clear_cache()
+                p = platforms.get(db, platform_id)
             return Claim(id=delivery_id, attempt_no=attempts, platform_id=p.id, url=p.webhook_url,
                          secrets=p.signing_secrets(now), event_id=event_id, payload=payload) if p.webhook_url else None
     with db.begin() as s:

@@ -40,9 +40,11 @@ def _delivered() -> Statement:
     k AS (raise the platform's acknowledged version FROM d) SELECT the binding FROM d (nothing if the
     delivery was no longer open: replayed or finished by another try).
 
-    The successor is released by a second statement (`deliveries._RELEASE`), after this one committed:
-    a fan-out of the next version that held this delivery's row lock commits before this statement can
-    update the row, and only a statement started after that sees its insert (one statement has one snapshot)."""
+    The successor is released by a second statement (`RELEASE`), after this one committed: a fan-out of
+    the next version that held this delivery's row lock commits before this statement can update the row,
+    and only a statement started after that sees its insert (one statement has one snapshot). A worker that
+    dies between the two leaves the successor blocked with nothing blocking it: the scheduler's
+    `deliveries.release_orphans` makes it due."""
     t = bp("t", type_=D.c.delivered_at.type)
     tried = sa.insert(DA).values(delivery_id=bp("id"), attempt_no=bp("n"), at=t, status_code=bp("code"),
                                  error=None, duration_ms=bp("ms")).cte("a")

@@ -231,3 +231,32 @@ def test_an_acknowledgement_that_waited_for_a_fan_out_releases_what_the_fan_out_
         v2 = s.execute(sa.select(Delivery.id, Delivery.next_attempt_at).where(
             Delivery.platform_id == "national", Delivery.binding_id == bid, Delivery.binding_version == 2)).one()
     assert released == [v2.id] and v2.next_attempt_at is not None
+
+
+def test_a_successor_left_blocked_by_a_worker_that_died_is_released_by_the_scheduler(pg_db, family, receivers,
+                                                                                       monkeypatch):
+    """Given version 1's national delivery acknowledged by a worker that died before releasing version 2
+    (the release is a statement of its own on PostgreSQL),
+    when the scheduler's minute pass runs, then version 2 is due and the delivery pass sends it;
+    a version still behind an unacknowledged one is left blocked."""
+    from workflows import verification
+    from .support import invite
+    fam = family(pg_db)
+    bid = invite(pg_db, fam)["id"]
+    verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)
+    fan_out_all(pg_db, T0)
+    with pg_db() as s:
+        v1, v2 = s.scalars(sa.select(Delivery.id).where(Delivery.platform_id == "national", Delivery.binding_id == bid)
+                           .order_by(Delivery.binding_version)).all()
+    claim = deliveries.claim(pg_db, v1, now=T0)
+
+    def died(*args, **kwargs):
+        raise SystemExit("the worker died between acknowledgement and release")
+    monkeypatch.setattr(deliveries, "_release", died)
+    with pytest.raises(SystemExit):
+        deliveries.record(pg_db, claim, status_code=200, error=None, duration_ms=1, now=T0)
+    monkeypatch.undo()
+    assert v2 not in deliveries.due(pg_db, now=T0 + timedelta(minutes=5))  # nothing would ever send it
+    assert deliveries.release_orphans(pg_db, now=T0) == 1  # Jiangsu's version 2 still waits for its version 1
+
+    assert deliveries.due(pg_db, now=T0) == [v2]

@@ -2,6 +2,7 @@
 (HTTP_PROXY / HTTPS_PROXY, with NO_PROXY exceptions), decided once per scheme and host."""
 from __future__ import annotations
 
+import pytest
 import urllib3
 
 from workers import outbound
@@ -28,3 +29,22 @@ def test_no_answer_is_an_answer_not_an_exception(monkeypatch):
     monkeypatch.setattr(outbound, "_routes", {})
     answer = outbound.post_signed("http://[::1", ["whsec_" + "A" * 44], "msg_1", {"type": "x"})
     assert answer.status_code is None and answer.error and not answer.ok
+
+
+def test_credentials_in_the_proxy_url_are_sent_to_the_proxy(monkeypatch):
+    """Given HTTPS_PROXY with a user and password, Then the proxy route carries Proxy-Authorization."""
+    for name in ("https_proxy", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://gongji:s3cret@proxy.bureau.example:3128")
+    monkeypatch.setattr(outbound, "_routes", {})
+    via = outbound._pool_for("https://hook.jiangsu.example/gongji")
+    assert via.proxy_headers["proxy-authorization"] == "Basic Z29uZ2ppOnMzY3JldA=="
+
+
+def test_only_a_broken_connection_is_tried_again_not_a_read_timeout():
+    """A connection that broke is tried once more; a read timeout (the receiver may be at work) is not."""
+    from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
+    again = outbound._RETRY.increment(method="POST", url="/hook", error=ProtocolError("Connection aborted."))
+    assert again.total == 0
+    with pytest.raises(MaxRetryError):
+        outbound._RETRY.increment(method="POST", url="/hook", error=ReadTimeoutError(None, "/hook", "read timed out"))
