@@ -87,11 +87,13 @@ class ProviderError(Exception):
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=8, min_backoff=1_000, max_backoff=60_000, time_limit=60_000)
-def open_face_session(verification_id: str) -> None:
+def open_face_session(verification_id: str, only_if_queued: bool = False) -> None:
     """Ask the provider to open a face-verification session for a pending attempt (idempotent: an attempt
-    no longer pending, or already opened, is left alone)."""
+    no longer pending, or already opened, is left alone; the scheduler's second ask, `only_if_queued`, also
+    one asked meanwhile)."""
     db = runtime.db()
-    request = face_sessions.session_request(db, verification_id, callback_base=runtime.settings().public_url)
+    request = face_sessions.session_request(db, verification_id, callback_base=runtime.settings().public_url,
+                                            only_if_queued=only_if_queued)
     if request is None:
         return
     answer = outbound.post_signed(request.url, request.secrets, request.event_id, request.payload)

@@ -15,7 +15,7 @@ in plaintext."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -47,13 +47,34 @@ def verifier(session, province: str | None = None) -> platforms.PlatformInfo | N
     return chosen[0] if chosen else None
 
 
-def session_request(db, verification_id: str, *, callback_base: str, now: datetime | None = None
-                    ) -> SessionRequest | None:
-    """The request to open a session for a pending attempt not yet opened, or None (nothing to do)."""
+UNASKED_S = 60.0  # an attempt whose provider nobody asked after this long is asked again (`unasked`)
+_UNASKED = (sa.select(VA.c.id).where(VA.c.status == "pending", VA.c.provider_status.is_(None),
+                                     VA.c.opened_at <= sa.bindparam("before"))
+            .order_by(VA.c.opened_at).limit(sa.bindparam("batch", type_=sa.Integer)).with_for_update(skip_locked=True))
+
+
+def unasked(db, *, now: datetime | None = None, batch: int = 100) -> list[str]:
+    """Open attempts whose provider was never asked UNASKED_S after they opened: the worker's message to ask
+    was lost (e.g. Redis failed right after the fan-out committed). They are marked `queued` and returned for
+    the scheduler to send once more; one still not asked after that is stuck (`workflows.stuck`)."""
+    now = now or utcnow()
+    with db.begin() as s:
+        ids = list(s.scalars(_UNASKED, {"before": now - timedelta(seconds=UNASKED_S), "batch": batch}))
+        if ids:
+            s.execute(sa.update(VA).where(VA.c.id.in_(ids)).values(provider_status="queued"))
+    return ids
+
+
+def session_request(db, verification_id: str, *, callback_base: str, now: datetime | None = None,
+                    only_if_queued: bool = False) -> SessionRequest | None:
+    """The request to open a session for a pending attempt not yet opened, or None (nothing to do).
+    `only_if_queued` (the scheduler's second ask): only if no one asked since `unasked` marked it."""
     now = now or utcnow()
     with db.begin() as s:
         attempt = s.execute(sa.select(VA).where(VA.c.id == verification_id).with_for_update()).mappings().first()
         if attempt is None or attempt["status"] != "pending" or attempt["provider_status"] == "opened":
+            return None
+        if only_if_queued and attempt["provider_status"] != "queued":
             return None
         beneficiary = s.scalar(sa.select(Person).join(Binding, Binding.beneficiary_id == Person.id)
                                .where(Binding.id == attempt["binding_id"]))

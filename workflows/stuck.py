@@ -6,7 +6,8 @@ list filter and tags, a binding's page and the operator's retry. A binding may b
   than SERVICE_LEVEL_S[state]
 - `verification_request_failed`: its pending attempt's provider session request failed (`provider_status`
   'error'), or the attempt has been open for more than REQUEST_STALE_S with the session 'requested' and not
-  opened, or not even requested (the worker's message to ask the provider was lost)
+  opened, or not even requested (the worker's message to ask the provider was lost, and so was the
+  scheduler's second ask: 'queued', see `face_sessions.unasked`)
 - `delivery_dead`: a delivery is dead-lettered (waits for an operator's replay)
 - `delivery_failing`: an open delivery was tried FAILING_ATTEMPTS times or more and is still retrying
 - `sync_behind`: a push platform it concerns (`sync.concerns`, as reconcile) acknowledged less than its
@@ -78,7 +79,8 @@ def _past_service_level(now):
 def _request_failed(now):
     return VA, [VA.c.status == _lit("pending"), sa.or_(
         VA.c.provider_status == _lit("error"),
-        sa.and_(sa.or_(VA.c.provider_status.is_(None), VA.c.provider_status == _lit("requested")),
+        sa.and_(sa.or_(VA.c.provider_status.is_(None),
+                       VA.c.provider_status.in_([_lit("queued"), _lit("requested")])),
                 VA.c.opened_at < _ago(now, REQUEST_STALE_S)))]
 
 
@@ -212,7 +214,8 @@ def of_binding(session, binding_id: str, now: datetime) -> list[dict]:
             out.append(_item("verification_request_failed", a.opened_at,
                              f"attempt {a.attempt_no}, {a.provider_requests} requests: "
                              + (_text(a.provider_error) if a.provider_status == "error"
-                                else "requested, not opened" if a.provider_status else "provider not asked")))
+                                else "requested, not opened" if a.provider_status == "requested"
+                                else "provider not asked")))
     if {"delivery_dead", "delivery_failing"} & set(held):
         for d in session.execute(sa.select(D).where(D.c.binding_id == binding_id, D.c.status != "delivered")
                                  .order_by(D.c.platform_id, D.c.binding_version)):

@@ -128,3 +128,21 @@ def test_the_provider_serving_the_beneficiarys_province_is_asked_and_only_its_re
     platforms.clear_cache()
     second = verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)["verification_id"]
     assert face_sessions.session_request(pg_db, second, callback_base="http://gongji.test").verifier_id == "jsface"
+
+
+def test_an_attempt_whose_provider_was_never_asked_is_asked_once_more(pg_db, family, provider):
+    """Given an open attempt whose worker message to ask the provider was lost,
+    when the scheduler looks UNASKED_S after the attempt opened,
+    then it is marked queued and returned once (the next look finds nothing), its second ask is sent,
+    and a second ask that arrives after someone else asked sends nothing."""
+    fam = family(pg_db)
+    bid, vid = _attempt(pg_db, fam)
+    assert face_sessions.unasked(pg_db, now=T0 + timedelta(seconds=face_sessions.UNASKED_S - 1)) == []
+    later = T0 + timedelta(seconds=face_sessions.UNASKED_S + 1)
+
+    assert face_sessions.unasked(pg_db, now=later) == [vid]
+    assert face_sessions.unasked(pg_db, now=later) == []
+    assert queries.binding(pg_db, bid)["verifications"][0]["provider_status"] == "queued"
+    request = face_sessions.session_request(pg_db, vid, callback_base="http://gongji.test", only_if_queued=True)
+    assert request is not None and request.verifier_id == "facecheck"
+    assert face_sessions.session_request(pg_db, vid, callback_base="http://gongji.test", only_if_queued=True) is None

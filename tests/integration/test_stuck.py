@@ -218,14 +218,16 @@ def test_the_list_tags_each_row_with_its_reasons_and_a_filter_combines_with_stat
 
 def test_an_attempt_whose_provider_was_never_asked_is_a_failed_verification_request(pg_db, family):
     """Given an open face-verification attempt whose worker message to ask the provider was lost (nothing
-    requested), when REQUEST_STALE_S have passed, then the binding is stuck as verification_request_failed
-    (before that it is not: the request may still be on its way)."""
+    requested), and so was the scheduler's second ask, when REQUEST_STALE_S have passed, then the binding is
+    stuck as verification_request_failed (before that it is not: the request may still be on its way)."""
     platforms.set_webhook_url(pg_db, "facecheck", HOOK)
     fam = family(pg_db)
     opened = T0 + timedelta(seconds=1)
     bid = invite(pg_db, fam)["id"]
     verification.start_verification(pg_db, bid, person(fam.beneficiary), now=opened)
     assert counted(pg_db, opened + timedelta(seconds=stuck.REQUEST_STALE_S - 1)) == {}
+    # the scheduler's second ask was lost too
+    assert len(face_sessions.unasked(pg_db, now=opened + timedelta(seconds=face_sessions.UNASKED_S + 1))) == 1
     stale = opened + timedelta(seconds=stuck.REQUEST_STALE_S + 1)
     assert counted(pg_db, stale) == {"verification_request_failed": 1}
     assert listed(pg_db, "verification_request_failed", stale) == [bid]
