@@ -237,7 +237,7 @@ def deliveries_status() -> None:
 def deliveries_replay(ids, platform_id, binding_id) -> None:
     """Send dead deliveries again with a fresh retry schedule (the dashboard calls the same command)."""
     from workers import broker, runtime
-    from workflows import deliveries as dl
+    from workflows import delivery_repair as dl
 
     if not (ids or platform_id or binding_id):
         raise click.UsageError("name deliveries: --id, --platform or --binding")

@@ -12,7 +12,7 @@ import time
 
 import sqlalchemy as sa
 
-from workflows import batches, deliveries, face_sessions, reconcile, timers
+from workflows import batches, deliveries, delivery_repair, face_sessions, reconcile, timers
 
 from . import relay
 
@@ -28,7 +28,7 @@ def tick(db, *, batch: int = 500, relay_every: int = 2, reconcile_every: int = 6
         from .actors import send_deliveries
         send_deliveries(reconcile.reconcile(db, batch=batch))
         batches.resume_stalled(db)  # batch jobs whose worker died
-        deliveries.release_orphans(db, batch=batch)  # successors a dead worker acknowledged but did not release
+        delivery_repair.release_orphans(db, batch=batch)  # successors a dead worker acknowledged but did not release
         from .actors import open_face_session
         for verification_id in face_sessions.unasked(db):  # face sessions whose worker message was lost
             open_face_session.send(verification_id, True)

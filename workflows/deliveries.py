@@ -4,7 +4,7 @@
 platform, the grantor's and the beneficiary's provinces, each only if it registered a webhook URL).
 Deliveries of one (platform, binding) leave in version order: while an earlier version is not yet
 acknowledged the later one is *blocked* (`next_attempt_at` NULL) and is released by `record` when its
-predecessor is acknowledged, or by `replay` of a dead predecessor followed by its delivery.
+predecessor is acknowledged, or by `delivery_repair.replay` of a dead predecessor followed by its delivery.
 
 A worker `claim`s a due delivery (a lease of `LEASE_S` seconds, so a worker killed mid-request is
 retried after it), sends it (HTTP lives in `workers/`, never here) and `record`s the answer. After a failure
@@ -149,14 +149,14 @@ def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> FanOut:
     return out
 
 
-def _blocked(s, platform_id: str, binding_id: str | None, version: int | None) -> bool:
+def blocked(s, platform_id: str, binding_id: str | None, version: int | None) -> bool:
     """Is an earlier version of the binding still unacknowledged by the platform? (locks those rows, so
     their acknowledgement waits for this transaction and then releases what it blocks)"""
     return binding_id is not None and s.execute(_PREDECESSORS, {
         "p": platform_id, "b": binding_id, "v": version}).first() is not None
 
 
-def _first_try(blocked: bool, now: datetime) -> datetime | None:
+def first_try(blocked: bool, now: datetime) -> datetime | None:
     """`next_attempt_at` of a delivery about to be sent now (NULL while blocked)."""
     return None if blocked else now + timedelta(seconds=GRACE_S)
 
@@ -165,12 +165,12 @@ def add(s, msg, platform_id: str, now: datetime) -> list[int]:
     """Insert the delivery of one outbox event (an `OutboxMessage` or a row with its columns) to one
     platform; [its id] if it may leave now, else [] (an earlier version is unacknowledged: its
     acknowledgement releases this one)."""
-    blocked = _blocked(s, platform_id, msg.binding_id, msg.binding_version)
+    held = blocked(s, platform_id, msg.binding_id, msg.binding_version)
     new_id = s.execute(_ADD, dict(
         outbox_id=msg.id, platform_id=platform_id, event_id=msg.payload["id"], topic=msg.topic,
         binding_id=msg.binding_id, binding_version=msg.binding_version, status="pending", attempts=0,
-        next_attempt_at=_first_try(blocked, now), created_at=now)).scalar_one()
-    return [] if blocked else [new_id]
+        next_attempt_at=first_try(held, now), created_at=now)).scalar_one()
+    return [] if held else [new_id]
 
 
 def due(db, *, now: datetime | None = None, batch: int = 500) -> list[int]:
@@ -181,23 +181,6 @@ def due(db, *, now: datetime | None = None, batch: int = 500) -> list[int]:
         if ids:
             s.execute(sa.update(D).where(D.c.id.in_(ids)).values(next_attempt_at=now + timedelta(seconds=GRACE_S)))
     return ids
-
-
-_ORPHANS = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at.is_(None), ~_BLOCKED)
-            .order_by(D.c.id).limit(sa.bindparam("batch", type_=sa.Integer)).with_for_update(of=D, skip_locked=True))
-
-
-def release_orphans(db, *, now: datetime | None = None, batch: int = 500) -> int:
-    """Make due the open deliveries left blocked although nothing blocks them any more: their predecessor
-    was acknowledged, but the worker died between that acknowledgement and the release of its successor
-    (two statements on PostgreSQL, see `record`). The scheduler runs this each minute; the next delivery
-    pass sends them. Returns how many."""
-    now = now or utcnow()
-    with db.begin() as s:
-        ids = list(s.scalars(_ORPHANS, {"batch": batch}))
-        if ids:
-            s.execute(sa.update(D).where(D.c.id.in_(ids)).values(next_attempt_at=now))
-    return len(ids)
 
 
 def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
@@ -268,36 +251,3 @@ def _release(s, platform_id: str, binding_id: str, version: int, now: datetime) 
     """Make the next open delivery of the binding to the platform due now (it was blocked); [its id] or []."""
     return [found[0] for found in statements.RELEASE.rows(
         s, {"p": platform_id, "b": binding_id, "v": version, "t": now + timedelta(seconds=GRACE_S)})]
-
-
-def replay(db, *, ids: list[int] | None = None, platform_id: str | None = None, binding_id: str | None = None,
-           now: datetime | None = None) -> list[int]:
-    """An operator sends dead deliveries again (a fresh retry schedule); returns the ids to send now."""
-    now = now or utcnow()
-    query = sa.select(D.c.id, D.c.platform_id, D.c.binding_id, D.c.binding_version).where(D.c.status == "dead")
-    if ids:
-        query = query.where(D.c.id.in_(ids))
-    if platform_id:
-        query = query.where(D.c.platform_id == platform_id)
-    if binding_id:
-        query = query.where(D.c.binding_id == binding_id)
-    with db.begin() as s:
-        return replay_in(s, query, now)
-
-
-def replay_in(s, query: sa.Select, now: datetime) -> list[int]:
-    """Replay the dead deliveries `query` selects (id, platform_id, binding_id, binding_version) in the
-    caller's transaction; the ids that may leave now."""
-    ready = []
-    for row in s.execute(query.order_by(D.c.binding_version, D.c.id).with_for_update()).all():
-        blocked = _blocked(s, row.platform_id, row.binding_id, row.binding_version)
-        s.execute(sa.update(D).where(D.c.id == row.id).values(
-            status="pending", attempts=0, dead_at=None, next_attempt_at=_first_try(blocked, now)))
-        if not blocked:
-            ready.append(row.id)
-    return ready
-
-
-def dead_of(binding_id: str) -> sa.Select:
-    return sa.select(D.c.id, D.c.platform_id, D.c.binding_id, D.c.binding_version).where(
-        D.c.status == "dead", D.c.binding_id == binding_id)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from models import Delivery, OutboxMessage, Person, VerificationAttempt
 
-from . import deliveries, reconcile, rows, stuck, timers
+from . import deliveries, delivery_repair, reconcile, rows, stuck, timers
 from .actors import Actor
 from .errors import DomainError
 from .idnumbers import mask_in_text
@@ -68,7 +68,7 @@ def _repair(cmd: Command, row, reason: str, found: str) -> dict:
                              .values(provider_status=None, provider_error=None).returning(VA.c.id)))
         out["verifications"] = ids
     elif found == "delivery_dead":
-        out["deliveries"] = deliveries.replay_in(s, deliveries.dead_of(row.id), now)
+        out["deliveries"] = delivery_repair.replay_in(s, delivery_repair.dead_of(row.id), now)
     elif found == "delivery_failing":
         out["deliveries"] = list(s.scalars(
             sa.update(D).where(D.c.binding_id == row.id, D.c.status == "failing",

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from models import Delivery, DeliveryAttempt, OutboxMessage
 from workers import outbound
 from workers.simulator.platform import FakePlatform
-from workflows import commands, deliveries, platforms, sync
+from workflows import commands, deliveries, delivery_repair, platforms, sync
 
 from .support import T0, accepted, drain, fan_out_all, person
 
@@ -92,7 +92,7 @@ def test_retries_follow_the_schedule_then_the_delivery_is_dead_until_replayed(pg
     assert sync.lag(pg_db, now=now)["jiangsu"]["dead"] == 1
     # When an operator replays it after Jiangsu recovers
     receivers["jiangsu"].set_mode("ok")
-    replayed = deliveries.replay(pg_db, platform_id="jiangsu", now=now)
+    replayed = delivery_repair.replay(pg_db, platform_id="jiangsu", now=now)
     assert replayed == [head.id]
     drain(pg_db, now + timedelta(seconds=1), replayed)
     # Then the dead event and everything behind it arrive, in order
@@ -204,7 +204,7 @@ def test_an_acknowledgement_that_waited_for_a_fan_out_releases_what_the_fan_out_
     with pg_db() as s:
         second_event = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid,
                                                                   OutboxMessage.binding_version == 2))
-    holding, go, real = threading.Event(), threading.Event(), deliveries._blocked
+    holding, go, real = threading.Event(), threading.Event(), deliveries.blocked
 
     def blocked_then_hold(s, platform_id, binding_id, version):
         found = real(s, platform_id, binding_id, version)  # locks version 1's delivery rows
@@ -212,7 +212,7 @@ def test_an_acknowledgement_that_waited_for_a_fan_out_releases_what_the_fan_out_
             holding.set()
             go.wait(30)
         return found
-    monkeypatch.setattr(deliveries, "_blocked", blocked_then_hold)
+    monkeypatch.setattr(deliveries, "blocked", blocked_then_hold)
     released = []
     fan = threading.Thread(target=deliveries.fan_out, args=(pg_db, second_event), kwargs={"now": T0})
     fan.start()
@@ -257,6 +257,6 @@ def test_a_successor_left_blocked_by_a_worker_that_died_is_released_by_the_sched
         deliveries.record(pg_db, claim, status_code=200, error=None, duration_ms=1, now=T0)
     monkeypatch.undo()
     assert v2 not in deliveries.due(pg_db, now=T0 + timedelta(minutes=5))  # nothing would ever send it
-    assert deliveries.release_orphans(pg_db, now=T0) == 1  # Jiangsu's version 2 still waits for its version 1
+    assert delivery_repair.release_orphans(pg_db, now=T0) == 1  # Jiangsu's version 2 still waits for its version 1
 
     assert deliveries.due(pg_db, now=T0) == [v2]

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from models import Binding, OutboxMessage
-from workflows import deliveries, face_sessions, finder, platforms, reconcile, stuck, timers, verification
+from workflows import deliveries, delivery_repair, face_sessions, finder, platforms, reconcile, stuck, timers, verification
 from workflows.idnumbers import mask
 from workflows.once import run_once
 
@@ -152,7 +152,7 @@ def test_a_delivery_failing_three_times_is_failing_and_after_the_last_try_dead(p
         (item,) = stuck.of_binding(s, bid, now)
     assert (item["reason"], item["platform_id"], item["since"]) == ("delivery_dead", "jiangsu", now)
     assert f"{deliveries.MAX_ATTEMPTS} tries" in item["detail"] and "503" in item["detail"]
-    deliveries.replay(pg_db, platform_id="jiangsu", now=now)
+    delivery_repair.replay(pg_db, platform_id="jiangsu", now=now)
     assert counted(pg_db, now) == {}
 
 

@@ -1,0 +1,65 @@
+"""Unsticking deliveries: what the scheduler and operators do when the normal flow of
+`workflows.deliveries` cannot go on by itself.
+
+`release_orphans` (the scheduler, each minute) makes due a delivery left blocked although nothing blocks it
+any more; `replay` (`gongji deliveries replay`, the dashboard's retry) gives dead deliveries a fresh retry
+schedule, in version order, each still waiting behind an unacknowledged predecessor."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from models.types import utcnow
+
+from .deliveries import D, OPEN, blocked, first_try
+from .delivery_statements import BLOCKED
+
+_ORPHANS = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at.is_(None), ~BLOCKED)
+            .order_by(D.c.id).limit(sa.bindparam("batch", type_=sa.Integer)).with_for_update(of=D, skip_locked=True))
+
+
+def release_orphans(db, *, now: datetime | None = None, batch: int = 500) -> int:
+    """Make due the open deliveries left blocked although nothing blocks them any more: their predecessor
+    was acknowledged, but the worker died between that acknowledgement and the release of its successor
+    (two statements on PostgreSQL, see `deliveries.record`). The scheduler runs this each minute; the next delivery
+    pass sends them. Returns how many."""
+    now = now or utcnow()
+    with db.begin() as s:
+        ids = list(s.scalars(_ORPHANS, {"batch": batch}))
+        if ids:
+            s.execute(sa.update(D).where(D.c.id.in_(ids)).values(next_attempt_at=now))
+    return len(ids)
+
+
+def replay(db, *, ids: list[int] | None = None, platform_id: str | None = None, binding_id: str | None = None,
+           now: datetime | None = None) -> list[int]:
+    """An operator sends dead deliveries again (a fresh retry schedule); returns the ids to send now."""
+    now = now or utcnow()
+    query = sa.select(D.c.id, D.c.platform_id, D.c.binding_id, D.c.binding_version).where(D.c.status == "dead")
+    if ids:
+        query = query.where(D.c.id.in_(ids))
+    if platform_id:
+        query = query.where(D.c.platform_id == platform_id)
+    if binding_id:
+        query = query.where(D.c.binding_id == binding_id)
+    with db.begin() as s:
+        return replay_in(s, query, now)
+
+
+def replay_in(s, query: sa.Select, now: datetime) -> list[int]:
+    """Replay the dead deliveries `query` selects (id, platform_id, binding_id, binding_version) in the
+    caller's transaction; the ids that may leave now."""
+    ready = []
+    for row in s.execute(query.order_by(D.c.binding_version, D.c.id).with_for_update()).all():
+        held = blocked(s, row.platform_id, row.binding_id, row.binding_version)
+        s.execute(sa.update(D).where(D.c.id == row.id).values(
+            status="pending", attempts=0, dead_at=None, next_attempt_at=first_try(held, now)))
+        if not held:
+            ready.append(row.id)
+    return ready
+
+
+def dead_of(binding_id: str) -> sa.Select:
+    return sa.select(D.c.id, D.c.platform_id, D.c.binding_id, D.c.binding_version).where(
+        D.c.status == "dead", D.c.binding_id == binding_id)
