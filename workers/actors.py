@@ -3,8 +3,9 @@ skipped) and survives redelivery; failures are recorded on the row and retried b
 (max 10 retries, 1 s to 5 min); the periodic passes re-send anything still unprocessed after that.
 
 `process_outbox` handles one outbox event: an inbound webhook to apply, or a binding/settlement event
-to fan out into deliveries; `process_outbox_many` the ids a web process gathered into one message. `deliver` makes one try of one delivery (HTTP outside any transaction); its
-retry schedule is data (`workflows.deliveries`), so dramatiq does not retry it."""
+to fan out into deliveries; `process_outbox_many` the ids a web process gathered into one message.
+`deliver` makes one try of one delivery (HTTP outside any transaction); its retry schedule is data
+(`workflows.deliveries`), so dramatiq does not retry it."""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,7 @@
 """`gongji scheduler`: the one periodic driver — fires due timers, runs the outbox relay pass and sends
-deliveries that are due (retries, and any whose message was lost).
+deliveries that are due (retries, and any whose message was lost); each minute it also reconciles what
+platforms lack, resumes stalled batch jobs, releases deliveries a dead worker left blocked, and asks the
+face provider again for attempts nobody asked.
 
 Exactly one scheduler should tick at a time. On PostgreSQL a session-level advisory lock enforces it:
 a second scheduler waits as a hot standby and takes over when the first one's connection goes away.
@@ -25,11 +27,10 @@ def tick(db, *, batch: int = 500, relay_every: int = 2, reconcile_every: int = 6
     if n % relay_every == 0:
         relay.relay_pass(db)
     if n % reconcile_every == 0:
-        from .actors import send_deliveries
+        from .actors import open_face_session, send_deliveries
         send_deliveries(reconcile.reconcile(db, batch=batch))
         batches.resume_stalled(db)  # batch jobs whose worker died
-        delivery_repair.release_orphans(db, batch=batch)  # successors a dead worker acknowledged but did not release
-        from .actors import open_face_session
+        delivery_repair.release_orphans(db, batch=batch)  # successors a dead worker acknowledged, not released
         for verification_id in face_sessions.unasked(db):  # face sessions whose worker message was lost
             open_face_session.send(verification_id, True)
     delivery_pass(db, batch=batch)
