@@ -2,9 +2,10 @@
 (during a secret rotation the receiver may know only the old or only the new one).
 
 Timeouts are seconds: `CONNECT_S` to connect, `READ_S` for the answer; redirects are not followed (a
-platform answers where it registered); a broken connection is tried once more at once (`_RETRY`). urllib3 pools keep connections alive (thread-safe, shared by the
-worker's threads); `requests` cost ~0.25 ms of CPU more a delivery, mostly re-reading proxy settings from the
-environment each time. Those settings (HTTP_PROXY, HTTPS_PROXY, NO_PROXY) are honoured: looked up once per
+platform answers where it registered); a broken connection is tried once more at once (`_RETRY`).
+urllib3 pools keep connections alive (thread-safe, shared by the worker's threads); `requests` cost
+~0.25 ms of CPU more a delivery, mostly re-reading proxy settings from the environment each time. Those
+settings (HTTP_PROXY, HTTPS_PROXY, NO_PROXY, credentials in the proxy URL) are honoured: looked up once per
 scheme and host."""
 from __future__ import annotations
 

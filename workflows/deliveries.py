@@ -36,8 +36,7 @@ LEASE_S = float(os.environ.get("GONGJI_DELIVERY_LEASE_S") or 120)  # retried aft
 GRACE_S = 30.0  # an enqueued delivery is re-enqueued by the periodic pass after this long
 D = Delivery.__table__
 OPEN = statements.OPEN
-_BLOCKED = statements.BLOCKED
-_DUE = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at <= sa.bindparam("now"), ~_BLOCKED)
+_DUE = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at <= sa.bindparam("now"), ~statements.BLOCKED)
         .order_by(D.c.next_attempt_at).limit(sa.bindparam("batch", type_=sa.Integer))
         .with_for_update(of=D, skip_locked=True))
 # a claim waits for a row lock rather than skipping the row: every lock on a delivery is held by a short
@@ -46,7 +45,7 @@ _DUE = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at <= sa.
 _CLAIM = (sa.select(D, OutboxMessage.__table__.c.payload)
           .join(OutboxMessage.__table__, OutboxMessage.__table__.c.id == D.c.outbox_id)
           .where(D.c.id == sa.bindparam("id"), D.c.status.in_(OPEN), D.c.next_attempt_at <= sa.bindparam("horizon"),
-                 ~_BLOCKED)
+                 ~statements.BLOCKED)
           .with_for_update(of=D))
 # locked in version order, the order `record` locks a delivery and then releases its successor in (one
 # transaction on SQLite, two statements on PostgreSQL): a fan-out and an acknowledgement of the same binding
@@ -102,8 +101,9 @@ def concerned(session, payload: dict) -> list[platforms.PlatformInfo]:
 
 @dataclass
 class FanOut:
-    """What `fan_out` did: whether the event was one it handles (and its topic), the deliveries ready to send now, and the
-    face-verification attempts whose provider session is to be opened (from `binding.verification_requested`)."""
+    """What `fan_out` did: whether the event was one it handles (and its topic), the deliveries ready to
+    send now, and the face-verification attempts whose provider session is to be opened (from
+    `binding.verification_requested`)."""
     handled: bool = False
     topic: str | None = None  # the event's topic (None: no such outbox row)
     ready: list[int] = field(default_factory=list)

@@ -22,8 +22,8 @@ _ORPHANS = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at.is
 def release_orphans(db, *, now: datetime | None = None, batch: int = 500) -> int:
     """Make due the open deliveries left blocked although nothing blocks them any more: their predecessor
     was acknowledged, but the worker died between that acknowledgement and the release of its successor
-    (two statements on PostgreSQL, see `deliveries.record`). The scheduler runs this each minute; the next delivery
-    pass sends them. Returns how many."""
+    (two statements on PostgreSQL, see `deliveries.record`). The scheduler runs this each minute; the next
+    delivery pass sends them. Returns how many."""
     now = now or utcnow()
     with db.begin() as s:
         ids = list(s.scalars(_ORPHANS, {"batch": batch}))

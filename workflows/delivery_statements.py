@@ -1,22 +1,25 @@
-"""A delivery's claim and its acknowledgement as one statement each on PostgreSQL, run in autocommit.
+"""A delivery's claim, its acknowledgement and its successor's release as one statement each on
+PostgreSQL, run in autocommit.
 
 Why: every outbound event costs a claim and a record. As separate statements in a transaction they were
 seven round trips with BEGIN and COMMIT (lock, read the platform, take the lease; the try, the delivery,
 the platform's acknowledged version, the successor's release), about a third of the worker's database time
 over HTTP (bench/webhooks.py). Now a claim is one statement, and a record two: the acknowledgement, then
-the successor's release in a statement of its own (see `_delivered` for why it must be a second one). SQLite runs the separate statements
-of `workflows.deliveries`; so does a failed try on PostgreSQL (rare, and it reads the row to decide)."""
+the successor's release (see `_delivered` for why it must be a second one). SQLite runs the separate
+statements of `workflows.deliveries`; so does a failed try on PostgreSQL (rare, and it reads the row to
+decide). `BLOCKED` and `RELEASE` serve both paths."""
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from models import Delivery, DeliveryAttempt, OutboxMessage, Platform, PlatformSync
+from models import Delivery, DeliveryAttempt, OutboxMessage, Platform
 
+from . import sync
 from .statements import Statement, constant_in
 
 D, O, P = Delivery.__table__, OutboxMessage.__table__, Platform.__table__
-DA, S = DeliveryAttempt.__table__, PlatformSync.__table__
+DA, S = DeliveryAttempt.__table__, sync.S
 OPEN = ("pending", "failing")
 _earlier, _later = D.alias("earlier"), D.alias("later")
 bp = sa.bindparam
@@ -44,7 +47,7 @@ def _delivered() -> Statement:
     the next version that held this delivery's row lock commits before this statement can update the row,
     and only a statement started after that sees its insert (one statement has one snapshot). A worker that
     dies between the two leaves the successor blocked with nothing blocking it: the scheduler's
-    `deliveries.release_orphans` makes it due."""
+    `delivery_repair.release_orphans` makes it due."""
     t = bp("t", type_=D.c.delivered_at.type)
     tried = sa.insert(DA).values(delivery_id=bp("id"), attempt_no=bp("n"), at=t, status_code=bp("code"),
                                  error=None, duration_ms=bp("ms")).cte("a")
@@ -52,14 +55,10 @@ def _delivered() -> Statement:
             .values(status="delivered", delivered_at=t, last_status_code=bp("code"), last_error=None,
                     next_attempt_at=None)
             .returning(D.c.platform_id, D.c.binding_id, D.c.binding_version).cte("d"))
-    ack = postgresql.insert(S).from_select(
+    ack = sync.raise_acked(postgresql.insert(S).from_select(
         ["platform_id", "binding_id", "acked_version", "acked_at"],
         sa.select(done.c.platform_id, done.c.binding_id, done.c.binding_version, t)
-        .where(done.c.binding_id.is_not(None)))
-    ack = ack.on_conflict_do_update(
-        index_elements=[S.c.platform_id, S.c.binding_id],
-        set_={"acked_version": ack.excluded.acked_version, "acked_at": ack.excluded.acked_at},
-        where=S.c.acked_version < ack.excluded.acked_version).cte("k")
+        .where(done.c.binding_id.is_not(None)))).cte("k")
     return Statement(sa.select(done.c.platform_id, done.c.binding_id, done.c.binding_version)
                      .add_cte(tried).add_cte(ack), final=True)
 

@@ -4,10 +4,11 @@ When a beneficiary starts verification (`verification.start_verification`) the a
 a `binding.verification_requested` event is in the outbox; a worker then asks the face-verification
 provider — a platform registered with kind `verifier` and a URL: one registered for the beneficiary's
 province, else a nationwide one (registered for no province) — to open a session; only that provider's
-`verification.completed` then counts for the attempt: `session_request` builds the request, the worker POSTs it signed, `session_opened` or
-`session_failed` records the answer on the attempt (`provider_status`, `provider_session_id`,
-`provider_requests`, `provider_error`). A provider error is retried with backoff until the attempt is no
-longer pending; no result by the attempt's deadline counts as a failed attempt (the timer does that).
+`verification.completed` then counts for the attempt. `session_request` builds the request, the worker
+POSTs it signed, `session_opened` or `session_failed` records the answer on the attempt (`provider_status`,
+`provider_session_id`, `provider_requests`, `provider_error`). A provider error is retried with backoff
+until the attempt is no longer pending; no result by the attempt's deadline counts as a failed attempt (the
+timer does that).
 
 The provider is the one party that must see the person's ID number and name (to compare the face with
 the identity photo): they are decrypted here, sent over the signed request, and never stored or logged

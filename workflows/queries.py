@@ -20,10 +20,11 @@ VA = VerificationAttempt.__table__
 # The read a platform polls, one statement and so one snapshot: the binding with its persons, each attempt and
 # each platform's acknowledged version, outer-joined (a row per attempt × platform: a few rows at most).
 # Separate reads could show a passed attempt next to the state from before it.
-_SNAPSHOT = Statement(rows.select_bindings()
-                      .add_columns(*[VA.c[c] for c in writes.ATTEMPT_COLUMNS], sync.S.c.platform_id, sync.S.c.acked_version)
-                      .outerjoin(VA, VA.c.binding_id == rows.B.c.id).outerjoin(sync.S, sync.S.c.binding_id == rows.B.c.id)
-                      .where(rows.B.c.id == sa.bindparam("binding_id")).order_by(VA.c.attempt_no, sync.S.c.platform_id))
+_SNAPSHOT = Statement(
+    rows.select_bindings()
+    .add_columns(*[VA.c[c] for c in writes.ATTEMPT_COLUMNS], sync.S.c.platform_id, sync.S.c.acked_version)
+    .outerjoin(VA, VA.c.binding_id == rows.B.c.id).outerjoin(sync.S, sync.S.c.binding_id == rows.B.c.id)
+    .where(rows.B.c.id == sa.bindparam("binding_id")).order_by(VA.c.attempt_no, sync.S.c.platform_id))
 _OWN = len(rows.select_bindings().exported_columns)
 
 

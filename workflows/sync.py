@@ -30,14 +30,19 @@ D = Delivery.__table__
 _ACK: dict[str, sa.Insert] = {}  # per dialect: INSERT … ON CONFLICT DO UPDATE … WHERE higher (built once)
 
 
+def raise_acked(insert):
+    """`insert` (a PostgreSQL or SQLite INSERT into platform_sync) as an upsert that only ever raises a
+    platform's acknowledged version of a binding, never lowers it."""
+    return insert.on_conflict_do_update(
+        index_elements=[S.c.platform_id, S.c.binding_id],
+        set_={"acked_version": insert.excluded.acked_version, "acked_at": insert.excluded.acked_at},
+        where=S.c.acked_version < insert.excluded.acked_version)
+
+
 def _ack_statement(dialect: str) -> sa.Insert:
     if dialect not in _ACK:
         from sqlalchemy.dialects import postgresql, sqlite
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(S)
-        _ACK[dialect] = insert.on_conflict_do_update(
-            index_elements=[S.c.platform_id, S.c.binding_id],
-            set_={"acked_version": insert.excluded.acked_version, "acked_at": insert.excluded.acked_at},
-            where=S.c.acked_version < insert.excluded.acked_version)
+        _ACK[dialect] = raise_acked((postgresql.insert if dialect == "postgresql" else sqlite.insert)(S))
     return _ACK[dialect]
 
 

@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from models import Binding, OutboxMessage
-from workflows import deliveries, delivery_repair, face_sessions, finder, platforms, reconcile, stuck, timers, verification
+from workflows import (deliveries, delivery_repair, face_sessions, finder, platforms, reconcile, stuck, timers,
+                       verification)
 from workflows.idnumbers import mask
 from workflows.once import run_once
 
