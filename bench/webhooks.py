@@ -3,16 +3,20 @@ scheduler`, PostgreSQL, Redis) with the simulator's fake face provider and fake 
 
 usage: python bench/webhooks.py [--families 400] [--concurrency 24] [--seconds 10] [--rounds 3]
                                 [--connections 32] [--web-workers 2] [--threads 8]
-                                [--worker-processes 2] [--worker-threads 8]
+                                [--worker-processes 2] [--worker-threads 8] [--poll]
 
-1. Lifecycle: `--families` families driven by `gongji simulate`'s driver over HTTP (register, invite, start
+1. Lifecycle: `--families` families driven by `gongji simulate`'s driver over HTTP (invite, start
    verification → the fake provider calls back → accept, authorize, unbind; 1 in 10 declines, 1 in 20 is
    cancelled), `--concurrency` at a time (a closed loop: once the machine is saturated, more families only
-   queue, and the p99 grows with them). Reported: transitions/s (history rows written / wall time), the same
-   until every outbound event is delivered (the work the families do not wait for), p50/p99 per API call.
-   CPU per transition per process tree (web, worker, scheduler, PostgreSQL, Redis, and this process: the
-   load generator with the fake provider and platform), from /proc, until every event is delivered.
-   `face_verified` in the table is a wait, not a call: the provider's latency (0.1 s here) and the polling.
+   queue, and the p99 grows with them). Their persons are registered first, not timed: persons exist long
+   before an invitation (bench/transitions.py does the same). The driver learns a verification's result as
+   a platform does in production, from the event Gongji delivers to the fake national platform; `--poll`
+   polls `GET /bindings/{id}` instead (runs before 2026-11-24 polled, and registered persons in the timed run).
+   Reported: transitions/s (history rows written / wall time), the same until every outbound event is
+   delivered (the work the families do not wait for), p50/p99 per API call. CPU per transition per process
+   tree (web, worker, scheduler, PostgreSQL, Redis, and this process: the load generator with the fake
+   provider and platform), from /proc, until every event is delivered. `face_verified` in the table is a
+   wait, not a call: the provider's latency (0.1 s here) and the event's delivery (or the polling).
    `--rounds 0` runs this part only.
 2. Webhook ingest: wrk POSTs pre-signed `verification.completed` webhooks (every webhook-id unique) at
    `gongji web` and, in the same run, interleaved round by round, at a bare Flask handler under the same
@@ -143,6 +147,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--worker-processes", type=int, default=2)
     ap.add_argument("--worker-threads", type=int, default=8)
+    ap.add_argument("--poll", action="store_true", help="the driver polls the binding for the verification result "
+                    "instead of waiting for the event Gongji delivers to the fake national platform")
     args = ap.parse_args()
 
     db = fresh_database(database_url(None), "gongji_bench_http")
@@ -177,7 +183,12 @@ def main() -> None:
         wait_ready(base + "/healthz")
         wait_ready(f"http://127.0.0.1:{bare_port}/")
         log(f"lifecycle over HTTP: {args.families} families, {args.concurrency} at a time (logs in {logdir})")
-        driver = Driver(base, js_key, seed=1)
+        driver = Driver(base, js_key, seed=1, events=None if args.poll else national)
+        began = time.monotonic()
+        driver.prepare(args.families, args.concurrency)
+        log(f"persons: {2 * args.families} registered in {time.monotonic() - began:.1f} s (not timed: they exist "
+            f"before anyone invites); {'polling' if args.poll else 'waiting for the national platform’s events'}")
+        driver.latencies.clear()
         engine = sa.create_engine(db)
         trees = {"web": procs["web"].pid, "worker": procs["worker"].pid, "scheduler": procs["scheduler"].pid,
                  "PostgreSQL": ServerCPU(engine).pid, "Redis": redis.Redis.from_url(redis_url).info("server")["process_id"],

@@ -46,6 +46,30 @@ def test_binding_events_reach_the_national_platform_and_its_province_in_version_
     assert statuses(pg_db) == {"delivered": 10}
 
 
+def test_a_watcher_at_the_fake_platform_hears_its_binding_s_events_once_in_version_order(pg_db, family, receivers):
+    # Given two accepted families, and a watch on the first one's binding at the national fake platform (what
+    # the driver of bench/webhooks.py waits on for a verification's result, as a platform's app would)
+    fam = family(pg_db)
+    first, other = accepted(pg_db, fam), accepted(pg_db, family(pg_db))
+    national = receivers["national"]
+    heard = national.watch(first)
+    # When every event is fanned out and delivered, and the first event is then sent once more
+    drain(pg_db, T0 + timedelta(seconds=5), fan_out_all(pg_db, T0))
+    again = national.events[0]
+    assert outbound.post_signed(national.url, tuple(national.secrets), again.webhook_id, again.payload).ok
+    # Then the watch got each event of its binding once, in version order, and nothing of the other binding
+    got = []
+    while not heard.empty():
+        got.append(heard.get_nowait())
+    assert got == ["binding.invited", "binding.verification_requested", "binding.face_verified", "binding.accepted"]
+    assert national.versions(other) == [1, 2, 3, 4] and national.duplicates == 1
+    # And once unwatched, a later event is received but queued for nobody
+    national.unwatch(first)
+    commands.unbind(pg_db, first, person(fam.grantor), now=T0 + timedelta(seconds=6))
+    drain(pg_db, T0 + timedelta(seconds=7), fan_out_all(pg_db, T0 + timedelta(seconds=6)))
+    assert national.versions(first) == [1, 2, 3, 4, 5] and heard.empty()
+
+
 def test_a_later_version_waits_until_the_earlier_one_is_acknowledged(pg_db, family, receivers):
     # Given Jiangsu answering 503
     fam = family(pg_db)

@@ -1,13 +1,18 @@
 """`gongji simulate`: drive N families through a binding's whole life against a running Gongji, over HTTP
-only, as a provincial platform would: register both persons, invite, start face verification (the
-simulator's fake provider calls back; a failed attempt is retried up to the region's maximum), accept,
-authorize, unbind. One family in ten declines instead, one in twenty is cancelled by the grantor, so the
-summary shows several final states. Latencies are per API call, in milliseconds (every call, the look-ups
-before registering included); `face_verified` is not a call but the wait from starting verification to the
-state being visible: it includes the provider's latency and the polling (GET after 50 ms, then backing off by
-half each time, up to 400 ms between polls, as a considerate client does)."""
+only, as a provincial platform would. First both persons of every family are registered (looked up, then
+registered: a number already held by someone else is drawn again); then each family is invited, starts
+face verification (the simulator's fake provider calls back; a failed attempt is retried up to the
+region's maximum), accepts, authorizes and unbinds. One family in ten declines instead, one in twenty is
+cancelled by the grantor, so the summary shows several final states. Latencies are per API call, in
+milliseconds; `face_verified` is not a call but the wait from starting verification to the result: it
+includes the provider's latency and either the polling (GET after 50 ms, then backing off by half each
+time, up to 400 ms between polls, as a considerate client does) or, when the driver is given the platform
+that receives Gongji's events (`events=`, as bench/webhooks.py does), the event's delivery, which is how a
+platform learns of a result in production."""
 from __future__ import annotations
 
+import json
+import queue
 import random
 import statistics
 import threading
@@ -15,39 +20,57 @@ import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import date
+from typing import Protocol
 
-import requests
+import urllib3
 from stdnum.cn import ric
 from tqdm import tqdm
 
 COMMITMENT = {"32": "JS-2024-01", "65": "XJ-2023-02"}
 POLL_FIRST_S, POLL_MAX_S = 0.05, 0.4  # seconds between polls of a binding under verification
+VERIFIED, RETRY, FAILED = "binding.face_verified", "binding.verification_attempt_failed", "binding.verification_failed"
+
+
+class Events(Protocol):
+    """Where the driver hears a binding's events (a fake platform Gongji delivers to)."""
+
+    def watch(self, binding_id: str) -> "queue.SimpleQueue[str]": ...
+
+    def unwatch(self, binding_id: str) -> None: ...
+
+
+class Answer:
+    __slots__ = ("status_code", "content")
+
+    def __init__(self, status_code: int, content: bytes):
+        self.status_code, self.content = status_code, content
+
+    def json(self):
+        return json.loads(self.content)
 
 
 class Driver:
-    def __init__(self, base: str, api_key: str, *, region: str = "320100", seed: int = 0, timeout_s: float = 30.0):
-        self.base, self.region, self.timeout_s = base.rstrip("/"), region, timeout_s
+    def __init__(self, base: str, api_key: str, *, region: str = "320100", seed: int = 0, timeout_s: float = 30.0,
+                 events: Events | None = None):
+        self.base, self.region, self.timeout_s, self.events = base.rstrip("/"), region, timeout_s, events
         self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         self.latencies: dict[str, list[float]] = defaultdict(list)
         self.outcomes: Counter = Counter()
         self.errors: Counter = Counter()
+        self.persons: list[tuple[dict, dict]] = []  # (grantor, beneficiary) per family, from `prepare`
         self._lock = threading.Lock()
         self._random = random.Random(seed)
-        self._local = threading.local()
+        self._http = urllib3.PoolManager(maxsize=64, retries=False, timeout=urllib3.Timeout(total=timeout_s))
 
-    def _http(self) -> requests.Session:
-        if not hasattr(self._local, "s"):
-            self._local.s = requests.Session()
-        return self._local.s
-
-    def request(self, step: str, method: str, path: str, body=None) -> requests.Response:
+    def request(self, step: str, method: str, path: str, body=None) -> Answer:
         """One API call, its latency counted under `step`."""
         started = time.perf_counter()
-        r = self._http().request(method, self.base + path, json=body, headers=self.headers, timeout=self.timeout_s)
+        r = self._http.request(method, self.base + path, headers=self.headers,
+                               body=None if body is None else json.dumps(body).encode())
         ms = (time.perf_counter() - started) * 1000
         with self._lock:
             self.latencies[step].append(ms)
-        return r
+        return Answer(r.status, r.data)
 
     def call(self, step: str, method: str, path: str, body=None, ok=(200, 201, 202)) -> dict:
         r = self.request(step, method, path, body)
@@ -76,7 +99,7 @@ class Driver:
         raise RuntimeError("no free ID number found")
 
     def family(self, i: int) -> str:
-        g, b = self.person("grantor", "张三"), self.person("beneficiary", "李四")
+        g, b = self.persons[i]
         bid = self.call("invite", "POST", "/api/v1/bindings", {
             "grantor_id_number": g["id_number"], "beneficiary_id_number": b["id_number"], "beneficiary_name": b["name"],
             "relationship": "spouse", "commitment_version": COMMITMENT[self.region[:2]], "channel": "app"})["id"]
@@ -96,27 +119,58 @@ class Driver:
 
     def verify(self, bid: str, actor_b: dict) -> str:
         """Start verification until the fake provider passes it or the attempts run out."""
-        while True:
-            started = time.perf_counter()
-            self.call("start_verification", "POST", f"/api/v1/bindings/{bid}/verification", actor_b)
-            deadline, pause = time.monotonic() + self.timeout_s, POLL_FIRST_S
-            while time.monotonic() < deadline:
-                b = self.call("poll", "GET", f"/api/v1/bindings/{bid}")
-                statuses = {v["status"] for v in b.get("verifications") or ()}
-                # done when verified, or when no attempt is open (it failed or timed out: start another)
-                if b["state"] != "invited" or not statuses & {"pending", "passed"}:
-                    break
-                time.sleep(pause)
-                pause = min(pause * 1.5, POLL_MAX_S)
-            else:
-                raise RuntimeError("no verification result in time (is the simulator's face provider on?)")
-            if b["state"] != "invited":
-                with self._lock:
-                    self.latencies["face_verified"].append((time.perf_counter() - started) * 1000)
+        heard = self.events.watch(bid) if self.events is not None else None
+        try:
+            while True:
+                started = time.perf_counter()
+                self.call("start_verification", "POST", f"/api/v1/bindings/{bid}/verification", actor_b)
+                state = self._result_event(heard) if heard is not None else self._poll_result(bid)
+                if state != "invited":
+                    with self._lock:
+                        self.latencies["face_verified"].append((time.perf_counter() - started) * 1000)
+                    return state
+        finally:
+            if heard is not None:
+                self.events.unwatch(bid)
+
+    def _result_event(self, heard: "queue.SimpleQueue[str]") -> str:
+        """The state after this attempt, from the binding's events: invited when another attempt may start."""
+        deadline = time.monotonic() + self.timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                topic = heard.get(timeout=left)
+            except queue.Empty:
+                break
+            if topic in (VERIFIED, RETRY, FAILED):
+                return {VERIFIED: "face_verified", RETRY: "invited", FAILED: "verification_failed"}[topic]
+        raise RuntimeError("no verification result in time (is the simulator's face provider on?)")
+
+    def _poll_result(self, bid: str) -> str:
+        deadline, pause = time.monotonic() + self.timeout_s, POLL_FIRST_S
+        while time.monotonic() < deadline:
+            b = self.call("poll", "GET", f"/api/v1/bindings/{bid}")
+            statuses = {v["status"] for v in b.get("verifications") or ()}
+            # done when verified, or when no attempt is open (it failed or timed out: start another)
+            if b["state"] != "invited" or not statuses & {"pending", "passed"}:
                 return b["state"]
+            time.sleep(pause)
+            pause = min(pause * 1.5, POLL_MAX_S)
+        raise RuntimeError("no verification result in time (is the simulator's face provider on?)")
+
+    def prepare(self, n: int, concurrency: int) -> None:
+        """Register both persons of n families (persons exist long before anyone invites)."""
+        def pair(_):
+            return self.person("grantor", "张三"), self.person("beneficiary", "李四")
+        with ThreadPoolExecutor(concurrency) as pool, tqdm(total=n, unit="family", desc="persons") as bar:
+            for done in [pool.submit(pair, i) for i in range(n)]:
+                self.persons.append(done.result())
+                bar.update()
 
     def run(self, n: int, concurrency: int) -> None:
-        with ThreadPoolExecutor(concurrency) as pool, tqdm(total=n, unit="family") as bar:
+        """Drive n families (registering their persons first unless `prepare` did)."""
+        if len(self.persons) < n:
+            self.prepare(n - len(self.persons), concurrency)
+        with ThreadPoolExecutor(concurrency) as pool, tqdm(total=n, unit="family", desc="families") as bar:
             for done in as_completed([pool.submit(self.family, i) for i in range(n)]):
                 try:
                     self.outcomes[done.result()] += 1

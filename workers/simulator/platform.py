@@ -9,6 +9,7 @@ connection refused) and come back on the same port. Control: methods here, or `P
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class FakePlatform:
     def __post_init__(self):
         self._lock = threading.Lock()
         self._seen: set[str] = set()
+        self._watchers: dict[str, queue.SimpleQueue] = {}
         self._server = None
         self._thread = None
 
@@ -75,6 +77,16 @@ class FakePlatform:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/webhooks/gongji"
+
+    def watch(self, binding_id: str) -> "queue.SimpleQueue[str]":
+        """A queue that gets the type of every event of this binding received from now on (the driver of
+        bench/webhooks.py waits on it as a platform's app would wait for our webhook)."""
+        with self._lock:
+            return self._watchers.setdefault(binding_id, queue.SimpleQueue())
+
+    def unwatch(self, binding_id: str) -> None:
+        with self._lock:
+            self._watchers.pop(binding_id, None)
 
     def versions(self, binding_id: str) -> list[int]:
         with self._lock:
@@ -118,6 +130,9 @@ class FakePlatform:
             self._seen.add(headers["webhook-id"])
             self.events.append(Received(headers["webhook-id"], payload.get("type"), self.keep(payload),
                                         binding.get("id"), binding.get("version")))
+            watcher = self._watchers.get(binding.get("id"))
+        if watcher is not None:
+            watcher.put(payload.get("type"))
         if self.delay_s:  # slow: it has the event, the sender waits for the answer
             time.sleep(self.delay_s)
         return 200, {"received": headers["webhook-id"]}
