@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from models import Platform
 from models.types import utcnow
@@ -97,8 +98,12 @@ def get(db, platform_id: str) -> PlatformInfo:
 
 
 def all_platforms(session) -> list[PlatformInfo]:
-    """Every registered platform (cached like the rest); the outbound fan-out reads this per event."""
-    return _cached(("all",), lambda: [_info(p) for p in session.scalars(sa.select(Platform).order_by(Platform.id))])
+    """Every registered platform (cached like the rest); the outbound fan-out reads this per event.
+    `session` is a Session or a Connection (the fan-out's; a Session joins its transaction)."""
+    def load():
+        s = session if isinstance(session, Session) else Session(bind=session)
+        return [_info(p) for p in s.scalars(sa.select(Platform).order_by(Platform.id))]
+    return _cached(("all",), load)
 
 
 def get_in(session, platform_id: str) -> PlatformInfo:
