@@ -4,8 +4,10 @@ skipped) and survives redelivery; failures are recorded on the row and retried b
 
 `process_outbox` handles one outbox event: an inbound webhook to apply, or a binding/settlement event
 to fan out into deliveries; `process_outbox_many` the ids a web process gathered into one message.
-`deliver` makes one try of one delivery (HTTP outside any transaction); its retry schedule is data
-(`workflows.deliveries`), so dramatiq does not retry it."""
+`deliver` makes one try of one delivery (HTTP outside any transaction), and of the successor its
+acknowledgement releases; its retry schedule is data (`workflows.deliveries`), so dramatiq does not retry
+it. Deliveries a fan-out makes ready are sent by this process's own sender threads (`workers.sending`);
+`deliver` messages carry the rest (the scheduler's passes, replays, a local backlog that is full)."""
 from __future__ import annotations
 
 import json
@@ -17,15 +19,20 @@ from models import OutboxMessage
 from workflows import batches, deliveries, face_sessions, webhooks
 from workflows.once import run_once
 
-from . import outbound, runtime
+from . import outbound, runtime, sending
 from .broker import QUEUE
 
 log = logging.getLogger(__name__)
 
 
 def send_deliveries(ids: list[int]) -> None:
+    """Deliveries to be sent by any worker process (`deliver` messages)."""
     for delivery_id in ids:
         deliver.send(delivery_id)
+
+
+def _send_elsewhere(delivery_id: int) -> None:
+    deliver.send(delivery_id)
 
 
 def _handle(msg: OutboxMessage) -> str:
@@ -68,19 +75,16 @@ def _fan_out(outbox_id: int) -> deliveries.FanOut:
     done = deliveries.fan_out(runtime.db(), outbox_id)
     for verification_id in done.verifications:
         open_face_session.send(verification_id)
-    send_deliveries(done.ready)
+    SENDERS.submit(done.ready)
     return done
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=60_000)
 def deliver(delivery_id: int) -> None:
-    db = runtime.db()
-    claim = deliveries.claim(db, delivery_id)
-    if claim is None:
-        return
-    answer = outbound.post_signed(claim.url, claim.secrets, claim.event_id, claim.payload)
-    send_deliveries(deliveries.record(db, claim, status_code=answer.status_code, error=answer.error,
-                                      duration_ms=answer.duration_ms))
+    sending.deliver_now(delivery_id)
+
+
+SENDERS = sending.Senders(_send_elsewhere)
 
 
 class ProviderError(Exception):

@@ -66,7 +66,7 @@ _UNFANNED = Statement(sa.select(*_EVENT_COLUMNS)
                       .where(O.c.binding_id == sa.bindparam("b"), O.c.binding_version <= sa.bindparam("v"),
                              O.c.fanned_out_at.is_(None), O.c.topic.like("binding.%"))
                       .order_by(O.c.binding_version, O.c.id).with_for_update())
-_FANNED = Statement(sa.update(O).where(O.c.id == sa.bindparam("id"))
+_FANNED = Statement(sa.update(O).where(O.c.id == sa.bindparam("_id"))
                     .values(fanned_out_at=sa.bindparam("t", type_=O.c.fanned_out_at.type),
                             processed_at=sa.bindparam("t", type_=O.c.processed_at.type)))
 _ADD = Statement(sa.insert(D).values({c: sa.bindparam(c, type_=D.c[c].type) for c in (
@@ -143,7 +143,7 @@ def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> FanOut:
         if msg.topic == RETRY_TOPIC:  # an operator's retry: what to send again, nothing to deliver itself
             out.ready += msg.payload["data"].get("deliveries", [])
             out.verifications += msg.payload["data"].get("verifications", [])
-            _FANNED.run(conn, {"id": msg.id, "t": now})
+            _FANNED.run(conn, {"_id": msg.id, "t": now})
             return out
         batch = [msg]
         if msg.binding_id is not None:  # locked, and read again after the locks: what is still to fan out
@@ -153,7 +153,7 @@ def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> FanOut:
                 out.ready += add(conn, event, p.id, now)
             if event.topic == "binding.verification_requested":
                 out.verifications.append(event.payload["data"]["verification"]["verification_id"])
-            _FANNED.run(conn, {"id": event.id, "t": now})
+            _FANNED.run(conn, {"_id": event.id, "t": now})
     return out
 
 
