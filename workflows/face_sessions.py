@@ -25,6 +25,7 @@ from models.types import new_id, utcnow
 
 from . import platforms
 from .persons import province_of
+from .statements import Statement, autocommit
 
 VA = VerificationAttempt.__table__
 
@@ -66,41 +67,60 @@ def unasked(db, *, now: datetime | None = None, batch: int = 100) -> list[str]:
     return ids
 
 
+B, P = Binding.__table__, Person.__table__
+# the worker's statements, built once (one ask per verification attempt): the attempt with its beneficiary,
+# then the ask recorded only if the attempt is still pending and not opened (a conditional UPDATE decides,
+# in autocommit on PostgreSQL: two statements instead of BEGIN, a lock, two reads, an update and COMMIT)
+_ATTEMPT = Statement(
+    sa.select(VA.c.binding_id, VA.c.attempt_no, VA.c.deadline_at, VA.c.status, VA.c.provider_status,
+              P.c.id, P.c.id_number, P.c.name, P.c.region_code)
+    .select_from(VA.join(B, B.c.id == VA.c.binding_id).join(P, P.c.id == B.c.beneficiary_id))
+    .where(VA.c.id == sa.bindparam("vid")))
+_ASKABLE = (VA.c.id == sa.bindparam("vid"), VA.c.status == "pending",
+            sa.func.coalesce(VA.c.provider_status, "") != "opened")
+_ASKED = {queued_only: Statement(
+    sa.update(VA).where(*_ASKABLE, *((VA.c.provider_status == "queued",) if queued_only else ()))
+    .values(provider_status="requested", provider_requests=VA.c.provider_requests + 1,
+            verifier_id=sa.bindparam("verifier", type_=VA.c.verifier_id.type)).returning(VA.c.id))
+    for queued_only in (False, True)}
+_NO_PROVIDER = Statement(sa.update(VA).where(*_ASKABLE).values(
+    provider_status="error", provider_error="no face-verification provider serves this region"))
+_OPENED = Statement(sa.update(VA).where(VA.c.id == sa.bindparam("vid")).values(
+    provider_status="opened", provider_session_id=sa.bindparam("sid", type_=VA.c.provider_session_id.type),
+    provider_error=None))
+
+
 def session_request(db, verification_id: str, *, callback_base: str, now: datetime | None = None,
                     only_if_queued: bool = False) -> SessionRequest | None:
     """The request to open a session for a pending attempt not yet opened, or None (nothing to do).
     `only_if_queued` (the scheduler's second ask): only if no one asked since `unasked` marked it."""
     now = now or utcnow()
-    with db.begin() as s:
-        attempt = s.execute(sa.select(VA).where(VA.c.id == verification_id).with_for_update()).mappings().first()
-        if attempt is None or attempt["status"] != "pending" or attempt["provider_status"] == "opened":
+    with autocommit(db) as conn:
+        found = _ATTEMPT.first(conn, {"vid": verification_id})
+        if found is None:
             return None
-        if only_if_queued and attempt["provider_status"] != "queued":
+        binding_id, attempt_no, deadline_at, status, provider_status, person_id, id_number, name, region = found
+        if status != "pending" or provider_status == "opened" or (only_if_queued and provider_status != "queued"):
             return None
-        beneficiary = s.scalar(sa.select(Person).join(Binding, Binding.beneficiary_id == Person.id)
-                               .where(Binding.id == attempt["binding_id"]))
-        provider = verifier(s, province_of(s, beneficiary.region_code))
+        provider = verifier(conn, province_of(conn, region))
         if provider is None:
-            s.execute(sa.update(VA).where(VA.c.id == verification_id).values(
-                provider_status="error", provider_error="no face-verification provider serves this region"))
+            _NO_PROVIDER.run(conn, {"vid": verification_id})
             return None
         # the provider asked is the one whose result counts (verification.record_verification_result)
-        s.execute(sa.update(VA).where(VA.c.id == verification_id).values(
-            provider_status="requested", provider_requests=VA.c.provider_requests + 1, verifier_id=provider.id))
-        payload = {"type": "verification.session_requested", "id": new_id("evt"), "created_at": now.isoformat(),
-                   "data": {"verification_id": verification_id, "binding_id": attempt["binding_id"],
-                            "attempt_no": attempt["attempt_no"], "deadline_at": attempt["deadline_at"].isoformat(),
-                            "callback_url": f"{callback_base}/webhooks/{provider.id}",
-                            "subject": {"person_id": beneficiary.id, "id_number": beneficiary.id_number,
-                                        "name": beneficiary.name}}}
+        if _ASKED[only_if_queued].first(conn, {"vid": verification_id, "verifier": provider.id}) is None:
+            return None  # answered, timed out or opened meanwhile
+    payload = {"type": "verification.session_requested", "id": new_id("evt"), "created_at": now.isoformat(),
+               "data": {"verification_id": verification_id, "binding_id": binding_id, "attempt_no": attempt_no,
+                        "deadline_at": deadline_at.isoformat(),
+                        "callback_url": f"{callback_base}/webhooks/{provider.id}",
+                        "subject": {"person_id": person_id, "id_number": id_number, "name": name}}}
     return SessionRequest(verification_id, provider.id, provider.webhook_url, provider.signing_secrets(now),
                           payload["id"], payload)
 
 
 def session_opened(db, verification_id: str, session_id: str | None) -> None:
-    with db.begin() as s:
-        s.execute(sa.update(VA).where(VA.c.id == verification_id).values(
-            provider_status="opened", provider_session_id=(session_id or "")[:64] or None, provider_error=None))
+    with autocommit(db) as conn:
+        _OPENED.run(conn, {"vid": verification_id, "sid": (session_id or "")[:64] or None})
 
 
 def session_failed(db, verification_id: str, error: str) -> bool:

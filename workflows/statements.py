@@ -39,6 +39,20 @@ def final_write(conn):
         setattr(conn, READ_ONLY, held)
 
 
+@contextmanager
+def autocommit(db):
+    """A connection on which every statement commits by itself: PostgreSQL in autocommit (no BEGIN, no
+    COMMIT round trip); elsewhere (SQLite) one transaction around the block. For work whose every write
+    is one statement that decides alone (a conditional UPDATE … RETURNING, an INSERT … ON CONFLICT)."""
+    with db.kw["bind"].connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+        else:
+            with conn.begin():
+                yield conn
+
+
 class _Compiled:
     __slots__ = ("sql", "defaults", "binds", "results")
 
