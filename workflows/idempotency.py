@@ -11,37 +11,58 @@ from models import IdempotencyRecord
 from models.types import utcnow
 
 from .errors import DomainError
+from .statements import Statement, autocommit
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
 
 
+IR = IdempotencyRecord.__table__
+_COLUMNS = ("platform_id", "key", "request_hash", "created_at")
+_FIND = Statement(sa.select(IR.c.request_hash, IR.c.status_code, IR.c.response_body)
+                  .where(IR.c.platform_id == sa.bindparam("p"), IR.c.key == sa.bindparam("k")))
+_FINISH = Statement(sa.update(IR).where(IR.c.id == sa.bindparam("_id")).values(
+    status_code=sa.bindparam("status", type_=IR.c.status_code.type),
+    response_body=sa.bindparam("body", type_=IR.c.response_body.type)))
+_DROP = Statement(sa.delete(IR).where(IR.c.id == sa.bindparam("_id")))
+_CLAIM: dict[str, Statement] = {}  # INSERT … ON CONFLICT DO NOTHING RETURNING id, per dialect
+
+
+def _claim_statement(dialect: str) -> Statement:
+    if dialect not in _CLAIM:
+        from sqlalchemy.dialects import postgresql, sqlite
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        _CLAIM[dialect] = Statement(insert(IR).values({c: sa.bindparam(c, type_=IR.c[c].type) for c in _COLUMNS})
+                                    .on_conflict_do_nothing(index_elements=["platform_id", "key"])
+                                    .returning(IR.c.id))
+    return _CLAIM[dialect]
+
+
 def claim(db, platform_id: str, key: str, digest: str) -> tuple[int | None, tuple[int, str] | None]:
-    """(record id, None) when this request owns the key; (None, (status, body)) to replay."""
+    """(record id, None) when this request owns the key; (None, (status, body)) to replay.
+
+    One statement decides (the unique key; in autocommit on PostgreSQL): a write with a key costs two
+    statements more than one without, the claim and `finish`."""
     if not key or len(key) > 255:
         raise DomainError("validation_failed", "Idempotency-Key is 1 to 255 characters")
-    try:
-        with db.begin() as s:
-            rec = IdempotencyRecord(platform_id=platform_id, key=key, request_hash=digest, created_at=utcnow())
-            s.add(rec)
-        return rec.id, None
-    except sa.exc.IntegrityError:
-        pass
-    with db() as s:
-        rec = s.scalar(sa.select(IdempotencyRecord).where(IdempotencyRecord.platform_id == platform_id,
-                                                          IdempotencyRecord.key == key))
-    if rec.request_hash != digest:
+    with autocommit(db) as conn:
+        record_id = _claim_statement(conn.dialect.name).scalar(
+            conn, {"platform_id": platform_id, "key": key, "request_hash": digest, "created_at": utcnow()})
+        if record_id is not None:
+            return record_id, None
+        request_hash, status_code, response_body = _FIND.first(conn, {"p": platform_id, "k": key})
+    if request_hash != digest:
         raise DomainError("idempotency_key_reused")
-    if rec.status_code is None:
+    if status_code is None:
         raise DomainError("conflict", "a request with this Idempotency-Key is still in progress")
-    return None, (rec.status_code, rec.response_body)
+    return None, (status_code, response_body)
 
 
 def finish(db, record_id: int, status: int, body: str) -> None:
-    with db.begin() as s:
-        rec = s.get(IdempotencyRecord, record_id)
+    """Keep the answer for replays; a 5xx is not kept (the record goes, so a retry runs again)."""
+    with autocommit(db) as conn:
         if status >= 500:
-            s.delete(rec)
+            _DROP.run(conn, {"_id": record_id})
         else:
-            rec.status_code, rec.response_body = status, body
+            _FINISH.run(conn, {"_id": record_id, "status": status, "body": body})

@@ -17,6 +17,7 @@ import random
 import statistics
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import date
@@ -60,12 +61,16 @@ class Driver:
         self.persons: list[tuple[dict, dict]] = []  # (grantor, beneficiary) per family, from `prepare`
         self._lock = threading.Lock()
         self._random = random.Random(seed)
-        self._http = urllib3.PoolManager(maxsize=64, retries=False, timeout=urllib3.Timeout(total=timeout_s))
+        # a keep-alive connection the server closes just as it is reused is tried once more: every write
+        # carries an Idempotency-Key, so a command the server did receive is answered again, not repeated
+        self._http = urllib3.PoolManager(maxsize=64, timeout=urllib3.Timeout(total=timeout_s), retries=urllib3.Retry(
+            total=1, connect=1, read=1, status=0, other=0, redirect=0, allowed_methods=None, raise_on_status=False))
 
     def request(self, step: str, method: str, path: str, body=None) -> Answer:
         """One API call, its latency counted under `step`."""
+        headers = self.headers if method == "GET" else {**self.headers, "Idempotency-Key": uuid.uuid4().hex}
         started = time.perf_counter()
-        r = self._http.request(method, self.base + path, headers=self.headers,
+        r = self._http.request(method, self.base + path, headers=headers,
                                body=None if body is None else json.dumps(body).encode())
         ms = (time.perf_counter() - started) * 1000
         with self._lock:
