@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from models import Delivery, DeliveryAttempt, OutboxMessage
 from models.types import utcnow
@@ -72,6 +73,35 @@ _FANNED = Statement(sa.update(O).where(O.c.id == sa.bindparam("_id"))
 _ADD = Statement(sa.insert(D).values({c: sa.bindparam(c, type_=D.c[c].type) for c in (
     "outbox_id", "platform_id", "event_id", "topic", "binding_id", "binding_version", "status", "attempts",
     "next_attempt_at", "created_at")}).returning(D.c.id))
+# PostgreSQL: the fan-out in four round trips instead of seven (BEGIN, these two, COMMIT). `_LOCK_BATCH`
+# locks the event's binding's events not yet fanned out (this one and any earlier, in version order) and
+# marks them fanned out; `_ADD_AFTER` then locks the platform's unacknowledged earlier deliveries and inserts
+# this one, held (NULL next_attempt_at) if there were any. They must stay two statements: one statement has
+# one snapshot, and after `_LOCK_BATCH` waited for a concurrent fan-out of an earlier version, only a later
+# statement sees the delivery that fan-out inserted (and so holds this one behind it).
+_m = O.alias("m")
+_batch = (sa.select(*_EVENT_COLUMNS).where(
+    O.c.binding_id == sa.select(_m.c.binding_id).where(_m.c.id == sa.bindparam("id")).scalar_subquery(),
+    O.c.binding_version <= sa.select(_m.c.binding_version).where(_m.c.id == sa.bindparam("id")).scalar_subquery(),
+    O.c.fanned_out_at.is_(None), O.c.topic.like("binding.%"))
+    .order_by(O.c.binding_version, O.c.id).with_for_update(of=O).cte("ev"))
+_LOCK_BATCH = Statement(
+    sa.select(*_batch.c).add_cte(
+        sa.update(O).where(O.c.id.in_(sa.select(_batch.c.id)))
+        .values(fanned_out_at=sa.bindparam("t", type_=O.c.fanned_out_at.type),
+                processed_at=sa.bindparam("t", type_=O.c.processed_at.type)).cte("f"))
+    .order_by(_batch.c.binding_version, _batch.c.id))
+_DELIVERY_COLUMNS = ("outbox_id", "platform_id", "event_id", "topic", "binding_id", "binding_version", "status",
+                     "attempts", "next_attempt_at", "created_at")
+_earlier = (sa.select(D.c.id).where(D.c.platform_id == sa.bindparam("platform_id"),
+                                    D.c.binding_id == sa.bindparam("binding_id"),
+                                    D.c.binding_version < sa.bindparam("binding_version"), D.c.status != "delivered")
+            .order_by(D.c.binding_version, D.c.id).with_for_update().cte("earlier"))
+_held = sa.select(sa.func.count()).select_from(_earlier).scalar_subquery() > 0  # count: every one is locked
+_ADD_AFTER = Statement(sa.insert(D).from_select(_DELIVERY_COLUMNS, sa.select(*[
+    sa.case((_held, sa.null()), else_=sa.bindparam(c, type_=D.c[c].type)) if c == "next_attempt_at"
+    else sa.bindparam(c, type_=D.c[c].type) for c in _DELIVERY_COLUMNS])).add_cte(_earlier)
+    .returning(D.c.id, D.c.next_attempt_at))
 _TAKE = sa.update(D).where(D.c.id == sa.bindparam("_id")).values(attempts=sa.bindparam("n"),
                                                                  next_attempt_at=sa.bindparam("t"))
 _ATTEMPT = sa.insert(DeliveryAttempt.__table__)
@@ -132,6 +162,12 @@ def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> FanOut:
     now = now or utcnow()
     out = FanOut()
     with db.kw["bind"].connect() as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            batch = [Event(*row) for row in _LOCK_BATCH.rows(conn, {"id": outbox_id, "t": now})]
+            if batch:  # a binding event (and any earlier one) to fan out, locked and marked fanned out
+                out.handled, out.topic = True, next((e.topic for e in batch if e.id == outbox_id), batch[-1].topic)
+                _deliveries_of(conn, batch, now, out)
+                return out
         found = _MESSAGE.first(conn, {"id": outbox_id})
         out.topic = found[1] if found is not None else None
         if found is None or not found[1].startswith(FANNED_OUT + (RETRY_TOPIC,)):
@@ -149,12 +185,17 @@ def fan_out(db, outbox_id: int, *, now: datetime | None = None) -> FanOut:
         if msg.binding_id is not None:  # locked, and read again after the locks: what is still to fan out
             batch = [Event(*row) for row in _UNFANNED.rows(conn, {"b": msg.binding_id, "v": msg.binding_version})]
         for event in batch:
-            for p in concerned(conn, event.payload):
-                out.ready += add(conn, event, p.id, now)
-            if event.topic == "binding.verification_requested":
-                out.verifications.append(event.payload["data"]["verification"]["verification_id"])
             _FANNED.run(conn, {"_id": event.id, "t": now})
+        _deliveries_of(conn, batch, now, out)
     return out
+
+
+def _deliveries_of(conn, batch: list[Event], now: datetime, out: FanOut) -> None:
+    for event in batch:
+        for p in concerned(conn, event.payload):
+            out.ready += add(conn, event, p.id, now)
+        if event.topic == "binding.verification_requested":
+            out.verifications.append(event.payload["data"]["verification"]["verification_id"])
 
 
 def blocked(s, platform_id: str, binding_id: str | None, version: int | None) -> bool:
@@ -172,12 +213,17 @@ def first_try(blocked: bool, now: datetime) -> datetime | None:
 def add(s, msg, platform_id: str, now: datetime) -> list[int]:
     """Insert the delivery of one outbox event (an `OutboxMessage`, an `Event` or a row with its columns) to
     one platform, in the caller's transaction (a Session or a Connection); [its id] if it may leave now,
-    else [] (an earlier version is unacknowledged: its acknowledgement releases this one)."""
+    else [] (an earlier version is unacknowledged: its acknowledgement releases this one). On PostgreSQL
+    the predecessors' lock and the insert are one statement (`_ADD_AFTER`)."""
+    row = dict(outbox_id=msg.id, platform_id=platform_id, event_id=msg.payload["id"], topic=msg.topic,
+               binding_id=msg.binding_id, binding_version=msg.binding_version, status="pending", attempts=0,
+               next_attempt_at=first_try(False, now), created_at=now)
+    bind = s.connection() if isinstance(s, Session) else s
+    if bind.dialect.name == "postgresql":
+        new_id, next_attempt_at = _ADD_AFTER.first(s, row)
+        return [] if next_attempt_at is None else [new_id]
     held = blocked(s, platform_id, msg.binding_id, msg.binding_version)
-    new_id = _ADD.scalar(s, dict(
-        outbox_id=msg.id, platform_id=platform_id, event_id=msg.payload["id"], topic=msg.topic,
-        binding_id=msg.binding_id, binding_version=msg.binding_version, status="pending", attempts=0,
-        next_attempt_at=first_try(held, now), created_at=now))
+    new_id = _ADD.scalar(s, {**row, "next_attempt_at": first_try(held, now)})
     return [] if held else [new_id]
 
 

@@ -228,15 +228,15 @@ def test_an_acknowledgement_that_waited_for_a_fan_out_releases_what_the_fan_out_
     with pg_db() as s:
         second_event = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid,
                                                                   OutboxMessage.binding_version == 2))
-    holding, go, real = threading.Event(), threading.Event(), deliveries.blocked
+    holding, go, real = threading.Event(), threading.Event(), deliveries.add
 
-    def blocked_then_hold(s, platform_id, binding_id, version):
-        found = real(s, platform_id, binding_id, version)  # locks version 1's delivery rows
+    def add_then_hold(s, msg, platform_id, now):
+        found = real(s, msg, platform_id, now)  # locked version 1's delivery rows, inserted version 2 held
         if platform_id == "national":
             holding.set()
             go.wait(30)
         return found
-    monkeypatch.setattr(deliveries, "blocked", blocked_then_hold)
+    monkeypatch.setattr(deliveries, "add", add_then_hold)
     released = []
     fan = threading.Thread(target=deliveries.fan_out, args=(pg_db, second_event), kwargs={"now": T0})
     fan.start()
@@ -255,6 +255,58 @@ def test_an_acknowledgement_that_waited_for_a_fan_out_releases_what_the_fan_out_
         v2 = s.execute(sa.select(Delivery.id, Delivery.next_attempt_at).where(
             Delivery.platform_id == "national", Delivery.binding_id == bid, Delivery.binding_version == 2)).one()
     assert released == [v2.id] and v2.next_attempt_at is not None
+
+
+def test_a_fan_out_that_waited_for_the_fan_out_of_the_version_before_holds_its_delivery_behind_it(pg_db, family,
+                                                                                                  receivers,
+                                                                                                  monkeypatch):
+    """Given versions 1 and 2 of a binding in the outbox, neither fanned out, and the fan-out of version 1
+    holding its outbox lock (about to insert version 1's deliveries)
+    when the fan-out of version 2 starts meanwhile (it waits for that lock) and version 1's then commits,
+    then version 2's deliveries are held behind version 1's (no next_attempt_at) and only version 1's may
+    leave: after its wait, version 2's fan-out sees the deliveries version 1's inserted."""
+    import threading
+
+    from workflows import verification
+    from .support import invite, wait_until
+    fam = family(pg_db)
+    bid = invite(pg_db, fam)["id"]
+    verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)
+    with pg_db() as s:
+        first, second = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid)
+                                  .order_by(OutboxMessage.binding_version)).all()
+    holding, go, real = threading.Event(), threading.Event(), deliveries.add
+    owner = {}
+
+    def hold_then_add(s, msg, platform_id, now):
+        if owner.get(threading.get_ident()) == "first" and not holding.is_set():
+            holding.set()
+            go.wait(30)
+        return real(s, msg, platform_id, now)
+    monkeypatch.setattr(deliveries, "add", hold_then_add)
+    results = {}
+
+    def fan(name, outbox_id):
+        owner[threading.get_ident()] = name
+        results[name] = deliveries.fan_out(pg_db, outbox_id, now=T0)
+    one = threading.Thread(target=fan, args=("first", first))
+    one.start()
+    assert holding.wait(30)
+    two = threading.Thread(target=fan, args=("second", second))
+    two.start()
+    with pg_db.kw["bind"].connect() as c:  # the second fan-out is waiting for the first one's lock
+        wait_until(lambda: c.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                             "AND datname = current_database()").scalar() >= 1)
+    go.set()
+    one.join(30)
+    two.join(30)
+
+    with pg_db() as s:
+        rows = s.execute(sa.select(Delivery.binding_version, Delivery.platform_id, Delivery.next_attempt_at)
+                         .where(Delivery.binding_id == bid).order_by(Delivery.binding_version, Delivery.platform_id)).all()
+    assert [(v, p) for v, p, _ in rows] == [(1, "jiangsu"), (1, "national"), (2, "jiangsu"), (2, "national")]
+    assert [at is None for _, _, at in rows] == [False, False, True, True]
+    assert len(results["first"].ready) == 2 and results["second"].ready == []
 
 
 def test_a_successor_left_blocked_by_a_worker_that_died_is_released_by_the_scheduler(pg_db, family, receivers,
