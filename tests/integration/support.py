@@ -156,6 +156,14 @@ def wait_until(predicate, timeout_s: float = 30.0, interval_s: float = 0.05):
     raise AssertionError(f"condition not met within {timeout_s} s")
 
 
+def wait_for_a_lock_wait(db, at_least: int = 1) -> None:
+    """Until at least `at_least` sessions of this database wait for a lock (a racing thread has reached the
+    row another one holds): how the race tests know the interleaving they stage has happened."""
+    with db.kw["bind"].connect() as c:
+        wait_until(lambda: c.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                             "AND datname = current_database()").scalar() >= at_least)
+
+
 # --- outbound deliveries, driven synchronously with an explicit clock ---------------------------------
 
 def fan_out_all(db, now) -> list[int]:

@@ -214,7 +214,7 @@ def test_an_acknowledgement_that_waited_for_a_fan_out_releases_what_the_fan_out_
     import threading
 
     from workflows import verification
-    from .support import invite, wait_until
+    from .support import invite, wait_for_a_lock_wait
     fam = family(pg_db)
     bid = invite(pg_db, fam)["id"]
     with pg_db() as s:
@@ -244,9 +244,7 @@ def test_an_acknowledgement_that_waited_for_a_fan_out_releases_what_the_fan_out_
     record = threading.Thread(target=lambda: released.extend(deliveries.record(
         pg_db, claim, status_code=200, error=None, duration_ms=1, now=T0)))
     record.start()
-    with pg_db.kw["bind"].connect() as c:  # the acknowledgement is waiting for the fan-out's lock
-        wait_until(lambda: c.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                             "AND datname = current_database()").scalar() >= 1)
+    wait_for_a_lock_wait(pg_db)  # the acknowledgement is waiting for the fan-out's lock
     go.set()
     fan.join(30)
     record.join(30)
@@ -268,7 +266,7 @@ def test_a_fan_out_that_waited_for_the_fan_out_of_the_version_before_holds_its_d
     import threading
 
     from workflows import verification
-    from .support import invite, wait_until
+    from .support import invite, wait_for_a_lock_wait
     fam = family(pg_db)
     bid = invite(pg_db, fam)["id"]
     verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)
@@ -294,9 +292,7 @@ def test_a_fan_out_that_waited_for_the_fan_out_of_the_version_before_holds_its_d
     assert holding.wait(30)
     two = threading.Thread(target=fan, args=("second", second))
     two.start()
-    with pg_db.kw["bind"].connect() as c:  # the second fan-out is waiting for the first one's lock
-        wait_until(lambda: c.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                             "AND datname = current_database()").scalar() >= 1)
+    wait_for_a_lock_wait(pg_db)  # the second fan-out is waiting for the first one's lock
     go.set()
     one.join(30)
     two.join(30)
