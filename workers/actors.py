@@ -7,7 +7,7 @@ to fan out into deliveries; `process_outbox_many` the ids a web process gathered
 `deliver` makes one try of one delivery (HTTP outside any transaction), and of the successor its
 acknowledgement releases; its retry schedule is data (`workflows.deliveries`), so dramatiq does not retry
 it. Deliveries a fan-out makes ready are sent by this process's own sender threads (`workers.sending`);
-`deliver` messages carry the rest (the scheduler's passes, replays, a local backlog that is full)."""
+`deliver` messages carry the rest (the scheduler's passes, replays, ids no idle sender thread takes)."""
 from __future__ import annotations
 
 import json
@@ -81,7 +81,7 @@ def _fan_out(outbox_id: int) -> deliveries.FanOut:
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=60_000)
 def deliver(delivery_id: int) -> None:
-    sending.deliver_now(delivery_id)
+    sending.deliver_now(delivery_id, rest=_send_elsewhere)
 
 
 SENDERS = sending.Senders(_send_elsewhere)

@@ -25,14 +25,14 @@ MAX_BODY = 65536  # bytes of an answer kept (the face provider's session id; an 
 # One more try when the connection breaks (a keep-alive connection the server closed just as it was reused
 # surfaces as a broken read): the event id is the same, so a receiver that did get the first drops the second.
 # Status codes are answers, never retried here: the delivery schedule decides.
-class _BrokenConnectionRetry(urllib3.Retry):
+class BrokenConnectionRetry(urllib3.Retry):
     """A read timeout is an answer (the receiver may be working on it): only a broken connection counts."""
 
     def _is_read_error(self, err: Exception) -> bool:
         return isinstance(err, urllib3.exceptions.ProtocolError)
 
 
-_RETRY = _BrokenConnectionRetry(total=1, connect=1, read=1, status=0, other=0, redirect=0, allowed_methods=None,
+_RETRY = BrokenConnectionRetry(total=1, connect=1, read=1, status=0, other=0, redirect=0, allowed_methods=None,
                                 raise_on_redirect=False, raise_on_status=False)
 _OPTIONS = dict(num_pools=64, maxsize=16, retries=_RETRY, timeout=urllib3.Timeout(connect=CONNECT_S, read=READ_S))
 _direct = urllib3.PoolManager(**_OPTIONS)

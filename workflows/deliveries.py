@@ -74,14 +74,15 @@ _ADD = Statement(sa.insert(D).values({c: sa.bindparam(c, type_=D.c[c].type) for 
     "outbox_id", "platform_id", "event_id", "topic", "binding_id", "binding_version", "status", "attempts",
     "next_attempt_at", "created_at")}).returning(D.c.id))
 # PostgreSQL: the fan-out in four round trips instead of seven (BEGIN, these two, COMMIT). `_LOCK_BATCH`
-# locks the event's binding's events not yet fanned out (this one and any earlier, in version order) and
+# locks a binding event's binding's events not yet fanned out (it and any earlier, in version order) and
 # marks them fanned out; `_ADD_AFTER` then locks the platform's unacknowledged earlier deliveries and inserts
 # this one, held (NULL next_attempt_at) if there were any. They must stay two statements: one statement has
 # one snapshot, and after `_LOCK_BATCH` waited for a concurrent fan-out of an earlier version, only a later
 # statement sees the delivery that fan-out inserted (and so holds this one behind it).
 _m = O.alias("m")
 _batch = (sa.select(*_EVENT_COLUMNS).where(
-    O.c.binding_id == sa.select(_m.c.binding_id).where(_m.c.id == sa.bindparam("id")).scalar_subquery(),
+    O.c.binding_id == sa.select(_m.c.binding_id).where(_m.c.id == sa.bindparam("id"),
+                                                       _m.c.topic.like("binding.%")).scalar_subquery(),
     O.c.binding_version <= sa.select(_m.c.binding_version).where(_m.c.id == sa.bindparam("id")).scalar_subquery(),
     O.c.fanned_out_at.is_(None), O.c.topic.like("binding.%"))
     .order_by(O.c.binding_version, O.c.id).with_for_update(of=O).cte("ev"))

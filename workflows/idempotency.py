@@ -47,11 +47,17 @@ def claim(db, platform_id: str, key: str, digest: str) -> tuple[int | None, tupl
     if not key or len(key) > 255:
         raise DomainError("validation_failed", "Idempotency-Key is 1 to 255 characters")
     with autocommit(db) as conn:
-        record_id = _claim_statement(conn.dialect.name).scalar(
-            conn, {"platform_id": platform_id, "key": key, "request_hash": digest, "created_at": utcnow()})
-        if record_id is not None:
-            return record_id, None
-        request_hash, status_code, response_body = _FIND.first(conn, {"p": platform_id, "k": key})
+        for _ in range(2):  # again if the owner's request failed (5xx: its record went) in between
+            record_id = _claim_statement(conn.dialect.name).scalar(
+                conn, {"platform_id": platform_id, "key": key, "request_hash": digest, "created_at": utcnow()})
+            if record_id is not None:
+                return record_id, None
+            found = _FIND.first(conn, {"p": platform_id, "k": key})
+            if found is not None:
+                break
+        else:
+            raise DomainError("conflict", "a request with this Idempotency-Key is still in progress")
+        request_hash, status_code, response_body = found
     if request_hash != digest:
         raise DomainError("idempotency_key_reused")
     if status_code is None:

@@ -70,6 +70,24 @@ def test_a_watcher_at_the_fake_platform_hears_its_binding_s_events_once_in_versi
     assert national.versions(first) == [1, 2, 3, 4, 5] and heard.empty()
 
 
+def test_an_event_of_another_kind_that_names_a_binding_fans_out_nothing_of_that_binding(pg_db, family, receivers):
+    # Given an invited binding whose event is not fanned out yet, and an outbox row of another topic that
+    # names the binding (none does today; the fan-out must not take it for a binding event)
+    from workflows import outbox
+    from .support import invite
+    bid = invite(pg_db, family(pg_db))["id"]
+    with pg_db.begin() as s:
+        other = outbox.write(s, "webhook.received", T0, {"received_webhook_id": 0}, binding_id=bid, version=1)
+    # When that row is fanned out
+    done = deliveries.fan_out(pg_db, other, now=T0)
+    # Then it is not handled as a binding event, and the binding's own event is still waiting for its fan-out
+    assert (done.handled, done.topic, done.ready) == (False, "webhook.received", [])
+    with pg_db() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.binding_id == bid, OutboxMessage.fanned_out_at.is_(None))) == 2
+        assert s.scalar(sa.select(sa.func.count()).select_from(Delivery).where(Delivery.binding_id == bid)) == 0
+
+
 def test_a_later_version_waits_until_the_earlier_one_is_acknowledged(pg_db, family, receivers):
     # Given Jiangsu answering 503
     fam = family(pg_db)
@@ -299,7 +317,8 @@ def test_a_fan_out_that_waited_for_the_fan_out_of_the_version_before_holds_its_d
 
     with pg_db() as s:
         rows = s.execute(sa.select(Delivery.binding_version, Delivery.platform_id, Delivery.next_attempt_at)
-                         .where(Delivery.binding_id == bid).order_by(Delivery.binding_version, Delivery.platform_id)).all()
+                         .where(Delivery.binding_id == bid)
+                         .order_by(Delivery.binding_version, Delivery.platform_id)).all()
     assert [(v, p) for v, p, _ in rows] == [(1, "jiangsu"), (1, "national"), (2, "jiangsu"), (2, "national")]
     assert [at is None for _, _, at in rows] == [False, False, True, True]
     assert len(results["first"].ready) == 2 and results["second"].ready == []

@@ -27,9 +27,13 @@ import urllib3
 from stdnum.cn import ric
 from tqdm import tqdm
 
+from workers.outbound import BrokenConnectionRetry
+
 COMMITMENT = {"32": "JS-2024-01", "65": "XJ-2023-02"}
 POLL_FIRST_S, POLL_MAX_S = 0.05, 0.4  # seconds between polls of a binding under verification
 VERIFIED, RETRY, FAILED = "binding.face_verified", "binding.verification_attempt_failed", "binding.verification_failed"
+RETRY_BROKEN = BrokenConnectionRetry(total=1, connect=1, read=1, status=0, other=0, redirect=0, allowed_methods=None,
+                                     raise_on_status=False)
 
 
 class Events(Protocol):
@@ -61,14 +65,15 @@ class Driver:
         self.persons: list[tuple[dict, dict]] = []  # (grantor, beneficiary) per family, from `prepare`
         self._lock = threading.Lock()
         self._random = random.Random(seed)
-        # a keep-alive connection the server closes just as it is reused is tried once more: every write
-        # carries an Idempotency-Key, so a command the server did receive is answered again, not repeated
-        self._http = urllib3.PoolManager(maxsize=64, timeout=urllib3.Timeout(total=timeout_s), retries=urllib3.Retry(
-            total=1, connect=1, read=1, status=0, other=0, redirect=0, allowed_methods=None, raise_on_status=False))
+        # a keep-alive connection the server closes just as it is reused is tried once more (not a timeout):
+        # every write carries an Idempotency-Key, so a command the server did get is answered, not repeated
+        self._http = urllib3.PoolManager(maxsize=64, timeout=urllib3.Timeout(total=timeout_s),
+                                         retries=RETRY_BROKEN)
 
     def request(self, step: str, method: str, path: str, body=None) -> Answer:
         """One API call, its latency counted under `step`."""
-        headers = self.headers if method == "GET" else {**self.headers, "Idempotency-Key": uuid.uuid4().hex}
+        writes = method != "GET" and not path.endswith("/lookup")  # a look-up is a read sent as POST
+        headers = {**self.headers, "Idempotency-Key": uuid.uuid4().hex} if writes else self.headers
         started = time.perf_counter()
         r = self._http.request(method, self.base + path, headers=headers,
                                body=None if body is None else json.dumps(body).encode())
@@ -103,7 +108,9 @@ class Driver:
                 return {"kind": "person", "id_number": number, "name": name}
         raise RuntimeError("no free ID number found")
 
-    def family(self, i: int) -> str:
+    def family(self, i: int) -> str | None:
+        if self.persons[i] is None:  # its registration failed (counted by `prepare`)
+            return None
         g, b = self.persons[i]
         bid = self.call("invite", "POST", "/api/v1/bindings", {
             "grantor_id_number": g["id_number"], "beneficiary_id_number": b["id_number"], "beneficiary_name": b["name"],
@@ -163,12 +170,17 @@ class Driver:
         raise RuntimeError("no verification result in time (is the simulator's face provider on?)")
 
     def prepare(self, n: int, concurrency: int) -> None:
-        """Register both persons of n families (persons exist long before anyone invites)."""
+        """Register both persons of n families (persons exist long before anyone invites); a family whose
+        registration failed is counted in `errors` and not driven."""
         def pair(_):
             return self.person("grantor", "张三"), self.person("beneficiary", "李四")
         with ThreadPoolExecutor(concurrency) as pool, tqdm(total=n, unit="family", desc="persons") as bar:
             for done in [pool.submit(pair, i) for i in range(n)]:
-                self.persons.append(done.result())
+                try:
+                    self.persons.append(done.result())
+                except Exception as exc:  # counted and shown; the run goes on
+                    self.persons.append(None)
+                    self.errors[f"register: {str(exc)[:110]}"] += 1
                 bar.update()
 
     def run(self, n: int, concurrency: int) -> None:
@@ -178,7 +190,9 @@ class Driver:
         with ThreadPoolExecutor(concurrency) as pool, tqdm(total=n, unit="family", desc="families") as bar:
             for done in as_completed([pool.submit(self.family, i) for i in range(n)]):
                 try:
-                    self.outcomes[done.result()] += 1
+                    state = done.result()
+                    if state is not None:
+                        self.outcomes[state] += 1
                 except Exception as exc:  # counted and shown; the run goes on
                     self.errors[str(exc)[:120]] += 1
                 bar.update()
