@@ -4,10 +4,9 @@ skipped) and survives redelivery; failures are recorded on the row and retried b
 
 `process_outbox` handles one outbox event: an inbound webhook to apply, or a binding/settlement event
 to fan out into deliveries; `process_outbox_many` the ids a web process gathered into one message.
-`deliver` makes one try of one delivery (HTTP outside any transaction), and of the successor its
-acknowledgement releases; its retry schedule is data (`workflows.deliveries`), so dramatiq does not retry
-it. Deliveries a fan-out makes ready are sent by this process's own sender threads (`workers.sending`);
-`deliver` messages carry the rest (the scheduler's passes, replays, ids no idle sender thread takes)."""
+`deliver` makes one try of one delivery (HTTP outside any transaction), and of each successor its
+acknowledgement releases (`workers.sending`); its retry schedule is data (`workflows.deliveries`), so
+dramatiq does not retry it."""
 from __future__ import annotations
 
 import json
@@ -29,10 +28,6 @@ def send_deliveries(ids: list[int]) -> None:
     """Deliveries to be sent by any worker process (`deliver` messages)."""
     for delivery_id in ids:
         deliver.send(delivery_id)
-
-
-def _send_elsewhere(delivery_id: int) -> None:
-    deliver.send(delivery_id)
 
 
 def _handle(msg: OutboxMessage) -> str:
@@ -75,16 +70,13 @@ def _fan_out(outbox_id: int) -> deliveries.FanOut:
     done = deliveries.fan_out(runtime.db(), outbox_id)
     for verification_id in done.verifications:
         open_face_session.send(verification_id)
-    SENDERS.submit(done.ready)
+    send_deliveries(done.ready)
     return done
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=60_000)
 def deliver(delivery_id: int) -> None:
-    sending.deliver_now(delivery_id, rest=_send_elsewhere)
-
-
-SENDERS = sending.Senders(_send_elsewhere)
+    sending.deliver_now(delivery_id, rest=deliver.send)
 
 
 class ProviderError(Exception):

@@ -7,8 +7,6 @@ from dramatiq.brokers.stub import StubBroker
 
 from models.settings import Settings
 
-from .sending import StopSenders
-
 QUEUE = "gongji"
 
 
@@ -18,6 +16,5 @@ def setup(settings: Settings) -> dramatiq.Broker:
     else:
         broker = StubBroker()
         broker.emit_after("process_boot")
-    broker.add_middleware(StopSenders())  # the local delivery threads finish their tries at a worker's stop
     dramatiq.set_broker(broker)
     return broker

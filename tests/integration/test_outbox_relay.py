@@ -46,7 +46,6 @@ def redis_worker(pg_db):
     worker = Worker(broker, worker_threads=2, worker_timeout=100)
     yield relay, worker
     worker.stop()
-    actors.SENDERS.stop()  # this broker has no StopSenders: the deliveries' local threads finish here
     outbox.clear_listeners()
     broker.client.flushdb()
     broker.close()
