@@ -101,8 +101,10 @@ def all_platforms(session) -> list[PlatformInfo]:
     """Every registered platform (cached like the rest); the outbound fan-out reads this per event.
     `session` is a Session or a Connection (the fan-out's; a Session joins its transaction)."""
     def load():
-        s = session if isinstance(session, Session) else Session(bind=session)
-        return [_info(p) for p in s.scalars(sa.select(Platform).order_by(Platform.id))]
+        if isinstance(session, Session):
+            return [_info(p) for p in session.scalars(sa.select(Platform).order_by(Platform.id))]
+        with Session(bind=session) as s:
+            return [_info(p) for p in s.scalars(sa.select(Platform).order_by(Platform.id))]
     return _cached(("all",), load)
 
 

@@ -17,7 +17,7 @@ from models.types import new_id, utcnow
 from . import outbox, person_events, platforms
 from .errors import DomainError
 from .once import run_once
-from .statements import Statement
+from .statements import Statement, autocommit
 from .verification import record_verification_result
 
 TYPES = ("verification.completed", "person.updated", "person.deceased", "relationship.ended",
@@ -76,19 +76,17 @@ def receive(db, *, platform, webhook_id: str, body: bytes, headers: dict, event_
     now = utcnow()
     row = dict(platform_id=platform.id, webhook_id=webhook_id, type=event_type, body=body.decode("utf-8"),
                headers=headers, received_at=now, attempts=0)
-    with db.kw["bind"].connect() as conn:
+    with autocommit(db) as conn:
         if conn.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="AUTOCOMMIT")
             found = _INGEST_PG.first(conn, {**row, "o_type": TOPIC, "o_id": new_id("evt"),
                                             "o_created_at": now.isoformat()})
             stored, msg = found if found is not None else (None, None)
-        else:
+        else:  # one transaction around both inserts
             if conn.dialect.name not in _STORE_OTHER:
                 from sqlalchemy.dialects import sqlite
                 _STORE_OTHER[conn.dialect.name] = Statement(_store(sqlite.insert))
-            with conn.begin():
-                stored = _STORE_OTHER[conn.dialect.name].scalar(conn, row)
-                msg = None if stored is None else outbox.write(conn, TOPIC, now, {"received_webhook_id": stored})
+            stored = _STORE_OTHER[conn.dialect.name].scalar(conn, row)
+            msg = None if stored is None else outbox.write(conn, TOPIC, now, {"received_webhook_id": stored})
         if stored is None:
             return _FIND.scalar(conn, {"p": platform.id, "w": webhook_id}), True
     outbox.published([msg])
