@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from models import Binding, Person, VerificationAttempt
-from models.types import new_id, utcnow
+from models.types import utcnow
 
 from . import platforms
 from .persons import province_of
@@ -109,7 +109,10 @@ def session_request(db, verification_id: str, *, callback_base: str, now: dateti
         # the provider asked is the one whose result counts (verification.record_verification_result)
         if _ASKED[only_if_queued].first(conn, {"vid": verification_id, "verifier": provider.id}) is None:
             return None  # answered, timed out or opened meanwhile
-    payload = {"type": "verification.session_requested", "id": new_id("evt"), "created_at": now.isoformat(),
+    # one id for every ask of this attempt (a retry after an error or a lost answer, the scheduler's second
+    # ask): it is the same message, so a provider that already has it drops it as a duplicate (Standard Webhooks)
+    payload = {"type": "verification.session_requested", "id": f"evt_{verification_id}",
+               "created_at": now.isoformat(),
                "data": {"verification_id": verification_id, "binding_id": binding_id, "attempt_no": attempt_no,
                         "deadline_at": deadline_at.isoformat(),
                         "callback_url": f"{callback_base}/webhooks/{provider.id}",

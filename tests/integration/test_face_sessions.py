@@ -75,6 +75,7 @@ def test_a_provider_error_is_recorded_and_retried_until_it_opens(pg_db, family, 
     # When the provider recovers, the retry opens it
     fake.set_mode("ok")
     retry = face_sessions.session_request(pg_db, vid, callback_base="http://127.0.0.1:9")
+    assert retry.event_id == request.event_id  # the same message again: a provider that has it drops it
     assert _send(pg_db, retry).ok
     face_sessions.session_opened(pg_db, vid, None)
     seen = queries.binding(pg_db, bid)["verifications"][0]
