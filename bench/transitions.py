@@ -26,7 +26,7 @@ The URL comes from argv[1], else GONGJI_BENCH_DATABASE_URL, else GONGJI_TEST_DAT
    machine): client and server share the two cores, and the peers are measured the same way.
 The lifecycle's warm-up (50 families, not reported) is followed by ANALYZE, as a live database has
 statistics: without them the invitation's counts query runs a generic plan that scans the whole table.
-Every timed run, Gongji's and each peer's, starts after a VACUUM (ANALYZE) of the database (`settle`).
+Every timed run, Gongji's and each peer's, starts after a VACUUM (ANALYZE) and a CHECKPOINT (`settle`).
 `--profile K` profiles K lifecycles on one thread by CPU time (not waits on the server).
 """
 from __future__ import annotations
@@ -76,9 +76,17 @@ REGION, COMMITMENT = "320100", "JS-2024-01"
 def settle(engine) -> None:
     """Before every timed run, Gongji's and the peers' alike: VACUUM (ANALYZE) what the runs before left
     (dead row versions, unanalyzed inserts), so that autovacuum does not start on it during this run and
-    take CPU from whichever side happens to run next (second runs were 10-20 % slower without it)."""
+    take CPU from whichever side happens to run next (second runs were 10-20 % slower without it); then a
+    CHECKPOINT, so that every run starts just after one and pays the same full-page WAL writes on the
+    first change of each page (else only the first run starts right after one, `CREATE DATABASE`'s). The
+    first timed run stays the slowest (2026-11-24: 1,369 main-line/s, then 2,354 and 2,412), on the
+    client as much as on the server; hence medians."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         c.exec_driver_sql("VACUUM (ANALYZE)")
+        try:
+            c.exec_driver_sql("CHECKPOINT")
+        except sa.exc.DBAPIError:  # neither superuser nor pg_checkpoint: runs are then less comparable
+            log("CHECKPOINT refused (needs superuser or pg_checkpoint); runs start without one")
 
 
 def log(msg: str) -> None:
