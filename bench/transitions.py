@@ -450,7 +450,8 @@ def main() -> None:
             gongji_runs.append(res)
             log(f"run {r + 1}/{args.repeat}: gongji {n} lifecycles in {res['wall']:.2f} s = {res['all_tps']:.0f} "
                 f"transitions/s (6 per binding), {res['main_tps']:.0f} main-line transitions/s (5); "
-                f"client CPU {1e3 * res['cpu'] / (ALL * n):.2f} ms/transition, {res['stmts']:.1f} SQL statements/binding")
+                f"client CPU {1e3 * res['cpu'] / (ALL * n):.2f} ms/transition, "
+                f"{res['stmts']:.1f} SQL statements/binding")
             if not args.skip_peers:
                 settle(engine)
                 p = run_peer(peer_script, url, n, threads)
@@ -490,10 +491,12 @@ def main() -> None:
 
     # ------------------------------------------------------------------------------------ summary
     med = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
+    durability = "durable: fsync=on, synchronous_commit=on" if durable else \
+        f"fast: fsync={facts['fsync']}, synchronous_commit={facts['synchronous_commit']}"
     lines = [f"### Benchmark — bench/transitions.py ({datetime.now(timezone.utc):%Y-%m-%d})",
              "",
              f"PostgreSQL {facts['server_version'].split()[0]} "
-             f"({'durable: fsync=on, synchronous_commit=on' if durable else 'fast: fsync=' + facts['fsync'] + ', synchronous_commit=' + facts['synchronous_commit']}), "
+             f"({durability}), "
              f"Python {pyplatform.python_version()}, {os.cpu_count()} CPUs, database and client on one machine; "
              f"code {revision}.",
              ""]
@@ -515,7 +518,8 @@ def main() -> None:
         elif dbos_note:
             lines.append(f"DBOS peer       {dbos_note}")
         lines.append(f"client CPU      gongji {1e3 * med(gongji_runs, 'cpu') / (ALL * n):.2f} ms/transition"
-                     + (f", plain SQL {1e3 * med(plain_runs, 'cpu') / (5 * n):.2f} ms/transition" if plain_runs else ""))
+                     + (f", plain SQL {1e3 * med(plain_runs, 'cpu') / (5 * n):.2f} ms/transition"
+                        if plain_runs else ""))
         if gongji_runs[0]["server"] is not None:
             lines.append(f"server CPU      gongji {1e3 * med(gongji_runs, 'server') / (ALL * n):.2f} ms/transition"
                          + (f", plain SQL {1e3 * med(plain_runs, 'server') / (5 * n):.2f} ms/transition"
@@ -536,7 +540,8 @@ def main() -> None:
                   f"median of {args.sweep_repeat}:", "```"]
         for total, sw in sweeps.items():
             lines.append(f"among {total:>9,} bindings  {sw['seconds']:6.2f} s  {sw['tps']:6.0f} timers/s  "
-                         f"(client CPU {1e3 * sw['cpu'] / args.due:.2f} ms/timer, {sw['stmts']:.1f} SQL statements/timer)")
+                         f"(client CPU {1e3 * sw['cpu'] / args.due:.2f} ms/timer, "
+                         f"{sw['stmts']:.1f} SQL statements/timer)")
         if small and big:
             lines.append(f"time ratio {args.big:,} / {args.due:,} bindings = {big['seconds'] / small['seconds']:.2f} "
                          "(flat = 1.00)")

@@ -191,7 +191,8 @@ def main() -> None:
         driver.latencies.clear()
         engine = sa.create_engine(db)
         trees = {"web": procs["web"].pid, "worker": procs["worker"].pid, "scheduler": procs["scheduler"].pid,
-                 "PostgreSQL": ServerCPU(engine).pid, "Redis": redis.Redis.from_url(redis_url).info("server")["process_id"],
+                 "PostgreSQL": ServerCPU(engine).pid,
+                 "Redis": redis.Redis.from_url(redis_url).info("server")["process_id"],
                  "load + fakes": 0}
         cpu_before = tree_cpu_seconds({k: v for k, v in trees.items() if v is not None})
         started = time.monotonic()
@@ -201,26 +202,30 @@ def main() -> None:
             transitions = c.execute(sa.text("select count(*) from binding_transitions")).scalar()
             backlog = c.execute(OPEN_WORK).one()
         drained = drain(engine)  # the work the families did not wait for: every event delivered
-        cpu = {k: v - cpu_before[k] for k, v in tree_cpu_seconds({k: v for k, v in trees.items() if v is not None}).items()}
+        cpu_after = tree_cpu_seconds({k: v for k, v in trees.items() if v is not None})
+        cpu = {k: v - cpu_before[k] for k, v in cpu_after.items()}
         print(driver.summary())
         if face.callback_failures:  # the fake provider retries; a failure here is worth reading
             log(f"face provider callbacks without a 2xx answer (then retried): {len(face.callback_failures)}; "
                 f"first: {face.callback_failures[:3]}")
         calls = [ms for step, values in driver.latencies.items() if step != "face_verified" for ms in values]
-        life = {"transitions": transitions, "wall": wall, "tps": transitions / wall, "errors": sum(driver.errors.values()),
+        life = {"transitions": transitions, "wall": wall, "tps": transitions / wall,
+                "errors": sum(driver.errors.values()),
                 "drain": drained - started, "tps_drained": transitions / (drained - started),
                 "p50": statistics.median(calls), "p99": statistics.quantiles(calls, n=100)[98]}
         log(f"lifecycle: {transitions} transitions in {wall:.1f} s = {life['tps']:.0f} transitions/s; left then: "
             f"{backlog.outbox} outbox rows, {backlog.deliveries} deliveries; all delivered after {life['drain']:.1f} s "
             f"= {life['tps_drained']:.0f} transitions/s")
-        log("CPU per transition until drained: " + ", ".join(f"{k} {1000 * v / transitions:.2f} ms" for k, v in cpu.items())
+        log("CPU per transition until drained: "
+            + ", ".join(f"{k} {1000 * v / transitions:.2f} ms" for k, v in cpu.items())
             + f"; total {1000 * sum(cpu.values()) / transitions:.2f} ms")
         for name in ("worker", "scheduler"):
             stop(procs.pop(name))
 
         rounds = {"gongji": [], "bare": []}
         for r in range(args.rounds):
-            for name, url in (("gongji", f"{base}/webhooks/facecheck"), ("bare", f"http://127.0.0.1:{bare_port}/webhooks/facecheck")):
+            for name, url in (("gongji", f"{base}/webhooks/facecheck"),
+                              ("bare", f"http://127.0.0.1:{bare_port}/webhooks/facecheck")):
                 path = logdir / f"requests-{name}-{r}.tsv"
                 signed_file(path, fc_secret, 8000 * args.seconds)
                 result = wrk(url, path, args.seconds, args.connections)
@@ -239,7 +244,8 @@ def main() -> None:
               f"{life['errors']} failed families); {life['tps_drained']:.0f}/s until every event was delivered "
               f"({life['drain']:.1f} s); every API call p50 {life['p50']:.1f} ms, p99 {life['p99']:.1f} ms "
               f"(per step in the table above; face_verified is a wait, not a call)")
-        print("CPU per transition    " + ", ".join(f"{k} {1000 * v / life['transitions']:.2f} ms" for k, v in cpu.items())
+        print("CPU per transition    "
+              + ", ".join(f"{k} {1000 * v / life['transitions']:.2f} ms" for k, v in cpu.items())
               + f" = {1000 * sum(cpu.values()) / life['transitions']:.2f} ms of 2 cores' {2000 / life['tps']:.2f} ms")
         print(f"webhook ingest        gongji {med['gongji'][0]:.0f} req/s (p99 {med['gongji'][1]:.1f} ms), "
               f"bare Flask {med['bare'][0]:.0f} req/s (p99 {med['bare'][1]:.1f} ms), "

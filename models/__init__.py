@@ -10,5 +10,6 @@ from .messaging import IdempotencyRecord, OutboxMessage, ReceivedWebhook
 from .persons import Person
 from .regions import Platform, Region, RegionPolicy
 
-__all__ = ["ACTIVE_STATES", "AuditEntry", "Base", "BatchJob", "Operator", "ROLES", "Binding", "Delivery", "DeliveryAttempt", "PlatformSync", "IdempotencyRecord", "OutboxMessage", "Person", "Platform",
+__all__ = ["ACTIVE_STATES", "AuditEntry", "Base", "BatchJob", "Operator", "ROLES", "Binding", "Delivery",
+           "DeliveryAttempt", "PlatformSync", "IdempotencyRecord", "OutboxMessage", "Person", "Platform",
            "ReceivedWebhook", "Region", "RegionPolicy", "Transition", "VerificationAttempt"]

@@ -3,11 +3,11 @@ closes, if any) as one statement on PostgreSQL.
 
 Why: the row change, its history and its event are one fact and commit together anyway; sent as one
 data-modifying CTE they cost one round trip and one statement's parse/plan/execute instead of three or
-four (bench/transitions.py: 32 → 13 statements per binding, with the joined reads). Every other row is written FROM the
-binding's UPDATE … RETURNING, so a version that moved underneath writes nothing at all and the caller
-sees no outbox id: a lost race (409 conflict). That also makes the statement a whole command on its own
-for an optimistic command (`unit.command(optimistic=True)`), which runs it outside any explicit
-transaction. SQLite has no data-modifying CTEs: there the same statements run one after the other."""
+four (bench/transitions.py: 32 → 13 statements per binding, with the joined reads). Every other row is
+written FROM the binding's UPDATE … RETURNING, so a version that moved underneath writes nothing at all
+and the caller sees no outbox id: a lost race (409 conflict). That also makes the statement a whole
+command on its own for an optimistic command (`unit.command(optimistic=True)`), which runs it outside
+any explicit transaction. SQLite has no data-modifying CTEs: there the same statements run one after the other."""
 from __future__ import annotations
 
 import sqlalchemy as sa

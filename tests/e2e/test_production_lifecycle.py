@@ -46,7 +46,8 @@ def test_one_binding_lives_through_web_worker_and_redis(production):
 
 def test_twenty_families_concurrently(production):
     """Given 20 families, each driven by its own thread through the whole life at the same time
-    When every family runs invite → verification → signed callback → face_verified → accept → authorize → unbind
+    When every family runs invite → verification → signed callback → face_verified → accept → authorize
+    → unbind
     Then all 20 end unbound, each with exactly the six main-line history rows."""
     barrier = Barrier(FAMILIES)
 

@@ -106,7 +106,8 @@ def test_postgresql_partial_indexes_keep_their_predicates(fresh_pg):
     compare_metadata does not check."""
     migrate.upgrade(fresh_pg)
     with fresh_pg.connect() as conn:
-        defs = dict(conn.execute(sa.text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")).all())
+        defs = dict(conn.execute(sa.text("SELECT indexname, indexdef FROM pg_indexes "
+                                         "WHERE schemaname = 'public'")).all())
     for name, fragment in PARTIAL_INDEXES.items():
         assert name in defs, f"missing index {name}"
         assert " WHERE " in defs[name] and fragment in defs[name].split(" WHERE ", 1)[1], defs[name]
@@ -119,7 +120,8 @@ def test_sqlite_partial_indexes_keep_their_predicates(fresh_sqlite):
     then the partial indexes exist with their WHERE clauses (the live-pair one unique)."""
     migrate.upgrade(fresh_sqlite)
     with fresh_sqlite.connect() as conn:
-        defs = dict(conn.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")).all())
+        defs = dict(conn.execute(sa.text("SELECT name, sql FROM sqlite_master "
+                                         "WHERE type = 'index' AND sql IS NOT NULL")).all())
     for name, fragment in PARTIAL_INDEXES.items():
         assert name in defs, f"missing index {name}"
         assert fragment in defs[name].upper().split(" WHERE ", 1)[1].lower(), defs[name]
