@@ -53,10 +53,12 @@ _CLAIM = (sa.select(D, OutboxMessage.__table__.c.payload)
 # locked in version order, the order `record` locks a delivery and then releases its successor in (one
 # transaction on SQLite, two statements on PostgreSQL): a fan-out and an acknowledgement of the same binding
 # queue instead of deadlocking
-_PREDECESSORS = Statement(
-    sa.select(D.c.id).where(D.c.platform_id == sa.bindparam("p"), D.c.binding_id == sa.bindparam("b"),
-                            D.c.binding_version < sa.bindparam("v"), D.c.status != "delivered")
-    .order_by(D.c.binding_version, D.c.id).with_for_update())
+_unacknowledged = (sa.select(D.c.id).where(D.c.platform_id == sa.bindparam("platform_id"),
+                                           D.c.binding_id == sa.bindparam("binding_id"),
+                                           D.c.binding_version < sa.bindparam("binding_version"),
+                                           D.c.status != "delivered")
+                   .order_by(D.c.binding_version, D.c.id).with_for_update())
+_PREDECESSORS = Statement(_unacknowledged)
 # the fan-out's statements, built once and run on the driver's cursor (workflows/statements.py): it runs
 # once per outbound event, and through the ORM session it was a fifth of the worker's CPU over HTTP
 O = OutboxMessage.__table__
@@ -70,9 +72,10 @@ _UNFANNED = Statement(sa.select(*_EVENT_COLUMNS)
 _FANNED = Statement(sa.update(O).where(O.c.id == sa.bindparam("_id"))
                     .values(fanned_out_at=sa.bindparam("t", type_=O.c.fanned_out_at.type),
                             processed_at=sa.bindparam("t", type_=O.c.processed_at.type)))
-_ADD = Statement(sa.insert(D).values({c: sa.bindparam(c, type_=D.c[c].type) for c in (
-    "outbox_id", "platform_id", "event_id", "topic", "binding_id", "binding_version", "status", "attempts",
-    "next_attempt_at", "created_at")}).returning(D.c.id))
+_DELIVERY_COLUMNS = ("outbox_id", "platform_id", "event_id", "topic", "binding_id", "binding_version", "status",
+                     "attempts", "next_attempt_at", "created_at")
+_ADD = Statement(sa.insert(D).values({c: sa.bindparam(c, type_=D.c[c].type) for c in _DELIVERY_COLUMNS})
+                 .returning(D.c.id))
 # PostgreSQL: the fan-out in four round trips instead of seven (BEGIN, these two, COMMIT). `_LOCK_BATCH`
 # locks a binding event's binding's events not yet fanned out (it and any earlier, in version order) and
 # marks them fanned out; `_ADD_AFTER` then locks the platform's unacknowledged earlier deliveries and inserts
@@ -92,12 +95,7 @@ _LOCK_BATCH = Statement(
         .values(fanned_out_at=sa.bindparam("t", type_=O.c.fanned_out_at.type),
                 processed_at=sa.bindparam("t", type_=O.c.processed_at.type)).cte("f"))
     .order_by(_batch.c.binding_version, _batch.c.id))
-_DELIVERY_COLUMNS = ("outbox_id", "platform_id", "event_id", "topic", "binding_id", "binding_version", "status",
-                     "attempts", "next_attempt_at", "created_at")
-_earlier = (sa.select(D.c.id).where(D.c.platform_id == sa.bindparam("platform_id"),
-                                    D.c.binding_id == sa.bindparam("binding_id"),
-                                    D.c.binding_version < sa.bindparam("binding_version"), D.c.status != "delivered")
-            .order_by(D.c.binding_version, D.c.id).with_for_update().cte("earlier"))
+_earlier = _unacknowledged.cte("earlier")
 _held = sa.select(sa.func.count()).select_from(_earlier).scalar_subquery() > 0  # count: every one is locked
 _ADD_AFTER = Statement(sa.insert(D).from_select(_DELIVERY_COLUMNS, sa.select(*[
     sa.case((_held, sa.null()), else_=sa.bindparam(c, type_=D.c[c].type)) if c == "next_attempt_at"
@@ -202,8 +200,8 @@ def _deliveries_of(conn, batch: list[Event], now: datetime, out: FanOut) -> None
 def blocked(s, platform_id: str, binding_id: str | None, version: int | None) -> bool:
     """Is an earlier version of the binding still unacknowledged by the platform? (locks those rows, so
     their acknowledgement waits for this transaction and then releases what it blocks)"""
-    return binding_id is not None and _PREDECESSORS.first(s, {"p": platform_id, "b": binding_id,
-                                                             "v": version}) is not None
+    return binding_id is not None and _PREDECESSORS.first(s, {
+        "platform_id": platform_id, "binding_id": binding_id, "binding_version": version}) is not None
 
 
 def first_try(blocked: bool, now: datetime) -> datetime | None:

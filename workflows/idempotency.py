@@ -11,7 +11,7 @@ from models import IdempotencyRecord
 from models.types import utcnow
 
 from .errors import DomainError
-from .statements import Statement, autocommit
+from .statements import PerDialect, Statement, autocommit
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -26,17 +26,8 @@ _FINISH = Statement(sa.update(IR).where(IR.c.id == sa.bindparam("_id")).values(
     status_code=sa.bindparam("status", type_=IR.c.status_code.type),
     response_body=sa.bindparam("body", type_=IR.c.response_body.type)))
 _DROP = Statement(sa.delete(IR).where(IR.c.id == sa.bindparam("_id")))
-_CLAIM: dict[str, Statement] = {}  # INSERT … ON CONFLICT DO NOTHING RETURNING id, per dialect
-
-
-def _claim_statement(dialect: str) -> Statement:
-    if dialect not in _CLAIM:
-        from sqlalchemy.dialects import postgresql, sqlite
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        _CLAIM[dialect] = Statement(insert(IR).values({c: sa.bindparam(c, type_=IR.c[c].type) for c in _COLUMNS})
-                                    .on_conflict_do_nothing(index_elements=["platform_id", "key"])
-                                    .returning(IR.c.id))
-    return _CLAIM[dialect]
+_CLAIM = PerDialect(lambda insert: insert(IR).values({c: sa.bindparam(c, type_=IR.c[c].type) for c in _COLUMNS})
+                    .on_conflict_do_nothing(index_elements=["platform_id", "key"]).returning(IR.c.id))
 
 
 def claim(db, platform_id: str, key: str, digest: str) -> tuple[int | None, tuple[int, str] | None]:
@@ -48,7 +39,7 @@ def claim(db, platform_id: str, key: str, digest: str) -> tuple[int | None, tupl
         raise DomainError("validation_failed", "Idempotency-Key is 1 to 255 characters")
     with autocommit(db) as conn:
         for _ in range(2):  # again if the owner's request failed (5xx: its record went) in between
-            record_id = _claim_statement(conn.dialect.name).scalar(
+            record_id = _CLAIM(conn.dialect.name).scalar(
                 conn, {"platform_id": platform_id, "key": key, "request_hash": digest, "created_at": utcnow()})
             if record_id is not None:
                 return record_id, None

@@ -100,11 +100,14 @@ def get(db, platform_id: str) -> PlatformInfo:
 def all_platforms(session) -> list[PlatformInfo]:
     """Every registered platform (cached like the rest); the outbound fan-out reads this per event.
     `session` is a Session or a Connection (the fan-out's; a Session joins its transaction)."""
+    def read(s) -> list[PlatformInfo]:
+        return [_info(p) for p in s.scalars(sa.select(Platform).order_by(Platform.id))]
+
     def load():
         if isinstance(session, Session):
-            return [_info(p) for p in session.scalars(sa.select(Platform).order_by(Platform.id))]
+            return read(session)
         with Session(bind=session) as s:
-            return [_info(p) for p in s.scalars(sa.select(Platform).order_by(Platform.id))]
+            return read(s)
     return _cached(("all",), load)
 
 

@@ -53,6 +53,21 @@ def autocommit(db):
                 yield conn
 
 
+class PerDialect:
+    """A Statement built on first use for each dialect from that dialect's `insert` (`build(insert)`): an
+    INSERT … ON CONFLICT is a dialect's own construct (PostgreSQL's and SQLite's differ in class)."""
+
+    def __init__(self, build):
+        self.build, self._built = build, {}
+
+    def __call__(self, dialect: str) -> "Statement":
+        if dialect not in self._built:
+            from sqlalchemy.dialects import postgresql, sqlite
+            self._built[dialect] = Statement(self.build(postgresql.insert if dialect == "postgresql"
+                                                        else sqlite.insert))
+        return self._built[dialect]
+
+
 class _Compiled:
     __slots__ = ("sql", "defaults", "binds", "results")
 

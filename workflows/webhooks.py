@@ -17,7 +17,7 @@ from models.types import new_id, utcnow
 from . import outbox, person_events, platforms
 from .errors import DomainError
 from .once import run_once
-from .statements import Statement, autocommit
+from .statements import PerDialect, Statement, autocommit
 from .verification import record_verification_result
 
 TYPES = ("verification.completed", "person.updated", "person.deceased", "relationship.ended",
@@ -61,7 +61,7 @@ def _ingest_pg() -> Statement:
 
 
 _INGEST_PG = _ingest_pg()
-_STORE_OTHER: dict[str, Statement] = {}  # SQLite: built on first use with that dialect's insert
+_STORE_OTHER = PerDialect(_store)  # SQLite: built on first use with that dialect's insert
 
 
 def receive(db, *, platform, webhook_id: str, body: bytes, headers: dict, event_type: str) -> tuple[int, bool]:
@@ -82,10 +82,7 @@ def receive(db, *, platform, webhook_id: str, body: bytes, headers: dict, event_
                                             "o_created_at": now.isoformat()})
             stored, msg = found if found is not None else (None, None)
         else:  # one transaction around both inserts
-            if conn.dialect.name not in _STORE_OTHER:
-                from sqlalchemy.dialects import sqlite
-                _STORE_OTHER[conn.dialect.name] = Statement(_store(sqlite.insert))
-            stored = _STORE_OTHER[conn.dialect.name].scalar(conn, row)
+            stored = _STORE_OTHER(conn.dialect.name).scalar(conn, row)
             msg = None if stored is None else outbox.write(conn, TOPIC, now, {"received_webhook_id": stored})
         if stored is None:
             return _FIND.scalar(conn, {"p": platform.id, "w": webhook_id}), True
