@@ -2,6 +2,9 @@
 alone decides between two requests carrying the same key (workflows/idempotency.py)."""
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 import pytest
 import sqlalchemy as sa
 
@@ -9,7 +12,7 @@ from models import IdempotencyRecord
 from workflows import idempotency
 from workflows.errors import DomainError
 
-from .support import race
+from .support import Outcome, race, wait_for_a_lock_wait
 
 
 def records(db, key: str) -> int:
@@ -28,6 +31,50 @@ def test_two_requests_with_one_key_at_once_one_owns_it_the_other_is_told_it_is_i
     assert len(owners) == 1 and owners[0].value[0] is not None and owners[0].value[1] is None
     assert [o.code for o in outcomes if not o.ok] == ["conflict"]
     assert records(pg_db, "k-race") == 1
+
+
+def test_a_claim_that_meets_an_uncommitted_claim_of_its_key_waits_for_it_and_is_told_it_is_in_progress(
+        pg_db, monkeypatch):
+    """Given a request whose claim of a key is written but not yet committed (its transaction held open)
+    When a second request with that key claims it
+    Then the second waits on the first's row (seen in pg_stat_activity), and once the first commits it gets
+    409 conflict, not an error and not a second record: the unique key decides, not a read before the
+    write. (The race above passes also when the claims happen to run one after the other; this one stages
+    the interleaving.)"""
+    inserted, release = threading.Event(), threading.Event()
+    plain = idempotency.autocommit
+
+    @contextmanager
+    def first_held_open(db):
+        if threading.current_thread().name != "first":
+            with plain(db) as conn:
+                yield conn
+            return
+        with db.kw["bind"].connect() as conn, conn.begin():
+            yield conn
+            inserted.set()  # the claim is written; commit only when the second request waits for it
+            assert release.wait(30), "the second claim never waited"
+
+    monkeypatch.setattr(idempotency, "autocommit", first_held_open)
+    first, second = Outcome(), Outcome()
+
+    def run(outcome):
+        try:
+            outcome.value = idempotency.claim(pg_db, "jiangsu", "k-held", "d1")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome.error = exc
+    a = threading.Thread(target=run, args=(first,), name="first", daemon=True)
+    a.start()
+    assert inserted.wait(30)
+    b = threading.Thread(target=run, args=(second,), name="second", daemon=True)
+    b.start()
+    wait_for_a_lock_wait(pg_db)
+    release.set()
+    a.join(30)
+    b.join(30)
+    assert first.ok and first.value[0] is not None and first.value[1] is None
+    assert not second.ok and second.code == "conflict", second.error
+    assert records(pg_db, "k-held") == 1
 
 
 def test_a_finished_request_is_replayed_a_different_body_is_refused_and_a_5xx_is_forgotten(pg_db):
