@@ -240,19 +240,21 @@ def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
     """Take a delivery for one try, or None if it is not open, not due, blocked, or another try has it."""
     now = now or utcnow()
     with db.kw["bind"].connect() as conn:
-        if conn.dialect.name == "postgresql":  # one statement in autocommit (workflows/delivery_statements.py)
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:  # one statement in autocommit (workflows/delivery_statements.py)
             conn.execution_options(isolation_level="AUTOCOMMIT")
             found = statements.CLAIM.first(conn, {"id": delivery_id, "horizon": now + timedelta(seconds=GRACE_S),
                                                   "lease": now + timedelta(seconds=LEASE_S)})
-            if found is None:
-                return None
-            attempts, platform_id, event_id, payload = found
-            p = platforms.get(db, platform_id)  # cached; the statement checked that it has a URL
-            if not p.webhook_url:  # the cache is older than the URL
-                platforms.clear_cache()
-                p = platforms.get(db, platform_id)
-            return Claim(id=delivery_id, attempt_no=attempts, platform_id=p.id, url=p.webhook_url,
-                         secrets=p.signing_secrets(now), event_id=event_id, payload=payload) if p.webhook_url else None
+    if postgres:  # the platform after the connection went back: a thread never holds two pooled connections
+        if found is None:  # (8 threads waiting for a second one while holding the pool's first deadlock it)
+            return None
+        attempts, platform_id, event_id, payload = found
+        p = platforms.get(db, platform_id)  # cached; the statement checked that it has a URL
+        if not p.webhook_url:  # the cache is older than the URL
+            platforms.clear_cache()
+            p = platforms.get(db, platform_id)
+        return Claim(id=delivery_id, attempt_no=attempts, platform_id=p.id, url=p.webhook_url,
+                     secrets=p.signing_secrets(now), event_id=event_id, payload=payload) if p.webhook_url else None
     with db.begin() as s:
         row = s.execute(_CLAIM, {"id": delivery_id, "horizon": now + timedelta(seconds=GRACE_S)}).mappings().first()
         if row is None:
