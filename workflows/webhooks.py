@@ -7,6 +7,7 @@ change won) is retried by the worker. Person, relationship and unbind events are
 from __future__ import annotations
 
 import json
+import weakref
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -16,6 +17,7 @@ from models.types import new_id, utcnow
 
 from . import outbox, person_events, platforms
 from .errors import DomainError
+from .group_commit import GroupCommit
 from .once import run_once
 from .statements import PerDialect, Statement, autocommit
 from .verification import record_verification_result
@@ -28,6 +30,7 @@ SENDERS = {"verification.completed": ("verifier",)}
 
 RW = ReceivedWebhook.__table__
 TOPIC = "webhook.received"
+MAX_WEBHOOK_ID = RW.c.webhook_id.type.length  # characters
 _FIND = Statement(sa.select(RW.c.id).where(RW.c.platform_id == sa.bindparam("p"),
                                            RW.c.webhook_id == sa.bindparam("w")))
 _ROW = {c: sa.bindparam(c, type_=RW.c[c].type)
@@ -40,50 +43,101 @@ def _store(insert):
             .returning(RW.c.id))
 
 
-def _ingest_pg() -> Statement:
-    """The stored row and its outbox row (the envelope of `outbox.message`, built in SQL around the new
-    id) in one statement: on PostgreSQL an ingest is one round trip and one transaction."""
-    from sqlalchemy.dialects import postgresql
-    stored = _store(postgresql.insert).cte("s")
-    key, text = sa.literal_column, sa.String
-
-    def envelope_field(name):
-        return key(f"'{name}'"), sa.bindparam(f"o_{name}", type_=text)
-    envelope = sa.func.json_build_object(
-        *envelope_field("type"), *envelope_field("id"), *envelope_field("created_at"),
-        key("'data'"), sa.func.json_build_object(key("'received_webhook_id'"), stored.c.id))
-    o = outbox.OUTBOX
-    queued = sa.insert(o).from_select(
-        ["topic", "created_at", "payload", "attempts"],
-        sa.select(sa.bindparam("o_type", type_=text), sa.bindparam("received_at", type_=RW.c.received_at.type),
-                  envelope, key("0")).select_from(stored)).returning(o.c.id).cte("o")
-    return Statement(sa.select(stored.c.id, queued.c.id).select_from(stored.join(queued, sa.true())))
-
-
-_INGEST_PG = _ingest_pg()
+# PostgreSQL: the rows of a group commit (`workflows/group_commit.py`) stored with their outbox rows (the
+# envelope of `outbox.message`, built in SQL around each new id) in one statement; a webhook-id already
+# stored is left alone (ON CONFLICT DO NOTHING) and looked up with `_FIND_MANY`.
+_INGEST_MANY = Statement(sa.text("""
+WITH input AS (
+    SELECT * FROM unnest(CAST(:platform_ids AS text[]), CAST(:webhook_ids AS text[]), CAST(:types AS text[]),
+                         CAST(:bodies AS text[]), CAST(:headers AS text[]), CAST(:event_ids AS text[]))
+        AS t(platform_id, webhook_id, type, body, headers, event_id)),
+stored AS (
+    INSERT INTO received_webhooks (platform_id, webhook_id, type, body, headers, received_at, attempts)
+    SELECT platform_id, webhook_id, type, body, CAST(headers AS json), :received_at, 0 FROM input
+    ON CONFLICT (platform_id, webhook_id) DO NOTHING
+    RETURNING id, platform_id, webhook_id),
+queued AS (
+    INSERT INTO outbox (topic, created_at, payload, attempts)
+    SELECT CAST(:topic AS text), :received_at,
+           json_build_object('type', CAST(:topic AS text), 'id', input.event_id,
+                             'created_at', CAST(:created_at AS text),
+                             'data', json_build_object('received_webhook_id', stored.id)), 0
+    FROM stored JOIN input USING (platform_id, webhook_id)
+    RETURNING id, CAST(payload -> 'data' ->> 'received_webhook_id' AS bigint) AS received_id)
+SELECT stored.platform_id, stored.webhook_id, stored.id, queued.id
+FROM stored JOIN queued ON queued.received_id = stored.id""").columns(
+    sa.column("platform_id"), sa.column("webhook_id"), sa.column("id"), sa.column("outbox_id")))
+_FIND_MANY = Statement(sa.text("""
+SELECT r.platform_id, r.webhook_id, r.id FROM received_webhooks r
+JOIN unnest(CAST(:platform_ids AS text[]), CAST(:webhook_ids AS text[])) AS t(platform_id, webhook_id)
+  ON r.platform_id = t.platform_id AND r.webhook_id = t.webhook_id""").columns(
+    sa.column("platform_id"), sa.column("webhook_id"), sa.column("id")))
 _STORE_OTHER = PerDialect(_store)  # SQLite: built on first use with that dialect's insert
+_BODY = RW.c.body.type
+
+
+def _write_many(db, rows: list[dict]) -> list[tuple[int, bool]]:
+    """Store a group commit's rows (PostgreSQL, one statement in autocommit); (row id, duplicate) for each,
+    in order. A webhook-id twice in one batch is stored once, the second answered as its duplicate."""
+    now = utcnow()
+    first: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        first.setdefault((row["platform_id"], row["webhook_id"]), row)
+    new = list(first.values())
+    params = {"platform_ids": [r["platform_id"] for r in new], "webhook_ids": [r["webhook_id"] for r in new],
+              "types": [r["type"] for r in new], "bodies": [_BODY.process_bind_param(r["body"], None) for r in new],
+              "headers": [json.dumps(r["headers"]) for r in new], "event_ids": [new_id("evt") for _ in new],
+              "received_at": now, "created_at": now.isoformat(), "topic": TOPIC}
+    with autocommit(db) as conn:
+        stored = {(p, w): (rid, oid) for p, w, rid, oid in _INGEST_MANY.rows(conn, params)}
+        missing = [k for k in first if k not in stored]
+        found = {(p, w): rid for p, w, rid in _FIND_MANY.rows(
+            conn, {"platform_ids": [k[0] for k in missing], "webhook_ids": [k[1] for k in missing]})} \
+            if missing else {}
+    outbox.published([oid for _, oid in stored.values()])
+    out, answered = [], set()
+    for row in rows:
+        key = (row["platform_id"], row["webhook_id"])
+        if key in stored and key not in answered:
+            answered.add(key)
+            out.append((stored[key][0], False))
+        else:
+            out.append((stored[key][0] if key in stored else found[key], True))
+    return out
+
+
+_groups: "weakref.WeakKeyDictionary[sa.Engine, GroupCommit]" = weakref.WeakKeyDictionary()
+
+
+def _group(db) -> GroupCommit:
+    """This process's group commit for the database of `db` (one per engine)."""
+    engine = db.kw["bind"]
+    group = _groups.get(engine)
+    if group is None:
+        group = _groups.setdefault(engine, GroupCommit(lambda rows: _write_many(db, rows)))
+    return group
 
 
 def receive(db, *, platform, webhook_id: str, body: bytes, headers: dict, event_type: str) -> tuple[int, bool]:
     """Store a verified webhook with the outbox row that gets it processed; returns (row id, duplicate).
 
     The ingest hot path. The unique (platform, webhook-id) turns a duplicate's INSERT into nothing (also
-    for two copies arriving at once). PostgreSQL: one statement in autocommit (`_ingest_pg`); elsewhere
-    the INSERT and the outbox INSERT in one transaction."""
+    for two copies arriving at once). PostgreSQL: the concurrent requests of a process are stored together,
+    one statement in autocommit for each group (`_write_many`, `workflows/group_commit.py`); elsewhere the
+    INSERT and the outbox INSERT in one transaction."""
     allowed = SENDERS.get(event_type, ("national", "province"))
     if platform.kind not in allowed:
         raise DomainError("not_your_binding", f"a {platform.kind} platform may not send {event_type}")
-    now = utcnow()
+    if not 0 < len(webhook_id) <= MAX_WEBHOOK_ID:  # also: one overlong id must not fail a whole group
+        raise DomainError("validation_failed", f"webhook-id is 1 to {MAX_WEBHOOK_ID} characters")
     row = dict(platform_id=platform.id, webhook_id=webhook_id, type=event_type, body=body.decode("utf-8"),
-               headers=headers, received_at=now, attempts=0)
-    with autocommit(db) as conn:
-        if conn.dialect.name == "postgresql":
-            found = _INGEST_PG.first(conn, {**row, "o_type": TOPIC, "o_id": new_id("evt"),
-                                            "o_created_at": now.isoformat()})
-            stored, msg = found if found is not None else (None, None)
-        else:  # one transaction around both inserts
-            stored = _STORE_OTHER(conn.dialect.name).scalar(conn, row)
-            msg = None if stored is None else outbox.write(conn, TOPIC, now, {"received_webhook_id": stored})
+               headers=headers, attempts=0)
+    if db.kw["bind"].dialect.name == "postgresql":
+        return _group(db).submit(row)
+    now = utcnow()
+    with autocommit(db) as conn:  # one transaction around both inserts
+        stored = _STORE_OTHER(conn.dialect.name).scalar(conn, {**row, "received_at": now})
+        msg = None if stored is None else outbox.write(conn, TOPIC, now, {"received_webhook_id": stored})
         if stored is None:
             return _FIND.scalar(conn, {"p": platform.id, "w": webhook_id}), True
     outbox.published([msg])

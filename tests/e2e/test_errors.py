@@ -547,12 +547,19 @@ def test_a_suspension_reported_through_the_api_ends_the_binding(embedded, js, fa
 
 def test_webhook_bodies_that_are_not_events(embedded, facecheck_secret):
     """Given the verifier's correct signature
-    When the signed body is a JSON array, has no `type`, has a non-object `data`, or names an unknown type
-    Then 400 malformed for the first three and 422 validation_failed for the unknown type."""
+    When the signed body is a JSON array, has no `type`, has a non-object `data`, or names an unknown type,
+    or a valid event comes with a webhook-id longer than 255 characters
+    Then 400 malformed for the first three and 422 validation_failed for the unknown type and the long id."""
     for body in ("[1, 2]", '{"data": {}}', '{"type": "verification.completed", "data": [1]}', "not json"):
         assert_problem(post_webhook(embedded, FACECHECK, facecheck_secret, body), 400, "malformed")
     resp = post_webhook(embedded, FACECHECK, facecheck_secret, {"type": "binding.exploded", "data": {}})
     assert_problem(resp, 422, "validation_failed")
+    long_id = "msg_" + "x" * 252
+    resp = post_webhook(embedded, FACECHECK, facecheck_secret, verification_completed("ver_x", "bnd_x"),
+                        msg_id=long_id)
+    assert_problem(resp, 422, "validation_failed")
+    assert post_webhook(embedded, FACECHECK, facecheck_secret, verification_completed("ver_x", "bnd_x"),
+                        msg_id=long_id[:-1]).status_code == 202  # 255 characters are stored
 
 
 def test_racing_commands_on_one_binding_one_wins(js):

@@ -332,6 +332,36 @@ def test_an_ingested_webhook_is_queued_in_the_outbox_envelope(pg_db, pg_engine):
     assert datetime.fromisoformat(payload["created_at"]).utcoffset() == timedelta(0)
 
 
+@pytest.mark.pg
+def test_a_group_of_webhooks_is_stored_in_one_statement_with_its_duplicates_answered(pg_db, pg_engine):
+    """Given a webhook already stored
+    When one group commit holds a new webhook, the same new webhook again, another new one, and the stored
+    one again (from two platforms)
+    Then each new webhook is stored once with one outbox row; its copy in the group and the earlier one are
+    answered as duplicates naming the stored rows; the answers come back in the order of the rows."""
+    from workflows import platforms, webhooks
+    verifier, js = platforms.get(pg_db, "facecheck"), platforms.get(pg_db, "jiangsu")
+    earlier, _ = webhooks.receive(pg_db, platform=verifier, webhook_id="msg_g0", body=b'{"n": 0}',
+                                  headers={"webhook-id": "msg_g0"}, event_type="verification.completed")
+
+    def row(platform, webhook_id):
+        return dict(platform_id=platform.id, webhook_id=webhook_id, type="person.updated", body='{"n": 1}',
+                    headers={"webhook-id": webhook_id}, attempts=0)
+    answers = webhooks._write_many(pg_db, [row(verifier, "msg_g1"), row(verifier, "msg_g1"), row(js, "msg_g1"),
+                                           row(verifier, "msg_g0")])
+
+    with pg_engine.connect() as c:
+        stored = dict(c.exec_driver_sql("SELECT platform_id || '/' || webhook_id, id FROM received_webhooks").all())
+        queued = sorted(c.exec_driver_sql("SELECT (payload -> 'data' ->> 'received_webhook_id')::bigint FROM outbox "
+                                          "WHERE topic = 'webhook.received'").scalars())
+    assert stored == {"facecheck/msg_g0": earlier, "facecheck/msg_g1": stored["facecheck/msg_g1"],
+                      "jiangsu/msg_g1": stored["jiangsu/msg_g1"]}
+    assert answers == [(stored["facecheck/msg_g1"], False), (stored["facecheck/msg_g1"], True),
+                       (stored["jiangsu/msg_g1"], False), (earlier, True)]
+    assert queued == sorted(stored.values())
+    assert webhooks.process(pg_db, stored["jiangsu/msg_g1"]) is not None  # the body decrypts: it was encrypted
+
+
 @pytest.mark.parametrize("db_name", ["pg_db", "sqlite_db"])
 def test_a_binding_is_read_as_one_snapshot(db_name, request, family):
     """Given an invitation with a failed and an open verification attempt, acknowledged by two platforms,
