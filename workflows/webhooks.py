@@ -7,7 +7,7 @@ change won) is retried by the worker. Person, relationship and unbind events are
 from __future__ import annotations
 
 import json
-import weakref
+import threading
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -74,6 +74,7 @@ JOIN unnest(CAST(:platform_ids AS text[]), CAST(:webhook_ids AS text[])) AS t(pl
     sa.column("platform_id"), sa.column("webhook_id"), sa.column("id")))
 _STORE_OTHER = PerDialect(_store)  # SQLite: built on first use with that dialect's insert
 _BODY = RW.c.body.type
+_GROUP_LOCK = threading.Lock()
 
 
 def _write_many(db, rows: list[dict]) -> list[tuple[int, bool]]:
@@ -106,15 +107,13 @@ def _write_many(db, rows: list[dict]) -> list[tuple[int, bool]]:
     return out
 
 
-_groups: "weakref.WeakKeyDictionary[sa.Engine, GroupCommit]" = weakref.WeakKeyDictionary()
-
-
 def _group(db) -> GroupCommit:
-    """This process's group commit for the database of `db` (one per engine)."""
-    engine = db.kw["bind"]
-    group = _groups.get(engine)
+    """This process's group commit for `db`, kept on it (it lives as long as the session factory)."""
+    group = getattr(db, "_gongji_ingest_group", None)
     if group is None:
-        group = _groups.setdefault(engine, GroupCommit(lambda rows: _write_many(db, rows)))
+        with _GROUP_LOCK:
+            group = getattr(db, "_gongji_ingest_group", None) or GroupCommit(lambda rows: _write_many(db, rows))
+            db._gongji_ingest_group = group
     return group
 
 
