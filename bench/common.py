@@ -58,8 +58,8 @@ def tree_cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
     for name, root in roots.items():
         if root == 0:
             import resource
-            me = resource.getrusage(resource.RUSAGE_SELF)
-            out[name] = me.ru_utime + me.ru_stime
+            me, reaped = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+            out[name] = me.ru_utime + me.ru_stime + reaped.ru_utime + reaped.ru_stime
             continue
         total, todo = 0, [root]
         while todo:

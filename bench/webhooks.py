@@ -21,8 +21,11 @@ usage: python bench/webhooks.py [--families 400] [--concurrency 24] [--seconds 1
 2. Webhook ingest: wrk POSTs pre-signed `verification.completed` webhooks (every webhook-id unique) at
    `gongji web` and, in the same run, interleaved round by round, at a bare Flask handler under the same
    gunicorn settings (`bench/bare_flask.py`). Ingest = verify the signature, store (encrypted) with its outbox
-   row, answer 202, publish to Redis; the worker is stopped during this part. Reported: median requests/s,
-   median p99 and the ratio. Needs wrk (`make bench` installs it).
+   row (concurrent requests of a web process share one statement: group commit), answer 202, publish to
+   Redis; the worker is stopped during this part. Reported: median requests/s, median p99 and the ratio;
+   CPU per request of each process tree over all rounds of each side (wrk: this process, idle meanwhile,
+   and its reaped children);
+   webhooks stored per statement. Needs wrk (`make bench` installs it).
 The server comes from GONGJI_TEST_DATABASE_URL / GONGJI_TEST_REDIS_URL (scripts/services.sh)."""
 from __future__ import annotations
 
@@ -223,17 +226,30 @@ def main() -> None:
             stop(procs.pop(name))
 
         rounds = {"gongji": [], "bare": []}
+        ingest_trees = {"web": procs["web"].pid, "bare": procs["bare"].pid, "PostgreSQL": trees["PostgreSQL"],
+                        "Redis": trees["Redis"], "wrk": 0}
+        ingest_trees = {k: v for k, v in ingest_trees.items() if v is not None}
+        ingest_cpu = {"gongji": {}, "bare": {}}  # CPU seconds per tree over each side's rounds
+        with engine.connect() as c:
+            first_ingest = c.execute(sa.text("select coalesce(max(id), 0) from outbox")).scalar()
         for r in range(args.rounds):
             for name, url in (("gongji", f"{base}/webhooks/facecheck"),
                               ("bare", f"http://127.0.0.1:{bare_port}/webhooks/facecheck")):
                 path = logdir / f"requests-{name}-{r}.tsv"
                 signed_file(path, fc_secret, 8000 * args.seconds)
+                before = tree_cpu_seconds(ingest_trees)
                 result = wrk(url, path, args.seconds, args.connections)
+                after = tree_cpu_seconds(ingest_trees)
+                for k in ingest_trees:
+                    ingest_cpu[name][k] = ingest_cpu[name].get(k, 0.0) + after[k] - before[k]
                 rounds[name].append(result)
                 log(f"ingest round {r + 1}/{args.rounds} {name:<6}: {result['rps']:.0f} req/s, p99 "
                     f"{result['p99_ms']:.1f} ms, {result['non_2xx']} non-2xx of {result['total']}")
         with engine.connect() as c:
             stored = c.execute(sa.text("select count(*) from received_webhooks")).scalar()
+            groups = c.execute(sa.text(  # a group's outbox rows share its created_at
+                "select count(*), count(distinct created_at) from outbox where topic = 'webhook.received' "
+                "and id > :first"), {"first": first_ingest}).one()
         med = {k: (statistics.median(x["rps"] for x in v), statistics.median(x["p99_ms"] for x in v))
                if v else (float("nan"), float("nan")) for k, v in rounds.items()}
         print("=" * 100)
@@ -250,8 +266,13 @@ def main() -> None:
         print(f"webhook ingest        gongji {med['gongji'][0]:.0f} req/s (p99 {med['gongji'][1]:.1f} ms), "
               f"bare Flask {med['bare'][0]:.0f} req/s (p99 {med['bare'][1]:.1f} ms), "
               f"ratio {med['gongji'][0] / med['bare'][0]:.2f} (target ≥ 0.5)")
+        for name, wanted in (("gongji", ("web", "PostgreSQL", "Redis", "wrk")), ("bare", ("bare", "wrk"))):
+            served = sum(x["total"] for x in rounds[name]) or 1
+            print(f"CPU per request       {name:<6} " + ", ".join(
+                f"{k} {1000 * ingest_cpu[name][k] / served:.3f} ms" for k in wanted if k in ingest_cpu[name]))
         print(f"stored webhooks       {stored} (every 2xx answer is a stored row: "
-              f"{sum(x['total'] - x['non_2xx'] for x in rounds['gongji'])} answered 2xx)\n```")
+              f"{sum(x['total'] - x['non_2xx'] for x in rounds['gongji'])} answered 2xx); "
+              f"{groups[0] / max(groups[1], 1):.1f} webhooks stored per statement (group commit)\n```")
     finally:
         for proc in procs.values():
             stop(proc)

@@ -9,7 +9,9 @@ batch. There is no thread of its own and no timer: a caller alone writes a batch
 idle process answers as fast as without it, and batches only form while a write is already under way.
 
 Durability is unchanged: `submit` returns only after the batch holding the row committed. If a batch of
-several fails, each of its rows is written alone (`write([row])`), so one bad row fails only its caller."""
+several fails with an error a row can cause (`row_errors`, e.g. a constraint), each of its rows is
+written alone (`write([row])`), so one bad row fails only its caller; any other error (the database
+away, a pool timeout) is every caller's answer at once, without a retry per row."""
 from __future__ import annotations
 
 import threading
@@ -26,8 +28,9 @@ class _Pending:
 
 
 class GroupCommit:
-    def __init__(self, write: Callable[[Sequence[Any]], Sequence[Any]], *, max_batch: int = MAX_BATCH):
-        self._write, self._max = write, max_batch
+    def __init__(self, write: Callable[[Sequence[Any]], Sequence[Any]], *, max_batch: int = MAX_BATCH,
+                 row_errors: tuple[type[BaseException], ...] = ()):
+        self._write, self._max, self._row_errors = write, max_batch, row_errors
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
         self._writing = False
@@ -60,14 +63,24 @@ class GroupCommit:
         self.batches += 1
         try:
             results = self._write([p.row for p in batch])
-            for p, result in zip(batch, results, strict=True):
+            if len(results) != len(batch):
+                raise RuntimeError(f"a group commit wrote {len(batch)} rows and answered {len(results)}")
+            for p, result in zip(batch, results):
                 p.result = result
-        except BaseException as exc:  # noqa: BLE001 - handed to the callers
+        except self._row_errors as exc:
             if len(batch) == 1:
                 batch[0].error = exc
             else:  # one row may be the cause: each alone, so only its own caller fails
                 for p in batch:
                     self._run([p])
+        except Exception as exc:  # noqa: BLE001 - every caller's answer
+            for p in batch:
+                p.error = exc
+        except BaseException as exc:  # an interrupt: raised in this thread, the others told so
+            for p in batch:
+                p.error = RuntimeError("the group's writer was interrupted")
+                p.error.__cause__ = exc
+            raise
         finally:
             for p in batch:
                 p.done = True

@@ -65,7 +65,7 @@ queued AS (
     FROM stored JOIN input USING (platform_id, webhook_id)
     RETURNING id, CAST(payload -> 'data' ->> 'received_webhook_id' AS bigint) AS received_id)
 SELECT stored.platform_id, stored.webhook_id, stored.id, queued.id
-FROM stored JOIN queued ON queued.received_id = stored.id""").columns(
+FROM stored LEFT JOIN queued ON queued.received_id = stored.id""").columns(
     sa.column("platform_id"), sa.column("webhook_id"), sa.column("id"), sa.column("outbox_id")))
 _FIND_MANY = Statement(sa.text("""
 SELECT r.platform_id, r.webhook_id, r.id FROM received_webhooks r
@@ -84,13 +84,18 @@ def _write_many(db, rows: list[dict]) -> list[tuple[int, bool]]:
     first: dict[tuple[str, str], dict] = {}
     for row in rows:
         first.setdefault((row["platform_id"], row["webhook_id"]), row)
-    new = list(first.values())
+    new = sorted(first.values(), key=lambda r: (r["platform_id"], r["webhook_id"]))  # two groups with the same
+    # ids lock them in the same order (ON CONFLICT waits for an uncommitted copy): no deadlock between them
     params = {"platform_ids": [r["platform_id"] for r in new], "webhook_ids": [r["webhook_id"] for r in new],
               "types": [r["type"] for r in new], "bodies": [_BODY.process_bind_param(r["body"], None) for r in new],
               "headers": [json.dumps(r["headers"]) for r in new], "event_ids": [new_id("evt") for _ in new],
               "received_at": now, "created_at": now.isoformat(), "topic": TOPIC}
     with autocommit(db) as conn:
         stored = {(p, w): (rid, oid) for p, w, rid, oid in _INGEST_MANY.rows(conn, params)}
+        for key, (rid, oid) in stored.items():
+            if oid is None:  # cannot happen (the join is on the values just inserted); if it did, the row would
+                # wait for no worker: queue it on its own
+                stored[key] = (rid, outbox.write(conn, TOPIC, now, {"received_webhook_id": rid}))
         missing = [k for k in first if k not in stored]
         found = {(p, w): rid for p, w, rid in _FIND_MANY.rows(
             conn, {"platform_ids": [k[0] for k in missing], "webhook_ids": [k[1] for k in missing]})} \
@@ -112,8 +117,11 @@ def _group(db) -> GroupCommit:
     group = getattr(db, "_gongji_ingest_group", None)
     if group is None:
         with _GROUP_LOCK:
-            group = getattr(db, "_gongji_ingest_group", None) or GroupCommit(lambda rows: _write_many(db, rows))
-            db._gongji_ingest_group = group
+            group = getattr(db, "_gongji_ingest_group", None)
+            if group is None:  # a constraint or a value one row breaks fails that row only
+                group = GroupCommit(lambda rows: _write_many(db, rows),
+                                    row_errors=(sa.exc.IntegrityError, sa.exc.DataError))
+                db._gongji_ingest_group = group
     return group
 
 

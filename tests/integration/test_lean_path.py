@@ -362,6 +362,50 @@ def test_a_group_of_webhooks_is_stored_in_one_statement_with_its_duplicates_answ
     assert webhooks.process(pg_db, stored["jiangsu/msg_g1"]) is not None  # the body decrypts: it was encrypted
 
 
+@pytest.mark.pg
+def test_webhooks_arriving_while_a_group_is_written_are_stored_together_next(pg_db, pg_engine):
+    """Given a webhook whose group is held inside its INSERT (another transaction holds an uncommitted copy
+    of its webhook-id, so ON CONFLICT waits for it)
+    When four other webhooks arrive meanwhile (one of them twice)
+    Then they wait, and once the copy commits the first is answered as its duplicate and the four are
+    stored by one more statement, each answered with its own row, the repeated one as a duplicate of it."""
+    import threading
+
+    from workflows import platforms, webhooks
+
+    from .support import wait_for_a_lock_wait, wait_until
+    verifier = platforms.get(pg_db, "facecheck")
+    group = webhooks._group(pg_db)
+    answers: dict = {}
+
+    def receive(key, webhook_id):
+        answers[key] = webhooks.receive(pg_db, platform=verifier, webhook_id=webhook_id, body=b'{"n": 1}',
+                                        headers={"webhook-id": webhook_id}, event_type="verification.completed")
+    with pg_engine.connect() as holder:
+        holder.exec_driver_sql("INSERT INTO received_webhooks (platform_id, webhook_id, type, body, headers, "
+                               "received_at, attempts) VALUES ('facecheck', 'msg_held', 'x', 'x', '{}', now(), 0)")
+        batches = group.batches
+        threads = [threading.Thread(target=receive, args=("held", "msg_held"), daemon=True)]
+        threads[0].start()
+        wait_for_a_lock_wait(pg_db)
+        for i, webhook_id in enumerate(["msg_n1", "msg_n2", "msg_n3", "msg_n2", "msg_n4"]):
+            threads.append(threading.Thread(target=receive, args=(i, webhook_id), daemon=True))
+            threads[-1].start()
+            wait_until(lambda: len(group._queue) == i + 1)
+        holder.commit()
+    for t in threads:
+        t.join(30)
+    with pg_engine.connect() as c:
+        stored = dict(c.exec_driver_sql("SELECT webhook_id, id FROM received_webhooks").all())
+        queued = c.exec_driver_sql("SELECT count(*) FROM outbox WHERE topic = 'webhook.received'").scalar()
+    assert group.batches - batches == 2
+    assert answers["held"] == (stored["msg_held"], True)
+    assert [answers[i] for i in range(5)] == [(stored["msg_n1"], False), (stored["msg_n2"], False),
+                                              (stored["msg_n3"], False), (stored["msg_n2"], True),
+                                              (stored["msg_n4"], False)]
+    assert queued == 4  # the four new ones; the held copy was written by hand, without one
+
+
 @pytest.mark.parametrize("db_name", ["pg_db", "sqlite_db"])
 def test_a_binding_is_read_as_one_snapshot(db_name, request, family):
     """Given an invitation with a failed and an open verification attempt, acknowledged by two platforms,

@@ -17,8 +17,13 @@ def wait_for(predicate, timeout_s: float = 10.0) -> None:
         time.sleep(0.001)
 
 
+class RowError(Exception):
+    """What a row can cause (a constraint): the group writes its rows one by one."""
+
+
 class Writer:
-    """Records each batch; the first batch can be held until released; rows named 'bad' make it raise."""
+    """Records each batch; the first batch can be held until released; a row named 'bad' raises RowError,
+    'down' a plain error (the database away), 'short' makes it answer one result too few."""
 
     def __init__(self, hold_first: bool = False):
         self.batches: list[list] = []
@@ -31,11 +36,19 @@ class Writer:
         self.entered.set()
         assert self.release.wait(10)
         if "bad" in rows:
-            raise ValueError("bad row")
-        return [f"stored {r}" for r in rows]
+            raise RowError("bad row")
+        if "down" in rows:
+            raise ConnectionError("database away")
+        return [f"stored {r}" for r in rows][:-1 if "short" in rows else None]
 
 
-def submit_all(group, rows) -> tuple[list[threading.Thread], dict]:
+def group_of(writer, **kw) -> GroupCommit:
+    return GroupCommit(writer, row_errors=(RowError,), **kw)
+
+
+def submit_all(group, rows, *, queued: bool = True) -> tuple[list[threading.Thread], dict]:
+    """Submit each row from its own thread, in order: with `queued`, each thread is started once the one
+    before has queued its row (a batch is being written), so the queue holds them in this order."""
     results: dict = {}
 
     def run(row):
@@ -43,16 +56,35 @@ def submit_all(group, rows) -> tuple[list[threading.Thread], dict]:
             results[row] = group.submit(row)
         except Exception as exc:  # noqa: BLE001 - the test reads it
             results[row] = exc
-    threads = [threading.Thread(target=run, args=(r,), daemon=True) for r in rows]
-    for t in threads:
-        t.start()
+    threads = []
+    for i, row in enumerate(rows):
+        threads.append(threading.Thread(target=run, args=(row,), daemon=True))
+        threads[-1].start()
+        if queued:
+            wait_for(lambda: len(group._queue) == i + 1)
     return threads, results
+
+
+def behind_a_held_batch(**kw) -> tuple[Writer, GroupCommit, list[threading.Thread]]:
+    """A group whose first batch ("a") is being written and held there until `writer.release` is set."""
+    writer = Writer(hold_first=True)
+    group = group_of(writer, **kw)
+    first, _ = submit_all(group, ["a"], queued=False)
+    assert writer.entered.wait(10)
+    return writer, group, first
+
+
+def finish(writer, threads) -> None:
+    writer.release.set()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
 
 
 def test_a_caller_alone_writes_its_row_at_once_as_a_batch_of_one():
     """Given nothing being written, When one row is submitted, Then it is written alone and its result returned."""
     writer = Writer()
-    group = GroupCommit(writer)
+    group = group_of(writer)
     assert group.submit("a") == "stored a"
     assert writer.batches == [["a"]]
 
@@ -61,55 +93,87 @@ def test_rows_arriving_while_a_batch_is_written_are_written_together_next():
     """Given a batch of one being written (held inside the writer)
     When five more rows are submitted meanwhile
     Then they wait, and are then written as one batch; every caller gets its own row's result."""
-    writer = Writer(hold_first=True)
-    group = GroupCommit(writer)
-    first, results = submit_all(group, ["a"])
-    assert writer.entered.wait(10)
-    others, more = submit_all(group, ["b", "c", "d", "e", "f"])
-    wait_for(lambda: len(group._queue) == 5)
-    writer.release.set()
-    for t in first + others:
-        t.join(10)
+    writer, group, first = behind_a_held_batch()
+    others, results = submit_all(group, ["b", "c", "d", "e", "f"])
+    finish(writer, first + others)
     assert writer.batches == [["a"], ["b", "c", "d", "e", "f"]]
-    assert {**results, **more} == {r: f"stored {r}" for r in "abcdef"}
+    assert results == {r: f"stored {r}" for r in "bcdef"}
 
 
-def test_a_failing_batch_is_written_row_by_row_so_only_the_bad_row_fails():
-    """Given a batch being written When a group holding a bad row follows, Then each of its rows is
-    written alone: the bad row's caller gets the error, the others their results."""
-    writer = Writer(hold_first=True)
-    group = GroupCommit(writer)
-    first, _ = submit_all(group, ["a"])
-    assert writer.entered.wait(10)
+def test_a_batch_failing_on_a_row_is_written_row_by_row_so_only_the_bad_row_fails():
+    """Given a batch being written When a group holding a row that breaks a constraint follows, Then each
+    of its rows is written alone: the bad row's caller gets the error, the others their results."""
+    writer, group, first = behind_a_held_batch()
     others, results = submit_all(group, ["b", "bad", "c"])
-    wait_for(lambda: len(group._queue) == 3)
-    writer.release.set()
-    for t in first + others:
-        t.join(10)
+    finish(writer, first + others)
     assert writer.batches[1:] == [["b", "bad", "c"], ["b"], ["bad"], ["c"]]
     assert results["b"] == "stored b" and results["c"] == "stored c"
-    assert isinstance(results["bad"], ValueError)
+    assert isinstance(results["bad"], RowError)
+
+
+def test_a_batch_failing_for_any_other_reason_fails_all_its_callers_at_once():
+    """Given a batch being written When the next group fails for a reason no row causes (the database
+    away), or answers fewer results than rows, Then every caller of that group gets the error, without a
+    retry per row, and the group after it is written normally."""
+    writer, group, first = behind_a_held_batch()
+    others, results = submit_all(group, ["b", "down", "c"])
+    finish(writer, first + others)
+    assert writer.batches[1:] == [["b", "down", "c"]]
+    assert all(isinstance(results[r], ConnectionError) for r in ("b", "down", "c"))
+
+    writer, group, first = behind_a_held_batch()
+    others, results = submit_all(group, ["d", "short"])
+    finish(writer, first + others)
+    assert writer.batches[1:] == [["d", "short"]]
+    assert all(isinstance(results[r], RuntimeError) for r in ("d", "short"))
+    assert group.submit("e") == "stored e"
+
+
+def test_an_interrupt_of_the_writer_reaches_its_thread_and_the_others_are_told():
+    """Given a batch being written and two rows queued behind it
+    When the writer of their group is interrupted (KeyboardInterrupt)
+    Then whichever of the two callers wrote the group gets the interrupt in its own thread, and the other
+    an error caused by it."""
+    writer, group, first = behind_a_held_batch()
+    original = group._write
+
+    def write(rows):
+        if rows == ["b", "c"]:
+            raise KeyboardInterrupt
+        return original(rows)
+    group._write = write
+    outcomes: dict = {}
+
+    def run(row):
+        try:
+            outcomes[row] = group.submit(row)
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            outcomes[row] = exc
+    threads = []
+    for i, row in enumerate("bc"):
+        threads.append(threading.Thread(target=run, args=(row,), daemon=True))
+        threads[-1].start()
+        wait_for(lambda: len(group._queue) == i + 1)
+    finish(writer, first + threads)
+    kinds = sorted(type(outcomes[r]).__name__ for r in "bc")
+    assert kinds == ["KeyboardInterrupt", "RuntimeError"], outcomes
+    told = next(o for o in outcomes.values() if isinstance(o, RuntimeError))
+    assert isinstance(told.__cause__, KeyboardInterrupt)
 
 
 def test_a_batch_holds_at_most_max_batch_rows_and_every_row_is_written():
     """Given max_batch 2 and five rows queued behind a held batch, Then they leave in batches of at most
-    two, and every caller gets its result."""
-    writer = Writer(hold_first=True)
-    group = GroupCommit(writer, max_batch=2)
-    first, _ = submit_all(group, ["a"])
-    assert writer.entered.wait(10)
+    two, in the order they came (also the rows of callers that wrote a batch without their own row in
+    it), and every caller gets its result."""
+    writer, group, first = behind_a_held_batch(max_batch=2)
     others, results = submit_all(group, list("bcdef"))
-    wait_for(lambda: len(group._queue) == 5)
-    writer.release.set()
-    for t in first + others:
-        t.join(10)
-    assert [len(b) for b in writer.batches[1:]] == [2, 2, 1]
-    assert sorted(r for b in writer.batches[1:] for r in b) == list("bcdef")
+    finish(writer, first + others)
+    assert writer.batches[1:] == [["b", "c"], ["d", "e"], ["f"]]
     assert results == {r: f"stored {r}" for r in "bcdef"}
 
 
 def test_an_error_of_a_batch_of_one_reaches_its_caller():
-    group = GroupCommit(Writer())
-    with pytest.raises(ValueError):
+    group = group_of(Writer())
+    with pytest.raises(RowError):
         group.submit("bad")
     assert group.submit("a") == "stored a"  # and the next caller is not stuck
