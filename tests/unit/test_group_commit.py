@@ -54,7 +54,7 @@ def submit_all(group, rows, *, queued: bool = True) -> tuple[list[threading.Thre
     def run(row):
         try:
             results[row] = group.submit(row)
-        except Exception as exc:  # noqa: BLE001 - the test reads it
+        except BaseException as exc:  # noqa: BLE001 - the test reads it (also an interrupt)
             results[row] = exc
     threads = []
     for i, row in enumerate(rows):
@@ -142,18 +142,7 @@ def test_an_interrupt_of_the_writer_reaches_its_thread_and_the_others_are_told()
             raise KeyboardInterrupt
         return original(rows)
     group._write = write
-    outcomes: dict = {}
-
-    def run(row):
-        try:
-            outcomes[row] = group.submit(row)
-        except BaseException as exc:  # noqa: BLE001 - the test reads it
-            outcomes[row] = exc
-    threads = []
-    for i, row in enumerate("bc"):
-        threads.append(threading.Thread(target=run, args=(row,), daemon=True))
-        threads[-1].start()
-        wait_for(lambda: len(group._queue) == i + 1)
+    threads, outcomes = submit_all(group, ["b", "c"])
     finish(writer, first + threads)
     kinds = sorted(type(outcomes[r]).__name__ for r in "bc")
     assert kinds == ["KeyboardInterrupt", "RuntimeError"], outcomes
