@@ -156,12 +156,14 @@ def wait_until(predicate, timeout_s: float = 30.0, interval_s: float = 0.05):
     raise AssertionError(f"condition not met within {timeout_s} s")
 
 
-def wait_for_a_lock_wait(db, at_least: int = 1) -> None:
+def wait_for_a_lock_wait(db, at_least: int = 1, *, on: str | None = None) -> None:
     """Until at least `at_least` sessions of this database wait for a lock (a racing thread has reached the
-    row another one holds): how the race tests know the interleaving they stage has happened."""
+    row another one holds): how the race tests know the interleaving they stage has happened. `on`: only
+    sessions whose statement names that table, so that a session an earlier test left waiting cannot count."""
+    sql = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+           + (" AND position(%(on)s in query) > 0" if on else ""))
     with db.kw["bind"].connect() as c:
-        wait_until(lambda: c.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                             "AND datname = current_database()").scalar() >= at_least)
+        wait_until(lambda: c.exec_driver_sql(sql, *([{"on": on}] if on else [])).scalar() >= at_least)
 
 
 # --- outbound deliveries, driven synchronously with an explicit clock ---------------------------------

@@ -262,7 +262,7 @@ def test_an_acknowledgement_that_waited_for_a_fan_out_releases_what_the_fan_out_
     record = threading.Thread(target=lambda: released.extend(deliveries.record(
         pg_db, claim, status_code=200, error=None, duration_ms=1, now=T0)))
     record.start()
-    wait_for_a_lock_wait(pg_db)  # the acknowledgement is waiting for the fan-out's lock
+    wait_for_a_lock_wait(pg_db, on="deliveries")  # the acknowledgement is waiting for the fan-out's lock
     go.set()
     fan.join(30)
     record.join(30)
@@ -310,7 +310,7 @@ def test_a_fan_out_that_waited_for_the_fan_out_of_the_version_before_holds_its_d
     assert holding.wait(30)
     two = threading.Thread(target=fan, args=("second", second))
     two.start()
-    wait_for_a_lock_wait(pg_db)  # the second fan-out is waiting for the first one's lock
+    wait_for_a_lock_wait(pg_db, on="outbox")  # the second fan-out is waiting for the first one's lock
     go.set()
     one.join(30)
     two.join(30)

@@ -68,7 +68,7 @@ def test_a_claim_that_meets_an_uncommitted_claim_of_its_key_waits_for_it_and_is_
     assert inserted.wait(30)
     b = threading.Thread(target=run, args=(second,), name="second", daemon=True)
     b.start()
-    wait_for_a_lock_wait(pg_db)
+    wait_for_a_lock_wait(pg_db, on="idempotency_records")
     release.set()
     a.join(30)
     b.join(30)

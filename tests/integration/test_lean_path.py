@@ -387,7 +387,7 @@ def test_webhooks_arriving_while_a_group_is_written_are_stored_together_next(pg_
         batches = group.batches
         threads = [threading.Thread(target=receive, args=("held", "msg_held"), daemon=True)]
         threads[0].start()
-        wait_for_a_lock_wait(pg_db)
+        wait_for_a_lock_wait(pg_db, on="received_webhooks")
         for i, webhook_id in enumerate(["msg_n1", "msg_n2", "msg_n3", "msg_n2", "msg_n4"]):
             threads.append(threading.Thread(target=receive, args=(i, webhook_id), daemon=True))
             threads[-1].start()
