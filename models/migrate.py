@@ -1,4 +1,15 @@
-"""Apply Alembic migrations programmatically (used by `gongji db upgrade`, `gongji serve` and the tests)."""
+"""Apply Alembic migrations programmatically (used by `gongji db upgrade`, `gongji serve` and the tests).
+
+Each migration runs in a transaction of its own (`transaction_per_migration` in `migrations/env.py`) and is
+recorded when it commits, so a failure leaves the database at the last migration that completed, and a
+migration may step out of its transaction where PostgreSQL requires it: an index on a large table is
+built without blocking writes as
+
+    def upgrade():
+        with op.get_context().autocommit_block():
+            op.create_index("ix_…", "bindings", ["…"], postgresql_concurrently=True)
+
+(`tests/integration/test_migrations.py` runs such a migration on PostgreSQL)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,11 +29,18 @@ def alembic_config(connection: sa.Connection | None = None) -> Config:
     return cfg
 
 
-def upgrade(engine: sa.Engine, revision: str = "head") -> None:
-    with engine.begin() as conn:
-        command.upgrade(alembic_config(conn), revision)
+def upgrade(engine: sa.Engine, revision: str = "head", *, config: Config | None = None) -> None:
+    with engine.connect() as conn:
+        command.upgrade(_bound(config or alembic_config(), conn), revision)
+        conn.commit()  # whatever Alembic read outside its migrations' transactions
 
 
-def downgrade(engine: sa.Engine, revision: str = "base") -> None:
-    with engine.begin() as conn:
-        command.downgrade(alembic_config(conn), revision)
+def downgrade(engine: sa.Engine, revision: str = "base", *, config: Config | None = None) -> None:
+    with engine.connect() as conn:
+        command.downgrade(_bound(config or alembic_config(), conn), revision)
+        conn.commit()
+
+
+def _bound(cfg: Config, connection: sa.Connection) -> Config:
+    cfg.attributes["connection"] = connection
+    return cfg

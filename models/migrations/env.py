@@ -10,7 +10,8 @@ target_metadata = Base.metadata
 
 def _run(connection):
     context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=connection.dialect.name == "sqlite", compare_type=True)
+                      render_as_batch=connection.dialect.name == "sqlite", compare_type=True,
+                      transaction_per_migration=True)  # see models/migrate.py
     with context.begin_transaction():
         context.run_migrations()
 

@@ -145,3 +145,54 @@ def test_schema_comparison_is_not_blind(fresh_pg):
     assert ("add_index", "ix_bindings_deadline") in kinds
     assert any(kind == "remove_column" for kind, _ in kinds)
     assert _differences(fresh_pg) == []
+
+
+CONCURRENT = '''"""a test-only index built without blocking writes"""
+from alembic import op
+
+revision = "9999"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("INSERT INTO regions (code, name, province_code) VALUES ('990000', 'x', '99')")
+    with op.get_context().autocommit_block():
+        op.create_index("ix_bindings_test_concurrent", "bindings", ["channel"], postgresql_concurrently=True)
+
+
+def downgrade() -> None:
+    with op.get_context().autocommit_block():
+        op.drop_index("ix_bindings_test_concurrent", "bindings", postgresql_concurrently=True)
+    op.execute("DELETE FROM regions WHERE code = '990000'")
+'''
+
+
+@pytest.mark.pg
+def test_a_migration_can_build_an_index_concurrently_each_migration_in_its_own_transaction(fresh_pg, tmp_path):
+    """Given the migrations plus one (test-only) that writes a row, then builds an index with CREATE INDEX
+    CONCURRENTLY in an autocommit block (PostgreSQL refuses it inside a transaction)
+    When the database is upgraded to it and downgraded again
+    Then the index exists and is valid, the row is there, the revision is the new one; and after the
+    downgrade both are gone and the revision is head again."""
+    import shutil
+    scripts = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "9999_concurrent.py").write_text(CONCURRENT.replace("{head}", _head()))
+    cfg = migrate.alembic_config()
+    cfg.set_main_option("script_location", str(scripts))
+
+    migrate.upgrade(fresh_pg, "9999", config=cfg)
+    with fresh_pg.connect() as conn:
+        valid = conn.execute(sa.text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                     "WHERE c.relname = 'ix_bindings_test_concurrent'")).scalar()
+        region = conn.execute(sa.text("SELECT count(*) FROM regions WHERE code = '990000'")).scalar()
+    assert valid is True and region == 1 and _revision(fresh_pg) == "9999"
+
+    migrate.downgrade(fresh_pg, _head(), config=cfg)
+    with fresh_pg.connect() as conn:
+        left = conn.execute(sa.text("SELECT count(*) FROM pg_class WHERE relname = 'ix_bindings_test_concurrent'"
+                                    )).scalar()
+        region = conn.execute(sa.text("SELECT count(*) FROM regions WHERE code = '990000'")).scalar()
+    assert left == 0 and region == 0 and _revision(fresh_pg) == _head()
