@@ -21,11 +21,10 @@ from alembic.config import Config
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def alembic_config(connection: sa.Connection | None = None) -> Config:
+def alembic_config() -> Config:
+    """Gongji's migration scripts; `upgrade`/`downgrade` hand it their connection (`migrations/env.py`)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    if connection is not None:
-        cfg.attributes["connection"] = connection
     return cfg
 
 
