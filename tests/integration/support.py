@@ -159,10 +159,12 @@ def wait_until(predicate, timeout_s: float = 30.0, interval_s: float = 0.05):
 def wait_for_a_lock_wait(db, at_least: int = 1, *, on: str | None = None) -> None:
     """Until at least `at_least` sessions of this database wait for a lock (a racing thread has reached the
     row another one holds): how the race tests know the interleaving they stage has happened. `on`: only
-    sessions whose statement names that table, so that a session an earlier test left waiting cannot count."""
+    sessions whose statement names that table, so that a session an earlier test left waiting cannot count.
+    Each poll is its own transaction (autocommit): PostgreSQL takes one snapshot of pg_stat_activity per
+    transaction, so polls inside one transaction would never see a wait that began after the first."""
     sql = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
            + (" AND position(%(on)s in query) > 0" if on else ""))
-    with db.kw["bind"].connect() as c:
+    with db.kw["bind"].connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         wait_until(lambda: c.exec_driver_sql(sql, *([{"on": on}] if on else [])).scalar() >= at_least)
 
 
