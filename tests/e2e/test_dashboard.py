@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .support import poll
+from .support import HTTP_TIMEOUT, poll
 
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
@@ -124,10 +124,10 @@ def test_a_viewer_sees_but_cannot_act(embedded, page, stuck_binding):
 
 def _signed_in_session(base: str, who: tuple[str, str]) -> requests.Session:
     http = requests.Session()
-    form = http.get(f"{base}/dashboard/sign-in", timeout=10).text
+    form = http.get(f"{base}/dashboard/sign-in", timeout=HTTP_TIMEOUT).text
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form).group(1)
     answer = http.post(f"{base}/dashboard/sign-in", data={"csrf_token": token, "username": who[0],
-                                                        "password": who[1]}, timeout=10)
+                                                        "password": who[1]}, timeout=HTTP_TIMEOUT)
     assert answer.status_code == 200 and answer.url.endswith("/dashboard/")
     return http
 
@@ -136,9 +136,9 @@ def test_a_form_without_its_csrf_token_is_refused(embedded, stuck_binding):
     """Given a signed-in admin, When an action is POSTed without the CSRF token, Then 400, nothing changes."""
     bid = stuck_binding[0]
     http = _signed_in_session(embedded, ADMIN)
-    answer = http.post(f"{embedded}/dashboard/bindings/{bid}/expire", data={"reason": "csrf"}, timeout=10)
+    answer = http.post(f"{embedded}/dashboard/bindings/{bid}/expire", data={"reason": "csrf"}, timeout=HTTP_TIMEOUT)
     assert answer.status_code == 400
-    assert 'data-state="invited"' in http.get(f"{embedded}/dashboard/bindings/{bid}", timeout=10).text
+    assert 'data-state="invited"' in http.get(f"{embedded}/dashboard/bindings/{bid}", timeout=HTTP_TIMEOUT).text
 
 
 def test_no_page_shows_a_whole_id_number_or_name(embedded, stuck_binding):
@@ -146,12 +146,12 @@ def test_no_page_shows_a_whole_id_number_or_name(embedded, stuck_binding):
     party's ID number or name appears whole; the look-up finds the binding without the number in a URL."""
     bid, grantor, beneficiary = stuck_binding
     http = _signed_in_session(embedded, ADMIN)
-    pages = [http.get(f"{embedded}{path}", timeout=10) for path in (
+    pages = [http.get(f"{embedded}{path}", timeout=HTTP_TIMEOUT) for path in (
         "/dashboard/", "/dashboard/bindings", "/dashboard/bindings?stuck=verification_request_failed",
         f"/dashboard/bindings/{bid}", "/dashboard/audit")]
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', pages[1].text).group(1)
     found = http.post(f"{embedded}/dashboard/find", data={"csrf_token": token, "id_number": grantor.id_number},
-                      timeout=10)
+                      timeout=HTTP_TIMEOUT)
     assert found.status_code == 200 and bid in found.text and found.url.endswith("/dashboard/find")
     for answer in [*pages, found]:
         assert answer.status_code == 200, answer.url
@@ -165,9 +165,9 @@ def test_sign_in_is_rate_limited(embedded):
     codes = []
     for _ in range(12):
         token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"',
-                          http.get(f"{embedded}/dashboard/sign-in", timeout=10).text).group(1)
-        codes.append(http.post(f"{embedded}/dashboard/sign-in", data={
-            "csrf_token": token, "username": "brute-force", "password": "guess-guess"}, timeout=10).status_code)
+                          http.get(f"{embedded}/dashboard/sign-in", timeout=HTTP_TIMEOUT).text).group(1)
+        codes.append(http.post(f"{embedded}/dashboard/sign-in", timeout=HTTP_TIMEOUT, data={
+            "csrf_token": token, "username": "brute-force", "password": "guess-guess"}).status_code)
     assert codes[:10] == [401] * 10 and codes[-1] == 429
 
 

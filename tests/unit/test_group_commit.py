@@ -10,7 +10,7 @@ import pytest
 from workflows.group_commit import GroupCommit
 
 
-def wait_for(predicate, timeout_s: float = 10.0) -> None:
+def wait_for(predicate, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         assert time.monotonic() < deadline, "condition not met"
@@ -34,7 +34,8 @@ class Writer:
     def __call__(self, rows):
         self.batches.append(list(rows))
         self.entered.set()
-        assert self.release.wait(10)
+        if not self.release.wait(60):  # a bound on a hang: every caller of the batch gets this error
+            raise TimeoutError("the held batch was never released within 60 s")
         if "bad" in rows:
             raise RowError("bad row")
         if "down" in rows:
