@@ -2,7 +2,7 @@
 registered with `workflows.outbox.on_commit`; in the web processes coalesced by `workers.publisher`); a
 periodic pass (`relay_pass`) re-sends every row still
 unprocessed after `GRACE_S` seconds — rows of a crashed process, a broker outage, or exhausted retries.
-Sending twice is harmless: the actor skips processed rows."""
+Sending twice is harmless: the actor skips processed rows and rows another run holds (workflows/once.py)."""
 from __future__ import annotations
 
 import logging

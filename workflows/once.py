@@ -1,15 +1,23 @@
 """Run a piece of work for a stored row at most once to completion: the pattern shared by the outbox
-actor and inbound-webhook processing. The row needs `processed_at`, `attempts`, `last_error` columns
-(and optionally `outcome`). A failure is recorded on the row and re-raised, so the caller's retry runs.
+actor and inbound-webhook processing. The row needs `processed_at`, `attempts`, `last_error`, `lease_until`
+columns (and optionally `outcome`). A failure is recorded on the row and re-raised, so the caller's retry runs.
 
 The bookkeeping is one statement per step, each deciding alone (the take is a conditional UPDATE …
 RETURNING), built once per table and run in autocommit on PostgreSQL (`statements.autocommit`): an inbound
 webhook passes through here twice (its outbox row, then the stored webhook), and through the ORM session
 with BEGIN/COMMIT that was a tenth of the worker's CPU over HTTP (bench/webhooks.py). `work` gets the row
-as a read-only named tuple (its columns as attributes)."""
+as a read-only named tuple (its columns as attributes).
+
+A run holds its row for `LEASE_S` seconds (`lease_until`): a second copy of the message arriving meanwhile
+(the relay re-sends a row still unprocessed after 10 s; the broker redelivers a dead worker's messages)
+returns "in_progress" instead of running the same work at the same time, which used to count a second
+attempt and let the later finisher's outcome ("stale") overwrite the one that applied it ("applied"). A
+failure ends the lease at once (the actor's retry takes the row again); a worker that died holding it is
+replaced after the lease runs out, by the relay's next re-send. The first run to finish records the outcome."""
 from __future__ import annotations
 
 from collections import namedtuple
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Callable
 
@@ -20,36 +28,45 @@ from models.types import utcnow
 from .statements import Statement, autocommit
 
 _STATEMENTS: dict = {}
+LEASE_S = 120.0  # seconds; longer than any run but a batch job's (which has a lease of its own, batches.py)
 
 
 def _statements(model) -> SimpleNamespace:
     if model not in _STATEMENTS:
         t = model.__table__
-        key = sa.bindparam("_id")
-        done = {"processed_at": sa.bindparam("_at", type_=t.c.processed_at.type), "last_error": None}
+        key, at = sa.bindparam("_id"), sa.bindparam("_at", type_=t.c.lease_until.type)
+        done = {"processed_at": at, "last_error": None, "lease_until": None}
         if "outcome" in t.c:
             done["outcome"] = sa.bindparam("_outcome", type_=t.c.outcome.type)
+        free = sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= at)
         _STATEMENTS[model] = SimpleNamespace(
-            take=Statement(sa.update(t).where(t.c.id == key, t.c.processed_at.is_(None))
-                           .values(attempts=t.c.attempts + 1).returning(*t.c)),
-            read=Statement(sa.select(t).where(t.c.id == key)),
+            take=Statement(sa.update(t).where(t.c.id == key, t.c.processed_at.is_(None), free)
+                           .values(attempts=t.c.attempts + 1,
+                                   lease_until=sa.bindparam("_until", type_=t.c.lease_until.type))
+                           .returning(*t.c)),
+            read=Statement(sa.select(t.c.processed_at, *([t.c.outcome] if "outcome" in t.c else []))
+                           .where(t.c.id == key)),
             failed=Statement(sa.update(t).where(t.c.id == key).values(
-                last_error=sa.bindparam("_error", type_=t.c.last_error.type))),
-            done=Statement(sa.update(t).where(t.c.id == key).values(done)),
-            row=namedtuple(f"{model.__name__}Row", [c.name for c in t.c]),
-            outcome=list(t.c.keys()).index("outcome") if "outcome" in t.c else None)
+                last_error=sa.bindparam("_error", type_=t.c.last_error.type), lease_until=None)),
+            done=Statement(sa.update(t).where(t.c.id == key, t.c.processed_at.is_(None)).values(done)),
+            row=namedtuple(f"{model.__name__}Row", [c.name for c in t.c]), has_outcome="outcome" in t.c)
     return _STATEMENTS[model]
 
 
-def run_once(db, model, row_id: int, work: Callable[[object], str | None]) -> str | None:
-    st = _statements(model)
-    with autocommit(db) as conn:
-        taken = st.take.first(conn, {"_id": row_id})  # counted as an attempt unless already processed
+def run_once(db, model, row_id: int, work: Callable[[object], str | None], *,
+             now: datetime | None = None) -> str | None:
+    """`work`'s outcome; else "missing", the outcome recorded ("processed" if the table has none), or
+    "in_progress" (another run holds the row's lease)."""
+    st, now = _statements(model), now or utcnow()
+    with autocommit(db) as conn:  # taken and counted as an attempt unless processed or leased to another run
+        taken = st.take.first(conn, {"_id": row_id, "_at": now, "_until": now + timedelta(seconds=LEASE_S)})
         if taken is None:
             found = st.read.first(conn, {"_id": row_id})
             if found is None:
                 return "missing"
-            return (found[st.outcome] if st.outcome is not None else None) or "processed"
+            if found[0] is None:
+                return "in_progress"
+            return (found[1] if len(found) > 1 else None) or "processed"
     row = st.row(*taken)
     try:
         outcome = work(row)
@@ -59,5 +76,5 @@ def run_once(db, model, row_id: int, work: Callable[[object], str | None]) -> st
         raise
     with autocommit(db) as conn:
         st.done.run(conn, {"_id": row_id, "_at": utcnow(),
-                           **({"_outcome": outcome} if st.outcome is not None else {})})
+                           **({"_outcome": outcome} if st.has_outcome else {})})
     return outcome
