@@ -1,5 +1,8 @@
-"""`/healthz` (the process answers), `/readyz` (the database answers; Redis too when configured) and
-`/metrics` (Prometheus text format)."""
+"""`/healthz` (the process answers), `/readyz` (the database answers) and `/metrics` (Prometheus text format).
+
+Readiness is the database alone: without Redis the API still answers and writes its outbox rows (they are
+sent when Redis is back), so a load balancer must not take every web process out during a Redis outage.
+Redis is reported in the answer (`checks.redis`, status `degraded`), still 200."""
 from __future__ import annotations
 
 import time
@@ -35,8 +38,9 @@ def readyz():
             checks["redis"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["redis"] = f"error: {type(exc).__name__}"
-    ok = all(v == "ok" for v in checks.values())
-    return jsonify({"status": "ok" if ok else "unavailable", "checks": checks}), (200 if ok else 503)
+    if checks["database"] != "ok":
+        return jsonify({"status": "unavailable", "checks": checks}), 503
+    return jsonify({"status": "ok" if all(v == "ok" for v in checks.values()) else "degraded", "checks": checks})
 
 
 @bp.get("/metrics")

@@ -9,6 +9,7 @@ import time
 
 import pytest
 import redis
+import requests
 import sqlalchemy as sa
 
 from .conftest import _redis_db_url, _services, production_stack, wait_worker
@@ -70,7 +71,8 @@ def test_redis_down_for_30_seconds_the_api_answers_and_the_backlog_drains_with_n
     """Given the production shape on a Redis of its own
     When Redis is stopped for 30 s while platforms invite, beneficiaries start face verification and the
     verifier's callbacks arrive, and then Redis is started again
-    Then every API call and webhook was answered (201/202) during the outage; afterwards every stored
+    Then every API call and webhook was answered (201/202) during the outage and /readyz stayed 200
+    ("degraded", naming Redis); afterwards every stored
     callback is applied, every outbox row is processed, the lives complete, and the national platform
     receives every version of every binding once, in order."""
     db_url, _ = _services()
@@ -90,6 +92,9 @@ def test_redis_down_for_30_seconds_the_api_answers_and_the_backlog_drains_with_n
                                     verification_completed(vid, b["id"]))
                 assert hook.status_code == 202, hook.text
                 pending.append((b["id"], grantor, beneficiary))
+            ready = requests.get(f"{stack.base}/readyz", timeout=30)  # still in service: the API answers
+            assert ready.status_code == 200 and ready.json()["status"] == "degraded", ready.text
+            assert ready.json()["checks"]["redis"].startswith("error"), ready.text
             time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))  # hold the outage, decide nothing
             own.start()
 
