@@ -4,7 +4,8 @@ ended, an unbind a person asked for in a platform's own app (API.md "Inbound web
 
 Why it is shaped this way:
 - A person fact applies only when newer than the one held (`persons.registry_as_of`): platforms deliver at
-  least once and out of order, so an older or equal fact is `stale` and changes nothing.
+  least once and out of order, so an older or equal fact is `stale` and changes nothing. A death is the
+  exception: it applies whatever the record holds (only a second death is `stale`).
 - Events from platforms end bindings by themselves (DESIGN §3), in the same transaction as the fact: lock
   the person, write the fact, lock the person's non-terminal bindings in id order, read both sides again
   (a fresh read after the locks, so two concurrent moves cannot each pass the region rule against the
@@ -136,7 +137,10 @@ def person_deceased(db, data: dict, *, platform, as_of: datetime, now=None) -> s
         if person is None:
             raise DomainError("not_found", "no person with that ID number")
         check_served(platform, province_of(s, person.region_code))
-        _check_fresh(person, at)
+        if person.deceased:
+            raise DomainError("stale", "the person is already recorded as deceased")
+        # no freshness check: a death is never superseded by another fact of the record, and it is often
+        # reported (as of the day it happened) after later updates, which must not keep bindings alive
         person.deceased = True
         _stamp(cmd, person, at, platform)
         s.flush()

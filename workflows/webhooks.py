@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
@@ -152,11 +152,15 @@ def receive(db, *, platform, webhook_id: str, body: bytes, headers: dict, event_
 
 
 def sent_at(row: ReceivedWebhook) -> datetime:
-    """The as-of time of an event without `data.updated_at`: its `webhook-timestamp` (unix seconds)."""
+    """The as-of time of an event without `data.updated_at`: its `webhook-timestamp`, as of the end of that
+    second. The header has whole seconds and the event left at some instant within it, so a fact held from
+    earlier in the same second (a `POST /persons` a moment before, stamped to the microsecond) is older and
+    the event applies; a re-send with the same timestamp is as of the same instant, so it is `stale`."""
     try:
-        return datetime.fromtimestamp(int((row.headers or {}).get("webhook-timestamp")), timezone.utc)
+        second = datetime.fromtimestamp(int((row.headers or {}).get("webhook-timestamp")), timezone.utc)
     except (TypeError, ValueError, OverflowError, OSError):
         return row.received_at
+    return second + timedelta(microseconds=999_999)
 
 
 def _apply(db, row: ReceivedWebhook) -> str:

@@ -197,7 +197,7 @@ def test_an_invitation_past_its_ttl_is_left_to_the_timer(pg_db, family, base):
 def test_a_stale_event_changes_nothing(pg_db, family, base):
     """Given a person whose registry record is held as of `base + 1 h` (an applied event said so),
     when events as of an earlier or the same time arrive — `updated_at` older, `updated_at` equal, or no
-    `updated_at` and a webhook-timestamp older —
+    `updated_at` and a webhook-timestamp older (a second earlier) —
     then each is recorded with outcome `stale` and no domain table changes."""
     fam = family(pg_db, now=base)
     bid = accepted(pg_db, fam, now=base)
@@ -214,10 +214,9 @@ def test_a_stale_event_changes_nothing(pg_db, family, base):
              sent=newest + timedelta(minutes=5)),
         send(pg_db, "jiangsu", "person.updated", {**suspended, "updated_at": newest.isoformat()}, sent=newest),
         send(pg_db, "jiangsu", "person.updated", suspended, sent=newest - timedelta(seconds=1)),
-        send(pg_db, "jiangsu", "person.deceased", {"id_number": fam.grantor}, sent=newest),
     ]
 
-    assert outcomes == ["stale"] * 4
+    assert outcomes == ["stale"] * 3
     assert domain_state(pg_db) == before
     assert binding(pg_db, bid).state == "accepted"
 
@@ -227,7 +226,7 @@ def test_a_newer_event_applies_and_moves_registry_as_of(pg_db, family, base):
     when a person.updated with `updated_at` = base + 30 min arrives, then one without `updated_at` signed
     at base + 20 min, then one signed at base + 40 min,
     then the first applies (registry_as_of = its updated_at), the second is stale (its webhook-timestamp is
-    its as-of time) and the third applies (registry_as_of = its webhook-timestamp)."""
+    its as-of time) and the third applies (registry_as_of = the end of its webhook-timestamp's second)."""
     fam = family(pg_db, now=base)
     assert held(pg_db, fam.grantor).registry_as_of == base
     at = base + timedelta(minutes=30)
@@ -244,7 +243,45 @@ def test_a_newer_event_applies_and_moves_registry_as_of(pg_db, family, base):
     assert held_after_second.name == "新名字" and held_after_second.region_code == "320100"
     assert held_after_second.registry_as_of == at
     now_held = held(pg_db, fam.grantor)
-    assert now_held.region_code == "320500" and now_held.registry_as_of == base + timedelta(minutes=40)
+    assert now_held.region_code == "320500"
+    assert now_held.registry_as_of == base + timedelta(minutes=40, microseconds=999_999)
+
+
+def test_an_update_signed_in_the_same_second_as_the_registration_applies(pg_db, family, base):
+    """Given a person registered by `POST /persons` (no updated_at) half a second into a second,
+    when a person.updated without `updated_at`, whose webhook-timestamp (whole seconds) is that same second,
+    suspends them, and then the platform re-sends it under a new webhook-id with the same timestamp,
+    then the first applies (the header only says "within that second": it is not older than the
+    registration) and the re-send is stale."""
+    registered = base + timedelta(milliseconds=500)
+    fam = family(pg_db, now=registered)
+    assert held(pg_db, fam.grantor).registry_as_of == registered
+    suspended = registry(fam, "grantor", insurance_status="suspended")
+
+    assert send(pg_db, "jiangsu", "person.updated", suspended, sent=base) == "applied"
+    assert send(pg_db, "jiangsu", "person.updated", suspended, sent=base) == "stale"
+    assert held(pg_db, fam.grantor).insurance_status == "suspended"
+
+
+def test_a_death_applies_even_when_a_newer_fact_is_held(pg_db, family, base):
+    """Given an accepted binding whose grantor's record is held as of `base + 1 h`,
+    when a person.deceased as of `base + 30 min` (the day of death, reported after the later update) arrives,
+    then it applies: the binding ends with reason grantor_deceased and registry_as_of stays `base + 1 h`;
+    a second death is stale and changes nothing."""
+    fam = family(pg_db, now=base)
+    bid = accepted(pg_db, fam, now=base)
+    newest = base + timedelta(hours=1)
+    assert send(pg_db, "jiangsu", "person.updated", registry(fam, "grantor", updated_at=newest.isoformat()),
+                sent=newest) == "applied"
+    died = {"id_number": fam.grantor, "updated_at": (base + timedelta(minutes=30)).isoformat()}
+
+    assert send(pg_db, "jiangsu", "person.deceased", died, sent=newest + timedelta(minutes=5)) == "applied"
+    assert_ended_by_system(pg_db, bid, state="unbound", event="unbind", reason="grantor_deceased",
+                           platform_id="jiangsu")
+    assert held(pg_db, fam.grantor).deceased and held(pg_db, fam.grantor).registry_as_of == newest
+    before = domain_state(pg_db)
+    assert send(pg_db, "jiangsu", "person.deceased", died, sent=newest + timedelta(minutes=6)) == "stale"
+    assert domain_state(pg_db) == before
 
 
 def test_a_province_platform_is_refused_for_another_province(pg_db, family, base):
