@@ -1,9 +1,15 @@
 """`Idempotency-Key` records: the first request with a key claims it (a unique row), later requests with
 the same key and the same body get the stored answer, a different body is refused, and a request arriving
-while the first is still in flight gets 409. 5xx answers are not stored, so a retry runs again."""
+while the first is still in flight gets 409. 5xx answers are not stored, so a retry runs again.
+
+A claim whose request never finished (its process was killed between the claim and `finish`) would have
+answered 409 "in progress" to every retry for ever: after `ABANDONED_S` seconds a retry with the same
+body takes it over and runs the command again. The command's own guards decide a repeat: a transition
+the binding already made is 409 `illegal_transition`, a second invitation of the pair meets the open one."""
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -26,21 +32,28 @@ _FINISH = Statement(sa.update(IR).where(IR.c.id == sa.bindparam("_id")).values(
     status_code=sa.bindparam("status", type_=IR.c.status_code.type),
     response_body=sa.bindparam("body", type_=IR.c.response_body.type)))
 _DROP = Statement(sa.delete(IR).where(IR.c.id == sa.bindparam("_id")))
+ABANDONED_S = 60.0  # seconds; twice gunicorn's worker timeout (a request still running then is killed)
+_TAKE_OVER = Statement(sa.update(IR).where(
+    IR.c.platform_id == sa.bindparam("p"), IR.c.key == sa.bindparam("k"), IR.c.request_hash == sa.bindparam("h"),
+    IR.c.status_code.is_(None), IR.c.created_at < sa.bindparam("before", type_=IR.c.created_at.type))
+    .values(created_at=sa.bindparam("now", type_=IR.c.created_at.type)).returning(IR.c.id))
 _CLAIM = PerDialect(lambda insert: insert(IR).values({c: sa.bindparam(c, type_=IR.c[c].type) for c in _COLUMNS})
                     .on_conflict_do_nothing(index_elements=["platform_id", "key"]).returning(IR.c.id))
 
 
-def claim(db, platform_id: str, key: str, digest: str) -> tuple[int | None, tuple[int, str] | None]:
+def claim(db, platform_id: str, key: str, digest: str, *,
+          now: datetime | None = None) -> tuple[int | None, tuple[int, str] | None]:
     """(record id, None) when this request owns the key; (None, (status, body)) to replay.
 
     One statement decides (the unique key; in autocommit on PostgreSQL): a write with a key costs two
     statements more than one without, the claim and `finish`."""
     if not key or len(key) > 255:
         raise DomainError("validation_failed", "Idempotency-Key is 1 to 255 characters")
+    now = now or utcnow()
     with autocommit(db) as conn:
         for _ in range(2):  # again if the owner's request failed (5xx: its record went) in between
             record_id = _CLAIM(conn.dialect.name).scalar(
-                conn, {"platform_id": platform_id, "key": key, "request_hash": digest, "created_at": utcnow()})
+                conn, {"platform_id": platform_id, "key": key, "request_hash": digest, "created_at": now})
             if record_id is not None:
                 return record_id, None
             found = _FIND.first(conn, {"p": platform_id, "k": key})
@@ -49,6 +62,11 @@ def claim(db, platform_id: str, key: str, digest: str) -> tuple[int | None, tupl
         else:
             raise DomainError("conflict", "a request with this Idempotency-Key is still in progress")
         request_hash, status_code, response_body = found
+        if status_code is None and request_hash == digest:  # in flight, or abandoned long enough ago
+            record_id = _TAKE_OVER.scalar(conn, {"p": platform_id, "k": key, "h": digest, "now": now,
+                                                 "before": now - timedelta(seconds=ABANDONED_S)})
+            if record_id is not None:
+                return record_id, None
     if request_hash != digest:
         raise DomainError("idempotency_key_reused")
     if status_code is None:

@@ -94,3 +94,41 @@ def test_a_finished_request_is_replayed_a_different_body_is_refused_and_a_5xx_is
     idempotency.finish(pg_db, failed, 503, "")
     again, replay = idempotency.claim(pg_db, "jiangsu", "k-5xx", "d1")
     assert again is not None and again != failed and replay is None
+
+
+def test_a_claim_whose_request_died_is_taken_over_by_a_retry_once_abandoned(pg_db):
+    """Given a key claimed at T0 by a request whose process was killed before `finish` (no answer stored),
+    when retries with the same body arrive before and after `ABANDONED_S`, and one with another body after,
+    then the early retry is 409 conflict (it may still be running), the late one owns the key again (the
+    command runs again; its answer is then kept and replayed), and the other body is idempotency_key_reused."""
+    from datetime import datetime, timedelta, timezone
+    t0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
+    first, replay = idempotency.claim(pg_db, "jiangsu", "k-died", "d1", now=t0)
+    assert first is not None and replay is None
+    soon = t0 + timedelta(seconds=idempotency.ABANDONED_S - 1)
+    late = t0 + timedelta(seconds=idempotency.ABANDONED_S + 1)
+
+    with pytest.raises(DomainError) as early:
+        idempotency.claim(pg_db, "jiangsu", "k-died", "d1", now=soon)
+    assert early.value.code == "conflict"
+    with pytest.raises(DomainError) as other_body:
+        idempotency.claim(pg_db, "jiangsu", "k-died", "d2", now=late)
+    assert other_body.value.code == "idempotency_key_reused"
+    taken, replay = idempotency.claim(pg_db, "jiangsu", "k-died", "d1", now=late)
+    assert taken == first and replay is None and records(pg_db, "k-died") == 1
+    idempotency.finish(pg_db, taken, 201, '{"id": "bnd_x"}')
+    assert idempotency.claim(pg_db, "jiangsu", "k-died", "d1", now=late) == (None, (201, '{"id": "bnd_x"}'))
+
+
+def test_two_retries_of_an_abandoned_claim_at_once_one_takes_it_over(pg_db):
+    """Given an abandoned claim (its request died long ago),
+    when two retries with the same body arrive at the same moment,
+    then exactly one owns the key and the other is told it is in progress."""
+    from datetime import datetime, timedelta, timezone
+    t0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
+    idempotency.claim(pg_db, "jiangsu", "k-died-2", "d1", now=t0)
+    late = t0 + timedelta(seconds=idempotency.ABANDONED_S + 1)
+    outcomes = race(lambda: idempotency.claim(pg_db, "jiangsu", "k-died-2", "d1", now=late),
+                    lambda: idempotency.claim(pg_db, "jiangsu", "k-died-2", "d1", now=late))
+    assert sorted(o.ok for o in outcomes) == [False, True]
+    assert [o.code for o in outcomes if not o.ok] == ["conflict"]
