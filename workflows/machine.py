@@ -6,11 +6,17 @@ doors) and invalid triggers raise. Destinations that depend on facts (guardian p
 are conditions on keyword arguments the command passes in; the machine itself does no I/O."""
 from __future__ import annotations
 
+import logging
 import threading
 
 from transitions import Machine, MachineError
 
 from .errors import DomainError
+
+# the library narrates every state's enter and exit callbacks at INFO: two log lines a transition in every
+# process whose logging is at INFO (the worker's, `gongji serve`'s), noise beside the history table, which
+# is the record of transitions. Its warnings and errors still show.
+logging.getLogger("transitions").setLevel(logging.WARNING)
 
 NEW = "new"  # the pseudo-state of a row being created; never stored
 STATES = ["new", "invited", "face_verified", "accepted", "authorized",

@@ -49,7 +49,8 @@ def test_readme_walk(server, request):
     """Given a running server (the embedded default, or gunicorn + dramatiq worker + scheduler on PostgreSQL
     and Redis with jiangsu and facecheck registered under the development credentials)
     When the README's walk runs with `bash -e -o pipefail` and GONGJI=<its base URL>
-    Then it exits 0 and prints the six history lines of one binding's life, in order."""
+    Then it exits 0 and prints the six history lines of one binding's life, in order; walked again on the
+    same server, it passes again with a new binding."""
     target = request.getfixturevalue(server)
     base = target if isinstance(target, str) else target.base
     done = run_walk(base)
@@ -64,3 +65,9 @@ def test_readme_walk(server, request):
     assert re.findall(r"(accepted|authorized|unbound)\n", done.stdout) == ["accepted", "authorized", "unbound"]
     # and no answer carried either unmasked ID number
     assert "320102198001011238" not in done.stdout and "320102198502022349" not in done.stdout
+    # and it can be walked again on the same server (the first binding ended; a new invitation is a new
+    # binding, under an Idempotency-Key of its own)
+    again = run_walk(base)
+    assert again.returncode == 0, f"second walk failed\nstdout:\n{again.stdout}\nstderr:\n{again.stderr}"
+    ids = re.findall(r"binding (bnd_\w+)\n", done.stdout + again.stdout)
+    assert len(ids) == 2 and ids[0] != ids[1], ids

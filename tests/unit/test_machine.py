@@ -343,3 +343,14 @@ def test_concurrent_fires_on_distinct_rows_all_end_correctly():
     assert all(vars(row) == {"state": final} for row, final in done)
     assert sum(refusals) > 0
     assert len(machine.MACHINE.models) == models_before
+
+
+def test_a_transition_writes_no_log_line_at_info(caplog):
+    """Given logging at INFO (the worker's, `gongji serve`'s)
+    When a binding moves from accepted to unbound
+    Then the transitions library logs nothing (it used to narrate two callbacks a transition)."""
+    import logging
+    caplog.set_level(logging.INFO)
+    row = SimpleNamespace(state="accepted")
+    assert machine.fire(row, "unbind") == ("accepted", "unbound")
+    assert [r for r in caplog.records if r.name.startswith("transitions")] == []
