@@ -208,11 +208,12 @@ def test_region_not_served(js, xj):
 
 # --- 404 ---------------------------------------------------------------------------------------------
 
-def test_not_found(embedded, js, xj, facecheck_secret):
+def test_not_found(embedded, js, xj, nat, facecheck_secret):
     """Given a Jiangsu binding
     When a platform asks for an unknown binding, person, region or route, fires a command on an unknown binding,
-    looks up an unregistered ID number, posts to /webhooks/nope, or (as Xinjiang) reads the Jiangsu binding
-    Then each is 404 not_found."""
+    looks up an unregistered ID number, posts to /webhooks/nope, or (as Xinjiang) reads the Jiangsu binding or
+    looks up its grantor
+    Then each is 404 not_found (the national platform finds the grantor)."""
     grantor, beneficiary = couple(js)
     b = js.invited(grantor, beneficiary)
     before = snapshot(js, b["id"])
@@ -225,7 +226,10 @@ def test_not_found(embedded, js, xj, facecheck_secret):
     assert_problem(js.post("/api/v1/persons/lookup", {"id_number": id_number()}), 404, "not_found")
     assert_problem(post_webhook(embedded, "nope", facecheck_secret, {"type": "verification.completed", "data": {}}),
                    404, "not_found")
-    # a platform that serves neither side cannot see (or probe) the binding
+    # a platform that serves neither side cannot see (or probe) the binding, nor look up its persons (their
+    # balance and insurance); the national platform, which serves every province, can
+    assert_problem(xj.post("/api/v1/persons/lookup", {"id_number": grantor.id_number}), 404, "not_found")
+    assert nat.post("/api/v1/persons/lookup", {"id_number": grantor.id_number}).json()["id"] == grantor.id
     assert_problem(xj.get(f"/api/v1/bindings/{b['id']}"), 404, "not_found")
     assert_problem(xj.get(f"/api/v1/bindings/{b['id']}/history"), 404, "not_found")
     assert_problem(xj.command(b["id"], "cancel", grantor), 404, "not_found")

@@ -19,10 +19,13 @@ def upsert_person(body: PersonIn):
     return (201 if created else 200), view
 
 
-@endpoint("POST", "/persons/lookup", "Find a person by ID number (sent in the body, never the URL)",
-          body=LookupIn, answer=PersonOut, tag="persons")
+@endpoint("POST", "/persons/lookup", "Find a person by ID number (sent in the body, never the URL); a "
+          "person insured in a province the platform does not serve is 404", body=LookupIn, answer=PersonOut,
+          tag="persons")
 def lookup_person(body: LookupIn):
-    return persons.lookup(db(), body.id_number)
+    person = persons.lookup(db(), body.id_number)
+    _served(person)
+    return person
 
 
 @endpoint("GET", "/persons/{person_id}/bindings", "The family view: bindings where the person is grantor "
