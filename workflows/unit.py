@@ -50,6 +50,11 @@ EVENT_TYPES = {
 
 
 def event_type(event: str, dest: str) -> str:
+    """The outbound event of a transition. An invitation on the guardian path lands in `accepted`: its event
+    is `binding.accepted` (a platform that activates bindings on it must see guardian bindings too, and
+    `binding.invited` would tell it to ask the child for a face check that never comes)."""
+    if event == "invite" and dest == "accepted":
+        return "binding.accepted"
     if event == "verification_failed":
         return "binding.verification_failed" if dest == "verification_failed" else \
             "binding.verification_attempt_failed"

@@ -3,6 +3,7 @@ write nothing at all (every table compared, row counts and content, before and a
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from unittest.mock import ANY
 
 import pytest
 import sqlalchemy as sa
@@ -110,8 +111,8 @@ def test_guardian_path_accepts_a_child_under_16_immediately(pg_db, family):
     """Given a beneficiary aged 9 (born 2016-05-05) and the grantor's relationship 'child',
     when the grantor invites,
     then the binding is accepted at once with verification_method guardian, no invitation expiry and no
-    timer; its single history row is invite (none → accepted, reason guardian_path); a face verification
-    is refused and the grantor can authorize straight away."""
+    timer; its single history row is invite (none → accepted, reason guardian_path) and its one outbound
+    event is binding.accepted; a face verification is refused and the grantor can authorize straight away."""
     fam = _child(pg_db, family, "20160505", "101")
 
     made = invite(pg_db, fam, relationship="child")
@@ -123,6 +124,10 @@ def test_guardian_path_accepts_a_child_under_16_immediately(pg_db, family):
     assert [(t.event, t.from_state, t.to_state, t.reason) for t in rows] == [
         ("invite", None, "accepted", "guardian_path")]
     assert replay(rows) == "accepted"
+    with pg_db() as s:  # its one event says what the platforms must act on: the binding is accepted
+        assert s.execute(sa.select(OutboxMessage.binding_version, OutboxMessage.topic, OutboxMessage.payload)
+                         .where(OutboxMessage.binding_id == made["id"])).all() == [
+            (1, "binding.accepted", ANY)]
     with pytest.raises(DomainError) as refused:
         verification.start_verification(pg_db, made["id"], person(fam.beneficiary), now=T0)
     assert refused.value.code == "illegal_transition"
