@@ -25,6 +25,8 @@ CODES: dict[str, tuple[int, str]] = {
     "idempotency_key_reused": (422, "The Idempotency-Key was used with a different request"),
     "validation_failed": (422, "The request body does not match the schema"),
     "stale": (409, "The registry fact is not newer than the one already held (registry_as_of)"),
+    "deduction_order_fixed": (422, "The beneficiary's region fixes the deduction order (its policy is not "
+                              "user_order)"),
     # the operator dashboard
     "forbidden": (403, "Your role does not allow this action"),
     "not_stuck": (409, "Nothing to retry: the binding is not stuck"),

@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 
 from models import Binding, Person, Transition, VerificationAttempt
 
-from . import rows, sync, writes
+from . import policy, rows, sync, writes
 from .errors import DomainError
 from .statements import Statement
 from .unit import command
@@ -63,13 +63,17 @@ def history(db, binding_id: str) -> dict:
 
 
 def set_deduction_order(db, person_id: str, binding_ids: list[str]) -> dict:
-    """The beneficiary orders their live bindings; unlisted live bindings follow, newest first."""
+    """The beneficiary orders their live bindings; unlisted live bindings follow, newest first. Only where
+    the beneficiary's region policy is `user_order` (DESIGN §3): elsewhere the region fixes the order."""
     if len(set(binding_ids)) != len(binding_ids):
         raise DomainError("validation_failed", "binding_ids has duplicates")
     with command(db) as cmd:
         person = cmd.session.scalar(sa.select(Person).where(Person.id == person_id).with_for_update())
         if person is None:
             raise DomainError("not_found", f"no person {person_id}")
+        fixed = policy.in_force(cmd.session, person.region_code, cmd.now).deduction_order_policy
+        if fixed != "user_order":  # latest_bound_first, single_grantor: the region decides, not the person
+            raise DomainError("deduction_order_fixed", f"the region's deduction order is {fixed}")
         live = cmd.session.scalars(sa.select(Binding).where(Binding.beneficiary_id == person_id,
                                                             Binding.state.in_(LIVE))
                                    .order_by(Binding.created_at.desc())).all()

@@ -35,6 +35,8 @@ RULE_CODES = ["invalid_id_number", "grantor_not_eligible", "beneficiary_not_insu
     ("bad_signature", 401),
     ("not_found", 404),
     ("conflict", 409),
+    ("stale", 409),
+    ("deduction_order_fixed", 422),
 ])
 def test_each_code_maps_to_its_design_status(code, status):
     """Given an error code from DESIGN §3/§5, when a DomainError is built with it, then .status is the
