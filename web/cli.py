@@ -30,7 +30,8 @@ def main() -> None:
 @main.command()
 @click.option("--port", default=8000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--no-simulator", is_flag=True, help="only platforms registered with `platform add` besides the seeds")
+@click.option("--no-simulator", is_flag=True,
+              help="no fake platforms and no development platforms: only those registered with `platform add`")
 @click.option("--threads", default=8, show_default=True)
 def serve(port: int, host: str, no_simulator: bool, threads: int) -> None:
     """The embedded default: SQLite under ./var, in-process worker and timer sweeper, API on one port."""
@@ -47,7 +48,8 @@ def serve(port: int, host: str, no_simulator: bool, threads: int) -> None:
     migrate.upgrade(engine)
     with db.begin() as s:
         seed.seed_regions(s)
-        creds = seed.seed_dev_platforms(s) if settings.dev_mode else {}
+        # the development platforms (well-known keys) only with the simulator that plays them (API.md)
+        creds = seed.seed_dev_platforms(s) if settings.dev_mode and not no_simulator else {}
     embedded = Embedded(settings, db, engine).start()
     app = create_app(settings, db=db, engine=engine)
     from workers import queues
@@ -57,7 +59,7 @@ def serve(port: int, host: str, no_simulator: bool, threads: int) -> None:
     fakes = {} if no_simulator else _start_fake_platforms(db, creds)
     click.echo(f"Gongji on http://{host}:{port}  (database {engine.url.render_as_string(hide_password=True)})")
     if no_simulator:
-        click.echo("simulator off (--no-simulator)")
+        click.echo("simulator off (--no-simulator): platforms are those registered with `gongji platform add`")
     for pid, (key, secret) in creds.items():
         where = f"   receives at {fakes[pid].url}" if pid in fakes else ""
         click.echo(f"  platform {pid:<10} api key {key}   webhook secret {secret}{where}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 
 from models.seed import dev_credentials
 
-from .support import Api, Proc, free_port, gongji_bin, poll, wait_http
+from .support import ROOT, Api, Proc, free_port, gongji_bin, poll, wait_http
 
 START_TIMEOUT_S = 30.0
 _RUNNING: dict[str, list[Proc]] = {}
@@ -63,8 +64,9 @@ def _stop_all(name: str, procs: list[Proc]) -> None:
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory):
     """`gongji serve --no-simulator` on a free port with cwd = a fresh tmp dir (its SQLite lives in <tmp>/var):
-    the tests play the platforms and the face provider themselves."""
-    yield from _serve(tmp_path_factory, "embedded", ["--no-simulator"])
+    the tests play the platforms and the face provider themselves, registered first with `gongji platform
+    add` under the development credentials (`--no-simulator` seeds no platform)."""
+    yield from _serve(tmp_path_factory, "embedded", ["--no-simulator"], register=True)
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +75,14 @@ def simulated(tmp_path_factory):
     yield from _serve(tmp_path_factory, "simulated", [])
 
 
-def _serve(tmp_path_factory, name: str, args: list[str]):
+def _serve(tmp_path_factory, name: str, args: list[str], *, register: bool = False):
     workdir = tmp_path_factory.mktemp(name)
+    if register:
+        for p in json.loads((ROOT / "models" / "seed" / "regions.json").read_text(encoding="utf-8"))["platforms"]:
+            key, secret = dev_credentials(p["id"])
+            _run([gongji_bin(), "platform", "add", p["id"], "--kind", p["kind"], "--api-key", key,
+                  "--webhook-secret", secret, *(["--regions", ",".join(p["provinces"])] if p["provinces"] else [])],
+                 env=_clean_env(), cwd=workdir)
     port = free_port()
     proc = Proc("serve", [gongji_bin(), "serve", "--port", str(port), *args], cwd=workdir, env=_clean_env(),
                 log=workdir / "serve.log")

@@ -240,3 +240,21 @@ def test_health_readiness_and_metrics(embedded, js):
     assert "gongji_http_requests_total" in metrics.text
     assert re.search(r'gongji_http_requests_total\{[^}]*endpoint="/api/v1/regions/<code>"[^}]*\} [1-9]',
                      metrics.text), metrics.text[:2000]
+
+
+def test_serve_without_the_simulator_has_no_development_platforms(tmp_path_factory, dev_keys):
+    """Given `gongji serve --no-simulator` on a fresh working directory (nothing registered)
+    When the development keys of the seeded platforms are used
+    Then they are refused (401): only platforms registered with `gongji platform add` exist (API.md), while
+    the regions are seeded."""
+    from .conftest import _serve
+
+    server = _serve(tmp_path_factory, "no-simulator", ["--no-simulator"])
+    base = next(server)
+    try:
+        for pid in ("national", "jiangsu"):
+            answer = requests.get(f"{base}/api/v1/regions/320100", timeout=30,
+                                  headers={"Authorization": f"Bearer {dev_keys[pid][0]}"})
+            assert_problem(answer, 401, "unauthorized")
+    finally:
+        next(server, None)
