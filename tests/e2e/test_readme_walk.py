@@ -50,7 +50,7 @@ def test_readme_walk(server, request):
     and Redis with jiangsu and facecheck registered under the development credentials)
     When the README's walk runs with `bash -e -o pipefail` and GONGJI=<its base URL>
     Then it exits 0 and prints the six history lines of one binding's life, in order; walked again on the
-    same server, it passes again with a new binding."""
+    same server, it passes again with a new binding; and the server's logs carry no ID number."""
     target = request.getfixturevalue(server)
     base = target if isinstance(target, str) else target.base
     done = run_walk(base)
@@ -71,3 +71,12 @@ def test_readme_walk(server, request):
     assert again.returncode == 0, f"second walk failed\nstdout:\n{again.stdout}\nstderr:\n{again.stderr}"
     ids = re.findall(r"binding (bnd_\w+)\n", done.stdout + again.stdout)
     assert len(ids) == 2 and ids[0] != ids[1], ids
+    # and no log line of the server's processes (gunicorn's access log, the worker, the scheduler, or
+    # `gongji serve`) carries an ID number: the walk's, or any other this test run has issued so far
+    from .conftest import _RUNNING
+    from .support import issued_numbers
+    logs = {p.name: p.log.read_text(encoding="utf-8", errors="replace") for p in _RUNNING[server]}
+    assert logs and all(logs.values()), "the server's processes left no log to check"
+    numbers = issued_numbers() | {"320102198001011238", "320102198502022349"}
+    leaked = {(name, n) for name, text in logs.items() for n in numbers if n in text or n.lower() in text}
+    assert not leaked, f"ID numbers in the logs: {sorted(leaked)}"
