@@ -24,6 +24,8 @@ from models.seed import dev_credentials
 
 from .support import ROOT, Api, Proc, free_port, gongji_bin, poll, wait_http
 
+SHORT_SCHEDULE = (0.2, 0.5, 1, 1, 2, 2, 2, 2, 2, 2)  # outbound retries (s) of the production shape
+
 START_TIMEOUT_S = 30.0
 _RUNNING: dict[str, list[Proc]] = {}
 
@@ -202,7 +204,7 @@ def production_stack(workdir: Path, db_url: str, our_redis: str, *, name: str):
                GONGJI_LOOKUP_KEY=_b64(32), GONGJI_SECRET_KEY=secrets.token_urlsafe(32),
                GONGJI_SWEEP_INTERVAL_S="0.5",
                # a short outbound retry schedule and lease, so fault tests see retries within seconds
-               GONGJI_DELIVERY_SCHEDULE_S="0.2,0.5,1,1,2,2,2,2,2,2", GONGJI_DELIVERY_LEASE_S="5")
+               GONGJI_DELIVERY_SCHEDULE_S=",".join(map(str, SHORT_SCHEDULE)), GONGJI_DELIVERY_LEASE_S="5")
     js_key, js_secret = dev_credentials("jiangsu")        # so the README walk runs unchanged
     fc_key, fc_secret = dev_credentials("facecheck")
     nat_key, nat_secret = f"gk_{secrets.token_urlsafe(24)}", f"whsec_{_b64(32)}"

@@ -12,6 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from workflows import deliveries as dl
 
+from .conftest import SHORT_SCHEDULE
 from .support import full_life, gongji_bin, poll
 
 FAMILIES = 4
@@ -22,6 +23,14 @@ def _national(engine, binding_ids: list[str]) -> list[tuple]:
         return c.execute(sa.text(
             "select binding_id, binding_version, status from deliveries where platform_id = 'national' "
             "and binding_id = any(:ids) order by binding_id, binding_version"), {"ids": binding_ids}).all()
+
+
+def _tries_of_dead(engine, binding_ids: list[str]) -> set[int]:
+    """The tries taken by each dead national delivery of these bindings."""
+    with engine.connect() as c:
+        return set(c.execute(sa.text(
+            "select attempts from deliveries where platform_id = 'national' and binding_id = any(:ids) "
+            "and status = 'dead'"), {"ids": binding_ids}).scalars())
 
 
 def test_a_platform_down_then_back_gets_every_event_once_in_order_per_binding(production):
@@ -38,9 +47,13 @@ def test_a_platform_down_then_back_gets_every_event_once_in_order_per_binding(pr
     finally:
         receiver.up()
 
+    tries = len(SHORT_SCHEDULE) + 1  # the fixture's schedule: every try it allows before the dead letter
+
     def all_delivered():
         rows = _national(engine, ids)
         if any(r.status == "dead" for r in rows):  # the machine was slow: an operator replays, as documented
+            # but only after every try was spent: a delivery dead-lettered early would be a bug, not slowness
+            assert _tries_of_dead(engine, ids) == {tries}, "a delivery went dead before its tries were spent"
             dl.replay(sessionmaker(engine), platform_id="national")
         return len(rows) == 6 * FAMILIES and all(r.status == "delivered" for r in rows)
 
