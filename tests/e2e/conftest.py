@@ -138,6 +138,7 @@ class Production:
     database_url: str
     redis_url: str
     national_receiver: object = None  # the simulator's FakePlatform registered as the national webhook URL
+    province_receiver: object = None  # and the one registered as Jiangsu's (both sides of a 南京 binding)
     procs: list = None  # web, worker, scheduler (`Proc`)
     env: dict = None  # their environment
     workdir: Path = None
@@ -186,7 +187,7 @@ def _services() -> tuple[str, str]:
 def production_stack(workdir: Path, db_url: str, our_redis: str, *, name: str):
     """A database of its own on `db_url`'s server, `gongji db upgrade` and `platform add`, then `gongji web`,
     `gongji worker` and `gongji scheduler` on `our_redis` (flushed); the national platform's webhook URL is
-    a fake receiver in this process. Yields a `Production`; everything is stopped and dropped after."""
+    a fake receiver in this process, and so is Jiangsu's. Yields a `Production`; everything is stopped and dropped after."""
     import redis
     import sqlalchemy as sa
 
@@ -210,6 +211,7 @@ def production_stack(workdir: Path, db_url: str, our_redis: str, *, name: str):
     nat_key, nat_secret = f"gk_{secrets.token_urlsafe(24)}", f"whsec_{_b64(32)}"
     from workers.simulator.platform import FakePlatform
     receiver = FakePlatform([nat_secret]).start()
+    province = FakePlatform([js_secret]).start()
     procs: list[Proc] = []
     try:
         gongji = gongji_bin()
@@ -218,8 +220,8 @@ def production_stack(workdir: Path, db_url: str, our_redis: str, *, name: str):
                                                 ("national", "national", nat_key, nat_secret, ""),
                                                 ("facecheck", "verifier", fc_key, fc_secret, "")):
             args = [gongji, "platform", "add", pid, "--kind", kind, "--api-key", key, "--webhook-secret", secret]
-            if pid == "national":
-                args += ["--webhook-url", receiver.url]
+            if pid in ("national", "jiangsu"):
+                args += ["--webhook-url", (receiver if pid == "national" else province).url]
             _run(args + (["--regions", regions] if regions else []), env=env, cwd=workdir)
 
         port = free_port()
@@ -233,12 +235,14 @@ def production_stack(workdir: Path, db_url: str, our_redis: str, *, name: str):
         wait_worker(r, procs)
         yield Production(base=base, jiangsu_key=js_key, jiangsu_secret=js_secret, national_key=nat_key,
                          national_secret=nat_secret, facecheck_key=fc_key, facecheck_secret=fc_secret,
-                         database_url=our_db, redis_url=our_redis, national_receiver=receiver, procs=procs,
+                         database_url=our_db, redis_url=our_redis, national_receiver=receiver,
+                         province_receiver=province, procs=procs,
                          env=env, workdir=workdir)
     finally:
         try:
             _stop_all(name, procs)
             receiver.stop()
+            province.stop()
         finally:
             try:
                 r.flushdb()

@@ -73,8 +73,8 @@ def test_redis_down_for_30_seconds_the_api_answers_and_the_backlog_drains_with_n
     verifier's callbacks arrive, and then Redis is started again
     Then every API call and webhook was answered (201/202) during the outage and /readyz stayed 200
     ("degraded", naming Redis); afterwards every stored
-    callback is applied, every outbox row is processed, the lives complete, and the national platform
-    receives every version of every binding once, in order."""
+    callback is applied, every outbox row is processed, the lives complete, and the national and Jiangsu
+    platforms each receive every version of every binding once, in order."""
     db_url, _ = _services()
     own = RedisServer(tmp_path).start()
     try:
@@ -112,8 +112,10 @@ def test_redis_down_for_30_seconds_the_api_answers_and_the_backlog_drains_with_n
             except AssertionError as exc:  # say where it stands
                 raise AssertionError(f"{exc}; at {time.strftime('%H:%M:%S')}: "
                                      f"{_national(stack.database_url, ids)}") from None
-            for bid in ids:
+            for bid in ids:  # and Jiangsu's receiver (both sides are in 南京) the same, in order
                 assert stack.national_receiver.versions(bid) == [1, 2, 3, 4, 5, 6], bid
+                poll(lambda: stack.province_receiver.versions(bid) == [1, 2, 3, 4, 5, 6], timeout=180,
+                     what=f"Jiangsu's receiver having every version of {bid}")
     finally:
         if own.proc.alive():
             own.stop()
