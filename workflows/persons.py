@@ -61,12 +61,17 @@ def validated(data: dict, *, today) -> dict:
     if balance is not None and (not isinstance(balance, int) or isinstance(balance, bool) or balance < 0):
         raise DomainError("validation_failed", "balance_fen is a non-negative integer")
     name = (data.get("name") or "").strip() if isinstance(data.get("name"), (str, type(None))) else ""
-    if not name:
-        raise DomainError("validation_failed", "name is required")
+    if not name or len(name) > 64:
+        raise DomainError("validation_failed", "name is required, at most 64 characters")
     region = data.get("region_code")
+    if not (isinstance(region, str) and len(region) == 6 and region.isascii() and region.isdigit()):
+        raise DomainError("validation_failed", "region_code is a six-digit pooling region code")
+    verified = data.get("real_name_verified", False)
+    if not isinstance(verified, bool):  # a webhook's "false" must not count as verified
+        raise DomainError("validation_failed", "real_name_verified is true or false")
     return dict(id_number=number, name=name, insurance_type=data["insurance_type"],
-                insurance_status=data["insurance_status"], region_code=region if isinstance(region, str) else "",
-                real_name_verified=bool(data.get("real_name_verified", False)), balance_fen=balance)
+                insurance_status=data["insurance_status"], region_code=region, real_name_verified=verified,
+                balance_fen=balance)
 
 
 def upsert(db, data: dict, *, platform, now=None, as_of=None) -> tuple[dict, bool]:

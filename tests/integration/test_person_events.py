@@ -378,7 +378,8 @@ def test_relationship_ended_without_a_binding(pg_db, family, base):
 
 def test_malformed_event_data_is_a_final_outcome(pg_db, family, base):
     """Given a platform's events whose data does not match API.md (a number instead of an ID number, a
-    person.updated without its fields, an unbind with a string actor, an `updated_at` without an offset),
+    person.updated without its fields or with a field POST /persons refuses, an unbind with a string actor,
+    an `updated_at` without an offset),
     when processed, then each gets its refusal code as the final outcome (not retried), nothing changes."""
     fam = family(pg_db, now=base)
     bid = accepted(pg_db, fam, now=base)
@@ -387,7 +388,12 @@ def test_malformed_event_data_is_a_final_outcome(pg_db, family, base):
              ("person.updated", {"id_number": fam.grantor}, "validation_failed"),
              ("binding.unbind_requested", {"binding_id": bid, "actor": "grantor"}, "validation_failed"),
              ("person.deceased", {"id_number": fam.grantor, "updated_at": "2026-03-02T10:00:00"}, "validation_failed"),
-             ("relationship.ended", {"grantor_id_number": fam.grantor}, "invalid_id_number")]
+             ("relationship.ended", {"grantor_id_number": fam.grantor}, "invalid_id_number"),
+             # the checks of POST /persons: a string is not a boolean ("false" would have counted as verified),
+             # a region is six digits, a name at most 64 characters
+             ("person.updated", registry(fam, "grantor", real_name_verified="false"), "validation_failed"),
+             ("person.updated", registry(fam, "grantor", region_code="32010"), "validation_failed"),
+             ("person.updated", registry(fam, "grantor", name="张" * 65), "validation_failed")]
 
     for event_type, data, code in cases:
         row_id = deliver(pg_db, "jiangsu", event_type, data, sent=sent)
