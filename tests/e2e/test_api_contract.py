@@ -6,6 +6,7 @@ import json
 import re
 
 import requests
+from openapi_spec_validator import validate
 
 from .support import (LIFE_EVENTS, Api, assert_problem, child_birth, full_life, id_number, issued_numbers,
                       life_events, post_webhook, verification_completed, wait_state)
@@ -37,12 +38,14 @@ def test_openapi_document_lists_the_contract(embedded):
     When anyone (no key needed) fetches /api/v1/openapi.json
     Then it is an OpenAPI 3.1 document listing every operation of API.md's Persons, Regions and Bindings
     tables and /webhooks/{platform}, each with responses, the writes with a JSON request body, error answers
-    as application/problem+json, and every $ref resolving inside the document."""
+    as application/problem+json, and every $ref resolving inside the document; the inbound webhook's body
+    per type and every outbound event (the `webhooks` section) with its body."""
     resp = requests.get(f"{embedded}/api/v1/openapi.json", timeout=30)
     assert resp.status_code == 200, resp.text
     assert resp.headers["Content-Type"].startswith("application/json")
     doc = resp.json()
     assert doc["openapi"].startswith("3.1"), doc["openapi"]
+    validate(doc)  # a valid OpenAPI 3.1 document (openapi-spec-validator): client generators accept it
     assert doc["info"]["title"] and doc["info"]["version"]
     assert isinstance(doc["paths"], dict) and doc["paths"]
 
@@ -66,6 +69,20 @@ def test_openapi_document_lists_the_contract(embedded):
     for ref in re.findall(r'"\$ref": "([^"]+)"', json.dumps(doc)):
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas, ref
     assert {"type", "title", "status", "detail", "code"} <= set(schemas["Problem"]["properties"])
+
+    # the webhooks both ways: each inbound type with the schema of its data, each outbound event of API.md
+    inbound = doc["paths"]["/webhooks/{platform}"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    kinds = {v["properties"]["type"]["const"]: v["properties"]["data"] for v in inbound["oneOf"]}
+    assert set(kinds) == {"verification.completed", "person.updated", "person.deceased", "relationship.ended",
+                          "binding.unbind_requested"}
+    assert all(data.get("properties") or data.get("allOf") for data in kinds.values()), kinds
+    assert set(doc["webhooks"]) >= {"binding.invited", "binding.verification_requested", "binding.face_verified",
+                                    "binding.accepted", "binding.authorized", "binding.unbound", "binding.declined",
+                                    "binding.cancelled", "binding.expired", "binding.verification_failed",
+                                    "binding.rejected"}
+    for kind, hook in doc["webhooks"].items():
+        sent = hook["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert sent["properties"]["type"]["const"] == kind and "binding" in sent["properties"]["data"]["properties"]
 
 
 def test_problem_codes_are_documented(embedded):

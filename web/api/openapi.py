@@ -7,8 +7,8 @@ from flask import jsonify
 from workflows.errors import CODES, DomainError
 
 from . import ENDPOINTS, bp
-from .schemas import Problem
-from .webhook_doc import WEBHOOK_PATHS
+from .schemas import ActorIn, BindingOut, PersonIn, Problem
+from .webhook_doc import OUTBOUND_WEBHOOKS, WEBHOOK_PATHS
 
 REF = "#/components/schemas/{model}"
 
@@ -51,6 +51,8 @@ def document() -> dict:
             op["responses"][str(status)] = {"description": "codes: " + ", ".join(codes),
                                             "content": {"application/problem+json": {"schema": problem_ref}}}
         paths.setdefault("/api/v1" + ep.path, {})[ep.method.lower()] = op
+    for model in (ActorIn, BindingOut, PersonIn):  # what the webhook bodies refer to
+        _schema(model, components)
     paths.update(WEBHOOK_PATHS(problem_ref))
     return {
         "openapi": "3.1.0",
@@ -59,6 +61,7 @@ def document() -> dict:
                                 "integer fen. ID numbers travel only in bodies and come back masked."},
         "servers": [{"url": "/"}],
         "paths": paths,
+        "webhooks": OUTBOUND_WEBHOOKS(),
         "components": {"schemas": components,
                        "securitySchemes": {"platformKey": {"type": "http", "scheme": "bearer"}}},
     }

@@ -1,26 +1,82 @@
-"""The OpenAPI description of the inbound webhook endpoint (Standard Webhooks)."""
+"""The OpenAPI description of the webhooks, both ways (Standard Webhooks): `/webhooks/{platform}` with the
+`data` of each inbound type (API.md "Inbound webhooks"), and the OpenAPI 3.1 `webhooks` section naming every
+outbound event Gongji sends to a platform's URL (API.md "Outbound events") with its body."""
 from __future__ import annotations
+
+from workflows.unit import EVENT_TYPES
+
+REF = "#/components/schemas/{}"
+SIGNED = ("Standard Webhooks: headers webhook-id, webhook-timestamp (unix seconds) and webhook-signature "
+          "(`v1,<base64 HMAC-SHA256 of id.timestamp.body>` with the platform's whsec_ secret; several during a "
+          "secret rotation)")
+_STR = {"type": "string"}
+_ID_NUMBER = {"type": "string", "description": "18-character resident ID number"}
+_AS_OF = {"type": "string", "format": "date-time",
+          "description": "the registry's as-of time (with an offset); without it, the webhook-timestamp"}
+INBOUND = {
+    "verification.completed": {"type": "object", "required": ["verification_id", "binding_id", "result"],
+                               "properties": {"verification_id": _STR, "binding_id": _STR,
+                                              "result": {"enum": ["passed", "failed"]}, "reason": _STR}},
+    "person.updated": {"allOf": [{"$ref": REF.format("PersonIn")}],
+                       "description": "the fields of POST /api/v1/persons"},
+    "person.deceased": {"type": "object", "required": ["id_number"],
+                        "properties": {"id_number": _ID_NUMBER, "updated_at": _AS_OF}},
+    "relationship.ended": {"type": "object", "required": ["grantor_id_number", "beneficiary_id_number"],
+                           "properties": {"grantor_id_number": _ID_NUMBER, "beneficiary_id_number": _ID_NUMBER}},
+    "binding.unbind_requested": {"type": "object", "required": ["binding_id", "actor"],
+                                 "properties": {"binding_id": _STR, "actor": {"$ref": REF.format("ActorIn")},
+                                                "reason": _STR}},
+}
+# every outbound binding event: one per transition (workflows/unit.py), plus a failed attempt with attempts left
+OUTBOUND = sorted({*EVENT_TYPES.values(), "binding.verification_failed", "binding.verification_attempt_failed"})
+
+
+def _headers() -> list[dict]:
+    return [{"name": h, "in": "header", "required": True, "schema": _STR}
+            for h in ("webhook-id", "webhook-timestamp", "webhook-signature")]
 
 
 def WEBHOOK_PATHS(problem_ref: dict) -> dict:
-    headers = [{"name": h, "in": "header", "required": True, "schema": {"type": "string"}}
-               for h in ("webhook-id", "webhook-timestamp", "webhook-signature")]
-    body = {"type": "object", "required": ["type", "data"], "properties": {
-        "type": {"enum": ["verification.completed", "person.updated", "person.deceased", "relationship.ended",
-                          "binding.unbind_requested"]},
-        "data": {"type": "object"}}}
+    body = {"oneOf": [{"type": "object", "required": ["type", "data"], "additionalProperties": False,
+                       "properties": {"type": {"const": kind}, "data": data}} for kind, data in INBOUND.items()],
+            "discriminator": {"propertyName": "type"}}
     err = {"content": {"application/problem+json": {"schema": problem_ref}}}
     return {"/webhooks/{platform}": {"post": {
         "summary": "Inbound webhook from a platform or the face-verification provider",
-        "description": "Standard Webhooks: HMAC-SHA256 over `id.timestamp.body` with the platform's whsec_ "
-                       "secret, ±5 min tolerance. Stored before it is answered (202), deduplicated on "
-                       "webhook-id (a duplicate answers 200 and changes nothing), processed by a worker.",
+        "description": SIGNED + ", ±5 min tolerance. Stored before it is answered (202), deduplicated on "
+                       "webhook-id (a duplicate answers 200 and changes nothing), processed by a worker; "
+                       "its outcome (applied, stale, a refusal code) is recorded, not answered.",
         "tags": ["webhooks"],
-        "parameters": [{"name": "platform", "in": "path", "required": True, "schema": {"type": "string"}},
-                       *headers],
+        "parameters": [{"name": "platform", "in": "path", "required": True, "schema": _STR}, *_headers()],
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
         "responses": {"202": {"description": "stored"}, "200": {"description": "duplicate, ignored"},
                       "400": {"description": "malformed", **err},
                       "401": {"description": "bad_signature, stale_timestamp, unauthorized", **err},
                       "403": {"description": "this platform may not send this type", **err},
-                      "404": {"description": "unknown platform", **err}}}}}
+                      "404": {"description": "unknown platform", **err},
+                      "422": {"description": "validation_failed (a webhook-id over 255 characters)", **err}}}}}
+
+
+def OUTBOUND_WEBHOOKS() -> dict:
+    """The OpenAPI 3.1 `webhooks` object: what a platform's webhook URL receives."""
+    def body(kind: str) -> dict:
+        return {"type": "object", "required": ["type", "id", "created_at", "data"], "properties": {
+            "type": {"const": kind}, "id": {"type": "string", "description": "the event id, also webhook-id"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "data": {"type": "object", "required": ["binding", "transition"], "properties": {
+                "binding": {"$ref": REF.format("BindingOut"),
+                            "description": "the binding after the transition, masked; `version` orders events"},
+                "transition": {"type": "object", "properties": {
+                    "event": _STR, "from": {"type": ["string", "null"]}, "to": _STR,
+                    "actor": {"type": "object", "properties": {"kind": _STR, "id": _STR}},
+                    "reason": {"type": ["string", "null"]}}}}}}}
+    return {kind: {"post": {
+        "summary": kind, "tags": ["events"],
+        "description": SIGNED + ". Sent to each platform the binding concerns that registered a webhook URL, "
+                       "in version order per binding (version n+1 only after n was acknowledged), at least "
+                       "once: drop a repeated webhook-id.",
+        "parameters": _headers(),
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body(kind)}}},
+        "responses": {"2XX": {"description": "acknowledged: this platform holds this version"},
+                      "default": {"description": "not acknowledged: retried on the documented schedule"}}}}
+        for kind in OUTBOUND}
