@@ -70,7 +70,6 @@ class ReceivedWebhook(Base):
     outcome: Mapped[str | None] = mapped_column(sa.String(64))
     attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a worker is on it (workflows.once)
 
     __table_args__ = (
         sa.UniqueConstraint("platform_id", "webhook_id", name="uq_received_webhooks_id"),

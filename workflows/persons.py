@@ -89,12 +89,15 @@ def upsert(db, data: dict, *, platform, now=None, as_of=None) -> tuple[dict, boo
         return person_view(person), created
 
 
+NO_SUCH_NUMBER = "no person with that ID number"
+
+
 def lookup(db, id_number: str) -> dict:
     number = idnumbers.normalize(id_number)
     with db() as session:
         person = by_number(session, number)
         if person is None:
-            raise DomainError("not_found", "no person with that ID number")
+            raise DomainError("not_found", NO_SUCH_NUMBER)
         return person_view(person)
 
 

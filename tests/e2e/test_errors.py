@@ -228,7 +228,10 @@ def test_not_found(embedded, js, xj, nat, facecheck_secret):
                    404, "not_found")
     # a platform that serves neither side cannot see (or probe) the binding, nor look up its persons (their
     # balance and insurance); the national platform, which serves every province, can
-    assert_problem(xj.post("/api/v1/persons/lookup", {"id_number": grantor.id_number}), 404, "not_found")
+    hidden = xj.post("/api/v1/persons/lookup", {"id_number": grantor.id_number})
+    unknown = xj.post("/api/v1/persons/lookup", {"id_number": id_number()})
+    assert_problem(hidden, 404, "not_found")
+    assert hidden.json()["detail"] == unknown.json()["detail"]  # indistinguishable from an unknown number
     assert nat.post("/api/v1/persons/lookup", {"id_number": grantor.id_number}).json()["id"] == grantor.id
     assert_problem(xj.get(f"/api/v1/bindings/{b['id']}"), 404, "not_found")
     assert_problem(xj.get(f"/api/v1/bindings/{b['id']}/history"), 404, "not_found")

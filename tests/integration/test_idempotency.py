@@ -82,8 +82,8 @@ def test_a_finished_request_is_replayed_a_different_body_is_refused_and_a_5xx_is
     When the same key comes again with the same body, then with another body
     Then the first gets the stored answer and the second 422 idempotency_key_reused;
     and a key whose request ended in a 5xx can be claimed again (the failed request is retried)."""
-    record_id, _ = idempotency.claim(pg_db, "jiangsu", "k-done", "d1")
-    idempotency.finish(pg_db, record_id, 201, '{"id": "bnd_x"}')
+    claimed, _ = idempotency.claim(pg_db, "jiangsu", "k-done", "d1")
+    idempotency.finish(pg_db, claimed, 201, '{"id": "bnd_x"}')
     assert idempotency.claim(pg_db, "jiangsu", "k-done", "d1") == (None, (201, '{"id": "bnd_x"}'))
     with pytest.raises(DomainError) as refused:
         idempotency.claim(pg_db, "jiangsu", "k-done", "d2")
@@ -115,9 +115,26 @@ def test_a_claim_whose_request_died_is_taken_over_by_a_retry_once_abandoned(pg_d
         idempotency.claim(pg_db, "jiangsu", "k-died", "d2", now=late)
     assert other_body.value.code == "idempotency_key_reused"
     taken, replay = idempotency.claim(pg_db, "jiangsu", "k-died", "d1", now=late)
-    assert taken == first and replay is None and records(pg_db, "k-died") == 1
+    assert taken.id == first.id and replay is None and records(pg_db, "k-died") == 1
     idempotency.finish(pg_db, taken, 201, '{"id": "bnd_x"}')
     assert idempotency.claim(pg_db, "jiangsu", "k-died", "d1", now=late) == (None, (201, '{"id": "bnd_x"}'))
+
+
+def test_a_request_taken_over_cannot_overwrite_or_drop_its_successors_answer(pg_db):
+    """Given a key claimed at T0 by a request that was still running (not dead) when a retry took it over,
+    when the first request finishes late, with a 5xx or with an answer,
+    then neither drops nor overwrites the record: the retry's own answer is the one kept and replayed."""
+    from datetime import datetime, timedelta, timezone
+    t0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
+    slow, _ = idempotency.claim(pg_db, "jiangsu", "k-slow", "d1", now=t0)
+    late = t0 + timedelta(seconds=idempotency.ABANDONED_S + 1)
+    retry, _ = idempotency.claim(pg_db, "jiangsu", "k-slow", "d1", now=late)
+
+    idempotency.finish(pg_db, slow, 503, "")  # would have deleted the record, and a third request run again
+    assert records(pg_db, "k-slow") == 1
+    idempotency.finish(pg_db, retry, 200, '{"state": "authorized"}')
+    idempotency.finish(pg_db, slow, 409, '{"code": "illegal_transition"}')  # would have replaced the answer
+    assert idempotency.claim(pg_db, "jiangsu", "k-slow", "d1", now=late) == (None, (200, '{"state": "authorized"}'))
 
 
 def test_two_retries_of_an_abandoned_claim_at_once_one_takes_it_over(pg_db):

@@ -93,7 +93,7 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
             if method == "GET" or key is None:
                 return run(**kwargs)
             digest = idempotency.fingerprint(method, request.path, request.get_data(cache=True))
-            record_id, replay = idempotency.claim(db(), g.platform.id, key, digest)
+            claimed, replay = idempotency.claim(db(), g.platform.id, key, digest)
             if replay is not None:
                 resp = Response(replay[1], status=replay[0], mimetype="application/json")
                 resp.headers["Idempotent-Replayed"] = "true"
@@ -103,9 +103,9 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
             except DomainError as exc:
                 resp = from_error(exc)
             except Exception:
-                idempotency.finish(db(), record_id, 500, "")
+                idempotency.finish(db(), claimed, 500, "")
                 raise
-            idempotency.finish(db(), record_id, resp.status_code, resp.get_data(as_text=True))
+            idempotency.finish(db(), claimed, resp.status_code, resp.get_data(as_text=True))
             return resp
 
         bp.add_url_rule(flask_path, view.__name__, with_key, methods=[method])

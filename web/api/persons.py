@@ -24,7 +24,8 @@ def upsert_person(body: PersonIn):
           tag="persons")
 def lookup_person(body: LookupIn):
     person = persons.lookup(db(), body.id_number)
-    _served(person)
+    if not g.platform.serves(person["region_code"][:2]):  # answered exactly as an unknown number (no probing)
+        raise DomainError("not_found", persons.NO_SUCH_NUMBER)
     return person
 
 

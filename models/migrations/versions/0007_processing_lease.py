@@ -1,8 +1,9 @@
-"""outbox.lease_until, received_webhooks.lease_until: the lease of the worker processing the row
+"""outbox.lease_until: the lease of the worker processing the row
 
-`workflows.once.run_once` takes a row with a lease (`LEASE_S`), so a second copy of its message (the
-relay's re-send of a row still unprocessed after 10 s, a broker redelivery) does not run the same work at
-the same time and overwrite the first run's outcome and attempt count. NULL: nobody holds it.
+`workflows.once.run_once` takes an outbox row with a lease (`LEASE_S`), so a second copy of its message
+(the relay's re-send of a row still unprocessed after 10 s, a broker redelivery) does not run the same
+work at the same time (for a stored webhook: apply it twice and overwrite the first run's outcome and
+attempt count). NULL: nobody holds it.
 
 Revision ID: 0007
 Revises: 0006
@@ -19,12 +20,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for table in ('outbox', 'received_webhooks'):
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.add_column(sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
-    for table in ('received_webhooks', 'outbox'):
-        with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.drop_column('lease_until')
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_column('lease_until')
