@@ -11,7 +11,9 @@ Why it is shaped this way:
   (a fresh read after the locks, so two concurrent moves cannot each pass the region rule against the
   other's old region), and end what `consequences.decide` says, the system as actor, the reason in history.
 - A province platform speaks only about persons insured in the provinces it serves (the national platform
-  serves all); a refusal is a DomainError, which the webhook records as its final outcome."""
+  serves all); a refusal is a DomainError, which the webhook records as its final outcome. The one opening:
+  a person whose insurance ended where it was held may be registered by the province they moved to (a
+  transfer: the old province reports the end, which ends their bindings; the new one registers them)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -84,8 +86,10 @@ def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform) -> t
         person = Person(id_number=number, id_number_hash=lookup_hash(number), id_number_masked=idnumbers.mask(number),
                         created_at=cmd.now, balance_fen=0)
         s.add(person)
-    else:  # a province platform may not take over a person another province insures
-        check_served(platform, province_of(s, person.region_code))
+    else:  # a province platform may not take over a person another province insures, but it may register
+        # one whose insurance there has ended: the second half of a transfer (医保关系转移) to its province
+        if person.insurance_status != "ended":
+            check_served(platform, province_of(s, person.region_code))
         _check_fresh(person, as_of)
     before = None if created else (person.insurance_type, person.insurance_status, person.region_code)
     person.name, person.name_masked = fields["name"], idnumbers.mask_name(fields["name"])
