@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import sqlalchemy as sa
+
 from models import Person
 from models.crypto import lookup_hash
 
@@ -25,6 +27,7 @@ from . import commands, consequences, idnumbers, policy, rows
 from .actors import Actor
 from .errors import DomainError
 from .persons import by_number, facts, province_of, upsert
+from .statements import Statement
 from .unit import Command, command
 
 FUTURE_TOLERANCE = timedelta(minutes=5)  # an as-of time further ahead would freeze the person's record
@@ -106,9 +109,17 @@ def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform) -> t
     return person, created
 
 
+_REGIONS = Statement(sa.update(rows.B).where(rows.B.c.id == sa.bindparam("id")).values(
+    grantor_region=sa.bindparam("g"), beneficiary_region=sa.bindparam("b"), province_code=sa.bindparam("p"),
+    updated_at=sa.bindparam("t", type_=rows.B.c.updated_at.type)))
+
+
 def end_bindings(cmd: Command, person_id: str, actor: Actor, *, moved: bool) -> int:
     """End every non-terminal binding of the person that the facts no longer allow; how many ended.
-    The region rule is judged only after a move (`moved`), under the policies in force now."""
+    The region rule is judged only after a move (`moved`), under the policies in force now. A binding the
+    move leaves standing follows it: its regions (and the grantor's province) become the persons' current
+    ones, so the dashboard's region filters and the platforms it concerns are those of today (no transition:
+    the state did not change; `updated_at` moves, so the sync feed shows it again)."""
     s, ended = cmd.session, 0
     for row in rows.lock_of_person(s, person_id):
         g, b = facts(s, row.grantor), facts(s, row.beneficiary)
@@ -120,6 +131,9 @@ def end_bindings(cmd: Command, person_id: str, actor: Actor, *, moved: bool) -> 
             cmd.authorize_actor(row, event, actor, reason)
             cmd.transition(row, event, actor, reason=reason)
             ended += 1
+        elif moved and (row.grantor_region, row.beneficiary_region) != (g.region_code, b.region_code):
+            _REGIONS.run(s, {"id": row.id, "g": g.region_code, "b": b.region_code, "p": g.province_code,
+                             "t": cmd.now})
     return ended
 
 

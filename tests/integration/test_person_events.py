@@ -337,6 +337,26 @@ def test_a_transfer_the_old_province_ends_and_the_new_one_registers(pg_db, famil
         "650100", "active", "xinjiang")
 
 
+def test_a_move_the_policy_allows_carries_the_binding_to_the_new_region(pg_db, family, base):
+    """Given an authorized binding of two persons in 南京 (320100),
+    when the grantor moves to 苏州 (320500; Jiangsu allows bindings within the province),
+    then the binding stands (no transition, no new history) and now carries the grantor's new region,
+    with `updated_at` at the move (so the sync feed shows it again)."""
+    fam = family(pg_db, now=base)
+    bid = _authorized(pg_db, fam, base)
+    before = binding(pg_db, bid)
+    moved_at = base + timedelta(hours=1)
+
+    assert send(pg_db, "jiangsu", "person.updated", registry(fam, "grantor", region_code="320500"),
+                sent=moved_at) == "applied"
+
+    after = binding(pg_db, bid)
+    assert (after.state, after.version) == (before.state, before.version) == ("authorized", before.version)
+    assert (after.grantor_region, after.beneficiary_region, after.province_code) == ("320500", "320100", "32")
+    assert after.updated_at > before.updated_at
+    assert len(history(pg_db, bid)) == before.version
+
+
 def test_the_same_person_updated_processed_twice_has_one_effect(pg_db, family, base):
     """Given an authorized binding and one stored person.updated suspending the grantor,
     when the worker processes that webhook twice (a redelivered message), the platform posts it again with
