@@ -109,7 +109,7 @@ def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform) -> t
     return person, created
 
 
-_REGIONS = Statement(sa.update(rows.B).where(rows.B.c.id == sa.bindparam("id")).values(
+_REGIONS = Statement(sa.update(rows.B).where(rows.B.c.id == sa.bindparam("_id")).values(
     grantor_region=sa.bindparam("g"), beneficiary_region=sa.bindparam("b"), province_code=sa.bindparam("p"),
     updated_at=sa.bindparam("t", type_=rows.B.c.updated_at.type)))
 
@@ -132,7 +132,7 @@ def end_bindings(cmd: Command, person_id: str, actor: Actor, *, moved: bool) -> 
             cmd.transition(row, event, actor, reason=reason)
             ended += 1
         elif moved and (row.grantor_region, row.beneficiary_region) != (g.region_code, b.region_code):
-            _REGIONS.run(s, {"id": row.id, "g": g.region_code, "b": b.region_code, "p": g.province_code,
+            _REGIONS.run(s, {"_id": row.id, "g": g.region_code, "b": b.region_code, "p": g.province_code,
                              "t": cmd.now})
     return ended
 
