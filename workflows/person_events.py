@@ -11,14 +11,10 @@ Why it is shaped this way:
   (a fresh read after the locks, so two concurrent moves cannot each pass the region rule against the
   other's old region), and end what `consequences.decide` says, the system as actor, the reason in history.
 - A province platform speaks only about persons insured in the provinces it serves (the national platform
-  serves all); a refusal is a DomainError, which the webhook records as its final outcome. The one opening:
-  a person whose insurance ended where it was held may be registered by the province they moved to (a
-  transfer: the old province reports the end, which ends their bindings; the new one registers them)."""
+  serves all); a refusal is a DomainError, which the webhook records as its final outcome."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-
-import sqlalchemy as sa
 
 from models import Person
 from models.crypto import lookup_hash
@@ -27,7 +23,6 @@ from . import commands, consequences, idnumbers, policy, rows
 from .actors import Actor
 from .errors import DomainError
 from .persons import by_number, facts, province_of, upsert
-from .statements import Statement
 from .unit import Command, command
 
 FUTURE_TOLERANCE = timedelta(minutes=5)  # an as-of time further ahead would freeze the person's record
@@ -89,10 +84,8 @@ def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform) -> t
         person = Person(id_number=number, id_number_hash=lookup_hash(number), id_number_masked=idnumbers.mask(number),
                         created_at=cmd.now, balance_fen=0)
         s.add(person)
-    else:  # a province platform may not take over a person another province insures, but it may register
-        # one whose insurance there has ended: the second half of a transfer (医保关系转移) to its province
-        if person.insurance_status != "ended":
-            check_served(platform, province_of(s, person.region_code))
+    else:  # a province platform may not take over a person another province insures
+        check_served(platform, province_of(s, person.region_code))
         _check_fresh(person, as_of)
     before = None if created else (person.insurance_type, person.insurance_status, person.region_code)
     person.name, person.name_masked = fields["name"], idnumbers.mask_name(fields["name"])
@@ -109,17 +102,9 @@ def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform) -> t
     return person, created
 
 
-_REGIONS = Statement(sa.update(rows.B).where(rows.B.c.id == sa.bindparam("_id")).values(
-    grantor_region=sa.bindparam("g"), beneficiary_region=sa.bindparam("b"), province_code=sa.bindparam("p"),
-    updated_at=sa.bindparam("t", type_=rows.B.c.updated_at.type)))
-
-
 def end_bindings(cmd: Command, person_id: str, actor: Actor, *, moved: bool) -> int:
     """End every non-terminal binding of the person that the facts no longer allow; how many ended.
-    The region rule is judged only after a move (`moved`), under the policies in force now. A binding the
-    move leaves standing follows it: its regions (and the grantor's province) become the persons' current
-    ones, so the dashboard's region filters and the platforms it concerns are those of today (no transition:
-    the state did not change; `updated_at` moves, so the sync feed shows it again)."""
+    The region rule is judged only after a move (`moved`), under the policies in force now."""
     s, ended = cmd.session, 0
     for row in rows.lock_of_person(s, person_id):
         g, b = facts(s, row.grantor), facts(s, row.beneficiary)
@@ -131,9 +116,6 @@ def end_bindings(cmd: Command, person_id: str, actor: Actor, *, moved: bool) -> 
             cmd.authorize_actor(row, event, actor, reason)
             cmd.transition(row, event, actor, reason=reason)
             ended += 1
-        elif moved and (row.grantor_region, row.beneficiary_region) != (g.region_code, b.region_code):
-            _REGIONS.run(s, {"_id": row.id, "g": g.region_code, "b": b.region_code, "p": g.province_code,
-                             "t": cmd.now})
     return ended
 
 

@@ -104,20 +104,3 @@ def test_sixteen_year_old_verifies_their_own_face(js):
     assert (older["state"], older["verification_method"]) == ("invited", "face")
     assert older["expires_at"] is not None and older["deadline_event"] == "expire"
     assert (younger["state"], younger["verification_method"]) == ("accepted", "guardian")
-
-
-def test_a_guardian_binding_follows_the_parents_move_within_the_province(js):
-    """Given an authorized guardian binding of a parent and child in 南京 (embedded default: SQLite)
-    When Jiangsu re-registers the parent in 苏州 (320500; Jiangsu allows bindings within the province)
-    Then the binding stands, authorized, with the same history, and now names the parent's region 320500."""
-    from dataclasses import replace
-    parent = js.person("320100")
-    child = js.person("320100", birth=child_birth(2015), insurance_type="resident", balance_fen=0)
-    b = js.invited(parent, child, "child")
-    js.ok(b["id"], "authorization", parent, amount_fen=5_000)
-
-    js.upsert(replace(parent, region_code="320500"))
-
-    moved = js.binding(b["id"])
-    assert (moved["state"], moved["grantor_region"], moved["beneficiary_region"]) == ("authorized", "320500", "320100")
-    assert [t["event"] for t in js.history(b["id"])] == ["invite", "authorize"]

@@ -314,49 +314,6 @@ def test_a_province_platform_is_refused_for_another_province(pg_db, family, base
                            platform_id="national")
 
 
-def test_a_transfer_the_old_province_ends_and_the_new_one_registers(pg_db, family, base):
-    """Given a Jiangsu grantor (南京) with an authorized binding,
-    when Xinjiang registers them in 乌鲁木齐 while Jiangsu still insures them, then Jiangsu reports their
-    insurance ended (the transfer out), then Xinjiang registers them again (the transfer in),
-    then the first is region_not_served and changes nothing; the end of insurance unbinds (system, reason
-    grantor_insurance_ended); and Xinjiang's registration applies: the person is active in 650100."""
-    fam = family(pg_db, now=base)
-    bid = _authorized(pg_db, fam, base)
-    moved_in = registry(fam, "grantor", region_code="650100")
-    before = domain_state(pg_db)
-
-    assert send(pg_db, "xinjiang", "person.updated", moved_in, sent=base + timedelta(hours=1)) == "region_not_served"
-    assert domain_state(pg_db) == before
-    assert send(pg_db, "jiangsu", "person.updated", registry(fam, "grantor", insurance_status="ended"),
-                sent=base + timedelta(hours=2)) == "applied"
-    assert_ended_by_system(pg_db, bid, state="unbound", event="unbind", reason="grantor_insurance_ended",
-                           platform_id="jiangsu")
-    assert send(pg_db, "xinjiang", "person.updated", moved_in, sent=base + timedelta(hours=3)) == "applied"
-    now_held = held(pg_db, fam.grantor)
-    assert (now_held.region_code, now_held.insurance_status, now_held.source_platform) == (
-        "650100", "active", "xinjiang")
-
-
-def test_a_move_the_policy_allows_carries_the_binding_to_the_new_region(pg_db, family, base):
-    """Given an authorized binding of two persons in 南京 (320100),
-    when the grantor moves to 苏州 (320500; Jiangsu allows bindings within the province),
-    then the binding stands (no transition, no new history) and now carries the grantor's new region,
-    with `updated_at` at the move (so the sync feed shows it again)."""
-    fam = family(pg_db, now=base)
-    bid = _authorized(pg_db, fam, base)
-    before = binding(pg_db, bid)
-    moved_at = base + timedelta(hours=1)
-
-    assert send(pg_db, "jiangsu", "person.updated", registry(fam, "grantor", region_code="320500"),
-                sent=moved_at) == "applied"
-
-    after = binding(pg_db, bid)
-    assert (after.state, after.version) == (before.state, before.version) == ("authorized", before.version)
-    assert (after.grantor_region, after.beneficiary_region, after.province_code) == ("320500", "320100", "32")
-    assert after.updated_at > before.updated_at
-    assert len(history(pg_db, bid)) == before.version
-
-
 def test_the_same_person_updated_processed_twice_has_one_effect(pg_db, family, base):
     """Given an authorized binding and one stored person.updated suspending the grantor,
     when the worker processes that webhook twice (a redelivered message), the platform posts it again with
