@@ -24,8 +24,7 @@ def upsert_person(body: PersonIn):
           tag="persons")
 def lookup_person(body: LookupIn):
     person = persons.lookup(db(), body.id_number)
-    if not g.platform.serves(person["region_code"][:2]):  # answered exactly as an unknown number (no probing)
-        raise DomainError("not_found", persons.NO_SUCH_NUMBER)
+    _served(person, unknown=persons.NO_SUCH_NUMBER)  # answered exactly as an unknown number
     return person
 
 
@@ -44,10 +43,11 @@ def deduction_order(person_id: str, body: DeductionOrderIn):
     return queries.set_deduction_order(db(), person_id, body.binding_ids)
 
 
-def _served(person: dict) -> None:
-    """A platform sees only persons insured in a province it serves; others answer 404 (no probing)."""
+def _served(person: dict, *, unknown: str | None = None) -> None:
+    """A platform sees only persons insured in a province it serves; others answer 404 with what an unknown
+    person would get (`unknown`, else the id's not-found detail), so nothing can be probed."""
     if not g.platform.serves(person["region_code"][:2]):
-        raise DomainError("not_found", f"no person {person['id']}")
+        raise DomainError("not_found", unknown or f"no person {person['id']}")
 
 
 @endpoint("GET", "/regions/{code}", "The policy in force for a pooling region (统筹区)", answer=RegionOut,
