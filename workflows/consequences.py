@@ -66,6 +66,17 @@ def decide(state: str, expires_at: datetime | None, now: datetime, grantor: rule
     return (event, reason) if reason is not None else None
 
 
+def relocation(state: str, expires_at: datetime | None, now: datetime, held: tuple[str, str],
+               current: tuple[str, str]) -> str | None:
+    """Why a standing binding follows its persons to new pooling regions (`relocate`), or None: the regions
+    it holds, (grantor's, beneficiary's), are where they are insured now, or the system may not act on it
+    (terminal, or pending past its TTL). Call it only for a binding `decide` leaves standing after a move:
+    one the policies allow. The reason names each side that moved, from where to where."""
+    if held == current or ending_event(state, expires_at, now) is None:
+        return None
+    return "; ".join(f"{side}_region {old}→{new}" for side, old, new in zip(SIDES, held, current) if old != new)
+
+
 def relationship_ended(state: str, expires_at: datetime | None, now: datetime) -> tuple[str, str] | None:
     """(event, reason) to end a binding whose relationship the registry says has ended, or None."""
     event = ending_event(state, expires_at, now)

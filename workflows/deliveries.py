@@ -127,11 +127,13 @@ class Claim:
 
 
 def concerned(session, payload: dict) -> list[platforms.PlatformInfo]:
-    """The platforms a binding event concerns: national ones and those serving either side's province."""
-    binding = (payload.get("data") or {}).get("binding") or {}
-    provinces = {binding.get("province_code")}
-    if binding.get("beneficiary_region"):
-        provinces.add(province_of(session, binding["beneficiary_region"]))
+    """The platforms a binding event concerns: national ones and those serving the province of either
+    side's pooling region, and for `binding.relocated` also of the regions the binding left
+    (`relocated_from`: the province that no longer sees it learns that it left)."""
+    data = payload.get("data") or {}
+    held = [data.get("binding") or {}, data.get("relocated_from") or {}]
+    provinces = {province_of(session, b[k]) for b in held for k in ("grantor_region", "beneficiary_region")
+                 if b.get(k)}
     return [p for p in platforms.all_platforms(session) if p.webhook_url and p.kind != "verifier"
             and (p.kind == "national" or provinces & set(p.provinces))]
 

@@ -22,7 +22,8 @@ NEW = "new"  # the pseudo-state of a row being created; never stored
 STATES = ["new", "invited", "face_verified", "accepted", "authorized",
           "unbound", "declined", "cancelled", "expired", "verification_failed", "rejected"]
 TERMINAL = frozenset({"unbound", "declined", "cancelled", "expired", "verification_failed", "rejected"})
-ACTIVE = frozenset({"invited", "face_verified", "accepted", "authorized"})
+ACTIVE_ORDER = ("invited", "face_verified", "accepted", "authorized")
+ACTIVE = frozenset(ACTIVE_ORDER)
 PENDING = ("invited", "face_verified")
 LIVE = ("accepted", "authorized")
 
@@ -49,6 +50,9 @@ TRANSITIONS = [
     {"trigger": "reject", "source": list(PENDING), "dest": "rejected"},
     {"trigger": "authorize", "source": list(LIVE), "dest": "authorized"},
     {"trigger": "unbind", "source": list(LIVE), "dest": "unbound"},
+    # Gongji's addition to DESIGN §2: a person moved to a pooling region the policy allows, and the binding
+    # follows (its regions change, its state does not; person_events.relocate)
+    *({"trigger": "relocate", "source": s, "dest": s} for s in ACTIVE_ORDER),
 ]
 EVENTS = tuple(dict.fromkeys(t["trigger"] for t in TRANSITIONS))
 
@@ -65,6 +69,7 @@ EVENT_ROLES: dict[str, frozenset[str]] = {
     "reject": frozenset({"system"}),
     "authorize": frozenset({"grantor"}),
     "unbind": frozenset({"grantor", "beneficiary", "operator", "system"}),
+    "relocate": frozenset({"system"}),
 }
 
 class _SharedMachine(Machine):

@@ -10,6 +10,7 @@ Why it is shaped this way:
   the person, write the fact, lock the person's non-terminal bindings in id order, read both sides again
   (a fresh read after the locks, so two concurrent moves cannot each pass the region rule against the
   other's old region), and end what `consequences.decide` says, the system as actor, the reason in history.
+  A binding a move leaves standing is relocated to the persons' new regions (`relocate`).
 - A province platform speaks only about persons insured in the provinces it serves (the national platform
   serves all); a refusal is a DomainError, which the webhook records as its final outcome."""
 from __future__ import annotations
@@ -116,7 +117,33 @@ def end_bindings(cmd: Command, person_id: str, actor: Actor, *, moved: bool) -> 
             cmd.authorize_actor(row, event, actor, reason)
             cmd.transition(row, event, actor, reason=reason)
             ended += 1
+        elif moved:
+            relocate(cmd, row, g, b, policies[0], actor)
     return ended
+
+
+REGIONS = ("grantor_region", "beneficiary_region")
+
+
+def relocate(cmd: Command, row: rows.BindingRow, grantor, beneficiary, grantor_policy, actor: Actor) -> bool:
+    """A binding the move leaves standing follows its persons: `relocate` (a self-transition: version,
+    history and a `binding.relocated` event, which also goes to the provinces it left) writes the regions
+    they are insured in now. Who sees the binding and who is told follows those regions; its home province
+    (`province_code`, the shard key) stays. A grantor's move puts the binding under the policy in force in
+    the grantor's new region. An open face-verification attempt keeps its deadline."""
+    held = (row.grantor_region, row.beneficiary_region)
+    reason = consequences.relocation(row.state, row.expires_at, cmd.now, held,
+                                     (grantor.region_code, beneficiary.region_code))
+    if reason is None:
+        return False
+    row.grantor_region, row.beneficiary_region = grantor.region_code, beneficiary.region_code
+    if row.grantor_region != held[0]:
+        row.policy_id = grantor_policy.id
+    waiting = row.deadline_at if row.deadline_event == "verification_timeout" else None
+    cmd.authorize_actor(row, "relocate", actor, reason)
+    cmd.transition(row, "relocate", actor, reason=reason, attempt_deadline=waiting,
+                   extra={"relocated_from": dict(zip(REGIONS, held))})
+    return True
 
 
 # --- the inbound webhook types (webhooks._apply); each returns the outcome recorded on the webhook ----------

@@ -21,7 +21,8 @@ PERSON_COLUMNS = ("id", "id_number_hash", "id_number_masked", "name_masked", "re
                   "insurance_status", "real_name_verified", "deceased", "balance_fen")
 BINDING_COLUMNS = tuple(c.name for c in B.columns)
 MUTABLE = ("state", "version", "updated_at", "ended_at", "end_event", "deadline_at", "deadline_event",
-           "authorized_amount_fen", "failed_verifications")
+           "authorized_amount_fen", "failed_verifications",
+           "grantor_region", "beneficiary_region", "policy_id")  # the last three: `relocate` only
 
 
 class PersonRow:

@@ -96,11 +96,12 @@ def _parse_cursor(cursor: str) -> tuple[datetime, str]:
 
 def concerns(platform) -> sa.ColumnElement[bool]:
     """The bindings a platform is concerned with: all for the national platform, else those whose grantor's
-    or beneficiary's pooling region lies in a province it serves."""
+    or beneficiary's pooling region lies in a province it serves (the regions they hold now: a `relocate`
+    moves them, never the home province `province_code`)."""
     if platform.kind == "national":
         return sa.true()
     regions = sa.select(Region.code).where(Region.province_code.in_(platform.provinces))
-    return sa.or_(rows.B.c.province_code.in_(platform.provinces), rows.B.c.beneficiary_region.in_(regions))
+    return sa.or_(rows.B.c.grantor_region.in_(regions), rows.B.c.beneficiary_region.in_(regions))
 
 
 def feed(db, platform, *, after: str | None = None, limit: int = 500, now: datetime | None = None) -> dict:

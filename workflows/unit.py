@@ -46,6 +46,7 @@ EVENT_TYPES = {
     "verification_passed": "binding.face_verified", "accept": "binding.accepted",
     "decline": "binding.declined", "cancel": "binding.cancelled", "expire": "binding.expired",
     "reject": "binding.rejected", "authorize": "binding.authorized", "unbind": "binding.unbound",
+    "relocate": "binding.relocated",
 }
 
 

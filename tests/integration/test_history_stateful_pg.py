@@ -2,7 +2,7 @@
 command functions (each one transaction) on one binding; after every step the stored history replays
 through the shared machine to the stored state, seq is 1..version with one outbox event per version, and a
 refused command changed nothing. tests/unit/test_history_stateful.py checks the machine alone; this one
-checks what the commands write."""
+checks what the commands write, registry moves (a binding following its persons, `relocate`) included."""
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -12,12 +12,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from workflows import commands, verification
+from workflows import commands, machine, persons, verification
 from workflows.actors import Actor
 from workflows.errors import DomainError
 
 from .support import T0, assert_history_consistent, binding, invite, person, table_snapshot
 from .test_commands_pg import replay
+from .test_person_events import registry
 
 OPERATOR = Actor("operator", "op-hypothesis")
 SYSTEM = Actor("system", "hypothesis")
@@ -34,6 +35,7 @@ def _machine(db, family):
             self.fam = family(db, beneficiary_born=born, now=T0)
             self.bid = invite(db, self.fam, relationship="child" if guardian else "spouse", now=T0)["id"]
             self.attempt = None
+            self.regions = {"grantor": "320100", "beneficiary": "320100"}
 
         def _do(self, command):
             """Run one command; a refusal must leave every table as it was."""
@@ -86,6 +88,20 @@ def _machine(db, family):
         @rule()
         def system_rejects(self):
             self._do(lambda: commands.reject(db, self.bid, SYSTEM, reason="hypothesis", now=self.now))
+
+        @rule(side=st.sampled_from(["grantor", "beneficiary"]), region=st.sampled_from(["320100", "320500"]))
+        def registry_moves_a_person(self, side, region):
+            """Within Jiangsu (allowed): a standing binding follows (`relocate`), an ended one does not."""
+            self.regions[side] = region
+            self._do(lambda: persons.upsert(db, registry(self.fam, side, region_code=region), platform=None,
+                                            now=self.now))
+
+        @invariant()
+        def a_standing_binding_holds_its_persons_regions(self):
+            row = binding(db, self.bid)
+            if row.state in machine.ACTIVE:
+                assert (row.grantor_region, row.beneficiary_region) == (self.regions["grantor"],
+                                                                        self.regions["beneficiary"])
 
         @invariant()
         def history_replays_to_the_stored_state(self):

@@ -133,21 +133,6 @@ def test_each_platform_event_ends_the_binding_with_its_reason(pg_db, family, bas
     assert_ended_by_system(pg_db, bid, state=state, event=event, reason=reason, platform_id=platform_id)
 
 
-def test_a_move_the_policies_allow_keeps_the_binding(pg_db, family, base):
-    """Given an accepted binding in 南京,
-    when the beneficiary moves to 苏州 (Jiangsu allows sharing across its pooling regions),
-    then the move is applied and the binding stays accepted with its history untouched."""
-    fam = family(pg_db, now=base)
-    bid = accepted(pg_db, fam, now=base)
-    before = history(pg_db, bid)
-
-    assert send(pg_db, "jiangsu", "person.updated", registry(fam, "beneficiary", region_code="320500"),
-                sent=base + timedelta(hours=1)) == "applied"
-
-    assert held(pg_db, fam.beneficiary).region_code == "320500"
-    assert binding(pg_db, bid).state == "accepted" and len(history(pg_db, bid)) == len(before)
-
-
 def test_a_death_ends_every_live_and_pending_binding_of_the_person(pg_db, family, base):
     """Given a grantor with an authorized, an invited and an already cancelled binding, who is also the
     beneficiary of another grantor's accepted binding,

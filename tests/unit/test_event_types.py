@@ -5,12 +5,13 @@ from __future__ import annotations
 from workflows import machine
 from workflows.unit import event_type
 
-# API.md "Outbound events" (binding part), plus binding.verification_attempt_failed (a failed attempt that
-# leaves the binding invited: documented in the README beside the outbound events)
+# API.md "Outbound events" (binding part), plus two additions documented in the README beside the outbound
+# events: binding.verification_attempt_failed (a failed attempt that leaves the binding invited) and
+# binding.relocated (a binding following its persons to the pooling regions an allowed move took them to)
 CONTRACT = {"binding.invited", "binding.verification_requested", "binding.face_verified", "binding.accepted",
             "binding.authorized", "binding.unbound", "binding.declined", "binding.cancelled", "binding.expired",
             "binding.verification_failed", "binding.rejected"}
-ADDED = {"binding.verification_attempt_failed"}
+ADDED = {"binding.verification_attempt_failed", "binding.relocated"}
 EXPECTED = {
     ("invite", "invited"): "binding.invited",
     ("invite", "accepted"): "binding.accepted",  # the guardian path
@@ -25,6 +26,7 @@ EXPECTED = {
     ("reject", "rejected"): "binding.rejected",
     ("authorize", "authorized"): "binding.authorized",
     ("unbind", "unbound"): "binding.unbound",
+    **{("relocate", s): "binding.relocated" for s in ("invited", "face_verified", "accepted", "authorized")},
 }
 
 

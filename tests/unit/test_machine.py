@@ -22,7 +22,8 @@ DESIGN_STATES = ["new", "invited", "face_verified", "accepted", "authorized",
                  "unbound", "declined", "cancelled", "expired", "verification_failed", "rejected"]
 DESIGN_TERMINAL = {"unbound", "declined", "cancelled", "expired", "verification_failed", "rejected"}
 DESIGN_EVENTS = ["invite", "start_verification", "verification_passed", "verification_failed", "accept",
-                 "decline", "cancel", "expire", "reject", "authorize", "unbind"]
+                 "decline", "cancel", "expire", "reject", "authorize", "unbind",
+                 "relocate"]  # Gongji's addition (README "The workflow"): a binding follows an allowed move
 
 # (state, event) -> destination. A dict value means the destination depends on one boolean fact:
 # {"fact": name, True: dest_if_set, False: dest_otherwise}. Pairs absent from this table are refused.
@@ -45,6 +46,10 @@ EXPECTED: dict[tuple[str, str], str | dict] = {
     ("authorized", "authorize"): "authorized",
     ("accepted", "unbind"): "unbound",
     ("authorized", "unbind"): "unbound",
+    ("invited", "relocate"): "invited",
+    ("face_verified", "relocate"): "face_verified",
+    ("accepted", "relocate"): "accepted",
+    ("authorized", "relocate"): "authorized",
 }
 
 # who may fire it (DESIGN §2 last column and §3 not_your_binding): roles or actor kinds
@@ -60,6 +65,7 @@ DESIGN_ROLES = {
     "reject": {"system"},
     "authorize": {"grantor"},
     "unbind": {"grantor", "beneficiary", "operator", "system"},
+    "relocate": {"system"},                          # a registry fact, applied by the system
 }
 ALL_ROLES = ["grantor", "beneficiary", "stranger", "operator", "system", "verifier"]
 

@@ -115,3 +115,33 @@ def test_relationship_ended():
     assert consequences.relationship_ended("accepted", None, NOW) == ("unbind", "relationship_ended")
     assert consequences.relationship_ended("face_verified", LATER, NOW) == ("reject", "relationship_ended")
     assert consequences.relationship_ended("declined", None, NOW) is None
+
+
+@pytest.mark.parametrize("held, current, reason", [
+    (("320100", "320100"), ("320100", "320500"), "beneficiary_region 320100→320500"),
+    (("320100", "320100"), ("320500", "320100"), "grantor_region 320100→320500"),
+    (("320100", "320500"), ("650100", "650100"),
+     "grantor_region 320100→650100; beneficiary_region 320500→650100"),
+    (("320100", "320500"), ("320100", "320500"), None),  # nothing moved
+])
+def test_a_standing_binding_follows_its_persons_regions(held, current, reason):
+    """Given a standing (accepted) binding holding `held` regions, when its persons are insured in
+    `current`, then the relocation's reason names each side that moved, or there is none."""
+    assert consequences.relocation("accepted", None, NOW, held, current) == reason
+
+
+@pytest.mark.parametrize("state, expires_at", [
+    ("unbound", None), ("expired", None), ("invited", NOW - timedelta(seconds=1)),
+])
+def test_an_ended_or_lapsed_binding_is_not_relocated(state, expires_at):
+    """Given a terminal binding, or an invitation past its TTL (the timer's), when its persons moved, then no
+    relocation (the system may not act on it)."""
+    assert consequences.relocation(state, expires_at, NOW, ("320100", "320100"), ("320500", "320100")) is None
+
+
+@pytest.mark.parametrize("state", sorted(machine.ACTIVE))
+def test_every_standing_state_can_be_relocated(state):
+    """Given a binding in any non-terminal state within its TTL, then a move relocates it, and the machine has a
+    `relocate` self-transition from that state for the system (and for no one else)."""
+    assert consequences.relocation(state, LATER, NOW, ("320100", "320100"), ("320500", "320100")) is not None
+    assert machine.allowed(state, "relocate") and machine.EVENT_ROLES["relocate"] == {"system"}

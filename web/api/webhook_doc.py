@@ -70,13 +70,23 @@ def OUTBOUND_WEBHOOKS() -> dict:
                     "event": _STR, "from": {"type": ["string", "null"]}, "to": _STR,
                     "actor": {"type": "object", "properties": {"kind": _STR, "id": _STR}},
                     "reason": {"type": ["string", "null"]}}}}}}}
+
+    def relocated() -> dict:  # binding.relocated also says where the binding was
+        schema = body("binding.relocated")
+        schema["properties"]["data"]["required"].append("relocated_from")
+        schema["properties"]["data"]["properties"]["relocated_from"] = {
+            "type": "object", "required": ["grantor_region", "beneficiary_region"],
+            "description": "the pooling regions the binding held before the move (their provinces get this event too)",
+            "properties": {"grantor_region": _STR, "beneficiary_region": _STR}}
+        return schema
     return {kind: {"post": {
         "summary": kind, "tags": ["events"],
         "description": SIGNED + ". Sent to each platform the binding concerns that registered a webhook URL, "
                        "in version order per binding (version n+1 only after n was acknowledged), at least "
                        "once: drop a repeated webhook-id.",
         "parameters": _headers(),
-        "requestBody": {"required": True, "content": {"application/json": {"schema": body(kind)}}},
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": relocated() if kind == "binding.relocated" else body(kind)}}},
         "responses": {"2XX": {"description": "acknowledged: this platform holds this version"},
                       "default": {"description": "not acknowledged: retried on the documented schedule"}}}}
         for kind in OUTBOUND}

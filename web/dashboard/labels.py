@@ -14,6 +14,7 @@ EVENTS = {
     "verification_passed": _l("verification passed"), "verification_failed": _l("verification failed"),
     "accept": _l("accept"), "decline": _l("decline"), "cancel": _l("cancel"), "expire": _l("expire"),
     "reject": _l("reject"), "authorize": _l("authorize"), "unbind": _l("unbind"),
+    "relocate": _l("relocate (a person moved)"),
 }
 REASONS = {
     "timer_overdue": _l("a due timer has not fired"),
