@@ -60,8 +60,10 @@ def _sync(s, b) -> list[dict]:
             continue
         got = acked.get(p.id)
         version = got.acked_version if got else 0
+        # a platform the binding left (a move, `relocate`) keeps the version it acknowledged and is owed nothing
         out.append({"platform_id": p.id, "kind": p.kind, "acked_version": version,
-                    "acked_at": got.acked_at if got else None, "behind": max(b.version - version, 0),
+                    "acked_at": got.acked_at if got else None, "concerned": concerned is not None,
+                    "behind": max(b.version - version, 0) if concerned is not None else 0,
                     "webhook": bool(p.webhook_url)})
     return out
 

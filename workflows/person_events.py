@@ -118,27 +118,26 @@ def end_bindings(cmd: Command, person_id: str, actor: Actor, *, moved: bool) -> 
             cmd.transition(row, event, actor, reason=reason)
             ended += 1
         elif moved:
-            relocate(cmd, row, g, b, policies[0], actor)
+            relocate(cmd, row, g, b, actor)
     return ended
 
 
 REGIONS = ("grantor_region", "beneficiary_region")
 
 
-def relocate(cmd: Command, row: rows.BindingRow, grantor, beneficiary, grantor_policy, actor: Actor) -> bool:
+def relocate(cmd: Command, row: rows.BindingRow, grantor, beneficiary, actor: Actor) -> bool:
     """A binding the move leaves standing follows its persons: `relocate` (a self-transition: version,
     history and a `binding.relocated` event, which also goes to the provinces it left) writes the regions
     they are insured in now. Who sees the binding and who is told follows those regions; its home province
-    (`province_code`, the shard key) stays. A grantor's move puts the binding under the policy in force in
-    the grantor's new region. An open face-verification attempt keeps its deadline."""
+    (`province_code`, the shard key) stays, and so does the policy it was made under (`policy_id`: the
+    terms its persons agreed to; a new region's relationships, caps or attempt limit would judge it by
+    rules it never met). An open face-verification attempt keeps its deadline."""
     held = (row.grantor_region, row.beneficiary_region)
     reason = consequences.relocation(row.state, row.expires_at, cmd.now, held,
                                      (grantor.region_code, beneficiary.region_code))
     if reason is None:
         return False
     row.grantor_region, row.beneficiary_region = grantor.region_code, beneficiary.region_code
-    if row.grantor_region != held[0]:
-        row.policy_id = grantor_policy.id
     waiting = row.deadline_at if row.deadline_event == "verification_timeout" else None
     cmd.authorize_actor(row, "relocate", actor, reason)
     cmd.transition(row, "relocate", actor, reason=reason, attempt_deadline=waiting,

@@ -92,31 +92,39 @@ def upsert(db, data: dict, *, platform, now=None, as_of=None) -> tuple[dict, boo
 NO_SUCH_NUMBER = "no person with that ID number"
 
 
-def lookup(db, id_number: str) -> dict:
+def _seen_by(platform, person: Person, unknown: str) -> Person:
+    """A platform sees only persons insured in a province it serves (None: an internal caller sees all); to
+    any other platform the person is unknown, answered exactly as a missing one, so nothing can be probed."""
+    if platform is not None and not platform.serves(person.region_code[:2]):
+        raise DomainError("not_found", unknown)
+    return person
+
+
+def lookup(db, id_number: str, *, platform=None) -> dict:
     number = idnumbers.normalize(id_number)
     with db() as session:
         person = by_number(session, number)
         if person is None:
             raise DomainError("not_found", NO_SUCH_NUMBER)
-        return person_view(person)
+        return person_view(_seen_by(platform, person, NO_SUCH_NUMBER))
 
 
-def _existing(session: Session, person_id: str) -> Person:
+def _existing(session: Session, person_id: str, platform=None) -> Person:
     person = session.get(Person, person_id)
     if person is None:
         raise DomainError("not_found", f"no person {person_id}")
-    return person
+    return _seen_by(platform, person, f"no person {person_id}")
 
 
-def get(db, person_id: str) -> dict:
+def get(db, person_id: str, *, platform=None) -> dict:
     with db() as session:
-        return person_view(_existing(session, person_id))
+        return person_view(_existing(session, person_id, platform))
 
 
-def family(db, person_id: str) -> dict:
+def family(db, person_id: str, *, platform=None) -> dict:
     """Every binding where the person is grantor or beneficiary, newest first."""
     with db() as session:
-        person = _existing(session, person_id)
+        person = _existing(session, person_id, platform)
         rows = session.scalars(
             sa.select(Binding).where(sa.or_(Binding.grantor_id == person_id, Binding.beneficiary_id == person_id))
             .options(joinedload(Binding.grantor), joinedload(Binding.beneficiary))

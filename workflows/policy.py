@@ -106,12 +106,20 @@ def in_force(session: Session, region_code: str, at: datetime) -> Policy:
     raise DomainError("unknown_region", f"no policy in force for region {region_code}")
 
 
+_REGION_OF = sa.select(RegionPolicy.region_code).where(RegionPolicy.id == sa.bindparam("id"))
+
+
 def by_id(session: Session, policy_id: int, region_code: str, at: datetime) -> Policy:
-    """The policy a binding was created under (falls back to the one in force if it is gone)."""
-    key = (id(_engine(session)), region_code)
-    with _cache_lock:
-        hit = _cache.get(key)
-    for policy in (hit[1] if hit else _load(session, region_code)):
-        if policy.id == policy_id:
-            return policy
+    """The policy a binding was created under, looked for first among `region_code`'s (the binding's
+    grantor region: where it was made, unless a move relocated it since), else in its own region; the one
+    in force in `region_code` if it is gone."""
+    for region in (region_code, session.execute(_REGION_OF, {"id": policy_id}).scalar()):
+        if region is None:
+            continue
+        key = (id(_engine(session)), region)
+        with _cache_lock:
+            hit = _cache.get(key)
+        for policy in (hit[1] if hit else _load(session, region)):
+            if policy.id == policy_id:
+                return policy
     return in_force(session, region_code, at)

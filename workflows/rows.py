@@ -22,7 +22,7 @@ PERSON_COLUMNS = ("id", "id_number_hash", "id_number_masked", "name_masked", "re
 BINDING_COLUMNS = tuple(c.name for c in B.columns)
 MUTABLE = ("state", "version", "updated_at", "ended_at", "end_event", "deadline_at", "deadline_event",
            "authorized_amount_fen", "failed_verifications",
-           "grantor_region", "beneficiary_region", "policy_id")  # the last three: `relocate` only
+           "grantor_region", "beneficiary_region")  # the last two: `relocate` only
 
 
 class PersonRow:

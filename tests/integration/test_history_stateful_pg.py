@@ -91,17 +91,21 @@ def _machine(db, family):
 
         @rule(side=st.sampled_from(["grantor", "beneficiary"]), region=st.sampled_from(["320100", "320500"]))
         def registry_moves_a_person(self, side, region):
-            """Within Jiangsu (allowed): a standing binding follows (`relocate`), an ended one does not."""
+            """Within Jiangsu (allowed, never refused): a standing binding follows (`relocate`), an ended one
+            does not."""
+            self.now += timedelta(seconds=1)
+            persons.upsert(db, registry(self.fam, side, region_code=region), platform=None, now=self.now)
             self.regions[side] = region
-            self._do(lambda: persons.upsert(db, registry(self.fam, side, region_code=region), platform=None,
-                                            now=self.now))
 
         @invariant()
-        def a_standing_binding_holds_its_persons_regions(self):
+        def a_binding_holds_its_persons_regions_while_it_stands_and_its_last_ones_once_ended(self):
             row = binding(db, self.bid)
+            held = (row.grantor_region, row.beneficiary_region)
             if row.state in machine.ACTIVE:
-                assert (row.grantor_region, row.beneficiary_region) == (self.regions["grantor"],
-                                                                        self.regions["beneficiary"])
+                assert held == (self.regions["grantor"], self.regions["beneficiary"])
+            else:
+                self.ended_with = getattr(self, "ended_with", None) or held
+                assert held == self.ended_with
 
         @invariant()
         def history_replays_to_the_stored_state(self):

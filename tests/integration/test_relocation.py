@@ -6,6 +6,7 @@ it and who is told follows the persons, while its home province (`province_code`
 The worker applies registry events at the wall clock, so families are built two hours before it (`base`)."""
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 
 import pytest
@@ -14,16 +15,14 @@ import sqlalchemy as sa
 from models import OutboxMessage, RegionPolicy
 from models.types import utcnow
 from workflows import commands, platforms, policy, sync, timers, unit, verification
+from workflows.casefile import casefile
 
 from .support import (accepted, assert_history_consistent, binding, drain, fan_out_all, history, invite, person,
-                      race)
+                      wait_for_a_lock_wait)
 from .test_commands_pg import replay
 from .test_person_events import registry, send
 
 pytestmark = pytest.mark.pg
-
-BOTH = ("grantor_region", "beneficiary_region")
-
 
 @pytest.fixture
 def base() -> datetime:
@@ -83,21 +82,23 @@ def test_an_allowed_move_relocates_the_binding(pg_db, family, base):
     assert [t.event for t in history(pg_db, bid)][-2:] == ["relocate", "authorize"]
 
 
-def test_a_grantor_move_puts_the_binding_under_the_new_regions_policy(pg_db, family, base):
+def test_a_grantor_move_keeps_the_policy_the_binding_was_made_under(pg_db, family, base):
     """Given an accepted binding in 南京 made under 南京's policy,
-    when the grantor moves to 苏州, then the binding's grantor region is 苏州 and it is governed by the
-    policy in force in 苏州 (a grantor's account is administered where they are insured); the home
-    province stays 32."""
+    when the grantor moves to 苏州, then the binding's grantor region is 苏州, its home province stays 32,
+    and it is still governed by the 南京 policy it was made under (found although it is not 苏州's)."""
     fam = family(pg_db, now=base)
     bid = accepted(pg_db, fam, now=base)
+    made_under = binding(pg_db, bid).policy_id
 
     assert send(pg_db, "jiangsu", "person.updated", registry(fam, "grantor", region_code="320500"),
                 sent=base + timedelta(hours=1)) == "applied"
 
+    row = binding(pg_db, bid)
+    assert regions(pg_db, bid) == ("32", "320500", "320100") and row.policy_id == made_under
     with pg_db() as s:
-        suzhou = policy.in_force(s, "320500", utcnow())
-    assert regions(pg_db, bid) == ("32", "320500", "320100")
-    assert binding(pg_db, bid).policy_id == suzhou.id
+        governing = policy.by_id(s, row.policy_id, row.grantor_region, utcnow())
+        assert (governing.id, governing.region_code) == (made_under, "320100")
+        assert policy.in_force(s, "320500", utcnow()).id != made_under
     assert history(pg_db, bid)[-1].reason == "grantor_region 320100→320500"
 
 
@@ -157,10 +158,11 @@ def test_a_move_across_provinces_moves_who_sees_the_binding_and_who_is_told(pg_d
     """Given an accepted binding in 南京 whose events Jiangsu and the national platform received, and a
     Xinjiang policy version that shares across provinces,
     when the national platform reports the beneficiary in 乌鲁木齐, then the grantor too,
-    then after the first move Xinjiang sees the binding (API, feed) and receives its `binding.relocated`;
-    after the second, Jiangsu, which no longer serves either person, receives that `binding.relocated`
-    (so its copy says where the binding went) and then neither sees the binding nor is told of it; the
-    home province stays 32 throughout."""
+    then after the first move Xinjiang may see the binding (the API's rule, `unit.visible_to`; its pull
+    feed) and receives its `binding.relocated`; after the second, Jiangsu, which no longer serves either
+    person, receives that `binding.relocated` (so its copy says where the binding went), then neither may
+    see the binding nor is told of it, and the binding's page shows Jiangsu as no longer concerned (owed
+    nothing); the home province stays 32 throughout."""
     fam = family(pg_db, now=base)
     bid = accepted(pg_db, fam, now=base)
     xinjiang_shares_across_provinces(pg_db, base)
@@ -186,6 +188,10 @@ def test_a_move_across_provinces_moves_who_sees_the_binding_and_who_is_told(pg_d
     deliver_all(pg_db)
     assert receivers["xinjiang"].versions(bid) == [5, 6, 7] and receivers["jiangsu"].versions(bid)[-1] == 6
     assert regions(pg_db, bid)[0] == "32"
+    sync_rows = {p["platform_id"]: p for p in casefile(pg_db, bid)["sync"]}
+    assert (sync_rows["jiangsu"]["concerned"], sync_rows["jiangsu"]["acked_version"], sync_rows["jiangsu"]["behind"]) \
+        == (False, 6, 0)
+    assert (sync_rows["xinjiang"]["concerned"], sync_rows["xinjiang"]["behind"]) == (True, 0)
 
 
 def deliver_all(db) -> None:
@@ -199,28 +205,58 @@ def feed_ids(db, platform) -> list[str]:
 
 
 @pytest.mark.parametrize("command", ["authorize", "unbind"])
-def test_a_move_and_a_command_racing_both_apply_in_one_order(pg_db, family, base, command):
-    """Given an accepted binding, when the beneficiary's move within Jiangsu and the grantor's `command`
-    run at once (the move locks the binding; the command checks its version and runs again if it lost),
-    then both apply, the binding holds the new region, and the history has one row per version that
-    replays through the machine; whichever came second saw the first."""
-    for _ in range(5):
-        fam = family(pg_db, now=base)
-        bid = accepted(pg_db, fam, now=base)
-        act = {"authorize": lambda: commands.authorize(pg_db, bid, person(fam.grantor), 10_000, now=utcnow()),
-               "unbind": lambda: commands.unbind(pg_db, bid, person(fam.grantor), now=utcnow())}[command]
-        move = lambda: send(pg_db, "jiangsu", "person.updated",  # noqa: E731
-                            registry(fam, "beneficiary", region_code="320500"), sent=base + timedelta(hours=1))
-        moved, acted = race(move, act)
-        assert moved.ok and acted.ok, (moved.error, acted.error)
-        rows = assert_history_consistent(pg_db, bid)
-        events = [t.event for t in rows]
-        final = "authorized" if command == "authorize" else "unbound"
-        assert replay(rows) == binding(pg_db, bid).state == final
-        region = binding(pg_db, bid).beneficiary_region
-        if "relocate" in events:  # either order for an authorization; an unbound binding is never relocated
-            orders = (["relocate", command], [command, "relocate"]) if command == "authorize" else (
-                ["relocate", command],)
-            assert events[-2:] in orders and region == "320500"
-        else:  # the unbind came first: the move found no standing binding
-            assert command == "unbind" and events[-1] == "unbind" and region == "320100"
+@pytest.mark.parametrize("first", ["move", "command"])
+def test_a_move_and_a_command_meeting_on_the_binding_both_apply_in_one_order(pg_db, family, base, command, first):
+    """Given an accepted binding whose row another transaction holds locked, and, queued behind that lock
+    in the order `first` says, the beneficiary's move within Jiangsu (waiting to lock the binding) and
+    the grantor's `command` (read the binding, waiting to write it),
+    when the lock is released,
+    then both end well and the history replays through the machine with one row per version:
+    - the move first: it relocates; the command's write finds the version moved, writes nothing, and runs
+      again on the relocated binding (`unit.retried`) — an authorization or an unbind after `relocate`;
+    - the command first: it writes; the move then relocates the authorized binding, or finds the unbound
+      one no longer standing and leaves it in its old region."""
+    fam = family(pg_db, now=base)
+    bid = accepted(pg_db, fam, now=base)
+    act = {"authorize": lambda: commands.authorize(pg_db, bid, person(fam.grantor), 10_000, now=utcnow()),
+           "unbind": lambda: commands.unbind(pg_db, bid, person(fam.grantor), now=utcnow())}[command]
+
+    def move():
+        return send(pg_db, "jiangsu", "person.updated", registry(fam, "beneficiary", region_code="320500"),
+                    sent=base + timedelta(hours=1))
+
+    holder = pg_db.kw["bind"].connect()
+    holder.begin()
+    holder.execute(sa.text("SELECT id FROM bindings WHERE id = :b FOR UPDATE"), {"b": bid})
+    threads = [move, act] if first == "move" else [act, move]
+    results = [None, None]
+
+    def run(i, fn):
+        try:
+            results[i] = ("ok", fn())
+        except Exception as exc:  # noqa: BLE001 - reported below
+            results[i] = ("error", exc)
+
+    started = []
+    for i, fn in enumerate(threads):
+        t = threading.Thread(target=run, args=(i, fn), daemon=True)
+        t.start()
+        started.append(t)
+        wait_for_a_lock_wait(pg_db, at_least=i + 1, on="bindings")
+    holder.rollback()
+    holder.close()
+    for t in started:
+        t.join(60)
+    assert not any(t.is_alive() for t in started), "a command did not finish (deadlock?)"
+    assert [r[0] for r in results] == ["ok", "ok"], results
+
+    rows = assert_history_consistent(pg_db, bid)
+    events = [t.event for t in rows][4:]
+    final = binding(pg_db, bid)
+    assert replay(rows) == final.state == ("authorized" if command == "authorize" else "unbound")
+    if first == "move":
+        assert events == ["relocate", command] and final.beneficiary_region == "320500"
+    elif command == "authorize":
+        assert events == ["authorize", "relocate"] and final.beneficiary_region == "320500"
+    else:
+        assert events == ["unbind"] and final.beneficiary_region == "320100"

@@ -23,31 +23,20 @@ def upsert_person(body: PersonIn):
           "person insured in a province the platform does not serve is 404", body=LookupIn, answer=PersonOut,
           tag="persons")
 def lookup_person(body: LookupIn):
-    person = persons.lookup(db(), body.id_number)
-    _served(person, unknown=persons.NO_SUCH_NUMBER)  # answered exactly as an unknown number
-    return person
+    return persons.lookup(db(), body.id_number, platform=g.platform)
 
 
 @endpoint("GET", "/persons/{person_id}/bindings", "The family view: bindings where the person is grantor "
           "or beneficiary", answer=FamilyOut, tag="persons", errors=(401, 404))
 def person_bindings(person_id: str):
-    family = persons.family(db(), person_id)
-    _served(family["person"])
-    return family
+    return persons.family(db(), person_id, platform=g.platform)
 
 
 @endpoint("PUT", "/persons/{person_id}/deduction-order", "The beneficiary's order of grantors to pay from",
           body=DeductionOrderIn, answer=DeductionOrderOut, tag="persons", errors=(400, 401, 403, 404, 422))
 def deduction_order(person_id: str, body: DeductionOrderIn):
-    _served(persons.get(db(), person_id))
+    persons.get(db(), person_id, platform=g.platform)  # 404 for a person the platform may not see
     return queries.set_deduction_order(db(), person_id, body.binding_ids)
-
-
-def _served(person: dict, *, unknown: str | None = None) -> None:
-    """A platform sees only persons insured in a province it serves; others answer 404 with what an unknown
-    person would get (`unknown`, else the id's not-found detail), so nothing can be probed."""
-    if not g.platform.serves(person["region_code"][:2]):
-        raise DomainError("not_found", unknown or f"no person {person['id']}")
 
 
 @endpoint("GET", "/regions/{code}", "The policy in force for a pooling region (统筹区)", answer=RegionOut,

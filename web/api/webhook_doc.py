@@ -83,7 +83,9 @@ def OUTBOUND_WEBHOOKS() -> dict:
         "summary": kind, "tags": ["events"],
         "description": SIGNED + ". Sent to each platform the binding concerns that registered a webhook URL, "
                        "in version order per binding (version n+1 only after n was acknowledged), at least "
-                       "once: drop a repeated webhook-id.",
+                       "once: drop a repeated webhook-id. A platform that becomes concerned when a binding "
+                       "moves into its provinces (binding.relocated) first hears of it at that version; "
+                       "every event carries the whole binding.",
         "parameters": _headers(),
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": relocated() if kind == "binding.relocated" else body(kind)}}},
