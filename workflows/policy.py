@@ -110,16 +110,17 @@ _REGION_OF = sa.select(RegionPolicy.region_code).where(RegionPolicy.id == sa.bin
 
 
 def by_id(session: Session, policy_id: int, region_code: str, at: datetime) -> Policy:
-    """The policy a binding was created under, looked for first among `region_code`'s (the binding's
-    grantor region: where it was made, unless a move relocated it since), else in its own region; the one
-    in force in `region_code` if it is gone."""
-    for region in (region_code, session.execute(_REGION_OF, {"id": policy_id}).scalar()):
-        if region is None:
-            continue
-        key = (id(_engine(session)), region)
-        with _cache_lock:
-            hit = _cache.get(key)
-        for policy in (hit[1] if hit else _load(session, region)):
-            if policy.id == policy_id:
-                return policy
-    return in_force(session, region_code, at)
+    """The policy a binding was created under, looked for among `region_code`'s (the binding's grantor
+    region: where it was made, unless a move relocated it since), else in its own region (one more query);
+    the one in force in `region_code` if it is gone."""
+    found = _among(session, region_code, policy_id)
+    if found is None:
+        home = session.execute(_REGION_OF, {"id": policy_id}).scalar()
+        found = _among(session, home, policy_id) if home is not None else None
+    return found or in_force(session, region_code, at)
+
+
+def _among(session: Session, region_code: str, policy_id: int) -> Policy | None:
+    with _cache_lock:
+        hit = _cache.get((id(_engine(session)), region_code))
+    return next((p for p in (hit[1] if hit else _load(session, region_code)) if p.id == policy_id), None)

@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 
 from models import db as mdb
-from workflows import commands, rows, unit
+from workflows import commands, rows, unit, verification
 from workflows.errors import DomainError, VersionConflict
 from workflows.statements import Statement
 
-from .support import T0, accepted, assert_history_consistent, binding, person
+from .support import T0, accepted, assert_history_consistent, binding, invite, person
 
 
 def _between_read_and_write(monkeypatch, competitor, times: int = 1):
@@ -107,6 +107,30 @@ def test_an_optimistic_command_is_two_statements_outside_a_transaction(pg_db, pg
     with pg_engine.connect() as c:
         topics = c.exec_driver_sql("SELECT topic FROM outbox WHERE binding_id = %(b)s ORDER BY id", {"b": bid})
         assert [t for (t,) in topics][-1] == "binding.unbound"
+
+
+def test_the_verification_steps_are_two_statements_each(pg_db, pg_engine, family):
+    """Given an invitation (policies already read once by the process),
+    when the beneficiary starts a face verification and the provider's result is recorded,
+    then each step sends exactly two statements (its joined read, its write): the policy the binding was
+    made under comes from the process's cache, no query."""
+    fam = family(pg_db, now=T0)
+    bid = invite(pg_db, fam)["id"]
+    seen = []
+
+    def hear(conn, cursor, statement, params, context, executemany):
+        seen.append(statement.split(None, 1)[0].upper())
+    sa.event.listen(pg_engine, "before_cursor_execute", hear)
+    try:
+        started = verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0 + timedelta(seconds=1))
+        after_start = list(seen)
+        assert verification.record_verification_result(
+            pg_db, verification_id=started["verification_id"], binding_id=bid, result="failed",
+            verifier_id="facecheck", now=T0 + timedelta(seconds=2)) == "failed"
+    finally:
+        sa.event.remove(pg_engine, "before_cursor_execute", hear)
+
+    assert after_start == ["SELECT", "WITH"] and seen[2:] == ["SELECT", "WITH"]
 
 
 @pytest.mark.parametrize("db_name", ["pg_db", "sqlite_db"])
