@@ -278,6 +278,8 @@ def simulate(n: int, url: str, api_key: str, region: str, concurrency: int, seed
         sys.exit(1)
 
 
-from .cli_operators import operator  # noqa: E402  (a group of its own module)
+from .cli_operators import operator  # noqa: E402  (groups of their own modules)
+from .cli_policy import policy  # noqa: E402
 
 main.add_command(operator)
+main.add_command(policy)

@@ -68,7 +68,8 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def _load(session: Session, region_code: str) -> list[Policy]:
+def versions_of(session: Session, region_code: str) -> list[Policy]:
+    """Every version of a region's policy, newest first (uncached)."""
     region = session.execute(sa.select(Region.__table__).where(Region.code == region_code)).first()
     if region is None:
         raise DomainError("unknown_region", f"no pooling region {region_code}")
@@ -97,7 +98,7 @@ def in_force(session: Session, region_code: str, at: datetime) -> Policy:
     with _cache_lock:
         hit = _cache.get(key)
     if hit is None or time.monotonic() - hit[0] > CACHE_S:
-        hit = (time.monotonic(), _load(session, region_code))
+        hit = (time.monotonic(), versions_of(session, region_code))
         with _cache_lock:
             _cache[key] = hit
     for policy in hit[1]:
@@ -123,4 +124,4 @@ def by_id(session: Session, policy_id: int, region_code: str, at: datetime) -> P
 def _among(session: Session, region_code: str, policy_id: int) -> Policy | None:
     with _cache_lock:
         hit = _cache.get((id(_engine(session)), region_code))
-    return next((p for p in (hit[1] if hit else _load(session, region_code)) if p.id == policy_id), None)
+    return next((p for p in (hit[1] if hit else versions_of(session, region_code)) if p.id == policy_id), None)

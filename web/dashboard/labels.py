@@ -28,7 +28,7 @@ REASONS = {
 ACTIONS = {
     "retry": _l("retry the stuck step"), "expire": _l("expire now"), "unbind": _l("unbind"),
     "reveal": _l("reveal identity"), "batch_retry": _l("batch: retry"), "batch_expire": _l("batch: expire"),
-    "batch_unbind": _l("batch: unbind"),
+    "batch_unbind": _l("batch: unbind"), "policy_publish": _l("publish a region policy version"),
 }
 RELATIONSHIPS = {
     "spouse": _l("spouse"), "parent": _l("parent"), "child": _l("child"), "grandparent": _l("grandparent"),

@@ -1,0 +1,164 @@
+"""Publishing a region's policy (`workflows/policy_admin.py`, `gongji policy publish`) on PostgreSQL: a new
+version from the latest with fields changed, in effect from its time on, never rewriting the terms of a
+binding already made; refusals write nothing; two publishes at once are ordered by the region's lock;
+and the command line on the embedded SQLite default."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from models import AuditEntry, RegionPolicy
+from workflows import operators, policy, policy_admin
+from workflows.errors import DomainError
+
+from .support import T0, accepted, binding, invite, table_snapshot, wait_for_a_lock_wait
+
+pytestmark = pytest.mark.pg
+
+DAY = timedelta(days=1)
+
+
+def publish(db, regions, *pairs, at=T0, now=T0, reason="自治区医保局通知"):
+    return policy_admin.publish(db, list(regions), policy_admin.parse_changes(list(pairs)), effective_from=at,
+                                who="cli:tester", reason=reason, now=now)
+
+
+def in_force(db, code, at):
+    with db() as s:
+        return policy.in_force(s, code, at)
+
+
+def test_a_version_copies_the_latest_with_its_changes_and_takes_effect_at_its_time(pg_db):
+    """Given Xinjiang's two regions at policy version 1,
+    when cross-province sharing is published for the province from tomorrow,
+    then each region has version 2 = version 1 with that one change, version 1 stays in force until
+    tomorrow and version 2 from then, and the audit log holds one entry per region (who, why, what)."""
+    before = in_force(pg_db, "650100", T0)
+
+    out = publish(pg_db, ["650100", "652900"], "cross_province=true", at=T0 + DAY)
+
+    assert [(v["code"], v["policy_version"], v["cross_province"]) for v in out] == [
+        ("650100", 2, True), ("652900", 2, True)]
+    assert in_force(pg_db, "650100", T0 + DAY - timedelta(seconds=1)).id == before.id
+    after = in_force(pg_db, "650100", T0 + DAY)
+    assert after.version == 2 and after.cross_province is True
+    same = {k: v for k, v in vars(after).items() if k not in ("id", "version", "effective_from", "cross_province")}
+    assert same == {k: v for k, v in vars(before).items() if k in same}
+    log = operators.audit_log(pg_db)["items"]
+    assert [(e["operator"], e["action"], e["reason"], e["detail"]["region_code"], e["detail"]["version"],
+             e["detail"]["changes"]) for e in reversed(log)] == [
+        ("cli:tester", "policy_publish", "自治区医保局通知", code, 2, {"cross_province": True})
+        for code in ("650100", "652900")]
+    assert [v["in_force"] for v in policy_admin.versions(pg_db, "650100", now=T0 + DAY)] == [True, False]
+
+
+def test_a_new_letter_applies_to_new_invitations_and_not_to_bindings_made_before(pg_db, family):
+    """Given an accepted 南京 binding made under version 1 (letter JS-2024-01),
+    when version 2 with letter JS-2027-01 takes effect,
+    then an invitation signed under the old letter is refused (commitment_required), one under the new
+    letter is made under version 2, and the earlier binding keeps version 1."""
+    early = accepted(pg_db, family(pg_db), now=T0)
+    v1 = binding(pg_db, early).policy_id
+
+    publish(pg_db, ["320100"], "commitment_version=JS-2027-01", at=T0 + DAY, now=T0)
+
+    later = T0 + DAY + timedelta(minutes=1)
+    with pytest.raises(DomainError) as refused:
+        invite(pg_db, family(pg_db), now=later)
+    assert refused.value.code == "commitment_required"
+    made = invite(pg_db, family(pg_db), commitment_version="JS-2027-01", now=later)["id"]
+    assert binding(pg_db, made).policy_id == in_force(pg_db, "320100", later).id != v1
+    assert binding(pg_db, early).policy_id == v1
+
+
+@pytest.mark.parametrize("regions, pairs, at, code, says", [
+    (["650100"], ["cross_province=true"], T0 - timedelta(minutes=5), "validation_failed", "in the past"),
+    (["650100"], ["cross_province=true"], T0.replace(tzinfo=None), "validation_failed", "UTC offset"),
+    (["650100", "999999"], ["cross_province=true"], T0, "not_found", "999999"),  # all or none
+    ([], ["cross_province=true"], T0, "validation_failed", "at least one region"),
+])
+def test_a_refused_publish_writes_nothing(pg_db, regions, pairs, at, code, says):
+    """Given the seeded policies, when a publish is in the past, without an offset, names an unknown region
+    beside a known one, or no region, then it is refused with its code and no table changed."""
+    before = table_snapshot(pg_db)
+    with pytest.raises(DomainError) as refused:
+        publish(pg_db, regions, *pairs, at=at)
+    assert refused.value.code == code and says in refused.value.detail
+    assert table_snapshot(pg_db) == before
+
+
+def test_a_version_cannot_take_effect_before_the_latest(pg_db):
+    """Given version 2 of 乌鲁木齐 published to take effect in two days, when version 3 is published to take
+    effect tomorrow, then it is refused (versions take effect in order), and the reason is a blank one
+    refused too."""
+    publish(pg_db, ["650100"], "cross_province=true", at=T0 + 2 * DAY)
+    with pytest.raises(DomainError) as refused:
+        publish(pg_db, ["650100"], "frequency_max_changes=4", at=T0 + DAY)
+    assert refused.value.code == "validation_failed" and "version 2" in refused.value.detail
+    with pytest.raises(DomainError):
+        publish(pg_db, ["650100"], "frequency_max_changes=4", at=T0 + 3 * DAY, reason="  ")
+
+
+def test_two_publishes_at_once_are_ordered_by_the_regions_lock(pg_db):
+    """Given the 乌鲁木齐 region row held locked by another transaction, and two publishes for it waiting
+    on that lock (seen in pg_stat_activity),
+    when the lock is released,
+    then both succeed, one after the other: versions 2 and 3, the later one built on the earlier (both
+    changes in version 3), never two versions 2."""
+    holder = pg_db.kw["bind"].connect()
+    holder.begin()
+    holder.execute(sa.text("SELECT code FROM regions WHERE code = '650100' FOR NO KEY UPDATE"))
+    results = {}
+
+    def run(name, pair):
+        try:
+            results[name] = publish(pg_db, ["650100"], pair)[0]["policy_version"]
+        except Exception as exc:  # noqa: BLE001 - reported below
+            results[name] = exc
+
+    threads = [threading.Thread(target=run, args=(n, p), daemon=True)
+               for n, p in (("cross", "cross_province=true"), ("cap", "max_beneficiaries_per_grantor=4"))]
+    for i, t in enumerate(threads):
+        t.start()
+        wait_for_a_lock_wait(pg_db, at_least=i + 1, on="regions")
+    holder.rollback()
+    holder.close()
+    for t in threads:
+        t.join(60)
+
+    assert sorted(results.values()) == [2, 3], results
+    latest = in_force(pg_db, "650100", T0 + timedelta(seconds=1))
+    assert (latest.version, latest.cross_province, latest.max_beneficiaries_per_grantor) == (3, True, 4)
+    with pg_db() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(RegionPolicy)
+                        .where(RegionPolicy.region_code == "650100")) == 3
+        assert s.scalar(sa.select(sa.func.count()).select_from(AuditEntry)) == 2
+
+
+def test_the_command_line_publishes_and_shows_on_the_embedded_default(tmp_path, monkeypatch, crypto_keys):
+    """Given a fresh embedded database (SQLite under ./var), when `gongji policy publish --province 65 --set
+    cross_province=true --set commitment_version=XJ-2027-01 --reason …` runs, then both Xinjiang regions get
+    version 2 and `gongji policy show 652900` lists it in force above version 1; a bad value is a usage error
+    (exit 1) that names the field."""
+    from web.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GONGJI_DATABASE_URL", raising=False)
+    runner = CliRunner()
+    done = runner.invoke(main, ["policy", "publish", "--province", "65", "--set", "cross_province=true",
+                                "--set", "commitment_version=XJ-2027-01", "--reason", "通知", "--by", "zhang"])
+    assert done.exit_code == 0, done.output
+    assert "650100 乌鲁木齐市: version 2" in done.output and "652900 阿克苏地区: version 2" in done.output
+    shown = runner.invoke(main, ["policy", "show", "652900"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert "version 2" in lines[0] and lines[0].endswith("in force")
+    assert "commitment_version: XJ-2027-01" in shown.output
+    assert any("version 1" in line and not line.endswith("in force") for line in lines)
+    bad = runner.invoke(main, ["policy", "publish", "--region", "650100", "--set", "cross_province=maybe",
+                               "--reason", "x"])
+    assert bad.exit_code == 1 and "cross_province is true or false" in bad.output
