@@ -1,9 +1,10 @@
-"""`gongji policy show|publish`: a region's policy versions, and publishing a new one (never an edit).
+"""`gongji policy show|publish|withdraw`: a region's policy versions, publishing a new one (never an edit),
+and withdrawing one still pending.
 
-Who publishes is recorded in the audit log as `cli:<--by or $USER>`, with the reason and the changes."""
+Who did it is recorded in the audit log as `cli:<--by>` (required: in a container the login name says
+nothing), with the reason and the fields."""
 from __future__ import annotations
 
-import getpass
 from datetime import datetime
 
 import click
@@ -13,12 +14,14 @@ from models.settings import Settings
 from models.types import utcnow
 
 
-def _db():
+def _db(*, prepare: bool = True):
+    """The database; `prepare`: migrated and its regions seeded first, as `gongji platform add` does."""
     from models import db as models_db
     engine, factory = models_db.from_settings(Settings.from_env())
-    migrate.upgrade(engine)
-    with factory.begin() as s:  # the seeded regions and their first versions (idempotent)
-        seed.seed_regions(s)
+    if prepare:
+        migrate.upgrade(engine)
+        with factory.begin() as s:  # the seeded regions and their first versions (idempotent)
+            seed.seed_regions(s)
     return factory
 
 
@@ -35,11 +38,11 @@ def policy_show(region: str) -> None:
     from workflows.errors import DomainError
 
     try:
-        found = policy_admin.versions(_db(), region)
+        found = policy_admin.versions(_db(prepare=False), region)
     except DomainError as exc:
         raise click.ClickException(exc.detail) from None
     for v in found:
-        mark = "in force" if v["in_force"] else ""
+        mark = "in force" if v["in_force"] else "pending" if v["pending"] else ""
         click.echo(f"{v['code']} {v['name']} version {v['policy_version']} from {v['effective_from']} {mark}")
         for key in ("commitment_version", "allowed_relationships", "intra_province", "cross_province",
                     "invitation_ttl_s", "verification_timeout_s", "max_verification_attempts", "member_limits",
@@ -54,25 +57,42 @@ def policy_show(region: str) -> None:
               help="field=value (repeatable), e.g. cross_province=true, allowed_relationships=spouse,child")
 @click.option("--effective-from", default=None, help="ISO 8601 with a UTC offset; default: now")
 @click.option("--reason", required=True, help="why (kept in the audit log)")
-@click.option("--by", default=None, help="who publishes, for the audit log (default: the login name)")
+@click.option("--by", required=True, help="who publishes, for the audit log")
 def policy_publish(regions, province, pairs, effective_from, reason, by) -> None:
     """Publish a new policy version: the region's latest with the --set fields changed."""
-    from workflows import policy_admin
+    from workflows import policy_admin, policy_fields
     from workflows.errors import DomainError
 
-    db = _db()
     try:
         at = datetime.fromisoformat(effective_from) if effective_from else None
     except ValueError:
         raise click.BadParameter("ISO 8601, e.g. 2027-01-01T00:00:00+08:00", param_hint="--effective-from") from None
     try:
+        changes = policy_fields.parse_changes(list(pairs))  # checked before the database is touched
+        db = _db()
         in_province = policy_admin.regions_of_province(db, province) if province else []
         if province and not in_province:
             raise DomainError("not_found", f"no pooling region in province {province}")
-        changes = policy_admin.parse_changes(list(pairs))
         published = policy_admin.publish(db, [*regions, *in_province], changes, effective_from=at or utcnow(),
-                                         who=f"cli:{by or getpass.getuser()}", reason=reason)
+                                         who=by, reason=reason)
     except DomainError as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from None
     for v in published:
         click.echo(f"{v['code']} {v['name']}: version {v['policy_version']} from {v['effective_from']}")
+
+
+@policy.command("withdraw")
+@click.argument("region")
+@click.argument("version", type=int)
+@click.option("--reason", required=True, help="why (kept in the audit log)")
+@click.option("--by", required=True, help="who withdraws, for the audit log")
+def policy_withdraw(region: str, version: int, reason: str, by: str) -> None:
+    """Withdraw REGION's latest policy VERSION while it is still pending (not yet in force)."""
+    from workflows import policy_admin
+    from workflows.errors import DomainError
+
+    try:
+        gone = policy_admin.withdraw(_db(), region, version, who=by, reason=reason)
+    except DomainError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.detail}") from None
+    click.echo(f"{region}: version {gone['version']} (from {gone['effective_from']}) withdrawn")

@@ -92,8 +92,8 @@ def _engine(session) -> sa.Engine:
     return session.engine if isinstance(session, sa.Connection) else session.get_bind().engine
 
 
-def in_force(session: Session, region_code: str, at: datetime) -> Policy:
-    """The highest policy version of the region already effective at `at`."""
+def _cached(session: Session, region_code: str) -> list[Policy]:
+    """The region's versions, newest first, as this process read them at most CACHE_S seconds ago."""
     key = (id(_engine(session)), region_code)
     with _cache_lock:
         hit = _cache.get(key)
@@ -101,7 +101,12 @@ def in_force(session: Session, region_code: str, at: datetime) -> Policy:
         hit = (time.monotonic(), versions_of(session, region_code))
         with _cache_lock:
             _cache[key] = hit
-    for policy in hit[1]:
+    return hit[1]
+
+
+def in_force(session: Session, region_code: str, at: datetime) -> Policy:
+    """The highest policy version of the region already effective at `at`."""
+    for policy in _cached(session, region_code):
         if policy.effective_from <= at:
             return policy
     raise DomainError("unknown_region", f"no policy in force for region {region_code}")
@@ -111,17 +116,15 @@ _REGION_OF = sa.select(RegionPolicy.region_code).where(RegionPolicy.id == sa.bin
 
 
 def by_id(session: Session, policy_id: int, region_code: str, at: datetime) -> Policy:
-    """The policy a binding was created under, looked for among `region_code`'s (the binding's grantor
-    region: where it was made, unless a move relocated it since), else in its own region (one more query);
-    the one in force in `region_code` if it is gone."""
-    found = _among(session, region_code, policy_id)
+    """The policy a binding was created under: among this process's cached versions of `region_code` (the
+    binding's grantor region), else read fresh where it lives (published after the cache was filled, or
+    in the region a relocated grantor left: one or two queries); the one in force if it is gone."""
+    found = _among(_cached(session, region_code), policy_id)
     if found is None:
         home = session.execute(_REGION_OF, {"id": policy_id}).scalar()
-        found = _among(session, home, policy_id) if home is not None else None
+        found = _among(versions_of(session, home), policy_id) if home is not None else None
     return found or in_force(session, region_code, at)
 
 
-def _among(session: Session, region_code: str, policy_id: int) -> Policy | None:
-    with _cache_lock:
-        hit = _cache.get((id(_engine(session)), region_code))
-    return next((p for p in (hit[1] if hit else versions_of(session, region_code)) if p.id == policy_id), None)
+def _among(versions: list[Policy], policy_id: int) -> Policy | None:
+    return next((p for p in versions if p.id == policy_id), None)

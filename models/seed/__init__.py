@@ -1,6 +1,7 @@
 """Loads `regions.json` (regions + versioned policies) and, in development, the seeded platforms.
 
-Idempotent: existing regions, policy versions and platforms are left as they are."""
+Idempotent: existing regions, policies and platforms are left as they are; a region that has a policy gets
+none from the file (its later versions are published with `gongji policy publish`)."""
 from __future__ import annotations
 
 import base64
@@ -37,8 +38,10 @@ def seed_regions(session: Session) -> None:
                 session.add(Region(code=reg["code"], name=reg["name"], province_code=prov["code"],
                                    platform_id=prov["platform"]))
                 session.flush()
-            exists = session.scalar(sa.select(RegionPolicy.id).where(
-                RegionPolicy.region_code == reg["code"], RegionPolicy.version == policy["version"]))
+            # the file gives a region its first policy only: later versions are published (`gongji policy
+            # publish`), and a file version numbered or timed like a published one would shadow or skip it
+            exists = session.scalar(sa.select(RegionPolicy.id).where(RegionPolicy.region_code == reg["code"])
+                                    .limit(1))
             if exists is None:
                 fields = {k: v for k, v in policy.items() if k != "effective_from"}
                 session.add(RegionPolicy(region_code=reg["code"],

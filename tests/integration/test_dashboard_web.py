@@ -131,3 +131,28 @@ def test_a_new_password_ends_the_sessions_signed_in_with_the_old_one(app, sqlite
     assert client.get("/dashboard/").status_code == 200
     operators.set_password(sqlite_db, "viewer", "another horse battery")
     assert client.get("/dashboard/").status_code == 302
+
+
+def test_the_audit_log_shows_what_a_policy_publish_and_withdrawal_did(app, sqlite_db):
+    """Given a version of 乌鲁木齐's policy published from the command line, and a pending one published and
+    withdrawn, when a viewer opens the audit log (in Chinese, the default), then each entry shows who, why,
+    the region, the version, its time and the fields changed."""
+    from datetime import timedelta
+
+    from models.types import utcnow
+    from workflows import policy_admin, policy_fields
+
+    now = utcnow()
+    policy_admin.publish(sqlite_db, ["650100"], policy_fields.parse_changes(["cross_province=true"]),
+                         effective_from=now, who="zhang", reason="自治区通知", now=now)
+    policy_admin.publish(sqlite_db, ["650100"], policy_fields.parse_changes(["frequency_max_changes=4"]),
+                         effective_from=now + timedelta(days=400), who="li", reason="明年", now=now)
+    policy_admin.withdraw(sqlite_db, "650100", 3, who="li", reason="打错了", now=now)
+    client, _ = signed_in(app, "viewer")
+
+    page = client.get("/dashboard/audit").get_data(as_text=True)
+
+    assert "cli:zhang" in page and "自治区通知" in page and "<code>cross_province=True</code>" in page
+    assert "统筹区 650100，第 2 版，自" in page and "统筹区 650100，第 3 版，自" in page
+    assert "发布统筹区政策新版本" in page and "撤回尚未生效的政策版本" in page and "打错了" in page
+    assert "<code>frequency_max_changes=4</code>" in page

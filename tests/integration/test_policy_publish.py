@@ -12,19 +12,19 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from models import AuditEntry, RegionPolicy
-from workflows import operators, policy, policy_admin
+from workflows import operators, policy, policy_admin, policy_fields, verification
 from workflows.errors import DomainError
 
-from .support import T0, accepted, binding, invite, table_snapshot, wait_for_a_lock_wait
+from .support import T0, binding, invite, table_snapshot, wait_for_a_lock_wait
 
 pytestmark = pytest.mark.pg
 
 DAY = timedelta(days=1)
 
 
-def publish(db, regions, *pairs, at=T0, now=T0, reason="自治区医保局通知"):
-    return policy_admin.publish(db, list(regions), policy_admin.parse_changes(list(pairs)), effective_from=at,
-                                who="cli:tester", reason=reason, now=now)
+def publish(db, regions, *pairs, at=T0, now=T0, reason="自治区医保局通知", who="tester"):
+    return policy_admin.publish(db, list(regions), policy_fields.parse_changes(list(pairs)), effective_from=at,
+                                who=who, reason=reason, now=now)
 
 
 def in_force(db, code, at):
@@ -56,23 +56,58 @@ def test_a_version_copies_the_latest_with_its_changes_and_takes_effect_at_its_ti
     assert [v["in_force"] for v in policy_admin.versions(pg_db, "650100", now=T0 + DAY)] == [True, False]
 
 
-def test_a_new_letter_applies_to_new_invitations_and_not_to_bindings_made_before(pg_db, family):
-    """Given an accepted 南京 binding made under version 1 (letter JS-2024-01),
-    when version 2 with letter JS-2027-01 takes effect,
-    then an invitation signed under the old letter is refused (commitment_required), one under the new
-    letter is made under version 2, and the earlier binding keeps version 1."""
-    early = accepted(pg_db, family(pg_db), now=T0)
-    v1 = binding(pg_db, early).policy_id
+def test_a_new_version_applies_to_new_invitations_and_not_to_the_terms_of_bindings_made_before(pg_db, family):
+    """Given an invitation made under 南京's version 1 (letter JS-2024-01, three face-verification attempts),
+    when version 2 (letter JS-2027-01, one attempt) takes effect,
+    then an invitation signed under the old letter is refused (commitment_required) and one under the new
+    letter is made under version 2, where one failed attempt ends it (verification_failed); the earlier
+    invitation keeps its three: one failed attempt leaves it invited."""
+    early = invite(pg_db, family(pg_db), now=T0)["id"]
 
-    publish(pg_db, ["320100"], "commitment_version=JS-2027-01", at=T0 + DAY, now=T0)
+    publish(pg_db, ["320100"], "commitment_version=JS-2027-01", "max_verification_attempts=1", at=T0 + DAY)
 
     later = T0 + DAY + timedelta(minutes=1)
     with pytest.raises(DomainError) as refused:
         invite(pg_db, family(pg_db), now=later)
     assert refused.value.code == "commitment_required"
-    made = invite(pg_db, family(pg_db), commitment_version="JS-2027-01", now=later)["id"]
-    assert binding(pg_db, made).policy_id == in_force(pg_db, "320100", later).id != v1
-    assert binding(pg_db, early).policy_id == v1
+    fam = family(pg_db)
+    made = invite(pg_db, fam, commitment_version="JS-2027-01", now=later)["id"]
+    assert binding(pg_db, made).policy_id == in_force(pg_db, "320100", later).id != binding(pg_db, early).policy_id
+    assert fail_once(pg_db, made, fam_of(pg_db, made), later) == "verification_failed"
+    assert fail_once(pg_db, early, fam_of(pg_db, early), later) == "invited"
+
+
+def fam_of(db, binding_id):
+    with db() as s:
+        return s.scalar(sa.text("SELECT p.id FROM bindings b JOIN persons p ON p.id = b.beneficiary_id "
+                                "WHERE b.id = :b"), {"b": binding_id})
+
+
+def fail_once(db, binding_id, beneficiary_id, now):
+    """The beneficiary opens a face verification and the provider says it failed; the binding's state."""
+    started = verification.start_verification(db, binding_id, {"kind": "person", "id": beneficiary_id}, now=now)
+    verification.record_verification_result(db, verification_id=started["verification_id"], binding_id=binding_id,
+                                            result="failed", verifier_id="facecheck", now=now)
+    return binding(db, binding_id).state
+
+
+def test_a_version_another_process_published_is_found_for_its_bindings(pg_db):
+    """Given this process's cached versions of 乌鲁木齐 (1 and 2), and a version 3 written meanwhile by another
+    process (this cache not cleared), when a binding made under version 3 asks for its policy (`by_id`),
+    then it gets version 3, read fresh, not the cached version in force."""
+    publish(pg_db, ["650100"], "cross_province=true")
+    assert in_force(pg_db, "650100", T0).version == 2  # cached now
+    with pg_db.begin() as s:
+        v2 = s.scalars(sa.select(RegionPolicy).where(RegionPolicy.region_code == "650100",
+                                                     RegionPolicy.version == 2)).one()
+        columns = {c.name: getattr(v2, c.name) for c in RegionPolicy.__table__.columns if c.name != "id"}
+        v3 = RegionPolicy(**{**columns, "version": 3, "max_verification_attempts": 7})
+        s.add(v3)
+        s.flush()
+        v3_id = v3.id
+    with pg_db() as s:
+        assert policy.by_id(s, v3_id, "650100", T0).max_verification_attempts == 7
+        assert policy.in_force(s, "650100", T0).version == 2  # the cache, until CACHE_S has passed
 
 
 @pytest.mark.parametrize("regions, pairs, at, code, says", [
@@ -80,6 +115,7 @@ def test_a_new_letter_applies_to_new_invitations_and_not_to_bindings_made_before
     (["650100"], ["cross_province=true"], T0.replace(tzinfo=None), "validation_failed", "UTC offset"),
     (["650100", "999999"], ["cross_province=true"], T0, "not_found", "999999"),  # all or none
     ([], ["cross_province=true"], T0, "validation_failed", "at least one region"),
+    (["320100"], ["allowed_relationships=spouse,parent"], T0, "validation_failed", "missing: child"),
 ])
 def test_a_refused_publish_writes_nothing(pg_db, regions, pairs, at, code, says):
     """Given the seeded policies, when a publish is in the past, without an offset, names an unknown region
@@ -91,16 +127,55 @@ def test_a_refused_publish_writes_nothing(pg_db, regions, pairs, at, code, says)
     assert table_snapshot(pg_db) == before
 
 
-def test_a_version_cannot_take_effect_before_the_latest(pg_db):
-    """Given version 2 of 乌鲁木齐 published to take effect in two days, when version 3 is published to take
-    effect tomorrow, then it is refused (versions take effect in order), and the reason is a blank one
-    refused too."""
+def test_who_and_why_are_required(pg_db):
+    """Given the seeded policies, when a publish names nobody (or someone longer than the audit log keeps) or
+    gives a blank reason, then it is refused and nothing is written."""
+    before = table_snapshot(pg_db)
+    for who, reason, says in (("", "通知", "--by"), ("x" * 61, "通知", "--by"), ("zhang", "  ", "reason")):
+        with pytest.raises(DomainError) as refused:
+            publish(pg_db, ["650100"], "cross_province=true", who=who, reason=reason)
+        assert refused.value.code == "validation_failed" and says in refused.value.detail
+    assert table_snapshot(pg_db) == before
+
+
+def test_a_time_a_moment_ago_counts_as_now(pg_db):
+    """Given a publish whose effective_from was typed 30 s ago (within the minute allowed), when published,
+    then it takes effect now, not 30 s ago (nothing was made under the old version in between)."""
+    out = publish(pg_db, ["650100"], "cross_province=true", at=T0 - timedelta(seconds=30))
+    assert out[0]["effective_from"] == T0.isoformat()
+
+
+def test_versions_take_effect_in_order_and_a_pending_one_can_be_corrected_or_withdrawn(pg_db):
+    """Given version 2 of 乌鲁木齐 pending (in two days),
+    when version 3 is published for tomorrow, then it is refused (versions take effect in order);
+    when version 3 is published for the same time, then it builds on version 2 (both changes) and wins
+    from then on; when the in-force version 1 or the non-latest version 2 is withdrawn, then refused;
+    when the pending version 3 is withdrawn, then version 2 is the latest again, and the withdrawal is in
+    the audit log with the fields it had; and the seed run again adds nothing."""
     publish(pg_db, ["650100"], "cross_province=true", at=T0 + 2 * DAY)
     with pytest.raises(DomainError) as refused:
         publish(pg_db, ["650100"], "frequency_max_changes=4", at=T0 + DAY)
     assert refused.value.code == "validation_failed" and "version 2" in refused.value.detail
-    with pytest.raises(DomainError):
-        publish(pg_db, ["650100"], "frequency_max_changes=4", at=T0 + 3 * DAY, reason="  ")
+
+    v3 = publish(pg_db, ["650100"], "frequency_max_changes=4", at=T0 + 2 * DAY)[0]
+    assert (v3["policy_version"], v3["cross_province"], v3["frequency_limit"]["max_changes"]) == (3, True, 4)
+    assert in_force(pg_db, "650100", T0 + 2 * DAY).version == 3
+
+    for version in (1, 2):
+        with pytest.raises(DomainError) as refused:
+            policy_admin.withdraw(pg_db, "650100", version, who="tester", reason="wrong", now=T0)
+        assert refused.value.code == "illegal_transition"
+    gone = policy_admin.withdraw(pg_db, "650100", 3, who="tester", reason="打错了", now=T0)
+    assert gone["fields"]["frequency_max_changes"] == 4
+    assert [v["policy_version"] for v in policy_admin.versions(pg_db, "650100", now=T0)] == [2, 1]
+    assert in_force(pg_db, "650100", T0 + 2 * DAY).version == 2
+    last = operators.audit_log(pg_db)["items"][0]
+    assert (last["action"], last["operator"], last["reason"], last["detail"]["version"]) == (
+        "policy_withdraw", "cli:tester", "打错了", 3)
+    from models import seed
+    with pg_db.begin() as s:
+        seed.seed_regions(s)
+    assert [v["policy_version"] for v in policy_admin.versions(pg_db, "650100", now=T0)] == [2, 1]
 
 
 def test_two_publishes_at_once_are_ordered_by_the_regions_lock(pg_db):
@@ -143,7 +218,8 @@ def test_the_command_line_publishes_and_shows_on_the_embedded_default(tmp_path, 
     """Given a fresh embedded database (SQLite under ./var), when `gongji policy publish --province 65 --set
     cross_province=true --set commitment_version=XJ-2027-01 --reason …` runs, then both Xinjiang regions get
     version 2 and `gongji policy show 652900` lists it in force above version 1; a bad value is a usage error
-    (exit 1) that names the field."""
+    (exit 1) that names the field, a publish without --by is refused (exit 2), and a version published for
+    the wrong year shows as pending and is withdrawn."""
     from web.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -160,5 +236,15 @@ def test_the_command_line_publishes_and_shows_on_the_embedded_default(tmp_path, 
     assert "commitment_version: XJ-2027-01" in shown.output
     assert any("version 1" in line and not line.endswith("in force") for line in lines)
     bad = runner.invoke(main, ["policy", "publish", "--region", "650100", "--set", "cross_province=maybe",
-                               "--reason", "x"])
+                               "--reason", "x", "--by", "zhang"])
     assert bad.exit_code == 1 and "cross_province is true or false" in bad.output
+    nobody = runner.invoke(main, ["policy", "publish", "--region", "650100", "--set", "cross_province=true",
+                                  "--reason", "x"])
+    assert nobody.exit_code == 2 and "--by" in nobody.output  # who publishes is not optional
+    ahead = runner.invoke(main, ["policy", "publish", "--region", "650100", "--set", "frequency_max_changes=4",
+                                 "--effective-from", "2207-01-01T00:00:00+08:00", "--reason", "x", "--by", "zhang"])
+    assert ahead.exit_code == 0 and "version 3 from 2206-12-31T16:00:00+00:00" in ahead.output
+    assert "pending" in runner.invoke(main, ["policy", "show", "650100"]).output.splitlines()[0]
+    undone = runner.invoke(main, ["policy", "withdraw", "650100", "3", "--reason", "a typo in the year",
+                                  "--by", "zhang"])
+    assert undone.exit_code == 0 and "version 3" in undone.output and "withdrawn" in undone.output

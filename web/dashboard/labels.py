@@ -29,6 +29,7 @@ ACTIONS = {
     "retry": _l("retry the stuck step"), "expire": _l("expire now"), "unbind": _l("unbind"),
     "reveal": _l("reveal identity"), "batch_retry": _l("batch: retry"), "batch_expire": _l("batch: expire"),
     "batch_unbind": _l("batch: unbind"), "policy_publish": _l("publish a region policy version"),
+    "policy_withdraw": _l("withdraw a pending policy version"),
 }
 RELATIONSHIPS = {
     "spouse": _l("spouse"), "parent": _l("parent"), "child": _l("child"), "grandparent": _l("grandparent"),
