@@ -117,10 +117,24 @@ def regions_of_province(db, province_code: str) -> list[str]:
                               .order_by(Region.code)))
 
 
+def _marked(found: list[policy.Policy], now: datetime) -> list[tuple[policy.Policy, str]]:
+    """Versions (newest first) with their status: `pending` (not yet), `in_force`, or `older`."""
+    current = next((p.id for p in found if p.effective_from <= now), None)
+    return [(p, "pending" if p.effective_from > now else "in_force" if p.id == current else "older") for p in found]
+
+
 def versions(db, region_code: str, *, now: datetime | None = None) -> list[dict]:
     """Every version of a region's policy, newest first, the one in force marked (`in_force`)."""
-    now = now or utcnow()
     with db() as s:
         found = policy.versions_of(s, region_code)
-    current = next((p.id for p in found if p.effective_from <= now), None)
-    return [{**p.as_api(), "in_force": p.id == current, "pending": p.effective_from > now} for p in found]
+    return [{**p.as_api(), "in_force": mark == "in_force", "pending": mark == "pending"}
+            for p, mark in _marked(found, now or utcnow())]
+
+
+def every_region(db, *, now: datetime | None = None) -> list[dict]:
+    """Every pooling region, by code, with its versions and their status (the dashboard's policy page)."""
+    now = now or utcnow()
+    with db() as s:
+        regions = s.execute(sa.select(Region.code, Region.name, Region.province_code).order_by(Region.code)).all()
+        return [{"code": r.code, "name": r.name, "province_code": r.province_code,
+                 "versions": _marked(policy.versions_of(s, r.code), now)} for r in regions]

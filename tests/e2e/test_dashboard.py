@@ -106,6 +106,10 @@ def test_an_admin_finds_understands_and_repairs_a_stuck_binding(embedded, page, 
     for p in (grantor, beneficiary):
         assert p.id_number not in page.content()
 
+    page.click("header a[href$='/dashboard/policies']")
+    assert page.locator("#policies tr[data-region='320100'][data-status=in_force]").count() == 1
+    shot(page, "policies")
+
 
 def test_a_viewer_sees_but_cannot_act(embedded, page, stuck_binding):
     """Given a viewer, When they open a stuck binding, Then no action form is offered, and a forged POST
@@ -148,7 +152,7 @@ def test_no_page_shows_a_whole_id_number_or_name(embedded, stuck_binding):
     http = _signed_in_session(embedded, ADMIN)
     pages = [http.get(f"{embedded}{path}", timeout=HTTP_TIMEOUT) for path in (
         "/dashboard/", "/dashboard/bindings", "/dashboard/bindings?stuck=verification_request_failed",
-        f"/dashboard/bindings/{bid}", "/dashboard/audit")]
+        f"/dashboard/bindings/{bid}", "/dashboard/audit", "/dashboard/policies")]
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', pages[1].text).group(1)
     found = http.post(f"{embedded}/dashboard/find", data={"csrf_token": token, "id_number": grantor.id_number},
                       timeout=HTTP_TIMEOUT)

@@ -156,3 +156,27 @@ def test_the_audit_log_shows_what_a_policy_publish_and_withdrawal_did(app, sqlit
     assert "统筹区 650100，第 2 版，自" in page and "统筹区 650100，第 3 版，自" in page
     assert "发布统筹区政策新版本" in page and "撤回尚未生效的政策版本" in page and "打错了" in page
     assert "<code>frequency_max_changes=4</code>" in page
+
+
+def test_the_policy_page_shows_each_regions_versions_in_force_pending_and_older(app, sqlite_db):
+    """Given 乌鲁木齐 with version 2 in force and version 3 pending (published from the command line), when a
+    viewer opens the policy page, then every seeded region is listed, and 乌鲁木齐 shows version 3 pending,
+    2 in force, 1 older, with the fields of the one in force (in Chinese, the default)."""
+    from datetime import timedelta
+
+    from models.types import utcnow
+    from workflows import policy_admin, policy_fields
+
+    now = utcnow()
+    policy_admin.publish(sqlite_db, ["650100"], policy_fields.parse_changes(["cross_province=true"]),
+                         effective_from=now, who="zhang", reason="通知", now=now)
+    policy_admin.publish(sqlite_db, ["650100"], policy_fields.parse_changes(["invitation_ttl_s=259200"]),
+                         effective_from=now + timedelta(days=30), who="zhang", reason="通知", now=now)
+    client, _ = signed_in(app, "viewer")
+
+    page = client.get("/dashboard/policies").get_data(as_text=True)
+
+    rows = re.findall(r'data-region="(\d+)" data-version="(\d+)" data-status="(\w+)"', page)
+    assert {r for r, _, _ in rows} == {"320100", "320500", "650100", "652900"}
+    assert [(v, s) for r, v, s in rows if r == "650100"] == [("3", "pending"), ("2", "in_force"), ("1", "older")]
+    assert "待生效" in page and "生效中" in page and "跨省" in page and "3 天" in page and "最近绑定者优先" in page

@@ -50,36 +50,39 @@ def xinjiang_shares_across_provinces(db, at: datetime) -> None:
     policy.clear_cache()
 
 
-def test_an_allowed_move_relocates_the_binding(pg_db, family, base):
+@pytest.mark.parametrize("db_name", ["pg_db", "sqlite_db"])
+def test_an_allowed_move_relocates_the_binding(db_name, request, family, base):
     """Given an accepted binding between two persons in 南京 (320100),
     when Jiangsu reports the beneficiary insured in 苏州 (320500; Jiangsu shares across its regions),
     then the binding stays accepted and its beneficiary region is 320500, through one `relocate`
     transition (accepted → accepted, the system as `registry:jiangsu`, the move as the reason) that
     replays through the machine, and one `binding.relocated` event carrying where it was; the home
-    province and the policy it was made under stay."""
-    fam = family(pg_db, now=base)
-    bid = accepted(pg_db, fam, now=base)
-    before = binding(pg_db, bid)
+    province and the policy it was made under stay. On PostgreSQL (one data-modifying statement) and on
+    SQLite, the embedded default (the same writes one after the other)."""
+    db = request.getfixturevalue(db_name)
+    fam = family(db, now=base)
+    bid = accepted(db, fam, now=base)
+    before = binding(db, bid)
 
-    assert send(pg_db, "jiangsu", "person.updated", registry(fam, "beneficiary", region_code="320500"),
+    assert send(db, "jiangsu", "person.updated", registry(fam, "beneficiary", region_code="320500"),
                 sent=base + timedelta(hours=1)) == "applied"
 
-    after = binding(pg_db, bid)
+    after = binding(db, bid)
     assert (after.state, after.version, after.policy_id) == ("accepted", before.version + 1, before.policy_id)
-    assert regions(pg_db, bid) == ("32", "320100", "320500")
-    rows = assert_history_consistent(pg_db, bid)
+    assert regions(db, bid) == ("32", "320100", "320500")
+    rows = assert_history_consistent(db, bid)
     last = rows[-1]
     assert (last.event, last.from_state, last.to_state, last.actor_kind, last.actor_id, last.reason) == (
         "relocate", "accepted", "accepted", "system", "registry:jiangsu", "beneficiary_region 320100→320500")
     assert replay(rows) == "accepted"
-    event = last_event(pg_db, bid)
+    event = last_event(db, bid)
     assert (event.topic, event.binding_version) == ("binding.relocated", after.version)
     data = event.payload["data"]
     assert data["relocated_from"] == {"grantor_region": "320100", "beneficiary_region": "320100"}
     assert data["binding"]["beneficiary_region"] == data["binding"]["beneficiary"]["region_code"] == "320500"
     # and the binding is then moved on by its persons as before
-    commands.authorize(pg_db, bid, person(fam.grantor), 10_000, now=utcnow())
-    assert [t.event for t in history(pg_db, bid)][-2:] == ["relocate", "authorize"]
+    commands.authorize(db, bid, person(fam.grantor), 10_000, now=utcnow())
+    assert [t.event for t in history(db, bid)][-2:] == ["relocate", "authorize"]
 
 
 def test_a_grantor_move_keeps_the_policy_the_binding_was_made_under(pg_db, family, base):

@@ -36,6 +36,9 @@ RELATIONSHIPS = {
     "grandchild": _l("grandchild"), "sibling": _l("sibling"),
 }
 ACTORS = {"person": _l("person"), "operator": _l("operator"), "system": _l("system"), "verifier": _l("verifier")}
+POLICY_STATUS = {"in_force": _l("in force"), "pending": _l("pending"), "older": _l("older")}
+DEDUCTION_ORDERS = {"user_order": _l("the beneficiary's order"), "latest_bound_first": _l("latest bound first"),
+                    "single_grantor": _l("one grantor only")}
 ROLES = {"viewer": _l("viewer"), "operator": _l("operator"), "admin": _l("admin")}
 BATCH_STATES = {"confirmed": _l("queued"), "running": _l("running"), "done": _l("done"), "failed": _l("failed")}
 AGES = [("", _l("any")), ("3600", _l("1 hour")), ("86400", _l("1 day")), ("604800", _l("7 days")),

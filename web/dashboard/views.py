@@ -1,12 +1,12 @@
 """Dashboard pages that read: overview, the list (filters, keyset pages, find by ID number), one
-binding, the audit log, a batch job. Thin: parse, call `workflows`, render."""
+binding, the audit log, the region policies, a batch job. Thin: parse, call `workflows`, render."""
 from __future__ import annotations
 
 from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from workflows import batches, casefile, diagram, finder, machine, operators, overview as overview_mod
-from workflows import platforms, stuck
+from workflows import platforms, policy_admin, stuck
 from workflows.errors import DomainError
 from models import Region
 
@@ -124,6 +124,13 @@ def render_binding(binding_id: str, revealed: dict | None = None):
 def audit():
     before = request.args.get("before", type=int)
     return render_template("dashboard/audit.html", log=operators.audit_log(db(), before=before, limit=PAGE))
+
+
+@bp.get("/policies")
+@requires("viewer")
+def policies():
+    """Each pooling region's policy versions: in force, pending, older (published with `gongji policy`)."""
+    return render_template("dashboard/policies.html", regions=policy_admin.every_region(db()))
 
 
 @bp.get("/batches/<batch_id>")
