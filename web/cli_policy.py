@@ -37,10 +37,13 @@ def policy_show(region: str) -> None:
     from workflows import policy_admin
     from workflows.errors import DomainError
 
+    import sqlalchemy as sa
     try:
         found = policy_admin.versions(_db(prepare=False), region)
     except DomainError as exc:
         raise click.ClickException(exc.detail) from None
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):  # no tables yet: nothing was ever set up
+        raise click.ClickException("this database has no schema yet: run `gongji db upgrade` first") from None
     for v in found:
         mark = "in force" if v["in_force"] else "pending" if v["pending"] else ""
         click.echo(f"{v['code']} {v['name']} version {v['policy_version']} from {v['effective_from']} {mark}")

@@ -66,6 +66,7 @@ _cache_lock = threading.Lock()
 def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
+        _home.clear()
 
 
 def versions_of(session: Session, region_code: str) -> list[Policy]:
@@ -75,17 +76,22 @@ def versions_of(session: Session, region_code: str) -> list[Policy]:
         raise DomainError("unknown_region", f"no pooling region {region_code}")
     rows = session.execute(sa.select(RegionPolicy.__table__).where(RegionPolicy.region_code == region_code)
                            .order_by(RegionPolicy.version.desc())).all()
-    return [Policy(id=r.id, region_code=region.code, region_name=region.name,
-                   province_code=region.province_code, platform_id=region.platform_id, version=r.version,
-                   effective_from=r.effective_from, commitment_version=r.commitment_version,
-                   allowed_relationships=tuple(r.allowed_relationships), intra_province=r.intra_province,
-                   cross_province=r.cross_province, invitation_ttl_s=r.invitation_ttl_s,
-                   verification_timeout_s=r.verification_timeout_s,
-                   max_verification_attempts=r.max_verification_attempts,
-                   max_beneficiaries_per_grantor=r.max_beneficiaries_per_grantor,
-                   max_grantors_per_beneficiary=r.max_grantors_per_beneficiary,
-                   frequency_max_changes=r.frequency_max_changes, frequency_window_s=r.frequency_window_s,
-                   deduction_order_policy=r.deduction_order_policy) for r in rows]
+    return [from_row(region, r) for r in rows]
+
+
+def from_row(region, r) -> Policy:
+    """A Policy from a `regions` row and one of its `region_policies` rows."""
+    return Policy(id=r.id, region_code=region.code, region_name=region.name,
+                  province_code=region.province_code, platform_id=region.platform_id, version=r.version,
+                  effective_from=r.effective_from, commitment_version=r.commitment_version,
+                  allowed_relationships=tuple(r.allowed_relationships), intra_province=r.intra_province,
+                  cross_province=r.cross_province, invitation_ttl_s=r.invitation_ttl_s,
+                  verification_timeout_s=r.verification_timeout_s,
+                  max_verification_attempts=r.max_verification_attempts,
+                  max_beneficiaries_per_grantor=r.max_beneficiaries_per_grantor,
+                  max_grantors_per_beneficiary=r.max_grantors_per_beneficiary,
+                  frequency_max_changes=r.frequency_max_changes, frequency_window_s=r.frequency_window_s,
+                  deduction_order_policy=r.deduction_order_policy)
 
 
 def _engine(session) -> sa.Engine:
@@ -113,16 +119,21 @@ def in_force(session: Session, region_code: str, at: datetime) -> Policy:
 
 
 _REGION_OF = sa.select(RegionPolicy.region_code).where(RegionPolicy.id == sa.bindparam("id"))
+_home: dict = {}  # (engine, policy id) -> its region: a version never changes region
 
 
 def by_id(session: Session, policy_id: int, region_code: str, at: datetime) -> Policy:
     """The policy a binding was created under: among this process's cached versions of `region_code` (the
-    binding's grantor region), else read fresh where it lives (published after the cache was filled, or
-    in the region a relocated grantor left: one or two queries); the one in force if it is gone."""
+    binding's grantor region), else of the region the version belongs to (a relocated grantor's old
+    region: its region is read once, then remembered), else read fresh there (published after this process
+    cached that region); the one in force in `region_code` if it is gone."""
     found = _among(_cached(session, region_code), policy_id)
     if found is None:
-        home = session.execute(_REGION_OF, {"id": policy_id}).scalar()
-        found = _among(versions_of(session, home), policy_id) if home is not None else None
+        key = (id(_engine(session)), policy_id)
+        home = _home.get(key) or session.execute(_REGION_OF, {"id": policy_id}).scalar()
+        if home is not None:
+            _home[key] = home
+            found = _among(_cached(session, home), policy_id) or _among(versions_of(session, home), policy_id)
     return found or in_force(session, region_code, at)
 
 

@@ -6,12 +6,13 @@ its `effective_from` on: new invitations, and the checks that read the policy in
 rule, the deduction order). Hence:
 - a version is the region's latest one (a pending one included) with the named fields changed, checked
   whole (`policy_fields`);
-- `effective_from` has a UTC offset, is not in the past (a time within the last minute counts as now, so
-  no binding is made under the older version after the newer one took effect) and not before the latest
-  version's (versions take effect in order: `policy.in_force` picks the highest version already
-  effective);
-- a pending version (not yet in force, so no binding refers to it) can be withdrawn: a typo in a date far
-  ahead, or an urgent change that must come first;
+- `effective_from` has a UTC offset, is not in the past (a time typed within the last minute counts as
+  now, so the version is not recorded as having been in force before it was published) and not before
+  the latest version's (versions take effect in order: `policy.in_force` picks the highest version
+  already effective);
+- a pending version can be withdrawn (a typo in a date far ahead, or an urgent change that must come
+  first) until shortly before it takes effect: `WITHDRAW_MARGIN` covers other processes' policy caches
+  (`policy.CACHE_S`) and their clocks, so none can have made a binding under it;
 - publishes and withdrawals for one region are ordered by the region row's lock (SQLite writes one
   transaction at a time anyway): the second builds on the first's version;
 - each is an audit-log entry (`cli:<who>`, the reason, the fields);
@@ -30,6 +31,7 @@ from . import operators, policy, policy_fields
 from .errors import DomainError
 
 CLOCK_SKEW = timedelta(minutes=1)
+WITHDRAW_MARGIN = timedelta(seconds=policy.CACHE_S) + CLOCK_SKEW
 MAX_WHO = 60  # the audit log's operator column holds 64 characters, "cli:" included
 
 _LOCK_REGION = (sa.select(Region.code).where(Region.code == sa.bindparam("r"))
@@ -79,7 +81,10 @@ def publish(db, regions: list[str], changes: dict, *, effective_from: datetime, 
                 _refuse(f"{code}: version {latest.version} takes effect at {latest.effective_from.isoformat()}; a "
                         f"later one cannot take effect before it (withdraw a pending version first)")
             fields = {**{f: getattr(latest, f) for f in policy_fields.FIELDS}, **changes}
-            policy_fields.check_version(fields)
+            try:
+                policy_fields.check_version(fields)
+            except DomainError as exc:
+                raise DomainError(exc.code, f"{code}: {exc.detail}") from None
             row = RegionPolicy(region_code=code, version=latest.version + 1, effective_from=effective_from,
                                created_at=now, **fields)
             s.add(row)
@@ -97,15 +102,21 @@ def withdraw(db, region_code: str, version: int, *, who: str, reason: str, now: 
     """Withdraw a region's latest version while it is pending (not yet in force: nothing refers to it)."""
     now = now or utcnow()
     actor = _check_who_and_why(who, reason)
-    with db.begin() as s:
-        latest = _latest_locked(s, region_code)
-        if latest.version != version or latest.effective_from <= now:
-            raise DomainError("illegal_transition", f"only the latest version of {region_code} (now "
-                              f"{latest.version}) can be withdrawn, and only before it takes effect")
-        gone = {"region_code": region_code, "version": version, "effective_from": latest.effective_from.isoformat(),
-                "fields": {f: getattr(latest, f) for f in policy_fields.FIELDS}}
-        s.delete(latest)
-        operators.record(s, actor, "policy_withdraw", reason=reason.strip(), now=now, detail=gone)
+    try:
+        with db.begin() as s:
+            latest = _latest_locked(s, region_code)
+            if latest.version != version or latest.effective_from <= now + WITHDRAW_MARGIN:
+                raise DomainError("illegal_transition", f"only the latest version of {region_code} (now "
+                                  f"{latest.version}) can be withdrawn, and only until "
+                                  f"{WITHDRAW_MARGIN.total_seconds():.0f} s before it takes effect")
+            gone = {"region_code": region_code, "version": version,
+                    "effective_from": latest.effective_from.isoformat(),
+                    "fields": {f: getattr(latest, f) for f in policy_fields.FIELDS}}
+            s.delete(latest)
+            operators.record(s, actor, "policy_withdraw", reason=reason.strip(), now=now, detail=gone)
+    except sa.exc.IntegrityError:  # a process whose clock ran ahead made a binding under it
+        raise DomainError("conflict", f"a binding was already made under version {version} of {region_code}; "
+                          "publish a new version instead") from None
     policy.clear_cache()
     return gone
 
@@ -132,9 +143,15 @@ def versions(db, region_code: str, *, now: datetime | None = None) -> list[dict]
 
 
 def every_region(db, *, now: datetime | None = None) -> list[dict]:
-    """Every pooling region, by code, with its versions and their status (the dashboard's policy page)."""
+    """Every pooling region, by code, with its versions and their status (the dashboard's policy page):
+    two queries whatever the number of regions."""
     now = now or utcnow()
     with db() as s:
-        regions = s.execute(sa.select(Region.code, Region.name, Region.province_code).order_by(Region.code)).all()
-        return [{"code": r.code, "name": r.name, "province_code": r.province_code,
-                 "versions": _marked(policy.versions_of(s, r.code), now)} for r in regions]
+        regions = s.execute(sa.select(Region.__table__).order_by(Region.code)).all()
+        by_region: dict[str, list] = {}
+        for row in s.execute(sa.select(RegionPolicy.__table__).order_by(RegionPolicy.region_code,
+                                                                         RegionPolicy.version.desc())):
+            by_region.setdefault(row.region_code, []).append(row)
+    return [{"code": r.code, "name": r.name, "province_code": r.province_code,
+             "versions": _marked([policy.from_row(r, p) for p in by_region.get(r.code, [])], now)}
+            for r in regions]

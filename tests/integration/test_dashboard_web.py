@@ -136,7 +136,7 @@ def test_a_new_password_ends_the_sessions_signed_in_with_the_old_one(app, sqlite
 def test_the_audit_log_shows_what_a_policy_publish_and_withdrawal_did(app, sqlite_db):
     """Given a version of 乌鲁木齐's policy published from the command line, and a pending one published and
     withdrawn, when a viewer opens the audit log (in Chinese, the default), then each entry shows who, why,
-    the region, the version, its time and the fields changed."""
+    the region, the version and its time, and a publish the fields it changed."""
     from datetime import timedelta
 
     from models.types import utcnow

@@ -263,3 +263,28 @@ def test_a_move_and_a_command_meeting_on_the_binding_both_apply_in_one_order(pg_
         assert events == ["authorize", "relocate"] and final.beneficiary_region == "320500"
     else:
         assert events == ["unbind"] and final.beneficiary_region == "320100"
+
+
+def test_a_relocated_grantors_verification_steps_stay_two_statements(pg_db, pg_engine, family, base):
+    """Given an invitation whose grantor moved to 苏州 (its policy is 南京's, the region it left), and one
+    verification step already taken since (which learned where that policy lives),
+    when the beneficiary starts another verification,
+    then that step is two statements (its read, its write), like any other binding's."""
+    fam = family(pg_db, now=base)
+    bid = invite(pg_db, fam, now=base)["id"]
+    assert send(pg_db, "jiangsu", "person.updated", registry(fam, "grantor", region_code="320500"),
+                sent=base + timedelta(hours=1)) == "applied"
+    first = verification.start_verification(pg_db, bid, person(fam.beneficiary), now=utcnow())
+    verification.record_verification_result(pg_db, verification_id=first["verification_id"], binding_id=bid,
+                                            result="failed", verifier_id="facecheck", now=utcnow())
+    seen = []
+
+    def hear(conn, cursor, statement, params, context, executemany):
+        seen.append(statement.split(None, 1)[0].upper())
+    sa.event.listen(pg_engine, "before_cursor_execute", hear)
+    try:
+        verification.start_verification(pg_db, bid, person(fam.beneficiary), now=utcnow())
+    finally:
+        sa.event.remove(pg_engine, "before_cursor_execute", hear)
+
+    assert seen == ["SELECT", "WITH"]
