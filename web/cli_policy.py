@@ -15,7 +15,7 @@ from models.types import utcnow
 
 
 def _db(*, prepare: bool = True):
-    """The database; `prepare`: migrated and its regions seeded first, as `gongji platform add` does."""
+    """The database; `prepare`: migrated first (as for `gongji platform add`) and its regions seeded."""
     from models import db as models_db
     engine, factory = models_db.from_settings(Settings.from_env())
     if prepare:
