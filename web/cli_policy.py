@@ -6,6 +6,7 @@ nothing), with the reason and the fields."""
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -46,11 +47,27 @@ def policy_show(region: str) -> None:
         raise click.ClickException("this database has no schema yet: run `gongji db upgrade` first") from None
     for v in found:
         mark = "in force" if v["in_force"] else "pending" if v["pending"] else ""
-        click.echo(f"{v['code']} {v['name']} version {v['policy_version']} from {v['effective_from']} {mark}")
+        click.echo(f"{v['code']} {v['name']} version {v['policy_version']} from {_when(v['effective_from'])} {mark}")
         for key in ("commitment_version", "allowed_relationships", "intra_province", "cross_province",
                     "invitation_ttl_s", "verification_timeout_s", "max_verification_attempts", "member_limits",
                     "frequency_limit", "deduction_order_policy"):
-            click.echo(f"    {key}: {v[key]}")
+            click.echo(f"    {key}: {_plain(v[key])}")
+
+
+SHOWN_IN = ZoneInfo("Asia/Shanghai")  # as the dashboard shows times
+
+
+def _when(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(SHOWN_IN).isoformat()
+
+
+def _plain(value) -> str:
+    """A field as one would type it back to --set: lists comma-separated, limits as name=value pairs."""
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @policy.command("publish")
@@ -81,7 +98,7 @@ def policy_publish(regions, province, pairs, effective_from, reason, by) -> None
     except DomainError as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from None
     for v in published:
-        click.echo(f"{v['code']} {v['name']}: version {v['policy_version']} from {v['effective_from']}")
+        click.echo(f"{v['code']} {v['name']}: version {v['policy_version']} from {_when(v['effective_from'])}")
 
 
 @policy.command("withdraw")
@@ -98,4 +115,4 @@ def policy_withdraw(region: str, version: int, reason: str, by: str) -> None:
         gone = policy_admin.withdraw(_db(), region, version, who=by, reason=reason)
     except DomainError as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from None
-    click.echo(f"{region}: version {gone['version']} (from {gone['effective_from']}) withdrawn")
+    click.echo(f"{region}: version {gone['version']} (from {_when(gone['effective_from'])}) withdrawn")

@@ -233,7 +233,8 @@ def test_the_command_line_publishes_and_shows_on_the_embedded_default(tmp_path, 
     assert shown.exit_code == 0, shown.output
     lines = shown.output.splitlines()
     assert "version 2" in lines[0] and lines[0].endswith("in force")
-    assert "commitment_version: XJ-2027-01" in shown.output
+    assert "commitment_version: XJ-2027-01" in shown.output and "cross_province: true" in shown.output
+    assert "allowed_relationships: spouse,parent,child" in shown.output  # as --set takes it back
     assert any("version 1" in line and not line.endswith("in force") for line in lines)
     bad = runner.invoke(main, ["policy", "publish", "--region", "650100", "--set", "cross_province=maybe",
                                "--reason", "x", "--by", "zhang"])
@@ -243,7 +244,7 @@ def test_the_command_line_publishes_and_shows_on_the_embedded_default(tmp_path, 
     assert nobody.exit_code == 2 and "--by" in nobody.output  # who publishes is not optional
     ahead = runner.invoke(main, ["policy", "publish", "--region", "650100", "--set", "frequency_max_changes=4",
                                  "--effective-from", "2207-01-01T00:00:00+08:00", "--reason", "x", "--by", "zhang"])
-    assert ahead.exit_code == 0 and "version 3 from 2206-12-31T16:00:00+00:00" in ahead.output
+    assert ahead.exit_code == 0 and "version 3 from 2207-01-01T00:00:00+08:00" in ahead.output
     assert "pending" in runner.invoke(main, ["policy", "show", "650100"]).output.splitlines()[0]
     undone = runner.invoke(main, ["policy", "withdraw", "650100", "3", "--reason", "a typo in the year",
                                   "--by", "zhang"])
