@@ -125,7 +125,7 @@ def end_bindings(cmd: Command, person_id: str, actor: Actor, *, moved: bool) -> 
 REGIONS = ("grantor_region", "beneficiary_region")
 
 
-def relocate(cmd: Command, row: rows.BindingRow, grantor, beneficiary, actor: Actor) -> bool:
+def relocate(cmd: Command, row: rows.BindingRow, grantor, beneficiary, actor: Actor) -> None:
     """A binding the move leaves standing follows its persons: `relocate` (a self-transition: version,
     history and a `binding.relocated` event, which also goes to the provinces it left) writes the regions
     they are insured in now. Who sees the binding and who is told follows those regions; its home province
@@ -136,13 +136,12 @@ def relocate(cmd: Command, row: rows.BindingRow, grantor, beneficiary, actor: Ac
     reason = consequences.relocation(row.state, row.expires_at, cmd.now, held,
                                      (grantor.region_code, beneficiary.region_code))
     if reason is None:
-        return False
+        return
     row.grantor_region, row.beneficiary_region = grantor.region_code, beneficiary.region_code
     waiting = row.deadline_at if row.deadline_event == "verification_timeout" else None
     cmd.authorize_actor(row, "relocate", actor, reason)
     cmd.transition(row, "relocate", actor, reason=reason, attempt_deadline=waiting,
                    extra={"relocated_from": dict(zip(REGIONS, held))})
-    return True
 
 
 # --- the inbound webhook types (webhooks._apply); each returns the outcome recorded on the webhook ----------

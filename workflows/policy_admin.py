@@ -29,6 +29,7 @@ from models.types import utcnow
 
 from . import operators, policy, policy_fields
 from .errors import DomainError
+from .policy_fields import refuse
 
 CLOCK_SKEW = timedelta(minutes=1)
 WITHDRAW_MARGIN = timedelta(seconds=policy.CACHE_S) + CLOCK_SKEW
@@ -38,10 +39,6 @@ _LOCK_REGION = (sa.select(Region.code).where(Region.code == sa.bindparam("r"))
                 .with_for_update(key_share=True))  # FOR NO KEY UPDATE: orders publishes, blocks no reader
 _LATEST = (sa.select(RegionPolicy).where(RegionPolicy.region_code == sa.bindparam("r"))
            .order_by(RegionPolicy.version.desc()).limit(1))
-
-
-def _refuse(detail: str):
-    raise DomainError("validation_failed", detail)
 
 
 def _latest_locked(s, code: str) -> RegionPolicy:
@@ -54,9 +51,9 @@ def _latest_locked(s, code: str) -> RegionPolicy:
 
 def _check_who_and_why(who: str, reason: str) -> str:
     if not who or not who.strip() or len(who.strip()) > MAX_WHO:
-        _refuse(f"say who you are (--by), 1 to {MAX_WHO} characters")
+        refuse(f"say who you are (--by), 1 to {MAX_WHO} characters")
     if not reason or not reason.strip():
-        _refuse("give a reason")
+        refuse("give a reason")
     return f"cli:{who.strip()}"
 
 
@@ -67,18 +64,18 @@ def publish(db, regions: list[str], changes: dict, *, effective_from: datetime, 
     now = now or utcnow()
     actor = _check_who_and_why(who, reason)
     if effective_from.tzinfo is None:
-        _refuse("effective_from needs a UTC offset (e.g. 2027-01-01T00:00:00+08:00)")
+        refuse("effective_from needs a UTC offset (e.g. 2027-01-01T00:00:00+08:00)")
     if effective_from < now - CLOCK_SKEW:
-        _refuse("effective_from is in the past: a policy is changed from now on, never backwards")
+        refuse("effective_from is in the past: a policy is changed from now on, never backwards")
     effective_from = max(effective_from, now)
     if not regions:
-        _refuse("name at least one region")
+        refuse("name at least one region")
     published = []
     with db.begin() as s:
         for code in sorted(set(regions)):  # locked in code order: two publishes never wait in a cycle
             latest = _latest_locked(s, code)
             if effective_from < latest.effective_from:
-                _refuse(f"{code}: version {latest.version} takes effect at {latest.effective_from.isoformat()}; a "
+                refuse(f"{code}: version {latest.version} takes effect at {latest.effective_from.isoformat()}; a "
                         f"later one cannot take effect before it (withdraw a pending version first)")
             fields = {**{f: getattr(latest, f) for f in policy_fields.FIELDS}, **changes}
             try:
@@ -92,10 +89,9 @@ def publish(db, regions: list[str], changes: dict, *, effective_from: datetime, 
             operators.record(s, actor, "policy_publish", reason=reason.strip(), now=now, detail={
                 "region_code": code, "version": row.version, "effective_from": effective_from.isoformat(),
                 "changes": changes})
-            published.append((code, row.id))
+            published.append(policy.from_row(s.get(Region, code), row).as_api())
     policy.clear_cache()
-    with db() as s:
-        return [next(p for p in policy.versions_of(s, code) if p.id == pid).as_api() for code, pid in published]
+    return published
 
 
 def withdraw(db, region_code: str, version: int, *, who: str, reason: str, now: datetime | None = None) -> dict:

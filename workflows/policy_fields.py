@@ -22,20 +22,21 @@ ALWAYS_ALLOWED = ("spouse", "parent", "child")  # DESIGN §3's default set: a re
 TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
-def _refuse(detail: str):
+def refuse(detail: str):
+    """validation_failed with `detail`: every refusal of a policy change, here and in `policy_admin`."""
     raise DomainError("validation_failed", detail)
 
 
 def _whole(name: str, raw: str, ceiling: int) -> int:
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= ceiling:
-        _refuse(f"{name} is a whole number from 1 to {ceiling}")
+        refuse(f"{name} is a whole number from 1 to {ceiling}")
     return int(raw)
 
 
 def _value(name: str, raw: str):
     if name in FLAGS:
         if raw.lower() not in TRUE + FALSE:
-            _refuse(f"{name} is true or false")
+            refuse(f"{name} is true or false")
         return raw.lower() in TRUE
     if name in DURATIONS:
         return _whole(name, raw, MAX_DURATION_S)
@@ -44,14 +45,14 @@ def _value(name: str, raw: str):
     if name == "allowed_relationships":
         chosen = [r.strip() for r in raw.split(",") if r.strip()]
         if not chosen or set(chosen) - set(RELATIONSHIPS) or len(set(chosen)) != len(chosen):
-            _refuse(f"allowed_relationships: distinct ones of {', '.join(RELATIONSHIPS)}")
+            refuse(f"allowed_relationships: distinct ones of {', '.join(RELATIONSHIPS)}")
         return chosen
     if name == "deduction_order_policy":
         if raw not in DEDUCTION_ORDERS:
-            _refuse(f"deduction_order_policy is one of {', '.join(DEDUCTION_ORDERS)}")
+            refuse(f"deduction_order_policy is one of {', '.join(DEDUCTION_ORDERS)}")
         return raw
     if not 1 <= len(raw) <= 32 or not raw.isprintable():  # commitment_version
-        _refuse("commitment_version has 1 to 32 printable characters")
+        refuse("commitment_version has 1 to 32 printable characters")
     return raw
 
 
@@ -62,12 +63,12 @@ def parse_changes(pairs: list[str]) -> dict:
         name, sep, raw = pair.partition("=")
         name, raw = name.strip(), raw.strip()
         if not sep or name not in FIELDS:
-            _refuse(f"{pair!r}: set one of {', '.join(FIELDS)} as field=value")
+            refuse(f"{pair!r}: set one of {', '.join(FIELDS)} as field=value")
         if name in changes:
-            _refuse(f"{name} is set twice")
+            refuse(f"{name} is set twice")
         changes[name] = _value(name, raw)
     if not changes:
-        _refuse("nothing to change: name at least one field=value")
+        refuse("nothing to change: name at least one field=value")
     return changes
 
 
@@ -75,6 +76,6 @@ def check_version(fields: dict) -> None:
     """A whole version (every field of FIELDS) that may be published, or validation_failed saying why."""
     missing = [r for r in ALWAYS_ALLOWED if r not in fields["allowed_relationships"]]
     if missing:
-        _refuse(f"allowed_relationships must keep {', '.join(ALWAYS_ALLOWED)} (missing: {', '.join(missing)})")
+        refuse(f"allowed_relationships must keep {', '.join(ALWAYS_ALLOWED)} (missing: {', '.join(missing)})")
     if fields["verification_timeout_s"] >= fields["invitation_ttl_s"]:
-        _refuse("verification_timeout_s must be shorter than invitation_ttl_s")
+        refuse("verification_timeout_s must be shorter than invitation_ttl_s")
