@@ -115,4 +115,6 @@ def policy_withdraw(region: str, version: int, reason: str, by: str) -> None:
         gone = policy_admin.withdraw(_db(), region, version, who=by, reason=reason)
     except DomainError as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from None
-    click.echo(f"{region}: version {gone['version']} (from {_when(gone['effective_from'])}) withdrawn")
+    undone = " ".join(f"{k}={_plain(v)}" for k, v in gone["changes"].items())
+    click.echo(f"{region}: version {gone['version']} (from {_when(gone['effective_from'])}) withdrawn"
+               + (f"; it would have set {undone}" if undone else ""))

@@ -26,7 +26,7 @@ from models import Delivery, DeliveryAttempt, OutboxMessage
 from models.types import utcnow
 
 from . import delivery_statements as statements
-from . import platforms, sync
+from . import platforms, rows, sync
 from .persons import province_of
 from .statements import Statement
 
@@ -132,7 +132,7 @@ def concerned(session, payload: dict) -> list[platforms.PlatformInfo]:
     (`relocated_from`: the province that no longer sees it learns that it left)."""
     data = payload.get("data") or {}
     held = [data.get("binding") or {}, data.get("relocated_from") or {}]
-    provinces = {province_of(session, b[k]) for b in held for k in ("grantor_region", "beneficiary_region")
+    provinces = {province_of(session, b[k]) for b in held for k in rows.REGIONS
                  if b.get(k)}
     return [p for p in platforms.all_platforms(session) if p.webhook_url and p.kind != "verifier"
             and (p.kind == "national" or provinces & set(p.provinces))]

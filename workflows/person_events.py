@@ -122,9 +122,6 @@ def end_bindings(cmd: Command, person_id: str, actor: Actor, *, moved: bool) -> 
     return ended
 
 
-REGIONS = ("grantor_region", "beneficiary_region")
-
-
 def relocate(cmd: Command, row: rows.BindingRow, grantor, beneficiary, actor: Actor) -> None:
     """A binding the move leaves standing follows its persons: `relocate` (a self-transition: version,
     history and a `binding.relocated` event, which also goes to the provinces it left) writes the regions
@@ -132,7 +129,7 @@ def relocate(cmd: Command, row: rows.BindingRow, grantor, beneficiary, actor: Ac
     (`province_code`, the shard key) stays, and so does the policy it was made under (`policy_id`: the
     terms its persons agreed to; a new region's relationships, caps or attempt limit would judge it by
     rules it never met). An open face-verification attempt keeps its deadline."""
-    held = (row.grantor_region, row.beneficiary_region)
+    held = tuple(getattr(row, k) for k in rows.REGIONS)
     reason = consequences.relocation(row.state, row.expires_at, cmd.now, held,
                                      (grantor.region_code, beneficiary.region_code))
     if reason is None:
@@ -141,7 +138,7 @@ def relocate(cmd: Command, row: rows.BindingRow, grantor, beneficiary, actor: Ac
     waiting = row.deadline_at if row.deadline_event == "verification_timeout" else None
     cmd.authorize_actor(row, "relocate", actor, reason)
     cmd.transition(row, "relocate", actor, reason=reason, attempt_deadline=waiting,
-                   extra={"relocated_from": dict(zip(REGIONS, held))})
+                   extra={"relocated_from": dict(zip(rows.REGIONS, held))})
 
 
 # --- the inbound webhook types (webhooks._apply); each returns the outcome recorded on the webhook ----------

@@ -105,9 +105,13 @@ def withdraw(db, region_code: str, version: int, *, who: str, reason: str, now: 
                 raise DomainError("illegal_transition", f"only the latest version of {region_code} (now "
                                   f"{latest.version}) can be withdrawn, and only until "
                                   f"{WITHDRAW_MARGIN.total_seconds():.0f} s before it takes effect")
+            fields = {f: getattr(latest, f) for f in policy_fields.FIELDS}
+            before = s.scalars(sa.select(RegionPolicy).where(RegionPolicy.region_code == region_code,
+                                                             RegionPolicy.version == version - 1)).first()
             gone = {"region_code": region_code, "version": version,
-                    "effective_from": latest.effective_from.isoformat(),
-                    "fields": {f: getattr(latest, f) for f in policy_fields.FIELDS}}
+                    "effective_from": latest.effective_from.isoformat(), "fields": fields,
+                    # what the withdrawal undoes: the fields in which it differed from the version before it
+                    "changes": {f: v for f, v in fields.items() if before is None or getattr(before, f) != v}}
             s.delete(latest)
             operators.record(s, actor, "policy_withdraw", reason=reason.strip(), now=now, detail=gone)
     except sa.exc.IntegrityError:  # a process whose clock ran ahead made a binding under it

@@ -20,9 +20,9 @@ G, E = P.alias("g"), P.alias("e")
 PERSON_COLUMNS = ("id", "id_number_hash", "id_number_masked", "name_masked", "region_code", "insurance_type",
                   "insurance_status", "real_name_verified", "deceased", "balance_fen")
 BINDING_COLUMNS = tuple(c.name for c in B.columns)
+REGIONS = ("grantor_region", "beneficiary_region")  # the pooling regions a binding is held in (`relocate`)
 MUTABLE = ("state", "version", "updated_at", "ended_at", "end_event", "deadline_at", "deadline_event",
-           "authorized_amount_fen", "failed_verifications",
-           "grantor_region", "beneficiary_region")  # the last two: `relocate` only
+           "authorized_amount_fen", "failed_verifications", *REGIONS)  # REGIONS: `relocate` only
 
 
 class PersonRow:

@@ -136,7 +136,7 @@ def test_a_new_password_ends_the_sessions_signed_in_with_the_old_one(app, sqlite
 def test_the_audit_log_shows_what_a_policy_publish_and_withdrawal_did(app, sqlite_db):
     """Given a version of 乌鲁木齐's policy published from the command line, and a pending one published and
     withdrawn, when a viewer opens the audit log (in Chinese, the default), then each entry shows who, why,
-    the region, the version and its time, and a publish the fields it changed."""
+    the region, the version and its time, and a publish or a withdrawal the fields the version changed."""
     from datetime import timedelta
 
     from models.types import utcnow
@@ -151,11 +151,13 @@ def test_the_audit_log_shows_what_a_policy_publish_and_withdrawal_did(app, sqlit
     client, _ = signed_in(app, "viewer")
 
     page = client.get("/dashboard/audit").get_data(as_text=True)
+    withdrawal = page[page.index("撤回尚未生效的政策版本"):].split("</tr>")[0]
 
     assert "cli:zhang" in page and "自治区通知" in page and "<code>cross_province=True</code>" in page
     assert "统筹区 650100，第 2 版，自" in page and "统筹区 650100，第 3 版，自" in page
     assert "发布统筹区政策新版本" in page and "撤回尚未生效的政策版本" in page and "打错了" in page
     assert "<code>frequency_max_changes=4</code>" in page
+    assert "<code>frequency_max_changes=4</code>" in withdrawal and "cross_province" not in withdrawal
 
 
 def test_the_policy_page_shows_each_regions_versions_in_force_pending_and_older(app, sqlite_db):

@@ -151,7 +151,7 @@ def test_versions_take_effect_in_order_and_a_pending_one_can_be_corrected_or_wit
     when version 3 is published for the same time, then it builds on version 2 (both changes) and wins
     from then on; when the in-force version 1 or the non-latest version 2 is withdrawn, then refused;
     when the pending version 3 is withdrawn, then version 2 is the latest again, and the withdrawal is in
-    the audit log with the fields it had; and the seed run again adds nothing."""
+    the audit log with the fields it had and what it changed; and the seed run again adds nothing."""
     publish(pg_db, ["650100"], "cross_province=true", at=T0 + 2 * DAY)
     with pytest.raises(DomainError) as refused:
         publish(pg_db, ["650100"], "frequency_max_changes=4", at=T0 + DAY)
@@ -166,7 +166,7 @@ def test_versions_take_effect_in_order_and_a_pending_one_can_be_corrected_or_wit
             policy_admin.withdraw(pg_db, "650100", version, who="tester", reason="wrong", now=T0)
         assert refused.value.code == "illegal_transition"
     gone = policy_admin.withdraw(pg_db, "650100", 3, who="tester", reason="打错了", now=T0)
-    assert gone["fields"]["frequency_max_changes"] == 4
+    assert gone["fields"]["frequency_max_changes"] == 4 and gone["changes"] == {"frequency_max_changes": 4}
     assert [v["policy_version"] for v in policy_admin.versions(pg_db, "650100", now=T0)] == [2, 1]
     assert in_force(pg_db, "650100", T0 + 2 * DAY).version == 2
     last = operators.audit_log(pg_db)["items"][0]
@@ -249,6 +249,7 @@ def test_the_command_line_publishes_and_shows_on_the_embedded_default(tmp_path, 
     undone = runner.invoke(main, ["policy", "withdraw", "650100", "3", "--reason", "a typo in the year",
                                   "--by", "zhang"])
     assert undone.exit_code == 0 and "version 3" in undone.output and "withdrawn" in undone.output
+    assert undone.output.rstrip().endswith("it would have set frequency_max_changes=4")
 
 
 def test_a_version_the_seed_file_gains_later_is_not_added_beside_published_ones(pg_db, tmp_path, monkeypatch):
