@@ -3,13 +3,13 @@
 The bottom layer: it imports nothing from workflows, workers or web."""
 
 from .base import Base
-from .bindings import ACTIVE_STATES, Binding, Transition, VerificationAttempt
+from .bindings import ACTIVE_STATES, Binding, Departure, Transition, VerificationAttempt
 from .delivery import Delivery, DeliveryAttempt, PlatformSync
 from .operators import ROLES, AuditEntry, BatchJob, Operator
 from .messaging import IdempotencyRecord, OutboxMessage, ReceivedWebhook
 from .persons import Person
 from .regions import Platform, Region, RegionPolicy
 
-__all__ = ["ACTIVE_STATES", "AuditEntry", "Base", "BatchJob", "Operator", "ROLES", "Binding", "Delivery",
+__all__ = ["ACTIVE_STATES", "AuditEntry", "Base", "BatchJob", "Operator", "ROLES", "Binding", "Delivery", "Departure",
            "DeliveryAttempt", "PlatformSync", "IdempotencyRecord", "OutboxMessage", "Person", "Platform",
            "ReceivedWebhook", "Region", "RegionPolicy", "Transition", "VerificationAttempt"]

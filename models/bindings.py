@@ -5,7 +5,8 @@ transitions (history `seq` = version after the transition) and is checked on eve
 `deadline_at`/`deadline_event` is the next durable timer of a non-terminal binding (NULL otherwise),
 indexed for due-first sweeps. Amounts are integer fen; `authorized_amount_fen` NULL while authorized
 means "the whole balance". `province_code` (the grantor's province when invited: its home) is the shard key
-and never changes; `grantor_region`/`beneficiary_region` follow moves (`relocate`), `policy_id` does not."""
+and never changes; `grantor_region`/`beneficiary_region` follow moves (`relocate`; a province left is a `Departure`), `policy_id`
+does not."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -94,6 +95,23 @@ class Transition(Base):
 
     __table_args__ = (sa.UniqueConstraint("binding_id", "seq", name="uq_binding_transitions_seq"),
                       sa.Index("ix_binding_transitions_at", "at"))  # the dashboard's transitions per hour
+
+
+class Departure(Base):
+    """Append-only: a province a binding left when `relocate` moved both its persons' regions out of it, at
+    the version of that `binding.relocated` event. A platform serving that province is owed the binding up
+    to this version (the event that says where it went) and nothing after it: reconciliation and an
+    operator's resend find what it lacks here, since the binding's current regions no longer name it."""
+
+    __tablename__ = "binding_departures"
+
+    binding_id: Mapped[str] = mapped_column(sa.ForeignKey("bindings.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    province_code: Mapped[str] = mapped_column(sa.String(2), primary_key=True)
+    left_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    # reconciliation's scan per platform: the departures from its provinces within its window
+    __table_args__ = (sa.Index("ix_binding_departures_province_left", "province_code", "left_at"),)
 
 
 class VerificationAttempt(Base):

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from sqlalchemy.orm import joinedload
 
-from models import Binding, Delivery, DeliveryAttempt, Person, PlatformSync, Transition, VerificationAttempt
+from models import (Binding, Delivery, DeliveryAttempt, Departure, Person, PlatformSync, Transition,
+                    VerificationAttempt)
 from models.types import utcnow
 
 from . import machine, operators, platforms, rows, stuck, sync
@@ -17,7 +18,7 @@ from .errors import DomainError
 from .idnumbers import mask_in_text
 from .views import attempt_view, binding_view, transition_view
 
-D, DA, S = Delivery.__table__, DeliveryAttempt.__table__, PlatformSync.__table__
+D, DA, S, X = Delivery.__table__, DeliveryAttempt.__table__, PlatformSync.__table__, Departure.__table__
 # the page shows persons masked: their encrypted columns are never loaded (nor decrypted) here
 _MASKED_ONLY = [joinedload(side).defer(Person.id_number).defer(Person.name)
                 for side in (Binding.grantor, Binding.beneficiary)]
@@ -51,20 +52,23 @@ def _deliveries(s, binding_id: str) -> list[dict]:
 
 def _sync(s, b) -> list[dict]:
     acked = {r.platform_id: r for r in s.execute(sa.select(S).where(S.c.binding_id == b.id))}
+    left = s.execute(sa.select(X.c.province_code, sa.func.max(X.c.version)).where(X.c.binding_id == b.id)
+                     .group_by(X.c.province_code)).all()
     out = []
     for p in platforms.all_platforms(s):
         if p.kind == "verifier":
             continue
         concerned = s.execute(sa.select(rows.B.c.id).where(rows.B.c.id == b.id, sync.concerns(p))).first()
-        if concerned is None and p.id not in acked:
+        # a platform the binding left (a move, `relocate`) is owed the move's version and nothing after it
+        owed = b.version if concerned is not None else max(
+            (version for province, version in left if province in p.provinces), default=0)
+        if not owed and p.id not in acked:
             continue
         got = acked.get(p.id)
         version = got.acked_version if got else 0
-        # a platform the binding left (a move, `relocate`) keeps the version it acknowledged and is owed nothing
         out.append({"platform_id": p.id, "kind": p.kind, "acked_version": version,
                     "acked_at": got.acked_at if got else None, "concerned": concerned is not None,
-                    "behind": max(b.version - version, 0) if concerned is not None else 0,
-                    "webhook": bool(p.webhook_url)})
+                    "owed_version": owed, "behind": max(owed - version, 0), "webhook": bool(p.webhook_url)})
     return out
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from models import Person
+import sqlalchemy as sa
+
+from models import Departure, Person
 from models.crypto import lookup_hash
 
 from . import commands, consequences, idnumbers, policy, rows
@@ -124,8 +126,8 @@ def end_bindings(cmd: Command, person_id: str, actor: Actor, *, moved: bool) -> 
 
 def relocate(cmd: Command, row: rows.BindingRow, grantor, beneficiary, actor: Actor) -> None:
     """A binding the move leaves standing follows its persons: `relocate` (a self-transition: version,
-    history and a `binding.relocated` event, which also goes to the provinces it left) writes the regions
-    they are insured in now. Who sees the binding and who is told follows those regions; its home province
+    history and a `binding.relocated` event, which also goes to the provinces it left, each recorded as a
+    `Departure`) writes the regions they are insured in now. Who sees the binding and who is told follows those regions; its home province
     (`province_code`, the shard key) stays, and so does the policy it was made under (`policy_id`: the
     terms its persons agreed to; a new region's relationships, caps or attempt limit would judge it by
     rules it never met). An open face-verification attempt keeps its deadline."""
@@ -139,6 +141,11 @@ def relocate(cmd: Command, row: rows.BindingRow, grantor, beneficiary, actor: Ac
     cmd.authorize_actor(row, "relocate", actor, reason)
     cmd.transition(row, "relocate", actor, reason=reason, attempt_deadline=waiting,
                    extra={"relocated_from": dict(zip(rows.REGIONS, held))})
+    left = ({province_of(cmd.conn, r) for r in held}
+            - {province_of(cmd.conn, r) for r in (row.grantor_region, row.beneficiary_region)})
+    if left:  # their platforms are owed this version (reconcile, resend) and nothing after it
+        cmd.conn.execute(sa.insert(Departure), [dict(binding_id=row.id, version=row.version, province_code=p,
+                                                     left_at=cmd.now) for p in sorted(left)])
 
 
 # --- the inbound webhook types (webhooks._apply); each returns the outcome recorded on the webhook ----------

@@ -5,19 +5,24 @@ no delivery of that version exists for it — e.g. it registered its webhook URL
 row was removed by hand. Such a binding gets a delivery of its latest event (ordered after any earlier
 one still open). Dead deliveries are left to operators (`gongji deliveries replay`): re-sending them here
 would undo the dead letter. Only bindings changed between `window_s` and `settle_s` seconds ago are
-scanned (through the `(updated_at, id)` index), at most `batch` per platform per pass."""
+scanned (through the `(updated_at, id)` index), at most `batch` per platform per pass.
+
+A province platform is also owed a binding's move out of its provinces (`relocate`): the binding no
+longer concerns it, so its current version is none of its business, but the `binding.relocated` event
+that says where it went is. Those come from `binding_departures` (a move between `window_s` and
+`settle_s` seconds ago, through its (province, time) index); such a platform gets that event."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from models import Delivery, OutboxMessage, PlatformSync
+from models import Delivery, Departure, OutboxMessage, PlatformSync
 from models.types import utcnow
 
 from . import deliveries, platforms, rows, sync
 
-B, D, S = rows.B, Delivery.__table__, PlatformSync.__table__
+B, D, S, X = rows.B, Delivery.__table__, PlatformSync.__table__, Departure.__table__
 
 
 def _lacking(platform, now: datetime, window_s: float, settle_s: float, batch: int) -> sa.Select:
@@ -32,6 +37,28 @@ def _lacking(platform, now: datetime, window_s: float, settle_s: float, batch: i
             .order_by(B.c.updated_at).limit(batch))
 
 
+def _departed(platform) -> sa.Select:
+    """(binding id, version) for each binding that left a province `platform` serves and no longer concerns
+    it (`relocate`, a `Departure`), whose `binding.relocated` there it has not acknowledged: the latest such
+    version (the event saying where the binding went), which is all it is owed. Callers add their own
+    conditions on `X` (departures) and group by binding."""
+    acked = (sa.select(S.c.acked_version).where(S.c.platform_id == platform.id, S.c.binding_id == X.c.binding_id)
+             .scalar_subquery())
+    concerned_now = sa.exists().where(B.c.id == X.c.binding_id, sync.concerns(platform))
+    return (sa.select(X.c.binding_id, sa.func.max(X.c.version).label("version"))
+            .where(X.c.province_code.in_(platform.provinces), sa.sql.functions.coalesce(acked, 0) < X.c.version,
+                   ~concerned_now)
+            .group_by(X.c.binding_id))
+
+
+def _departed_lacking(platform, now: datetime, window_s: float, settle_s: float, batch: int) -> sa.Select:
+    has_delivery = sa.exists().where(D.c.platform_id == platform.id, D.c.binding_id == X.c.binding_id,
+                                     D.c.binding_version >= X.c.version)
+    return (_departed(platform).where(~has_delivery, X.c.left_at >= now - timedelta(seconds=window_s),
+                                      X.c.left_at <= now - timedelta(seconds=settle_s))
+            .order_by(sa.func.min(X.c.left_at)).limit(batch))
+
+
 def reconcile(db, *, now: datetime | None = None, window_s: float = 7 * 86400, settle_s: float = 300,
               batch: int = 500) -> list[int]:
     """One pass over every platform with a webhook URL; returns the delivery ids to send now."""
@@ -40,7 +67,10 @@ def reconcile(db, *, now: datetime | None = None, window_s: float = 7 * 86400, s
     with db.begin() as s:
         targets = [p for p in platforms.all_platforms(s) if p.webhook_url and p.kind != "verifier"]
         for p in targets:
-            for binding_id, version in s.execute(_lacking(p, now, window_s, settle_s, batch)).all():
+            lacking = s.execute(_lacking(p, now, window_s, settle_s, batch)).all()
+            if p.kind != "national":  # a province platform is also owed the moves out of its provinces
+                lacking += s.execute(_departed_lacking(p, now, window_s, settle_s, batch)).all()
+            for binding_id, version in lacking:
                 ready += _send_latest(s, p.id, binding_id, version, now)
     return ready
 
@@ -54,7 +84,8 @@ def _send_latest(s, platform_id: str, binding_id: str, version: int, now: dateti
 
 def resend_latest(s, binding_id: str, now: datetime) -> list[int]:
     """An operator's repair of one binding: every platform concerned that acknowledged less than its
-    version and has nothing open on its way gets the latest event again (in the caller's transaction)."""
+    version and has nothing open on its way gets the latest event again, and a province platform the
+    binding left that lacks the move its `binding.relocated` (in the caller's transaction)."""
     ready: list[int] = []
     targets = [p for p in platforms.all_platforms(s) if p.webhook_url and p.kind != "verifier"]
     for p in targets:
@@ -65,6 +96,10 @@ def resend_latest(s, binding_id: str, now: datetime) -> list[int]:
         found = s.execute(sa.select(B.c.version).where(
             B.c.id == binding_id, sa.sql.functions.coalesce(acked, 0) < B.c.version, ~open_,
             sync.concerns(p))).first()
+        if found is None and p.kind != "national":  # it may be owed the binding's move out of its provinces
+            on_its_way = sa.exists().where(D.c.platform_id == p.id, D.c.binding_id == X.c.binding_id,
+                                           D.c.status.in_(deliveries.OPEN))
+            found = s.execute(_departed(p).where(X.c.binding_id == binding_id, ~on_its_way)).first()
         if found is not None:
             ready += _send_latest(s, p.id, binding_id, found.version, now)
     return ready

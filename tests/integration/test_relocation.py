@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from models import OutboxMessage, RegionPolicy
 from models.types import utcnow
-from workflows import commands, platforms, policy, sync, timers, unit, verification
+from workflows import commands, platforms, policy, reconcile, sync, timers, unit, verification
 from workflows.casefile import casefile
 
 from .support import (accepted, assert_history_consistent, binding, drain, fan_out_all, history, invite, person,
@@ -192,9 +192,54 @@ def test_a_move_across_provinces_moves_who_sees_the_binding_and_who_is_told(pg_d
     assert receivers["xinjiang"].versions(bid) == [5, 6, 7] and receivers["jiangsu"].versions(bid)[-1] == 6
     assert regions(pg_db, bid)[0] == "32"
     sync_rows = {p["platform_id"]: p for p in casefile(pg_db, bid)["sync"]}
-    assert (sync_rows["jiangsu"]["concerned"], sync_rows["jiangsu"]["acked_version"], sync_rows["jiangsu"]["behind"]) \
-        == (False, 6, 0)
+    assert [sync_rows["jiangsu"][k] for k in ("concerned", "acked_version", "owed_version", "behind")] \
+        == [False, 6, 6, 0]
     assert (sync_rows["xinjiang"]["concerned"], sync_rows["xinjiang"]["behind"]) == (True, 0)
+
+
+@pytest.mark.parametrize("repair", ["reconcile", "operator"])
+def test_a_province_the_binding_left_unheard_is_sent_the_move_and_nothing_after_it(pg_db, family, base, receivers,
+                                                                                  repair):
+    """Given an accepted binding in 南京 that Jiangsu received up to version 4, and Xinjiang's policy sharing
+    across provinces, when both persons move to 乌鲁木齐 while Jiangsu has no webhook URL (versions 5 and 6;
+    6 leaves Jiangsu) and its URL comes back, then the binding's page shows Jiangsu no longer concerned and
+    2 behind the move; when the periodic reconciliation runs once the move settled (or an operator's
+    repair of the binding), then Jiangsu receives version 6 only, the `binding.relocated` that says where
+    the binding went; and a second pass, and the binding's later changes, send it nothing."""
+    fam = family(pg_db, now=base)
+    bid = accepted(pg_db, fam, now=base)
+    xinjiang_shares_across_provinces(pg_db, base)
+    deliver_all(pg_db)
+    platforms.set_webhook_url(pg_db, "jiangsu", None)
+    for side, minutes in (("beneficiary", 0), ("grantor", 1)):
+        assert send(pg_db, "national", "person.updated", registry(fam, side, region_code="650100"),
+                    sent=base + timedelta(hours=1, minutes=minutes)) == "applied"
+    deliver_all(pg_db)
+    platforms.set_webhook_url(pg_db, "jiangsu", receivers["jiangsu"].url)
+    assert receivers["jiangsu"].versions(bid) == [1, 2, 3, 4] and receivers["xinjiang"].versions(bid) == [5, 6]
+    jiangsu = {p["platform_id"]: p for p in casefile(pg_db, bid)["sync"]}["jiangsu"]
+    assert [jiangsu[k] for k in ("concerned", "acked_version", "owed_version", "behind")] == [False, 4, 6, 2]
+
+    later = utcnow() + timedelta(hours=1)
+    if repair == "reconcile":
+        assert reconcile.reconcile(pg_db, now=utcnow()) == []  # the move has not settled yet
+        ready = reconcile.reconcile(pg_db, now=later)
+    else:
+        with pg_db.begin() as s:
+            ready = reconcile.resend_latest(s, bid, later)
+    drain(pg_db, later, ready)
+
+    assert receivers["jiangsu"].versions(bid) == [1, 2, 3, 4, 6]
+    assert receivers["jiangsu"].events[-1].type == "binding.relocated"
+    assert reconcile.reconcile(pg_db, now=later) == []
+    with pg_db.begin() as s:
+        assert reconcile.resend_latest(s, bid, later) == []
+    commands.authorize(pg_db, bid, person(fam.grantor), 10_000, now=utcnow())
+    deliver_all(pg_db)
+    assert reconcile.reconcile(pg_db, now=utcnow() + timedelta(hours=1)) == []
+    assert receivers["jiangsu"].versions(bid)[-1] == 6 and receivers["xinjiang"].versions(bid) == [5, 6, 7]
+    jiangsu = {p["platform_id"]: p for p in casefile(pg_db, bid)["sync"]}["jiangsu"]
+    assert [jiangsu[k] for k in ("acked_version", "owed_version", "behind")] == [6, 6, 0]
 
 
 def deliver_all(db) -> None:
