@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from models import Binding, Person, VerificationAttempt
 from models.types import utcnow
 
-from . import platforms
+from . import free_text, platforms
 from .persons import province_of
 from .statements import Statement, autocommit
 
@@ -130,5 +130,5 @@ def session_failed(db, verification_id: str, error: str) -> bool:
     """Record a failed request; True if the attempt is still pending (worth retrying)."""
     with db.begin() as s:
         s.execute(sa.update(VA).where(VA.c.id == verification_id).values(
-            provider_status="error", provider_error=error[:2000]))
+            provider_status="error", provider_error=free_text.clean(error, limit=2000)))
         return s.scalar(sa.select(VA.c.status).where(VA.c.id == verification_id)) == "pending"

@@ -15,10 +15,9 @@ import sqlalchemy as sa
 
 from models import Delivery, OutboxMessage, Person, VerificationAttempt
 
-from . import deliveries, delivery_repair, reconcile, rows, stuck, timers
+from . import deliveries, delivery_repair, free_text, reconcile, rows, stuck, timers
 from .actors import Actor
 from .errors import DomainError
-from .idnumbers import mask_in_text
 from .operators import OperatorInfo, record, record_refusal
 from .unit import Command, command
 
@@ -27,8 +26,9 @@ D, VA, OB = Delivery.__table__, VerificationAttempt.__table__, OutboxMessage.__t
 
 
 def clean_reason(reason: str | None) -> str | None:
-    """A reason as it is stored and shown to every viewer: trimmed, no whole ID number in it."""
-    return mask_in_text((reason or "").strip())[:1000] or None
+    """A reason as it is stored and shown to every viewer: trimmed, no whole ID or mobile number in it
+    (`free_text.clean`; the binding's persons' names are masked where the binding is known, `_audited`)."""
+    return free_text.clean(reason)
 
 
 def check_allowed(who: OperatorInfo, action: str, reason: str | None) -> str:
@@ -46,12 +46,15 @@ def _audited(db, who: OperatorInfo, action: str, binding_id: str | None, reason:
     try:
         reason = check_allowed(who, action, reason)
         with command(db, now=now) as cmd:
+            reason = free_text.clean_about_binding(cmd.session, reason, binding_id)
             detail = work(cmd, reason)
             record(cmd.session, who, action, binding_id=binding_id, reason=reason, detail=detail or None,
                    batch_id=batch_id, now=cmd.now)
             return detail
     except DomainError as exc:
-        record_refusal(db, who, action, exc, binding_id=binding_id, reason=clean_reason(reason), batch_id=batch_id)
+        with db() as s:
+            reason = free_text.clean_about_binding(s, reason, binding_id)
+        record_refusal(db, who, action, exc, binding_id=binding_id, reason=reason, batch_id=batch_id)
         raise
 
 

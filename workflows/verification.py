@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from models import VerificationAttempt
 from models.types import new_id
 
-from . import machine, policy, rows, writes
+from . import free_text, machine, policy, rows, writes
 from .actors import Actor
 from .errors import DomainError
 from .statements import Statement
@@ -108,6 +108,8 @@ def record_verification_result(db, *, verification_id: str, binding_id: str, res
         if attempt.status != "pending" or row.state != "invited":
             return f"ignored_{attempt.status}"
         verifier = Actor("verifier", verifier_id)
+        if reason:  # the verifier's words are shown on the attempt and in the history: masked like any
+            reason = free_text.clean_about(cmd.conn, reason, (row.grantor_id, row.beneficiary_id))
         closed = _close(cmd, attempt, result, reason, verifier_id)
         if result == "passed":
             cmd.transition(row, "verification_passed", verifier, extra={"verification": attempt_view(attempt)},

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from models import Binding, Person, Transition, VerificationAttempt
 
+from . import free_text
+
 
 def _iso(value):
     return value.isoformat() if value is not None else None
@@ -40,13 +42,14 @@ def binding_view(b: Binding, grantor: Person, beneficiary: Person) -> dict:
 
 def transition_view(t: Transition) -> dict:
     return {"seq": t.seq, "from": t.from_state, "to": t.to_state, "event": t.event,
-            "actor": {"kind": t.actor_kind, "id": t.actor_id}, "channel": t.channel, "reason": t.reason,
+            "actor": {"kind": t.actor_kind, "id": t.actor_id}, "channel": t.channel,
+            "reason": free_text.clean(t.reason),
             "at": _iso(t.at)}
 
 
 def attempt_view(a: VerificationAttempt) -> dict:
     return {"verification_id": a.id, "attempt_no": a.attempt_no, "status": a.status,
             "opened_at": _iso(a.opened_at), "deadline_at": _iso(a.deadline_at),
-            "completed_at": _iso(a.completed_at), "reason": a.reason, "verifier_id": a.verifier_id,
+            "completed_at": _iso(a.completed_at), "reason": free_text.clean(a.reason), "verifier_id": a.verifier_id,
             "provider_status": a.provider_status, "provider_session_id": a.provider_session_id,
-            "provider_requests": a.provider_requests or 0, "provider_error": a.provider_error}
+            "provider_requests": a.provider_requests or 0, "provider_error": free_text.clean(a.provider_error, limit=2000)}

@@ -75,9 +75,11 @@ def _populate(db, family) -> list[tuple[str, str]]:
     # the guardian path
     kid = remember(family(db, beneficiary_born=date(2016, 5, 5), now=T0))
     assert invite(db, kid, relationship="child")["state"] == "accepted"
-    # declined after face verification; an invitation that expires; a failed verification
+    # declined after face verification, the person's reason naming both of them, with ID and mobile numbers
     fam = remember(family(db, now=T0))
-    commands.decline(db, face_verified(db, fam), person(fam.beneficiary), now=T0 + timedelta(minutes=5))
+    said = f"{fam.beneficiary_name}不想要了，{fam.grantor_name}（身份证{fam.grantor}）电话13812345678"
+    commands.decline(db, face_verified(db, fam), person(fam.beneficiary), reason=said, now=T0 + timedelta(minutes=5))
+    # an invitation that expires; a failed verification (the verifier's reason naming the person)
     fam = remember(family(db, now=T0))
     invite(db, fam)
     timers.sweep_all(db, now=T0 + TTL)
@@ -85,7 +87,8 @@ def _populate(db, family) -> list[tuple[str, str]]:
     bid = invite(db, fam, now=T0 + TTL)["id"]
     vid = verification.start_verification(db, bid, person(fam.beneficiary), now=T0 + TTL)["verification_id"]
     verification.record_verification_result(db, verification_id=vid, binding_id=bid, result="failed",
-                                            verifier_id="facecheck", reason="face_mismatch", now=T0 + TTL)
+                                            verifier_id="facecheck", reason=f"face_mismatch {fam.beneficiary_name}"
+                                            f" {fam.beneficiary.lower()}", now=T0 + TTL)
     # a person written by a provincial platform, then renamed by it
     provincial = with_check_digit("32050219700707555")
     for name, at in (("欧阳修远", T0), ("欧阳修文", T0 + timedelta(days=1))):
@@ -104,7 +107,8 @@ def _populate(db, family) -> list[tuple[str, str]]:
 
 def test_no_table_holds_a_plaintext_id_number_or_name(pg_db, family):
     """Given persons (from the registry and from a provincial platform, one renamed), bindings in every
-    kind of state and a stored inbound webhook carrying an ID number and a name,
+    kind of state (a person's and a verifier's reasons naming persons, their ID and mobile numbers) and a
+    stored inbound webhook carrying an ID number and a name,
     when every text and JSON column of every table is read with SQL,
     then no value contains any of the ID numbers (also lower-case x, also without the check digit) or any
     of the names (also JSON-escaped); the masked forms and a plaintext control value are found, so the
@@ -126,6 +130,7 @@ def test_no_table_holds_a_plaintext_id_number_or_name(pg_db, family):
 
     everything = "\n".join(v for values in dump.values() for v in values)
     assert CANARY in everything
+    assert "138****5678" in everything and "13812345678" not in everything  # a mobile number is masked too
     for number, name in people:
         assert mask(number) in everything
         assert json.dumps(mask_name(name))[1:-1] in everything or mask_name(name) in everything

@@ -1,0 +1,34 @@
+"""Free text from outside as it is stored and shown (`workflows.free_text`): ID numbers, mobile numbers and
+the binding's persons' names masked, the rest kept."""
+from __future__ import annotations
+
+import pytest
+
+from workflows import free_text
+
+
+@pytest.mark.parametrize("given, shown", [
+    ("身份证 32010219520505114X 要求解除", "身份证 320***********114X 要求解除"),
+    ("id 32010219520505114x.", "id 320***********114x."),
+    ("电话13812345678，或 +86 19912345678", "电话138****5678，或 +86 199****5678"),
+    ("order 1381234567890 and 12345678901", "order 1381234567890 and 12345678901"),  # not a mobile number
+    ("  plain words  ", "plain words"),
+    ("", None), (None, None), ("   ", None),
+])
+def test_id_and_mobile_numbers_are_masked_and_the_rest_kept(given, shown):
+    """Given a reason someone wrote, when it is cleaned, then ID- and mobile-number-shaped runs are masked
+    (never a longer run of digits), the text is trimmed, and nothing at all becomes None."""
+    assert free_text.clean(given) == shown
+
+
+def test_the_persons_names_are_masked_longest_first():
+    """Given a reason naming the grantor 欧阳修 and the beneficiary 欧阳修远, when it is cleaned with their
+    names, then each is masked (the longer one first, so it is not half-masked by the shorter), and a
+    one-character "name" is left alone (it would mask every such character)."""
+    text = "欧阳修远和欧阳修都同意；王"
+    assert free_text.clean(text, ("欧阳修", "欧阳修远", "王")) == "欧***和欧**都同意；王"
+
+
+def test_the_text_is_cut_to_its_limit():
+    assert free_text.clean("a" * 5000) == "a" * free_text.MAX_CHARS
+    assert free_text.clean("错误" * 10, limit=3) == "错误错"

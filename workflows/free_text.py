@@ -1,0 +1,56 @@
+"""Free text from outside, as it is stored, delivered and shown: a reason a platform, a person or an operator
+gives, a verifier's reason, a provider's or a receiver's error answer.
+
+Why: such text lands in the history, in the events every concerned platform receives, on the dashboard
+every viewer reads and in the API. People write what they know into it ("王大明 要求解除，身份证 …"), and
+ID numbers and names are shown masked everywhere (DESIGN §6). What is masked:
+- anything shaped like an ID number (`320***********123X`);
+- anything shaped like a mainland mobile number (`138****5678`);
+- the binding's own persons' names (`王**`), when the text has a Chinese character in it: a name cannot
+  be recognised in general, but those two are the names the text is about. Reading them costs one query
+  and two decryptions, only for such a text.
+The text is trimmed and cut to `limit` characters."""
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+
+from models import Person
+
+from .idnumbers import mask_in_text, mask_name
+
+MAX_CHARS = 1000
+_MOBILE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+_HAN = re.compile(r"[\u3400-\u9fff]")
+_NAMES = sa.select(Person.name).where(Person.id.in_(sa.bindparam("ids", expanding=True)))
+_B = sa.table("bindings", sa.column("id"), sa.column("grantor_id"), sa.column("beneficiary_id"))
+_NAMES_OF_BINDING = sa.select(Person.name).where(sa.or_(
+    Person.id == sa.select(_B.c.grantor_id).where(_B.c.id == sa.bindparam("b")).scalar_subquery(),
+    Person.id == sa.select(_B.c.beneficiary_id).where(_B.c.id == sa.bindparam("b")).scalar_subquery()))
+
+
+def clean(text: str | None, names: tuple[str, ...] = (), *, limit: int = MAX_CHARS) -> str | None:
+    """`text` with ID numbers, mobile numbers and `names` masked, trimmed and cut; None when empty."""
+    out = mask_in_text((text or "").strip())
+    out = _MOBILE.sub(lambda m: m.group(0)[:3] + "****" + m.group(0)[-4:], out)
+    for name in sorted({n for n in names if n and len(n) >= 2}, key=len, reverse=True):
+        out = out.replace(name, mask_name(name))
+    return out[:limit] or None
+
+
+def clean_about(conn, text: str | None, person_ids: tuple[str, ...], *, limit: int = MAX_CHARS) -> str | None:
+    """`clean`, also masking the names of `person_ids` (a binding's grantor and beneficiary) when the text
+    could hold one; `conn` is a Connection or Session."""
+    names: tuple[str, ...] = ()
+    if text and _HAN.search(text):
+        names = tuple(conn.execute(_NAMES, {"ids": list(person_ids)}).scalars())
+    return clean(text, names, limit=limit)
+
+
+def clean_about_binding(conn, text: str | None, binding_id: str | None, *, limit: int = MAX_CHARS) -> str | None:
+    """`clean_about` the persons of a stored binding (by id; None: no names to mask)."""
+    names: tuple[str, ...] = ()
+    if text and binding_id and _HAN.search(text):
+        names = tuple(conn.execute(_NAMES_OF_BINDING, {"b": binding_id}).scalars())
+    return clean(text, names, limit=limit)
