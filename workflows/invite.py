@@ -19,7 +19,7 @@ from models.types import new_id
 from . import idnumbers, policy, rows, rules
 from .actors import Actor
 from .errors import DomainError
-from .persons import facts
+from .persons import facts, province_of
 from .statements import Statement, constant_in
 from .unit import command
 
@@ -78,14 +78,16 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
         g_hash, b_hash = lookup_hash(g_number), lookup_hash(b_number)
         found = _persons(s, g_hash, b_hash)
         grantor, beneficiary = found.get(g_hash), found.get(b_hash)
+        # first: a platform acts for a grantor of its own provinces, so it learns nothing of another
+        # province's persons here (their insurance, their eligibility, whether a name matches)
+        if platform is not None and grantor is not None and not platform.serves(province_of(s, grantor.region_code)):
+            raise DomainError("region_not_served", f"platform {platform.id} does not serve the grantor's province")
         rules.check_grantor(facts(s, grantor))
         rules.check_beneficiary(facts(s, beneficiary))
         if (beneficiary_name or "").strip() != beneficiary.name:
             raise DomainError("name_mismatch")
         g_policy = policy.in_force(s, grantor.region_code, cmd.now)
         b_policy = policy.in_force(s, beneficiary.region_code, cmd.now)
-        if platform is not None and not platform.serves(g_policy.province_code):
-            raise DomainError("region_not_served", f"platform {platform.id} does not serve the grantor's province")
         guardian = idnumbers.age_on(b_number, today) < rules.GUARDIAN_AGE
         rules.check_relationship(relationship, g_policy, b_policy, guardian=guardian)
         rules.check_regions(facts(s, grantor), facts(s, beneficiary), g_policy, b_policy)

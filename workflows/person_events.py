@@ -207,7 +207,7 @@ def unbind_requested(db, data: dict, *, platform, as_of: datetime | None = None,
     with db() as s:
         row = rows.get(s, binding_id)
         check_served(platform, province_of(s, row.grantor.region_code), province_of(s, row.beneficiary.region_code))
-    return commands.unbind(db, binding_id, actor, reason=reason, channel="app", now=now)["state"]
+    return commands.unbind(db, binding_id, actor, reason=reason, channel="app", now=now, platform=platform)["state"]
 
 
 HANDLERS = {"person.updated": person_updated, "person.deceased": person_deceased,

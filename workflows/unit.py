@@ -123,18 +123,24 @@ class Command:
 
     def resolve(self, actor, row) -> Actor:
         """An Actor from an API actor object ({kind: person, id_number|id}), matched against the binding's
-        two persons (no query); anyone else is a stranger and gets 403 from `authorize_actor`."""
+        two persons (no query); anyone else is a stranger and gets 403 from `authorize_actor`, and a party
+        insured outside the calling platform's provinces 403 `region_not_served`."""
         if isinstance(actor, Actor):
             return actor
         if not isinstance(actor, dict) or actor.get("kind") != "person":
             raise DomainError("not_your_binding", "platforms act for persons: actor.kind must be 'person'")
         parties = (row.grantor, row.beneficiary)
         if actor.get("id"):
-            found = next((p.id for p in parties if p.id == actor["id"]), None)
+            found = next((p for p in parties if p.id == actor["id"]), None)
         else:
             digest = lookup_hash(normalize(actor.get("id_number") or ""))
-            found = next((p.id for p in parties if p.id_number_hash == digest), None)
-        return Actor("person", found)
+            found = next((p for p in parties if p.id_number_hash == digest), None)
+        # a platform acts for the persons it has real-name verified: those insured in a province it serves
+        # (a binding across provinces is visible to both, but each side acts through its own platform)
+        if found is not None and self.platform is not None and not self.platform.serves(found.region_code[:2]):
+            raise DomainError("region_not_served", f"platform {self.platform.id} does not act for persons "
+                              "insured outside the provinces it serves")
+        return Actor("person", found.id if found is not None else None)
 
     def authorize_actor(self, row, event: str, actor: Actor, reason: str | None) -> None:
         from .rules import check_actor, role_of

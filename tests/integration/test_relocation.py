@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from models import OutboxMessage, RegionPolicy
 from models.types import utcnow
+from workflows.errors import DomainError
 from workflows import commands, platforms, policy, reconcile, sync, timers, unit, verification
 from workflows.casefile import casefile
 
@@ -240,6 +241,32 @@ def test_a_province_the_binding_left_unheard_is_sent_the_move_and_nothing_after_
     assert receivers["jiangsu"].versions(bid)[-1] == 6 and receivers["xinjiang"].versions(bid) == [5, 6, 7]
     jiangsu = {p["platform_id"]: p for p in casefile(pg_db, bid)["sync"]}["jiangsu"]
     assert [jiangsu[k] for k in ("acked_version", "owed_version", "behind")] == [6, 6, 0]
+
+
+def test_each_side_of_a_binding_across_provinces_acts_through_its_own_platform(pg_db, family, base):
+    """Given an accepted binding whose beneficiary moved to 乌鲁木齐 (Xinjiang shares across provinces), so
+    that Jiangsu and Xinjiang both see it, when Xinjiang authorizes as the Jiangsu grantor, or sends his
+    unbind request, then each is refused 403 `region_not_served` and nothing is written (a platform acts
+    for the persons it has real-name verified, API.md); when Jiangsu authorizes for him, then it is done;
+    and when Xinjiang unbinds for its own beneficiary, then that is done too."""
+    fam = family(pg_db, now=base)
+    bid = accepted(pg_db, fam, now=base)
+    xinjiang_shares_across_provinces(pg_db, base)
+    assert send(pg_db, "national", "person.updated", registry(fam, "beneficiary", region_code="650100"),
+                sent=base + timedelta(hours=1)) == "applied"
+    js, xj = platforms.get(pg_db, "jiangsu"), platforms.get(pg_db, "xinjiang")
+    before = binding(pg_db, bid).version
+
+    with pytest.raises(DomainError) as refused:
+        commands.authorize(pg_db, bid, person(fam.grantor), 10_000, now=utcnow(), platform=xj)
+    assert refused.value.code == "region_not_served"
+    assert send(pg_db, "xinjiang", "binding.unbind_requested",
+                {"binding_id": bid, "actor": person(fam.grantor), "reason": "x"}, sent=utcnow()) == "region_not_served"
+    assert binding(pg_db, bid).version == before
+
+    assert commands.authorize(pg_db, bid, person(fam.grantor), 10_000, now=utcnow(), platform=js)["state"] \
+        == "authorized"
+    assert commands.unbind(pg_db, bid, person(fam.beneficiary), now=utcnow(), platform=xj)["state"] == "unbound"
 
 
 def deliver_all(db) -> None:
