@@ -37,7 +37,7 @@ def receive(platform_id: str):
         event_type = payload["type"]
         if not isinstance(event_type, str) or not isinstance(payload.get("data"), dict):
             raise ValueError
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return problem("malformed", "the body is {type, data} JSON")
     if event_type not in webhooks.TYPES:
         return problem("validation_failed", "unknown webhook type")

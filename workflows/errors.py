@@ -37,6 +37,9 @@ CODES: dict[str, tuple[int, str]] = {
     "stale_timestamp": (401, "The webhook timestamp is outside the 5-minute tolerance"),
     "not_found": (404, "No such resource"),
     "conflict": (409, "A concurrent change won; retry with fresh state"),
+    "method_not_allowed": (405, "The resource does not answer this method"),
+    "internal_error": (500, "Something failed on Gongji's side; nothing is known to be written, retry later "
+                       "(with the same Idempotency-Key)"),
 }
 
 

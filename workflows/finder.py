@@ -71,7 +71,7 @@ def _conditions(s, now: datetime, *, state=None, region=None, platform=None, stu
         seconds = _number(older_than_s, "older_than_s")
         conds.append(B.c.updated_at < now - timedelta(seconds=seconds))
     if id_number is not None:
-        number = idnumbers.validate(id_number, today=now.date())
+        number = idnumbers.validate(id_number, today=idnumbers.today_in_china(now))
         person_id = s.scalar(_BY_HASH, {"h": lookup_hash(number)})
         if person_id is None:
             return None

@@ -32,7 +32,7 @@ _NAMES_OF_BINDING = sa.select(Person.name).where(sa.or_(
 
 def clean(text: str | None, names: tuple[str, ...] = (), *, limit: int = MAX_CHARS) -> str | None:
     """`text` with ID numbers, mobile numbers and `names` masked, trimmed and cut; None when empty."""
-    out = mask_in_text((text or "").strip())
+    out = mask_in_text((text or "").replace("\x00", "").strip())  # NUL: no database text holds it
     out = _MOBILE.sub(lambda m: m.group(0)[:3] + "****" + m.group(0)[-4:], out)
     for name in sorted({n for n in names if n and len(n) >= 2}, key=len, reverse=True):
         out = out.replace(name, mask_name(name))

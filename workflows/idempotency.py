@@ -1,6 +1,7 @@
 """`Idempotency-Key` records: the first request with a key claims it (a unique row), later requests with
 the same key and the same body get the stored answer, a different body is refused, and a request arriving
-while the first is still in flight gets 409. 5xx answers are not stored, so a retry runs again.
+while the first is still in flight gets 409. 5xx answers and transient refusals (`TRANSIENT`) are not
+stored, so a retry runs again.
 
 A claim whose request never finished (its process was killed between the claim and `finish`) would have
 answered 409 "in progress" to every retry for ever: after `ABANDONED_S` seconds a retry with the same
@@ -85,12 +86,18 @@ def claim(db, platform_id: str, key: str, digest: str, *,
     return None, (status_code, response_body)
 
 
-def finish(db, claimed: Claim, status: int, body: str) -> None:
-    """Keep the answer for replays; a 5xx is not kept (the record goes, so a retry runs again). Nothing
-    happens if another request took the claim over meanwhile."""
+# refusals a retry may well not meet again: a concurrent change won (`conflict`), the frequency window has
+# not passed yet (`too_frequent`, with its Retry-After); like a 5xx they are not kept (as Stripe does not
+# keep a request that conflicted with another), so the same key runs the request again
+TRANSIENT = ("conflict", "too_frequent")
+
+
+def finish(db, claimed: Claim, status: int, body: str, *, code: str | None = None) -> None:
+    """Keep the answer for replays; a 5xx or a `TRANSIENT` refusal (`code`) is not kept (the record goes,
+    so a retry runs again). Nothing happens if another request took the claim over meanwhile."""
     ours = {"_id": claimed.id, "_at": claimed.at}
     with autocommit(db) as conn:
-        if status >= 500:
+        if status >= 500 or code in TRANSIENT:
             _DROP.run(conn, ours)
         else:
             _FINISH.run(conn, {**ours, "status": status, "body": body})

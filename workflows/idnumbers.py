@@ -6,12 +6,22 @@ retired after issuance would refuse a real citizen, and the insurance registry i
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
 from .errors import DomainError
+
+CHINA = ZoneInfo("Asia/Shanghai")  # the calendar of the birth dates in ID numbers (and of "today" for them)
+
+
+def today_in_china(now: datetime) -> date:
+    """The date in China at the aware instant `now`: a child born today (Beijing time) is valid from
+    midnight there, not from 08:00 when the UTC date turns."""
+    return now.astimezone(CHINA).date()
+
 
 _SHAPE = re.compile(r"[0-9]{17}[0-9X]", re.ASCII)  # ASCII only: str.isdigit() admits any Unicode digit
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from types import SimpleNamespace
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -22,8 +21,6 @@ from .errors import DomainError
 from .persons import facts, province_of
 from .statements import Statement, constant_in
 from .unit import command
-
-CHINA = ZoneInfo("Asia/Shanghai")
 
 
 def _counts_query() -> sa.Select:
@@ -70,7 +67,7 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
     """Create a binding (`invited`, or `accepted` on the guardian path). `platform` (a PlatformInfo, or None
     for internal callers) must serve the grantor's province."""
     with command(db, now=now) as cmd:
-        today = cmd.now.astimezone(CHINA).date()
+        today = idnumbers.today_in_china(cmd.now)
         g_number = idnumbers.validate(grantor_id_number, today=today)
         b_number = idnumbers.validate(beneficiary_id_number, today=today)
         rules.check_not_self(g_number, b_number)

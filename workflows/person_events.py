@@ -42,9 +42,12 @@ def as_of_time(value, *, now: datetime) -> datetime | None:
         raise DomainError("validation_failed", "updated_at is an ISO 8601 time with a UTC offset") from None
     if at.tzinfo is None:
         raise DomainError("validation_failed", "updated_at needs a UTC offset")
-    if at > now + FUTURE_TOLERANCE:
-        raise DomainError("validation_failed", "updated_at is in the future")
-    return at.astimezone(timezone.utc)
+    try:
+        if at > now + FUTURE_TOLERANCE:
+            raise DomainError("validation_failed", "updated_at is in the future")
+        return at.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00: before the first representable UTC instant
+        raise DomainError("validation_failed", "updated_at is out of range") from None
 
 
 def _number(data: dict, key: str, today) -> str:
@@ -160,7 +163,7 @@ def person_deceased(db, data: dict, *, platform, as_of: datetime, now=None) -> s
     """`{id_number, updated_at?}`: the person died; every binding of theirs ends."""
     with command(db, now=now) as cmd:
         s = cmd.session
-        number = _number(data, "id_number", cmd.now.date())
+        number = _number(data, "id_number", idnumbers.today_in_china(cmd.now))
         at = as_of_time(data.get("updated_at"), now=cmd.now) or as_of
         person = by_number(s, number, lock=True)
         if person is None:
@@ -181,7 +184,7 @@ def relationship_ended(db, data: dict, *, platform, as_of: datetime | None = Non
     """End the pair's non-terminal binding (`unbind` if live, `reject` if pending): its new state, or
     `no_binding`."""
     with command(db, now=now) as cmd:
-        s, today = cmd.session, cmd.now.date()
+        s, today = cmd.session, idnumbers.today_in_china(cmd.now)
         grantor = by_number(s, _number(data, "grantor_id_number", today))
         beneficiary = by_number(s, _number(data, "beneficiary_id_number", today))
         if grantor is None or beneficiary is None:

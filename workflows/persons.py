@@ -15,7 +15,7 @@ from models.types import utcnow
 
 from . import idnumbers
 from .errors import DomainError
-from .rules import PersonFacts
+from .rules import MAX_FEN, PersonFacts
 from .unit import command
 from .views import binding_view, person_view
 
@@ -58,8 +58,9 @@ def validated(data: dict, *, today) -> dict:
     if data.get("insurance_type") not in INSURANCE_TYPES or data.get("insurance_status") not in INSURANCE_STATUSES:
         raise DomainError("validation_failed", "insurance_type or insurance_status is not a known value")
     balance = data.get("balance_fen")
-    if balance is not None and (not isinstance(balance, int) or isinstance(balance, bool) or balance < 0):
-        raise DomainError("validation_failed", "balance_fen is a non-negative integer")
+    if balance is not None and (not isinstance(balance, int) or isinstance(balance, bool)
+                                or not 0 <= balance <= MAX_FEN):
+        raise DomainError("validation_failed", f"balance_fen is an integer from 0 to {MAX_FEN}")
     name = (data.get("name") or "").strip() if isinstance(data.get("name"), (str, type(None))) else ""
     if not name or len(name) > 64:
         raise DomainError("validation_failed", "name is required, at most 64 characters")
@@ -82,7 +83,7 @@ def upsert(db, data: dict, *, platform, now=None, as_of=None) -> tuple[dict, boo
     the fact applies as of now. Bindings the new facts no longer allow end in the same transaction."""
     from .person_events import as_of_time, record  # late: person_events builds on this module
     now = now or utcnow()
-    fields = validated(data, today=now.date())
+    fields = validated(data, today=idnumbers.today_in_china(now))
     at = as_of_time(data.get("updated_at"), now=now) or as_of
     with command(db, now=now) as cmd:
         person, created = record(cmd, fields, as_of=at, platform=platform)

@@ -11,6 +11,7 @@ from .errors import DomainError
 RELATIONSHIPS = ("spouse", "parent", "child", "sibling", "grandparent", "grandchild")
 GUARDIAN_RELATIONSHIPS = ("child", "grandchild")  # the beneficiary is the grantor's child or grandchild
 GUARDIAN_AGE = 16
+MAX_FEN = 10**13  # the largest amount or balance taken, in fen (1,000 亿 yuan): within BIGINT and JSON's 2^53
 INSURED_TYPES = ("employee", "resident")  # basic medical insurance a beneficiary may hold
 
 

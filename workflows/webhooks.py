@@ -7,6 +7,7 @@ change won) is retried by the worker. Person, relationship and unbind events are
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -22,6 +23,9 @@ from .once import run_once
 from .statements import PerDialect, Statement, autocommit
 from .verification import record_verification_result
 
+MAX_ATTEMPTS = 25  # runs of a stored webhook before an unexpected error (one its data causes every time,
+# e.g. a value the database cannot store) is its final outcome `failed:<error>`, instead of a retry forever;
+# a run is only counted when the database answers, so an outage does not use them up
 TYPES = ("verification.completed", "person.updated", "person.deceased", "relationship.ended",
          "binding.unbind_requested")
 # which platform kinds may send which type
@@ -29,6 +33,7 @@ SENDERS = {"verification.completed": ("verifier",)}
 
 
 RW = ReceivedWebhook.__table__
+log = logging.getLogger(__name__)
 TOPIC = "webhook.received"
 MAX_WEBHOOK_ID = RW.c.webhook_id.type.length  # characters
 _FIND = Statement(sa.select(RW.c.id).where(RW.c.platform_id == sa.bindparam("p"),
@@ -182,9 +187,15 @@ def _apply_final(db):
         try:
             return _apply(db, row)
         except DomainError as exc:  # a refusal is the final outcome; other errors are retried
-            if exc.code == "conflict":  # a concurrent change won (e.g. the same new person twice): retry
+            if exc.code == "conflict" and row.attempts < MAX_ATTEMPTS:  # a concurrent change won: retry
                 raise
             return exc.code
+        except Exception as exc:  # noqa: BLE001 - retried, until it is plainly the webhook's own fault
+            if row.attempts < MAX_ATTEMPTS:
+                raise
+            log.error("received webhook %s failed %d times; its final outcome is failed:%s", row.id,
+                      row.attempts, type(exc).__name__)
+            return f"failed:{type(exc).__name__}"[:64]
     return work
 
 

@@ -165,7 +165,8 @@ def test_idempotency_key_replays_and_refuses_reuse(js, dev_keys):
 def test_idempotency_key_replays_a_refusal_and_a_command(js):
     """Given an invitation refused for its commitment version, sent with an Idempotency-Key
     When it is sent again with that key
-    Then the same refusal is replayed (nothing is re-run), and a command (cancel) replays the same way
+    Then the same refusal is replayed as it was (problem+json; nothing is re-run), and a command (cancel)
+    replays the same way
     without a second transition."""
     grantor = js.person("320100")
     spouse = js.person("320100", insurance_type="resident")
@@ -175,6 +176,7 @@ def test_idempotency_key_replays_a_refusal_and_a_command(js):
     assert_problem(first, 422, "commitment_required")
     assert (again.status_code, again.json()) == (first.status_code, first.json())
     assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.headers["Content-Type"] == first.headers["Content-Type"] == "application/problem+json"
 
     b = js.invited(grantor, spouse)
     key = {"Idempotency-Key": f"e2e-cancel-{b['id']}"}

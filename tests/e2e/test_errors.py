@@ -63,14 +63,14 @@ def facecheck_secret(dev_keys) -> str:
 
 def test_malformed_json_is_400_and_writes_nothing(js):
     """Given a registered couple and an accepted binding
-    When bodies arrive that are not JSON, are a JSON array, a JSON string, or empty
-    Then each is 400 malformed, and nothing changed."""
+    When bodies arrive that are not JSON, are a JSON array, a JSON string, empty, or nested 100,000 deep
+    Then each is 400 malformed (never a 500), and nothing changed."""
     grantor, beneficiary = couple(js)
     b, parent, child = guardian_binding(js)
     before = families(js, grantor, beneficiary, parent), snapshot(js, b["id"])
 
     for path in ("/api/v1/persons", "/api/v1/bindings", f"/api/v1/bindings/{b['id']}/unbind"):
-        for raw in ('{"grantor_id_number": ', "[1, 2, 3]", "[]", '"a string"', "", "\xff\xfe"):
+        for raw in ('{"grantor_id_number": ', "[1, 2, 3]", "[]", '"a string"', "", "\xff\xfe", "[" * 100_000):
             resp = js.request("POST", path, data=raw.encode("latin-1"))
             assert_problem(resp, 400, "malformed")
     resp = js.request("PUT", f"/api/v1/bindings/{b['id']}/authorization", data="[{\"amount_fen\": 1}]")
@@ -457,7 +457,8 @@ def test_name_mismatch(js):
 def test_validation_failed(js):
     """Given an accepted binding
     When the grantor authorizes -1, 1.5, "100", true or omits amount_fen, a body carries an unknown field or
-    misses the actor, or a person's insurance type or region code is not a known value
+    misses the actor, or a person's insurance type or region code is not a known value, a balance is beyond
+    any account, "yes" or 1 stand for true, or an as-of time lies before the first representable instant
     Then each is 422 validation_failed (with the offending locations, never the values), and the binding's
     version and history and the family views are unchanged."""
     b, parent, child = guardian_binding(js)
@@ -481,7 +482,9 @@ def test_validation_failed(js):
     person = {"id_number": id_number(), "name": "孙八", "insurance_type": "employee", "insurance_status": "active",
               "region_code": "320100", "real_name_verified": True}
     for bad in ({"insurance_type": "private"}, {"insurance_status": "paused"}, {"region_code": "3201"},
-                {"balance_fen": -5}, {"balance_fen": 10.5}, {"nickname": "小孙"}):
+                {"balance_fen": -5}, {"balance_fen": 10.5}, {"nickname": "小孙"}, {"balance_fen": 10**30},
+                {"real_name_verified": "yes"}, {"real_name_verified": 1},
+                {"updated_at": "0001-01-01T00:00:00+14:00"}):
         assert_problem(js.post("/api/v1/persons", {**person, **bad}), 422, "validation_failed")
     assert_problem(js.post("/api/v1/persons/lookup", {"id_number": person["id_number"]}), 404, "not_found")
 
@@ -561,10 +564,12 @@ def test_a_suspension_reported_through_the_api_ends_the_binding(embedded, js, fa
 
 def test_webhook_bodies_that_are_not_events(embedded, facecheck_secret):
     """Given the verifier's correct signature
-    When the signed body is a JSON array, has no `type`, has a non-object `data`, or names an unknown type,
+    When the signed body is a JSON array, has no `type`, has a non-object `data`, is not JSON or nested
+    100,000 deep, or names an unknown type,
     or a valid event comes with a webhook-id longer than 255 characters
     Then 400 malformed for the first three and 422 validation_failed for the unknown type and the long id."""
-    for body in ("[1, 2]", '{"data": {}}', '{"type": "verification.completed", "data": [1]}', "not json"):
+    for body in ("[1, 2]", '{"data": {}}', '{"type": "verification.completed", "data": [1]}', "not json",
+                 "[" * 100_000):
         assert_problem(post_webhook(embedded, FACECHECK, facecheck_secret, body), 400, "malformed")
     resp = post_webhook(embedded, FACECHECK, facecheck_secret, {"type": "binding.exploded", "data": {}})
     assert_problem(resp, 422, "validation_failed")

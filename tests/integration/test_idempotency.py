@@ -81,7 +81,8 @@ def test_a_finished_request_is_replayed_a_different_body_is_refused_and_a_5xx_is
     """Given a key claimed and finished with 201 and a body
     When the same key comes again with the same body, then with another body
     Then the first gets the stored answer and the second 422 idempotency_key_reused;
-    and a key whose request ended in a 5xx can be claimed again (the failed request is retried)."""
+    and a key whose request ended in a 5xx, a lost race (409 conflict) or 429 too_frequent can be claimed
+    again (the request is retried)."""
     claimed, _ = idempotency.claim(pg_db, "jiangsu", "k-done", "d1")
     idempotency.finish(pg_db, claimed, 201, '{"id": "bnd_x"}')
     assert idempotency.claim(pg_db, "jiangsu", "k-done", "d1") == (None, (201, '{"id": "bnd_x"}'))
@@ -94,6 +95,13 @@ def test_a_finished_request_is_replayed_a_different_body_is_refused_and_a_5xx_is
     idempotency.finish(pg_db, failed, 503, "")
     again, replay = idempotency.claim(pg_db, "jiangsu", "k-5xx", "d1")
     assert again is not None and again != failed and replay is None
+
+    # so is a refusal a retry may not meet again: a lost race, the frequency window (its Retry-After)
+    for code, status in (("conflict", 409), ("too_frequent", 429)):
+        refused, _ = idempotency.claim(pg_db, "jiangsu", f"k-{code}", "d1")
+        idempotency.finish(pg_db, refused, status, '{"code": "x"}', code=code)
+        again, replay = idempotency.claim(pg_db, "jiangsu", f"k-{code}", "d1")
+        assert again is not None and replay is None
 
 
 def test_a_claim_whose_request_died_is_taken_over_by_a_retry_once_abandoned(pg_db):

@@ -474,3 +474,20 @@ def test_person_deceased_races_the_grantors_command(pg_db, family, base, command
         assert held(pg_db, fam.grantor).deceased is True
     with pg_db() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Binding).where(Binding.state != "unbound")) == 0
+
+
+def test_a_webhook_its_data_fails_every_time_ends_after_its_attempts(pg_db):
+    """Given a stored `binding.unbind_requested` whose binding id holds a NUL character (PostgreSQL's text
+    cannot, so applying it fails in the database every time), when the worker runs it again and again,
+    then each run before the last fails (and is retried), and run MAX_ATTEMPTS records the final outcome
+    `failed:DataError` and ends it: nothing retries it forever; a run after that changes nothing."""
+    received = deliver(pg_db, "jiangsu", "binding.unbind_requested",
+                       {"binding_id": "bnd_\x00x", "actor": {"kind": "person", "id": "psn_x"}}, sent=utcnow())
+    for _ in range(webhooks.MAX_ATTEMPTS - 1):
+        with pytest.raises(sa.exc.DataError):
+            webhooks.process(pg_db, received)
+    assert webhooks.process(pg_db, received) == "failed:DataError"
+    assert webhooks.process(pg_db, received) == "failed:DataError"
+    with pg_db() as s:
+        row = s.get(ReceivedWebhook, received)
+        assert (row.attempts, row.processed_at is not None) == (webhooks.MAX_ATTEMPTS, True)

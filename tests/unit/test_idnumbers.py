@@ -324,3 +324,14 @@ def test_mask_name_keeps_only_the_first_character(name, masked):
     result = idnumbers.mask_name(name)
     assert result == masked
     assert name[1:] == "" or name[1:] not in result
+
+
+def test_today_is_the_date_in_china():
+    """Given 2026-11-24T23:30 UTC (07:30 on the 25th in Beijing), when a child born on the 25th is
+    registered, then the number is valid: its birth date is not in the future there."""
+    from datetime import datetime, timezone
+
+    now = datetime(2026, 11, 24, 23, 30, tzinfo=timezone.utc)
+    assert idnumbers.today_in_china(now) == date(2026, 11, 25)
+    born_today = idnumbers.with_check_digit("32010220261125001")
+    assert idnumbers.validate(born_today, today=idnumbers.today_in_china(now)) == born_today

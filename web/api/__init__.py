@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from workflows import idempotency, platforms
 from workflows.errors import DomainError
 
-from .problems import from_error, problem
+from .problems import MEDIA, from_error, problem
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 PUBLIC = ("api.openapi", "api.problem_doc")
@@ -61,7 +61,7 @@ def parse(model: type[BaseModel]):
     raw = request.get_data(cache=True)
     try:
         data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
         raise DomainError("malformed", "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise DomainError("malformed", "the body must be a JSON object")
@@ -94,18 +94,20 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
                 return run(**kwargs)
             digest = idempotency.fingerprint(method, request.path, request.get_data(cache=True))
             claimed, replay = idempotency.claim(db(), g.platform.id, key, digest)
-            if replay is not None:
-                resp = Response(replay[1], status=replay[0], mimetype="application/json")
+            if replay is not None:  # every answer but a 2xx is a problem (the kept ones have no headers)
+                resp = Response(replay[1], status=replay[0],
+                                mimetype=MEDIA if replay[0] >= 400 else "application/json")
                 resp.headers["Idempotent-Replayed"] = "true"
                 return resp
+            code = None
             try:
                 resp = run(**kwargs)
             except DomainError as exc:
-                resp = from_error(exc)
+                resp, code = from_error(exc), exc.code
             except Exception:
                 idempotency.finish(db(), claimed, 500, "")
                 raise
-            idempotency.finish(db(), claimed, resp.status_code, resp.get_data(as_text=True))
+            idempotency.finish(db(), claimed, resp.status_code, resp.get_data(as_text=True), code=code)
             return resp
 
         bp.add_url_rule(flask_path, view.__name__, with_key, methods=[method])

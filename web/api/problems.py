@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import sqlalchemy as sa
 from flask import Response, request
 
 from workflows.errors import CODES, DomainError
@@ -34,9 +35,23 @@ def register(app) -> None:
         return problem("not_found", "no such resource")
 
     @app.errorhandler(405)
-    def _method(_e):
-        return problem("not_found", "no such method on this resource", status=405)
+    def _method(e):
+        resp = problem("method_not_allowed", "no such method on this resource")
+        if getattr(e, "valid_methods", None):
+            resp.headers["Allow"] = ", ".join(e.valid_methods)
+        return resp
 
     @app.errorhandler(413)
     def _too_large(_e):
         return problem("malformed", "the request body is too large", status=413)
+
+    @app.errorhandler(sa.exc.DataError)
+    def _unstorable(_e):
+        """A value the database refuses (a NUL character in a text, a number beyond its column)."""
+        return problem("validation_failed", "a value in the request cannot be stored (e.g. a NUL character)")
+
+    @app.errorhandler(500)
+    def _internal(e):
+        """An unexpected error (logged by Flask with its traceback): problem+json, never an HTML page
+        or the exception's text (it may hold request values)."""
+        return problem("internal_error")

@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from workflows.rules import MAX_FEN
+
 ID_NUMBER = Field(description="18-character resident ID number (GB 11643-1999); never put it in a URL",
                   min_length=1, max_length=32)
 
@@ -36,8 +38,9 @@ class PersonIn(Body):
     insurance_type: Literal["employee", "resident", "none"]
     insurance_status: Literal["active", "suspended", "ended"]
     region_code: str = Field(pattern=r"^\d{6}$", description="pooling region (统筹区) where insured, e.g. 320100")
-    real_name_verified: bool = False
-    balance_fen: int | None = Field(None, ge=0, strict=True, description="personal account balance, fen")
+    real_name_verified: bool = Field(False, strict=True, description="true or false (never \"yes\" or 1); "
+                                     "absent: false")
+    balance_fen: int | None = Field(None, ge=0, le=MAX_FEN, strict=True, description="personal account balance, fen")
     updated_at: AwareDatetime | None = Field(None, description="the registry's as-of time of these facts; an "
                                              "older one than Gongji holds is refused as `stale` (409)")
 
@@ -68,7 +71,7 @@ class ActorBody(Body):
 
 
 class AuthorizeIn(ActorBody):
-    amount_fen: int | None = Field(..., ge=0, le=10**13, strict=True,
+    amount_fen: int | None = Field(..., ge=0, le=MAX_FEN, strict=True,
                                    description="authorized cap in fen; null = the whole balance")
 
 

@@ -1,0 +1,55 @@
+"""What the API answers when something fails on our side or the database refuses a value: problem+json
+with a stable code, never an HTML page or the exception's text (it may hold request values). Flask's test
+client on the embedded default's SQLite file; the database refusal on PostgreSQL."""
+from __future__ import annotations
+
+import pytest
+
+from models.seed import dev_credentials
+from models.settings import Settings
+from web.app import create_app
+
+NUMBER = "32010219520505114X"
+
+
+def _app(db, crypto_keys):
+    settings = Settings(database_url="sqlite://", redis_url=None, pii_keys=crypto_keys["pii_keys"],
+                        pii_active_key=crypto_keys["active"], lookup_key=crypto_keys["lookup_key"],
+                        secret_key="test-secret", dev_mode=True)
+    app = create_app(settings, db=db, engine=None)
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as under gunicorn: the error handler answers
+    return app.test_client(), {"Authorization": f"Bearer {dev_credentials('jiangsu')[0]}"}
+
+
+def test_an_unexpected_failure_is_a_problem_without_its_text(sqlite_db, crypto_keys, monkeypatch):
+    """Given a look-up that fails inside with an error naming the ID number, when a platform asks, then the
+    answer is 500 application/problem+json with code internal_error, and neither the error's text nor the
+    number is in it."""
+    from workflows import persons
+
+    def broken(*_a, **_k):
+        raise RuntimeError(f"boom while reading {NUMBER}")
+    monkeypatch.setattr(persons, "lookup", broken)
+    client, auth = _app(sqlite_db, crypto_keys)
+
+    answer = client.post("/api/v1/persons/lookup", json={"id_number": NUMBER}, headers=auth)
+
+    assert answer.status_code == 500 and answer.mimetype == "application/problem+json"
+    assert answer.get_json()["code"] == "internal_error"
+    assert "boom" not in answer.get_data(as_text=True) and NUMBER not in answer.get_data(as_text=True)
+
+
+def test_a_method_a_resource_does_not_answer_is_405_with_allow(sqlite_db, crypto_keys):
+    client, auth = _app(sqlite_db, crypto_keys)
+    answer = client.delete("/api/v1/persons/lookup", headers=auth)
+    assert answer.status_code == 405 and answer.get_json()["code"] == "method_not_allowed"
+    assert "POST" in answer.headers["Allow"]
+
+
+@pytest.mark.pg
+def test_a_value_postgresql_cannot_store_is_422(pg_db, crypto_keys):
+    """Given PostgreSQL (its text holds no NUL character), when a binding id with a NUL in it is asked for,
+    then 422 validation_failed, not a 500."""
+    client, auth = _app(pg_db, crypto_keys)
+    answer = client.get("/api/v1/bindings/bnd_%00x", headers=auth)
+    assert answer.status_code == 422 and answer.get_json()["code"] == "validation_failed"
