@@ -26,16 +26,20 @@ TRIES_SHOWN = 5  # the latest tries of each delivery
 
 
 def _timers(b, attempts: list[dict]) -> list[dict]:
+    """Each deadline once, in due order: the invitation's expiry (kind `invitation_ttl`) and each open
+    verification attempt's timeout (kind `attempt`, with `attempt_no`). The binding's next deadline
+    (`deadline_at`, `deadline_event`) is one of those; it shows as kind `next` only if neither names it."""
     found = []
-    if b.deadline_at is not None:
-        found.append({"event": b.deadline_event, "due_at": b.deadline_at, "kind": "next"})
     if b.expires_at is not None and b.state in machine.PENDING:
         found.append({"event": "expire", "due_at": b.expires_at, "kind": "invitation_ttl"})
     for a in attempts:
         if a["status"] == "pending":
-            found.append({"event": "verification_timeout", "due_at": a["deadline_at"],
-                          "kind": f"attempt {a['attempt_no']}"})
-    return found
+            found.append({"event": "verification_timeout", "due_at": a["deadline_at"], "kind": "attempt",
+                          "attempt_no": a["attempt_no"]})
+    if b.deadline_at is not None and not any(
+            t["event"] == b.deadline_event and t["due_at"] == b.deadline_at for t in found):
+        found.append({"event": b.deadline_event, "due_at": b.deadline_at, "kind": "next"})
+    return sorted(found, key=lambda t: t["due_at"])
 
 
 def _deliveries(s, binding_id: str) -> list[dict]:
