@@ -4,8 +4,9 @@ Why computed: the workflow page must show where a binding is and how it got ther
 never drift from the machine that actually runs, so it is drawn from `machine.STATES`/`TRANSITIONS` on
 each request instead of by hand. There is no graphviz here, so this is a small layered layout in the
 stdlib: column = longest path from `new` over non-loop edges; rows in `machine.STATES` order within a
-column; an edge that skips columns runs through a free horizontal lane of each column it crosses (never
-through a box); self-loops hang below their box; triggers on the same (source, dest) share one edge and
+column, far enough apart that a box's self-loop and its label clear the box below; an edge that skips
+columns runs through a free horizontal lane of each column it crosses (never through a box); self-loops
+hang below their box; triggers on the same (source, dest) share one edge and
 one label; each label goes to the first spot along its edge that covers no box and no other label.
 Same input → same string. Styling is by CSS classes: `state` (+ `terminal`, `initial`, and `current` or
 `visited` from the path), `edge` (+ `loop`, `taken`, with `data-count`), `edge-label` (+ `taken`); colours
@@ -102,9 +103,15 @@ def _layout(groups, size, lsize):
     gap = [max([100] + [w + 30 for (s, d), (w, _) in lsize.items() if (col[s], col[d]) == (c, c + 1)])
            for c in range(len(stacks))]  # a gap fits the labels of the edges that span only it
     colx = list(accumulate([0.0] + [w + g for w, g in zip(colw, gap)]))
-    rect = {s: (colx[c] + (colw[c] - size[s][0]) / 2, i * ROW - size[s][1] / 2, *size[s])
-            for c, st in enumerate(stacks) for i, s in enumerate(st)}
     below = {s: LOOP * 0.75 + 4 + lsize[(s, s)][1] if (s, s) in groups else 0 for s in machine.STATES}
+    rect = {}
+    for c, st in enumerate(stacks):  # rows ROW apart, or further where a loop and its label hang below a box
+        y = 0.0
+        for i, s in enumerate(st):
+            if i:
+                p = st[i - 1]
+                y += max(ROW, size[p][1] / 2 + below[p] + CLEAR + size[s][1] / 2)
+            rect[s] = (colx[c] + (colw[c] - size[s][0]) / 2, y - size[s][1] / 2, *size[s])
     block = [[(rect[s][1] - CLEAR, rect[s][1] + rect[s][3] + below[s] + CLEAR) for s in st] for st in stacks]
     routes: dict[tuple[str, str], list[list[float]]] = {}
     for s, d in groups:  # lanes: each column crossed gets the free y nearest the line to the target
