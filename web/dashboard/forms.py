@@ -2,6 +2,8 @@
 without one (it changes nothing). Length limits are the columns' (reason: audit_log.reason, 1000)."""
 from __future__ import annotations
 
+import re
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
@@ -54,5 +56,11 @@ class FindForm(FlaskForm):
     older_than_s = SelectField(_l("Unchanged for"), validators=[Optional()])
 
 
+def _no_whitespace(value):
+    """An ID number pasted with spaces or tabs around it or between its groups (`320102 19800101 123X`)."""
+    return re.sub(r"\s+", "", value) if isinstance(value, str) else value
+
+
 class LookupForm(FlaskForm):
-    id_number = StringField(_l("ID number"), validators=[DataRequired(), Length(min=15, max=18)])
+    id_number = StringField(_l("ID number"), validators=[DataRequired(), Length(min=15, max=18)],
+                            filters=[_no_whitespace])

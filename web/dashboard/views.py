@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_login import current_user
 
 from workflows import batches, casefile, diagram, finder, machine, operators, overview as overview_mod
-from workflows import platforms, policy_admin, stuck
+from workflows import platforms, policy_admin, repair, stuck
 from workflows.errors import DomainError
 from models import Region
 
@@ -16,6 +17,9 @@ from .templating import local
 from .forms import ActionForm, BatchForm, FindForm, LookupForm, RevealForm
 
 PAGE = 50
+PERSON_MAX = 1000  # a person's bindings, all on one page (member caps and change limits keep it far smaller)
+# the actions a binding page offers, in order, with their button style; who may run each is repair.ROLE_FOR
+BINDING_ACTIONS = (("retry", ""), ("expire", "danger"), ("unbind", "danger"))
 
 
 def _queues() -> dict:
@@ -76,6 +80,8 @@ def new_batch():
     if not filters:
         return redirect(url_for("dashboard.bindings"))
     batch = BatchForm(formdata=None, data={**filters, "expected": finder.count(db(), **filters)})
+    batch.action.choices = [(name, text) for name, text in batch.action.choices
+                            if current_user.can(repair.ROLE_FOR[name])]
     return render_template("dashboard/batch_new.html", batch=batch, filters=filters, form=form)
 
 
@@ -90,13 +96,33 @@ def find_person():
     error = None
     if form.validate_on_submit():
         try:
-            page = finder.find(db(), id_number=form.id_number.data, limit=PAGE)
+            page = _every_binding_of(form.id_number.data)
         except DomainError as exc:
             error = exc.code
     else:
         error = "invalid_id_number"
     return render_template("dashboard/list.html", form=find, page=page, filters={},
                            lookup=LookupForm(formdata=None), lookup_error=error, looked_up=True)
+
+
+def _every_binding_of(id_number: str) -> dict:
+    """All of one person's bindings on one page: a next-page link would have to carry the person, and the
+    ID number never goes into a URL. "next" stays None; "more" is set if PERSON_MAX cut the list short."""
+    items, after = [], None
+    while True:
+        page = finder.find(db(), id_number=id_number, after=after, limit=finder.MAX_LIMIT)
+        items += page["items"]
+        after = page["next"]
+        if after is None or len(items) >= PERSON_MAX:
+            return {"items": items[:PERSON_MAX], "next": None, "more": after is not None}
+
+
+def offered_actions(state: str, stuck_reasons: list) -> list[tuple[str, str]]:
+    """The actions the signed-in operator may run on a binding in `state` that can succeed: retry while it
+    is stuck; expire and unbind only where the state machine has that event from `state`."""
+    return [(name, style) for name, style in BINDING_ACTIONS
+            if current_user.can(repair.ROLE_FOR[name])
+            and (bool(stuck_reasons) if name == "retry" else machine.allowed(state, name))]
 
 
 @bp.get("/bindings/<binding_id>")
@@ -116,6 +142,7 @@ def render_binding(binding_id: str, revealed: dict | None = None):
                       labels={k: str(v) for k, v in labels.STATES.items()},
                       event_labels={k: str(v) for k, v in labels.EVENTS.items()})
     return render_template("dashboard/binding.html", case=case, b=case["binding"], svg=svg,
+                           offered=offered_actions(case["binding"]["state"], case["stuck"]),
                            action=ActionForm(formdata=None), reveal=RevealForm(formdata=None), revealed=revealed)
 
 
