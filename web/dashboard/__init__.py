@@ -6,8 +6,9 @@ Flask-Babel with zh-CN first and English available, dates in Asia/Shanghai. Ever
 it needs with `@requires`; a view without one is refused (403) before it runs, so none can be forgotten."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, current_app, request, session
+from flask import Blueprint, Flask, abort, current_app, render_template, request, session
 from flask_babel import Babel
+from flask_babel import lazy_gettext as _l
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -41,6 +42,42 @@ def _limit_the_dashboard_only(app: Flask) -> None:
         raise RuntimeError(f"expected Flask-Limiter's 3 request hooks, found {moved}")
 
 
+ERROR_PAGES = (400, 403, 404, 405, 429)  # answered with a dashboard page under /dashboard
+
+
+def _ours() -> bool:
+    return request.path == bp.url_prefix or request.path.startswith(bp.url_prefix + "/")
+
+
+@bp.after_request
+def no_framing(response):
+    """No dashboard page may be framed by another site (clickjacking)."""
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    return response
+
+
+def _error_pages(app: Flask) -> None:
+    """Under /dashboard an HTTP error is a small translated page with the navigation; everywhere else the
+    handler registered before (the API's problem+json, `web/api/problems.py`) or Werkzeug's answers as it did.
+    App-level, so a /dashboard URL no route matches is covered too (blueprint handlers only see matched ones)."""
+    from werkzeug.exceptions import default_exceptions
+
+    for code in ERROR_PAGES:
+        cls = default_exceptions[code]
+        before = app.error_handler_spec.get(None, {}).get(code, {}).get(cls)
+
+        def handle(exc, code=code, before=before):
+            if not _ours():
+                return before(exc) if before is not None else exc
+            response = current_app.make_response(
+                (render_template("dashboard/error.html", code=code), code))
+            if code == 429 and getattr(exc, "retry_after", None):
+                response.headers["Retry-After"] = str(exc.retry_after)
+            return no_framing(response)
+        app.register_error_handler(code, handle)
+
+
 @bp.before_request
 def role_declared():
     view = current_app.view_functions.get(request.endpoint)
@@ -59,6 +96,8 @@ def init_app(app: Flask, *, exempt: tuple = ()) -> None:
     csrf.init_app(app)
     login.init_app(app)
     login.login_view = "dashboard.sign_in"
+    login.login_message = _l("Please sign in to see this page.")
+    login.localize_callback = str  # the flash is stored in the session: a plain string, in the reader's language
     login.session_protection = "strong"
     limiter.init_app(app)
     _limit_the_dashboard_only(app)
@@ -68,3 +107,4 @@ def init_app(app: Flask, *, exempt: tuple = ()) -> None:
     from . import actions, auth, templating, views  # noqa: F401  (routes register on the blueprint)
     templating.register(app)
     app.register_blueprint(bp)
+    _error_pages(app)
