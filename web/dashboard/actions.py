@@ -17,7 +17,9 @@ from .forms import ActionForm, BatchForm, RevealForm
 from .views import render_binding
 
 def _refused(exc: DomainError) -> None:
-    flash(_("Refused (%(code)s): %(detail)s", code=exc.code, detail=exc.detail), "error")
+    """The reason in the reader's language; the code (and on hover the workflow's English detail) after it."""
+    flash({"text": _("Not done: %(reason)s.", reason=labels.error(exc.code)), "code": exc.code,
+           "detail": exc.detail}, "error")
 
 
 def _act(name: str):

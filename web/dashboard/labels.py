@@ -47,3 +47,77 @@ AGES = [("", _l("any")), ("3600", _l("1 hour")), ("86400", _l("1 day")), ("60480
 
 def label(table: dict, code):
     return table.get(code, code) if code is not None else ""
+
+
+# error codes (workflows.errors.CODES) as an operator reads them; the English detail is secondary text
+ERRORS = {
+    "invalid_id_number": _l("not a valid resident ID number"),
+    "grantor_not_eligible": _l("the grantor is not an active, real-name verified employee-insurance member"),
+    "beneficiary_not_insured": _l("the beneficiary is not actively insured"),
+    "relationship_not_allowed": _l("the region does not allow this relationship"),
+    "self_binding": _l("grantor and beneficiary must be different people"),
+    "duplicate_binding": _l("a binding between these two people is already in progress or active"),
+    "region_not_allowed": _l("the two pooling regions may not share an account"),
+    "commitment_required": _l("the grantor has not accepted the region's current commitment letter"),
+    "member_limit": _l("the region's cap on family members is reached"),
+    "too_frequent": _l("too many binding changes for this person in the region's window"),
+    "not_your_binding": _l("this actor may not do that to this binding"),
+    "illegal_transition": _l("the binding's state does not allow this"),
+    "name_mismatch": _l("the name does not match the registry"),
+    "reason_required": _l("a reason is required"),
+    "unknown_region": _l("no such pooling region"),
+    "region_not_served": _l("this platform does not serve that region"),
+    "idempotency_key_reused": _l("the idempotency key was used with a different request"),
+    "validation_failed": _l("the request is not valid"),
+    "stale": _l("the registry fact is not newer than the one already held"),
+    "deduction_order_fixed": _l("the beneficiary's region fixes the deduction order"),
+    "forbidden": _l("your role does not allow this action"),
+    "not_stuck": _l("nothing to retry: the binding is not stuck"),
+    "malformed": _l("the request is not well-formed"),
+    "unauthorized": _l("missing or unknown credentials"),
+    "bad_signature": _l("the signature does not verify"),
+    "stale_timestamp": _l("the timestamp is outside the tolerance"),
+    "not_found": _l("no such binding or resource"),
+    "conflict": _l("a concurrent change won; try again with fresh state"),
+    "method_not_allowed": _l("this page does not take that request"),
+    "internal_error": _l("something failed on Gongji's side; try again later"),
+}
+# an audit entry's outcome: "ok", or the error code it was refused with (ERRORS)
+OUTCOMES = {"ok": _l("done")}
+STUCK_FIELDS = {"since": _l("since"), "platform_id": _l("platform"), "detail": _l("detail")}
+VERIFICATION_METHODS = {"face": _l("face verification"), "guardian": _l("guardian path (no face check)")}
+CHANNELS = {"app": _l("app"), "counter": _l("service counter"), "dashboard": _l("dashboard")}
+TIMER_KINDS = {"next": _l("the binding's next deadline"), "invitation_ttl": _l("invitation validity"),
+               "attempt": _l("face-verification attempt %(n)s")}
+TIMER_EVENTS = {"expire": _l("expire"), "verification_timeout": _l("face verification times out")}
+VERIFICATION_STATUS = {"pending": _l("awaiting the result"), "passed": _l("passed"), "failed": _l("failed"),
+                       "timed_out": _l("timed out")}
+DELIVERY_STATUS = {"pending": _l("not yet delivered"), "failing": _l("failing"), "delivered": _l("delivered"),
+                   "dead": _l("dead-lettered")}
+FILTERS = {"state": _l("State"), "region": _l("Region"), "platform": _l("Platform"), "stuck": _l("Stuck reason"),
+           "older_than_s": _l("Unchanged for")}
+HTTP_ERRORS = {400: _l("The request could not be understood."), 403: _l("You may not see or do this."),
+               404: _l("There is no such page or binding."), 405: _l("This page does not take that request."),
+               429: _l("Too many tries. Wait a minute and try again.")}
+HTTP_TITLES = {400: _l("Bad request"), 403: _l("Not allowed"), 404: _l("Not found"), 405: _l("Not allowed"),
+               429: _l("Too many requests")}
+
+
+def error(code: str) -> str:
+    """An error code as an operator reads it (the code itself if it has no label)."""
+    return str(ERRORS.get(code, code))
+
+
+def outcome(code) -> str:
+    return str(OUTCOMES[code]) if code in OUTCOMES else error(code) if code else ""
+
+
+def filter_value(key: str, value) -> str:
+    """One batch-filter value as shown: a state, stuck reason or age by its label, a region or platform as is."""
+    if key == "state":
+        return str(label(STATES, value))
+    if key == "stuck":
+        return str(label(REASONS, value))
+    if key == "older_than_s":
+        return str(dict(AGES).get(str(value), value))
+    return str(value)

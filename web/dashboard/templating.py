@@ -7,6 +7,8 @@ from flask import Flask
 from flask_babel import format_datetime
 from flask_login import current_user
 
+from workflows.idnumbers import mask_in_text
+
 from . import LOCALES, labels, select_locale
 from .forms import LanguageForm
 
@@ -28,8 +30,13 @@ def yuan(fen) -> str:
     return "" if fen is None else f"¥{fen // 100:,}.{fen % 100:02d}"
 
 
+def masked(value) -> str:
+    """Free text from outside (a platform's answer, an error): no whole ID number in it."""
+    return mask_in_text(str(value)) if value else ""
+
+
 def register(app: Flask) -> None:
-    app.jinja_env.filters.update(local=local, show=show, yuan=yuan)
+    app.jinja_env.filters.update(local=local, show=show, yuan=yuan, masked=masked)
 
     @app.context_processor
     def helpers():

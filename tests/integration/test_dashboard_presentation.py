@@ -1,0 +1,300 @@
+"""What the dashboard shows and offers (Flask test client, migrated SQLite file): only actions the state
+machine and the role allow, translated words instead of codes, wrapping free text, error pages, framing
+headers, each timer once, the person look-up, the batch form by role, the binding's delivery tries."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from models import Delivery, DeliveryAttempt, OutboxMessage, VerificationAttempt
+from workflows import commands, operators, verification
+
+from .support import T0, accepted, invite, person
+from .test_dashboard_web import TOKEN, app, signed_in  # noqa: F401  (the app fixture)
+
+
+@pytest.fixture
+def admin(app, sqlite_db):  # noqa: F811
+    operators.add(sqlite_db, "admin", "correct horse battery", "admin")
+    return app
+
+
+def _actions(page: str) -> list[str]:
+    return re.findall(r'data-action="(\w+)"', page)
+
+
+# --- 1. actions only where the state machine has the event -------------------------------------------
+
+def test_an_accepted_binding_offers_unbind_but_not_expire(admin, sqlite_db, family):
+    """Given an accepted binding, When an admin and an operator open it, Then the admin is offered unbind
+    (its event leaves `accepted`) and nobody is offered expire (it does not); the operator sees no action."""
+    bid = accepted(sqlite_db, family(sqlite_db))
+    client, _ = signed_in(admin, "admin")
+    assert _actions(client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)) == ["unbind"]
+    client, _ = signed_in(admin, "operator")
+    assert _actions(client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)) == []
+
+
+def test_an_invited_binding_offers_expire_but_not_unbind(admin, sqlite_db, family):
+    """Given an invited binding, When an admin opens it, Then expire is offered and unbind is not."""
+    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
+    client, _ = signed_in(admin, "admin")
+    assert _actions(client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)) == ["expire"]
+
+
+# --- 2. long free text wraps ---------------------------------------------------------------------------
+
+def test_a_provider_error_and_a_last_answer_wrap_instead_of_sitting_in_a_tag(app, sqlite_db, family):  # noqa: F811
+    """Given a verification attempt whose provider request failed with a long error, When a viewer opens the
+    binding, Then the error is in a wrapping element, never in a (nowrap) .tag, and the stylesheet wraps it."""
+    fam = family(sqlite_db)
+    bid = invite(sqlite_db, fam, now=datetime.now(timezone.utc))["id"]
+    verification.start_verification(sqlite_db, bid, person(fam.beneficiary))
+    long_error = "ConnectError: " + "x" * 300
+    with sqlite_db.begin() as s:
+        s.execute(sa.update(VerificationAttempt).where(VerificationAttempt.binding_id == bid)
+                  .values(provider_status="error", provider_error=long_error))
+    client, _ = signed_in(app, "viewer")
+    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+    assert long_error in page
+    assert not re.search(r'class="tag[^"]*">[^<]*' + long_error[:20], page)
+    assert re.search(r'class="error-text[^"]*">' + long_error[:20], page)
+    css = client.get("/static/dashboard.css").get_data(as_text=True)
+    assert ".error-text" in css and "overflow-wrap:anywhere" in css and ".grid>*{min-width:0}" in css
+
+
+# --- 3. the interface in Chinese, without raw codes -----------------------------------------------------
+
+def test_signing_in_is_asked_for_in_chinese(app):  # noqa: F811
+    """Given no session, When a dashboard page is asked for, Then the sign-in page says so in Chinese."""
+    client = app.test_client()
+    page = client.get("/dashboard/bindings", follow_redirects=True).get_data(as_text=True)
+    assert "Please log in" not in page and "请先登录" in page
+
+
+def test_a_refused_action_is_explained_in_chinese(admin, sqlite_db, family):
+    """Given an invited binding, When an admin posts unbind to it (not possible in that state), Then the
+    flash names the reason in Chinese as 操作未执行 (not 已拒绝, the state), with the code as secondary text."""
+    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
+    client, _ = signed_in(admin, "admin")
+    token = TOKEN.search(client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)).group(1)
+    page = client.post(f"/dashboard/bindings/{bid}/unbind", data={"csrf_token": token, "reason": "测试"},
+                       follow_redirects=True).get_data(as_text=True)
+    flash = re.search(r'<div class="flash error"[^>]*>(.*?)</div>', page, re.S).group(1)
+    assert "操作未执行" in flash and "当前状态不允许" in flash and "illegal_transition" in flash
+    assert "已拒绝" not in flash and "is not possible in state" not in flash.split("title=")[0]
+
+
+def test_the_binding_page_names_codes_in_chinese(app, sqlite_db, family):  # noqa: F811
+    """Given an invited binding with an open verification attempt, When a viewer opens it, Then the method,
+    channel, timers and attempt status are words, not codes."""
+    fam = family(sqlite_db)
+    bid = invite(sqlite_db, fam, now=datetime.now(timezone.utc))["id"]
+    verification.start_verification(sqlite_db, bid, person(fam.beneficiary))
+    client, _ = signed_in(app, "viewer")
+    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+    assert "face · app" not in page and "人脸核验 · App" in page
+    assert ">verification_timeout<" not in page and ">expire<" not in page and ">invitation_ttl<" not in page
+    assert "邀请有效期" in page and "第 1 次人脸核验" in page
+    assert ">pending<" not in page and "等待结果" in page
+
+
+def test_the_stuck_box_labels_its_fields(app, sqlite_db, family):  # noqa: F811
+    """Given a binding whose timer is overdue (invited long ago), When a viewer opens it, Then the stuck
+    box says 起始/详情 rather than since:/detail:."""
+    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc) - timedelta(days=30))["id"]
+    client, _ = signed_in(app, "viewer")
+    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+    box = page[page.index("卡住原因"):page.index("状态图")]
+    assert "since:" not in box and "detail:" not in box and "起始: " in box and "详情: 过期" in box
+
+
+def test_a_bad_id_number_is_named_in_chinese(app):  # noqa: F811
+    """Given a viewer, When they look up a malformed ID number, Then the error is a sentence, not a code."""
+    client, _ = signed_in(app, "viewer")
+    token = TOKEN.search(client.get("/dashboard/bindings").get_data(as_text=True)).group(1)
+    page = client.post("/dashboard/find", data={"csrf_token": token, "id_number": "320102198001011234"})
+    text = page.get_data(as_text=True)
+    assert ">invalid_id_number<" not in text and "不是有效的居民身份证号码" in text
+
+
+@pytest.mark.parametrize("path, status", [("/dashboard/bindings/bnd_nope", 404), ("/dashboard/no-such-page", 404),
+                                          ("/dashboard/bindings?state=no_such_state", 400),
+                                          ("/dashboard/batches/new?state=invited", 403)])
+def test_dashboard_errors_are_translated_pages_with_navigation(app, path, status):  # noqa: F811
+    """Given a viewer, When a dashboard URL fails, Then the answer is a Chinese HTML page with the navigation."""
+    client, _ = signed_in(app, "viewer")
+    answer = client.get(path)
+    text = answer.get_data(as_text=True)
+    assert answer.status_code == status and answer.mimetype == "text/html"
+    assert f'data-status="{status}"' in text and "概览" in text and "Not Found" not in text
+    assert answer.headers["X-Frame-Options"] == "DENY"
+
+
+def test_api_and_webhook_errors_stay_problem_json(app):  # noqa: F811
+    """Given the dashboard's error pages, When the API or the webhooks answer an error, Then problem+json."""
+    client = app.test_client()
+    for path, status in (("/api/v1/no-such-thing", 404), ("/webhooks/nobody", None)):
+        answer = client.get(path)
+        assert answer.mimetype == "application/problem+json", path
+        if status:
+            assert answer.status_code == status and answer.get_json()["code"] == "not_found"
+    assert client.get("/no-such-root").mimetype == "application/problem+json"
+
+
+def test_sign_in_rate_limit_is_a_translated_page(app):  # noqa: F811
+    """Given a client that keeps failing to sign in, When the limit is reached, Then a Chinese 429 page."""
+    client = app.test_client()
+    token = TOKEN.search(client.get("/dashboard/sign-in").get_data(as_text=True)).group(1)
+    for _ in range(11):
+        answer = client.post("/dashboard/sign-in", data={"csrf_token": token, "username": "viewer", "password": "no"})
+    assert answer.status_code == 429 and 'data-status="429"' in answer.get_data(as_text=True)
+
+
+# --- 9. framing ---------------------------------------------------------------------------------------
+
+def test_dashboard_pages_refuse_to_be_framed(app):  # noqa: F811
+    """Given any dashboard page, When it is served, Then it forbids framing; the API is left as it was."""
+    client, _ = signed_in(app, "viewer")
+    for path in ("/dashboard/", "/dashboard/sign-in", "/dashboard/bindings"):
+        headers = client.get(path).headers
+        assert headers["X-Frame-Options"] == "DENY" and headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    assert "X-Frame-Options" not in client.get("/api/v1/regions/320100").headers
+
+
+# --- 8. the batch form by role ------------------------------------------------------------------------
+
+def test_the_batch_form_offers_an_operator_only_what_an_operator_may_run(admin, sqlite_db, family):
+    """Given a filter matching a binding, When an operator and an admin open the batch form, Then the
+    operator is not offered unbind (admin only) and the admin is."""
+    invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))
+    for who, expected in (("operator", ["retry", "expire"]), ("admin", ["retry", "expire", "unbind"])):
+        client, _ = signed_in(admin, who)
+        page = client.get("/dashboard/batches/new?state=invited").get_data(as_text=True)
+        assert re.findall(r'<option[^>]*value="(\w+)"', page) == expected, who
+        assert ">state=invited<" not in page and re.search(r'data-filter="state">状态: 已邀请<', page)
+
+
+# --- 6. each deadline once ----------------------------------------------------------------------------
+
+def test_each_deadline_is_listed_once(app, sqlite_db, family):  # noqa: F811
+    """Given an invited binding (deadline: its expiry), and one with an open verification attempt (deadline:
+    the attempt's timeout), When a viewer opens them, Then each deadline shows once, with its specific kind."""
+    fam = family(sqlite_db)
+    bid = invite(sqlite_db, fam, now=datetime.now(timezone.utc))["id"]
+    client, _ = signed_in(app, "viewer")
+    kinds = lambda: re.findall(r'data-event="(\w+)" data-kind="(\w+)"', client.get(f"/dashboard/bindings/{bid}")
+                               .get_data(as_text=True))
+    assert kinds() == [("expire", "invitation_ttl")]
+    verification.start_verification(sqlite_db, bid, person(fam.beneficiary))
+    assert kinds() == [("verification_timeout", "attempt"), ("expire", "invitation_ttl")]
+
+
+# --- 7. the person look-up ----------------------------------------------------------------------------
+
+def test_an_id_number_pasted_with_spaces_is_found(app, sqlite_db, family):  # noqa: F811
+    """Given a binding, When a viewer looks up the grantor's ID number pasted with spaces and a tab, Then
+    the binding is found."""
+    fam = family(sqlite_db)
+    bid = invite(sqlite_db, fam, now=datetime.now(timezone.utc))["id"]
+    n = fam.grantor
+    client, _ = signed_in(app, "viewer")
+    token = TOKEN.search(client.get("/dashboard/bindings").get_data(as_text=True)).group(1)
+    page = client.post("/dashboard/find", data={"csrf_token": token, "id_number": f"  {n[:6]} {n[6:14]}\t{n[14:]} "})
+    text = page.get_data(as_text=True)
+    assert bid in text and 'id="lookup-error"' not in text
+
+
+def test_a_persons_bindings_are_all_on_one_page(app, sqlite_db, family, monkeypatch):  # noqa: F811
+    """Given a grantor with two bindings and pages of one, When a viewer looks the grantor up, Then both
+    bindings are listed and no next-page link (which would lose the person) is offered."""
+    from workflows import finder
+    fam = family(sqlite_db)
+    first = invite(sqlite_db, fam, now=datetime.now(timezone.utc))["id"]
+    other = family(sqlite_db, grantor=(fam.grantor, fam.grantor_name))
+    second = invite(sqlite_db, other, now=datetime.now(timezone.utc), relationship="child")["id"]
+    monkeypatch.setattr(finder, "MAX_LIMIT", 1)
+    client, _ = signed_in(app, "viewer")
+    token = TOKEN.search(client.get("/dashboard/bindings").get_data(as_text=True)).group(1)
+    text = client.post("/dashboard/find", data={"csrf_token": token, "id_number": fam.grantor}).get_data(as_text=True)
+    assert first in text and second in text and 'id="next-page"' not in text
+
+
+# --- 5. policy times in Asia/Shanghai -----------------------------------------------------------------
+
+def test_the_audit_log_shows_policy_times_in_shanghai(app, sqlite_db):  # noqa: F811
+    """Given a policy version published to take effect 2030-01-01 00:00 UTC, When a viewer opens the audit
+    log, Then it shows 2030-01-01 08:00:00 (Asia/Shanghai), not the UTC ISO string."""
+    from workflows import policy_admin, policy_fields
+    at = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    policy_admin.publish(sqlite_db, ["650100"], policy_fields.parse_changes(["cross_province=true"]),
+                         effective_from=at, who="zhang", reason="通知", now=datetime.now(timezone.utc))
+    client, _ = signed_in(app, "viewer")
+    page = client.get("/dashboard/audit").get_data(as_text=True)
+    assert "2030-01-01 08:00:00" in page and "2030-01-01T00:00" not in page
+    assert ">ok<" not in page and "已完成" in page
+
+
+# --- 4. wording -------------------------------------------------------------------------------------
+
+def test_the_parties_are_named_as_the_official_guides_name_them(app, sqlite_db, family):  # noqa: F811
+    """Given a binding, When a viewer opens it, the list and the policies, Then the parties are 共济人 and
+    被共济人 (never 授权人, 被授权人, 受益人), and the overview's region column says 办理中或生效中."""
+    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
+    client, _ = signed_in(app, "viewer")
+    for path in (f"/dashboard/bindings/{bid}", "/dashboard/bindings", "/dashboard/policies"):
+        page = client.get(path).get_data(as_text=True)
+        assert "共济人" in page and not re.search("授权人|受益人", page), path
+    overview = client.get("/dashboard/").get_data(as_text=True)
+    header = re.search(r'<table id="regions"><tr>(.*?)</tr>', overview).group(1)
+    assert "办理中或生效中" in header and "生效中</th>" not in header.replace("办理中或生效中", "")
+
+
+# --- 10. a delivery's tries ---------------------------------------------------------------------------
+
+def test_a_deliverys_tries_are_shown(app, sqlite_db, family):  # noqa: F811
+    """Given a failing delivery with two tries, When a viewer opens the binding, Then each try shows its
+    number, status code or error and duration, collapsed under the delivery, and the status is a word."""
+    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
+    with sqlite_db.begin() as s:
+        outbox_id = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid))
+        d = Delivery(outbox_id=outbox_id, platform_id="jiangsu", event_id="evt_1", topic="binding.invited",
+                     binding_id=bid, binding_version=1, status="failing", attempts=2, last_status_code=503)
+        s.add(d)
+        s.flush()
+        s.add_all([DeliveryAttempt(delivery_id=d.id, attempt_no=1, status_code=None, error="connect timeout",
+                                   duration_ms=5000),
+                   DeliveryAttempt(delivery_id=d.id, attempt_no=2, status_code=503, error=None, duration_ms=12)])
+    client, _ = signed_in(app, "viewer")
+    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+    tries = page[page.index('<details class="tries">'):page.index("</details>", page.index('<details class="tries">'))]
+    assert 'data-attempt="2"' in tries and "HTTP 503" in tries and "12 ms" in tries
+    assert 'data-attempt="1"' in tries and "connect timeout" in tries and "5000 ms" in tries
+    assert ">failing<" not in page and "失败中" in page
+
+
+# --- 11. the state diagram's loop labels --------------------------------------------------------------
+
+def test_no_loop_label_of_the_diagram_covers_a_box():
+    """Given the diagram with the Chinese names and a long 'relocate' label, When it is drawn, Then no
+    self-loop label's text covers any state's box (it used to cover 核验失败 and 已拒绝)."""
+    from xml.etree import ElementTree as ET
+
+    from workflows import diagram
+    names = {"invited": "已邀请", "face_verified": "已人脸核验", "accepted": "已接受", "authorized": "已授权",
+             "declined": "已拒绝", "verification_failed": "核验失败", "rejected": "已驳回"}
+    svg = ET.fromstring(diagram.svg(labels=names, event_labels={"relocate": "迁移（人员变更统筹区）"}))
+    ns = "{http://www.w3.org/2000/svg}"
+    boxes = [tuple(float(r.get(k)) for k in ("x", "y", "width", "height"))
+             for r in svg.iter(f"{ns}rect") if r.get("class") == "box"]
+    spans = [(float(t.get("x")), float(t.get("y")), t.text) for text in svg.iter(f"{ns}text")
+             if text.get("class", "").startswith("edge-label") for t in text.iter(f"{ns}tspan")]
+    assert any("迁移" in s for _, _, s in spans)
+    for x, baseline, s in spans:
+        w = diagram._width(s, diagram.EFONT)
+        left, right, top, bottom = x - w / 2, x + w / 2, baseline - diagram.EFONT, baseline + 2
+        for bx, by, bw, bh in boxes:
+            assert not (left < bx + bw and bx < right and top < by + bh and by < bottom), (s, (bx, by))
