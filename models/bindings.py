@@ -21,6 +21,7 @@ from .types import UTCDateTime, new_id, utcnow
 
 ACTIVE_STATES = ("invited", "face_verified", "accepted", "authorized")
 _ACTIVE_SQL = "state in ('invited', 'face_verified', 'accepted', 'authorized')"
+_OTHER_REGION_SQL = "beneficiary_region <> grantor_region"
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
@@ -69,6 +70,9 @@ class Binding(Base):
         # of one region (and state); counts per region and state
         sa.Index("ix_bindings_state_updated", "state", "updated_at", "id"),
         sa.Index("ix_bindings_region_state_updated", "grantor_region", "state", "updated_at", "id"),
+        # a region's bindings are also those whose beneficiary alone is insured there: few, so a partial index
+        sa.Index("ix_bindings_beneficiary_region_state_updated", "beneficiary_region", "state", "updated_at", "id",
+                 sqlite_where=sa.text(_OTHER_REGION_SQL), postgresql_where=sa.text(_OTHER_REGION_SQL)),
         sa.CheckConstraint("authorized_amount_fen is null or authorized_amount_fen >= 0",
                            name="amount_not_negative"),
     )

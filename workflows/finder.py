@@ -5,8 +5,11 @@ reason, age, one person by ID number), newest change first, in keyset pages; and
 Order is (updated_at DESC, id DESC); `next` is an opaque cursor (base64 of the last row's pair, as the sync
 feed's) and a page never repeats or skips a row that did not change meanwhile. Each filter walks an index in
 that order and stops after `limit` + 1 rows, then joins the two persons for that page only:
-- state: ix_bindings_state_updated; state and region: ix_bindings_region_state_updated
-- region alone: the same index, one walk per state merged (a skip scan by hand: at most 10 × (limit + 1) rows)
+- state: ix_bindings_state_updated
+- a region (the grantor's or the beneficiary's: a binding across two regions is in both): one walk of
+  ix_bindings_region_state_updated (grantor) and one of the partial ix_bindings_beneficiary_region_state_updated
+  (beneficiaries insured elsewhere than their grantor) per state, merged (a skip scan by hand: at most
+  2 × 10 × (limit + 1) rows; with a state, 2 walks)
 - nothing, an age (`older_than_s`: changed more than that many seconds ago), a platform: ix_bindings_updated
 - stuck: the reason's small indexed subset (`stuck.reason_filter`), sorted
 - a person: persons.id_number_hash, then bindings by grantor_id or beneficiary_id
@@ -52,13 +55,9 @@ def _conditions(s, now: datetime, *, state=None, region=None, platform=None, stu
     """The WHERE clauses of a filter (validated); None if it names a person nobody is."""
     conds = []
     if state:
-        if state not in STATES:
-            raise DomainError("validation_failed", f"state is one of {', '.join(STATES)}")
-        conds.append(B.c.state == state)
+        conds.append(B.c.state == _state(state))
     if region:
-        if not _REGION.fullmatch(str(region)):
-            raise DomainError("validation_failed", "region is a 6-digit pooling region code")
-        conds.append(B.c.grantor_region == str(region))
+        conds.append(sa.or_(*_sides(_region(region))))
     if platform:
         p = platforms.get_in(s, platform)
         if p.kind == "verifier":
@@ -79,6 +78,24 @@ def _conditions(s, now: datetime, *, state=None, region=None, platform=None, stu
     return conds
 
 
+def _state(state: str) -> str:
+    if state not in STATES:
+        raise DomainError("validation_failed", f"state is one of {', '.join(STATES)}")
+    return state
+
+
+def _region(region) -> str:
+    if not _REGION.fullmatch(str(region)):
+        raise DomainError("validation_failed", "region is a 6-digit pooling region code")
+    return str(region)
+
+
+def _sides(region: str) -> tuple:
+    """A region's bindings: its grantor insured there, or (else) its beneficiary: disjoint, each indexed."""
+    return (B.c.grantor_region == region,
+            sa.and_(B.c.beneficiary_region == region, B.c.beneficiary_region != B.c.grantor_region))
+
+
 def _walk(conds: list, n: int) -> sa.Select:
     return sa.select(B.c.id, B.c.updated_at).where(*conds).order_by(*_ORDER).limit(n)
 
@@ -92,9 +109,11 @@ def _subset(conds: list, n: int) -> sa.Select:
     return sa.select(found.c.id, found.c.updated_at).order_by(found.c.updated_at.desc(), found.c.id.desc()).limit(n)
 
 
-def _merged(conds: list, n: int) -> sa.Select:
-    """One walk per state of the (region, state, updated_at, id) index, merged: the region's newest n."""
-    parts = [_walk([*conds, B.c.state == st], n).subquery(f"s{i}") for i, st in enumerate(STATES)]
+def _merged(conds: list, region: str, states: tuple, n: int) -> sa.Select:
+    """One walk per side and state of the (region, state, updated_at, id) indexes (the grantor's, and the
+    partial one of the beneficiaries insured elsewhere than their grantor), merged: the region's newest n."""
+    parts = [_walk([*conds, side, B.c.state == st], n).subquery(f"s{i}")
+             for i, (side, st) in enumerate((side, st) for side in _sides(region) for st in states)]
     u = sa.union_all(*(sa.select(p.c.id, p.c.updated_at) for p in parts)).subquery("u")
     return sa.select(u.c.id, u.c.updated_at).order_by(u.c.updated_at.desc(), u.c.id.desc()).limit(n)
 
@@ -131,8 +150,9 @@ def find(db, *, state=None, region=None, platform=None, stuck=None, older_than_s
     limit = max(1, min(_number(limit, "limit"), MAX_LIMIT))
     with db() as s:
         stuck_mod.tune(s)
-        conds = _conditions(s, now, state=state, region=region, platform=platform, stuck=stuck,
-                            older_than_s=older_than_s, id_number=id_number)
+        walks = bool(region and not stuck and id_number is None)  # per side and state: those name them
+        conds = _conditions(s, now, state=None if walks else state, region=None if walks else region,
+                            platform=platform, stuck=stuck, older_than_s=older_than_s, id_number=id_number)
         if conds is None:
             return {"items": [], "next": None}
         if after:
@@ -141,8 +161,8 @@ def find(db, *, state=None, region=None, platform=None, stuck=None, older_than_s
                                                                          sa.literal(bid)))
         if stuck and stuck != "sync_behind":  # sync_behind's subset is the window: walking it stops early
             keys = _subset(conds, limit + 1)
-        elif region and not state and not stuck and id_number is None:
-            keys = _merged(conds, limit + 1)
+        elif walks:
+            keys = _merged(conds, _region(region), (_state(state),) if state else STATES, limit + 1)
         else:
             keys = _walk(conds, limit + 1)
         targets = stuck_mod.push_targets(s)

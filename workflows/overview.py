@@ -34,7 +34,13 @@ SNAPSHOT_S = 60.0
 FAILED_EVENTS = ("verification_failed", "reject", "expire")
 STATES = tuple(s for s in machine.STATES if s != machine.NEW)
 B, T, DA, R = rows.B, Transition.__table__, DeliveryAttempt.__table__, Region.__table__
-_CELLS = sa.select(B.c.grantor_region, B.c.state, sa.func.count().label("n")).group_by(B.c.grantor_region, B.c.state)
+# (region, state, count, side): every binding under its grantor's region ("g"), and again under its
+# beneficiary's where that is another region ("b", the partial index ix_bindings_beneficiary_region_state_updated)
+_CELLS = sa.union_all(
+    sa.select(B.c.grantor_region, B.c.state, sa.func.count().label("n"), sa.literal("g").label("side"))
+    .group_by(B.c.grantor_region, B.c.state),
+    sa.select(B.c.beneficiary_region, B.c.state, sa.func.count().label("n"), sa.literal("b").label("side"))
+    .where(B.c.beneficiary_region != B.c.grantor_region).group_by(B.c.beneficiary_region, B.c.state))
 _REGIONS = sa.select(R.c.code, R.c.name, R.c.province_code).order_by(R.c.code)
 _snapshots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # sessionmaker -> (monotonic s, value)
 _lock = threading.Lock()
@@ -70,7 +76,7 @@ def _hourly(s, now: datetime) -> list[dict]:
 def _regions(cells: list, names: list) -> list[dict]:
     regions = {code: {"code": code, "name": name, "province_code": province, "total": 0, "active": 0,
                       "states": dict.fromkeys(STATES, 0)} for code, name, province in names}
-    for code, state, n in cells:
+    for code, state, n, _side in cells:  # a binding across two regions counts in both
         r = regions.setdefault(code, {"code": code, "name": None, "province_code": None, "total": 0, "active": 0,
                                       "states": dict.fromkeys(STATES, 0)})
         r["states"][state] = r["states"].get(state, 0) + n
@@ -111,8 +117,9 @@ def overview(db, now: datetime | None = None) -> dict:
         hourly = _hourly(s, now)
         shown = [p.id for p in platforms.all_platforms(s) if p.kind != "verifier"]
     states = dict.fromkeys(STATES, 0)
-    for _, state, n in cells:
-        states[state] = states.get(state, 0) + n
+    for _, state, n, side in cells:
+        if side == "g":  # each binding once
+            states[state] = states.get(state, 0) + n
     fresh = stuck.counts(db, now, reasons=tuple(r for r in stuck.REASONS if r != "sync_behind"))
     lag = sync.lag(db, now=now)
     none = {"behind": 0, "dead": 0, "failing": 0, "oldest_age_s": 0.0}

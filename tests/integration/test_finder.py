@@ -30,14 +30,16 @@ def _pages(db, limit: int, **filters) -> list[str]:
 
 def _world(db, family) -> dict[str, dict]:
     """Eleven bindings, three at a time sharing a change time (ties broken by id), over Nanjing, Suzhou and
-    Urumqi; two of the Nanjing ones cancelled later. {id: {region, state, updated}}."""
+    Urumqi (one Nanjing grantor's beneficiary insured in Suzhou); two of the Nanjing ones cancelled later.
+    {id: {region, other (the beneficiary's region), state, updated}}."""
     made = {}
     for i in range(11):
         region = ("320100", "320500", "650100")[i % 3]
-        fam = family(db, region=region)
+        other = "320500" if i == 9 else region
+        fam = family(db, region=region, beneficiary_region=other)
         at = T0 + timedelta(seconds=i // 3)
         bid = invite(db, fam, now=at, **({"commitment_version": XJ} if region == "650100" else {}))["id"]
-        made[bid] = {"region": region, "state": "invited", "updated": at, "fam": fam}
+        made[bid] = {"region": region, "other": other, "state": "invited", "updated": at, "fam": fam}
     for n, (bid, row) in enumerate([(b, r) for b, r in made.items() if r["region"] == "320100"][:2]):
         at = T0 + timedelta(minutes=5, seconds=n)
         commands.cancel(db, bid, person(row["fam"].grantor), now=at)
@@ -50,11 +52,17 @@ def _newest_first(made: dict, keep=lambda row: True) -> list[str]:
             if keep(row)]
 
 
+def _in(region: str):
+    return lambda r: region in (r["region"], r["other"])  # the grantor's or the beneficiary's region
+
+
 FILTERS = [  # each takes a different path: none, state, region (merged walks), region and state, platform
     ({}, lambda r: True),
     ({"state": "invited"}, lambda r: r["state"] == "invited"),
-    ({"region": "320100"}, lambda r: r["region"] == "320100"),
-    ({"region": "320100", "state": "invited"}, lambda r: r["region"] == "320100" and r["state"] == "invited"),
+    ({"region": "320100"}, _in("320100")),
+    ({"region": "320100", "state": "invited"}, lambda r: _in("320100")(r) and r["state"] == "invited"),
+    ({"region": "320500"}, _in("320500")),  # the Nanjing grantor's Suzhou beneficiary is here too
+    ({"region": "320500", "state": "invited"}, lambda r: _in("320500")(r) and r["state"] == "invited"),
     ({"platform": "jiangsu"}, lambda r: r["region"].startswith("32")),
     ({"platform": "national"}, lambda r: True),
     ({"older_than_s": 86400 - 2}, lambda r: r["updated"] < T0 + timedelta(seconds=2)),
@@ -131,7 +139,7 @@ def test_bad_filters_and_cursors_are_refused(pg_db):
 def test_the_overview_counts_states_regions_stuck_and_the_last_24_hours(pg_db, family):
     """Given the eleven bindings (two cancelled) and one invitation left overdue,
     when the overview is read a day after,
-    then states and regions add up, the overdue one is counted stuck, the hours hold the transitions,
+    then states add up, regions count a binding across two regions in both, the overdue one is counted stuck, the hours hold the transitions,
     and the platforms are listed with no lag."""
     _world(pg_db, family)
     o = overview.overview(pg_db, now=OVERDUE)
@@ -143,6 +151,8 @@ def test_the_overview_counts_states_regions_stuck_and_the_last_24_hours(pg_db, f
     regions = {r["code"]: r for r in o["regions"]}
     assert set(regions) == {"320100", "320500", "650100", "652900"}
     assert regions["320100"]["states"]["cancelled"] == 2 and regions["320100"]["active"] == 2
+    # the binding across Nanjing and Suzhou counts in both regions (and once in the states)
+    assert (regions["320100"]["total"], regions["320500"]["total"], regions["650100"]["total"]) == (4, 5, 3)
     assert regions["652900"]["total"] == 0 and regions["650100"]["name"]
     assert o["stuck"] == {**dict.fromkeys(stuck.REASONS, 0), "timer_overdue": 9}
     assert o["platforms"] == {p: {"behind": 0, "dead": 0, "failing": 0, "oldest_age_s": 0.0}
@@ -185,5 +195,5 @@ def test_on_sqlite_the_list_counts_and_overview_work_as_on_postgresql(sqlite_db,
     assert [i["id"] for i in finder.find(sqlite_db, stuck="sync_behind", now=OVERDUE)["items"]] == cancelled
     o = overview.overview(sqlite_db, now=OVERDUE)
     assert (o["total"], o["active"], o["stuck"]["timer_overdue"]) == (11, 9, 9)
-    assert sum(r["total"] for r in o["regions"]) == 11
+    assert sum(r["total"] for r in o["regions"]) == 12  # the binding across two regions in both
     assert overview.overview(sqlite_db, now=T0 + timedelta(hours=1))["hourly"][-2]["transitions"] == 13
