@@ -86,14 +86,16 @@ def test_malformed_json_is_400_and_writes_nothing(js):
 def test_missing_or_unknown_bearer_is_401(embedded, authorization):
     """Given no key, an empty or unknown bearer key, or another scheme
     When a platform reads a region, registers a person or invites
-    Then each answer is 401 unauthorized."""
+    Then each answer is 401 unauthorized, naming the Bearer scheme."""
     api = Api(embedded, None)
     headers = {} if authorization is None else {"Authorization": authorization}
     assert_problem(api.get("/api/v1/regions/320100", headers=headers), 401, "unauthorized")
     body = {"id_number": id_number(), "name": "王五", "insurance_type": "employee", "insurance_status": "active",
             "region_code": "320100", "real_name_verified": True}
     assert_problem(api.post("/api/v1/persons", body, headers=headers), 401, "unauthorized")
-    assert_problem(api.post("/api/v1/bindings", {}, headers=headers), 401, "unauthorized")
+    answer = api.post("/api/v1/bindings", {}, headers=headers)
+    assert_problem(answer, 401, "unauthorized")
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")  # the scheme it wants (RFC 9110)
 
 
 def test_webhook_signature_and_timestamp_refusals_store_nothing(embedded, js, facecheck_secret):
@@ -622,7 +624,7 @@ def test_family_view_is_limited_to_the_platforms_provinces(js, xj):
 def test_deduction_order_is_limited_to_the_platforms_provinces(js, xj):
     """Given a Jiangsu child with two authorized bindings (from each parent) in Jiangsu's chosen order
     When the Xinjiang platform puts the reverse order
-    Then it is refused (404 not_found, as for the bindings themselves)."""
+    Then it is refused (404 not_found, as for the bindings themselves); each binding shows Jiangsu's rank."""
     child = js.person("320100", birth=child_birth(), insurance_type="resident")
     ids = []
     for _ in range(2):
@@ -633,6 +635,7 @@ def test_deduction_order_is_limited_to_the_platforms_provinces(js, xj):
     path = f"/api/v1/persons/{child.id}/deduction-order"
     ok = js.put(path, {"binding_ids": ids})
     assert ok.status_code == 200 and ok.json()["binding_ids"] == ids, ok.text
+    assert [js.binding(i)["deduction_rank"] for i in ids] == [1, 2]  # the order reads back on each binding
 
     assert_problem(xj.put(path, {"binding_ids": ids[::-1]}), 404, "not_found")
 

@@ -20,6 +20,8 @@ def problem(code: str, detail: str | None = None, *, status: int | None = None, 
     resp = Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=MEDIA)
     if "retry_after_s" in extra:
         resp.headers["Retry-After"] = str(extra["retry_after_s"])
+    if code == "unauthorized":  # RFC 9110: a 401 names the scheme it wants
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="gongji"'
     return resp
 
 

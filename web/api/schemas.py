@@ -128,6 +128,8 @@ class BindingOut(BaseModel):
     beneficiary_region: str
     policy_id: int
     platform_id: str | None
+    deduction_rank: int | None = Field(None, description="the beneficiary's deduction order for this binding "
+                                       "(1 pays first; `PUT /persons/{id}/deduction-order`), null if not set")
     created_at: str
     updated_at: str
     ended_at: str | None
