@@ -22,7 +22,12 @@ from . import rows
 from .errors import DomainError
 from .views import binding_view
 
-HORIZON_S = 5.0
+# A change is stamped when its command starts (`updated_at`), and commits a little later: after any lock
+# wait behind another command, its statements and the commit's flush. The horizon must outlast that, or a
+# cursor taken meanwhile passes over the change for good. Commands take milliseconds, but a lock wait
+# behind a slow one, a pause or a slow disk can take seconds; a minute leaves them room, and the feed is a
+# platform's catch-up (events are pushed as they happen), where a minute's delay costs nothing.
+HORIZON_S = 60.0
 MAX_PAGE = 1000
 
 S = PlatformSync.__table__
@@ -104,12 +109,13 @@ def concerns(platform) -> sa.ColumnElement[bool]:
     return sa.or_(rows.B.c.grantor_region.in_(regions), rows.B.c.beneficiary_region.in_(regions))
 
 
-def feed(db, platform, *, after: str | None = None, limit: int = 500, now: datetime | None = None) -> dict:
+def feed(db, platform, *, after: str | None = None, limit: int = 500, now: datetime | None = None,
+         horizon_s: float = HORIZON_S) -> dict:
     """One page of the feed: bindings (masked, current state) and the cursor to ask for the next page."""
     now = now or utcnow()
     limit = max(1, min(int(limit), MAX_PAGE))
     b = rows.B
-    query = rows.select_bindings().where(concerns(platform), b.c.updated_at <= now - timedelta(seconds=HORIZON_S))
+    query = rows.select_bindings().where(concerns(platform), b.c.updated_at <= now - timedelta(seconds=horizon_s))
     if after:
         at, bid = _parse_cursor(after)
         query = query.where(sa.tuple_(b.c.updated_at, b.c.id) > sa.tuple_(sa.literal(at, b.c.updated_at.type),

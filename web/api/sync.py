@@ -2,7 +2,7 @@
 the calling platform's own lag (`GET /sync/status`)."""
 from __future__ import annotations
 
-from flask import g, request
+from flask import current_app, g, request
 
 from workflows import sync
 from workflows.errors import DomainError
@@ -16,14 +16,16 @@ FEED_QUERY = (("after", {"type": "string"}, "the `next` cursor of the previous p
 
 
 @endpoint("GET", "/sync/bindings", "The bindings this platform is concerned with, in change order, current "
-          f"state (masked); changes appear {sync.HORIZON_S:g} s after they are made", answer=SyncPage, tag="sync",
+          f"state (masked); changes appear a while after they are made ({sync.HORIZON_S:g} s unless "
+          "GONGJI_SYNC_HORIZON_S says otherwise), so a late commit is never passed over", answer=SyncPage, tag="sync",
           errors=(401, 422), query=FEED_QUERY)
 def sync_feed():
     try:
         limit = int(request.args.get("limit", 500))
     except ValueError:
         raise DomainError("validation_failed", "limit is an integer") from None
-    return sync.feed(db(), g.platform, after=request.args.get("after") or None, limit=limit)
+    return sync.feed(db(), g.platform, after=request.args.get("after") or None, limit=limit,
+                     horizon_s=current_app.extensions["gongji"]["settings"].sync_horizon_s)
 
 
 @endpoint("GET", "/sync/status", "What this platform has not acknowledged yet: count, oldest age (s), failing "
