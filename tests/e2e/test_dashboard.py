@@ -86,6 +86,12 @@ def test_an_admin_finds_understands_and_repairs_a_stuck_binding(embedded, page, 
     assert page.locator(".diagram [data-state=invited].current").count() == 1
     assert page.locator("#history li").count() == 2  # invite, start_verification
     assert page.locator("[data-reason=verification_request_failed]").count() >= 1
+    # long free text (the provider's error, a delivery's last answer) wraps inside its box
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.evaluate("""[...document.querySelectorAll('section.box')].every(s => {
+        const r = s.getBoundingClientRect();
+        return [...s.querySelectorAll('td')].every(td => td.getBoundingClientRect().right <= r.right + 1); })""")
+    assert page.locator(".tag .provider-error, .tag.error").count() == 0
     shot(page, "binding")
 
     page.fill("form[data-action=retry] textarea", "市民来电：人脸核验无响应，重试")
