@@ -13,9 +13,8 @@ from models import (Binding, Delivery, DeliveryAttempt, Departure, Person, Platf
                     VerificationAttempt)
 from models.types import utcnow
 
-from . import machine, operators, platforms, rows, stuck, sync
+from . import free_text, machine, operators, platforms, rows, stuck, sync
 from .errors import DomainError
-from .idnumbers import mask_in_text
 from .views import attempt_view, binding_view, transition_view
 
 D, DA, S, X = Delivery.__table__, DeliveryAttempt.__table__, PlatformSync.__table__, Departure.__table__
@@ -49,8 +48,8 @@ def _deliveries(s, binding_id: str) -> list[dict]:
     if found:
         for t in s.execute(sa.select(DA).where(DA.c.delivery_id.in_([d["id"] for d in found]))
                            .order_by(DA.c.delivery_id, DA.c.attempt_no.desc())).mappings():
-            tries.setdefault(t["delivery_id"], []).append(dict(t))
-    return [{**dict(d), "last_error": mask_in_text(d["last_error"] or "") or None,
+            tries.setdefault(t["delivery_id"], []).append({**dict(t), "error": free_text.clean(t["error"])})
+    return [{**dict(d), "last_error": free_text.clean(d["last_error"]),
              "tries": tries.get(d["id"], [])[:TRIES_SHOWN]} for d in found]
 
 

@@ -26,7 +26,7 @@ from models import Delivery, DeliveryAttempt, OutboxMessage
 from models.types import utcnow
 
 from . import delivery_statements as statements
-from . import platforms, rows, sync
+from . import free_text, platforms, rows, sync
 from .persons import province_of
 from .statements import Statement
 
@@ -293,8 +293,9 @@ def record(db, c: Claim, *, status_code: int | None, error: str | None, duration
             sync.acknowledge(s, row.platform_id, row.binding_id, row.binding_version, now)
             return _release(s, row.platform_id, row.binding_id, row.binding_version, now)
         row = s.execute(_LOCK_ONE, {"id": c.id}).mappings().one()
+        error = free_text.clean(error, limit=2000)  # a receiver's answer may echo anything: masked as free text
         s.execute(_ATTEMPT, dict(delivery_id=c.id, attempt_no=c.attempt_no, at=now, status_code=status_code,
-                                 error=(error or f"HTTP {status_code}")[:2000], duration_ms=duration_ms))
+                                 error=error or f"HTTP {status_code}", duration_ms=duration_ms))
         if row["status"] not in OPEN:  # replayed or finished meanwhile by another try
             return []
         dead = row["attempts"] >= MAX_ATTEMPTS

@@ -53,3 +53,24 @@ def test_a_value_postgresql_cannot_store_is_422(pg_db, crypto_keys):
     client, auth = _app(pg_db, crypto_keys)
     answer = client.get("/api/v1/bindings/bnd_%00x", headers=auth)
     assert answer.status_code == 422 and answer.get_json()["code"] == "validation_failed"
+
+
+def test_an_unexpected_failure_on_a_dashboard_page_is_a_page_not_json(sqlite_db, crypto_keys, monkeypatch):
+    """Given the overview failing inside, when a signed-in viewer opens it, then 500 with the dashboard's
+    error page (in Chinese, with the navigation), not the API's problem+json."""
+    from workflows import operators, overview
+
+    from .test_dashboard_web import signed_in
+
+    def broken(*_a, **_k):
+        raise RuntimeError("boom")
+    operators.add(sqlite_db, "viewer", "correct horse battery", "viewer")
+    client, auth = _app(sqlite_db, crypto_keys)
+    monkeypatch.setattr(overview, "overview", broken)
+    browser, _ = signed_in(client.application, "viewer")
+
+    answer = browser.get("/dashboard/")
+
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 500 and answer.mimetype == "text/html"
+    assert 'data-status="500"' in page and "服务器出错" in page and "boom" not in page
