@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from models import Person
 
-from . import rules
+from . import free_text, rules
 from .errors import DomainError
 from .persons import facts
 from .unit import command, retried
@@ -18,6 +18,8 @@ def _simple(event: str, *, optimistic: bool = False):
         with command(db, now=now, platform=platform, optimistic=optimistic) as cmd:
             row = cmd.lock_binding(binding_id)
             who = cmd.resolve(actor, row)
+            # what a platform, a person or an operator wrote goes to the history and to every platform
+            reason = free_text.clean_about(cmd.conn, reason, (row.grantor_id, row.beneficiary_id))
             cmd.authorize_actor(row, event, who, reason)
             cmd.transition(row, event, who, channel=channel, reason=reason)
             return cmd.view

@@ -30,7 +30,7 @@ from models import VerificationAttempt
 from models.crypto import lookup_hash
 from models.types import utcnow
 
-from . import free_text, machine, outbox, rows, timers, writes
+from . import machine, outbox, rows, timers, writes
 from .actors import SYSTEM_TIMER, Actor
 from .errors import DomainError, VersionConflict
 from .idnumbers import normalize
@@ -154,8 +154,6 @@ class Command:
         if self.optimistic and self._written:
             raise RuntimeError(f"an optimistic command writes once, through its transition ({event})")
         self._written = True
-        if reason:  # what a platform, a person or an operator wrote goes to the history and every platform
-            reason = free_text.clean_about(self.conn, reason, (row.grantor_id, row.beneficiary_id))
         if (row.state in machine.PENDING and row.expires_at is not None and self.now >= row.expires_at
                 and event != "expire" and actor != SYSTEM_TIMER):
             raise DomainError("illegal_transition", "the invitation has expired")

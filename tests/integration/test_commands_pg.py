@@ -262,3 +262,23 @@ def test_refused_lifecycle_commands_write_nothing(pg_db, family):
                                                    now=T0 + timedelta(minutes=11))) == "grantor_not_eligible"
     assert binding(pg_db, fv).state == "face_verified"
     assert binding(pg_db, acc).authorized_amount_fen is None
+
+
+def test_what_gongji_writes_as_a_reason_is_kept_and_what_a_person_writes_is_masked(pg_db, family):
+    """Given an accepted binding, when the grantor authorizes 138,000,000.00 yuan (13800000000 fen: shaped
+    like a mobile number) and then unbinds with a reason giving his mobile number, then the history keeps
+    `amount_fen=13800000000` as Gongji wrote it, and the person's number is masked."""
+    fam = family(pg_db)
+    bid = accepted(pg_db, fam)
+    commands.authorize(pg_db, bid, person(fam.grantor), 13_800_000_000, now=T0 + timedelta(hours=1))
+    commands.unbind(pg_db, bid, person(fam.grantor), reason="call me 13912345678", now=T0 + timedelta(hours=2))
+    reasons = [t["reason"] for t in commands_history(pg_db, bid)[-2:]]
+    assert reasons == ["amount_fen=13800000000", "call me 139****5678"]
+
+
+def commands_history(db, binding_id: str) -> list[dict]:
+    from workflows.views import transition_view
+    from models import Transition
+    with db() as s:
+        return [transition_view(t) for t in s.scalars(sa.select(Transition).where(Transition.binding_id == binding_id)
+                                                       .order_by(Transition.seq))]
