@@ -48,8 +48,8 @@ def _deliveries(s, binding_id: str) -> list[dict]:
     if found:
         for t in s.execute(sa.select(DA).where(DA.c.delivery_id.in_([d["id"] for d in found]))
                            .order_by(DA.c.delivery_id, DA.c.attempt_no.desc())).mappings():
-            tries.setdefault(t["delivery_id"], []).append({**dict(t), "error": free_text.clean(t["error"])})
-    return [{**dict(d), "last_error": free_text.clean(d["last_error"]),
+            tries.setdefault(t["delivery_id"], []).append({**dict(t), "error": free_text.clean(t["error"], limit=2000)})
+    return [{**dict(d), "last_error": free_text.clean(d["last_error"], limit=2000),
              "tries": tries.get(d["id"], [])[:TRIES_SHOWN]} for d in found]
 
 

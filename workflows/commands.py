@@ -18,9 +18,9 @@ def _simple(event: str, *, optimistic: bool = False):
         with command(db, now=now, platform=platform, optimistic=optimistic) as cmd:
             row = cmd.lock_binding(binding_id)
             who = cmd.resolve(actor, row)
+            cmd.authorize_actor(row, event, who, reason)
             # what a platform, a person or an operator wrote goes to the history and to every platform
             reason = free_text.clean_about(cmd.conn, reason, (row.grantor_id, row.beneficiary_id))
-            cmd.authorize_actor(row, event, who, reason)
             cmd.transition(row, event, who, channel=channel, reason=reason)
             return cmd.view
     run.__name__ = event

@@ -5,7 +5,7 @@ Why: such text lands in the history, in the events every concerned platform rece
 every viewer reads and in the API. People write what they know into it ("王大明 要求解除，身份证 …"), and
 ID numbers and names are shown masked everywhere (DESIGN §6). What is masked:
 - anything shaped like an ID number (`320***********123X`);
-- anything shaped like a mainland mobile number (`138****5678`);
+- anything shaped like a mainland mobile number, with or without +86 and separators (`138****5678`);
 - the binding's own persons' names (`王**`), when the text has a Chinese character in it: a name cannot
   be recognised in general, but those two are the names the text is about. Reading them costs one query
   and two decryptions, only for such a text.
@@ -21,7 +21,9 @@ from models import Person
 from .idnumbers import mask_in_text, mask_name
 
 MAX_CHARS = 1000
-_MOBILE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+# 13812345678, +86 138 1234 5678, 86-138-1234-5678 (full-width digits are made ASCII first)
+_MOBILE = re.compile(r"(?<![0-9])((?:\+?86[- ]?)?)(1[3-9][0-9])[- ]?([0-9]{4})[- ]?([0-9]{4})(?![0-9])")
+_WIDE = str.maketrans("０１２３４５６７８９＋", "0123456789+")
 _HAN = re.compile(r"[\u3400-\u9fff]")
 _NAMES = sa.select(Person.name).where(Person.id.in_(sa.bindparam("ids", expanding=True)))
 _B = sa.table("bindings", sa.column("id"), sa.column("grantor_id"), sa.column("beneficiary_id"))
@@ -32,8 +34,8 @@ _NAMES_OF_BINDING = sa.select(Person.name).where(sa.or_(
 
 def clean(text: str | None, names: tuple[str, ...] = (), *, limit: int = MAX_CHARS) -> str | None:
     """`text` with ID numbers, mobile numbers and `names` masked, trimmed and cut; None when empty."""
-    out = mask_in_text((text or "").replace("\x00", "").strip())  # NUL: no database text holds it
-    out = _MOBILE.sub(lambda m: m.group(0)[:3] + "****" + m.group(0)[-4:], out)
+    out = (text or "").replace("\x00", "").translate(_WIDE).strip()  # NUL: no database text holds it
+    out = _MOBILE.sub(lambda m: f"{m.group(1)}{m.group(2)}****{m.group(4)}", mask_in_text(out))
     for name in sorted({n for n in names if n and len(n) >= 2}, key=len, reverse=True):
         out = out.replace(name, mask_name(name))
     return out[:limit] or None

@@ -65,7 +65,8 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
            relationship: str, commitment_version: str | None, channel: str = "app",
            platform=None, now=None) -> dict:
     """Create a binding (`invited`, or `accepted` on the guardian path). `platform` (a PlatformInfo, or None
-    for internal callers) must serve the grantor's province."""
+    for internal callers) must serve the grantor's province: a grantor insured elsewhere is
+    `grantor_not_eligible` "not in the insurance registry", as for an unknown number."""
     with command(db, now=now) as cmd:
         today = idnumbers.today_in_china(cmd.now)
         g_number = idnumbers.validate(grantor_id_number, today=today)
@@ -75,10 +76,11 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
         g_hash, b_hash = lookup_hash(g_number), lookup_hash(b_number)
         found = _persons(s, g_hash, b_hash)
         grantor, beneficiary = found.get(g_hash), found.get(b_hash)
-        # first: a platform acts for a grantor of its own provinces, so it learns nothing of another
-        # province's persons here (their insurance, their eligibility, whether a name matches)
+        # first: a platform acts for a grantor of its own provinces; one insured elsewhere answers exactly as
+        # a number nobody holds (as the person look-up does), so it learns nothing of another province's
+        # persons here: whether the number is held, their insurance, whether a name matches
         if platform is not None and grantor is not None and not platform.serves(province_of(s, grantor.region_code)):
-            raise DomainError("region_not_served", f"platform {platform.id} does not serve the grantor's province")
+            grantor = None
         rules.check_grantor(facts(s, grantor))
         rules.check_beneficiary(facts(s, beneficiary))
         if (beneficiary_name or "").strip() != beneficiary.name:

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from models import Region, RegionPolicy
 from models.types import utcnow
 
-from . import operators, policy, policy_fields
+from . import free_text, operators, policy, policy_fields
 from .errors import DomainError
 from .policy_fields import refuse
 
@@ -86,7 +86,7 @@ def publish(db, regions: list[str], changes: dict, *, effective_from: datetime, 
                                created_at=now, **fields)
             s.add(row)
             s.flush()
-            operators.record(s, actor, "policy_publish", reason=reason.strip(), now=now, detail={
+            operators.record(s, actor, "policy_publish", reason=free_text.clean(reason), now=now, detail={
                 "region_code": code, "version": row.version, "effective_from": effective_from.isoformat(),
                 "changes": changes})
             published.append(policy.from_row(s.get(Region, code), row).as_api())
@@ -113,7 +113,7 @@ def withdraw(db, region_code: str, version: int, *, who: str, reason: str, now: 
                     # what the withdrawal undoes: the fields in which it differed from the version before it
                     "changes": {f: v for f, v in fields.items() if before is None or getattr(before, f) != v}}
             s.delete(latest)
-            operators.record(s, actor, "policy_withdraw", reason=reason.strip(), now=now, detail=gone)
+            operators.record(s, actor, "policy_withdraw", reason=free_text.clean(reason), now=now, detail=gone)
     except sa.exc.IntegrityError:  # a process whose clock ran ahead made a binding under it
         raise DomainError("conflict", f"a binding was already made under version {version} of {region_code}; "
                           "publish a new version instead") from None

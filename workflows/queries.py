@@ -51,6 +51,8 @@ def binding(db, binding_id: str) -> dict:
         if platform_id is not None:
             acked[platform_id] = version
     return {**binding_view(row, row.grantor, row.beneficiary),
+            # the beneficiary's order as it is now: set without a new version, so not in events or the feed
+            "deduction_rank": row.deduction_rank,
             "verifications": [attempt_view(a) for a in attempts.values()], "sync": acked}
 
 

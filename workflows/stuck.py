@@ -33,9 +33,8 @@ import sqlalchemy as sa
 
 from models import Delivery, OutboxMessage, PlatformSync, VerificationAttempt
 
-from . import platforms, rows, sync
+from . import free_text, platforms, rows, sync
 from .errors import DomainError
-from .idnumbers import mask_in_text
 
 REASONS = ("timer_overdue", "past_service_level", "verification_request_failed", "delivery_dead",
            "delivery_failing", "sync_behind", "worker_error")
@@ -186,7 +185,7 @@ def counts(db, now: datetime, reasons: tuple = REASONS) -> dict[str, int]:
 
 
 def _text(value) -> str:
-    return mask_in_text(str(value or ""))[:DETAIL_CHARS]
+    return free_text.clean(str(value or ""), limit=DETAIL_CHARS) or ""
 
 
 def _item(reason: str, since, detail: str, platform_id: str | None = None) -> dict:

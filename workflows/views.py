@@ -36,7 +36,7 @@ def binding_view(b: Binding, grantor: Person, beneficiary: Person) -> dict:
         "deadline_at": _iso(b.deadline_at), "deadline_event": b.deadline_event, "expires_at": _iso(b.expires_at),
         "province_code": b.province_code, "grantor_region": b.grantor_region,
         "beneficiary_region": b.beneficiary_region, "policy_id": b.policy_id, "platform_id": b.platform_id,
-        "deduction_rank": b.deduction_rank, "created_at": _iso(b.created_at), "updated_at": _iso(b.updated_at),
+        "created_at": _iso(b.created_at), "updated_at": _iso(b.updated_at),
         "ended_at": _iso(b.ended_at), "end_event": b.end_event,
     }
 

@@ -26,6 +26,8 @@ from .verification import record_verification_result
 MAX_ATTEMPTS = 25  # runs of a stored webhook before an unexpected error (one its data causes every time,
 # e.g. a value the database cannot store) is its final outcome `failed:<error>`, instead of a retry forever;
 # a run is only counted when the database answers, so an outage does not use them up
+# the database away or timing out: never the webhook's fault, retried however often it happens
+_PASSING = (sa.exc.OperationalError, sa.exc.InterfaceError)
 TYPES = ("verification.completed", "person.updated", "person.deceased", "relationship.ended",
          "binding.unbind_requested")
 # which platform kinds may send which type
@@ -173,6 +175,8 @@ def _apply(db, row: ReceivedWebhook) -> str:
     if not isinstance(data, dict):
         raise DomainError("validation_failed", "data is an object")
     if row.type == "verification.completed":
+        if not isinstance(data.get("reason"), (str, type(None))):
+            raise DomainError("validation_failed", "reason is a string")
         return record_verification_result(db, verification_id=str(data.get("verification_id")),
                                           binding_id=str(data.get("binding_id")), result=data.get("result"),
                                           verifier_id=row.platform_id, reason=data.get("reason"))
@@ -191,7 +195,7 @@ def _apply_final(db):
                 raise
             return exc.code
         except Exception as exc:  # noqa: BLE001 - retried, until it is plainly the webhook's own fault
-            if row.attempts < MAX_ATTEMPTS:
+            if row.attempts < MAX_ATTEMPTS or isinstance(exc, _PASSING):
                 raise
             log.error("received webhook %s failed %d times; its final outcome is failed:%s", row.id,
                       row.attempts, type(exc).__name__)

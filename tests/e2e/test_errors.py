@@ -196,8 +196,9 @@ def test_region_not_served(js, xj):
     """Given the Xinjiang platform's key
     When it registers a person insured in 南京 (320100), or invites on behalf of a Jiangsu grantor (also
     with a wrong beneficiary name, or a grantor who is not eligible)
-    Then each is 403 region_not_served (it learns nothing of the Jiangsu persons' eligibility or names),
-    and the person was not created / nothing was written."""
+    Then the registration is 403 region_not_served, and each invitation is answered exactly as for an ID
+    number nobody holds (it learns nothing of the Jiangsu persons: whether they exist, their eligibility,
+    their names); the person was not created and nothing was written."""
     number = id_number()
     body = {"id_number": number, "name": "赵六", "insurance_type": "employee", "insurance_status": "active",
             "region_code": "320100", "real_name_verified": True}
@@ -206,11 +207,15 @@ def test_region_not_served(js, xj):
 
     grantor, beneficiary = couple(js)
     before = families(js, grantor, beneficiary)
-    assert_problem(xj.invite(grantor, beneficiary), 403, "region_not_served")
-    assert_problem(xj.invite(grantor, beneficiary, beneficiary_name="不是这个名字"), 403, "region_not_served")
-    assert_problem(js.invite(grantor, beneficiary, beneficiary_name="不是这个名字"), 422, "name_mismatch")
+    nobody = Person(id_number(), "无此人", "320100")
+    unknown = xj.invite(nobody, beneficiary)
+    assert_problem(unknown, 422, "grantor_not_eligible")
     resident = js.person("320100", insurance_type="resident")
-    assert_problem(xj.invite(resident, beneficiary), 403, "region_not_served")
+    for answer in (xj.invite(grantor, beneficiary), xj.invite(grantor, beneficiary, beneficiary_name="不是这个名字"),
+                   xj.invite(resident, beneficiary)):
+        assert (answer.status_code, answer.json()["code"], answer.json()["detail"]) == \
+            (unknown.status_code, unknown.json()["code"], unknown.json()["detail"])
+    assert_problem(js.invite(grantor, beneficiary, beneficiary_name="不是这个名字"), 422, "name_mismatch")
     assert_problem(js.invite(resident, beneficiary), 422, "grantor_not_eligible")
     assert families(js, grantor, beneficiary) == before
 

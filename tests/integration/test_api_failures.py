@@ -49,10 +49,18 @@ def test_a_method_a_resource_does_not_answer_is_405_with_allow(sqlite_db, crypto
 @pytest.mark.pg
 def test_a_value_postgresql_cannot_store_is_422(pg_db, crypto_keys):
     """Given PostgreSQL (its text holds no NUL character), when a binding id with a NUL in it is asked for,
-    then 422 validation_failed, not a 500."""
+    then 422 validation_failed, not a 500, and on the dashboard its 400 page."""
     client, auth = _app(pg_db, crypto_keys)
     answer = client.get("/api/v1/bindings/bnd_%00x", headers=auth)
     assert answer.status_code == 422 and answer.get_json()["code"] == "validation_failed"
+    # and on the dashboard, its own 400 page
+    from workflows import operators
+
+    from .test_dashboard_web import signed_in
+    operators.add(pg_db, "viewer", "correct horse battery", "viewer")
+    browser, _ = signed_in(client.application, "viewer")
+    page = browser.get("/dashboard/bindings/bnd_%00x")
+    assert page.status_code == 400 and 'data-status="400"' in page.get_data(as_text=True)
 
 
 def test_an_unexpected_failure_on_a_dashboard_page_is_a_page_not_json(sqlite_db, crypto_keys, monkeypatch):

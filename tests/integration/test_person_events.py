@@ -491,3 +491,36 @@ def test_a_webhook_its_data_fails_every_time_ends_after_its_attempts(pg_db):
     with pg_db() as s:
         row = s.get(ReceivedWebhook, received)
         assert (row.attempts, row.processed_at is not None) == (webhooks.MAX_ATTEMPTS, True)
+
+
+def test_the_database_away_never_uses_up_a_webhooks_attempts(pg_db, monkeypatch):
+    """Given a stored `person.deceased`, when every run meets the database timing out (OperationalError),
+    past MAX_ATTEMPTS runs, then each run fails and is retried, and the webhook is never ended as failed:
+    it is applied once the database answers again."""
+    received = deliver(pg_db, "national", "person.deceased", {"id_number": with_check_digit("32010219600101001")},
+                       sent=utcnow())
+    real = webhooks._apply
+
+    def timing_out(db, row):
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("canceling statement due to statement timeout"))
+    monkeypatch.setattr(webhooks, "_apply", timing_out)
+    for _ in range(webhooks.MAX_ATTEMPTS + 2):
+        with pytest.raises(sa.exc.OperationalError):
+            webhooks.process(pg_db, received)
+    monkeypatch.setattr(webhooks, "_apply", real)
+    assert webhooks.process(pg_db, received) == "not_found"  # applied: nobody holds that number
+
+
+def test_a_verifiers_reason_that_is_not_text_is_refused(pg_db, family):
+    """Given a pending face verification, when the verifier's `verification.completed` carries a reason that
+    is a number, then its outcome is validation_failed and the attempt stays pending (not a retry loop)."""
+    from workflows import verification
+    at = utcnow() - timedelta(minutes=1)  # the worker applies webhooks at the wall clock
+    fam = family(pg_db, now=at)
+    bid = invite(pg_db, fam, now=at)["id"]
+    vid = verification.start_verification(pg_db, bid, {"kind": "person", "id_number": fam.beneficiary},
+                                          now=at)["verification_id"]
+    assert send(pg_db, "facecheck", "verification.completed",
+                {"verification_id": vid, "binding_id": bid, "result": "failed", "reason": 123},
+                sent=utcnow()) == "validation_failed"
+    assert binding(pg_db, bid).state == "invited"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import sqlalchemy as sa
-from flask import Response, request
+from flask import Response, current_app, request
+from werkzeug.exceptions import BadRequest
 
 from workflows.errors import CODES, DomainError
 
 MEDIA = "application/problem+json"
+log = logging.getLogger(__name__)
 
 
 def problem(code: str, detail: str | None = None, *, status: int | None = None, **extra) -> Response:
@@ -48,8 +51,12 @@ def register(app) -> None:
         return problem("malformed", "the request body is too large", status=413)
 
     @app.errorhandler(sa.exc.DataError)
-    def _unstorable(_e):
-        """A value the database refuses (a NUL character in a text, a number beyond its column)."""
+    def _unstorable(e):
+        """A value the database refuses (a NUL character in a text, a number beyond its column): the client's
+        400/422, logged by its type only (the message may hold the value) in case it is ours."""
+        log.warning("the database refused a value: %s", type(getattr(e, "orig", e)).__name__)
+        if request.path.startswith("/dashboard"):  # the dashboard's own 400 page
+            return current_app.handle_http_exception(BadRequest())
         return problem("validation_failed", "a value in the request cannot be stored (e.g. a NUL character)")
 
     @app.errorhandler(500)

@@ -129,7 +129,8 @@ class BindingOut(BaseModel):
     policy_id: int
     platform_id: str | None
     deduction_rank: int | None = Field(None, description="the beneficiary's deduction order for this binding "
-                                       "(1 pays first; `PUT /persons/{id}/deduction-order`), null if not set")
+                                       "(1 pays first; `PUT /persons/{id}/deduction-order`), null if not set; "
+                                       "in `GET /bindings/{id}` only (the order changes no version)")
     created_at: str
     updated_at: str
     ended_at: str | None

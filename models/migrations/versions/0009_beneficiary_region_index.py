@@ -20,13 +20,16 @@ depends_on = None
 OTHER_REGION = "beneficiary_region <> grantor_region"
 
 
+NAME, COLUMNS = 'ix_bindings_beneficiary_region_state_updated', ['beneficiary_region', 'state', 'updated_at', 'id']
+
+
 def upgrade() -> None:
-    with op.batch_alter_table('bindings', schema=None) as batch_op:
-        batch_op.create_index('ix_bindings_beneficiary_region_state_updated',
-                              ['beneficiary_region', 'state', 'updated_at', 'id'], unique=False,
-                              sqlite_where=sa.text(OTHER_REGION), postgresql_where=sa.text(OTHER_REGION))
+    # built without blocking writes to a large bindings table (models/migrate.py)
+    with op.get_context().autocommit_block():
+        op.create_index(NAME, 'bindings', COLUMNS, unique=False, postgresql_concurrently=True,
+                        sqlite_where=sa.text(OTHER_REGION), postgresql_where=sa.text(OTHER_REGION))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('bindings', schema=None) as batch_op:
-        batch_op.drop_index('ix_bindings_beneficiary_region_state_updated')
+    with op.get_context().autocommit_block():
+        op.drop_index(NAME, table_name='bindings', postgresql_concurrently=True)
