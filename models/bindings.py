@@ -5,8 +5,8 @@ transitions (history `seq` = version after the transition) and is checked on eve
 `deadline_at`/`deadline_event` is the next durable timer of a non-terminal binding (NULL otherwise),
 indexed for due-first sweeps. Amounts are integer fen; `authorized_amount_fen` NULL while authorized
 means "the whole balance". `province_code` (the grantor's province when invited: its home) is the shard key
-and never changes; `grantor_region`/`beneficiary_region` follow moves (`relocate`; a province left is a `Departure`), `policy_id`
-does not."""
+and never changes; `grantor_region`/`beneficiary_region` follow moves (`relocate`; a province left is a
+`Departure`), `policy_id` does not."""
 from __future__ import annotations
 
 from datetime import datetime

@@ -16,7 +16,7 @@ import re
 
 import sqlalchemy as sa
 
-from models import Person
+from models import Binding, Person
 
 from .idnumbers import mask_in_text, mask_name
 
@@ -26,7 +26,7 @@ _MOBILE = re.compile(r"(?<![0-9])((?:\+?86[- ]?)?)(1[3-9][0-9])[- ]?([0-9]{4})[-
 _WIDE = str.maketrans("０１２３４５６７８９＋", "0123456789+")
 _HAN = re.compile(r"[\u3400-\u9fff]")
 _NAMES = sa.select(Person.name).where(Person.id.in_(sa.bindparam("ids", expanding=True)))
-_B = sa.table("bindings", sa.column("id"), sa.column("grantor_id"), sa.column("beneficiary_id"))
+_B = Binding.__table__
 _NAMES_OF_BINDING = sa.select(Person.name).where(sa.or_(
     Person.id == sa.select(_B.c.grantor_id).where(_B.c.id == sa.bindparam("b")).scalar_subquery(),
     Person.id == sa.select(_B.c.beneficiary_id).where(_B.c.id == sa.bindparam("b")).scalar_subquery()))

@@ -130,22 +130,21 @@ def end_bindings(cmd: Command, person_id: str, actor: Actor, *, moved: bool) -> 
 def relocate(cmd: Command, row: rows.BindingRow, grantor, beneficiary, actor: Actor) -> None:
     """A binding the move leaves standing follows its persons: `relocate` (a self-transition: version,
     history and a `binding.relocated` event, which also goes to the provinces it left, each recorded as a
-    `Departure`) writes the regions they are insured in now. Who sees the binding and who is told follows those regions; its home province
-    (`province_code`, the shard key) stays, and so does the policy it was made under (`policy_id`: the
-    terms its persons agreed to; a new region's relationships, caps or attempt limit would judge it by
-    rules it never met). An open face-verification attempt keeps its deadline."""
+    `Departure`) writes the regions they are insured in now. Who sees the binding and who is told follows
+    those regions; its home province (`province_code`, the shard key) stays, and so does the policy it was
+    made under (`policy_id`: the terms its persons agreed to; a new region's relationships, caps or attempt
+    limit would judge it by rules it never met). An open face-verification attempt keeps its deadline."""
     held = tuple(getattr(row, k) for k in rows.REGIONS)
-    reason = consequences.relocation(row.state, row.expires_at, cmd.now, held,
-                                     (grantor.region_code, beneficiary.region_code))
+    current = (grantor.region_code, beneficiary.region_code)
+    reason = consequences.relocation(row.state, row.expires_at, cmd.now, held, current)
     if reason is None:
         return
-    row.grantor_region, row.beneficiary_region = grantor.region_code, beneficiary.region_code
+    row.grantor_region, row.beneficiary_region = current
     waiting = row.deadline_at if row.deadline_event == "verification_timeout" else None
     cmd.authorize_actor(row, "relocate", actor, reason)
     cmd.transition(row, "relocate", actor, reason=reason, attempt_deadline=waiting,
                    extra={"relocated_from": dict(zip(rows.REGIONS, held))})
-    left = ({province_of(cmd.conn, r) for r in held}
-            - {province_of(cmd.conn, r) for r in (row.grantor_region, row.beneficiary_region)})
+    left = {province_of(cmd.conn, r) for r in held} - {province_of(cmd.conn, r) for r in current}
     if left:  # their platforms are owed this version (reconcile, resend) and nothing after it
         cmd.conn.execute(sa.insert(Departure), [dict(binding_id=row.id, version=row.version, province_code=p,
                                                      left_at=cmd.now) for p in sorted(left)])

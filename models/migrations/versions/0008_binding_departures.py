@@ -25,7 +25,8 @@ def upgrade() -> None:
         sa.Column('version', sa.Integer(), nullable=False),
         sa.Column('province_code', sa.String(length=2), nullable=False),
         sa.Column('left_at', sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(['binding_id'], ['bindings.id'], name=op.f('fk_binding_departures_binding_id_bindings')),
+        sa.ForeignKeyConstraint(['binding_id'], ['bindings.id'],
+                                name=op.f('fk_binding_departures_binding_id_bindings')),
         sa.PrimaryKeyConstraint('binding_id', 'version', 'province_code', name=op.f('pk_binding_departures')),
     )
     op.create_index('ix_binding_departures_province_left', 'binding_departures', ['province_code', 'left_at'])
