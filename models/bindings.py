@@ -51,6 +51,9 @@ class Binding(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     end_event: Mapped[str | None] = mapped_column(sa.String(32))
+    # the kind of actor that ended it (person, operator, system): only a person's own unbind or cancel
+    # counts against the frequency limit (`workflows.invite`)
+    ended_by: Mapped[str | None] = mapped_column(sa.String(16))
 
     grantor: Mapped[Person] = related(foreign_keys=[grantor_id])
     beneficiary: Mapped[Person] = related(foreign_keys=[beneficiary_id])

@@ -6,6 +6,7 @@ makes `duplicate_binding` exact even for two invitations of the same pair racing
 on the invitation day (Asia/Shanghai) takes the guardian path: no face check, straight to `accepted`."""
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -23,26 +24,40 @@ from .statements import Statement, constant_in
 from .unit import command
 
 
+def _own_end(since):
+    """The binding was ended in the window by one of its persons (unbind or cancel): an ending by the system
+    (death, insurance ended, a move the policy does not allow) or an operator is not the person's change."""
+    b = rows.B
+    return sa.and_(b.c.ended_at > since, constant_in(b.c.end_event, ("unbind", "cancel")), b.c.ended_by == "person")
+
+
+def _changes(person_id, since):
+    """A person's binding changes in the frequency window (the `window_s` seconds before now, a change exactly
+    that old no longer in it): a binding counts once, when invited in the window or ended in it by a person."""
+    b = rows.B
+    return sa.and_(sa.or_(b.c.grantor_id == person_id, b.c.beneficiary_id == person_id),
+                   sa.or_(b.c.created_at > since, _own_end(since)))
+
+
 def _counts_query() -> sa.Select:
     """One query for the duplicate check, both member counts and both frequency counts (built once)."""
     b, live = rows.B, constant_in(rows.B.c.state, ACTIVE_STATES)
     g, e = sa.bindparam("g"), sa.bindparam("e")
-
-    def changes(person_id, since):
-        return sa.and_(sa.or_(b.c.grantor_id == person_id, b.c.beneficiary_id == person_id),
-                       sa.or_(b.c.created_at >= since,
-                              sa.and_(b.c.ended_at >= since, constant_in(b.c.end_event, ("unbind", "cancel")))))
     pair = sa.and_(b.c.grantor_id == g, b.c.beneficiary_id == e, live)
     return sa.select(
         sa.func.max(sa.case((pair, b.c.id))).label("duplicate"),
         sa.func.count().filter(sa.and_(b.c.grantor_id == g, live)).label("grantor_active"),
         sa.func.count().filter(sa.and_(b.c.beneficiary_id == e, live)).label("beneficiary_active"),
-        sa.func.count().filter(changes(g, sa.bindparam("g_since"))).label("grantor_changes"),
-        sa.func.count().filter(changes(e, sa.bindparam("e_since"))).label("beneficiary_changes"),
+        sa.func.count().filter(_changes(g, sa.bindparam("g_since"))).label("grantor_changes"),
+        sa.func.count().filter(_changes(e, sa.bindparam("e_since"))).label("beneficiary_changes"),
     ).where(sa.or_(b.c.grantor_id.in_((g, e)), b.c.beneficiary_id.in_((g, e))))
 
 
 _COUNTS = Statement(_counts_query())
+_SINCE = sa.bindparam("since")
+# the moment each counted change leaves the window: its own end if that counts, else its invitation
+_CHANGE_TIMES = Statement(sa.select(sa.case((_own_end(_SINCE), rows.B.c.ended_at), else_=rows.B.c.created_at))
+                          .where(_changes(sa.bindparam("p"), _SINCE)))
 _P = rows.P
 # both persons, locked in id order so concurrent invitations queue, never deadlock
 _PERSONS = Statement(sa.select(*[_P.c[n] for n in (*rows.PERSON_COLUMNS, "name", "commitment_version")])
@@ -59,6 +74,17 @@ def _persons(conn, a: str, b: str) -> dict[str, rows.PersonRow]:
     """The persons with these ID-number keyed hashes, locked, by hash."""
     found = [rows.PersonRow(**dict(zip(_PERSONS.keys, r))) for r in _PERSONS.rows(conn, {"a": a, "b": b})]
     return {p.id_number_hash: p for p in found}
+
+
+def _retry_after(conn, person_id: str, person_policy, now) -> int:
+    """Whole seconds until one more change fits the person's window: until the oldest counted changes beyond
+    the limit have left it (only asked on the refusal path)."""
+    window = timedelta(seconds=person_policy.frequency_window_s)
+    moments = sorted(found[0] for found in _CHANGE_TIMES.rows(conn, {"p": person_id, "since": now - window}))
+    over = len(moments) - person_policy.frequency_max_changes
+    if over < 0:  # pragma: no cover - only asked when the count reached the limit in the same transaction
+        return 1
+    return max(1, math.ceil((moments[over] + window - now).total_seconds()))
 
 
 def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiary_name: str,
@@ -97,8 +123,11 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
         if counts.duplicate is not None:
             raise DomainError("duplicate_binding", existing_binding_id=counts.duplicate)
         rules.check_member_limits(counts.grantor_active, counts.beneficiary_active, g_policy, b_policy)
-        rules.check_frequency(counts.grantor_changes, g_policy)
-        rules.check_frequency(counts.beneficiary_changes, b_policy)
+        for person, changes, person_policy in ((grantor, counts.grantor_changes, g_policy),
+                                               (beneficiary, counts.beneficiary_changes, b_policy)):
+            if changes >= person_policy.frequency_max_changes:
+                rules.check_frequency(changes, person_policy,
+                                      retry_after_s=_retry_after(s, person.id, person_policy, cmd.now))
 
         letter = None
         if grantor.commitment_version != commitment_version:  # the letter the grantor signed, kept on the person
@@ -114,7 +143,7 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
             policy_id=g_policy.id, deduction_rank=None, failed_verifications=0,
             expires_at=None if guardian else cmd.now + timedelta(seconds=g_policy.invitation_ttl_s),
             deadline_at=None, deadline_event=None, created_at=cmd.now, updated_at=cmd.now, ended_at=None,
-            end_event=None)
+            end_event=None, ended_by=None)
         row._loaded_version = None  # new: the transition inserts it; the live-pair unique index decides a race
         cmd.transition(row, "invite", Actor("person", grantor.id), channel=channel, guardian=guardian,
                        reason="guardian_path" if guardian else None, side=letter)

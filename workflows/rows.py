@@ -21,8 +21,8 @@ PERSON_COLUMNS = ("id", "id_number_hash", "id_number_masked", "name_masked", "re
                   "insurance_status", "real_name_verified", "deceased", "balance_fen")
 BINDING_COLUMNS = tuple(c.name for c in B.columns)
 REGIONS = ("grantor_region", "beneficiary_region")  # the pooling regions a binding is held in (`relocate`)
-MUTABLE = ("state", "version", "updated_at", "ended_at", "end_event", "deadline_at", "deadline_event",
-           "authorized_amount_fen", "failed_verifications", *REGIONS)  # REGIONS: `relocate` only
+MUTABLE = ("state", "version", "updated_at", "ended_at", "end_event", "ended_by", "deadline_at",
+           "deadline_event", "authorized_amount_fen", "failed_verifications", *REGIONS)  # REGIONS: `relocate` only
 
 
 class PersonRow:

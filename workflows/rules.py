@@ -85,10 +85,12 @@ def check_member_limits(grantor_active: int, beneficiary_active: int, grantor_po
                           f"{beneficiary_policy.max_grantors_per_beneficiary} grantors")
 
 
-def check_frequency(changes_in_window: int, policy) -> None:
+def check_frequency(changes_in_window: int, policy, retry_after_s: int | None = None) -> None:
+    """`retry_after_s`: when one more change will fit (the caller knows the changes' times); else the window."""
     if changes_in_window >= policy.frequency_max_changes:
         raise DomainError("too_frequent", f"at most {policy.frequency_max_changes} binding changes per "
-                          f"{policy.frequency_window_s} s", retry_after_s=policy.frequency_window_s)
+                          f"{policy.frequency_window_s} s",
+                          retry_after_s=policy.frequency_window_s if retry_after_s is None else retry_after_s)
 
 
 def check_amount(amount_fen: int | None) -> None:

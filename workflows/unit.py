@@ -163,7 +163,7 @@ class Command:
         row.version = (row.version or 0) + 1
         row.updated_at = self.now
         if after in machine.TERMINAL:
-            row.ended_at, row.end_event = self.now, event
+            row.ended_at, row.end_event, row.ended_by = self.now, event, actor.kind
         timers.reschedule(row, attempt_deadline)
         origin = None if before == machine.NEW else before
         history = dict(binding_id=row.id, seq=row.version, from_state=origin, to_state=after, event=event,

@@ -38,6 +38,7 @@ def binding_view(b: Binding, grantor: Person, beneficiary: Person) -> dict:
         "beneficiary_region": b.beneficiary_region, "policy_id": b.policy_id, "platform_id": b.platform_id,
         "created_at": _iso(b.created_at), "updated_at": _iso(b.updated_at),
         "ended_at": _iso(b.ended_at), "end_event": b.end_event,
+        "ended_by": b.ended_by,
     }
 
 

@@ -196,3 +196,52 @@ def test_a_migration_can_build_an_index_concurrently_each_migration_in_its_own_t
                                     )).scalar()
         region = conn.execute(sa.text("SELECT count(*) FROM regions WHERE code = '990000'")).scalar()
     assert left == 0 and region == 0 and _revision(fresh_pg) == _head()
+
+
+def _ended_bindings_at_0009(engine) -> None:
+    """At revision 0009: two persons, a binding the system unbound and one still accepted, with history."""
+    from datetime import datetime, timezone
+
+    from models import Binding, Transition, seed
+    from workflows import persons
+    from workflows.idnumbers import with_check_digit
+
+    migrate.upgrade(engine, "0009")
+    db = mdb.make_sessionmaker(engine)
+    with db.begin() as s:
+        seed.seed_regions(s)
+    ids = []
+    for number in (with_check_digit("32010219600101001"), with_check_digit("32010219850202002")):
+        view, _ = persons.upsert(db, dict(id_number=number, name="张三", insurance_type="employee",
+                                          insurance_status="active", region_code="320100", real_name_verified=True,
+                                          balance_fen=0), platform=None)
+        ids.append(view["id"])
+    at = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
+    B, T = Binding.__table__, Transition.__table__
+    with engine.begin() as conn:
+        policy_id = conn.execute(sa.text("SELECT min(id) FROM region_policies")).scalar()
+        for bid, state, version, ended in (("bnd_ended", "unbound", 4, at), ("bnd_live", "accepted", 3, None)):
+            conn.execute(sa.insert(B).values(
+                id=bid, grantor_id=ids[0], beneficiary_id=ids[1], relationship="spouse", state=state,
+                verification_method="face", channel="app", version=version, province_code="32",
+                grantor_region="320100", beneficiary_region="320100", policy_id=policy_id, failed_verifications=0,
+                created_at=at, updated_at=at, ended_at=ended, end_event="unbind" if ended else None))
+            for seq in range(1, version + 1):
+                kind = "system" if ended and seq == version else "person"
+                conn.execute(sa.insert(T).values(binding_id=bid, seq=seq, to_state=state, event="x",
+                                                 actor_kind=kind, at=at))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
+def test_0010_backfills_who_ended_each_binding_from_its_history(backend, request, crypto_keys):
+    """Given a database at 0009 with a binding the system unbound (its last history row's actor) and a live one,
+    when it is upgraded to head,
+    then the ended binding has ended_by 'system' and the live one none."""
+    engine = request.getfixturevalue("fresh_pg" if backend == "pg" else "fresh_sqlite")
+    _ended_bindings_at_0009(engine)
+
+    migrate.upgrade(engine)
+
+    with engine.connect() as conn:
+        found = dict(conn.execute(sa.text("SELECT id, ended_by FROM bindings")).all())
+    assert found == {"bnd_ended": "system", "bnd_live": None}
