@@ -18,7 +18,16 @@ from . import crypto
 from .settings import Settings
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> sa.Engine:
+# PostgreSQL: how long a statement waits for a row or table lock before it gives up (`lock_timeout`), in ms.
+# A command then answers 409 `conflict` (retry) instead of hanging behind a transaction that holds a lock
+# for long (a stuck client, an operator's open psql session) until the web server kills the request; and a
+# command commits within a few such waits of the moment it was stamped, which the sync feed's horizon
+# (`workflows/sync.py`, 60 s) relies on. Migrations wait as long as they must (`models/migrate.py`).
+LOCK_TIMEOUT_MS = 10_000
+
+
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False,
+                lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> sa.Engine:
     url_obj = sa.make_url(url)
     if url_obj.get_backend_name() == "sqlite":
         if url_obj.database and url_obj.database != ":memory:":
@@ -29,7 +38,8 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> sa.Engi
         return engine
     if url_obj.drivername in ("postgresql", "postgres"):
         url_obj = url_obj.set(drivername="postgresql+psycopg")
-    engine = sa.create_engine(url_obj, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size)
+    engine = sa.create_engine(url_obj, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size,
+                              connect_args={"options": f"-c lock_timeout={int(lock_timeout_ms)}"})
     _ping_when_idle(engine)
     return engine
 

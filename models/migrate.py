@@ -12,6 +12,7 @@ built without blocking writes as
 (`tests/integration/test_migrations.py` runs such a migration on PostgreSQL)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -28,16 +29,34 @@ def alembic_config() -> Config:
     return cfg
 
 
-def upgrade(engine: sa.Engine, revision: str = "head", *, config: Config | None = None) -> None:
+@contextmanager
+def _migrating(engine: sa.Engine):
+    """A connection whose migrations wait for their locks as long as they must (the app's sessions give up
+    after `db.LOCK_TIMEOUT_MS`; CREATE INDEX CONCURRENTLY waits for every older transaction to end). The
+    pooled connection gets the app's setting back after."""
     with engine.connect() as conn:
+        pg = conn.dialect.name == "postgresql"
+        if pg:
+            conn.exec_driver_sql("SET lock_timeout = 0")
+            conn.commit()
+        try:
+            yield conn
+            conn.commit()  # whatever Alembic read outside its migrations' transactions
+        finally:
+            if pg and not conn.invalidated:
+                conn.rollback()
+                conn.exec_driver_sql("RESET lock_timeout")
+                conn.commit()
+
+
+def upgrade(engine: sa.Engine, revision: str = "head", *, config: Config | None = None) -> None:
+    with _migrating(engine) as conn:
         command.upgrade(_bound(config or alembic_config(), conn), revision)
-        conn.commit()  # whatever Alembic read outside its migrations' transactions
 
 
 def downgrade(engine: sa.Engine, revision: str = "base", *, config: Config | None = None) -> None:
-    with engine.connect() as conn:
+    with _migrating(engine) as conn:
         command.downgrade(_bound(config or alembic_config(), conn), revision)
-        conn.commit()
 
 
 def _bound(cfg: Config, connection: sa.Connection) -> Config:

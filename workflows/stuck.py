@@ -188,14 +188,16 @@ def _text(value) -> str:
     return free_text.clean(str(value or ""), limit=DETAIL_CHARS) or ""
 
 
-def _item(reason: str, since, detail: str, platform_id: str | None = None) -> dict:
-    return {"reason": reason, "since": since, "platform_id": platform_id, "detail": detail}
+def _item(reason: str, since, detail: str, platform_id: str | None = None, **parts) -> dict:
+    """`detail` is a short English text (logs, the command line); `parts` the same facts as values, which the
+    dashboard words in its reader's language."""
+    return {"reason": reason, "since": since, "platform_id": platform_id, "detail": detail, "parts": parts}
 
 
 def of_binding(session, binding_id: str, now: datetime) -> list[dict]:
     """Why one binding is stuck: [{reason, since (aware datetime or None), platform_id (or None), detail (short
-    text)}] in REASONS order ([] if it is not, or does not exist); a reason about deliveries, platforms or
-    events has one entry for each."""
+    text), parts (its facts: `_item`)}] in REASONS order ([] if it is not, or does not exist); a reason about
+    deliveries, platforms or events has one entry for each."""
     targets = push_targets(session)
     row = session.execute(sa.select(B.c.state, B.c.version, B.c.updated_at, B.c.deadline_at, B.c.deadline_event,
                                     *flag_columns(now, targets)).where(B.c.id == binding_id)).mappings().first()
@@ -204,37 +206,45 @@ def of_binding(session, binding_id: str, now: datetime) -> list[dict]:
     held = reasons_of(row, targets)
     out = []
     if "timer_overdue" in held:
-        out.append(_item("timer_overdue", row["deadline_at"], row["deadline_event"] or ""))
+        out.append(_item("timer_overdue", row["deadline_at"], row["deadline_event"] or "",
+                         event=row["deadline_event"]))
     if "past_service_level" in held:
-        out.append(_item("past_service_level", row["updated_at"],
-                         f"{row['state']} > {SERVICE_LEVEL_S[row['state']] // 3600} h, no timer"))
+        hours = SERVICE_LEVEL_S[row["state"]] // 3600
+        out.append(_item("past_service_level", row["updated_at"], f"{row['state']} > {hours} h, no timer",
+                         state=row["state"], hours=hours))
     if "verification_request_failed" in held:
         for a in session.execute(sa.select(VA).where(VA.c.binding_id == binding_id, VA.c.status == "pending")):
+            provider = {"error": "error", "requested": "requested"}.get(a.provider_status, "not_asked")
+            error = _text(a.provider_error) if provider == "error" else None
             out.append(_item("verification_request_failed", a.opened_at,
                              f"attempt {a.attempt_no}, {a.provider_requests} requests: "
-                             + (_text(a.provider_error) if a.provider_status == "error"
-                                else "requested, not opened" if a.provider_status == "requested"
-                                else "provider not asked")))
+                             + (error if provider == "error" else "requested, not opened" if provider == "requested"
+                                else "provider not asked"),
+                             attempt_no=a.attempt_no, requests=a.provider_requests, provider=provider, error=error))
     if {"delivery_dead", "delivery_failing"} & set(held):
         for d in session.execute(sa.select(D).where(D.c.binding_id == binding_id, D.c.status != "delivered")
                                  .order_by(D.c.platform_id, D.c.binding_version)):
             error = _text(d.last_error or (f"HTTP {d.last_status_code}" if d.last_status_code else ""))
             if d.status == "dead" and "delivery_dead" in held:
                 out.append(_item("delivery_dead", d.dead_at, f"v{d.binding_version}, {d.attempts} tries: {error}",
-                                 d.platform_id))
+                                 d.platform_id, version=d.binding_version, tries=d.attempts, error=error))
             elif d.status != "dead" and d.attempts >= FAILING_ATTEMPTS and "delivery_failing" in held:
                 out.append(_item("delivery_failing", d.created_at,
-                                 f"v{d.binding_version}, {d.attempts} tries: {error}", d.platform_id))
+                                 f"v{d.binding_version}, {d.attempts} tries: {error}", d.platform_id,
+                                 version=d.binding_version, tries=d.attempts, error=error))
     if "sync_behind" in held:
         acked = sync.acked_in(session, binding_id)
         for i, p in enumerate(targets):
             if row[f"stuck_sync_{i}"]:
                 out.append(_item("sync_behind", row["updated_at"],
-                                 f"acknowledged v{acked.get(p.id, 0)} of v{row['version']}", p.id))
+                                 f"acknowledged v{acked.get(p.id, 0)} of v{row['version']}", p.id,
+                                 acked=acked.get(p.id, 0), version=row["version"]))
     if "worker_error" in held:
         for m in session.execute(sa.select(OB.c.topic, OB.c.created_at, OB.c.attempts, OB.c.last_error).where(
                 OB.c.binding_id == binding_id, OB.c.processed_at.is_(None), OB.c.last_error.is_not(None))
                 .order_by(OB.c.id)):
-            out.append(_item("worker_error", m.created_at, f"{m.topic}, {m.attempts} tries: {_text(m.last_error)}"))
+            error = _text(m.last_error)
+            out.append(_item("worker_error", m.created_at, f"{m.topic}, {m.attempts} tries: {error}",
+                             topic=m.topic, tries=m.attempts, error=error))
     order = {r: i for i, r in enumerate(REASONS)}
     return sorted(out, key=lambda item: order[item["reason"]])

@@ -24,8 +24,10 @@ from .views import binding_view
 
 # A change is stamped when its command starts (`updated_at`), and commits a little later: after any lock
 # wait behind another command, its statements and the commit's flush. The horizon must outlast that, or a
-# cursor taken meanwhile passes over the change for good. Commands take milliseconds, but a lock wait
-# behind a slow one, a pause or a slow disk can take seconds; a minute leaves them room, and the feed is a
+# cursor taken meanwhile passes over the change for good. Commands take milliseconds; each lock wait gives
+# up after 10 s on PostgreSQL (`models.db.LOCK_TIMEOUT_MS`; the command is then refused and writes
+# nothing), and a binding command meets one or two such waits, so a minute leaves room for a pause or a
+# slow disk too (not a proof: a person event locking many bindings may wait for each). The feed is a
 # platform's catch-up (events are pushed as they happen), where a minute's delay costs nothing.
 HORIZON_S = 60.0
 MAX_PAGE = 1000

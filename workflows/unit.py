@@ -41,6 +41,7 @@ VA = VerificationAttempt.__table__
 _ABANDON = Statement(sa.update(VA).where(VA.c.binding_id == sa.bindparam("b"), VA.c.status == "pending")
                      .values(status="abandoned", completed_at=sa.bindparam("t", type_=VA.c.completed_at.type),
                              reason=sa.bindparam("why")))
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: a lock wait passed `lock_timeout` (models/db.py)
 EVENT_TYPES = {
     "invite": "binding.invited", "start_verification": "binding.verification_requested",
     "verification_passed": "binding.face_verified", "accept": "binding.accepted",
@@ -213,6 +214,8 @@ def command(db, *, now: datetime | None = None, platform=None, optimistic: bool 
     except sa.exc.IntegrityError as exc:
         raise DomainError(_integrity_code(exc)) from exc
     except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            raise DomainError("conflict", "another change held the binding too long (lock timeout); retry") from None
         if "deadlock" in str(exc.orig).lower() or "could not serialize" in str(exc.orig).lower():
             raise DomainError("conflict", "a concurrent change won") from None
         raise

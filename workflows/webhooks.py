@@ -203,6 +203,25 @@ def _apply_final(db):
     return work
 
 
+_STATUS = Statement(sa.select(RW.c.webhook_id, RW.c.type, RW.c.received_at, RW.c.processed_at, RW.c.outcome,
+                             RW.c.attempts).where(RW.c.platform_id == sa.bindparam("p"),
+                                                  RW.c.webhook_id == sa.bindparam("w")))
+
+
+def status(db, platform_id: str, webhook_id: str) -> dict:
+    """What became of a webhook the platform sent (its own only: another platform's id is not found).
+    `outcome` is what `process` recorded: a verification's result, a person event's effect, a refusal code,
+    or `failed:<error type>` after MAX_ATTEMPTS runs; never an error's text (it may quote the body)."""
+    with autocommit(db) as conn:
+        found = _STATUS.first(conn, {"p": platform_id, "w": webhook_id})
+    if found is None:
+        raise DomainError("not_found", "no webhook with this webhook-id from this platform")
+    wid, kind, received_at, processed_at, outcome, attempts = found
+    return {"webhook_id": wid, "type": kind, "status": "pending" if processed_at is None else "processed",
+            "outcome": outcome, "attempts": attempts, "received_at": received_at.isoformat(),
+            "processed_at": processed_at.isoformat() if processed_at is not None else None}
+
+
 def process(db, received_id: int) -> str:
     """Apply a stored webhook once. Returns its outcome."""
     return run_once(db, ReceivedWebhook, received_id, _apply_final(db))

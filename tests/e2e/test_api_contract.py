@@ -79,10 +79,16 @@ def test_openapi_document_lists_the_contract(embedded):
     assert set(doc["webhooks"]) >= {"binding.invited", "binding.verification_requested", "binding.face_verified",
                                     "binding.accepted", "binding.authorized", "binding.unbound", "binding.declined",
                                     "binding.cancelled", "binding.expired", "binding.verification_failed",
-                                    "binding.rejected"}
+                                    "binding.rejected", "verification.session_requested"}
     for kind, hook in doc["webhooks"].items():
         sent = hook["post"]["requestBody"]["content"]["application/json"]["schema"]
-        assert sent["properties"]["type"]["const"] == kind and "binding" in sent["properties"]["data"]["properties"]
+        assert sent["properties"]["type"]["const"] == kind
+        expected = "subject" if kind == "verification.session_requested" else "binding"
+        assert expected in sent["properties"]["data"]["properties"], kind
+    # a platform reads what became of its webhook; every operation documents the refusals any route may give
+    assert doc["paths"]["/api/v1/webhooks/{webhook_id}"]["get"]["responses"]["200"]["content"]
+    assert all("default" in op["responses"] for path, ops in doc["paths"].items() if path.startswith("/api/v1")
+               for op in ops.values())
 
 
 def test_problem_codes_are_documented(embedded):

@@ -8,7 +8,7 @@ from threading import Barrier
 
 import sqlalchemy as sa
 
-from .support import Api, child_birth, poll, post_webhook, wait_state
+from .support import Api, child_birth, id_number, poll, post_webhook, wait_state
 
 COPIES = 100
 
@@ -96,3 +96,34 @@ def test_one_webhook_id_posted_100_times_at_once_is_stored_and_applied_once(prod
     history = api.history(b["id"])
     assert [(t["event"], t["actor"]["kind"]) for t in history] == [("invite", "person"), ("unbind", "system")]
     assert history[-1]["reason"] == "grantor_deceased"
+
+
+def test_a_platform_reads_what_became_of_its_webhook(embedded, js, xj, dev_keys):
+    """Given a live binding, and a signed `person.deceased` about a number nobody holds, both sent by Jiangsu
+    When Jiangsu reads GET /api/v1/webhooks/{webhook-id} for each until processed
+    Then the one about the grantor is processed with outcome `applied` (one run), the unknown person's with
+    its refusal code; the answers carry no ID number; Xinjiang asking for Jiangsu's webhook-id and anyone
+    asking for an unknown id get 404."""
+    b, parent, _child = _guardian_binding(js)
+    stranger = {"type": "person.deceased", "data": {"id_number": id_number()}}  # a valid number nobody holds
+    sent = {"dead": f"msg_dead_{b['id']}", "stranger": f"msg_stranger_{b['id']}"}
+    for name, payload in (("dead", _deceased(parent)), ("stranger", stranger)):
+        resp = post_webhook(embedded, "jiangsu", dev_keys["jiangsu"][1], payload, msg_id=sent[name], seen=js.seen)
+        assert resp.status_code == 202, resp.text
+
+    def processed(msg_id):
+        def probe():
+            answer = js.get(f"/api/v1/webhooks/{msg_id}")
+            assert answer.status_code == 200, answer.text
+            js.seen.append(answer.text)
+            return answer.json() if answer.json()["status"] == "processed" else None
+        return poll(probe, what=f"webhook {msg_id} processed")
+
+    dead, unknown = processed(sent["dead"]), processed(sent["stranger"])
+
+    assert (dead["type"], dead["outcome"], dead["attempts"]) == ("person.deceased", "applied", 1)
+    assert dead["webhook_id"] == sent["dead"] and dead["processed_at"] >= dead["received_at"]
+    assert unknown["outcome"] == "not_found", unknown
+    assert xj.get(f"/api/v1/webhooks/{sent['dead']}").status_code == 404
+    assert js.get("/api/v1/webhooks/msg_never_sent").status_code == 404
+    assert not any(parent.id_number in text for text in js.seen)

@@ -112,6 +112,30 @@ def test_the_stuck_box_labels_its_fields(app, sqlite_db, family):  # noqa: F811
     assert "since:" not in box and "detail:" not in box and "起始: " in box and "详情: 过期" in box
 
 
+def test_the_stuck_box_words_its_details_and_the_provider_status_in_chinese(app, sqlite_db, family):  # noqa: F811
+    """Given a binding whose face-verification session request the provider refused (HTTP 503)
+    When a viewer opens it in zh-CN
+    Then the stuck box says 第 1 次核验，已请求 1 次 and the provider's answer, and the attempt row's provider
+    status reads 会话请求失败, with no English wording of Gongji's own."""
+    from workflows import face_sessions, platforms
+    platforms.set_webhook_url(sqlite_db, "facecheck", "http://127.0.0.1:9/hook")
+    fam = family(sqlite_db)
+    now = datetime.now(timezone.utc)
+    bid = invite(sqlite_db, fam, now=now)["id"]
+    vid = verification.start_verification(sqlite_db, bid, person(fam.beneficiary), now=now)["verification_id"]
+    assert face_sessions.session_request(sqlite_db, vid, callback_base="http://gongji.test", now=now) is not None
+    assert face_sessions.session_failed(sqlite_db, vid, "HTTP 503 from the provider") is True
+    client, _ = signed_in(app, "viewer")
+
+    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+
+    box = page[page.index("卡住原因"):page.index("状态图")]
+    item = box[box.index('data-reason="verification_request_failed"'):]
+    assert "第 1 次核验，已请求 1 次: HTTP 503 from the provider" in item, item[:400]
+    assert "attempt 1" not in item and "requests:" not in item
+    assert 'data-provider-status="error">会话请求失败</span>' in page
+
+
 def test_a_bad_id_number_is_named_in_chinese(app):  # noqa: F811
     """Given a viewer, When they look up a malformed ID number, Then the error is a sentence, not a code."""
     client, _ = signed_in(app, "viewer")

@@ -83,7 +83,8 @@ def test_a_timer_the_sweeper_did_not_fire_is_overdue_after_the_grace(pg_db, fami
     assert listed(pg_db, "timer_overdue", late) == [bid]
     with pg_db() as s:
         assert stuck.of_binding(s, bid, late) == [
-            {"reason": "timer_overdue", "since": due, "platform_id": None, "detail": "expire"}]
+            {"reason": "timer_overdue", "since": due, "platform_id": None, "detail": "expire",
+             "parts": {"event": "expire"}}]
     assert timers.sweep(pg_db, now=late) == 1
     assert counted(pg_db, late) == {}
 
@@ -174,7 +175,8 @@ def test_a_platform_that_never_got_the_latest_version_is_behind_until_reconciled
     assert listed(pg_db, "sync_behind", settled) == [bid]
     with pg_db() as s:
         assert stuck.of_binding(s, bid, settled) == [
-            {"reason": "sync_behind", "since": changed, "platform_id": "jiangsu", "detail": "acknowledged v0 of v4"}]
+            {"reason": "sync_behind", "since": changed, "platform_id": "jiangsu", "detail": "acknowledged v0 of v4",
+             "parts": {"acked": 0, "version": 4}}]
     assert counted(pg_db, changed + timedelta(seconds=stuck.WINDOW_S + 1)) == {}
     assert reconcile.reconcile(pg_db, now=settled) != []
     assert counted(pg_db, settled) == {}

@@ -115,4 +115,4 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
     return wrap
 
 
-from . import bindings, openapi, persons, sync  # noqa: E402,F401  (registers the routes)
+from . import bindings, inbound, openapi, persons, sync  # noqa: E402,F401  (registers the routes)

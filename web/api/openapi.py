@@ -50,6 +50,10 @@ def document() -> dict:
             codes = sorted(c for c, (s, _t) in CODES.items() if s == status)
             op["responses"][str(status)] = {"description": "codes: " + ", ".join(codes),
                                             "content": {"application/problem+json": {"schema": problem_ref}}}
+        op["responses"]["default"] = {  # what any route may answer besides its own refusals
+            "description": "401 unauthorized (no or a wrong key), 405 method_not_allowed (with Allow), "
+                           "500 internal_error: always problem+json",
+            "content": {"application/problem+json": {"schema": problem_ref}}}
         paths.setdefault("/api/v1" + ep.path, {})[ep.method.lower()] = op
     for model in (ActorIn, BindingOut, PersonIn):  # what the webhook bodies refer to
         _schema(model, components)

@@ -210,6 +210,20 @@ class SyncPage(BaseModel):
     has_more: bool
 
 
+class WebhookStatus(BaseModel):
+    webhook_id: str
+    type: str
+    status: Literal["pending", "processed"] = Field(description="pending: stored, not applied yet (or being "
+                                                    "retried: see attempts); processed: `outcome` is final")
+    outcome: str | None = Field(description="a verification's result (passed, failed, …), a person event's "
+                                "effect (applied, stale, …), a refusal code (e.g. not_found, "
+                                "illegal_transition), or failed:<error type> after 25 failed runs; "
+                                "null while pending")
+    attempts: int = Field(description="runs so far; a run that failed is retried by the worker")
+    received_at: str
+    processed_at: str | None
+
+
 class SyncStatus(BaseModel):
     platform: str
     behind: int  # deliveries not acknowledged yet

@@ -91,4 +91,32 @@ def OUTBOUND_WEBHOOKS() -> dict:
             "schema": relocated() if kind == "binding.relocated" else body(kind)}}},
         "responses": {"2XX": {"description": "acknowledged: this platform holds this version"},
                       "default": {"description": "not acknowledged: retried on the documented schedule"}}}}
-        for kind in OUTBOUND}
+        for kind in OUTBOUND} | {SESSION_REQUESTED: SESSION_REQUEST_DOC}
+
+
+SESSION_REQUESTED = "verification.session_requested"
+# to the face-verification provider only (workflows/face_sessions.py): the one message that carries a
+# person's whole ID number and name, because the provider must check the face against them
+SESSION_REQUEST_DOC = {"post": {
+    "summary": SESSION_REQUESTED, "tags": ["events"],
+    "description": SIGNED + ". Sent to the face-verification provider (a platform of kind `verifier` serving "
+                   "the beneficiary's province) to open a session for one verification attempt; every ask of "
+                   "the same attempt has the same id (drop a repeat). Answer 2xx, optionally with "
+                   "`{\"session_id\"}`, then post `verification.completed` to `callback_url` before "
+                   "`deadline_at`; no result by then counts as a failed attempt.",
+    "parameters": _headers(),
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["type", "id", "created_at", "data"], "properties": {
+            "type": {"const": SESSION_REQUESTED}, "id": {"type": "string", "description": "evt_<verification_id>"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "data": {"type": "object", "required": ["verification_id", "binding_id", "attempt_no", "deadline_at",
+                                                    "callback_url", "subject"], "properties": {
+                "verification_id": _STR, "binding_id": _STR, "attempt_no": {"type": "integer"},
+                "deadline_at": {"type": "string", "format": "date-time"},
+                "callback_url": {"type": "string", "description": "where to post verification.completed"},
+                "subject": {"type": "object", "required": ["person_id", "id_number", "name"],
+                            "description": "the person to verify, unmasked (this message only)",
+                            "properties": {"person_id": _STR, "id_number": _ID_NUMBER, "name": _STR}}}}}}}}},
+    "responses": {"2XX": {"description": "session opened (body may name it: {session_id})"},
+                  "default": {"description": "not opened: asked again with a growing delay while the attempt "
+                                             "is pending"}}}}

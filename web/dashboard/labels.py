@@ -90,6 +90,8 @@ CHANNELS = {"app": _l("app"), "counter": _l("service counter"), "dashboard": _l(
 TIMER_KINDS = {"next": _l("the binding's next deadline"), "invitation_ttl": _l("invitation validity"),
                "attempt": _l("face-verification attempt %(n)s")}
 TIMER_EVENTS = {"expire": _l("expire"), "verification_timeout": _l("face verification times out")}
+PROVIDER_STATUS = {"queued": _l("session request queued"), "requested": _l("session requested"),
+                   "opened": _l("session opened"), "error": _l("session request failed")}
 VERIFICATION_STATUS = {"pending": _l("awaiting the result"), "passed": _l("passed"), "failed": _l("failed"),
                        "timed_out": _l("timed out")}
 DELIVERY_STATUS = {"pending": _l("not yet delivered"), "failing": _l("failing"), "delivered": _l("delivered"),

@@ -1,0 +1,79 @@
+"""PostgreSQL lock waits are bounded (`models.db.LOCK_TIMEOUT_MS`): a command behind a transaction that holds
+the binding's row too long answers 409 `conflict` and writes nothing, instead of hanging until the web
+server kills the request; migrations wait as long as they must and hand the pooled connection back with the
+app's setting. The lock is held until the command has answered, so no timing decides these tests: only
+`lock_timeout` can end the wait."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+from models import db as mdb
+from models import migrate
+from workflows import commands
+from workflows.errors import DomainError
+
+from .support import T0, accepted, history, invite, person
+
+pytestmark = pytest.mark.pg
+
+
+@pytest.fixture
+def impatient(pg_engine, pg_db):
+    """A sessionmaker on the test database whose sessions wait 200 ms for a lock (the app's: 10 s)."""
+    engine = mdb.make_engine(pg_engine.url.render_as_string(hide_password=False), pool_size=2, lock_timeout_ms=200)
+    yield mdb.make_sessionmaker(engine)
+    engine.dispose()
+
+
+def _held(pg_engine, binding_id: str):
+    """Another session's open transaction holding the binding's row (SELECT … FOR UPDATE)."""
+    conn = pg_engine.connect()
+    conn.begin()
+    conn.execute(sa.text("SELECT id FROM bindings WHERE id = :id FOR UPDATE"), {"id": binding_id})
+    return conn
+
+
+@pytest.mark.parametrize("kind", ["locking (cancel)", "optimistic (unbind)"])
+def test_a_command_behind_a_lock_held_too_long_is_a_conflict_and_writes_nothing(pg_engine, pg_db, impatient,
+                                                                                family, kind):
+    """Given a binding (invited for a cancel, which locks the row; accepted for an unbind, whose versioned
+    UPDATE waits on the row) whose row another transaction holds
+    When the grantor's command runs on sessions that wait 200 ms for a lock
+    Then it is 409 conflict (retry), and after the holder lets go the binding, its version and its history
+    are as before; the same command then succeeds."""
+    fam = family(pg_db, now=T0)
+    if kind.startswith("locking"):
+        bid, run = invite(pg_db, fam)["id"], commands.cancel
+    else:
+        bid, run = accepted(pg_db, fam), commands.unbind
+    before = [(t.seq, t.to_state) for t in history(pg_db, bid)]
+    holder = _held(pg_engine, bid)
+    with ThreadPoolExecutor(1) as pool:  # a broken timeout fails the test (the lock is let go), never hangs it
+        waiting = pool.submit(run, impatient, bid, person(fam.grantor), now=T0.replace(hour=3))
+        try:
+            refused = waiting.exception(timeout=60)
+        finally:
+            holder.rollback()
+            holder.close()
+
+    assert isinstance(refused, DomainError), refused
+    assert refused.code == "conflict" and "lock timeout" in refused.detail
+    assert [(t.seq, t.to_state) for t in history(pg_db, bid)] == before
+    done = run(impatient, bid, person(fam.grantor), now=T0.replace(hour=3))
+    assert done["state"] in ("cancelled", "unbound") and done["version"] == before[-1][0] + 1
+
+
+def test_sessions_wait_ten_seconds_for_a_lock_and_migrations_leave_that_setting_alone(pg_engine):
+    """Given the app's engine, with one pooled connection
+    When the migrations run on it (they wait for locks without limit), and a statement runs after
+    Then that statement's session has the app's lock_timeout again: 10 s."""
+    engine = mdb.make_engine(pg_engine.url.render_as_string(hide_password=False), pool_size=1)
+    try:
+        migrate.upgrade(engine)  # at head already: the revision is read, nothing runs
+        with engine.connect() as c:
+            assert c.exec_driver_sql("SHOW lock_timeout").scalar() == "10s"
+    finally:
+        engine.dispose()
