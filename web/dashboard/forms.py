@@ -7,6 +7,7 @@ import re
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 REASON = [DataRequired(message=_l("Give a reason.")), Length(max=1000)]
@@ -31,9 +32,11 @@ class RevealForm(FlaskForm):
     reason = TextAreaField(_l("Reason"), validators=REASON)
 
 
+BATCH_ACTIONS = (("retry", _l("Retry the stuck step")), ("expire", _l("Expire now")), ("unbind", _l("Unbind")))
+
+
 class BatchForm(FlaskForm):
-    action = SelectField(_l("Action"), choices=[("retry", _l("Retry the stuck step")),
-                                                ("expire", _l("Expire now")), ("unbind", _l("Unbind"))])
+    action = SelectField(_l("Action"), choices=[SelectChoice(v, text) for v, text in BATCH_ACTIONS])
     expected = IntegerField(validators=[NumberRange(min=1)])
     reason = TextAreaField(_l("Reason"), validators=REASON)
     confirm = BooleanField(_l("I have checked the count and the filter"), validators=[DataRequired()])

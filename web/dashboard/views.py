@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import abort, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
+from wtforms.fields.choices import SelectChoice
 
 from workflows import batches, casefile, diagram, finder, machine, operators, overview as overview_mod
 from workflows import platforms, policy_admin, repair, stuck
@@ -14,7 +15,7 @@ from models import Region
 from . import bp, charts, labels
 from .auth import db, requires
 from .templating import local
-from .forms import ActionForm, BatchForm, FindForm, LookupForm, RevealForm
+from .forms import BATCH_ACTIONS, ActionForm, BatchForm, FindForm, LookupForm, RevealForm
 
 PAGE = 50
 PERSON_MAX = 1000  # a person's bindings, all on one page (member caps and change limits keep it far smaller)
@@ -42,12 +43,13 @@ def _choices(form: FindForm) -> None:
     with db()() as s:
         regions = [(r.code, f"{r.code} {r.name}") for r in s.query(Region).order_by(Region.code)]
         plats = [(p.id, p.id) for p in platforms.all_platforms(s) if p.kind != "verifier"]
-    anything = [("", _("any"))]
-    form.state.choices = anything + [(st, str(labels.STATES[st])) for st in machine.STATES if st != machine.NEW]
-    form.region.choices = anything + regions
-    form.platform.choices = anything + plats
-    form.stuck.choices = anything + [(r, str(labels.REASONS.get(r, r))) for r in stuck.REASONS]
-    form.older_than_s.choices = [(v, str(t)) for v, t in labels.AGES]
+    def options(pairs, any_first: bool = True) -> list[SelectChoice]:
+        return [SelectChoice(v, str(t)) for v, t in ([("", _("any"))] if any_first else []) + list(pairs)]
+    form.state.choices = options((st, labels.STATES[st]) for st in machine.STATES if st != machine.NEW)
+    form.region.choices = options(regions)
+    form.platform.choices = options(plats)
+    form.stuck.choices = options((r, labels.REASONS.get(r, r)) for r in stuck.REASONS)
+    form.older_than_s.choices = options(labels.AGES, any_first=False)
 
 
 def _filtered() -> tuple[FindForm, dict]:
@@ -80,7 +82,7 @@ def new_batch():
     if not filters:
         return redirect(url_for("dashboard.bindings"))
     batch = BatchForm(formdata=None, data={**filters, "expected": finder.count(db(), **filters)})
-    batch.action.choices = [(name, text) for name, text in batch.action.choices
+    batch.action.choices = [SelectChoice(name, text) for name, text in BATCH_ACTIONS
                             if current_user.can(repair.ROLE_FOR[name])]
     return render_template("dashboard/batch_new.html", batch=batch, filters=filters, form=form)
 
