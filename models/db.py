@@ -38,10 +38,24 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False,
         return engine
     if url_obj.drivername in ("postgresql", "postgres"):
         url_obj = url_obj.set(drivername="postgresql+psycopg")
-    engine = sa.create_engine(url_obj, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size,
-                              connect_args={"options": f"-c lock_timeout={int(lock_timeout_ms)}"})
+    engine = sa.create_engine(url_obj, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size)
+    _lock_timeout(engine, int(lock_timeout_ms))
     _ping_when_idle(engine)
     return engine
+
+
+def _lock_timeout(engine: sa.Engine, ms: int) -> None:
+    """Set on each new connection with a statement (not libpq's `options`, which would replace any the URL
+    or PGOPTIONS carry, and which PgBouncer refuses)."""
+    @event.listens_for(engine, "connect")
+    def _set(dbapi_conn, _record):
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True  # the session's value, not one a transaction would roll back
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.execute(f"SET SESSION lock_timeout = {ms}")
+        finally:
+            dbapi_conn.autocommit = autocommit
 
 
 PING_AFTER_IDLE_S = 1.0

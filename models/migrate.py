@@ -32,21 +32,26 @@ def alembic_config() -> Config:
 @contextmanager
 def _migrating(engine: sa.Engine):
     """A connection whose migrations wait for their locks as long as they must (the app's sessions give up
-    after `db.LOCK_TIMEOUT_MS`; CREATE INDEX CONCURRENTLY waits for every older transaction to end). The
-    pooled connection gets the app's setting back after."""
+    after `db.LOCK_TIMEOUT_MS`; CREATE INDEX CONCURRENTLY waits for every older transaction to end; a
+    migration may set a shorter wait of its own). The pooled connection gets its setting back after, or is
+    discarded if that fails, so the migration's own error is the one raised."""
     with engine.connect() as conn:
-        pg = conn.dialect.name == "postgresql"
-        if pg:
+        held = None
+        if conn.dialect.name == "postgresql":
+            held = conn.exec_driver_sql("SHOW lock_timeout").scalar()
             conn.exec_driver_sql("SET lock_timeout = 0")
             conn.commit()
         try:
             yield conn
             conn.commit()  # whatever Alembic read outside its migrations' transactions
         finally:
-            if pg and not conn.invalidated:
-                conn.rollback()
-                conn.exec_driver_sql("RESET lock_timeout")
-                conn.commit()
+            if held is not None and not conn.invalidated:
+                try:
+                    conn.rollback()
+                    conn.exec_driver_sql("SELECT set_config('lock_timeout', %(held)s, false)", {"held": held})
+                    conn.commit()
+                except sa.exc.DBAPIError:
+                    conn.invalidate()
 
 
 def upgrade(engine: sa.Engine, revision: str = "head", *, config: Config | None = None) -> None:

@@ -56,6 +56,17 @@ class DomainError(Exception):
         super().__init__(f"{code}: {self.detail}")
 
 
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock wait past `lock_timeout` (models/db.py)
+
+
+class LockTimeout(DomainError):
+    """A lock wait passed PostgreSQL's `lock_timeout` (`models.db.LOCK_TIMEOUT_MS`): 409 `conflict`, nothing
+    written. Not the request's fault: a stored webhook meeting it is retried without end (`webhooks`)."""
+
+    def __init__(self, detail: str = "another change held the binding too long (lock timeout); retry"):
+        super().__init__("conflict", detail)
+
+
 class VersionConflict(DomainError):
     """The row's version moved between a command's read and its write (`conflict`); nothing was written,
     so an optimistic command may run again (`unit.retried`)."""

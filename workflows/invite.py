@@ -123,11 +123,12 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
         if counts.duplicate is not None:
             raise DomainError("duplicate_binding", existing_binding_id=counts.duplicate)
         rules.check_member_limits(counts.grantor_active, counts.beneficiary_active, g_policy, b_policy)
-        for person, changes, person_policy in ((grantor, counts.grantor_changes, g_policy),
-                                               (beneficiary, counts.beneficiary_changes, b_policy)):
-            if changes >= person_policy.frequency_max_changes:
-                rules.check_frequency(changes, person_policy,
-                                      retry_after_s=_retry_after(s, person.id, person_policy, cmd.now))
+        over = [(changes, person_policy, _retry_after(s, person.id, person_policy, cmd.now))
+                for person, changes, person_policy in ((grantor, counts.grantor_changes, g_policy),
+                                                       (beneficiary, counts.beneficiary_changes, b_policy))
+                if changes >= person_policy.frequency_max_changes]
+        if over:  # both may be at their limit: the later of their waits is when this invitation fits
+            rules.check_frequency(*max(over, key=lambda o: o[2]))
 
         letter = None
         if grantor.commitment_version != commitment_version:  # the letter the grantor signed, kept on the person

@@ -32,7 +32,7 @@ from models.types import utcnow
 
 from . import machine, outbox, rows, timers, writes
 from .actors import SYSTEM_TIMER, Actor
-from .errors import DomainError, VersionConflict
+from .errors import LOCK_NOT_AVAILABLE, DomainError, LockTimeout, VersionConflict
 from .idnumbers import normalize
 from .statements import READ_ONLY, Statement
 from .views import binding_view
@@ -41,7 +41,6 @@ VA = VerificationAttempt.__table__
 _ABANDON = Statement(sa.update(VA).where(VA.c.binding_id == sa.bindparam("b"), VA.c.status == "pending")
                      .values(status="abandoned", completed_at=sa.bindparam("t", type_=VA.c.completed_at.type),
                              reason=sa.bindparam("why")))
-LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: a lock wait passed `lock_timeout` (models/db.py)
 EVENT_TYPES = {
     "invite": "binding.invited", "start_verification": "binding.verification_requested",
     "verification_passed": "binding.face_verified", "accept": "binding.accepted",
@@ -215,7 +214,7 @@ def command(db, *, now: datetime | None = None, platform=None, optimistic: bool 
         raise DomainError(_integrity_code(exc)) from exc
     except sa.exc.OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
-            raise DomainError("conflict", "another change held the binding too long (lock timeout); retry") from None
+            raise LockTimeout() from None
         if "deadlock" in str(exc.orig).lower() or "could not serialize" in str(exc.orig).lower():
             raise DomainError("conflict", "a concurrent change won") from None
         raise

@@ -17,7 +17,7 @@ from models import ReceivedWebhook
 from models.types import new_id, utcnow
 
 from . import outbox, person_events, platforms
-from .errors import DomainError
+from .errors import DomainError, LockTimeout
 from .group_commit import GroupCommit
 from .once import run_once
 from .statements import PerDialect, Statement, autocommit
@@ -191,7 +191,8 @@ def _apply_final(db):
         try:
             return _apply(db, row)
         except DomainError as exc:  # a refusal is the final outcome; other errors are retried
-            if exc.code == "conflict" and row.attempts < MAX_ATTEMPTS:  # a concurrent change won: retry
+            # a concurrent change won: retry; a lock held too long is never the webhook's fault: retry always
+            if exc.code == "conflict" and (row.attempts < MAX_ATTEMPTS or isinstance(exc, LockTimeout)):
                 raise
             return exc.code
         except Exception as exc:  # noqa: BLE001 - retried, until it is plainly the webhook's own fault

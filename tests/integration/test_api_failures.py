@@ -82,3 +82,40 @@ def test_an_unexpected_failure_on_a_dashboard_page_is_a_page_not_json(sqlite_db,
     page = answer.get_data(as_text=True)
     assert answer.status_code == 500 and answer.mimetype == "text/html"
     assert 'data-status="500"' in page and "服务器出错" in page and "boom" not in page
+
+
+class _LockNotAvailable(Exception):
+    sqlstate = "55P03"  # what psycopg's LockNotAvailable carries
+
+
+class _OtherOperational(Exception):
+    sqlstate = "57014"  # query_canceled (statement_timeout)
+
+
+@pytest.mark.parametrize("orig, api_status, page_status", [(_LockNotAvailable, 409, 409),
+                                                           (_OtherOperational, 500, 500)])
+def test_a_lock_wait_past_the_timeout_outside_a_command_is_409(sqlite_db, crypto_keys, monkeypatch, orig,
+                                                               api_status, page_status):
+    """Given a read that meets a lock held past PostgreSQL's lock_timeout (e.g. behind a migration's ALTER),
+    when a platform or a viewer asks, then the API answers 409 conflict (problem+json) and the dashboard its
+    translated 409 page; any other operational error stays a 500."""
+    import sqlalchemy as sa
+
+    from workflows import operators, overview, persons
+
+    from .test_dashboard_web import signed_in
+
+    def locked(*_a, **_k):
+        raise sa.exc.OperationalError("SELECT …", {}, orig("canceling statement due to lock timeout"))
+    monkeypatch.setattr(persons, "lookup", locked)
+    monkeypatch.setattr(overview, "overview", locked)
+    operators.add(sqlite_db, "viewer", "correct horse battery", "viewer")
+    client, auth = _app(sqlite_db, crypto_keys)
+
+    answer = client.post("/api/v1/persons/lookup", json={"id_number": NUMBER}, headers=auth)
+    browser, _ = signed_in(client.application, "viewer")
+    page = browser.get("/dashboard/")
+
+    assert answer.status_code == api_status and answer.mimetype == "application/problem+json"
+    assert answer.get_json()["code"] == ("conflict" if api_status == 409 else "internal_error")
+    assert page.status_code == page_status and f'data-status="{page_status}"' in page.get_data(as_text=True)

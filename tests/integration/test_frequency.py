@@ -81,7 +81,7 @@ def test_retry_after_on_postgresql_counts_invitations_and_endings_together(pg_db
     more cancel at T0 the count is still 10 (a binding invited and ended in the window counts once)."""
     with pg_db() as s:
         pol = policy.in_force(s, "320100", T0)
-    grantor, made = None, []
+    grantor = None
     for i in range(pol.frequency_max_changes - 1):
         fam = family(pg_db, grantor=grantor, now=T0 - 2 * DAY)
         grantor = (fam.grantor, fam.grantor_name)
@@ -99,4 +99,50 @@ def test_retry_after_on_postgresql_counts_invitations_and_endings_together(pg_db
     with pytest.raises(DomainError) as again:
         invite(pg_db, fam, now=T0 + timedelta(seconds=1))
     assert again.value.extra == {"retry_after_s": 3599}
-    assert made == []
+
+
+def test_a_binding_invited_and_ended_in_the_window_leaves_it_when_its_ending_does(pg_db, family):
+    """Given a grantor who invited 10 relatives between 23 h and 22 h 51 min ago and cancelled each of them
+    22 h later (between 1 h and 51 min ago), when the grantor invites again at T0,
+    then Retry-After is 82,800 s: each counts until its cancel is a day old, not its invitation (which
+    would say 3,600)."""
+    grantor = None
+    for i in range(10):
+        fam = family(pg_db, grantor=grantor, now=T0 - 2 * DAY)
+        grantor = (fam.grantor, fam.grantor_name)
+        invited_at = T0 - timedelta(hours=23) + timedelta(minutes=i)
+        bid = invite(pg_db, fam, now=invited_at)["id"]
+        commands.cancel(pg_db, bid, person(fam.grantor), now=invited_at + timedelta(hours=22))
+    fam = family(pg_db, grantor=grantor, now=T0)
+
+    with pytest.raises(DomainError) as refused:
+        invite(pg_db, fam, now=T0)
+
+    assert refused.value.extra == {"retry_after_s": 82800}
+
+
+def test_when_both_persons_are_at_their_limit_retry_after_is_the_later_wait(pg_db, new_person):
+    """Given a grantor whose 10 counted changes are cancels 23 h ago (one more fits in an hour) and a
+    beneficiary whose 10 are cancels 22 h ago by other grantors (one more fits in two hours),
+    when the grantor invites the beneficiary, then Retry-After is 7,200 s: only then do both have room."""
+    from workflows import invite as invite_mod
+
+    def person_(kind):
+        return new_person(pg_db, insurance_type=kind, region_code="320100", now=T0 - 2 * DAY)
+
+    def cancelled(g, e, at):
+        made = invite_mod.invite(pg_db, grantor_id_number=g[0], beneficiary_id_number=e[0], beneficiary_name=e[1],
+                                 relationship="spouse", commitment_version="JS-2024-01", now=T0 - 2 * DAY)
+        commands.cancel(pg_db, made["id"], person(g[0]), now=at)
+
+    grantor, beneficiary = person_("employee"), person_("resident")
+    for i in range(10):
+        cancelled(grantor, person_("resident"), T0 - timedelta(hours=23) + timedelta(minutes=i))
+        cancelled(person_("employee"), beneficiary, T0 - timedelta(hours=22) + timedelta(minutes=i))
+
+    with pytest.raises(DomainError) as refused:
+        invite_mod.invite(pg_db, grantor_id_number=grantor[0], beneficiary_id_number=beneficiary[0],
+                          beneficiary_name=beneficiary[1], relationship="spouse", commitment_version="JS-2024-01",
+                          now=T0)
+
+    assert refused.value.code == "too_frequent" and refused.value.extra == {"retry_after_s": 7200}

@@ -66,14 +66,58 @@ def test_a_command_behind_a_lock_held_too_long_is_a_conflict_and_writes_nothing(
     assert done["state"] in ("cancelled", "unbound") and done["version"] == before[-1][0] + 1
 
 
-def test_sessions_wait_ten_seconds_for_a_lock_and_migrations_leave_that_setting_alone(pg_engine):
-    """Given the app's engine, with one pooled connection
-    When the migrations run on it (they wait for locks without limit), and a statement runs after
-    Then that statement's session has the app's lock_timeout again: 10 s."""
-    engine = mdb.make_engine(pg_engine.url.render_as_string(hide_password=False), pool_size=1)
+CHECKS = '''"""test-only: fails unless the migration runs without a lock timeout{extra}"""
+from alembic import op
+
+revision = "{rev}"
+down_revision = "{down}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("DO $$ BEGIN IF current_setting('lock_timeout') <> '0' THEN "
+               "RAISE EXCEPTION 'lock_timeout is %', current_setting('lock_timeout'); END IF; END $$")
+    {fail}
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+def test_migrations_wait_for_locks_without_limit_and_the_pool_gets_ten_seconds_back(pg_server, tmp_path):
+    """Given a new database at head, the app's engine with one pooled connection, and two test-only migrations
+    after head: 9998 checks that it runs with lock_timeout 0, 9999 checks the same and then fails
+    When the database is upgraded to 9998, and then to 9999
+    Then 9998 is applied; the upgrade to 9999 raises the migration's own error; and after each a statement
+    on the pooled connection (the same server process) runs with the app's 10 s again."""
+    import shutil
+
+    from alembic.script import ScriptDirectory
+    scripts = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+    (scripts / "versions" / "9998_checks.py").write_text(CHECKS.format(extra="", rev="9998", down=head, fail="pass"))
+    (scripts / "versions" / "9999_fails.py").write_text(CHECKS.format(
+        extra=", then fails", rev="9999", down="9998", fail='raise RuntimeError("9999 failed on purpose")'))
+    cfg = migrate.alembic_config()
+    cfg.set_main_option("script_location", str(scripts))
+    url = pg_server.create_database("gongji_locks")
+    engine = mdb.make_engine(url, pool_size=1)
     try:
-        migrate.upgrade(engine)  # at head already: the revision is read, nothing runs
+        with engine.connect() as c:
+            pid = c.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+        migrate.upgrade(engine, "9998", config=cfg)
+        with engine.connect() as c:
+            assert (c.exec_driver_sql("SELECT pg_backend_pid()").scalar(), c.exec_driver_sql(
+                "SHOW lock_timeout").scalar()) == (pid, "10s")
+        with pytest.raises(RuntimeError, match="9999 failed on purpose"):
+            migrate.upgrade(engine, "9999", config=cfg)
         with engine.connect() as c:
             assert c.exec_driver_sql("SHOW lock_timeout").scalar() == "10s"
+            assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "9998"
     finally:
         engine.dispose()
+        pg_server.drop_database(url)

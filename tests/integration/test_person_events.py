@@ -511,6 +511,25 @@ def test_the_database_away_never_uses_up_a_webhooks_attempts(pg_db, monkeypatch)
     assert webhooks.process(pg_db, received) == "not_found"  # applied: nobody holds that number
 
 
+def test_a_lock_held_too_long_never_uses_up_a_webhooks_attempts(pg_db, monkeypatch):
+    """Given a stored `person.deceased`, when every run meets a binding locked past PostgreSQL's lock_timeout
+    (LockTimeout, a 409 conflict to an API caller), past MAX_ATTEMPTS runs, then each run fails and is
+    retried, and the webhook is never ended with outcome `conflict`: it is applied once the lock is free."""
+    from workflows.errors import LockTimeout
+    received = deliver(pg_db, "national", "person.deceased", {"id_number": with_check_digit("32010219600101001")},
+                       sent=utcnow())
+    real = webhooks._apply
+
+    def locked(db, row):
+        raise LockTimeout()
+    monkeypatch.setattr(webhooks, "_apply", locked)
+    for _ in range(webhooks.MAX_ATTEMPTS + 2):
+        with pytest.raises(LockTimeout):
+            webhooks.process(pg_db, received)
+    monkeypatch.setattr(webhooks, "_apply", real)
+    assert webhooks.process(pg_db, received) == "not_found"  # applied: nobody holds that number
+
+
 def test_a_verifiers_reason_that_is_not_text_is_refused(pg_db, family):
     """Given a pending face verification, when the verifier's `verification.completed` carries a reason that
     is a number, then its outcome is validation_failed and the attempt stays pending (not a retry loop)."""

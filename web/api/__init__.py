@@ -73,10 +73,14 @@ def parse(model: type[BaseModel]):
 
 
 def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, status: int = 200,
-             tag: str = "bindings", errors: tuple[int, ...] = (400, 401, 404, 422), query=()):
-    """Register a route; writes honour `Idempotency-Key`. The view returns a JSON-able payload."""
+             tag: str = "bindings", errors: tuple[int, ...] = (400, 401, 404, 422), query=(), any_text=()):
+    """Register a route; writes honour `Idempotency-Key`. The view returns a JSON-able payload. `any_text`:
+    path parameters that may hold any character, `/` included (the client percent-encodes it)."""
     ENDPOINTS.append(Endpoint(method, path, summary, body, answer, status, tag, errors, tuple(query)))
-    flask_path = path.replace("{", "<").replace("}", ">")
+    flask_path = path
+    for name in any_text:
+        flask_path = flask_path.replace("{" + name + "}", "<path:" + name + ">")
+    flask_path = flask_path.replace("{", "<").replace("}", ">")
 
     def wrap(view):
         @wraps(view)

@@ -7,9 +7,9 @@ import logging
 
 import sqlalchemy as sa
 from flask import Response, current_app, request
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, Conflict
 
-from workflows.errors import CODES, DomainError
+from workflows.errors import CODES, LOCK_NOT_AVAILABLE, DomainError
 
 MEDIA = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -58,6 +58,16 @@ def register(app) -> None:
         if request.path.startswith("/dashboard"):  # the dashboard's own 400 page
             return current_app.handle_http_exception(BadRequest())
         return problem("validation_failed", "a value in the request cannot be stored (e.g. a NUL character)")
+
+    @app.errorhandler(sa.exc.OperationalError)
+    def _lock_timeout(e):
+        """A lock wait that passed PostgreSQL's `lock_timeout` outside a command (commands answer it
+        themselves): 409 `conflict`, try again; any other operational error stays a 500."""
+        if getattr(getattr(e, "orig", None), "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise e
+        if request.path.startswith("/dashboard"):  # the dashboard's own 409 page
+            return current_app.handle_http_exception(Conflict())
+        return problem("conflict", "another change held the data too long (lock timeout); retry")
 
     @app.errorhandler(500)
     def _internal(e):

@@ -135,9 +135,10 @@ class BindingOut(BaseModel):
     updated_at: str
     ended_at: str | None
     end_event: str | None
-    ended_by: Literal["person", "operator", "system"] | None = Field(
-        None, description="who ended it: one of its persons, an operator, or the system (a person's death, "
-        "insurance ended, a timer); only a person's own unbind or cancel counts against the frequency limit")
+    ended_by: Literal["person", "operator", "system", "verifier"] | None = Field(
+        None, description="who ended it: one of its persons, an operator, the system (a person's death, "
+        "insurance ended, a timer) or the face-verification provider (the last attempt failed); only a "
+        "person's own unbind or cancel counts against the frequency limit")
     verifications: list[VerificationOut] | None = None
     sync: dict[str, int] | None = None  # platform id → the binding version it acknowledged (answered 2xx to)
 

@@ -42,7 +42,7 @@ def _limit_the_dashboard_only(app: Flask) -> None:
         raise RuntimeError(f"expected Flask-Limiter's 3 request hooks, found {moved}")
 
 
-ERROR_PAGES = (400, 403, 404, 405, 429, 500)  # answered with a dashboard page under /dashboard
+ERROR_PAGES = (400, 403, 404, 405, 409, 429, 500)  # answered with a dashboard page under /dashboard
 
 
 def _ours() -> bool:

@@ -100,10 +100,11 @@ FILTERS = {"state": _l("State"), "region": _l("Region"), "platform": _l("Platfor
            "older_than_s": _l("Unchanged for")}
 HTTP_ERRORS = {400: _l("The request could not be understood."), 403: _l("You may not see or do this."),
                404: _l("There is no such page or binding."), 405: _l("This page does not take that request."),
+               409: _l("Something else is changing this data right now. Try again in a moment."),
                429: _l("Too many tries. Wait a minute and try again."),
                500: _l("Something failed on our side. Try again; if it keeps failing, tell the administrator.")}
 HTTP_TITLES = {400: _l("Bad request"), 403: _l("Not allowed"), 404: _l("Not found"), 405: _l("Not allowed"),
-               429: _l("Too many requests"), 500: _l("Server error")}
+               409: _l("Busy"), 429: _l("Too many requests"), 500: _l("Server error")}
 
 
 def error(code: str) -> str:
