@@ -193,3 +193,43 @@ def drain(db, now, first=()) -> int:
         queue += deliveries.record(db, claim, status_code=answer.status_code, error=answer.error,
                                    duration_ms=answer.duration_ms, now=now)
     return tried
+
+
+# --- test-only migrations ---------------------------------------------------------------------------------
+
+_MIGRATION = '''"""test-only: {doc}"""
+from alembic import op
+
+revision = "{rev}"
+down_revision = "{down}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+{upgrade}
+
+
+def downgrade() -> None:
+{downgrade}
+'''
+
+
+def with_test_migrations(tmp_path, *scripts: tuple[str, str, str, str]):
+    """An Alembic config for Gongji's migrations plus test-only ones after head, each (revision, doc, upgrade
+    body, downgrade body) with bodies indented by four spaces, chained in the order given."""
+    import shutil
+
+    from alembic.script import ScriptDirectory
+
+    from models import migrate
+    target = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS, target, ignore=shutil.ignore_patterns("__pycache__"))
+    down = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+    for rev, doc, upgrade, downgrade in scripts:
+        (target / "versions" / f"{rev}_test.py").write_text(
+            _MIGRATION.format(doc=doc, rev=rev, down=down, upgrade=upgrade, downgrade=downgrade))
+        down = rev
+    cfg = migrate.alembic_config()
+    cfg.set_main_option("script_location", str(target))
+    return cfg

@@ -15,7 +15,7 @@ from models import migrate
 from workflows import commands
 from workflows.errors import DomainError
 
-from .support import T0, accepted, history, invite, person
+from .support import T0, accepted, history, invite, person, with_test_migrations
 
 pytestmark = pytest.mark.pg
 
@@ -66,24 +66,8 @@ def test_a_command_behind_a_lock_held_too_long_is_a_conflict_and_writes_nothing(
     assert done["state"] in ("cancelled", "unbound") and done["version"] == before[-1][0] + 1
 
 
-CHECKS = '''"""test-only: fails unless the migration runs without a lock timeout{extra}"""
-from alembic import op
-
-revision = "{rev}"
-down_revision = "{down}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.execute("DO $$ BEGIN IF current_setting('lock_timeout') <> '0' THEN "
-               "RAISE EXCEPTION 'lock_timeout is %', current_setting('lock_timeout'); END IF; END $$")
-    {fail}
-
-
-def downgrade() -> None:
-    pass
-'''
+NO_LIMIT = """    op.execute("DO $$ BEGIN IF current_setting('lock_timeout') <> '0' THEN "
+               "RAISE EXCEPTION 'lock_timeout is %', current_setting('lock_timeout'); END IF; END $$")"""
 
 
 def test_migrations_wait_for_locks_without_limit_and_the_pool_gets_ten_seconds_back(pg_server, tmp_path):
@@ -92,17 +76,9 @@ def test_migrations_wait_for_locks_without_limit_and_the_pool_gets_ten_seconds_b
     When the database is upgraded to 9998, and then to 9999
     Then 9998 is applied; the upgrade to 9999 raises the migration's own error; and after each a statement
     on the pooled connection (the same server process) runs with the app's 10 s again."""
-    import shutil
-
-    from alembic.script import ScriptDirectory
-    scripts = tmp_path / "migrations"
-    shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
-    (scripts / "versions" / "9998_checks.py").write_text(CHECKS.format(extra="", rev="9998", down=head, fail="pass"))
-    (scripts / "versions" / "9999_fails.py").write_text(CHECKS.format(
-        extra=", then fails", rev="9999", down="9998", fail='raise RuntimeError("9999 failed on purpose")'))
-    cfg = migrate.alembic_config()
-    cfg.set_main_option("script_location", str(scripts))
+    cfg = with_test_migrations(
+        tmp_path, ("9998", "runs without a lock timeout", NO_LIMIT, "    pass"),
+        ("9999", "then fails", NO_LIMIT + '\n    raise RuntimeError("9999 failed on purpose")', "    pass"))
     url = pg_server.create_database("gongji_locks")
     engine = mdb.make_engine(url, pool_size=1)
     try:

@@ -147,26 +147,13 @@ def test_schema_comparison_is_not_blind(fresh_pg):
     assert _differences(fresh_pg) == []
 
 
-CONCURRENT = '''"""a test-only index built without blocking writes"""
-from alembic import op
-
-revision = "9999"
-down_revision = "{head}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.execute("INSERT INTO regions (code, name, province_code) VALUES ('990000', 'x', '99')")
+CONCURRENT = ("9999", "a test-only index built without blocking writes",
+              """    op.execute("INSERT INTO regions (code, name, province_code) VALUES ('990000', 'x', '99')")
     with op.get_context().autocommit_block():
-        op.create_index("ix_bindings_test_concurrent", "bindings", ["channel"], postgresql_concurrently=True)
-
-
-def downgrade() -> None:
-    with op.get_context().autocommit_block():
+        op.create_index("ix_bindings_test_concurrent", "bindings", ["channel"], postgresql_concurrently=True)""",
+              """    with op.get_context().autocommit_block():
         op.drop_index("ix_bindings_test_concurrent", "bindings", postgresql_concurrently=True)
-    op.execute("DELETE FROM regions WHERE code = '990000'")
-'''
+    op.execute("DELETE FROM regions WHERE code = '990000'")""")
 
 
 @pytest.mark.pg
@@ -176,12 +163,8 @@ def test_a_migration_can_build_an_index_concurrently_each_migration_in_its_own_t
     When the database is upgraded to it and downgraded again
     Then the index exists and is valid, the row is there, the revision is the new one; and after the
     downgrade both are gone and the revision is head again."""
-    import shutil
-    scripts = tmp_path / "migrations"
-    shutil.copytree(migrate.MIGRATIONS, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "9999_concurrent.py").write_text(CONCURRENT.replace("{head}", _head()))
-    cfg = migrate.alembic_config()
-    cfg.set_main_option("script_location", str(scripts))
+    from .support import with_test_migrations
+    cfg = with_test_migrations(tmp_path, CONCURRENT)
 
     migrate.upgrade(fresh_pg, "9999", config=cfg)
     with fresh_pg.connect() as conn:
