@@ -21,7 +21,7 @@ D, DA, S, X = Delivery.__table__, DeliveryAttempt.__table__, PlatformSync.__tabl
 # the page shows persons masked: their encrypted columns are never loaded (nor decrypted) here
 _MASKED_ONLY = [joinedload(side).defer(Person.id_number).defer(Person.name)
                 for side in (Binding.grantor, Binding.beneficiary)]
-TRIES_SHOWN = 5  # the latest tries of each delivery
+TRIES_SHOWN = 5  # the newest tries of each delivery (by when they happened)
 
 
 def _timers(b, attempts: list[dict]) -> list[dict]:
@@ -42,15 +42,25 @@ def _timers(b, attempts: list[dict]) -> list[dict]:
 
 
 def _deliveries(s, binding_id: str) -> list[dict]:
+    """Each delivery with its newest TRIES_SHOWN tries, newest first, and how many it has had (`tries_total`).
+    Ordered by when a try happened, not by `attempt_no`: a replay counts from 1 again, so its tries (the one
+    that finally succeeded among them) would sort below the older, higher-numbered ones."""
     found = s.execute(sa.select(D).where(D.c.binding_id == binding_id)
                       .order_by(D.c.platform_id, D.c.binding_version, D.c.id)).mappings().all()
     tries: dict[int, list] = {}
+    total: dict[int, int] = {}
     if found:
-        for t in s.execute(sa.select(DA).where(DA.c.delivery_id.in_([d["id"] for d in found]))
-                           .order_by(DA.c.delivery_id, DA.c.attempt_no.desc())).mappings():
-            tries.setdefault(t["delivery_id"], []).append({**dict(t), "error": free_text.clean(t["error"], limit=2000)})
+        newest = sa.func.row_number().over(partition_by=DA.c.delivery_id, order_by=(DA.c.at.desc(), DA.c.id.desc()))
+        counted = sa.func.count().over(partition_by=DA.c.delivery_id)
+        ranked = (sa.select(DA, newest.label("rank"), counted.label("total"))
+                  .where(DA.c.delivery_id.in_([d["id"] for d in found])).subquery())
+        for t in s.execute(sa.select(ranked).where(ranked.c.rank <= TRIES_SHOWN)
+                           .order_by(ranked.c.delivery_id, ranked.c.rank)).mappings():
+            total[t["delivery_id"]] = t["total"]
+            tries.setdefault(t["delivery_id"], []).append(
+                {k: t[k] for k in DA.c.keys()} | {"error": free_text.clean(t["error"], limit=2000)})
     return [{**dict(d), "last_error": free_text.clean(d["last_error"], limit=2000),
-             "tries": tries.get(d["id"], [])[:TRIES_SHOWN]} for d in found]
+             "tries": tries.get(d["id"], []), "tries_total": total.get(d["id"], 0)} for d in found]
 
 
 def _sync(s, b) -> list[dict]:
