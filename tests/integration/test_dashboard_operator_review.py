@@ -48,3 +48,69 @@ def test_a_replayed_deliverys_newest_tries_are_shown_first(app, sqlite_db, famil
     rows = re.findall(r'<tr data-attempt="(\d+)">.*?(\d+) ms', tries)
     assert rows == [("1", "99"), ("6", "16"), ("5", "15"), ("4", "14"), ("3", "13")]
     assert 'data-shown="5" data-total="7"' in tries and "最近 5 次（共 7 次）" in tries
+
+
+# --- 2. batch actions the filtered state allows -------------------------------------------------------
+
+@pytest.fixture
+def admin(app, sqlite_db):  # noqa: F811
+    from workflows import operators
+    operators.add(sqlite_db, "admin", "correct horse battery", "admin")
+    return app
+
+
+def _offered(client, query: str) -> list[str]:
+    return re.findall(r'<option[^>]*value="(\w+)"', client.get(f"/dashboard/batches/new?{query}").get_data(as_text=True))
+
+
+def test_the_batch_form_offers_only_what_can_succeed_from_the_filtered_state(admin, sqlite_db, family):
+    """Given an unbound, an accepted and an overdue invited binding
+    When an admin opens the batch form filtered by each state (and the invited one by its stuck reason)
+    Then unbound offers nothing (and says why), accepted only unbind, invited only expire, and retry
+    only with a stuck reason."""
+    from workflows import commands
+    from .support import accepted, person
+    gone = family(sqlite_db)
+    bid = accepted(sqlite_db, gone, now=datetime.now(timezone.utc))
+    commands.unbind(sqlite_db, bid, person(gone.grantor), reason="不再需要")
+    accepted(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))
+    invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc) - timedelta(days=30))
+    client, _ = signed_in(admin, "admin")
+    page = client.get("/dashboard/batches/new?state=unbound").get_data(as_text=True)
+    assert 'id="batch-none"' in page and 'id="batch-form"' not in page
+    assert _offered(client, "state=accepted") == ["unbind"]
+    assert _offered(client, "state=invited") == ["expire"]
+    assert _offered(client, "state=invited&stuck=timer_overdue") == ["retry", "expire"]
+
+
+def test_a_batch_action_the_form_did_not_offer_is_refused(admin, sqlite_db, family):
+    """Given an accepted binding, When an admin posts a batch `expire` for state=accepted (not offered),
+    Then no job starts and the answer says the state does not allow it."""
+    from models import BatchJob
+    from .support import accepted
+    accepted(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))
+    client, _ = signed_in(admin, "admin")
+    token = TOKEN.search(client.get("/dashboard/batches/new?state=accepted").get_data(as_text=True)).group(1)
+    page = client.post("/dashboard/batches", data={"csrf_token": token, "action": "expire", "expected": "1",
+                                                   "reason": "清理", "confirm": "y", "state": "accepted"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "当前状态不允许" in page
+    with sqlite_db() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(BatchJob)) == 0
+
+
+def test_a_finished_batch_words_its_state_apart_from_its_counts(admin, sqlite_db, family):
+    """Given a batch that finished with every binding refused
+    When its page is opened
+    Then the job reads 已结束 and the counts 已执行 0 and 被拒绝 2, not 已完成 twice."""
+    from models import BatchJob
+    from workflows import batches, operators
+    for _ in range(2):
+        invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))
+    who = operators.authenticate(sqlite_db, "admin", "correct horse battery")
+    job_id = batches.start(sqlite_db, who, "expire", {"state": "invited"}, "清理", expected=2)
+    with sqlite_db.begin() as s:
+        s.execute(sa.update(BatchJob).where(BatchJob.id == job_id).values(state="done", done=0, failed=2))
+    client, _ = signed_in(admin, "viewer")
+    text = re.sub(r"<[^>]+>|\s+", "", client.get(f"/dashboard/batches/{job_id}").get_data(as_text=True))
+    assert "任务:已结束·已执行0·被拒绝（原因见审计日志）2·共2" in text and "已完成" not in text

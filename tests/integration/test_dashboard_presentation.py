@@ -192,14 +192,14 @@ def test_dashboard_pages_refuse_to_be_framed(app):  # noqa: F811
 # --- 8. the batch form by role ------------------------------------------------------------------------
 
 def test_the_batch_form_offers_an_operator_only_what_an_operator_may_run(admin, sqlite_db, family):
-    """Given a filter matching a binding, When an operator and an admin open the batch form, Then the
-    operator is not offered unbind (admin only) and the admin is."""
-    invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))
+    """Given a filter by stuck reason (no state) matching a binding, When an operator and an admin open the
+    batch form, Then the operator is not offered unbind (admin only) and the admin is."""
+    invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc) - timedelta(days=30))
     for who, expected in (("operator", ["retry", "expire"]), ("admin", ["retry", "expire", "unbind"])):
         client, _ = signed_in(admin, who)
-        page = client.get("/dashboard/batches/new?state=invited").get_data(as_text=True)
+        page = client.get("/dashboard/batches/new?stuck=timer_overdue").get_data(as_text=True)
         assert re.findall(r'<option[^>]*value="(\w+)"', page) == expected, who
-        assert ">state=invited<" not in page and re.search(r'data-filter="state">状态: 已邀请<', page)
+        assert ">stuck=timer_overdue<" not in page and re.search(r'data-filter="stuck">卡住原因: ', page)
 
 
 # --- 6. each deadline once ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from workflows.errors import DomainError
 from . import bp, labels
 from .auth import db, requires
 from .forms import ActionForm, BatchForm, RevealForm
-from .views import render_binding
+from .views import batch_choices, render_binding
 
 def _refused(exc: DomainError) -> None:
     """The reason in the reader's language; the code (and on hover the workflow's English detail) after it."""
@@ -67,6 +67,10 @@ def start_batch():
     filters = batches.clean({k: getattr(form, k).data for k in batches.FILTER_KEYS})
     if "older_than_s" in filters:
         filters["older_than_s"] = int(filters["older_than_s"])
+    form.action.choices = batch_choices(filters)
+    if form.action.data not in {c.value for c in form.action.choices}:  # one the form did not offer
+        _refused(DomainError("illegal_transition", f"{form.action.data} cannot succeed on this filter"))
+        return redirect(url_for("dashboard.new_batch", **filters), code=303)
     if not form.validate_on_submit():
         flash(_("Confirm the count and give a reason."), "error")
         return redirect(url_for("dashboard.new_batch", **filters), code=303)

@@ -40,7 +40,9 @@ POLICY_STATUS = {"in_force": _l("in force"), "pending": _l("pending"), "older": 
 DEDUCTION_ORDERS = {"user_order": _l("the beneficiary's order"), "latest_bound_first": _l("latest bound first"),
                     "single_grantor": _l("one grantor only")}
 ROLES = {"viewer": _l("viewer"), "operator": _l("operator"), "admin": _l("admin")}
-BATCH_STATES = {"confirmed": _l("queued"), "running": _l("running"), "done": _l("done"), "failed": _l("failed")}
+# a batch job's own state, worded apart from its counts ("carried out", "refused")
+BATCH_STATES = {"confirmed": _l("queued"), "running": _l("running"), "done": _l("finished"),
+                "failed": _l("stopped on an error")}
 AGES = [("", _l("any")), ("3600", _l("1 hour")), ("86400", _l("1 day")), ("604800", _l("7 days")),
         ("2592000", _l("30 days"))]
 

@@ -82,9 +82,18 @@ def new_batch():
     if not filters:
         return redirect(url_for("dashboard.bindings"))
     batch = BatchForm(formdata=None, data={**filters, "expected": finder.count(db(), **filters)})
-    batch.action.choices = [SelectChoice(name, text) for name, text in BATCH_ACTIONS
-                            if current_user.can(repair.ROLE_FOR[name])]
+    batch.action.choices = batch_choices(filters)
     return render_template("dashboard/batch_new.html", batch=batch, filters=filters, form=form)
+
+
+def batch_choices(filters: dict) -> list[SelectChoice]:
+    """The batch actions the signed-in operator may run that can succeed on what the filter matches: retry
+    only where the filter names a stuck reason (it refuses a binding that is not stuck); expire and unbind
+    only where the state machine has that event from the filtered state (any, when no state is filtered)."""
+    state = filters.get("state")
+    return [SelectChoice(name, text) for name, text in BATCH_ACTIONS
+            if current_user.can(repair.ROLE_FOR[name])
+            and (bool(filters.get("stuck")) if name == "retry" else state is None or machine.allowed(state, name))]
 
 
 @bp.post("/find")
