@@ -114,3 +114,22 @@ def test_a_finished_batch_words_its_state_apart_from_its_counts(admin, sqlite_db
     client, _ = signed_in(admin, "viewer")
     text = re.sub(r"<[^>]+>|\s+", "", client.get(f"/dashboard/batches/{job_id}").get_data(as_text=True))
     assert "任务:已结束·已执行0·被拒绝（原因见审计日志）2·共2" in text and "已完成" not in text
+
+
+# --- 3. an ID number pasted with separators -----------------------------------------------------------
+
+def test_the_id_number_field_has_room_for_spaces(app, sqlite_db, family):  # noqa: F811
+    """Given the list page, When a viewer looks at the ID-number field and pastes `3201 0219 7001 0110 14`-style
+    groups into it (as the browser would keep them, up to its maxlength), Then the field takes the whole
+    pasted number and the binding is found."""
+    fam = family(sqlite_db)
+    bid = invite(sqlite_db, fam, now=datetime.now(timezone.utc))["id"]
+    client, _ = signed_in(app, "viewer")
+    page = client.get("/dashboard/bindings").get_data(as_text=True)
+    field = re.search(r'<input[^>]*name="id_number"[^>]*>', page).group(0)
+    room = int(re.search(r'maxlength="(\d+)"', field).group(1))
+    pasted = " ".join(fam.grantor[i:i + 4] for i in range(0, 18, 4))
+    assert len(pasted) == 22 and room >= len(pasted)
+    token = TOKEN.search(page).group(1)
+    text = client.post("/dashboard/find", data={"csrf_token": token, "id_number": pasted[:room]}).get_data(as_text=True)
+    assert bid in text and 'id="lookup-error"' not in text

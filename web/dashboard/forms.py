@@ -8,8 +8,9 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
+ID_TYPED_MAX = 40  # an ID number as typed or pasted: 18 characters with room for spaces between its groups
 REASON = [DataRequired(message=_l("Give a reason.")), Length(max=1000)]
 
 
@@ -64,6 +65,13 @@ def _no_whitespace(value):
     return re.sub(r"\s+", "", value) if isinstance(value, str) else value
 
 
+def _id_number_length(form, field):
+    """15 to 18 characters once the whitespace is gone. Not wtforms' Length, which would also render
+    maxlength="18" and let the browser cut a number pasted with spaces before they are stripped."""
+    if not 15 <= len(field.data or "") <= 18:
+        raise ValidationError(_l("Enter an ID number of 15 to 18 characters."))
+
+
 class LookupForm(FlaskForm):
-    id_number = StringField(_l("ID number"), validators=[DataRequired(), Length(min=15, max=18)],
-                            filters=[_no_whitespace])
+    id_number = StringField(_l("ID number"), validators=[DataRequired(), _id_number_length],
+                            filters=[_no_whitespace], render_kw={"maxlength": ID_TYPED_MAX})
