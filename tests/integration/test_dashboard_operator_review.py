@@ -133,3 +133,65 @@ def test_the_id_number_field_has_room_for_spaces(app, sqlite_db, family):  # noq
     token = TOKEN.search(page).group(1)
     text = client.post("/dashboard/find", data={"csrf_token": token, "id_number": pasted[:room]}).get_data(as_text=True)
     assert bid in text and 'id="lookup-error"' not in text
+
+
+# --- 4. words instead of internal codes ---------------------------------------------------------------
+
+def _history(page: str) -> str:
+    return page[page.index('id="history"'):page.index("</ol>", page.index('id="history"'))]
+
+
+def test_system_and_verifier_reasons_are_words(app, sqlite_db, family):  # noqa: F811
+    """Given a binding whose face check failed (`face_mismatch`), then passed, was accepted and authorized
+    twice (¥1,234.56, then the whole balance)
+    When a viewer opens it in zh-CN
+    Then history and the 人脸核验 table say 人脸与登记照片比对不一致, 授权额度 ¥1,234.56 and 全部余额, no codes."""
+    from workflows import commands, verification
+    from .support import person
+    fam = family(sqlite_db)
+    now = datetime.now(timezone.utc)
+    bid = invite(sqlite_db, fam, now=now)["id"]
+    for n, result in enumerate(("failed", "passed")):
+        v = verification.start_verification(sqlite_db, bid, person(fam.beneficiary), now=now + timedelta(seconds=n))
+        verification.record_verification_result(sqlite_db, verification_id=v["verification_id"], binding_id=bid,
+                                                result=result, verifier_id="facecheck",
+                                                reason="face_mismatch" if result == "failed" else None)
+    commands.accept(sqlite_db, bid, person(fam.beneficiary))
+    commands.authorize(sqlite_db, bid, person(fam.grantor), 123456)
+    commands.authorize(sqlite_db, bid, person(fam.grantor), None)
+    client, _ = signed_in(app, "viewer")
+    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+    history = _history(page)
+    assert "授权额度 ¥1,234.56" in history and "全部余额" in history and "人脸与登记照片比对不一致" in history
+    for code in ("amount_fen", "whole_balance", "face_mismatch"):
+        assert code not in page, code
+
+
+def test_each_known_reason_code_reads_as_words_and_other_text_as_is(app):  # noqa: F811
+    """Given the reason codes Gongji writes itself (and a person's own words), When they are worded for a
+    zh-CN reader, Then each is a Chinese phrase and the person's words are unchanged."""
+    from web.dashboard import wording
+    with app.test_request_context():
+        worded = {code: wording.reason(code) for code in (
+            "guardian_path", "invitation_ttl", "verification_timeout", "liveness_failed", "beneficiary_deceased",
+            "grantor_insurance_suspended", "grantor_left_employee_insurance", "relationship_ended",
+            "grantor_region 320100→320500; beneficiary_region 320100→650100")}
+        assert worded["guardian_path"] == "监护人办理（免人脸核验）" and worded["beneficiary_deceased"] == "被共济人已身故"
+        assert worded["grantor_region 320100→320500; beneficiary_region 320100→650100"] == (
+            "共济人参保统筹区由 320100 变更为 320500；被共济人参保统筹区由 320100 变更为 650100")
+        assert all(not re.search(r"[a-z]_[a-z]", text) for text in worded.values()), worded
+        assert wording.reason("不再需要 face_mismatch") == "不再需要 face_mismatch"
+
+
+def test_the_audit_log_words_policy_changes(app, sqlite_db):  # noqa: F811
+    """Given a policy version that stops cross-province bindings and sets the invitation to 90000 s
+    When a viewer opens the audit log
+    Then it reads 跨省: 不允许 and 邀请有效期: 1 天 1 小时, not cross_province=False."""
+    from workflows import policy_admin, policy_fields
+    policy_admin.publish(sqlite_db, ["650100"], policy_fields.parse_changes(
+        ["cross_province=false", "invitation_ttl_s=90000"]), effective_from=datetime(2030, 1, 1, tzinfo=timezone.utc),
+        who="zhang", reason="通知", now=datetime.now(timezone.utc))
+    client, _ = signed_in(app, "viewer")
+    page = client.get("/dashboard/audit").get_data(as_text=True)
+    assert "跨省: 不允许" in page and "邀请有效期: 1 天 1 小时" in page
+    assert "cross_province" not in page.replace('data-field="cross_province"', "") and "=False" not in page

@@ -9,7 +9,7 @@ from flask_login import current_user
 
 from workflows.idnumbers import mask_in_text
 
-from . import LOCALES, labels, select_locale
+from . import LOCALES, labels, select_locale, wording
 from .forms import LanguageForm
 
 
@@ -36,10 +36,11 @@ def masked(value) -> str:
 
 
 def register(app: Flask) -> None:
-    app.jinja_env.filters.update(local=local, show=show, yuan=yuan, masked=masked)
+    app.jinja_env.filters.update(local=local, show=show, yuan=yuan, masked=masked, reason=wording.reason,
+                                 duration=wording.duration, joined=wording.joined)
 
     @app.context_processor
     def helpers():
-        return {"L": labels, "label": labels.label, "locales": LOCALES, "locale": select_locale(),
+        return {"L": labels, "W": wording, "label": labels.label, "locales": LOCALES, "locale": select_locale(),
                 "language_form": LanguageForm, "can": lambda role: current_user.is_authenticated
                 and current_user.can(role)}
