@@ -197,3 +197,30 @@ def test_the_audit_log_words_policy_changes(app, sqlite_db):  # noqa: F811
     assert "跨省: 不允许" in page and "邀请有效期: 1 天 1 小时" in page
     shown = re.sub(r'<details class="as-stored">.*?</details>|data-field="\w+"', "", page, flags=re.S)
     assert "cross_province" not in shown and "=False" not in shown and "<code>cross_province=False</code>" in page
+
+
+# --- 5. the policies page's durations and lists --------------------------------------------------------
+
+def _policy_row(page: str, region: str, version: int) -> str:
+    start = page.index(f'data-region="{region}" data-version="{version}"')
+    return page[start:page.index("</tr>", start)]
+
+
+def test_policy_durations_and_lists_are_worded_in_each_language(app, sqlite_db):  # noqa: F811
+    """Given a 乌鲁木齐 version whose invitation lasts 90000 s (others as seeded: 10 min face checks, a 1-day window)
+    When a viewer reads the policies in Chinese and then in English
+    Then the invitation reads 1 天 1 小时 / 1 day 1 hour (not 1.04167 天), the window 每 1 天最多 … 次 (not
+    "/ 24 h"), and relationships are joined with 、 in Chinese and commas in English."""
+    from workflows import policy_admin, policy_fields
+    policy_admin.publish(sqlite_db, ["650100"], policy_fields.parse_changes(["invitation_ttl_s=90000"]),
+                         effective_from=datetime.now(timezone.utc), who="zhang", reason="通知",
+                         now=datetime.now(timezone.utc))
+    client, _ = signed_in(app, "viewer")
+    row = _policy_row(client.get("/dashboard/policies").get_data(as_text=True), "650100", 2)
+    assert ">1 天 1 小时<" in row and "1.04167" not in row and "每次 10 分钟，最多" in row
+    assert re.search(r"每 1 天最多 \d+ 次", row) and " h<" not in row and "配偶、" in row
+    token = TOKEN.search(client.get("/dashboard/").get_data(as_text=True)).group(1)
+    client.post("/dashboard/language", data={"csrf_token": token, "lang": "en", "next": "/dashboard/policies"})
+    row = _policy_row(client.get("/dashboard/policies").get_data(as_text=True), "650100", 2)
+    assert ">1 day 1 hour<" in row and "10 minutes each, at most" in row and re.search(r"at most \d+ per 1 day", row)
+    assert "spouse, " in row and "、" not in row

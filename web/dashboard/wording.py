@@ -96,13 +96,17 @@ def joined(words, *, zh: str = "、", en: str = ", ") -> str:
     return (zh if chinese else en).join(str(w) for w in words)
 
 
+def relationships(codes) -> str:
+    return joined(labels.label(labels.RELATIONSHIPS, r) for r in codes or ())
+
+
 def policy_value(field: str, value) -> str:
     if isinstance(value, bool):
         return _("allowed") if value else _("not allowed")
     if field.endswith("_s") and isinstance(value, int):
         return duration(value)
     if field == "allowed_relationships" and isinstance(value, list):
-        return joined(labels.label(labels.RELATIONSHIPS, r) for r in value)
+        return relationships(value)
     if field == "deduction_order_policy":
         return str(labels.label(labels.DEDUCTION_ORDERS, value))
     return str(value)
