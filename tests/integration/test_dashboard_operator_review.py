@@ -224,3 +224,29 @@ def test_policy_durations_and_lists_are_worded_in_each_language(app, sqlite_db):
     row = _policy_row(client.get("/dashboard/policies").get_data(as_text=True), "650100", 2)
     assert ">1 day 1 hour<" in row and "10 minutes each, at most" in row and re.search(r"at most \d+ per 1 day", row)
     assert "spouse, " in row and "、" not in row
+
+
+# --- 6. the layout at 1024 px -------------------------------------------------------------------------
+
+def test_tries_span_the_deliveries_table_and_wide_tables_scroll_in_their_box(app, sqlite_db, family):  # noqa: F811
+    """Given a failing delivery with a try
+    When a viewer opens the binding, the list and the policies (a browser at 1024 px)
+    Then the tries sit in a row of their own across the whole deliveries table (not inside the narrow
+    last-answer cell), the deliveries box is not sharing the width with another box, and the list and
+    policy tables sit in a box that scrolls them (so the page itself never scrolls sideways)."""
+    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
+    did = _delivery(sqlite_db, bid, attempts=1, last_status_code=500, last_error="boom")
+    with sqlite_db.begin() as s:
+        s.add(DeliveryAttempt(delivery_id=did, attempt_no=1, status_code=500, error="boom", duration_ms=7))
+    client, _ = signed_in(app, "viewer")
+    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+    assert re.search(r'<tr class="tries-row"><td colspan="6"><details class="tries">', page)
+    last_answer = re.search(r'<td class="wrap last-answer">(.*?)</td>', page, re.S).group(1)
+    assert "<details" not in last_answer
+    boxes = re.findall(r'<div class="grid">(.*?)\n</div>', page, re.S)
+    assert not any('id="deliveries"' in box for box in boxes)
+    assert '<section class="box deliveries">' in page and '<div class="scroll"><table id="deliveries">' in page
+    assert re.search(r'<div class="scroll"[^>]*><table id="bindings">', client.get("/dashboard/bindings").get_data(as_text=True))
+    assert '<div class="scroll"><table id="policies">' in client.get("/dashboard/policies").get_data(as_text=True)
+    css = client.get("/static/dashboard.css").get_data(as_text=True)
+    assert ".scroll{overflow-x:auto" in css and "td.id{overflow-wrap:anywhere" in css
