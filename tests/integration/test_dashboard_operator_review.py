@@ -250,3 +250,20 @@ def test_tries_span_the_deliveries_table_and_wide_tables_scroll_in_their_box(app
     assert '<div class="scroll"><table id="policies">' in client.get("/dashboard/policies").get_data(as_text=True)
     css = client.get("/static/dashboard.css").get_data(as_text=True)
     assert ".scroll{overflow-x:auto" in css and "td.id{overflow-wrap:anywhere" in css
+
+
+# --- 7. the language across sign-out -------------------------------------------------------------------
+
+def test_signing_out_keeps_the_chosen_language(app):  # noqa: F811
+    """Given a viewer who chose English, When they sign out, Then the sign-in page they land on is in
+    English, and the next sign-in too."""
+    client, _ = signed_in(app, "viewer")
+    token = TOKEN.search(client.get("/dashboard/").get_data(as_text=True)).group(1)
+    client.post("/dashboard/language", data={"csrf_token": token, "lang": "en", "next": "/dashboard/"})
+    token = TOKEN.search(client.get("/dashboard/").get_data(as_text=True)).group(1)
+    page = client.post("/dashboard/sign-out", data={"csrf_token": token}, follow_redirects=True).get_data(as_text=True)
+    assert '<html lang="en"' in page and "Sign in" in page and "登录" not in page.split("<main>")[1]
+    assert client.get("/dashboard/", follow_redirects=True).status_code == 200
+    token = TOKEN.search(client.get("/dashboard/sign-in").get_data(as_text=True)).group(1)
+    client.post("/dashboard/sign-in", data={"csrf_token": token, "username": "viewer", "password": "correct horse battery"})
+    assert "Overview" in client.get("/dashboard/").get_data(as_text=True)

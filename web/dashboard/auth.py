@@ -95,10 +95,7 @@ def sign_in():
         except DomainError:
             flash(_("Wrong username or password."), "error")
             return render_template("dashboard/sign_in.html", form=form), 401
-        lang = session.get("lang")
-        session.clear()
-        if lang:
-            session["lang"] = lang
+        _clear_keeping_language()
         session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME (web/app.py)
         login_user(User(info))
         return redirect(_safe_next(request.args.get("next")))
@@ -111,8 +108,16 @@ def sign_out():
     """Ends every session of this operator, not just this browser's: a copy of the cookie dies with it."""
     operators.end_sessions(db(), current_user.id)
     logout_user()
-    session.clear()
+    _clear_keeping_language()
     return redirect(url_for("dashboard.sign_in"))
+
+
+def _clear_keeping_language() -> None:
+    """Empty the session cookie but for the reader's chosen language (nothing of the operator stays)."""
+    lang = session.get("lang")
+    session.clear()
+    if lang in LOCALES:
+        session["lang"] = lang
 
 
 @bp.post("/language")
