@@ -42,7 +42,8 @@ def _timers(b, attempts: list[dict]) -> list[dict]:
 
 
 def _deliveries(s, binding_id: str) -> list[dict]:
-    """Each delivery with its newest TRIES_SHOWN tries, newest first, and how many it has had (`tries_total`).
+    """Each delivery with its newest TRIES_SHOWN tries, newest first, and how many it has had (`tries_total`);
+    a later version held back behind an undelivered one is `blocked`, `waits_for` naming the earliest.
     Ordered by when a try happened, not by `attempt_no`: a replay counts from 1 again, so its tries (the one
     that finally succeeded among them) would sort below the older, higher-numbered ones."""
     found = s.execute(sa.select(D).where(D.c.binding_id == binding_id)
@@ -59,8 +60,14 @@ def _deliveries(s, binding_id: str) -> list[dict]:
             total[t["delivery_id"]] = t["total"]
             tries.setdefault(t["delivery_id"], []).append(
                 {k: t[k] for k in DA.c.keys()} | {"error": free_text.clean(t["error"], limit=2000)})
-    return [{**dict(d), "last_error": free_text.clean(d["last_error"], limit=2000),
-             "tries": tries.get(d["id"], []), "tries_total": total.get(d["id"], 0)} for d in found]
+    out = [{**dict(d), "last_error": free_text.clean(d["last_error"], limit=2000),
+            "tries": tries.get(d["id"], []), "tries_total": total.get(d["id"], 0)} for d in found]
+    for d in out:  # held back until the platform has the earlier versions (`deliveries.add`: blocked)
+        d["blocked"] = d["status"] == "pending" and d["next_attempt_at"] is None
+        d["waits_for"] = min((e["binding_version"] for e in out if e["platform_id"] == d["platform_id"]
+                              and e["binding_version"] < d["binding_version"] and e["status"] != "delivered"),
+                             default=None) if d["blocked"] else None
+    return out
 
 
 def _sync(s, b) -> list[dict]:

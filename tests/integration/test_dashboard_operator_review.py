@@ -267,3 +267,58 @@ def test_signing_out_keeps_the_chosen_language(app):  # noqa: F811
     token = TOKEN.search(client.get("/dashboard/sign-in").get_data(as_text=True)).group(1)
     client.post("/dashboard/sign-in", data={"csrf_token": token, "username": "viewer", "password": "correct horse battery"})
     assert "Overview" in client.get("/dashboard/").get_data(as_text=True)
+
+
+# --- 8. delivery wording ------------------------------------------------------------------------------
+
+def test_a_failing_delivery_and_the_versions_behind_it_are_worded(app, sqlite_db, family):  # noqa: F811
+    """Given version 1 failing to jiangsu (last answer `HTTP 500: {...}`, next try set) and version 2 held
+    behind it (pending, no next try)
+    When a viewer opens the binding
+    Then the answer names HTTP 500 once (last answer and try), the failing one shows its next try, version 2
+    says it waits for version 1, and the headers are 版本 and 计时项 (no bare "v", no empty header)."""
+    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
+    error = 'HTTP 500: {"error": "internal"}'
+    did = _delivery(sqlite_db, bid, attempts=1, last_status_code=500, last_error=error,
+                    next_attempt_at=datetime.now(timezone.utc) + timedelta(minutes=5))
+    with sqlite_db.begin() as s:
+        s.add(DeliveryAttempt(delivery_id=did, attempt_no=1, status_code=500, error=error, duration_ms=7))
+        extra = OutboxMessage(topic="binding.accepted", binding_id=bid, binding_version=2, payload={})
+        s.add(extra)
+        s.flush()
+        s.add(Delivery(outbox_id=extra.id, platform_id="jiangsu", event_id="evt_2", topic="binding.accepted",
+                       binding_id=bid, binding_version=2, status="pending", attempts=0, next_attempt_at=None))
+    client, _ = signed_in(app, "viewer")
+    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+    table = page[page.index('id="deliveries"'):page.index("</table></div>", page.index('id="deliveries"'))]
+    assert "HTTP 500 HTTP 500" not in table and "500 HTTP 500" not in table and table.count("HTTP 500:") == 2
+    first, second = table.split('<tbody class="delivery">')[1:]
+    assert 'class="muted next-try">下次尝试' in first
+    assert 'data-waits-for="1"' in second and "须待版本 1 送达后推送" in second and "等待前序版本" in second
+    assert "<th>v</th>" not in table and '<th class="num">版本</th>' in table
+    assert "<th></th>" not in page and "<th>计时项</th>" in page
+
+
+def test_the_overview_links_a_platforms_failing_and_behind_counts_to_those_bindings(app, sqlite_db, family):  # noqa: F811
+    """Given a binding with a dead and a failing delivery to jiangsu
+    When a viewer opens the overview
+    Then jiangsu's failing, dead (and behind) counts link to the list filtered by that stuck reason and platform,
+    which lists the binding."""
+    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
+    _delivery(sqlite_db, bid, attempts=3, last_status_code=500)
+    with sqlite_db.begin() as s:
+        extra = OutboxMessage(topic="binding.accepted", binding_id=bid, binding_version=2, payload={})
+        s.add(extra)
+        s.flush()
+        s.add(Delivery(outbox_id=extra.id, platform_id="jiangsu", event_id="evt_d", topic="binding.accepted",
+                       binding_id=bid, binding_version=2, status="dead", attempts=16))
+    client, _ = signed_in(app, "viewer")
+    page = client.get("/dashboard/").get_data(as_text=True)
+    row = page[page.index('<tr data-platform="jiangsu">'):].split("</tr>")[0]
+    links = {kind: href.replace("&amp;", "&") for href, kind in re.findall(r'href="([^"]+)" data-link="(\w+)"', row)}
+    reasons = {"failing": "delivery_failing", "dead": "delivery_dead", "behind": "sync_behind"}
+    assert {"failing", "dead"} <= links.keys()
+    for kind, href in links.items():
+        assert "platform=jiangsu" in href and f"stuck={reasons[kind]}" in href
+    for kind in ("failing", "dead"):  # (sync_behind lists only what has been behind for 5 minutes)
+        assert bid in client.get(links[kind]).get_data(as_text=True), kind

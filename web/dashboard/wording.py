@@ -115,3 +115,12 @@ def policy_value(field: str, value) -> str:
 def policy_change(field: str, value) -> str:
     """One changed policy field as `name: value` in words (`cross_province=False` → across provinces: not allowed)."""
     return f"{labels.label(POLICY_FIELDS, field)}: {policy_value(field, value)}"
+
+
+def http_answer(status_code, error) -> str:
+    """A receiver's answer, its status named once: the error text already starts `HTTP 500: …` when the
+    receiver answered, so the code is added only when the text does not say it (or there is no text)."""
+    error = str(error or "")
+    if not status_code or error.startswith(f"HTTP {status_code}"):
+        return error
+    return f"HTTP {status_code}" + (f" · {error}" if error else "")
