@@ -1,7 +1,8 @@
 """Defects an operator found reviewing the running dashboard, each pinned by a test (Flask test client,
 migrated SQLite file): a replayed delivery's newest tries, batch actions the filtered state allows, an ID
 number pasted with separators, words instead of internal codes, policy durations, the layout at 1024 px,
-the language kept across sign-out, and the delivery wording on the binding page."""
+the language kept across sign-out, and the delivery wording on the binding page. One module of ~300 lines
+rather than eight small ones: the tests share the review's delivery fixture and read as its record."""
 from __future__ import annotations
 
 import re
@@ -10,9 +11,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from models import Delivery, DeliveryAttempt, OutboxMessage
+from models import BatchJob, Delivery, DeliveryAttempt, OutboxMessage
+from web.dashboard import wording
+from workflows import batches, commands, operators, policy_admin, policy_fields, verification
 
-from .support import invite
+from .support import accepted, invite, person
 from .test_dashboard_web import TOKEN, app, signed_in  # noqa: F401  (the app fixture)
 
 
@@ -54,7 +57,6 @@ def test_a_replayed_deliverys_newest_tries_are_shown_first(app, sqlite_db, famil
 
 @pytest.fixture
 def admin(app, sqlite_db):  # noqa: F811
-    from workflows import operators
     operators.add(sqlite_db, "admin", "correct horse battery", "admin")
     return app
 
@@ -68,8 +70,6 @@ def test_the_batch_form_offers_only_what_can_succeed_from_the_filtered_state(adm
     When an admin opens the batch form filtered by each state (and the invited one by its stuck reason)
     Then unbound offers nothing (and says why), accepted only unbind, invited only expire, and retry
     only with a stuck reason."""
-    from workflows import commands
-    from .support import accepted, person
     gone = family(sqlite_db)
     bid = accepted(sqlite_db, gone, now=datetime.now(timezone.utc))
     commands.unbind(sqlite_db, bid, person(gone.grantor), reason="不再需要")
@@ -86,8 +86,6 @@ def test_the_batch_form_offers_only_what_can_succeed_from_the_filtered_state(adm
 def test_a_batch_action_the_form_did_not_offer_is_refused(admin, sqlite_db, family):
     """Given an accepted binding, When an admin posts a batch `expire` for state=accepted (not offered),
     Then no job starts and the answer says the state does not allow it."""
-    from models import BatchJob
-    from .support import accepted
     accepted(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))
     client, _ = signed_in(admin, "admin")
     token = TOKEN.search(client.get("/dashboard/batches/new?state=accepted").get_data(as_text=True)).group(1)
@@ -103,8 +101,6 @@ def test_a_finished_batch_words_its_state_apart_from_its_counts(admin, sqlite_db
     """Given a batch that finished with every binding refused
     When its page is opened
     Then the job reads 已结束 and the counts 已执行 0 and 被拒绝 2, not 已完成 twice."""
-    from models import BatchJob
-    from workflows import batches, operators
     for _ in range(2):
         invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))
     who = operators.authenticate(sqlite_db, "admin", "correct horse battery")
@@ -146,8 +142,6 @@ def test_system_and_verifier_reasons_are_words(app, sqlite_db, family):  # noqa:
     twice (¥1,234.56, then the whole balance)
     When a viewer opens it in zh-CN
     Then history and the 人脸核验 table say 人脸与登记照片比对不一致, 授权额度 ¥1,234.56 and 全部余额, no codes."""
-    from workflows import commands, verification
-    from .support import person
     fam = family(sqlite_db)
     now = datetime.now(timezone.utc)
     bid = invite(sqlite_db, fam, now=now)["id"]
@@ -170,7 +164,6 @@ def test_system_and_verifier_reasons_are_words(app, sqlite_db, family):  # noqa:
 def test_each_known_reason_code_reads_as_words_and_other_text_as_is(app):  # noqa: F811
     """Given the reason codes Gongji writes itself (and a person's own words), When they are worded for a
     zh-CN reader, Then each is a Chinese phrase and the person's words are unchanged."""
-    from web.dashboard import wording
     with app.test_request_context():
         worded = {code: wording.reason(code) for code in (
             "guardian_path", "invitation_ttl", "verification_timeout", "liveness_failed", "beneficiary_deceased",
@@ -188,7 +181,6 @@ def test_the_audit_log_words_policy_changes(app, sqlite_db):  # noqa: F811
     When a viewer opens the audit log
     Then it reads 跨省: 不允许 and 邀请有效期: 1 天 1 小时; cross_province=False only under the folded
     fields as stored (the names `gongji policy publish --set` takes)."""
-    from workflows import policy_admin, policy_fields
     policy_admin.publish(sqlite_db, ["650100"], policy_fields.parse_changes(
         ["cross_province=false", "invitation_ttl_s=90000"]), effective_from=datetime(2030, 1, 1, tzinfo=timezone.utc),
         who="zhang", reason="通知", now=datetime.now(timezone.utc))
@@ -211,7 +203,6 @@ def test_policy_durations_and_lists_are_worded_in_each_language(app, sqlite_db):
     When a viewer reads the policies in Chinese and then in English
     Then the invitation reads 1 天 1 小时 / 1 day 1 hour (not 1.04167 天), the window 每 1 天最多 … 次 (not
     "/ 24 h"), and relationships are joined with 、 in Chinese and commas in English."""
-    from workflows import policy_admin, policy_fields
     policy_admin.publish(sqlite_db, ["650100"], policy_fields.parse_changes(["invitation_ttl_s=90000"]),
                          effective_from=datetime.now(timezone.utc), who="zhang", reason="通知",
                          now=datetime.now(timezone.utc))
