@@ -63,10 +63,12 @@ def _deliveries(s, binding_id: str) -> list[dict]:
     out = [{**dict(d), "last_error": free_text.clean(d["last_error"], limit=2000),
             "tries": tries.get(d["id"], []), "tries_total": total.get(d["id"], 0)} for d in found]
     for d in out:  # held back until the platform has the earlier versions (`deliveries.add`: blocked)
-        d["blocked"] = d["status"] == "pending" and d["next_attempt_at"] is None
+        held = d["status"] == "pending" and d["next_attempt_at"] is None
         d["waits_for"] = min((e["binding_version"] for e in out if e["platform_id"] == d["platform_id"]
                               and e["binding_version"] < d["binding_version"] and e["status"] != "delivered"),
-                             default=None) if d["blocked"] else None
+                             default=None) if held else None
+        # one with nothing undelivered before it is released by the scheduler within a minute: plain pending
+        d["blocked"] = held and d["waits_for"] is not None
     return out
 
 

@@ -84,17 +84,27 @@ def test_the_batch_form_offers_only_what_can_succeed_from_the_filtered_state(adm
 
 
 def test_a_batch_action_the_form_did_not_offer_is_refused(admin, sqlite_db, family):
-    """Given an accepted binding, When an admin posts a batch `expire` for state=accepted (not offered),
-    Then no job starts and the answer says the state does not allow it."""
+    """Given an accepted binding, When an admin posts a batch `expire` for state=accepted (not offered), and
+    an operator a batch `unbind` (an admin's action), Then no job starts; the answers say the state does not
+    allow it, and the role does not; and each refusal is in the audit log with its code."""
+    from models import AuditEntry
     accepted(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))
-    client, _ = signed_in(admin, "admin")
-    token = TOKEN.search(client.get("/dashboard/batches/new?state=accepted").get_data(as_text=True)).group(1)
-    page = client.post("/dashboard/batches", data={"csrf_token": token, "action": "expire", "expected": "1",
-                                                   "reason": "清理", "confirm": "y", "state": "accepted"},
-                       follow_redirects=True).get_data(as_text=True)
-    assert "当前状态不允许" in page
+
+    def post(role, action):
+        client, _ = signed_in(admin, role)
+        token = TOKEN.search(client.get("/dashboard/batches/new?state=accepted").get_data(as_text=True)).group(1)
+        return client.post("/dashboard/batches", data={"csrf_token": token, "action": action, "expected": "1",
+                                                       "reason": "清理", "confirm": "y", "state": "accepted"},
+                           follow_redirects=True).get_data(as_text=True)
+
+    assert "当前状态不允许" in post("admin", "expire")
+    assert "当前状态不允许" not in post("operator", "unbind")
     with sqlite_db() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(BatchJob)) == 0
+        audited = s.execute(sa.select(AuditEntry.operator, AuditEntry.action, AuditEntry.outcome)
+                            .order_by(AuditEntry.id)).all()
+    assert [tuple(a) for a in audited][-2:] == [("admin", "batch_expire", "illegal_transition"),
+                                                ("operator", "batch_unbind", "forbidden")]
 
 
 def test_a_finished_batch_words_its_state_apart_from_its_counts(admin, sqlite_db, family):
@@ -254,7 +264,10 @@ def test_signing_out_keeps_the_chosen_language(app):  # noqa: F811
     token = TOKEN.search(client.get("/dashboard/").get_data(as_text=True)).group(1)
     page = client.post("/dashboard/sign-out", data={"csrf_token": token}, follow_redirects=True).get_data(as_text=True)
     assert '<html lang="en"' in page and "Sign in" in page and "登录" not in page.split("<main>")[1]
-    assert client.get("/dashboard/", follow_redirects=True).status_code == 200
+    landing = client.get("/dashboard/")
+    assert landing.status_code == 302 and landing.headers["Location"].startswith("/dashboard/sign-in")
+    with client.session_transaction("/dashboard/") as kept:  # the session exists under /dashboard only
+        assert set(kept) <= {"lang", "_flashes", "csrf_token"} and kept["lang"] == "en"  # nothing of the operator
     token = TOKEN.search(client.get("/dashboard/sign-in").get_data(as_text=True)).group(1)
     client.post("/dashboard/sign-in", data={"csrf_token": token, "username": "viewer", "password": "correct horse battery"})
     assert "Overview" in client.get("/dashboard/").get_data(as_text=True)
@@ -288,28 +301,3 @@ def test_a_failing_delivery_and_the_versions_behind_it_are_worded(app, sqlite_db
     assert 'data-waits-for="1"' in second and "须待版本 1 送达后推送" in second and "等待前序版本" in second
     assert "<th>v</th>" not in table and '<th class="num">版本</th>' in table
     assert "<th></th>" not in page and "<th>计时项</th>" in page
-
-
-def test_the_overview_links_a_platforms_failing_and_behind_counts_to_those_bindings(app, sqlite_db, family):  # noqa: F811
-    """Given a binding with a dead and a failing delivery to jiangsu
-    When a viewer opens the overview
-    Then jiangsu's failing, dead (and behind) counts link to the list filtered by that stuck reason and platform,
-    which lists the binding."""
-    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
-    _delivery(sqlite_db, bid, attempts=3, last_status_code=500)
-    with sqlite_db.begin() as s:
-        extra = OutboxMessage(topic="binding.accepted", binding_id=bid, binding_version=2, payload={})
-        s.add(extra)
-        s.flush()
-        s.add(Delivery(outbox_id=extra.id, platform_id="jiangsu", event_id="evt_d", topic="binding.accepted",
-                       binding_id=bid, binding_version=2, status="dead", attempts=16))
-    client, _ = signed_in(app, "viewer")
-    page = client.get("/dashboard/").get_data(as_text=True)
-    row = page[page.index('<tr data-platform="jiangsu">'):].split("</tr>")[0]
-    links = {kind: href.replace("&amp;", "&") for href, kind in re.findall(r'href="([^"]+)" data-link="(\w+)"', row)}
-    reasons = {"failing": "delivery_failing", "dead": "delivery_dead", "behind": "sync_behind"}
-    assert {"failing", "dead"} <= links.keys()
-    for kind, href in links.items():
-        assert "platform=jiangsu" in href and f"stuck={reasons[kind]}" in href
-    for kind in ("failing", "dead"):  # (sync_behind lists only what has been behind for 5 minutes)
-        assert bid in client.get(links[kind]).get_data(as_text=True), kind

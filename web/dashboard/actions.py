@@ -8,7 +8,7 @@ from flask import flash, redirect, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from workflows import batches, repair
+from workflows import batches, operators, repair
 from workflows.errors import DomainError
 
 from . import bp, labels
@@ -66,10 +66,19 @@ def start_batch():
     form = BatchForm()
     filters = batches.clean({k: getattr(form, k).data for k in batches.FILTER_KEYS})
     if "older_than_s" in filters:
-        filters["older_than_s"] = int(filters["older_than_s"])
+        try:
+            filters["older_than_s"] = int(filters["older_than_s"])
+        except ValueError:
+            filters.pop("older_than_s")  # a forged value: the count and the job see the filter without it
     form.action.choices = batch_choices(filters)
-    if form.action.data not in {c.value for c in form.action.choices}:  # one the form did not offer
-        _refused(DomainError("illegal_transition", f"{form.action.data} cannot succeed on this filter"))
+    action = str(form.action.data or "")[:40]
+    if action not in {c.value for c in form.action.choices}:  # one the form did not offer: refused, audited
+        exc = DomainError("forbidden", f"your role may not run {action}") \
+            if action in repair.ROLE_FOR and not current_user.can(repair.ROLE_FOR[action]) \
+            else DomainError("illegal_transition", f"{action} cannot succeed on this filter")
+        operators.record_refusal(db(), current_user.info, f"batch_{action}"[:48], exc,
+                                 reason=repair.clean_reason(form.reason.data))
+        _refused(exc)
         return redirect(url_for("dashboard.new_batch", **filters), code=303)
     if not form.validate_on_submit():
         flash(_("Confirm the count and give a reason."), "error")
