@@ -57,6 +57,9 @@ class DomainError(Exception):
 
 
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock wait past `lock_timeout` (models/db.py)
+# PostgreSQL's SQLSTATEs for a transaction the server rolled back because a concurrent one won: a deadlock
+# (40P01) or a serialization failure (40001). Nothing was written: 409 `conflict`, retry.
+LOST_TO_CONCURRENT = frozenset({"40P01", "40001"})
 
 
 class LockTimeout(DomainError):

@@ -32,7 +32,7 @@ from models.types import utcnow
 
 from . import machine, outbox, rows, timers, writes
 from .actors import SYSTEM_TIMER, Actor
-from .errors import LOCK_NOT_AVAILABLE, DomainError, LockTimeout, VersionConflict
+from .errors import LOCK_NOT_AVAILABLE, LOST_TO_CONCURRENT, DomainError, LockTimeout, VersionConflict
 from .idnumbers import normalize
 from .statements import READ_ONLY, Statement
 from .views import binding_view
@@ -213,9 +213,10 @@ def command(db, *, now: datetime | None = None, platform=None, optimistic: bool 
     except sa.exc.IntegrityError as exc:
         raise DomainError(_integrity_code(exc)) from exc
     except sa.exc.OperationalError as exc:
-        if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate == LOCK_NOT_AVAILABLE:
             raise LockTimeout() from None
-        if "deadlock" in str(exc.orig).lower() or "could not serialize" in str(exc.orig).lower():
+        if sqlstate in LOST_TO_CONCURRENT:
             raise DomainError("conflict", "a concurrent change won") from None
         raise
     finally:

@@ -88,17 +88,23 @@ class _LockNotAvailable(Exception):
     sqlstate = "55P03"  # what psycopg's LockNotAvailable carries
 
 
+class _DeadlockDetected(Exception):
+    sqlstate = "40P01"  # what psycopg's DeadlockDetected carries
+
+
 class _OtherOperational(Exception):
     sqlstate = "57014"  # query_canceled (statement_timeout)
 
 
 @pytest.mark.parametrize("orig, api_status, page_status", [(_LockNotAvailable, 409, 409),
+                                                           (_DeadlockDetected, 409, 409),
                                                            (_OtherOperational, 500, 500)])
 def test_a_lock_wait_past_the_timeout_outside_a_command_is_409(sqlite_db, crypto_keys, monkeypatch, orig,
                                                                api_status, page_status):
     """Given a read that meets a lock held past PostgreSQL's lock_timeout (e.g. behind a migration's ALTER),
-    when a platform or a viewer asks, then the API answers 409 conflict (problem+json) and the dashboard its
-    translated 409 page; any other operational error stays a 500."""
+    or a transaction the server aborts in a deadlock, when a platform or a viewer asks, then the API answers
+    409 conflict (problem+json) and the dashboard its translated 409 page; any other operational error stays
+    a 500."""
     import sqlalchemy as sa
 
     from workflows import operators, overview, persons

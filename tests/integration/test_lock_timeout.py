@@ -15,7 +15,7 @@ from models import migrate
 from workflows import commands
 from workflows.errors import DomainError
 
-from .support import T0, accepted, history, invite, person, with_test_migrations
+from .support import T0, accepted, history, invite, person, wait_for_a_lock_wait, with_test_migrations
 
 pytestmark = pytest.mark.pg
 
@@ -64,6 +64,40 @@ def test_a_command_behind_a_lock_held_too_long_is_a_conflict_and_writes_nothing(
     assert [(t.seq, t.to_state) for t in history(pg_db, bid)] == before
     done = run(impatient, bid, person(fam.grantor), now=T0.replace(hour=3))
     assert done["state"] in ("cancelled", "unbound") and done["version"] == before[-1][0] + 1
+
+
+def test_an_invitation_the_server_aborts_in_a_deadlock_is_a_conflict_and_writes_nothing(pg_engine, pg_db, family):
+    """Given a family, and another transaction holding the beneficiary's or grantor's row, whichever sorts
+    last (an invitation locks both persons in id order)
+    When the invitation runs, has locked the first person and waits for the second, and the other
+    transaction then asks for the first (a cycle; the other's deadlock_timeout is a minute, so PostgreSQL's
+    check aborts the invitation, SQLSTATE 40P01, whatever language the server's messages are in)
+    Then the invitation is 409 conflict and writes nothing; once the other lets go it succeeds."""
+    fam = family(pg_db, now=T0)
+    with pg_engine.connect() as c:
+        first, last = c.execute(sa.text("SELECT id FROM persons ORDER BY id")).scalars().all()[-2:]
+        assert c.execute(sa.text("SELECT count(*) FROM bindings")).scalar() == 0
+    other = pg_engine.connect()
+    other.begin()
+    other.exec_driver_sql("SET LOCAL deadlock_timeout = '60s'")
+    other.execute(sa.text("SELECT id FROM persons WHERE id = :id FOR UPDATE"), {"id": last})
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(invite, pg_db, fam)
+        try:
+            wait_for_a_lock_wait(pg_db, on="persons")  # the invitation holds `first` and waits for `last`
+            with ThreadPoolExecutor(1) as second:  # the other's own wait ends when the invitation is aborted
+                grabbing = second.submit(other.execute, sa.text("SELECT id FROM persons WHERE id = :id FOR UPDATE"),
+                                         {"id": first})
+                refused = waiting.exception(timeout=60)
+                grabbing.result(timeout=60)
+        finally:
+            other.rollback()
+            other.close()
+    assert isinstance(refused, DomainError), refused
+    assert refused.code == "conflict"
+    with pg_engine.connect() as c:
+        assert c.execute(sa.text("SELECT count(*) FROM bindings")).scalar() == 0
+    assert invite(pg_db, fam)["state"] == "invited"
 
 
 NO_LIMIT = """    op.execute("DO $$ BEGIN IF current_setting('lock_timeout') <> '0' THEN "

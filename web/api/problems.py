@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flask import Response, current_app, request
 from werkzeug.exceptions import BadRequest, Conflict
 
-from workflows.errors import CODES, LOCK_NOT_AVAILABLE, DomainError
+from workflows.errors import CODES, LOCK_NOT_AVAILABLE, LOST_TO_CONCURRENT, DomainError
 
 MEDIA = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -60,14 +60,17 @@ def register(app) -> None:
         return problem("validation_failed", "a value in the request cannot be stored (e.g. a NUL character)")
 
     @app.errorhandler(sa.exc.OperationalError)
-    def _lock_timeout(e):
-        """A lock wait that passed PostgreSQL's `lock_timeout` outside a command (commands answer it
-        themselves): 409 `conflict`, try again; any other operational error stays a 500."""
-        if getattr(getattr(e, "orig", None), "sqlstate", None) != LOCK_NOT_AVAILABLE:
+    def _contention(e):
+        """Outside a command (commands answer these themselves), a lock wait that passed PostgreSQL's
+        `lock_timeout`, or a transaction the server aborted for a concurrent one (deadlock, serialization):
+        409 `conflict`, nothing written, try again. Any other operational error stays a 500."""
+        sqlstate = getattr(getattr(e, "orig", None), "sqlstate", None)
+        if sqlstate != LOCK_NOT_AVAILABLE and sqlstate not in LOST_TO_CONCURRENT:
             raise e
         if request.path.startswith("/dashboard"):  # the dashboard's own 409 page
             return current_app.handle_http_exception(Conflict())
-        return problem("conflict", "another change held the data too long (lock timeout); retry")
+        return problem("conflict", "another change held the data too long (lock timeout); retry"
+                       if sqlstate == LOCK_NOT_AVAILABLE else "a concurrent change won; retry")
 
     @app.errorhandler(500)
     def _internal(e):
