@@ -83,8 +83,8 @@ _ASKED = {queued_only: Statement(
     .values(provider_status="requested", provider_requests=VA.c.provider_requests + 1,
             verifier_id=sa.bindparam("verifier", type_=VA.c.verifier_id.type)).returning(VA.c.id))
     for queued_only in (False, True)}
-_NO_PROVIDER = Statement(sa.update(VA).where(*_ASKABLE).values(
-    provider_status="error", provider_error="no face-verification provider serves this region"))
+NO_PROVIDER = "no face-verification provider serves this region"  # the attempt's provider_error (the dashboard words it)
+_NO_PROVIDER = Statement(sa.update(VA).where(*_ASKABLE).values(provider_status="error", provider_error=NO_PROVIDER))
 _OPENED = Statement(sa.update(VA).where(VA.c.id == sa.bindparam("vid")).values(
     provider_status="opened", provider_session_id=sa.bindparam("sid", type_=VA.c.provider_session_id.type),
     provider_error=None))

@@ -136,6 +136,26 @@ def test_the_stuck_box_words_its_details_and_the_provider_status_in_chinese(app,
     assert 'data-provider-status="error">会话请求失败</span>' in page
 
 
+def test_an_attempt_no_provider_serves_says_so_in_chinese(app, sqlite_db, family):  # noqa: F811
+    """Given a binding whose face verification was started while no face-verification provider serves its
+    region, When a viewer opens it in zh-CN, Then the stuck box and the attempt row both say so in Chinese
+    (the API keeps the English text: `provider_error` is free text for integrators)."""
+    from workflows import face_sessions, platforms
+    platforms.set_webhook_url(sqlite_db, "facecheck", None)
+    fam = family(sqlite_db)
+    now = datetime.now(timezone.utc)
+    bid = invite(sqlite_db, fam, now=now)["id"]
+    vid = verification.start_verification(sqlite_db, bid, person(fam.beneficiary), now=now)["verification_id"]
+    assert face_sessions.session_request(sqlite_db, vid, callback_base="http://gongji.test", now=now) is None
+    client, _ = signed_in(app, "viewer")
+
+    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+
+    box = page[page.index("卡住原因"):page.index("状态图")]
+    assert "第 1 次核验，已请求 0 次: 本地区没有人脸核验服务商" in box, box[:600]
+    assert page.count("本地区没有人脸核验服务商") == 2 and face_sessions.NO_PROVIDER not in page
+
+
 def test_a_bad_id_number_is_named_in_chinese(app):  # noqa: F811
     """Given a viewer, When they look up a malformed ID number, Then the error is a sentence, not a code."""
     client, _ = signed_in(app, "viewer")

@@ -11,6 +11,8 @@ from flask import has_request_context
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from workflows import face_sessions
+
 from . import labels
 
 _SIDE = {"grantor": _l("grantor"), "beneficiary": _l("beneficiary")}
@@ -28,6 +30,7 @@ REASONS = {
     "grantor_left_employee_insurance": _l("the grantor no longer has employee medical insurance"),
     "region_not_allowed": labels.ERRORS["region_not_allowed"],
     "relationship_ended": _l("the registry says the relationship has ended"),
+    face_sessions.NO_PROVIDER: _l("no face-verification provider serves this region"),
 }
 _SIDE_REASONS = {
     "deceased": _l("the %(side)s has died"),
