@@ -22,6 +22,8 @@ CODES: dict[str, tuple[int, str]] = {
     "reason_required": (422, "Operators and the system must give a reason"),
     "unknown_region": (422, "No such pooling region"),
     "region_not_served": (403, "This platform does not serve that region"),
+    "platform_not_allowed": (403, "This kind of platform may not do this (a face-verification provider only "
+                             "sends verification results and reads what became of them)"),
     "idempotency_key_reused": (422, "The Idempotency-Key was used with a different request"),
     "validation_failed": (422, "The request body does not match the schema"),
     "stale": (409, "The registry fact is not newer than the one already held (registry_as_of)"),

@@ -35,7 +35,10 @@ class PlatformInfo:
     previous_secret_expires_at: datetime | None = None
 
     def serves(self, province_code: str) -> bool:
-        return self.kind == "national" or province_code in self.provinces
+        """Whether the platform speaks for the insured of that province: the national platform for all, a
+        provincial one for its own. A face-verification provider (`verifier`) for none: its provinces say
+        whose faces it checks, not whose registry it keeps."""
+        return self.kind == "national" or (self.kind == "province" and province_code in self.provinces)
 
     def signing_secrets(self, now: datetime | None = None) -> tuple[str, ...]:
         """The current secret, then the previous one while its rotation overlap lasts: outbound webhooks

@@ -107,6 +107,8 @@ def concerns(platform) -> sa.ColumnElement[bool]:
     moves them, never the home province `province_code`)."""
     if platform.kind == "national":
         return sa.true()
+    if platform.kind != "province":  # a face-verification provider holds no copy of the bindings
+        return sa.false()
     regions = sa.select(Region.code).where(Region.province_code.in_(platform.provinces))
     return sa.or_(rows.B.c.grantor_region.in_(regions), rows.B.c.beneficiary_region.in_(regions))
 

@@ -141,7 +141,7 @@ def receive(db, *, platform, webhook_id: str, body: bytes, headers: dict, event_
     INSERT and the outbox INSERT in one transaction."""
     allowed = SENDERS.get(event_type, ("national", "province"))
     if platform.kind not in allowed:
-        raise DomainError("not_your_binding", f"a {platform.kind} platform may not send {event_type}")
+        raise DomainError("platform_not_allowed", f"a {platform.kind} platform may not send {event_type}")
     if not 0 < len(webhook_id) <= MAX_WEBHOOK_ID:  # also: one overlong id must not fail a whole group
         raise DomainError("validation_failed", f"webhook-id is 1 to {MAX_WEBHOOK_ID} characters")
     row = dict(platform_id=platform.id, webhook_id=webhook_id, type=event_type, body=body.decode("utf-8"),

@@ -29,9 +29,14 @@ class Endpoint:
     tag: str
     errors: tuple[int, ...]
     query: tuple[tuple[str, dict, str], ...] = ()  # (name, JSON schema, description) of query parameters
+    kinds: tuple[str, ...] = ()  # the kinds of platform that may call it
 
 
+# Registry and insurance platforms act for persons; a face-verification provider (`verifier`) only sends
+# its results (`/webhooks/<platform>`) and reads what became of them: an endpoint names who may call it.
+REGISTRIES = ("national", "province")
 ENDPOINTS: list[Endpoint] = []
+_KINDS: dict[str, tuple[str, ...]] = {}  # Flask endpoint name → the kinds of platform that may call it
 
 
 def db():
@@ -50,6 +55,9 @@ def authenticate():
         g.platform = platforms.authenticate(db(), key.strip())
     except DomainError as exc:
         return from_error(exc)
+    allowed = _KINDS.get(request.endpoint)
+    if allowed is not None and g.platform.kind not in allowed:
+        return problem("platform_not_allowed", f"a {g.platform.kind} platform may not call this endpoint")
     return None
 
 
@@ -73,10 +81,14 @@ def parse(model: type[BaseModel]):
 
 
 def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, status: int = 200,
-             tag: str = "bindings", errors: tuple[int, ...] = (400, 401, 404, 422), query=(), any_text=()):
+             tag: str = "bindings", errors: tuple[int, ...] = (400, 401, 404, 422), query=(), any_text=(),
+             kinds: tuple[str, ...] = REGISTRIES):
     """Register a route; writes honour `Idempotency-Key`. The view returns a JSON-able payload. `any_text`:
-    path parameters that may hold any character, `/` included (the client percent-encodes it)."""
-    ENDPOINTS.append(Endpoint(method, path, summary, body, answer, status, tag, errors, tuple(query)))
+    path parameters that may hold any character, `/` included (the client percent-encodes it). `kinds`:
+    the kinds of platform that may call it (any other is 403 `platform_not_allowed`)."""
+    if set(kinds) != set(platforms.KINDS) and 403 not in errors:
+        errors = tuple(sorted((*errors, 403)))
+    ENDPOINTS.append(Endpoint(method, path, summary, body, answer, status, tag, errors, tuple(query), tuple(kinds)))
     flask_path = path
     for name in any_text:
         flask_path = flask_path.replace("{" + name + "}", "<path:" + name + ">")
@@ -115,6 +127,7 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
             return resp
 
         bp.add_url_rule(flask_path, view.__name__, with_key, methods=[method])
+        _KINDS[f"{bp.name}.{view.__name__}"] = tuple(kinds)
         return view
     return wrap
 
