@@ -97,6 +97,7 @@ def test_problem_codes_are_documented(embedded):
     Then each code of the README is documented there with its status; an unknown code is 404."""
     for code, status in (("malformed", 400), ("unauthorized", 401), ("bad_signature", 401),
                          ("stale_timestamp", 401), ("not_your_binding", 403), ("region_not_served", 403),
+                         ("platform_not_allowed", 403),
                          ("not_found", 404), ("illegal_transition", 409), ("conflict", 409),
                          ("invalid_id_number", 422), ("commitment_required", 422), ("too_frequent", 429)):
         doc = requests.get(f"{embedded}/api/v1/problems/{code}", timeout=30)

@@ -146,13 +146,13 @@ def test_webhook_signature_and_timestamp_refusals_store_nothing(embedded, js, fa
 def test_a_province_may_not_send_verification_results(embedded, js, dev_keys):
     """Given an invited binding with an open attempt
     When the Jiangsu platform (a province, not a verifier) sends a correctly signed `verification.completed`
-    Then 403 not_your_binding and the binding is unchanged."""
+    Then 403 platform_not_allowed and the binding is unchanged."""
     grantor, beneficiary = couple(js)
     b = js.invited(grantor, beneficiary)
     vid = js.ok(b["id"], "verification", beneficiary, status=202)["verification_id"]
     before = snapshot(js, b["id"])
     resp = post_webhook(embedded, "jiangsu", dev_keys["jiangsu"][1], verification_completed(vid, b["id"]))
-    assert_problem(resp, 403, "not_your_binding")
+    assert_problem(resp, 403, "platform_not_allowed")
     assert snapshot(js, b["id"]) == before
 
 
