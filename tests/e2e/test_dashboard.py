@@ -68,7 +68,7 @@ def test_an_admin_finds_understands_and_repairs_a_stuck_binding(embedded, page, 
     history and the audit log show both, with the reasons."""
     bid, grantor, beneficiary = stuck_binding
     page.goto(f"{embedded}/dashboard/")
-    assert "/dashboard/sign-in" in page.url  # nothing without signing in
+    assert "/dashboard/login" in page.url  # nothing without signing in (API.md: sign-in at /dashboard/login)
     shot(page, "sign-in")
     sign_in(page, embedded, ADMIN)
     row = page.locator("[data-reason=verification_request_failed]")

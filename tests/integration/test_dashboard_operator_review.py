@@ -265,7 +265,7 @@ def test_signing_out_keeps_the_chosen_language(app):  # noqa: F811
     page = client.post("/dashboard/sign-out", data={"csrf_token": token}, follow_redirects=True).get_data(as_text=True)
     assert '<html lang="en"' in page and "Sign in" in page and "登录" not in page.split("<main>")[1]
     landing = client.get("/dashboard/")
-    assert landing.status_code == 302 and landing.headers["Location"].startswith("/dashboard/sign-in")
+    assert landing.status_code == 302 and landing.headers["Location"].startswith("/dashboard/login")
     with client.session_transaction("/dashboard/") as kept:  # the session exists under /dashboard only
         assert set(kept) <= {"lang", "_flashes", "csrf_token"} and kept["lang"] == "en"  # nothing of the operator
     token = TOKEN.search(client.get("/dashboard/sign-in").get_data(as_text=True)).group(1)

@@ -25,8 +25,8 @@ def app(sqlite_db, crypto_keys):
 
 def signed_in(app, username: str, *, next_: str = ""):
     client = app.test_client()
-    token = TOKEN.search(client.get("/dashboard/sign-in").get_data(as_text=True)).group(1)
-    answer = client.post(f"/dashboard/sign-in{next_}", data={
+    token = TOKEN.search(client.get("/dashboard/login").get_data(as_text=True)).group(1)
+    answer = client.post(f"/dashboard/login{next_}", data={
         "csrf_token": token, "username": username, "password": "correct horse battery"})
     return client, answer
 
@@ -70,7 +70,20 @@ def test_signed_out_visitors_are_sent_to_sign_in(app):
     for answer in (client.get("/dashboard/bindings"), client.post("/dashboard/bindings/bnd_x/expire")):
         assert answer.status_code in (302, 400)
         if answer.status_code == 302:
-            assert "/dashboard/sign-in" in answer.headers["Location"]
+            assert "/dashboard/login" in answer.headers["Location"]
+
+
+def test_the_sign_in_page_is_at_the_address_api_md_gives_and_its_old_one(app):
+    """Given no session, When /dashboard/login (API.md "Pages") and /dashboard/sign-in (its name before) are
+    asked for, Then both are the sign-in form; and a viewer signs in at /dashboard/login."""
+    client = app.test_client()
+    for path in ("/dashboard/login", "/dashboard/sign-in"):
+        page = client.get(path)
+        assert page.status_code == 200 and TOKEN.search(page.get_data(as_text=True)), path
+    token = TOKEN.search(client.get("/dashboard/login").get_data(as_text=True)).group(1)
+    answer = client.post("/dashboard/login", data={"csrf_token": token, "username": "viewer",
+                                                    "password": "correct horse battery"})
+    assert answer.status_code == 302 and client.get("/dashboard/").status_code == 200
 
 
 def test_the_language_switch_keeps_the_page_and_its_filters(app):
@@ -120,7 +133,7 @@ def test_signing_out_ends_every_session_of_the_operator_even_a_copied_cookie(app
 
     for client in (copied, second):
         answer = client.get("/dashboard/")
-        assert answer.status_code == 302 and "/dashboard/sign-in" in answer.headers["Location"]
+        assert answer.status_code == 302 and "/dashboard/login" in answer.headers["Location"]
     again, answer = signed_in(app, "operator")
     assert answer.status_code == 302 and again.get("/dashboard/").status_code == 200
 

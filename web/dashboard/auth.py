@@ -83,7 +83,10 @@ def _safe_next(target: str | None) -> str:
     return url_for("dashboard.overview")
 
 
+# `/dashboard/login` is the address API.md ("Pages") gives; `/dashboard/sign-in`, its name before, still
+# answers (bookmarks). The rule registered first (the lower decorator) is the one `url_for` builds.
 @bp.route("/sign-in", methods=["GET", "POST"])
+@bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(SIGN_IN_LIMIT, methods=["POST"], key_func=_sign_in_key)
 @limiter.limit(ADDRESS_LIMIT, methods=["POST"])
 @public
