@@ -85,6 +85,10 @@ def test_openapi_document_lists_the_contract(embedded):
         assert sent["properties"]["type"]["const"] == kind
         expected = "subject" if kind == "verification.session_requested" else "binding"
         assert expected in sent["properties"]["data"]["properties"], kind
+    # every success status is documented: a person registered again is 200, a new one 201; the headers too
+    assert {"200", "201"} <= set(doc["paths"]["/api/v1/persons"]["post"]["responses"])
+    invite = doc["paths"]["/api/v1/bindings"]["post"]["responses"]
+    assert "Idempotent-Replayed" in invite["201"]["headers"] and "Retry-After" in invite["429"]["headers"]
     # a platform reads what became of its webhook; every operation documents the refusals any route may give
     assert doc["paths"]["/api/v1/webhooks/{webhook_id}"]["get"]["responses"]["200"]["content"]
     assert all("default" in op["responses"] for path, ops in doc["paths"].items() if path.startswith("/api/v1")

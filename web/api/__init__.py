@@ -25,7 +25,7 @@ class Endpoint:
     summary: str
     body: type[BaseModel] | None
     answer: type[BaseModel] | None
-    status: int
+    status: tuple[int, ...]  # its success statuses, the usual one first
     tag: str
     errors: tuple[int, ...]
     query: tuple[tuple[str, dict, str], ...] = ()  # (name, JSON schema, description) of query parameters
@@ -80,15 +80,17 @@ def parse(model: type[BaseModel]):
         raise DomainError("validation_failed", "the body does not match the schema", errors=errors) from None
 
 
-def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, status: int = 200,
+def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, status: int | tuple[int, ...] = 200,
              tag: str = "bindings", errors: tuple[int, ...] = (400, 401, 404, 422), query=(), any_text=(),
              kinds: tuple[str, ...] = REGISTRIES):
     """Register a route; writes honour `Idempotency-Key`. The view returns a JSON-able payload. `any_text`:
     path parameters that may hold any character, `/` included (the client percent-encodes it). `kinds`:
-    the kinds of platform that may call it (any other is 403 `platform_not_allowed`)."""
+    the kinds of platform that may call it (any other is 403 `platform_not_allowed`). `status`: the success
+    status, or several (the view then returns `(status, payload)`), each documented with the answer."""
+    statuses = status if isinstance(status, tuple) else (status,)
     if set(kinds) != set(platforms.KINDS) and 403 not in errors:
         errors = tuple(sorted((*errors, 403)))
-    ENDPOINTS.append(Endpoint(method, path, summary, body, answer, status, tag, errors, tuple(query), tuple(kinds)))
+    ENDPOINTS.append(Endpoint(method, path, summary, body, answer, statuses, tag, errors, tuple(query), tuple(kinds)))
     flask_path = path
     for name in any_text:
         flask_path = flask_path.replace("{" + name + "}", "<path:" + name + ">")
@@ -100,7 +102,7 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
             if body is not None:
                 kwargs["body"] = parse(body)
             out = view(**kwargs)
-            code, payload = out if isinstance(out, tuple) else (status, out)
+            code, payload = out if isinstance(out, tuple) else (statuses[0], out)
             return _json(code, payload)
 
         @wraps(view)

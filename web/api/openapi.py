@@ -11,6 +11,12 @@ from .schemas import ActorIn, BindingOut, PersonIn, Problem
 from .webhook_doc import OUTBOUND_WEBHOOKS, WEBHOOK_PATHS
 
 REF = "#/components/schemas/{model}"
+SUCCESS = {200: "OK", 201: "Created", 202: "Accepted: stored, applied later"}
+REPLAYED = {"description": "`true` when this is the stored answer to an earlier request with the same "
+                           "Idempotency-Key and body (nothing was done again)",
+            "schema": {"type": "string", "enum": ["true"]}}
+RETRY_AFTER = {"description": "seconds until one more change fits the person's window (too_frequent)",
+               "schema": {"type": "integer", "minimum": 1}}
 
 
 def _schema(model, components: dict) -> dict:
@@ -42,14 +48,19 @@ def document() -> dict:
         if ep.body is not None:
             op["requestBody"] = {"required": True,
                                  "content": {"application/json": {"schema": _schema(ep.body, components)}}}
-        ok = {"description": "OK"}
-        if ep.answer is not None:
-            ok["content"] = {"application/json": {"schema": _schema(ep.answer, components)}}
-        op["responses"][str(ep.status)] = ok
+        for status in ep.status:
+            ok = {"description": SUCCESS.get(status, "OK")}
+            if ep.answer is not None:
+                ok["content"] = {"application/json": {"schema": _schema(ep.answer, components)}}
+            if ep.method != "GET":
+                ok["headers"] = {"Idempotent-Replayed": REPLAYED}
+            op["responses"][str(status)] = ok
         for status in ep.errors:
             codes = sorted(c for c, (s, _t) in CODES.items() if s == status)
             op["responses"][str(status)] = {"description": "codes: " + ", ".join(codes),
                                             "content": {"application/problem+json": {"schema": problem_ref}}}
+            if status == 429:
+                op["responses"]["429"]["headers"] = {"Retry-After": RETRY_AFTER}
         op["responses"]["default"] = {  # what any route may answer besides its own refusals
             "description": "401 unauthorized (no or a wrong key), 405 method_not_allowed (with Allow), "
                            "500 internal_error: always problem+json",

@@ -13,7 +13,7 @@ from .schemas import DeductionOrderIn, DeductionOrderOut, FamilyOut, LookupIn, P
 
 
 @endpoint("POST", "/persons", "Create or update a person from the platform's registry", body=PersonIn,
-          answer=PersonOut, status=201, tag="persons", errors=(400, 401, 403, 409, 422))
+          answer=PersonOut, status=(201, 200), tag="persons", errors=(400, 401, 403, 409, 422))
 def upsert_person(body: PersonIn):
     view, created = persons.upsert(db(), body.model_dump(), platform=g.platform)
     return (201 if created else 200), view
