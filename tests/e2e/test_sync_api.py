@@ -10,7 +10,7 @@ def test_a_platform_pages_the_feed_and_reads_its_lag(embedded, js, xj):
     """Given a Jiangsu binding
     When Jiangsu polls GET /api/v1/sync/bindings from the start (changes show after the horizon)
     Then the binding appears, masked, with a cursor to continue from; Xinjiang's feed does not show it;
-    a made-up cursor is 422 validation_failed; no key is 401; GET /sync/status answers Jiangsu's own lag."""
+    a made-up cursor or a limit outside 1..1000 is 422 validation_failed; no key is 401; GET /sync/status answers Jiangsu's own lag."""
     grantor, beneficiary = js.person("320100"), js.person("320100", insurance_type="resident")
     bid = js.invited(grantor, beneficiary)["id"]
 
@@ -31,6 +31,8 @@ def test_a_platform_pages_the_feed_and_reads_its_lag(embedded, js, xj):
     xj_ids = [b["id"] for b in xj.get("/api/v1/sync/bindings?limit=1000").json()["bindings"]]
     assert bid not in xj_ids
     assert_problem(js.get("/api/v1/sync/bindings?after=made-up"), 422, "validation_failed")
+    for limit in ("0", "-1", "1001", "ten"):  # the document's 1..1000, not a silent clamp
+        assert_problem(js.get(f"/api/v1/sync/bindings?limit={limit}"), 422, "validation_failed")
     assert_problem(requests.get(f"{embedded}/api/v1/sync/bindings", timeout=30), 401, "unauthorized")
     status = js.get("/api/v1/sync/status")
     assert status.status_code == 200 and status.json()["platform"] == "jiangsu"

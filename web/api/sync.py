@@ -24,6 +24,8 @@ def sync_feed():
         limit = int(request.args.get("limit", 500))
     except ValueError:
         raise DomainError("validation_failed", "limit is an integer") from None
+    if not 1 <= limit <= sync.MAX_PAGE:  # what the document says, not a silent clamp
+        raise DomainError("validation_failed", f"limit is 1 to {sync.MAX_PAGE}")
     return sync.feed(db(), g.platform, after=request.args.get("after") or None, limit=limit,
                      horizon_s=current_app.extensions["gongji"]["settings"].sync_horizon_s)
 
