@@ -25,7 +25,7 @@ from models.crypto import lookup_hash
 from . import commands, consequences, idnumbers, policy, rows
 from .actors import Actor
 from .errors import DomainError
-from .persons import by_number, facts, province_of, upsert
+from .persons import NO_SUCH_NUMBER, by_number, facts, province_of, upsert
 from .unit import Command, command
 
 FUTURE_TOLERANCE = timedelta(minutes=5)  # an as-of time further ahead would freeze the person's record
@@ -59,9 +59,13 @@ def registry_actor(platform) -> Actor:
     return Actor("system", f"registry:{platform.id}" if platform is not None else "registry")
 
 
-def check_served(platform, *province_codes: str) -> None:
+def served(platform, *province_codes: str) -> bool:
     """The platform serves at least one of the provinces (None = an internal caller, serves all)."""
-    if platform is not None and not any(platform.serves(p) for p in province_codes):
+    return platform is None or any(platform.serves(p) for p in province_codes)
+
+
+def check_served(platform, *province_codes: str) -> None:
+    if not served(platform, *province_codes):
         raise DomainError("region_not_served", f"platform {platform.id} does not serve that person's province")
 
 
@@ -165,9 +169,9 @@ def person_deceased(db, data: dict, *, platform, as_of: datetime, now=None) -> s
         number = _number(data, "id_number", idnumbers.today_in_china(cmd.now))
         at = as_of_time(data.get("updated_at"), now=cmd.now) or as_of
         person = by_number(s, number, lock=True)
-        if person is None:
-            raise DomainError("not_found", "no person with that ID number")
-        check_served(platform, province_of(s, person.region_code))
+        # a person the platform does not serve is answered as one nobody holds: nothing can be probed
+        if person is None or not served(platform, province_of(s, person.region_code)):
+            raise DomainError("not_found", NO_SUCH_NUMBER)
         if person.deceased:
             raise DomainError("stale", "the person is already recorded as deceased")
         # no freshness check: a death is never superseded by another fact of the record, and it is often
@@ -186,9 +190,9 @@ def relationship_ended(db, data: dict, *, platform, as_of: datetime | None = Non
         s, today = cmd.session, idnumbers.today_in_china(cmd.now)
         grantor = by_number(s, _number(data, "grantor_id_number", today))
         beneficiary = by_number(s, _number(data, "beneficiary_id_number", today))
-        if grantor is None or beneficiary is None:
+        if grantor is None or beneficiary is None or not served(  # unseen persons: as if nobody held them
+                platform, province_of(s, grantor.region_code), province_of(s, beneficiary.region_code)):
             return "no_binding"
-        check_served(platform, province_of(s, grantor.region_code), province_of(s, beneficiary.region_code))
         row = rows.lock_pair(s, grantor.id, beneficiary.id)
         decided = consequences.relationship_ended(row.state, row.expires_at, cmd.now) if row else None
         if decided is None:
@@ -208,7 +212,8 @@ def unbind_requested(db, data: dict, *, platform, as_of: datetime | None = None,
         raise DomainError("validation_failed", "binding_id is a string, actor an object, reason a string")
     with db() as s:
         row = rows.get(s, binding_id)
-        check_served(platform, province_of(s, row.grantor.region_code), province_of(s, row.beneficiary.region_code))
+        if not served(platform, province_of(s, row.grantor.region_code), province_of(s, row.beneficiary.region_code)):
+            raise DomainError("not_found", f"no binding {binding_id}")  # as for an id nobody holds
     return commands.unbind(db, binding_id, actor, reason=reason, channel="app", now=now, platform=platform)["state"]
 
 

@@ -273,8 +273,10 @@ def test_a_province_platform_is_refused_for_another_province(pg_db, family, base
     """Given an authorized binding between two persons insured in Jiangsu,
     when the Xinjiang platform sends person.deceased, a person.updated moving one of them to 乌鲁木齐,
     relationship.ended and binding.unbind_requested about them,
-    then each is recorded with the final outcome region_not_served and nothing changes; the national
-    platform, which serves every province, may send the same death."""
+    then nothing changes, and each is recorded with the outcome it would have for persons and a binding
+    nobody holds (not_found, no_binding), so that Xinjiang learns nothing of Jiangsu's insured; only the
+    move is region_not_served (a province may not take over another's insured). The national platform,
+    which serves every province, may send the same death."""
     fam = family(pg_db, now=base)
     bid = _authorized(pg_db, fam, base)
     before = domain_state(pg_db)
@@ -289,11 +291,17 @@ def test_a_province_platform_is_refused_for_another_province(pg_db, family, base
              {"binding_id": bid, "actor": person(fam.grantor)}, sent=sent),
     ]
 
-    assert outcomes == ["region_not_served"] * 4
+    assert outcomes == ["not_found", "region_not_served", "no_binding", "not_found"]
     assert domain_state(pg_db) == before
+    nobody = [with_check_digit(f"65010219700101{n}99") for n in (1, 2)]  # numbers nobody holds: the same outcomes
+    assert [send(pg_db, "xinjiang", "person.deceased", {"id_number": nobody[0]}, sent=sent),
+            send(pg_db, "xinjiang", "relationship.ended", {"grantor_id_number": nobody[0],
+                                                           "beneficiary_id_number": nobody[1]}, sent=sent),
+            send(pg_db, "xinjiang", "binding.unbind_requested", {"binding_id": "bnd_nobody", "actor": person(
+                nobody[0])}, sent=sent)] == ["not_found", "no_binding", "not_found"]
     with pg_db() as s:
         done = s.scalars(sa.select(ReceivedWebhook).where(ReceivedWebhook.platform_id == "xinjiang")).all()
-    assert {(w.outcome, w.processed_at is not None, w.last_error) for w in done} == {("region_not_served", True, None)}
+    assert all(w.processed_at is not None and w.last_error is None for w in done)
     assert send(pg_db, "national", "person.deceased", {"id_number": fam.grantor}, sent=sent) == "applied"
     assert_ended_by_system(pg_db, bid, state="unbound", event="unbind", reason="grantor_deceased",
                            platform_id="national")
