@@ -160,14 +160,18 @@ def receive(db, *, platform, webhook_id: str, body: bytes, headers: dict, event_
 
 def sent_at(row: ReceivedWebhook) -> datetime:
     """The as-of time of an event without `data.updated_at`: its `webhook-timestamp`, as of the end of that
-    second. The header has whole seconds and the event left at some instant within it, so a fact held from
-    earlier in the same second (a `POST /persons` a moment before, stamped to the microsecond) is older and
-    the event applies; a re-send with the same timestamp is as of the same instant, so it is `stale`."""
+    second, but never later than the moment Gongji received it. The header has whole seconds and the event
+    left at some instant within it, so a fact held from earlier in the same second (a `POST /persons` a
+    moment before, stamped to the microsecond) is older and the event applies; a re-send with the same
+    timestamp is as of the same instant, so it is `stale`. The cap on arrival: a sender whose clock runs
+    ahead (the signature check tolerates 5 minutes) would otherwise make its fact look newer than another
+    platform's that arrives after it, which would then be dropped as `stale` for good; and of two events
+    within one second, the one that arrived later is the newer."""
     try:
         second = datetime.fromtimestamp(int((row.headers or {}).get("webhook-timestamp")), timezone.utc)
     except (TypeError, ValueError, OverflowError, OSError):
         return row.received_at
-    return second + timedelta(microseconds=999_999)
+    return min(second + timedelta(microseconds=999_999), row.received_at)
 
 
 def _apply(db, row: ReceivedWebhook) -> str:

@@ -248,6 +248,29 @@ def test_an_update_signed_in_the_same_second_as_the_registration_applies(pg_db, 
     assert held(pg_db, fam.grantor).insurance_status == "suspended"
 
 
+def test_a_sender_whose_clock_runs_ahead_does_not_outdate_a_fact_that_arrives_after_it(pg_db, family, base):
+    """Given an authorized binding
+    When Jiangsu sends a person.updated about the grantor (balance only, no `updated_at`) signed 4 minutes
+    ahead of the true time (inside the signature's 5-minute tolerance), and then the national platform
+    sends, signed at the true time, that his insurance has ended
+    Then both apply (a fact is never newer than its arrival: before, Jiangsu's clock made the national
+    platform's later fact `stale` for good, and the binding stayed authorized) and the binding ends with
+    grantor_insurance_ended."""
+    fam = family(pg_db, now=base)
+    bid = _authorized(pg_db, fam, base)
+    ahead = utcnow() + timedelta(minutes=4)
+    richer = registry(fam, "grantor", balance_fen=123_456)
+
+    first = send(pg_db, "jiangsu", "person.updated", richer, sent=ahead)
+    ended = send(pg_db, "national", "person.updated", registry(fam, "grantor", insurance_status="ended"),
+                 sent=utcnow())
+
+    assert (first, ended) == ("applied", "applied")
+    assert held(pg_db, fam.grantor).insurance_status == "ended"
+    assert_ended_by_system(pg_db, bid, state="unbound", event="unbind", reason="grantor_insurance_ended",
+                           platform_id="national")
+
+
 def test_a_death_applies_even_when_a_newer_fact_is_held(pg_db, family, base):
     """Given an accepted binding whose grantor's record is held as of `base + 1 h`,
     when a person.deceased as of `base + 30 min` (the day of death, reported after the later update) arrives,
