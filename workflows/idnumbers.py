@@ -1,4 +1,5 @@
-"""Resident ID numbers (GB 11643-1999): normalization, validation, birth date, age and masking.
+"""Resident ID numbers (GB 11643-1999): normalization, validation, birth date, age and masking; and how a
+typed name is matched with the registry's (`same_name`).
 
 `python-stdnum` gives the MOD 11-2 check digit and the date parse; we add the rules it lacks (a birth date
 in the future or before 1900 is refused) and deliberately skip its birthplace-code check: a county code
@@ -6,6 +7,7 @@ retired after issuance would refuse a real citizen, and the insurance registry i
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -71,6 +73,19 @@ def mask_in_text(text: str) -> str:
     """Free text (an operator's reason, a platform's error answer) with anything shaped like an ID number
     masked."""
     return _ID_SHAPED.sub(lambda m: mask(m.group(0)), text)
+
+
+# The separator of a name's parts (Uyghur, Kazakh and other names written in Chinese characters: 阿依古丽·买买提)
+# is typed as any of these; the registry holds one of them, a platform's form may send another.
+_NAME_DOTS = str.maketrans({c: "·" for c in "\u2022\u2027\u30fb\u22c5\u2219\u0387\u16eb\u2e31\uff0e."})
+
+
+def same_name(given: str, held: str) -> bool:
+    """Whether a typed name is the registry's: compared after Unicode NFKC (full-width letters), with the
+    separator's variants as `·` and without spaces; otherwise character for character."""
+    def key(name: str) -> str:
+        return "".join(unicodedata.normalize("NFKC", name or "").translate(_NAME_DOTS).split())
+    return key(given) == key(held)
 
 
 def mask_name(name: str) -> str:

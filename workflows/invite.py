@@ -109,7 +109,7 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
             grantor = None
         rules.check_grantor(facts(s, grantor))
         rules.check_beneficiary(facts(s, beneficiary))
-        if (beneficiary_name or "").strip() != beneficiary.name:
+        if not idnumbers.same_name(beneficiary_name, beneficiary.name):
             raise DomainError("name_mismatch")
         g_policy = policy.in_force(s, grantor.region_code, cmd.now)
         b_policy = policy.in_force(s, beneficiary.region_code, cmd.now)

@@ -335,3 +335,18 @@ def test_today_is_the_date_in_china():
     assert idnumbers.today_in_china(now) == date(2026, 11, 25)
     born_today = idnumbers.with_check_digit("32010220261125001")
     assert idnumbers.validate(born_today, today=idnumbers.today_in_china(now)) == born_today
+
+
+@pytest.mark.parametrize("typed", ["阿依古丽·买买提", "阿依古丽•买买提", "阿依古丽・买买提", "阿依古丽･买买提",
+                                   "阿依古丽.买买提", "阿依古丽．买买提", " 阿依古丽 · 买买提 ", "阿依古丽‧买买提"])
+def test_a_name_typed_with_any_separator_is_the_registrys(typed):
+    """Given the registry's 阿依古丽·买买提 (a Uyghur name; its separator is typed many ways), When a platform
+    sends it with another separator, full-width, or spaces around, Then it is the same name."""
+    assert idnumbers.same_name(typed, "阿依古丽·买买提")
+
+
+@pytest.mark.parametrize("typed, held", [("阿依古丽买买提", "阿依古丽·买买提"), ("张三", "张四"), ("", "张三"),
+                                         ("张三丰", "张三"), ("阿依古丽·买买提", "阿依古丽·买买")])
+def test_another_name_is_not_the_registrys(typed, held):
+    """A missing separator, another character, or another length is another name."""
+    assert not idnumbers.same_name(typed, held)
