@@ -184,8 +184,11 @@ def person_deceased(db, data: dict, *, platform, as_of: datetime, now=None) -> s
 
 
 def relationship_ended(db, data: dict, *, platform, as_of: datetime | None = None, now=None) -> str:
-    """End the pair's non-terminal binding (`unbind` if live, `reject` if pending): its new state, or
-    `no_binding`."""
+    """End the two persons' non-terminal bindings (`unbind` if live, `reject` if pending) in both directions:
+    a relationship that ended has ended for each of them (spouses who divorced may have bound each other
+    both ways). Returns the new state of the binding named (grantor → beneficiary), else of the reverse
+    one, or `no_binding`. The two directions are locked in one order (the persons' ids), so two such
+    events about the same persons queue instead of deadlocking."""
     with command(db, now=now) as cmd:
         s, today = cmd.session, idnumbers.today_in_china(cmd.now)
         grantor = by_number(s, _number(data, "grantor_id_number", today))
@@ -193,14 +196,15 @@ def relationship_ended(db, data: dict, *, platform, as_of: datetime | None = Non
         if grantor is None or beneficiary is None or not served(  # unseen persons: as if nobody held them
                 platform, province_of(s, grantor.region_code), province_of(s, beneficiary.region_code)):
             return "no_binding"
-        row = rows.lock_pair(s, grantor.id, beneficiary.id)
-        decided = consequences.relationship_ended(row.state, row.expires_at, cmd.now) if row else None
-        if decided is None:
-            return "no_binding"
-        actor = registry_actor(platform)
-        cmd.authorize_actor(row, decided[0], actor, decided[1])
-        cmd.transition(row, decided[0], actor, reason=decided[1])
-        return row.state
+        actor, ended = registry_actor(platform), {}
+        for pair in sorted([(grantor.id, beneficiary.id), (beneficiary.id, grantor.id)]):
+            row = rows.lock_pair(s, *pair)
+            decided = consequences.relationship_ended(row.state, row.expires_at, cmd.now) if row else None
+            if decided is not None:
+                cmd.authorize_actor(row, decided[0], actor, decided[1])
+                cmd.transition(row, decided[0], actor, reason=decided[1])
+                ended[pair] = row.state
+        return ended.get((grantor.id, beneficiary.id)) or ended.get((beneficiary.id, grantor.id)) or "no_binding"
 
 
 def unbind_requested(db, data: dict, *, platform, as_of: datetime | None = None, now=None) -> str:

@@ -392,6 +392,29 @@ def test_relationship_ended_without_a_binding(pg_db, family, base):
     assert domain_state(pg_db) == before
 
 
+def test_relationship_ended_ends_the_bindings_both_ways(pg_db, family, base):
+    """Given two spouses, both employees: A authorized an amount for C, and C has invited A
+    When Jiangsu sends relationship.ended naming A as grantor and C as beneficiary
+    Then A → C is unbound and C → A is rejected, both by the system with reason relationship_ended (the
+    marriage ended for both), and the outcome is the named binding's new state."""
+    fam = family(pg_db, now=base)
+    persons.upsert(pg_db, registry(fam, "beneficiary", insurance_type="employee"), platform=None,
+                   now=base + timedelta(seconds=1))
+    forward = _authorized(pg_db, fam, base)
+    reverse = invite(pg_db, type(fam)(fam.beneficiary, fam.grantor, fam.beneficiary_name, fam.grantor_name),
+                     now=base + timedelta(minutes=2))["id"]
+
+    outcome = send(pg_db, "jiangsu", "relationship.ended", {"grantor_id_number": fam.grantor,
+                                                            "beneficiary_id_number": fam.beneficiary},
+                   sent=base + timedelta(hours=1))
+
+    assert outcome == "unbound"
+    assert_ended_by_system(pg_db, forward, state="unbound", event="unbind", reason="relationship_ended",
+                           platform_id="jiangsu")
+    assert_ended_by_system(pg_db, reverse, state="rejected", event="reject", reason="relationship_ended",
+                           platform_id="jiangsu")
+
+
 def test_malformed_event_data_is_a_final_outcome(pg_db, family, base):
     """Given a platform's events whose data does not match API.md (a number instead of an ID number, a
     person.updated without its fields or with a field POST /persons refuses, an unbind with a string actor,
