@@ -52,9 +52,12 @@ def WEBHOOK_PATHS(problem_ref: dict) -> dict:
         "responses": {"202": {"description": "stored"}, "200": {"description": "duplicate, ignored"},
                       "400": {"description": "malformed", **err},
                       "401": {"description": "bad_signature, stale_timestamp, unauthorized", **err},
-                      "403": {"description": "this platform may not send this type", **err},
+                      "403": {"description": "platform_not_allowed: this kind of platform may not send this "
+                                             "type (only a verifier sends verification.completed, and only "
+                                             "that)", **err},
                       "404": {"description": "unknown platform", **err},
-                      "422": {"description": "validation_failed (a webhook-id over 255 characters)", **err}}}}}
+                      "422": {"description": "validation_failed: a type not listed here, or a webhook-id over "
+                                             "255 characters", **err}}}}}
 
 
 def OUTBOUND_WEBHOOKS() -> dict:
