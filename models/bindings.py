@@ -16,6 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.orm import relationship as related  # the column below is named `relationship`
 
 from .base import Base
+from .changes import change_stamp
 from .persons import Person
 from .types import UTCDateTime, new_id, utcnow
 
@@ -54,6 +55,8 @@ class Binding(Base):
     # the kind of actor that ended it (person, operator, system): only a person's own unbind or cancel
     # counts against the frequency limit (`workflows.invite`)
     ended_by: Mapped[str | None] = mapped_column(sa.String(16))
+    # stamped by the database on every write, in commit order: the pull feed's cursor (models/changes.py)
+    change_seq: Mapped[int | None] = mapped_column(sa.BigInteger, default=change_stamp(), onupdate=change_stamp())
 
     grantor: Mapped[Person] = related(foreign_keys=[grantor_id])
     beneficiary: Mapped[Person] = related(foreign_keys=[beneficiary_id])
@@ -67,7 +70,9 @@ class Binding(Base):
         sa.Index("ix_bindings_deadline", "deadline_at",
                  sqlite_where=sa.text("deadline_at is not null"),
                  postgresql_where=sa.text("deadline_at is not null")),
-        # the platforms' pull feed (`GET /api/v1/sync/bindings`) pages through changes in this order
+        # the platforms' pull feed (`GET /api/v1/sync/bindings`) pages through changes in commit order
+        sa.Index("ix_bindings_change", "change_seq", "id"),
+        # the dashboard's unfiltered list, newest change first; stuck's recent-changes window
         sa.Index("ix_bindings_updated", "updated_at", "id"),
         # the dashboard: keyset pages of one state (and stuck past_service_level: pending states changed long ago),
         # of one region (and state); counts per region and state

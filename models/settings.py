@@ -33,8 +33,6 @@ class Settings:
     sweep_interval_s: float = 1.0
     relay_interval_s: float = 2.0
     sweep_batch: int = 500
-    # how long after a change the pull feed shows it (s; `workflows.sync.HORIZON_S` says why)
-    sync_horizon_s: float = 60.0
     dev_mode: bool = False
     # where platforms and the face-verification provider reach this deployment (callback URLs)
     public_url: str = "http://127.0.0.1:8000"
@@ -72,7 +70,6 @@ class Settings:
             sweep_interval_s=float(_env("GONGJI_SWEEP_INTERVAL_S", "1.0")),
             relay_interval_s=float(_env("GONGJI_RELAY_INTERVAL_S", "2.0")),
             sweep_batch=int(_env("GONGJI_SWEEP_BATCH", "500")),
-            sync_horizon_s=float(_env("GONGJI_SYNC_HORIZON_S", "60")),
             dev_mode=dev,
             public_url=_env("GONGJI_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
             proxy_hops=int(_env("GONGJI_PROXY_HOPS", "0")),

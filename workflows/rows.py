@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from models import ACTIVE_STATES, Binding, Person
+from models.changes import change_stamp
 
 from .errors import DomainError, VersionConflict
 from .statements import Statement, constant_in
@@ -19,7 +20,8 @@ P = Person.__table__
 G, E = P.alias("g"), P.alias("e")
 PERSON_COLUMNS = ("id", "id_number_hash", "id_number_masked", "name_masked", "region_code", "insurance_type",
                   "insurance_status", "real_name_verified", "deceased", "balance_fen")
-BINDING_COLUMNS = tuple(c.name for c in B.columns)
+# `change_seq` is the database's to write (models/changes.py): never read into a row, never a parameter
+BINDING_COLUMNS = tuple(c.name for c in B.columns if c.name != "change_seq")
 REGIONS = ("grantor_region", "beneficiary_region")  # the pooling regions a binding is held in (`relocate`)
 MUTABLE = ("state", "version", "updated_at", "ended_at", "end_event", "ended_by", "deadline_at",
            "deadline_event", "authorized_amount_fen", "failed_verifications", *REGIONS)  # REGIONS: `relocate` only
@@ -54,7 +56,8 @@ def select_bindings() -> sa.Select:
 _LOCK = Statement(select_bindings().where(B.c.id == sa.bindparam("binding_id")).with_for_update(of=B))
 _DUE = Statement(select_bindings().where(B.c.deadline_at <= sa.bindparam("now")).order_by(B.c.deadline_at)
                  .limit(sa.bindparam("batch", type_=sa.Integer)).with_for_update(of=B, skip_locked=True))
-_INSERT = Statement(sa.insert(B))
+INSERT_VALUES = {**{n: sa.bindparam(n, type_=B.c[n].type) for n in BINDING_COLUMNS}, "change_seq": change_stamp()}
+_INSERT = Statement(sa.insert(B).values(INSERT_VALUES))
 _GET = Statement(select_bindings().where(B.c.id == sa.bindparam("binding_id")))
 # a person's non-terminal bindings, locked in id order (two persons' events never wait on each other in a
 # cycle), then read again by id: a fresh statement after the locks sees what committed while it waited
@@ -67,7 +70,7 @@ _LOCK_PAIR = Statement(select_bindings().where(B.c.grantor_id == sa.bindparam("g
                                                B.c.beneficiary_id == sa.bindparam("e"),
                                                constant_in(B.c.state, ACTIVE_STATES)).with_for_update(of=B))
 UPDATE_WHERE = sa.and_(B.c.id == sa.bindparam("_id"), B.c.version == sa.bindparam("_loaded"))
-UPDATE_VALUES = {n: sa.bindparam(f"v_{n}", type_=B.c[n].type) for n in MUTABLE}
+UPDATE_VALUES = {**{n: sa.bindparam(f"v_{n}", type_=B.c[n].type) for n in MUTABLE}, "change_seq": change_stamp()}
 _UPDATE = Statement(sa.update(B).where(UPDATE_WHERE).values(UPDATE_VALUES))
 _KEYS = _LOCK.keys
 _G = [(n, _KEYS.index(f"g_{n}")) for n in PERSON_COLUMNS]

@@ -6,8 +6,10 @@ A platform acknowledges a version by answering 2xx to its delivery (`acknowledge
 it has not acknowledged (count, the oldest one's age in seconds, how many of them are dead).
 
 The feed (`GET /api/v1/sync/bindings?after=<cursor>`) pages through the bindings a platform is concerned
-with in (updated_at, id) order, current state only. A change becomes visible `HORIZON_S` seconds after it
-was made, so a transaction that commits late with an earlier timestamp is never skipped by a cursor."""
+with in the order their last changes committed (`change_seq`, models/changes.py), current state only. A
+change is served once it and every write that began before it have committed (milliseconds), and a
+cursor never passes over a change that commits later.
+"""
 from __future__ import annotations
 
 import base64
@@ -16,20 +18,16 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from models import Delivery, PlatformSync, Region
+from models.changes import settled_stamp
 from models.types import utcnow
 
 from . import rows
 from .errors import DomainError
 from .views import binding_view
 
-# A change is stamped when its command starts (`updated_at`), and commits a little later: after any lock
-# wait behind another command, its statements and the commit's flush. The horizon must outlast that, or a
-# cursor taken meanwhile passes over the change for good. Commands take milliseconds; each lock wait gives
-# up after 10 s on PostgreSQL (`models.db.LOCK_TIMEOUT_MS`; the command is then refused and writes
-# nothing), and a binding command meets one or two such waits, so a minute leaves room for a pause or a
-# slow disk too (not a proof: a person event locking many bindings may wait for each). The feed is a
-# platform's catch-up (events are pushed as they happen), where a minute's delay costs nothing.
-HORIZON_S = 60.0
+# The feed before `change_seq` (migration 0011) paged by (updated_at, id) and showed a change this long
+# after it was made; a cursor of that feed continues from the changes made since this long before it.
+LEGACY_HORIZON_S = 60.0
 MAX_PAGE = 1000
 
 S = PlatformSync.__table__
@@ -113,21 +111,45 @@ def concerns(platform) -> sa.ColumnElement[bool]:
     return sa.or_(rows.B.c.grantor_region.in_(regions), rows.B.c.beneficiary_region.in_(regions))
 
 
-def feed(db, platform, *, after: str | None = None, limit: int = 500, now: datetime | None = None,
-         horizon_s: float = HORIZON_S) -> dict:
+def _feed_cursor(change_seq: int, binding_id: str) -> str:
+    return base64.urlsafe_b64encode(f"c{change_seq}|{binding_id}".encode()).decode().rstrip("=")
+
+
+def _parse_feed_cursor(cursor: str) -> tuple[int | None, datetime | None, str]:
+    """(change_seq, None, id) of this feed's cursor, or (None, updated_at, id) of the former feed's."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    head, _, bid = text.partition("|")
+    if head[:1] == "c" and head[1:].isdigit() and bid:
+        return int(head[1:]), None, bid
+    at, bid = _parse_cursor(cursor)
+    if at.tzinfo is None:
+        raise DomainError("validation_failed", "after is a cursor this feed returned")
+    return None, at, bid
+
+
+def feed(db, platform, *, after: str | None = None, limit: int = 500) -> dict:
     """One page of the feed: bindings (masked, current state) and the cursor to ask for the next page."""
-    now = now or utcnow()
     limit = max(1, min(int(limit), MAX_PAGE))
     b = rows.B
-    query = rows.select_bindings().where(concerns(platform), b.c.updated_at <= now - timedelta(seconds=horizon_s))
-    if after:
-        at, bid = _parse_cursor(after)
-        query = query.where(sa.tuple_(b.c.updated_at, b.c.id) > sa.tuple_(sa.literal(at, b.c.updated_at.type),
-                                                                          sa.literal(bid)))
+    query = rows.select_bindings().add_columns(b.c.change_seq).where(concerns(platform),
+                                                                      b.c.change_seq < settled_stamp())
     with db() as s:
-        found = [rows.from_mapping(m) for m in s.execute(query.order_by(b.c.updated_at, b.c.id).limit(limit + 1))
-                 .mappings()]
-    page = found[:limit]
-    nxt = _cursor(page[-1].updated_at, page[-1].id) if page else after
+        if after:
+            seq, at, bid = _parse_feed_cursor(after)
+            if seq is not None:
+                query = query.where(sa.tuple_(b.c.change_seq, b.c.id) > sa.tuple_(sa.literal(seq, sa.BigInteger),
+                                                                                  sa.literal(bid)))
+            else:  # the former feed's cursor: from the earliest change it may not have shown (some again)
+                since = at - timedelta(seconds=LEGACY_HORIZON_S)
+                seq = s.scalar(sa.select(sa.func.min(b.c.change_seq)).where(b.c.updated_at > since))
+                if seq is None:  # nothing changed since: the cursor stays as it is
+                    return {"bindings": [], "next": after, "has_more": False}
+                query = query.where(b.c.change_seq >= seq)
+        found = s.execute(query.order_by(b.c.change_seq, b.c.id).limit(limit + 1)).all()
+    page = [rows.from_row(tuple(r)) for r in found[:limit]]
+    nxt = _feed_cursor(found[len(page) - 1][-1], page[-1].id) if page else after
     return {"bindings": [binding_view(r, r.grantor, r.beneficiary) for r in page], "next": nxt,
             "has_more": len(found) > limit}

@@ -81,7 +81,7 @@ def _combined(change, side=None) -> Statement:
 
 
 _UPDATE = sa.update(rows.B).where(rows.UPDATE_WHERE).values(rows.UPDATE_VALUES)
-_INSERT = sa.insert(rows.B).values({n: sa.bindparam(n, type_=rows.B.c[n].type) for n in rows.BINDING_COLUMNS})
+_INSERT = sa.insert(rows.B).values(rows.INSERT_VALUES)
 _COMBINED = {(False, side): _combined(_INSERT, side) for side in (None, "commit_letter")}
 _COMBINED.update({(True, side): _combined(_UPDATE, side) for side in (None, *SIDES)})
 

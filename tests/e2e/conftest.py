@@ -35,7 +35,6 @@ def _clean_env() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GONGJI_")}
     env["PYTHONUNBUFFERED"] = "1"
     env["GONGJI_LOG_LEVEL"] = "INFO"
-    env["GONGJI_SYNC_HORIZON_S"] = "2"  # the pull feed shows a change after 2 s, not a minute: tests wait less
     return env
 
 

@@ -8,7 +8,8 @@ from .support import assert_problem, poll
 
 def test_a_platform_pages_the_feed_and_reads_its_lag(embedded, js, xj):
     """Given a Jiangsu binding
-    When Jiangsu polls GET /api/v1/sync/bindings from the start (changes show after the horizon)
+    When Jiangsu pages through GET /api/v1/sync/bindings from the start (a change shows once every write
+    begun before it has committed: at once here, polled so that a worker's write in flight cannot fail it)
     Then the binding appears, masked, with a cursor to continue from; Xinjiang's feed does not show it;
     a made-up cursor or a limit outside 1..1000 is 422 validation_failed; no key is 401; GET /sync/status answers Jiangsu's own lag."""
     grantor, beneficiary = js.person("320100"), js.person("320100", insurance_type="resident")

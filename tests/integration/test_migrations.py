@@ -200,7 +200,9 @@ def _ended_bindings_at_0009(engine) -> None:
                                           balance_fen=0), platform=None)
         ids.append(view["id"])
     at = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
-    B, T = Binding.__table__, Transition.__table__
+    T = Transition.__table__  # bindings as at 0009: the columns of later revisions (and their defaults) left out
+    B = sa.table("bindings", *(sa.column(c.name, c.type) for c in Binding.__table__.columns
+                               if c.name not in ("ended_by", "change_seq")))
     with engine.begin() as conn:
         policy_id = conn.execute(sa.text("SELECT min(id) FROM region_policies")).scalar()
         for bid, state, version, ended in (("bnd_ended", "unbound", 4, at), ("bnd_live", "accepted", 3, None)):
@@ -228,3 +230,33 @@ def test_0010_backfills_who_ended_each_binding_from_its_history(backend, request
     with engine.connect() as conn:
         found = dict(conn.execute(sa.text("SELECT id, ended_by FROM bindings")).all())
     assert found == {"bnd_ended": "system", "bnd_live": None}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("pg", marks=pytest.mark.pg)])
+def test_0011_stamps_existing_bindings_below_every_later_change(backend, request, crypto_keys):
+    """Given a database at 0010 with two bindings,
+    when it is upgraded to head and then one binding changes,
+    then both had a stamp, the changed one's new stamp is above every stamp the upgrade gave, and the pull
+    feed serves the unchanged binding, then the changed one."""
+    from models import Binding, seed
+    from workflows import platforms, sync
+
+    engine = request.getfixturevalue("fresh_pg" if backend == "pg" else "fresh_sqlite")
+    _ended_bindings_at_0009(engine)
+    migrate.upgrade(engine, "0010")
+
+    migrate.upgrade(engine)
+
+    B = Binding.__table__
+    with engine.connect() as conn:
+        stamped = dict(conn.execute(sa.select(B.c.id, B.c.change_seq)).all())
+    assert set(stamped) == {"bnd_ended", "bnd_live"} and None not in stamped.values()
+    with engine.begin() as conn:
+        conn.execute(sa.update(B).where(B.c.id == "bnd_ended").values(end_event="unbind"))
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(B.c.change_seq).where(B.c.id == "bnd_ended")).scalar() > max(stamped.values())
+    db = mdb.make_sessionmaker(engine)
+    with db.begin() as s:
+        seed.seed_dev_platforms(s)
+    feed = sync.feed(db, platforms.get(db, "national"))
+    assert [b["id"] for b in feed["bindings"]] == ["bnd_live", "bnd_ended"]

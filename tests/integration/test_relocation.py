@@ -275,7 +275,7 @@ def deliver_all(db) -> None:
 
 
 def feed_ids(db, platform) -> list[str]:
-    page = sync.feed(db, platform, now=utcnow() + timedelta(seconds=sync.HORIZON_S), limit=1000)
+    page = sync.feed(db, platform, limit=1000)
     return [b["id"] for b in page["bindings"]]
 
 

@@ -6,17 +6,22 @@ from datetime import timedelta
 
 import pytest
 
-from workflows import deliveries, platforms, reconcile, sync
+import sqlalchemy as sa
 
-from .support import T0, accepted, drain, fan_out_all, invite
+from models import Binding
+from workflows import commands, deliveries, platforms, reconcile, sync
+
+from .support import T0, accepted, drain, fan_out_all, invite, person
+
+B = Binding.__table__
 
 LATER = T0 + timedelta(hours=1)
 
 
-def _pages(db, platform, *, limit, now, after=None):
+def _pages(db, platform, *, limit, after=None):
     ids = []
     while True:
-        page = sync.feed(db, platform, after=after, limit=limit, now=now)
+        page = sync.feed(db, platform, after=after, limit=limit)
         ids += [b["id"] for b in page["bindings"]]
         after = page["next"]
         if not page["has_more"]:
@@ -30,19 +35,75 @@ def test_the_feed_pages_through_what_concerns_the_platform_each_binding_once(pg_
     xj = invite(pg_db, family(pg_db, region="650100"), commitment_version="XJ-2023-02",
                 now=T0 + timedelta(seconds=3))["id"]
     # When Jiangsu pages through the feed two at a time, and the national platform in one go
-    seen, cursor = _pages(pg_db, platforms.get(pg_db, "jiangsu"), limit=2, now=LATER)
+    seen, cursor = _pages(pg_db, platforms.get(pg_db, "jiangsu"), limit=2)
     # Then Jiangsu saw its three, each once, in change order; the national platform all four
     assert seen == js
-    assert _pages(pg_db, platforms.get(pg_db, "national"), limit=500, now=LATER)[0] == js + [xj]
+    assert _pages(pg_db, platforms.get(pg_db, "national"), limit=500)[0] == js + [xj]
     # And the answers carry masked persons only
-    page = sync.feed(pg_db, platforms.get(pg_db, "jiangsu"), now=LATER)
+    page = sync.feed(pg_db, platforms.get(pg_db, "jiangsu"))
     assert all("*" in b["grantor"]["id_number_masked"] for b in page["bindings"])
-    # And a later change shows up after the cursor, but only once it is older than the horizon
-    fresh = invite(pg_db, family(pg_db), now=LATER)["id"]
+    # And a later change shows up after the cursor as soon as it committed; the cursor then moves past it
     jiangsu = platforms.get(pg_db, "jiangsu")
-    assert sync.feed(pg_db, jiangsu, after=cursor, now=LATER)["bindings"] == []
-    after = sync.feed(pg_db, jiangsu, after=cursor, now=LATER + timedelta(seconds=sync.HORIZON_S))
+    assert sync.feed(pg_db, jiangsu, after=cursor)["bindings"] == []
+    fresh = invite(pg_db, family(pg_db), now=LATER)["id"]
+    after = sync.feed(pg_db, jiangsu, after=cursor)
     assert [b["id"] for b in after["bindings"]] == [fresh]
+    assert sync.feed(pg_db, jiangsu, after=after["next"]) == {"bindings": [], "next": after["next"],
+                                                               "has_more": False}
+
+
+def test_a_change_that_commits_late_is_not_passed_over_by_a_cursor(pg_db, family):
+    """Given bindings A and B, and a transaction that changed A first and has not committed yet
+    When B changes and commits meanwhile, and Jiangsu pages the feed to its end
+    Then B is not served yet (a write begun before it is still open), so the cursor stops before it;
+    and once A's change commits, the same cursor continues with A's change, then B's: nothing is passed over.
+    (Paged by the time each change was stamped, B's would come after A's stamp and a cursor taken at B
+    would skip A for good: that was the former feed's hazard, which a minute's wait only made unlikely.)"""
+    a = invite(pg_db, family(pg_db), now=T0)["id"]
+    b = invite(pg_db, family(pg_db), now=T0 + timedelta(seconds=1))["id"]
+    jiangsu = platforms.get(pg_db, "jiangsu")
+    _, cursor = _pages(pg_db, jiangsu, limit=10)
+    engine = pg_db.kw["bind"]
+    with engine.connect() as late:
+        late.begin()
+        late.execute(sa.update(B).where(B.c.id == a).values(updated_at=LATER))  # A's writer begins first
+        with engine.begin() as early:
+            early.execute(sa.update(B).where(B.c.id == b).values(updated_at=LATER + timedelta(seconds=1)))
+        page = sync.feed(pg_db, jiangsu, after=cursor)
+        assert page["bindings"] == [] and page["next"] == cursor
+        late.commit()
+    page = sync.feed(pg_db, jiangsu, after=cursor)
+    assert [x["id"] for x in page["bindings"]] == [a, b]
+
+
+def test_the_feed_on_sqlite_serves_changes_in_commit_order_and_a_binding_again_after_its_next_change(
+        sqlite_db, family):
+    """Given two bindings on the embedded default's SQLite, A invited before B
+    When Jiangsu reads one page of one, then A changes (its invitation is cancelled), then Jiangsu goes on
+    Then it reads A, then B, then A again in its new state: the order the changes committed in"""
+    fam_a = family(sqlite_db)
+    a = invite(sqlite_db, fam_a, now=T0)["id"]
+    b = invite(sqlite_db, family(sqlite_db), now=T0)["id"]
+    jiangsu = platforms.get(sqlite_db, "jiangsu")
+    first = sync.feed(sqlite_db, jiangsu, limit=1)
+    assert [x["id"] for x in first["bindings"]] == [a] and first["has_more"]
+    commands.cancel(sqlite_db, a, person(fam_a.grantor), now=T0)
+    rest, _ = _pages(sqlite_db, jiangsu, limit=1, after=first["next"])
+    assert rest == [b, a]
+    assert sync.feed(sqlite_db, jiangsu)["bindings"][-1]["state"] == "cancelled"
+
+
+def test_a_cursor_of_the_former_feed_continues_from_the_changes_made_since(pg_db, family):
+    """Given a cursor the feed gave before its cursors were commit-ordered (updated_at, id), at T0
+    When Jiangsu continues from it
+    Then it gets every binding changed since shortly before T0 (some may come again), and then new cursors"""
+    old = invite(pg_db, family(pg_db), now=T0 - timedelta(hours=1))["id"]
+    new = invite(pg_db, family(pg_db), now=T0 + timedelta(seconds=5))["id"]
+    jiangsu = platforms.get(pg_db, "jiangsu")
+    legacy = sync._cursor(T0, old)
+    seen, cursor = _pages(pg_db, jiangsu, limit=10, after=legacy)
+    assert new in seen and old not in seen and cursor != legacy
+    assert sync.feed(pg_db, jiangsu, after=cursor)["bindings"] == []
 
 
 def test_a_bad_cursor_is_refused(pg_db):

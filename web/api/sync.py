@@ -2,7 +2,7 @@
 the calling platform's own lag (`GET /sync/status`)."""
 from __future__ import annotations
 
-from flask import current_app, g, request
+from flask import g, request
 
 from workflows import sync
 from workflows.errors import DomainError
@@ -15,9 +15,10 @@ FEED_QUERY = (("after", {"type": "string"}, "the `next` cursor of the previous p
                "bindings per page"))
 
 
-@endpoint("GET", "/sync/bindings", "The bindings this platform is concerned with, in change order, current "
-          f"state (masked); changes appear a while after they are made ({sync.HORIZON_S:g} s unless "
-          "GONGJI_SYNC_HORIZON_S says otherwise), so a late commit is never passed over", answer=SyncPage, tag="sync",
+@endpoint("GET", "/sync/bindings", "The bindings this platform is concerned with, current state (masked), in "
+          "the order their last changes committed: a change appears once it and every write begun before it "
+          "have committed (milliseconds), and a cursor never passes over a change that commits later. The "
+          "same binding appears again after each later change of it", answer=SyncPage, tag="sync",
           errors=(401, 422), query=FEED_QUERY)
 def sync_feed():
     try:
@@ -26,8 +27,7 @@ def sync_feed():
         raise DomainError("validation_failed", "limit is an integer") from None
     if not 1 <= limit <= sync.MAX_PAGE:  # what the document says, not a silent clamp
         raise DomainError("validation_failed", f"limit is 1 to {sync.MAX_PAGE}")
-    return sync.feed(db(), g.platform, after=request.args.get("after") or None, limit=limit,
-                     horizon_s=current_app.extensions["gongji"]["settings"].sync_horizon_s)
+    return sync.feed(db(), g.platform, after=request.args.get("after") or None, limit=limit)
 
 
 @endpoint("GET", "/sync/status", "What this platform has not acknowledged yet: count, oldest age (s), failing "
