@@ -40,13 +40,25 @@ class SessionRequest:
     payload: dict
 
 
-def verifier(session, province: str | None = None) -> platforms.PlatformInfo | None:
+def verifier(session, province: str | None = None, *, reachable: bool = True) -> platforms.PlatformInfo | None:
     """The provider for a beneficiary of `province`: a verifier registered for that province, else one
     registered for none (nationwide), the first by id among equals; None if there is neither. A verifier
-    registered for other provinces only is never sent this person's identity."""
-    found = [p for p in platforms.all_platforms(session) if p.kind == "verifier" and p.webhook_url]
+    registered for other provinces only is never sent this person's identity. `reachable`: only those with
+    a URL (the one to ask); without, the one the registry names even if it cannot be asked now."""
+    found = [p for p in platforms.all_platforms(session) if p.kind == "verifier" and (p.webhook_url or not reachable)]
     chosen = [p for p in found if province in p.provinces] or [p for p in found if not p.provinces]
     return chosen[0] if chosen else None
+
+
+def may_answer(session, attempt_verifier_id: str | None, province: str, verifier_id: str) -> bool:
+    """Whether `verifier_id`'s result counts for an attempt: the provider asked (recorded before the request
+    leaves, so its callback always finds it); while nobody was asked yet, only the provider that would be
+    asked or the one the registry names for the beneficiary's province. Never any other verifier: a
+    provider registered for another province, or any provider when none serves this one."""
+    if attempt_verifier_id is not None:
+        return verifier_id == attempt_verifier_id
+    return any(p is not None and p.id == verifier_id for p in (verifier(session, province),
+                                                                verifier(session, province, reachable=False)))
 
 
 UNASKED_S = 60.0  # an attempt whose provider nobody asked after this long is asked again (`unasked`)

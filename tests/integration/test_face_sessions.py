@@ -131,6 +131,30 @@ def test_the_provider_serving_the_beneficiarys_province_is_asked_and_only_its_re
     assert face_sessions.session_request(pg_db, second, callback_base="http://gongji.test").verifier_id == "jsface"
 
 
+def test_before_any_provider_is_asked_only_the_provider_for_the_beneficiarys_province_may_answer(pg_db, family):
+    """Given a Jiangsu beneficiary's open attempt that no provider was asked about yet (its worker has not run,
+    or no provider with a URL serves Jiangsu), the nationwide provider without a URL, and a provider registered
+    for Xinjiang only
+    When the Xinjiang provider sends a result for it (it learnt the ids somehow)
+    Then it is refused (403 not_your_binding) and changes nothing; the nationwide provider, the one the
+    registry names for Jiangsu, may still answer."""
+    from workflows.errors import DomainError
+    platforms.add(pg_db, "xjface", kind="verifier", api_key="gk_xjface_test", webhook_secret="whsec_" + "B" * 44,
+                  webhook_url="http://127.0.0.1:9/xj", provinces=["65"])
+    platforms.clear_cache()
+    fam = family(pg_db)
+    bid, vid = _attempt(pg_db, fam)
+    assert face_sessions.session_request(pg_db, vid, callback_base="http://gongji.test") is None  # nobody to ask
+
+    with pytest.raises(DomainError) as refused:
+        verification.record_verification_result(pg_db, verification_id=vid, binding_id=bid, result="passed",
+                                                verifier_id="xjface", now=T0)
+    assert refused.value.code == "not_your_binding"
+    assert queries.binding(pg_db, bid)["state"] == "invited"
+    assert verification.record_verification_result(pg_db, verification_id=vid, binding_id=bid, result="passed",
+                                                   verifier_id="facecheck", now=T0) == "passed"
+
+
 def test_an_attempt_whose_provider_was_never_asked_is_asked_once_more(pg_db, family, provider):
     """Given an open attempt whose worker message to ask the provider was lost,
     when the scheduler looks UNASKED_S after the attempt opened,

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from models import db as mdb
-from workflows import commands, rows, unit, verification
+from workflows import commands, platforms, rows, unit, verification
 from workflows.errors import DomainError, VersionConflict
 from workflows.statements import Statement
 
@@ -110,12 +110,14 @@ def test_an_optimistic_command_is_two_statements_outside_a_transaction(pg_db, pg
 
 
 def test_the_verification_steps_are_two_statements_each(pg_db, pg_engine, family):
-    """Given an invitation (policies already read once by the process),
+    """Given an invitation (policies and platforms already read once by the process),
     when the beneficiary starts a face verification and the provider's result is recorded,
     then each step sends exactly two statements (its joined read, its write): the policy the binding was
-    made under comes from the process's cache, no query."""
+    made under and the provider whose result counts come from the process's caches, no query."""
     fam = family(pg_db, now=T0)
     bid = invite(pg_db, fam)["id"]
+    with pg_db() as s:
+        platforms.all_platforms(s)
     seen = []
 
     def hear(conn, cursor, statement, params, context, executemany):
