@@ -108,14 +108,18 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
         if platform is not None and grantor is not None and not platform.serves(province_of(s, grantor.region_code)):
             grantor = None
         rules.check_grantor(facts(s, grantor))
+        g_policy = policy.in_force(s, grantor.region_code, cmd.now)
+        # then whether the binding may reach the beneficiary's region at all: a person it cannot reach (another
+        # province that does not share) is refused as such before their insurance or name is looked at, so an
+        # invitation tells nothing more of them (not whether a name matches) than that they are out of reach
+        b_policy = policy.in_force(s, beneficiary.region_code, cmd.now) if beneficiary is not None else None
+        if beneficiary is not None:
+            rules.check_regions(facts(s, grantor), facts(s, beneficiary), g_policy, b_policy)
         rules.check_beneficiary(facts(s, beneficiary))
         if not idnumbers.same_name(beneficiary_name, beneficiary.name):
             raise DomainError("name_mismatch")
-        g_policy = policy.in_force(s, grantor.region_code, cmd.now)
-        b_policy = policy.in_force(s, beneficiary.region_code, cmd.now)
         guardian = idnumbers.age_on(b_number, today) < rules.GUARDIAN_AGE
         rules.check_relationship(relationship, g_policy, b_policy, guardian=guardian)
-        rules.check_regions(facts(s, grantor), facts(s, beneficiary), g_policy, b_policy)
         rules.check_commitment(commitment_version, g_policy)
         counts = _counts(s, grantor.id, beneficiary.id,
                          cmd.now - timedelta(seconds=g_policy.frequency_window_s),
