@@ -66,13 +66,17 @@ def mask(number: str) -> str:
     return number[:3] + "*" * (len(number) - 7) + number[-4:]
 
 
-_ID_SHAPED = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
+# 18 characters (the last may be X), or the first generation's 15 digits, as typed: in one run or grouped by
+# single spaces or hyphens (`320102 19800614 2974`, `320-102-198006142974`), the way people copy them
+_SEP = r"[ \-]?"
+_ID_SHAPED = re.compile(rf"(?<![0-9])(?:[0-9](?:{_SEP}[0-9]){{16}}{_SEP}[0-9Xx]|[0-9](?:{_SEP}[0-9]){{14}})"
+                        r"(?![0-9A-Za-z])")
 
 
 def mask_in_text(text: str) -> str:
     """Free text (an operator's reason, a platform's error answer) with anything shaped like an ID number
-    masked."""
-    return _ID_SHAPED.sub(lambda m: mask(m.group(0)), text)
+    masked, grouped or not: `320***********2974`, the separators dropped."""
+    return _ID_SHAPED.sub(lambda m: mask(re.sub(r"[ \-]", "", m.group(0))), text)
 
 
 # The separator of a name's parts (Uyghur, Kazakh and other names written in Chinese characters: 阿依古丽·买买提)

@@ -15,6 +15,12 @@ from workflows import free_text
     ("１３８１２３４５６７８", "138****5678"),  # full-width digits
     ("order 1381234567890 and 12345678901", "order 1381234567890 and 12345678901"),  # not a mobile number
     ("  plain words  ", "plain words"),
+    # ID numbers grouped as people copy them, and the first generation's 15 digits
+    ("身份证 320102 19800614 2974 请解绑", "身份证 320***********2974 请解绑"),
+    ("320-102-19800614297X", "320***********297X"),
+    ("320 102 198 006 142 974", "320***********2974"),
+    ("旧证 320102800614297。", "旧证 320********4297。"),
+    ("1234567890123456", "1234567890123456"),  # 16 digits: neither shape
     ("", None), (None, None), ("   ", None),
 ])
 def test_id_and_mobile_numbers_are_masked_and_the_rest_kept(given, shown):
