@@ -61,13 +61,17 @@ def _info(p: Platform) -> PlatformInfo:
 
 
 def _cached(key, load):
+    """`load()`, kept `CACHE_S` seconds. A miss (None) is not kept: its key comes from whoever asks (any
+    bearer key's digest, any `/webhooks/<platform>` path), so keeping misses let unauthenticated requests
+    grow the process without bound; what is kept is bounded by the platforms registered."""
     with _lock:
         hit = _cache.get(key)
     if hit is not None and time.monotonic() - hit[0] < CACHE_S:
         return hit[1]
     value = load()
-    with _lock:
-        _cache[key] = (time.monotonic(), value)
+    if value is not None:
+        with _lock:
+            _cache[key] = (time.monotonic(), value)
     return value
 
 
