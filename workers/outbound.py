@@ -80,16 +80,33 @@ def _pool_for(url: str) -> urllib3.PoolManager:
     return _routes[key]
 
 
+def _bounded(r) -> bytes:
+    """At most MAX_BODY bytes of an answer: the rest is never read (a receiver's answer of any size cannot
+    fill the worker's memory); a connection with an answer left unread is closed, not reused."""
+    try:
+        content = r.read(MAX_BODY)
+        more = bool(r.read(1))
+    except BaseException:
+        r.close()
+        raise
+    if more:
+        r.close()
+    else:
+        r.release_conn()
+    return content
+
+
 def post_signed(url: str, secrets, msg_id: str, payload: dict) -> Answer:
     """POST `payload` signed; never raises for network trouble (it is an answer like any other)."""
     body = encode(payload)
     started = time.monotonic()
     try:
         r = _pool_for(url).request("POST", url, body=body.encode("utf-8"),
-                                   headers=sign_headers(secrets, msg_id, body), redirect=False)
+                                   headers=sign_headers(secrets, msg_id, body), redirect=False,
+                                   preload_content=False)
+        content = _bounded(r)
     except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:  # refused, reset, timed out, bad URL
         return Answer(None, f"{type(exc).__name__}: {exc}"[:500], int((time.monotonic() - started) * 1000))
     ms = int((time.monotonic() - started) * 1000)
-    content = r.data[:MAX_BODY]
     error = None if 200 <= r.status < 300 else f"HTTP {r.status}: {content[:300].decode('utf-8', 'replace')}"
     return Answer(r.status, error, ms, content)
