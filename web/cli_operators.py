@@ -1,4 +1,6 @@
-"""`gongji operator add|password`: dashboard accounts from the command line (the first admin included).
+"""`gongji operator add|password|role|disable|enable|list`: dashboard accounts from the command line (the first
+admin included). Accounts are disabled, never deleted, so the audit log keeps naming who did what; disabling
+or a new role ends the account's sessions at once.
 
 The password comes from `--password`, the GONGJI_OPERATOR_PASSWORD environment variable, or a hidden
 prompt; it is never echoed or logged."""
@@ -53,3 +55,48 @@ def operator_password(username: str, password: str) -> None:
     except DomainError as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"password of {username} changed")
+
+
+def _run(change, *args, done: str) -> None:
+    from workflows.errors import DomainError
+
+    try:
+        change(_db(), *args)
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(done)
+
+
+@operator.command("role")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["viewer", "operator", "admin"]), required=True)
+def operator_role(username: str, role: str) -> None:
+    """Change an operator's role (audited; the operator's sessions end)."""
+    from workflows import operators
+    _run(operators.set_role, username, role, done=f"{username} now has role {role}")
+
+
+@operator.command("disable")
+@click.argument("username")
+def operator_disable(username: str) -> None:
+    """Disable an account: no more sign-in, its sessions end at once (audited)."""
+    from workflows import operators
+    _run(operators.set_disabled, username, True, done=f"{username} disabled")
+
+
+@operator.command("enable")
+@click.argument("username")
+def operator_enable(username: str) -> None:
+    """Enable a disabled account again (audited)."""
+    from workflows import operators
+    _run(operators.set_disabled, username, False, done=f"{username} enabled")
+
+
+@operator.command("list")
+def operator_list() -> None:
+    """Every account with its role, whether it is disabled, and its last sign-in."""
+    from workflows import operators
+    for a in operators.accounts(_db()):
+        seen = a["last_sign_in_at"].isoformat(timespec="seconds") if a["last_sign_in_at"] else "never"
+        click.echo(f"{a['username']:<24} {a['role']:<9} {'disabled' if a['disabled'] else 'active':<9} "
+                   f"last sign-in {seen}")

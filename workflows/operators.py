@@ -70,6 +70,48 @@ def set_password(db, username: str, password: str) -> None:
         o.session_generation = _new_generation()  # a new password ends the sessions signed in with the old
 
 
+def _account(s, username: str) -> Operator:
+    o = s.scalar(sa.select(Operator).where(Operator.username == username).with_for_update())
+    if o is None:
+        raise DomainError("not_found", f"no operator {username}")
+    return o
+
+
+def set_disabled(db, username: str, disabled: bool, *, by: str = "cli", now: datetime | None = None) -> None:
+    """Disable an account (it can no longer sign in, and its sessions end at once) or enable it again;
+    audited. Accounts are disabled, never deleted: the audit log keeps naming who did what."""
+    now = now or utcnow()
+    with db.begin() as s:
+        o = _account(s, username)
+        if disabled == (o.disabled_at is not None):
+            return
+        o.disabled_at = now if disabled else None
+        o.session_generation = _new_generation()
+        record(s, by, "operator.disable" if disabled else "operator.enable", reason=None,
+               detail={"username": username}, now=now)
+
+
+def set_role(db, username: str, role: str, *, by: str = "cli", now: datetime | None = None) -> None:
+    """Change an account's role (its sessions end: the next page asks it to sign in under the new role); audited."""
+    if role not in ROLES:
+        raise DomainError("validation_failed", f"role must be one of {', '.join(ROLES)}")
+    with db.begin() as s:
+        o = _account(s, username)
+        if o.role == role:
+            return
+        before, o.role, o.session_generation = o.role, role, _new_generation()
+        record(s, by, "operator.role", reason=None, detail={"username": username, "from": before, "to": role},
+               now=now)
+
+
+def accounts(db) -> list[dict]:
+    """Every account: username, role, disabled or not, last sign-in (no hashes)."""
+    with db() as s:
+        return [{"username": o.username, "role": o.role, "disabled": o.disabled_at is not None,
+                 "last_sign_in_at": o.last_sign_in_at}
+                for o in s.scalars(sa.select(Operator).order_by(Operator.username))]
+
+
 def end_sessions(db, operator_id: str) -> None:
     """Sign the operator out everywhere: every session cookie issued so far stops working."""
     with db.begin() as s:
