@@ -38,6 +38,8 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     # reverse proxies in front of `gongji web` whose X-Forwarded-For/-Proto to trust (sign-in rate limits)
     proxy_hops: int = 0
+    # a bearer token `/metrics` then asks for (Prometheus' `authorization` setting); None: open (loopback, dev)
+    metrics_token: str | None = None
     extra: dict = field(default_factory=dict)
 
     @staticmethod
@@ -73,4 +75,5 @@ class Settings:
             dev_mode=dev,
             public_url=_env("GONGJI_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
             proxy_hops=int(_env("GONGJI_PROXY_HOPS", "0")),
+            metrics_token=_env("GONGJI_METRICS_TOKEN", "") or None,
         )

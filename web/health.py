@@ -5,6 +5,7 @@ sent when Redis is back), so a load balancer must not take every web process out
 Redis is reported in the answer (`checks.redis`, status `degraded`), still 200."""
 from __future__ import annotations
 
+import hmac
 import time
 
 import sqlalchemy as sa
@@ -45,6 +46,14 @@ def readyz():
 
 @bp.get("/metrics")
 def metrics():
+    """Prometheus text; with GONGJI_METRICS_TOKEN set, only for `Authorization: Bearer <that token>` (the
+    request counts per endpoint and status are nobody else's business)."""
+    token = current_app.extensions["gongji"]["settings"].metrics_token
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return Response("metrics need the bearer token (GONGJI_METRICS_TOKEN)\n", status=401,
+                            mimetype="text/plain", headers={"WWW-Authenticate": "Bearer"})
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
 
 

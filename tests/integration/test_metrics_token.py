@@ -1,0 +1,23 @@
+"""`/metrics` behind a bearer token when GONGJI_METRICS_TOKEN is set (Flask's test client on SQLite)."""
+from __future__ import annotations
+
+from models.settings import Settings
+from web.app import create_app
+
+
+def _client(db, crypto_keys, token):
+    settings = Settings(database_url="sqlite://", redis_url=None, pii_keys=crypto_keys["pii_keys"],
+                        pii_active_key=crypto_keys["active"], lookup_key=crypto_keys["lookup_key"],
+                        secret_key="test-secret", metrics_token=token)
+    return create_app(settings, db=db, engine=None).test_client()
+
+
+def test_metrics_need_the_token_when_one_is_set(sqlite_db, crypto_keys):
+    """Given GONGJI_METRICS_TOKEN set, When /metrics is fetched without it, with another, and with it,
+    Then 401, 401, and the Prometheus text; without a token set it is open"""
+    client = _client(sqlite_db, crypto_keys, "s3cret-scrape")
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape"})
+    assert ok.status_code == 200 and b"gongji_http_requests_total" in ok.data
+    assert _client(sqlite_db, crypto_keys, None).get("/metrics").status_code == 200
