@@ -38,6 +38,10 @@ class settled_stamp(FunctionElement):
     inherit_cache = True
 
 
+# SQLite: one above every stamp committed; read under the write lock it is also the next write's stamp
+_ABOVE_ALL = "(SELECT coalesce(max(change_seq), 0) + 1 FROM bindings)"
+
+
 @compiles(change_stamp, "postgresql")
 def _change_pg(element, compiler, **kw):
     return "pg_current_xact_id()::text::bigint"
@@ -45,7 +49,7 @@ def _change_pg(element, compiler, **kw):
 
 @compiles(change_stamp)
 def _change_other(element, compiler, **kw):
-    return "(SELECT coalesce(max(change_seq), 0) + 1 FROM bindings)"
+    return _ABOVE_ALL
 
 
 @compiles(settled_stamp, "postgresql")
@@ -55,4 +59,4 @@ def _settled_pg(element, compiler, **kw):
 
 @compiles(settled_stamp)
 def _settled_other(element, compiler, **kw):
-    return "(SELECT coalesce(max(change_seq), 0) + 1 FROM bindings)"
+    return _ABOVE_ALL
