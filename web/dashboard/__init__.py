@@ -1,9 +1,10 @@
 """The operator dashboard (DESIGN §6, issue 4): server-rendered Flask pages under `/dashboard`.
 
 Wired here: Flask-Login sessions, CSRF on every form (Flask-WTF; only the bearer-key API and the signed
-webhooks are exempt), a rate limit on sign-in (Flask-Limiter; Redis in production, memory embedded),
-Flask-Babel with zh-CN first and English available, dates in Asia/Shanghai. Every view declares the role
-it needs with `@requires`; a view without one is refused (403) before it runs, so none can be forgotten."""
+webhooks are exempt), rate limits on sign-in and on the look-up by ID number (Flask-Limiter; Redis in
+production, memory embedded), Flask-Babel with zh-CN first and English available, dates in Asia/Shanghai.
+Every view declares the role it needs with `@requires`; a view without one is refused (403) before it
+runs, so none can be forgotten."""
 from __future__ import annotations
 
 from flask import Blueprint, Flask, abort, current_app, render_template, request, session
@@ -12,7 +13,9 @@ from flask_babel import lazy_gettext as _l
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from . import returning
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="../templates")
 LOCALES = ("zh_CN", "en")
@@ -70,12 +73,19 @@ def _error_pages(app: Flask) -> None:
         def handle(exc, code=code, before=before):
             if not _ours():
                 return before(exc) if before is not None else exc
-            response = current_app.make_response(
-                (render_template("dashboard/error.html", code=code), code))
+            response = current_app.make_response((_error_page(code, exc), code))
             if code == 429 and getattr(exc, "retry_after", None):
                 response.headers["Retry-After"] = str(exc.retry_after)
             return no_framing(response)
         app.register_error_handler(code, handle)
+
+
+def _error_page(code: int, exc) -> str:
+    """A refused CSRF token (a 400) is nearly always a form left open too long or sent after signing out:
+    the page says so and links back to the page the form came from, rather than "bad request"."""
+    if isinstance(exc, CSRFError):
+        return render_template("dashboard/error.html", code=code, form_expired=True, back=returning.back_link())
+    return render_template("dashboard/error.html", code=code)
 
 
 @bp.before_request
@@ -104,7 +114,7 @@ def init_app(app: Flask, *, exempt: tuple = ()) -> None:
     for blueprint in exempt:  # the bearer-key API and the signed webhooks: no CSRF token
         csrf.exempt(blueprint)
     Babel(app, locale_selector=select_locale)
-    from . import actions, auth, templating, views  # noqa: F401  (routes register on the blueprint)
+    from . import actions, auth, lookup, templating, views  # noqa: F401  (routes register on the blueprint)
     templating.register(app)
     app.register_blueprint(bp)
     _error_pages(app)

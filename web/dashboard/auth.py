@@ -8,8 +8,6 @@ password) changes it, which ends every session of that operator, including any c
 from __future__ import annotations
 
 from functools import wraps
-from urllib.parse import urlsplit
-
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
@@ -18,7 +16,7 @@ from flask_login import UserMixin, current_user, login_required, login_user, log
 from workflows import operators
 from workflows.errors import DomainError
 
-from . import LOCALES, bp, limiter, login
+from . import LOCALES, bp, limiter, login, returning
 from .forms import LanguageForm, SignInForm
 
 SIGN_IN_LIMIT = "10 per minute"  # tries per client address and username
@@ -77,10 +75,13 @@ def public(view):
     return view
 
 
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith("/dashboard") and not urlsplit(target).netloc:
-        return target
-    return url_for("dashboard.overview")
+@login.unauthorized_handler
+def to_sign_in():
+    """A request that needs a session, without one: to the sign-in page, whose `next` is the page to come back
+    to. Not Flask-Login's default `next` (the URL asked for): for a form sent after the session ended that is
+    its POST-only action, and signing in would land on a 405 (`returning.before_sign_in`)."""
+    flash(str(login.login_message), "message")
+    return redirect(url_for("dashboard.sign_in", next=returning.before_sign_in()))
 
 
 # `/dashboard/login` is the address API.md ("Pages") gives; `/dashboard/sign-in`, its name before, still
@@ -101,7 +102,7 @@ def sign_in():
         _clear_keeping_language()
         session.permanent = True  # expires after PERMANENT_SESSION_LIFETIME (web/app.py)
         login_user(User(info))
-        return redirect(_safe_next(request.args.get("next")))
+        return redirect(returning.after_sign_in(request.args.get("next")))
     return render_template("dashboard/sign_in.html", form=form)
 
 
@@ -129,4 +130,4 @@ def language():
     form = LanguageForm()
     if form.validate_on_submit() and form.lang.data in LOCALES:
         session["lang"] = form.lang.data
-    return redirect(_safe_next(request.form.get("next")))
+    return redirect(returning.page_of(request.form.get("next")) or url_for("dashboard.overview"))

@@ -65,13 +65,22 @@ def _no_whitespace(value):
     return re.sub(r"\s+", "", value) if isinstance(value, str) else value
 
 
+# a binding's id as typed into the look-up box (`bnd_` and its 26 characters; a wrong one opens the 404 page)
+BINDING_ID = re.compile(r"bnd_[0-9a-z]{1,34}", re.ASCII | re.IGNORECASE)
+
+
+def is_binding_id(value) -> bool:
+    return isinstance(value, str) and BINDING_ID.fullmatch(value) is not None
+
+
 def _id_number_length(form, field):
-    """15 to 18 characters once the whitespace is gone. Not wtforms' Length, which would also render
-    maxlength="18" and let the browser cut a number pasted with spaces before they are stripped."""
-    if not 15 <= len(field.data or "") <= 18:
+    """15 to 18 characters once the whitespace is gone, or a binding id. Not wtforms' Length, which would
+    also render maxlength="18" and let the browser cut a number pasted with spaces before they are stripped."""
+    if not is_binding_id(field.data) and not 15 <= len(field.data or "") <= 18:
         raise ValidationError(_l("Enter an ID number of 15 to 18 characters."))
 
 
 class LookupForm(FlaskForm):
+    """One box for an ID number (POSTed: it never goes into a URL) or a binding id (`bnd_…`: opens the binding)."""
     id_number = StringField(_l("ID number"), validators=[DataRequired(), _id_number_length],
                             filters=[_no_whitespace], render_kw={"maxlength": ID_TYPED_MAX})

@@ -30,6 +30,7 @@ ACTIONS = {
     "reveal": _l("reveal identity"), "batch_retry": _l("batch: retry"), "batch_expire": _l("batch: expire"),
     "batch_unbind": _l("batch: unbind"), "policy_publish": _l("publish a region policy version"),
     "policy_withdraw": _l("withdraw a pending policy version"),
+    "find_by_id_number": _l("find a person's bindings by ID number"),
 }
 RELATIONSHIPS = {
     "spouse": _l("spouse"), "parent": _l("parent"), "child": _l("child"), "grandparent": _l("grandparent"),
@@ -105,7 +106,7 @@ HTTP_ERRORS = {400: _l("The request could not be understood."), 403: _l("You may
                409: _l("Something else is changing this data right now. Try again in a moment."),
                429: _l("Too many tries. Wait a minute and try again."),
                500: _l("Something failed on our side. Try again; if it keeps failing, tell the administrator.")}
-HTTP_TITLES = {400: _l("Bad request"), 403: _l("Not allowed"), 404: _l("Not found"), 405: _l("Not allowed"),
+HTTP_TITLES = {400: _l("Bad request"), 403: _l("Not allowed"), 404: _l("Not found"), 405: _l("Method not allowed"),
                409: _l("Busy"), 429: _l("Too many requests"), 500: _l("Server error")}
 
 

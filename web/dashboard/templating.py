@@ -9,7 +9,7 @@ from flask_login import current_user
 
 from workflows.idnumbers import mask_in_text
 
-from . import LOCALES, labels, select_locale, wording
+from . import LOCALES, labels, long_text, returning, select_locale, wording
 from .forms import LanguageForm
 
 
@@ -42,5 +42,5 @@ def register(app: Flask) -> None:
     @app.context_processor
     def helpers():
         return {"L": labels, "W": wording, "label": labels.label, "locales": LOCALES, "locale": select_locale(),
-                "language_form": LanguageForm, "can": lambda role: current_user.is_authenticated
-                and current_user.can(role)}
+                "language_form": LanguageForm, "language_next": returning.language_next, "T": long_text,
+                "can": lambda role: current_user.is_authenticated and current_user.can(role)}

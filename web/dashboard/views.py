@@ -1,5 +1,5 @@
-"""Dashboard pages that read: overview, the list (filters, keyset pages, find by ID number), one
-binding, the audit log, the region policies, a batch job. Thin: parse, call `workflows`, render."""
+"""Dashboard pages that read: overview, the list (filters, keyset pages; the look-up by ID number is in
+`lookup.py`), one binding, the audit log, the region policies, a batch job. Thin: parse, call `workflows`, render."""
 from __future__ import annotations
 
 from flask import abort, current_app, redirect, render_template, request, url_for
@@ -18,7 +18,6 @@ from .templating import local
 from .forms import BATCH_ACTIONS, ActionForm, BatchForm, FindForm, LookupForm, RevealForm
 
 PAGE = 50
-PERSON_MAX = 1000  # a person's bindings, all on one page (member caps and change limits keep it far smaller)
 # the actions a binding page offers, in order, with their button style; who may run each is repair.ROLE_FOR
 BINDING_ACTIONS = (("retry", ""), ("expire", "danger"), ("unbind", "danger"))
 
@@ -83,49 +82,28 @@ def new_batch():
         return redirect(url_for("dashboard.bindings"))
     batch = BatchForm(formdata=None, data={**filters, "expected": finder.count(db(), **filters)})
     batch.action.choices = batch_choices(filters)
-    return render_template("dashboard/batch_new.html", batch=batch, filters=filters, form=form)
+    return render_template("dashboard/batch_new.html", batch=batch, filters=filters, form=form,
+                           role_needed=batch_needs_role(filters))
+
+
+def _batch_can_succeed(name: str, filters: dict) -> bool:
+    """Retry only where the filter names a stuck reason (it refuses a binding that is not stuck); expire and
+    unbind only where the state machine has that event from the filtered state (any, when none is filtered)."""
+    state = filters.get("state")
+    return bool(filters.get("stuck")) if name == "retry" else state is None or machine.allowed(state, name)
 
 
 def batch_choices(filters: dict) -> list[SelectChoice]:
-    """The batch actions the signed-in operator may run that can succeed on what the filter matches: retry
-    only where the filter names a stuck reason (it refuses a binding that is not stuck); expire and unbind
-    only where the state machine has that event from the filtered state (any, when no state is filtered)."""
-    state = filters.get("state")
+    """The batch actions the signed-in operator may run that can succeed on what the filter matches."""
     return [SelectChoice(name, text) for name, text in BATCH_ACTIONS
-            if current_user.can(repair.ROLE_FOR[name])
-            and (bool(filters.get("stuck")) if name == "retry" else state is None or machine.allowed(state, name))]
+            if current_user.can(repair.ROLE_FOR[name]) and _batch_can_succeed(name, filters)]
 
 
-@bp.post("/find")
-@requires("viewer")
-def find_person():
-    """Find by ID number: POSTed (never in a URL), looked up through the keyed hash, shown masked."""
-    form = LookupForm()
-    find = FindForm(formdata=None)
-    _choices(find)
-    page = {"items": [], "next": None}
-    error = None
-    if form.validate_on_submit():
-        try:
-            page = _every_binding_of(form.id_number.data)
-        except DomainError as exc:
-            error = exc.code
-    else:
-        error = "invalid_id_number"
-    return render_template("dashboard/list.html", form=find, page=page, filters={},
-                           lookup=LookupForm(formdata=None), lookup_error=error, looked_up=True)
-
-
-def _every_binding_of(id_number: str) -> dict:
-    """All of one person's bindings on one page: a next-page link would have to carry the person, and the
-    ID number never goes into a URL. "next" stays None; "more" is set if PERSON_MAX cut the list short."""
-    items, after = [], None
-    while True:
-        page = finder.find(db(), id_number=id_number, after=after, limit=finder.MAX_LIMIT)
-        items += page["items"]
-        after = page["next"]
-        if after is None or len(items) >= PERSON_MAX:
-            return {"items": items[:PERSON_MAX], "next": None, "more": after is not None}
+def batch_needs_role(filters: dict) -> list[tuple[str, str]]:
+    """The batch actions that can succeed on the filter but the signed-in operator's role may not run, each
+    with the role it needs: when the form offers nothing, the page names that reason, not the state."""
+    return [(name, repair.ROLE_FOR[name]) for name, _text in BATCH_ACTIONS
+            if not current_user.can(repair.ROLE_FOR[name]) and _batch_can_succeed(name, filters)]
 
 
 def offered_actions(state: str, stuck_reasons: list) -> list[tuple[str, str]]:

@@ -61,6 +61,20 @@ def reason(text) -> str:
     return text
 
 
+def actor(who: dict, binding: dict) -> str:
+    """Who made a history transition, named as the Parties box names the persons: the grantor or the
+    beneficiary (with the masked name) when the actor is one of the two; anyone else (an operator, the
+    system, a verifier, another person) by kind and id. Why: the page shows no person ids, so a raw
+    `psn_…` would not tell the operator which side acted."""
+    kind, who_id = who.get("kind"), who.get("id")
+    if kind == "person" and who_id:
+        for side in ("grantor", "beneficiary"):
+            party = binding.get(side) or {}
+            if party.get("id") == who_id:
+                return " ".join(str(part) for part in (_SIDE[side], party.get("name_masked")) if part)
+    return " ".join(str(part) for part in (labels.label(labels.ACTORS, kind), who_id) if part)
+
+
 def duration(seconds) -> str:
     """Seconds as days, hours, minutes and seconds, largest first, zero parts left out (90000: 1 day 1 hour)."""
     if seconds is None:
