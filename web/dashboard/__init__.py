@@ -108,7 +108,11 @@ def init_app(app: Flask, *, exempt: tuple = ()) -> None:
     login.login_view = "dashboard.sign_in"
     login.login_message = _l("Please sign in to see this page.")
     login.localize_callback = str  # the flash is stored in the session: a plain string, in the reader's language
-    login.session_protection = "strong"
+    # No client binding: Flask-Login's "strong" deletes a session whose address or User-Agent changed, but not
+    # a permanent one (ours, for the 8-hour expiry): it only marks it not fresh. And its address is the raw
+    # X-Forwarded-For, which a thief sets at will, like the User-Agent. What ends a stolen cookie is the
+    # session generation (signing out, a new password, `gongji operator disable`), and the 8 hours.
+    login.session_protection = None
     limiter.init_app(app)
     _limit_the_dashboard_only(app)
     for blueprint in exempt:  # the bearer-key API and the signed webhooks: no CSRF token
