@@ -50,13 +50,14 @@ def verifier(session, province: str | None = None, *, reachable: bool = True) ->
     return chosen[0] if chosen else None
 
 
-def may_answer(session, attempt_verifier_id: str | None, province: str, verifier_id: str) -> bool:
+def may_answer(session, attempt_verifier_id: str | None, region_code: str, verifier_id: str) -> bool:
     """Whether `verifier_id`'s result counts for an attempt: the provider asked (recorded before the request
     leaves, so its callback always finds it); while nobody was asked yet, only the provider that would be
     asked or the one the registry names for the beneficiary's province. Never any other verifier: a
     provider registered for another province, or any provider when none serves this one."""
     if attempt_verifier_id is not None:
         return verifier_id == attempt_verifier_id
+    province = province_of(session, region_code)  # of the beneficiary's pooling region
     return any(p is not None and p.id == verifier_id for p in (verifier(session, province),
                                                                 verifier(session, province, reachable=False)))
 

@@ -16,7 +16,6 @@ from models.types import new_id
 from . import face_sessions, free_text, machine, policy, rows, writes
 from .actors import Actor
 from .errors import DomainError
-from .persons import province_of
 from .statements import Statement
 from .unit import Command, command, retried
 from .views import attempt_view, binding_view
@@ -104,8 +103,7 @@ def record_verification_result(db, *, verification_id: str, binding_id: str, res
         attempt = _attempt(rest)
         if attempt is None:
             raise DomainError("not_found", f"no verification {verification_id} on binding {binding_id}")
-        province = province_of(cmd.conn, row.beneficiary.region_code)
-        if not face_sessions.may_answer(cmd.conn, attempt.verifier_id, province, verifier_id):
+        if not face_sessions.may_answer(cmd.conn, attempt.verifier_id, row.beneficiary.region_code, verifier_id):
             raise DomainError("not_your_binding", f"verification {verification_id} was not asked of {verifier_id}")
         if attempt.status != "pending" or row.state != "invited":
             return f"ignored_{attempt.status}"
