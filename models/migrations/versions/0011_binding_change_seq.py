@@ -9,8 +9,9 @@ On a large table: the column is added on its own (nullable, no default: PostgreS
 catalog), waiting at most 10 s for the table's lock; the existing rows are stamped in batches of 5,000 in
 id order, each committed by itself (each batch's own transaction id on PostgreSQL, below every later
 write's); then the index is built without blocking writes. Processes still on the previous code do not
-stamp their writes during a rolling deploy: a binding they change keeps its older stamp, and a platform
-that pages the feed meanwhile learns of the change from its pushed event (or the reconciliation).
+stamp their writes during a rolling deploy: a binding they change keeps its older stamp, and one they
+invite has none, so the feed serves it from its next change; a platform learns of both from the pushed
+events (or the reconciliation) meanwhile.
 
 Revision ID: 0011
 Revises: 0010
