@@ -112,8 +112,9 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
         # then whether the binding may reach the beneficiary's region at all: a person it cannot reach (another
         # province that does not share) is refused as such before their insurance or name is looked at, so an
         # invitation tells nothing more of them (not whether a name matches) than that they are out of reach
-        b_policy = policy.in_force(s, beneficiary.region_code, cmd.now) if beneficiary is not None else None
+        b_policy = None
         if beneficiary is not None:
+            b_policy = policy.in_force(s, beneficiary.region_code, cmd.now)
             rules.check_regions(facts(s, grantor), facts(s, beneficiary), g_policy, b_policy)
         rules.check_beneficiary(facts(s, beneficiary))
         if not idnumbers.same_name(beneficiary_name, beneficiary.name):

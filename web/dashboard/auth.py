@@ -8,6 +8,7 @@ password) changes it, which ends every session of that operator, including any c
 from __future__ import annotations
 
 from functools import wraps
+
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
