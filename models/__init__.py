@@ -7,9 +7,10 @@ from .bindings import ACTIVE_STATES, Binding, Departure, Transition, Verificatio
 from .delivery import Delivery, DeliveryAttempt, PlatformSync
 from .operators import ROLES, AuditEntry, BatchJob, Operator
 from .messaging import IdempotencyRecord, OutboxMessage, ReceivedWebhook
+from .money import LedgerEntry, Settlement, SettlementSplit
 from .persons import Person
 from .regions import Platform, Region, RegionPolicy
 
 __all__ = ["ACTIVE_STATES", "AuditEntry", "Base", "BatchJob", "Operator", "ROLES", "Binding", "Delivery", "Departure",
-           "DeliveryAttempt", "PlatformSync", "IdempotencyRecord", "OutboxMessage", "Person", "Platform",
-           "ReceivedWebhook", "Region", "RegionPolicy", "Transition", "VerificationAttempt"]
+           "DeliveryAttempt", "PlatformSync", "IdempotencyRecord", "LedgerEntry", "OutboxMessage", "Person", "Platform",
+           "ReceivedWebhook", "Region", "RegionPolicy", "Settlement", "SettlementSplit", "Transition", "VerificationAttempt"]

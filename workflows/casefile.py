@@ -13,7 +13,7 @@ from models import (Binding, Delivery, DeliveryAttempt, Departure, Person, Platf
                     VerificationAttempt)
 from models.types import utcnow
 
-from . import free_text, machine, operators, platforms, rows, stuck, sync
+from . import free_text, machine, operators, platforms, rows, settlements, stuck, sync
 from .errors import DomainError
 from .views import attempt_view, binding_view, transition_view
 
@@ -117,6 +117,7 @@ def casefile(db, binding_id: str, *, now: datetime | None = None) -> dict:
             "sync": _sync(s, b),
             "stuck": stuck.of_binding(s, binding_id, now),
             "audit": operators.entries(s, binding_id=binding_id, limit=20)["items"],
+            "payments": settlements.of_binding(s, binding_id, b.version),
             "terminal": b.state in machine.TERMINAL,
         }
 

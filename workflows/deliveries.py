@@ -129,11 +129,15 @@ class Claim:
 def concerned(session, payload: dict) -> list[platforms.PlatformInfo]:
     """The platforms a binding event concerns: national ones and those serving the province of either
     side's pooling region, and for `binding.relocated` also of the regions the binding left
-    (`relocated_from`: the province that no longer sees it learns that it left)."""
+    (`relocated_from`: the province that no longer sees it learns that it left). A settlement event: those
+    of the beneficiary's and every paying grantor's region."""
     data = payload.get("data") or {}
     held = [data.get("binding") or {}, data.get("relocated_from") or {}]
-    provinces = {province_of(session, b[k]) for b in held for k in rows.REGIONS
-                 if b.get(k)}
+    regions = {b[k] for b in held for k in rows.REGIONS if b.get(k)}
+    settled = data.get("settlement")  # a settlement concerns the provinces of the beneficiary and each grantor
+    if settled:
+        regions |= {p["region_code"] for p in [settled["beneficiary"], *(x["grantor"] for x in settled["splits"])]}
+    provinces = {province_of(session, r) for r in regions}
     return [p for p in platforms.all_platforms(session) if p.webhook_url and p.kind != "verifier"
             and (p.kind == "national" or provinces & set(p.provinces))]
 

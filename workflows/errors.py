@@ -29,6 +29,7 @@ CODES: dict[str, tuple[int, str]] = {
     "stale": (409, "The registry fact is not newer than the one already held (registry_as_of)"),
     "deduction_order_fixed": (422, "The beneficiary's region fixes the deduction order (its policy is not "
                               "user_order)"),
+    "reference_reused": (422, "This settlement reference was already used with different facts"),
     # the operator dashboard
     "forbidden": (403, "Your role does not allow this action"),
     "not_stuck": (409, "Nothing to retry: the binding is not stuck"),

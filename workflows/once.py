@@ -17,7 +17,8 @@ outcome ("stale") overwrite the one that applied it ("applied"). The stored webh
 one outbox row carries it, and a lease of its own could close that row while the webhook waits. A failure
 ends the run's own lease at once (the actor's retry takes the row again); a worker that died holding it
 is replaced after the lease runs out, by the relay's next re-send. The first run to finish records the
-outcome."""
+outcome. A model's `ONCE_DONE` columns ({name: SQL expression}) are set by that same statement, from the
+parameters `work` returns with its outcome as `(outcome, params)` (a received webhook's binding)."""
 from __future__ import annotations
 
 from collections import namedtuple
@@ -41,7 +42,8 @@ def _statements(model) -> SimpleNamespace:
         leased = "lease_until" in t.c
         key, at = sa.bindparam("_id"), sa.bindparam("_at", type_=t.c.processed_at.type)
         mine = sa.bindparam("_until", type_=t.c.lease_until.type) if leased else None
-        done = {"processed_at": at, "last_error": None, **({"lease_until": None} if leased else {})}
+        done = {"processed_at": at, "last_error": None, **({"lease_until": None} if leased else {}),
+                **getattr(model, "ONCE_DONE", {})}  # a model's own columns, from the params `work` returns
         if "outcome" in t.c:
             done["outcome"] = sa.bindparam("_outcome", type_=t.c.outcome.type)
         free = (sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= at),) if leased else ()
@@ -60,7 +62,7 @@ def _statements(model) -> SimpleNamespace:
     return _STATEMENTS[model]
 
 
-def run_once(db, model, row_id: int, work: Callable[[object], str | None], *,
+def run_once(db, model, row_id: int, work: Callable[[object], str | None | tuple[str, dict]], *,
              now: datetime | None = None) -> str | None:
     """`work`'s outcome; else "missing", the outcome recorded ("processed" if the table has none), or
     "in_progress" (another run holds the row's lease)."""
@@ -83,7 +85,8 @@ def run_once(db, model, row_id: int, work: Callable[[object], str | None], *,
             st.failed.run(conn, {"_id": row_id, "_until": until,
                                  "_error": f"{type(exc).__name__}: {exc}"[:2000]})
         raise
+    outcome, params = outcome if isinstance(outcome, tuple) else (outcome, {})
     with autocommit(db) as conn:
-        st.done.run(conn, {"_id": row_id, "_at": utcnow(),
+        st.done.run(conn, {"_id": row_id, "_at": utcnow(), **params,
                            **({"_outcome": outcome} if st.has_outcome else {})})
     return outcome

@@ -99,6 +99,15 @@ def _parse_cursor(cursor: str) -> tuple[datetime, str]:
         raise DomainError("validation_failed", "after is a cursor this feed returned") from None
 
 
+def rows_before(after: str, at_col, id_col) -> sa.ColumnElement[bool]:
+    """(at, id) before a cursor of `_cursor(at, id)`, for the dashboard's lists of rows with integer ids,
+    paged newest first (received webhooks, dead deliveries)."""
+    at, last_id = _parse_cursor(after)
+    if not last_id.isdigit():
+        raise DomainError("validation_failed", "after is a cursor this list returned")
+    return sa.tuple_(at_col, id_col) < sa.tuple_(sa.literal(at, at_col.type), sa.literal(int(last_id)))
+
+
 def concerns(platform) -> sa.ColumnElement[bool]:
     """The bindings a platform is concerned with: all for the national platform, else those whose grantor's
     or beneficiary's pooling region lies in a province it serves (the regions they hold now: a `relocate`

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from models import ReceivedWebhook
 from models.types import new_id, utcnow
 
-from . import outbox, person_events, platforms
+from . import free_text, outbox, person_events, platforms
 from .errors import DomainError, LockTimeout
 from .group_commit import GroupCommit
 from .once import run_once
@@ -190,21 +190,45 @@ def _apply(db, row: ReceivedWebhook) -> str:
     return handler(db, data, platform=platforms.get(db, row.platform_id), as_of=sent_at(row))
 
 
+BINDING_ID_CHARS = RW.c.binding_id.type.length
+ERROR_CHARS = 2000  # of the error a give-up is kept with (as `once.run_once` keeps a failed run's)
+
+
+def named_binding(row) -> str | None:
+    """The binding a stored webhook's data names (`verification.completed`, `binding.unbind_requested`:
+    `data.binding_id`), if it could be one; recorded with the outcome only when that binding exists
+    (`ReceivedWebhook.ONCE_DONE`), so the dashboard lists the webhook on the binding's page."""
+    try:
+        found = json.loads(row.body).get("data", {}).get("binding_id")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    # a NUL would fail the statement recording the outcome (PostgreSQL's text cannot hold it)
+    return found if isinstance(found, str) and 0 < len(found) <= BINDING_ID_CHARS and "\x00" not in found else None
+
+
 def _apply_final(db):
-    def work(row: ReceivedWebhook) -> str:
+    def work(row: ReceivedWebhook) -> tuple[str, dict]:
+        """The outcome and, set by the statement that records it (`ReceivedWebhook.ONCE_DONE`), the binding
+        named (if it exists) and, for a give-up, the error it gave up on (for the dashboard: masked there)."""
+        outcome, error = _outcome(row)
+        return outcome, {"_binding_id": named_binding(row), "_last_error": error}
+
+    def _outcome(row: ReceivedWebhook) -> tuple[str, str | None]:
         try:
-            return _apply(db, row)
+            return _apply(db, row), None
         except DomainError as exc:  # a refusal is the final outcome; other errors are retried
             # a concurrent change won: retry; a lock held too long is never the webhook's fault: retry always
             if exc.code == "conflict" and (row.attempts < MAX_ATTEMPTS or isinstance(exc, LockTimeout)):
                 raise
-            return exc.code
+            return exc.code, (f"{exc.code}: {exc.detail}"[:ERROR_CHARS] if exc.code == "conflict" else None)
         except Exception as exc:  # noqa: BLE001 - retried, until it is plainly the webhook's own fault
             if row.attempts < MAX_ATTEMPTS or isinstance(exc, _PASSING):
                 raise
             log.error("received webhook %s failed %d times; its final outcome is failed:%s", row.id,
                       row.attempts, type(exc).__name__)
-            return f"failed:{type(exc).__name__}"[:64]
+            # kept (it may quote the data): with ID and mobile numbers masked, as the dashboard shows it
+            return f"failed:{type(exc).__name__}"[:64], free_text.clean(f"{type(exc).__name__}: {exc}",
+                                                                         limit=ERROR_CHARS)
     return work
 
 

@@ -11,8 +11,8 @@ from openapi_spec_validator import validate
 from .support import (LIFE_EVENTS, Api, assert_problem, child_birth, full_life, id_number, issued_numbers,
                       life_events, post_webhook, verification_completed, wait_state)
 
-# API.md: every path under Persons, Regions and Bindings, plus the inbound webhook (path parameters are
-# compared by position, not by name)
+# API.md: every path under Persons, Regions, Bindings and Settlements, plus the inbound webhook (path
+# parameters are compared by position, not by name)
 CONTRACT = {
     ("post", "/api/v1/persons"), ("post", "/api/v1/persons/lookup"),
     ("get", "/api/v1/persons/{person_id}/bindings"), ("put", "/api/v1/persons/{person_id}/deduction-order"),
@@ -21,8 +21,10 @@ CONTRACT = {
     ("post", "/api/v1/bindings/{id}/verification"), ("post", "/api/v1/bindings/{id}/accept"),
     ("post", "/api/v1/bindings/{id}/decline"), ("post", "/api/v1/bindings/{id}/cancel"),
     ("put", "/api/v1/bindings/{id}/authorization"), ("post", "/api/v1/bindings/{id}/unbind"),
+    ("post", "/api/v1/settlements"), ("post", "/api/v1/settlements/{id}/reversal"),
     ("post", "/webhooks/{platform}"),
 }
+NO_BODY = {("post", "/api/v1/settlements/{id}/reversal")}  # API.md gives the reversal no body
 REGION_FIELDS = ("code", "name", "province_code", "platform", "commitment_version", "allowed_relationships",
                  "intra_province", "cross_province", "invitation_ttl_s", "verification_timeout_s",
                  "max_verification_attempts", "member_limits", "frequency_limit", "deduction_order_policy")
@@ -36,8 +38,8 @@ def _template(path: str) -> str:
 def test_openapi_document_lists_the_contract(embedded):
     """Given a running server
     When anyone (no key needed) fetches /api/v1/openapi.json
-    Then it is an OpenAPI 3.1 document listing every operation of API.md's Persons, Regions and Bindings
-    tables and /webhooks/{platform}, each with responses, the writes with a JSON request body, error answers
+    Then it is an OpenAPI 3.1 document listing every operation of API.md's Persons, Regions, Bindings and
+    Settlements tables and /webhooks/{platform}, each with responses, the writes with a JSON request body, error answers
     as application/problem+json, and every $ref resolving inside the document; the inbound webhook's body
     per type and every outbound event (the `webhooks` section) with its body."""
     resp = requests.get(f"{embedded}/api/v1/openapi.json", timeout=30)
@@ -59,7 +61,7 @@ def test_openapi_document_lists_the_contract(embedded):
             for name in re.findall(r"\{([^}]+)\}", path):
                 assert any(p["in"] == "path" and p["name"] == name for p in op.get("parameters", [])), \
                     (method, path, name)
-            if (method, _template(path)) in {(m, _template(p)) for m, p in CONTRACT} and method in ("post", "put"):
+            if (method, _template(path)) in {(m, _template(p)) for m, p in CONTRACT - NO_BODY} and method in ("post", "put"):
                 assert "application/json" in op["requestBody"]["content"], (method, path)
             for status, answer in op["responses"].items():
                 if status.startswith(("4", "5")) and "content" in answer:
@@ -79,11 +81,13 @@ def test_openapi_document_lists_the_contract(embedded):
     assert set(doc["webhooks"]) >= {"binding.invited", "binding.verification_requested", "binding.face_verified",
                                     "binding.accepted", "binding.authorized", "binding.unbound", "binding.declined",
                                     "binding.cancelled", "binding.expired", "binding.verification_failed",
-                                    "binding.rejected", "verification.session_requested"}
+                                    "binding.rejected", "verification.session_requested",
+                                    "settlement.completed", "settlement.reversed"}
     for kind, hook in doc["webhooks"].items():
         sent = hook["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert sent["properties"]["type"]["const"] == kind
-        expected = "subject" if kind == "verification.session_requested" else "binding"
+        expected = {"verification.session_requested": "subject"}.get(
+            kind, "settlement" if kind.startswith("settlement.") else "binding")
         assert expected in sent["properties"]["data"]["properties"], kind
     # every success status is documented: a person registered again is 200, a new one 201; the headers too
     assert {"200", "201"} <= set(doc["paths"]["/api/v1/persons"]["post"]["responses"])

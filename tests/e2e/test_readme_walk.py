@@ -64,6 +64,7 @@ def test_readme_walk(server, request):
     # so a state may follow the webhook's answer on the same line)
     assert re.findall(r"(accepted|authorized|unbound)\n", done.stdout) == ["accepted", "authorized", "unbound"]
     assert "verification passed\n" in done.stdout  # the provider read its webhook's outcome
+    assert "authorized\n12000\nunbound\n" in done.stdout  # the settlement, paid by the grantor's authorization
     # and no answer carried either unmasked ID number
     assert "320102198001011238" not in done.stdout and "320102198502022349" not in done.stdout
     # and it can be walked again on the same server (the first binding ended; a new invitation is a new

@@ -134,4 +134,4 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
     return wrap
 
 
-from . import bindings, inbound, openapi, persons, sync  # noqa: E402,F401  (registers the routes)
+from . import bindings, inbound, openapi, persons, settlements, sync  # noqa: E402,F401  (registers the routes)

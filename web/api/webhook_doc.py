@@ -94,7 +94,28 @@ def OUTBOUND_WEBHOOKS() -> dict:
             "schema": relocated() if kind == "binding.relocated" else body(kind)}}},
         "responses": {"2XX": {"description": "acknowledged: this platform holds this version"},
                       "default": {"description": "not acknowledged: retried on the documented schedule"}}}}
-        for kind in OUTBOUND} | {SESSION_REQUESTED: SESSION_REQUEST_DOC}
+        for kind in OUTBOUND} | {SESSION_REQUESTED: SESSION_REQUEST_DOC} | {
+        kind: _settlement_doc(kind) for kind in SETTLEMENT_EVENTS}
+
+
+SETTLEMENT_EVENTS = ("settlement.completed", "settlement.reversed")
+
+
+def _settlement_doc(kind: str) -> dict:
+    return {"post": {
+        "summary": kind, "tags": ["events"],
+        "description": SIGNED + ". Sent to each platform serving the province of the beneficiary or of a grantor "
+                       "who paid (and the national platform), at least once: drop a repeated webhook-id. Not "
+                       "ordered with binding events; `data.settlement.status` says which state it reports.",
+        "parameters": _headers(),
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["type", "id", "created_at", "data"], "properties": {
+                "type": {"const": kind}, "id": {"type": "string", "description": "the event id, also webhook-id"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "data": {"type": "object", "required": ["settlement"], "properties": {
+                    "settlement": {"$ref": REF.format("SettlementOut")}}}}}}}},
+        "responses": {"2XX": {"description": "acknowledged"},
+                      "default": {"description": "not acknowledged: retried on the documented schedule"}}}}
 
 
 SESSION_REQUESTED = "verification.session_requested"

@@ -84,3 +84,13 @@ class LookupForm(FlaskForm):
     """One box for an ID number (POSTed: it never goes into a URL) or a binding id (`bnd_…`: opens the binding)."""
     id_number = StringField(_l("ID number"), validators=[DataRequired(), _id_number_length],
                             filters=[_no_whitespace], render_kw={"maxlength": ID_TYPED_MAX})
+
+
+class WebhookFilterForm(FlaskForm):
+    """The inbound webhooks' problem list filters (GET): platform, kind, received within."""
+    class Meta:
+        csrf = False
+
+    platform = SelectField(_l("Platform"), validators=[Optional()])
+    kind = SelectField(_l("Kind"), validators=[Optional()])
+    within_s = SelectField(_l("Received within"), validators=[Optional()])

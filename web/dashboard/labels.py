@@ -31,7 +31,13 @@ ACTIONS = {
     "batch_unbind": _l("batch: unbind"), "policy_publish": _l("publish a region policy version"),
     "policy_withdraw": _l("withdraw a pending policy version"),
     "find_by_id_number": _l("find a person's bindings by ID number"),
+    "webhook_retry": _l("retry an inbound webhook"), "deliveries_replay": _l("replay a platform's dead deliveries"),
 }
+# an inbound webhook as the dashboard sorts it (workflows.inbound.kind_of)
+WEBHOOK_KINDS = {"failed": _l("gave up"), "refused": _l("refused"), "retrying": _l("retrying"),
+                 "pending": _l("waiting"), "processed": _l("processed")}
+WITHIN = [("", _l("any time")), ("3600", _l("1 hour")), ("86400", _l("1 day")), ("604800", _l("7 days")),
+          ("2592000", _l("30 days"))]
 RELATIONSHIPS = {
     "spouse": _l("spouse"), "parent": _l("parent"), "child": _l("child"), "grandparent": _l("grandparent"),
     "grandchild": _l("grandchild"), "sibling": _l("sibling"),

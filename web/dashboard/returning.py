@@ -3,7 +3,7 @@
 Why: a form's action (`/dashboard/bindings/<id>/expire`, `/dashboard/find`, `/dashboard/batches`) only takes
 a POST. Sent to it again by a GET (after signing in, after switching the language) the operator lands on a
 405. So a target that is not a page is replaced by the page its action belongs to: the binding it names,
-the list (a look-up, a batch), else the overview. A referrer or `next` counts only when it is a dashboard
+the webhook (a retry), the platform's deliveries (a replay), the list (a look-up, a batch), else the overview. A referrer or `next` counts only when it is a dashboard
 URL of this site; what comes back is a path (with its query), never another host. Nothing here puts an ID
 number into a URL: a look-up is POSTed, and its page is the list without it."""
 from __future__ import annotations
@@ -50,6 +50,10 @@ def page_of(target: str | None, *, not_to: tuple[str, ...] = ()) -> str | None:
         return None
     if "binding_id" in args:
         return url_for("dashboard.binding", binding_id=args["binding_id"])
+    if "received_id" in args:  # a webhook's retry: its page
+        return url_for("dashboard.webhook", received_id=args["received_id"])
+    if "platform_id" in args:  # a replay of a platform's dead deliveries: that platform's deliveries
+        return url_for("dashboard.deliveries", platform=args["platform_id"])
     return url_for("dashboard.bindings" if endpoint in _LIST_ACTIONS else "dashboard.overview")
 
 

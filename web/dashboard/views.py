@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
-from workflows import batches, casefile, diagram, finder, machine, operators, overview as overview_mod
+from workflows import batches, casefile, diagram, finder, inbound, machine, operators, overview as overview_mod
 from workflows import platforms, policy_admin, repair, stuck
 from workflows.errors import DomainError
 from models import Region
@@ -35,7 +35,8 @@ def overview():
     o = overview_mod.overview(db())
     chart = charts.bars([(local(h["hour"], "HH:mm"), h["transitions"], h["failures"]) for h in o["hourly"]],
                         title=_("Transitions and failures per hour"), first=_("transitions"), second=_("failures"))
-    return render_template("dashboard/overview.html", o=o, queues=_queues(), chart=chart)
+    return render_template("dashboard/overview.html", o=o, queues=_queues(), chart=chart,
+                           inbound=inbound.backlog(db()), window_s=inbound.PROBLEM_WINDOW_S)
 
 
 def _choices(form: FindForm) -> None:
@@ -132,6 +133,7 @@ def render_binding(binding_id: str, revealed: dict | None = None):
                       event_labels={k: str(v) for k, v in labels.EVENTS.items()})
     return render_template("dashboard/binding.html", case=case, b=case["binding"], svg=svg,
                            offered=offered_actions(case["binding"]["state"], case["stuck"]),
+                           webhooks=inbound.of_binding(db(), binding_id),
                            action=ActionForm(formdata=None), reveal=RevealForm(formdata=None), revealed=revealed)
 
 

@@ -1,0 +1,68 @@
+"""Settlements over real HTTP (API.md "Settlements"): a child's outpatient cost paid from their own account,
+then the parent's authorization, the rest cash; the same reference again; a reversal; the refusals."""
+from __future__ import annotations
+
+import uuid
+
+from .support import Api, assert_problem, child_birth
+
+
+def _lookup(api: Api, person) -> dict:
+    resp = api.post("/api/v1/persons/lookup", {"id_number": person.id_number})
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_a_settlement_its_replay_and_its_reversal(js: Api, xj: Api):
+    """Given a parent with 2,000.00 yuan who authorized 300.00 yuan to a child (guardian path) with 10.00
+    When Jiangsu settles 500.00 yuan of outpatient cost for the child, sends it again, and reverses it
+    Then 201 with acct_pay 1,000, acct_mulaid_pay 30,000 (one split, the parent masked), psn_cash_pay 19,000
+    and balc 0; the same reference answers 200 with the same settlement; Xinjiang cannot read it; the
+    reversal answers `reversed` and both balances are back; no answer carries a whole ID number."""
+    parent = js.person("320100", balance_fen=200_000)
+    child = js.person("320100", birth=child_birth(), insurance_type="resident", balance_fen=1_000)
+    b = js.invited(parent, child, "child")
+    assert b["state"] == "accepted"
+    js.ok(b["id"], "authorization", parent, amount_fen=30_000)
+    body = {"reference": f"JS-{uuid.uuid4().hex[:12]}", "beneficiary_id_number": child.id_number,
+            "amount_fen": 50_000, "category": "outpatient", "institution_code": "H32010000001"}
+
+    made = js.post("/api/v1/settlements", body)
+    again = js.post("/api/v1/settlements", body)
+
+    assert made.status_code == 201, made.text
+    s = made.json()
+    assert (s["acct_pay"], s["acct_mulaid_pay"], s["psn_cash_pay"], s["balc"]) == (1_000, 30_000, 19_000, 0)
+    assert [x["binding_id"] for x in s["splits"]] == [b["id"]]
+    assert s["splits"][0]["grantor"]["id"] == parent.id and "*" in s["splits"][0]["grantor"]["id_number_masked"]
+    assert again.status_code == 200 and again.json() == s
+    assert js.get(f"/api/v1/settlements/{s['id']}").json() == s
+    assert_problem(xj.get(f"/api/v1/settlements/{s['id']}"), 404, "not_found")
+    assert (_lookup(js, child)["balance_fen"], _lookup(js, parent)["balance_fen"]) == (0, 170_000)
+
+    undone = js.post(f"/api/v1/settlements/{s['id']}/reversal")
+
+    assert undone.status_code == 200, undone.text
+    assert undone.json()["status"] == "reversed" and undone.json()["reversed_at"]
+    assert (_lookup(js, child)["balance_fen"], _lookup(js, parent)["balance_fen"]) == (1_000, 200_000)
+    for text in (made.text, again.text, undone.text):
+        assert parent.id_number not in text and child.id_number not in text
+
+
+def test_settlement_refusals(js: Api):
+    """Given a registered, insured person
+    When a settlement names non-medical goods, sends the amount as a string, reuses a reference with another
+    amount, or names an unknown ID number
+    Then 422 validation_failed, 422 validation_failed, 422 reference_reused, 404 not_found."""
+    someone = js.person("320100", balance_fen=10_000)
+    body = {"reference": f"JS-{uuid.uuid4().hex[:12]}", "beneficiary_id_number": someone.id_number,
+            "amount_fen": 100, "category": "pharmacy", "institution_code": "P3201"}
+    assert js.post("/api/v1/settlements", body).status_code == 201
+
+    assert_problem(js.post("/api/v1/settlements", {**body, "category": "cosmetics"}), 422, "validation_failed")
+    assert_problem(js.post("/api/v1/settlements", {**body, "amount_fen": "100"}), 422, "validation_failed")
+    assert_problem(js.post("/api/v1/settlements", {**body, "amount_fen": 101}), 422, "reference_reused")
+    stranger = js.person("320100")
+    unknown = {**body, "reference": "JS-unknown", "beneficiary_id_number": stranger.id_number[:-4] + "0000"}
+    resp = js.post("/api/v1/settlements", unknown)
+    assert resp.status_code in (404, 422), resp.text  # an unknown number, or one whose check digit is wrong

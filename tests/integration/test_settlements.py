@@ -1,0 +1,275 @@
+"""Settlements on PostgreSQL (and one on SQLite): the split written with its ledger and balances, the
+authorization used up and given back, idempotency on the reference, reversal, and the races the database
+decides (two settlements draining one grantor, a settlement against an unbind, one reference twice)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from models import LedgerEntry, OutboxMessage, Person, Settlement
+from workflows import commands, deliveries, platforms, settlements
+from workflows.errors import DomainError
+
+from .support import T0, accepted, person, race
+from .test_dashboard_web import app, signed_in  # noqa: F401  (the app fixture)
+
+
+def _person(db, number) -> Person:
+    with db() as s:
+        return s.scalar(sa.select(Person).where(Person.id_number_hash == _hash(number)))
+
+
+def _hash(number):
+    from models.crypto import lookup_hash
+    return lookup_hash(number)
+
+
+def _balances(db, *numbers) -> list[int]:
+    return [_person(db, n).balance_fen for n in numbers]
+
+
+def _authorized(db, family, new_person, *, cap, grantor_balance=100_000, beneficiary_balance=0, grantor=None,
+                beneficiary=None, at=T0):
+    """An authorized binding (cap in fen, None = whole balance); the family."""
+    g = grantor or new_person(db, insurance_type="employee", balance_fen=grantor_balance, now=at)
+    fam = family(db, grantor=g, now=at)
+    if beneficiary is None:
+        new_person(db, id_number=fam.beneficiary, name=fam.beneficiary_name, balance_fen=beneficiary_balance, now=at)
+    bid = accepted(db, fam, now=at)
+    commands.authorize(db, bid, person(fam.grantor), cap, now=at + timedelta(seconds=4))
+    return fam, bid
+
+
+def _settle(db, fam, amount, ref, *, platform="jiangsu", category="outpatient", at=T0 + timedelta(minutes=1)):
+    return settlements.settle(db, platform=platforms.get(db, platform), reference=ref,
+                              beneficiary_id_number=fam.beneficiary, amount_fen=amount, category=category,
+                              institution_code="H320100001", now=at)
+
+
+def _ledger_sums(db) -> dict[str, int]:
+    with db() as s:
+        return dict(s.execute(sa.select(LedgerEntry.settlement_id, sa.func.sum(LedgerEntry.amount_fen))
+                              .group_by(LedgerEntry.settlement_id)).all())
+
+
+def test_own_account_then_the_authorization_then_cash(pg_db, family, new_person, receivers):
+    """Given a beneficiary with 100.00 yuan and a grantor with 1,000.00 yuan who authorized 500.00
+    When 800.00 yuan of outpatient cost is settled, then 300.00 more
+    Then the first pays 100.00 + 500.00 from the accounts and 200.00 cash; the second is all cash (the
+    authorization is used up); balances, ledger (each settlement sums to zero) and the event agree."""
+    fam, bid = _authorized(pg_db, family, new_person, cap=50_000, beneficiary_balance=10_000)
+
+    first, created = _settle(pg_db, fam, 80_000, "JS-1")
+    second, _ = _settle(pg_db, fam, 30_000, "JS-2")
+
+    assert created and first["status"] == "completed"
+    assert (first["acct_pay"], first["acct_mulaid_pay"], first["psn_cash_pay"], first["balc"]) == (10_000, 50_000,
+                                                                                                  20_000, 0)
+    assert [(x["binding_id"], x["amount_fen"]) for x in first["splits"]] == [(bid, 50_000)]
+    assert "id_number" not in first["splits"][0]["grantor"] and first["splits"][0]["grantor"]["id_number_masked"]
+    assert (second["acct_pay"], second["acct_mulaid_pay"], second["psn_cash_pay"]) == (0, 0, 30_000)
+    assert _balances(pg_db, fam.beneficiary, fam.grantor) == [0, 50_000]
+    assert set(_ledger_sums(pg_db).values()) == {0}
+    with pg_db() as s:
+        events = s.scalars(sa.select(OutboxMessage).where(OutboxMessage.topic == "settlement.completed")
+                           .order_by(OutboxMessage.id)).all()
+    assert [e.payload["data"]["settlement"]["id"] for e in events] == [first["id"], second["id"]]
+    concerned = {p.id for p in deliveries.concerned(pg_db(), events[0].payload)}
+    assert {"national", "jiangsu"} <= concerned and "xinjiang" not in concerned
+
+
+def test_the_same_reference_answers_the_same_settlement_and_other_facts_are_refused(pg_db, family, new_person):
+    """Given a settled reference
+    When it is sent again with the same facts, and again with another amount
+    Then the first answers the stored settlement (not created, nothing paid twice); the second is refused
+    with reference_reused and writes nothing."""
+    fam, _ = _authorized(pg_db, family, new_person, cap=None)
+    made, _ = _settle(pg_db, fam, 1_000, "JS-R")
+
+    again, created = _settle(pg_db, fam, 1_000, "JS-R")
+    with pytest.raises(DomainError) as refused:
+        _settle(pg_db, fam, 2_000, "JS-R")
+
+    assert not created and again == made
+    assert refused.value.code == "reference_reused"
+    assert _balances(pg_db, fam.grantor) == [99_000]
+    with pg_db() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Settlement)) == 1
+
+
+def test_reversal_puts_every_fen_back_once_and_frees_the_authorization(pg_db, family, new_person):
+    """Given a settlement that used an authorization of 500.00 yuan entirely
+    When it is reversed, twice
+    Then balances are as before, the second reversal answers the same without moving money, every account's
+    ledger nets to zero, and the authorization pays again."""
+    fam, bid = _authorized(pg_db, family, new_person, cap=50_000, beneficiary_balance=5_000)
+    made, _ = _settle(pg_db, fam, 60_000, "JS-V")
+    jiangsu = platforms.get(pg_db, "jiangsu")
+
+    undone = settlements.reverse(pg_db, platform=jiangsu, settlement_id=made["id"], now=T0 + timedelta(minutes=2))
+    again = settlements.reverse(pg_db, platform=jiangsu, settlement_id=made["id"], now=T0 + timedelta(minutes=3))
+
+    assert undone["status"] == "reversed" and again == undone
+    assert _balances(pg_db, fam.beneficiary, fam.grantor) == [5_000, 100_000]
+    with pg_db() as s:
+        nets = s.execute(sa.select(LedgerEntry.account, sa.func.sum(LedgerEntry.amount_fen))
+                         .group_by(LedgerEntry.account)).all()
+        topics = s.scalars(sa.select(OutboxMessage.topic).where(OutboxMessage.topic.like("settlement.%"))).all()
+    assert nets and all(net == 0 for _, net in nets)
+    assert topics.count("settlement.reversed") == 1
+    paid_again, _ = _settle(pg_db, fam, 60_000, "JS-V2", at=T0 + timedelta(minutes=4))
+    assert paid_again["acct_mulaid_pay"] == 50_000
+
+
+def test_a_new_authorization_starts_from_nothing_used(pg_db, family, new_person):
+    """Given an authorization of 100.00 yuan used up
+    When the grantor authorizes 100.00 yuan again
+    Then the next settlement may use 100.00 yuan again."""
+    fam, bid = _authorized(pg_db, family, new_person, cap=10_000)
+    _settle(pg_db, fam, 10_000, "JS-A1")
+    commands.authorize(pg_db, bid, person(fam.grantor), 10_000, now=T0 + timedelta(minutes=2))
+
+    made, _ = _settle(pg_db, fam, 15_000, "JS-A2", at=T0 + timedelta(minutes=3))
+
+    assert (made["acct_mulaid_pay"], made["psn_cash_pay"]) == (10_000, 5_000)
+
+
+def test_refusals_write_nothing(pg_db, family, new_person):
+    """Given a beneficiary insured in Jiangsu and one whose insurance ended
+    When Xinjiang settles for the first, or Jiangsu for the second, or a bad category is sent
+    Then not_found (Xinjiang does not see Jiangsu's insured), beneficiary_not_insured, validation_failed;
+    and nothing is written."""
+    fam, _ = _authorized(pg_db, family, new_person, cap=None)
+    ended = family(pg_db, now=T0)
+    new_person(pg_db, id_number=ended.beneficiary, name=ended.beneficiary_name, insurance_status="ended", now=T0)
+
+    codes = []
+    for call in (lambda: _settle(pg_db, fam, 100, "X-1", platform="xinjiang"),
+                 lambda: _settle(pg_db, ended, 100, "JS-E"),
+                 lambda: _settle(pg_db, fam, 100, "JS-C", category="cosmetics")):
+        with pytest.raises(DomainError) as refused:
+            call()
+        codes.append(refused.value.code)
+
+    assert codes == ["not_found", "beneficiary_not_insured", "validation_failed"]
+    with pg_db() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Settlement)) == 0
+
+
+def test_user_order_pays_the_ranked_grantor_first(pg_db, family, new_person):
+    """Given a beneficiary with two authorized grantors who ranked the older binding first
+    When a cost larger than either authorization is settled
+    Then the older binding pays first, then the newer one."""
+    fam_old, older = _authorized(pg_db, family, new_person, cap=3_000)
+    second_grantor = new_person(pg_db, insurance_type="employee", balance_fen=100_000, now=T0)
+    from workflows import queries
+    from tests.conftest import Family
+    fam_new = Family(second_grantor[0], fam_old.beneficiary, second_grantor[1], fam_old.beneficiary_name)
+    newer = accepted(pg_db, fam_new, now=T0 + timedelta(seconds=10))
+    commands.authorize(pg_db, newer, person(fam_new.grantor), 3_000, now=T0 + timedelta(seconds=20))
+    queries.set_deduction_order(pg_db, _person(pg_db, fam_old.beneficiary).id, [older, newer])
+
+    made, _ = _settle(pg_db, fam_old, 4_000, "JS-O")
+
+    assert [(x["binding_id"], x["amount_fen"]) for x in made["splits"]] == [(older, 3_000), (newer, 1_000)]
+
+
+def test_two_settlements_never_take_more_than_the_grantor_has(pg_db, family, new_person):
+    """Given one grantor with 1,000 fen who authorized the whole balance to two beneficiaries
+    When both beneficiaries settle 800 fen at the same moment
+    Then together they take exactly 1,000 fen from the grantor (one 800 and one 200, the rest cash): the
+    second waited for the first's lock and saw its balance; the grantor's balance is 0, never negative."""
+    g = new_person(pg_db, insurance_type="employee", balance_fen=1_000, now=T0)
+    fam_a, _ = _authorized(pg_db, family, new_person, cap=None, grantor=g)
+    fam_b, _ = _authorized(pg_db, family, new_person, cap=None, grantor=g)
+
+    outcomes = race(lambda: _settle(pg_db, fam_a, 800, "JS-RA"), lambda: _settle(pg_db, fam_b, 800, "JS-RB"))
+
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    assert sorted(o.value[0]["acct_mulaid_pay"] for o in outcomes) == [200, 800]
+    assert _balances(pg_db, g[0]) == [0]
+    assert set(_ledger_sums(pg_db).values()) == {0}
+
+
+def test_a_settlement_racing_an_unbind_pays_only_through_a_live_binding(pg_db, family, new_person):
+    """Given an authorized binding
+    When a settlement and the grantor's unbind run at the same moment
+    Then both succeed, and either the settlement came first (the grantor paid) or the unbind did (all from
+    the beneficiary's own account and cash): never a split through an unbound binding after it ended."""
+    fam, bid = _authorized(pg_db, family, new_person, cap=None, beneficiary_balance=0)
+    outcomes = race(lambda: _settle(pg_db, fam, 5_000, "JS-U"),
+                    lambda: commands.unbind(pg_db, bid, person(fam.grantor), reason="家庭成员变动",
+                                            now=T0 + timedelta(minutes=1)))
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    made = outcomes[0].value[0]
+    paid_by_grantor = 100_000 - _balances(pg_db, fam.grantor)[0]
+    assert paid_by_grantor == made["acct_mulaid_pay"] and made["acct_mulaid_pay"] in (0, 5_000)
+
+
+def test_one_reference_sent_twice_at_once_settles_once(pg_db, family, new_person):
+    """Given an authorized binding
+    When the same settlement (same reference, same facts) arrives twice at the same moment
+    Then one settlement is written and both answers are it."""
+    fam, _ = _authorized(pg_db, family, new_person, cap=None)
+    outcomes = race(lambda: _settle(pg_db, fam, 700, "JS-T"), lambda: _settle(pg_db, fam, 700, "JS-T"))
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    assert outcomes[0].value[0] == outcomes[1].value[0]
+    assert sorted(o.value[1] for o in outcomes) == [False, True]
+    assert _balances(pg_db, fam.grantor) == [99_300]
+
+
+def test_settlement_on_sqlite(sqlite_db, family, new_person):
+    """Given the embedded default's SQLite
+    When a settlement is made and reversed
+    Then it splits and restores balances as on PostgreSQL."""
+    fam, _ = _authorized(sqlite_db, family, new_person, cap=2_000, beneficiary_balance=500)
+    made, _ = _settle(sqlite_db, fam, 3_000, "JS-S")
+    assert (made["acct_pay"], made["acct_mulaid_pay"], made["psn_cash_pay"]) == (500, 2_000, 500)
+    settlements.reverse(sqlite_db, platform=platforms.get(sqlite_db, "jiangsu"), settlement_id=made["id"],
+                        now=T0 + timedelta(minutes=2))
+    assert _balances(sqlite_db, fam.beneficiary, fam.grantor) == [500, 100_000]
+
+
+def test_settlement_events_reach_the_platforms_it_concerns(pg_db, family, new_person, receivers):
+    """Given a Jiangsu family with an authorization and the three fake platforms
+    When a settlement is made and reversed, and the worker's fan-out and delivery run
+    Then the national platform and Jiangsu each receive settlement.completed and settlement.reversed (not
+    ordered with each other), signed (the fakes verify), with the settlement masked; Xinjiang nothing."""
+    from .support import drain
+    fam, _ = _authorized(pg_db, family, new_person, cap=None)
+    made, _ = _settle(pg_db, fam, 2_000, "JS-D")
+    settlements.reverse(pg_db, platform=platforms.get(pg_db, "jiangsu"), settlement_id=made["id"],
+                        now=T0 + timedelta(minutes=2))
+    now = T0 + timedelta(minutes=3)
+    with pg_db() as s:
+        ids = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.topic.like("settlement.%"))
+                        .order_by(OutboxMessage.id)).all()
+
+    ready = [d for i in ids for d in deliveries.fan_out(pg_db, i, now=now).ready]
+    drain(pg_db, now, ready)
+
+    for pid in ("national", "jiangsu"):
+        got = sorted((e.type, e.payload["data"]["settlement"]["id"]) for e in receivers[pid].events)
+        assert got == [("settlement.completed", made["id"]), ("settlement.reversed", made["id"])], pid
+        assert fam.beneficiary not in str(receivers[pid].events[0].payload)
+    assert receivers["xinjiang"].events == []
+
+
+def test_the_binding_page_shows_what_was_paid_through_it(app, sqlite_db, family, new_person):  # noqa: F811
+    """Given an authorization of 100.00 yuan that paid 60.00 in one settlement and 10.00 in a reversed one
+    When a viewer opens the binding on the dashboard
+    Then the page lists both payments (the reversed one marked 已冲正) and says 60.00 of 100.00 is used."""
+    fam, bid = _authorized(sqlite_db, family, new_person, cap=10_000)
+    kept, _ = _settle(sqlite_db, fam, 6_000, "JS-P1")
+    undone, _ = _settle(sqlite_db, fam, 1_000, "JS-P2", at=T0 + timedelta(minutes=2))
+    settlements.reverse(sqlite_db, platform=platforms.get(sqlite_db, "jiangsu"), settlement_id=undone["id"],
+                        now=T0 + timedelta(minutes=3))
+    client, _ = signed_in(app, "viewer")
+
+    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+
+    box = page[page.index('id="binding-payments"'):page.index("</table>", page.index('id="binding-payments"'))]
+    assert kept["id"] in box and undone["id"] in box and "已冲正" in box
+    assert "¥60.00" in page[page.index('id="authorization-used"'):] and "¥100.00" in page

@@ -1,0 +1,72 @@
+"""Settlements (API.md "Settlements", DESIGN §4): pay a beneficiary's compliant medical cost from their own
+personal account, then their grantors' through authorized bindings, the rest in cash; reverse one.
+
+Amounts are integer fen. Output names follow the national settlement interface: `acct_pay` (the
+beneficiary's own account), `acct_mulaid_pay` (family mutual aid, the sum of `splits`), `psn_cash_pay`
+(cash), `balc` (the beneficiary's balance after)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from flask import g
+from pydantic import BaseModel, Field
+
+from workflows import settlements
+from workflows.rules import MAX_FEN
+
+from . import db, endpoint
+from .schemas import ID_NUMBER, Body, PersonRef
+
+
+class SettlementIn(Body):
+    reference: str = Field(min_length=1, max_length=64, description="the platform's own id of this settlement: "
+                           "the same reference again answers the same settlement (other facts: reference_reused)")
+    beneficiary_id_number: str = ID_NUMBER
+    amount_fen: int = Field(gt=0, le=MAX_FEN, strict=True, description="the self-pay part to settle, fen")
+    category: Literal["outpatient", "inpatient", "pharmacy"] = Field(
+        description="compliant medical costs only (门诊, 住院, 药店); never non-medical goods")
+    institution_code: str = Field(min_length=1, max_length=32, description="the medical institution or pharmacy")
+
+
+class SplitOut(BaseModel):
+    binding_id: str
+    grantor: PersonRef
+    amount_fen: int
+
+
+class SettlementOut(BaseModel):
+    id: str
+    reference: str
+    status: Literal["completed", "reversed"]
+    beneficiary: PersonRef
+    category: str
+    institution_code: str
+    amount_fen: int
+    acct_pay: int = Field(description="from the beneficiary's own personal account, fen")
+    acct_mulaid_pay: int = Field(description="from grantors' accounts (family mutual aid), fen: the sum of splits")
+    psn_cash_pay: int = Field(description="the rest, paid in cash, fen")
+    splits: list[SplitOut] = Field(description="one per paying binding, in the order they paid")
+    balc: int = Field(description="the beneficiary's personal account balance right after the settlement, fen")
+    created_at: str
+    reversed_at: str | None
+
+
+@endpoint("POST", "/settlements", "Settle a compliant medical cost for a beneficiary (idempotent on reference)",
+          body=SettlementIn, answer=SettlementOut, status=(201, 200), tag="settlements",
+          errors=(400, 401, 404, 409, 422))
+def settle(body: SettlementIn):
+    out, created = settlements.settle(db(), platform=g.platform, **body.model_dump())
+    return (201 if created else 200), out
+
+
+@endpoint("POST", "/settlements/{settlement_id}/reversal", "Reverse a settlement: every fen goes back where it "
+          "came from (again: the reversed settlement)", answer=SettlementOut, tag="settlements",
+          errors=(401, 404, 409))
+def reversal(settlement_id: str):
+    return settlements.reverse(db(), platform=g.platform, settlement_id=settlement_id)
+
+
+@endpoint("GET", "/settlements/{settlement_id}", "One settlement of this platform", answer=SettlementOut,
+          tag="settlements", errors=(401, 404))
+def settlement(settlement_id: str):
+    return settlements.get(db(), platform=g.platform, settlement_id=settlement_id)

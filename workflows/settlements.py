@@ -1,0 +1,194 @@
+"""Settlements (DESIGN §4): pay a beneficiary's compliant medical cost from their own account, then their
+grantors' through authorized bindings, the rest in cash; reverse one. Amounts in fen.
+
+`settle` is one transaction. It locks the persons whose balances it may change (the beneficiary and the
+grantors of their authorized bindings, in id order: two settlements sharing a person queue instead of
+deadlocking) and the authorized bindings (an `unbind` or a new `authorize` waits, or wins first and is
+seen), reads what each authorization has used, splits (`money.plan`), and writes the settlement, its
+splits, its ledger lines, the balances and the `settlement.completed` event. The database holds the
+invariants under any concurrency: the locks serialize every writer of those balances, and CHECK
+constraints refuse a negative balance or parts that do not add up.
+
+Idempotent on the platform's `reference`: the same reference with the same facts answers the stored
+settlement; with other facts it is refused (`reference_reused`). `reverse` puts every fen back where it
+came from, once; again it answers the reversed settlement."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import sqlalchemy as sa
+
+from models import Binding, LedgerEntry, Person, Settlement, SettlementSplit
+from models.money import CATEGORIES
+from models.types import utcnow
+
+from . import idnumbers, money, policy
+from .errors import DomainError
+from .persons import by_number
+from .rules import MAX_FEN
+from .unit import command
+from .views import person_ref
+
+B, P, SP = Binding.__table__, Person.__table__, SettlementSplit.__table__
+_PAYING = sa.select(B.c.id, B.c.grantor_id, B.c.version, B.c.authorized_amount_fen, B.c.deduction_rank,
+                    B.c.created_at).where(B.c.beneficiary_id == sa.bindparam("b"), B.c.state == "authorized")
+_LOCK_PERSONS = (sa.select(P.c.id, P.c.balance_fen, P.c.insurance_type, P.c.insurance_status, P.c.deceased)
+                 .where(P.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(P.c.id).with_for_update())
+_USED = (sa.select(SP.c.binding_id, SP.c.binding_version, sa.func.sum(SP.c.amount_fen))
+         .join(Settlement, Settlement.id == SP.c.settlement_id)
+         .where(SP.c.binding_id.in_(sa.bindparam("ids", expanding=True)), Settlement.status == "completed")
+         .group_by(SP.c.binding_id, SP.c.binding_version))
+_MOVE = sa.update(P).where(P.c.id == sa.bindparam("pid")).values(balance_fen=P.c.balance_fen + sa.bindparam("delta"))
+
+
+def _check(reference: str, amount_fen: int, category: str, institution_code: str) -> None:
+    if not isinstance(reference, str) or not 0 < len(reference) <= 64:
+        raise DomainError("validation_failed", "reference is 1 to 64 characters")
+    if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or not 0 < amount_fen <= MAX_FEN:
+        raise DomainError("validation_failed", f"amount_fen is an integer from 1 to {MAX_FEN}")
+    if category not in CATEGORIES:  # compliant medical costs only, never non-medical goods
+        raise DomainError("validation_failed", f"category is one of {', '.join(CATEGORIES)}")
+    if not isinstance(institution_code, str) or not 0 < len(institution_code) <= 32:
+        raise DomainError("validation_failed", "institution_code is 1 to 32 characters")
+
+
+def settle(db, *, platform, reference: str, beneficiary_id_number: str, amount_fen: int, category: str,
+           institution_code: str, now=None) -> tuple[dict, bool]:
+    """Settle once per (platform, reference); (the settlement's view, whether it was created now)."""
+    _check(reference, amount_fen, category, institution_code)
+    number = idnumbers.validate(beneficiary_id_number if isinstance(beneficiary_id_number, str) else "",
+                                today=idnumbers.today_in_china(now or utcnow()))
+    facts = json.dumps([hashlib.sha256(number.encode()).hexdigest(), amount_fen, category, institution_code])
+    digest = hashlib.sha256(facts.encode()).hexdigest()
+    for last in (False, True):
+        try:
+            return _settle(db, platform, reference, number, amount_fen, category, institution_code, digest, now)
+        except DomainError as exc:  # the same reference committed by a concurrent request: answer it
+            if exc.code != "conflict" or last:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _settle(db, platform, reference, number, amount_fen, category, institution_code, digest, now):
+    with command(db, now=now, platform=platform) as cmd:
+        s = cmd.session
+        found = s.scalar(sa.select(Settlement).where(Settlement.platform_id == platform.id,
+                                                     Settlement.reference == reference))
+        if found is not None:
+            if found.request_hash != digest:
+                raise DomainError("reference_reused", "this reference was settled with other facts")
+            return view(s, found), False
+        beneficiary = by_number(s, number)
+        if beneficiary is None or not platform.serves(beneficiary.region_code[:2]):
+            raise DomainError("not_found", "no person with this ID number in the provinces the platform serves")
+        if beneficiary.deceased or beneficiary.insurance_type == "none" or beneficiary.insurance_status != "active":
+            raise DomainError("beneficiary_not_insured", "only an actively insured person's costs are settled")
+        order = policy.in_force(s, beneficiary.region_code, cmd.now).deduction_order_policy
+        paying = _lock(s, beneficiary.id)
+        plan = money.plan(amount_fen, paying["own"], money.ordered(paying["sources"], order))
+        row = Settlement(platform_id=platform.id, reference=reference, request_hash=digest,
+                         beneficiary_id=beneficiary.id, category=category, institution_code=institution_code,
+                         amount_fen=amount_fen, acct_pay=plan.acct_pay, acct_mulaid_pay=plan.acct_mulaid_pay,
+                         psn_cash_pay=plan.psn_cash_pay, balc=paying["own"] - plan.acct_pay, status="completed",
+                         created_at=cmd.now)
+        s.add(row)
+        s.flush()
+        versions = paying["versions"]
+        s.add_all(SettlementSplit(settlement_id=row.id, binding_id=x.binding_id, binding_version=versions[x.binding_id],
+                                  position=i, grantor_id=x.grantor_id, amount_fen=x.amount_fen)
+                  for i, x in enumerate(plan.splits, start=1))
+        _post(cmd, row, money.postings(plan, beneficiary_id=beneficiary.id, institution_code=institution_code),
+              "settle")
+        out = view(s, row)
+        cmd.emit("settlement.completed", {"settlement": out})
+        return out, True
+
+
+def _lock(s, beneficiary_id: str) -> dict:
+    """Lock the beneficiary, the grantors of their authorized bindings and those bindings; what may pay."""
+    conn = s.connection()
+    grantors = {r.grantor_id for r in conn.execute(_PAYING, {"b": beneficiary_id})}
+    people = {r.id: r for r in conn.execute(_LOCK_PERSONS, {"ids": sorted({beneficiary_id} | grantors)})}
+    bindings = conn.execute(_PAYING.order_by(B.c.id).with_for_update(of=B), {"b": beneficiary_id}).all()
+    late = sorted({b.grantor_id for b in bindings} - people.keys())  # authorized since the first read
+    if late:
+        people.update({r.id: r for r in conn.execute(_LOCK_PERSONS, {"ids": late})})
+    used = {(r[0], r[1]): r[2] for r in conn.execute(_USED, {"ids": [b.id for b in bindings]})} if bindings else {}
+    sources = []
+    for b in bindings:
+        g = people[b.grantor_id]
+        if g.deceased or g.insurance_type != "employee" or g.insurance_status != "active":
+            continue  # no longer eligible: its binding is being ended by the person event that said so
+        left = None if b.authorized_amount_fen is None else max(b.authorized_amount_fen - used.get((b.id, b.version), 0), 0)
+        sources.append(money.Source(b.id, b.grantor_id, left, g.balance_fen, b.deduction_rank, b.created_at))
+    return {"own": people[beneficiary_id].balance_fen, "sources": sources,
+            "versions": {b.id: b.version for b in bindings}}
+
+
+def _post(cmd, row: Settlement, lines: list[tuple[str, int]], posting: str) -> None:
+    """Write the ledger lines and apply those of personal accounts to the balances."""
+    s = cmd.session
+    s.add_all(LedgerEntry(settlement_id=row.id, posting=posting, account=a, amount_fen=f, at=cmd.now)
+              for a, f in lines)
+    s.flush()
+    for account, fen in lines:
+        if account.startswith("account:"):
+            s.connection().execute(_MOVE, {"pid": account.split(":", 1)[1], "delta": fen})
+
+
+def reverse(db, *, platform, settlement_id: str, now=None) -> dict:
+    """Put a settlement's money back where it came from; once (again: the reversed settlement)."""
+    with command(db, now=now, platform=platform) as cmd:
+        s = cmd.session
+        row = s.scalar(sa.select(Settlement).where(Settlement.id == settlement_id).with_for_update())
+        if row is None or row.platform_id != platform.id:
+            raise DomainError("not_found", f"no settlement {settlement_id} of this platform")
+        if row.status == "reversed":
+            return view(s, row)
+        lines = s.execute(sa.select(LedgerEntry.account, LedgerEntry.amount_fen)
+                          .where(LedgerEntry.settlement_id == row.id, LedgerEntry.posting == "settle")).all()
+        people = sorted({a.split(":", 1)[1] for a, _ in lines if a.startswith("account:")})
+        s.connection().execute(_LOCK_PERSONS, {"ids": people}).all()  # in id order, as `settle` locks them
+        row.status, row.reversed_at = "reversed", cmd.now
+        _post(cmd, row, [(a, -f) for a, f in lines], "reverse")
+        out = view(s, row)
+        cmd.emit("settlement.reversed", {"settlement": out})
+        return out
+
+
+def get(db, *, platform, settlement_id: str) -> dict:
+    with db() as s:
+        row = s.get(Settlement, settlement_id)
+        if row is None or row.platform_id != platform.id:
+            raise DomainError("not_found", f"no settlement {settlement_id} of this platform")
+        return view(s, row)
+
+
+def view(s, row: Settlement) -> dict:
+    """The API answer (API.md names) and the events' `data.settlement`; persons masked only."""
+    splits = s.execute(sa.select(SettlementSplit, Person).join(Person, Person.id == SettlementSplit.grantor_id)
+                       .where(SettlementSplit.settlement_id == row.id).order_by(SettlementSplit.position)).all()
+    return {"id": row.id, "reference": row.reference, "status": row.status,
+            "beneficiary": person_ref(s.get(Person, row.beneficiary_id)), "category": row.category,
+            "institution_code": row.institution_code, "amount_fen": row.amount_fen, "acct_pay": row.acct_pay,
+            "acct_mulaid_pay": row.acct_mulaid_pay, "psn_cash_pay": row.psn_cash_pay,
+            "splits": [{"binding_id": sp.binding_id, "grantor": person_ref(g), "amount_fen": sp.amount_fen}
+                       for sp, g in splits],
+            "balc": row.balc, "created_at": row.created_at.isoformat(),
+            "reversed_at": row.reversed_at.isoformat() if row.reversed_at else None}
+
+
+def of_binding(s, binding_id: str, version: int, *, limit: int = 50) -> dict:
+    """For the dashboard's binding page: what its authorization has used (completed settlements at the
+    binding's `version`, the one its latest `authorize` set) and its latest payments, newest first."""
+    st = Settlement.__table__
+    rows_ = s.execute(sa.select(st.c.id, st.c.reference, st.c.created_at, st.c.category, st.c.institution_code,
+                                st.c.status, SP.c.amount_fen, SP.c.binding_version)
+                      .join(SP, SP.c.settlement_id == st.c.id).where(SP.c.binding_id == binding_id)
+                      .order_by(st.c.created_at.desc(), st.c.id.desc()).limit(limit)).all()
+    used = s.scalar(sa.select(sa.func.coalesce(sa.func.sum(SP.c.amount_fen), 0))
+                    .join(Settlement, Settlement.id == SP.c.settlement_id)
+                    .where(SP.c.binding_id == binding_id, SP.c.binding_version == version,
+                           Settlement.status == "completed"))
+    return {"used_fen": int(used or 0), "items": [r._asdict() for r in rows_]}
