@@ -4,11 +4,12 @@ A settlement pays the self-pay part of one compliant medical cost for a benefici
 account first (`acct_pay`), then grantors through authorized bindings (`acct_mulaid_pay`, one split per
 binding), the rest in cash (`psn_cash_pay`); the names follow the national settlement interface.
 
-`settlement_splits.binding_version` is the binding's version when it paid: the version of its latest
-`authorize`, so what an authorization has used is the sum of its splits at that version in settlements not
-reversed (a new authorization starts again from nothing). `ledger_entries` hold the postings: each
-settlement's entries sum to zero, and so do its reversal's (their negation); a personal account's entries
-are its balance changes (`account:<person id>`), beside `cash` and `institution:<code>`."""
+What an authorization has used is the sum of its binding's splits in settlements not reversed: the cap
+(`bindings.authorized_amount_fen`) is on that total; authorizing again sets a new cap, it does not forget
+what was paid. `settlement_splits.binding_version` records the binding's version when it paid.
+`ledger_entries` hold the postings: each settlement's entries sum to zero, and so do its reversal's
+(their negation); a personal account's entries are its balance changes (`account:<person id>`), beside
+`cash` and `institution:<code>`. A registry balance applied later adds the entries after its as-of time."""
 from __future__ import annotations
 
 from datetime import datetime

@@ -117,7 +117,7 @@ def casefile(db, binding_id: str, *, now: datetime | None = None) -> dict:
             "sync": _sync(s, b),
             "stuck": stuck.of_binding(s, binding_id, now),
             "audit": operators.entries(s, binding_id=binding_id, limit=20)["items"],
-            "payments": settlements.of_binding(s, binding_id, b.version),
+            "payments": settlements.of_binding(s, binding_id),
             "terminal": b.state in machine.TERMINAL,
         }
 

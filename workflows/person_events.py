@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from models import Departure, Person
+from models import Departure, LedgerEntry, Person
 from models.crypto import lookup_hash
 
 from . import commands, consequences, idnumbers, policy, rows
@@ -81,6 +81,17 @@ def _stamp(cmd: Command, person: Person, at: datetime | None, platform) -> None:
     person.source_platform = platform.id if platform is not None else None
 
 
+_LATER = sa.select(sa.func.coalesce(sa.func.sum(LedgerEntry.amount_fen), 0)).where(
+    LedgerEntry.account == sa.bindparam("account"), LedgerEntry.at > sa.bindparam("at", type_=LedgerEntry.at.type))
+
+
+def _with_later_postings(s, person_id: str, snapshot_fen: int, as_of: datetime) -> int:
+    """A registry balance as of `as_of`, plus what Gongji's settlements and reversals moved on the account
+    after that moment (`ledger_entries`): a snapshot taken before a settlement but arriving after it must not
+    give the money back. Never below zero (the registry's word on an account it keeps)."""
+    return max(snapshot_fen + int(s.scalar(_LATER, {"account": f"account:{person_id}", "at": as_of})), 0)
+
+
 def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform) -> tuple[Person, bool]:
     """Create or update a person from validated registry `fields`; returns (person, created). `as_of`
     None (an API call without `updated_at`) applies as of now, without the staleness check."""
@@ -102,7 +113,8 @@ def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform) -> t
     person.insurance_type, person.insurance_status = fields["insurance_type"], fields["insurance_status"]
     person.region_code, person.real_name_verified = fields["region_code"], fields["real_name_verified"]
     if fields.get("balance_fen") is not None:
-        person.balance_fen = fields["balance_fen"]
+        person.balance_fen = fields["balance_fen"] if created else _with_later_postings(s, person.id, fields["balance_fen"],
+                                                                                        as_of or cmd.now)
     _stamp(cmd, person, as_of, platform)
     s.flush()
     # a name or balance update locks no binding: only these facts can end one (bindings never start

@@ -5,9 +5,12 @@ grantors' through authorized bindings, the rest in cash; reverse one. Amounts in
 grantors of their authorized bindings, in id order: two settlements sharing a person queue instead of
 deadlocking) and the authorized bindings (an `unbind` or a new `authorize` waits, or wins first and is
 seen), reads what each authorization has used, splits (`money.plan`), and writes the settlement, its
-splits, its ledger lines, the balances and the `settlement.completed` event. The database holds the
-invariants under any concurrency: the locks serialize every writer of those balances, and CHECK
-constraints refuse a negative balance or parts that do not add up.
+splits, its ledger lines, the balances and the `settlement.completed` event. Under any concurrency the
+locks serialize every writer of those balances and of what an authorization has used (splits are written
+only here, under the beneficiary's lock; a reversal racing a settlement can only make it pay less), and
+CHECK constraints refuse a negative balance or parts that do not add up. A binding authorized between the
+first read and the locks makes the transaction run again (locking its grantor late would invert the
+person → binding order every other writer keeps).
 
 Idempotent on the platform's `reference`: the same reference with the same facts answers the stored
 settlement; with other facts it is refused (`reference_reused`). `reverse` puts every fen back where it
@@ -20,6 +23,7 @@ import json
 import sqlalchemy as sa
 
 from models import Binding, LedgerEntry, Person, Settlement, SettlementSplit
+from models.crypto import lookup_hash
 from models.money import CATEGORIES
 from models.types import utcnow
 
@@ -35,22 +39,25 @@ _PAYING = sa.select(B.c.id, B.c.grantor_id, B.c.version, B.c.authorized_amount_f
                     B.c.created_at).where(B.c.beneficiary_id == sa.bindparam("b"), B.c.state == "authorized")
 _LOCK_PERSONS = (sa.select(P.c.id, P.c.balance_fen, P.c.insurance_type, P.c.insurance_status, P.c.deceased)
                  .where(P.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(P.c.id).with_for_update())
-_USED = (sa.select(SP.c.binding_id, SP.c.binding_version, sa.func.sum(SP.c.amount_fen))
+# what each binding's authorization has paid: every split of its settlements not reversed (the cap is on the
+# total; authorizing again changes the cap, not what was used, and a relocation changes neither)
+_USED = (sa.select(SP.c.binding_id, sa.func.sum(SP.c.amount_fen))
          .join(Settlement, Settlement.id == SP.c.settlement_id)
          .where(SP.c.binding_id.in_(sa.bindparam("ids", expanding=True)), Settlement.status == "completed")
-         .group_by(SP.c.binding_id, SP.c.binding_version))
+         .group_by(SP.c.binding_id))
 _MOVE = sa.update(P).where(P.c.id == sa.bindparam("pid")).values(balance_fen=P.c.balance_fen + sa.bindparam("delta"))
 
 
 def _check(reference: str, amount_fen: int, category: str, institution_code: str) -> None:
-    if not isinstance(reference, str) or not 0 < len(reference) <= 64:
-        raise DomainError("validation_failed", "reference is 1 to 64 characters")
+    if not isinstance(reference, str) or not 0 < len(reference) <= 64 or idnumbers.mask_in_text(reference) != reference:
+        raise DomainError("validation_failed", "reference is 1 to 64 characters, without an ID number")
     if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or not 0 < amount_fen <= MAX_FEN:
         raise DomainError("validation_failed", f"amount_fen is an integer from 1 to {MAX_FEN}")
     if category not in CATEGORIES:  # compliant medical costs only, never non-medical goods
         raise DomainError("validation_failed", f"category is one of {', '.join(CATEGORIES)}")
-    if not isinstance(institution_code, str) or not 0 < len(institution_code) <= 32:
-        raise DomainError("validation_failed", "institution_code is 1 to 32 characters")
+    if (not isinstance(institution_code, str) or not 0 < len(institution_code) <= 32
+            or idnumbers.mask_in_text(institution_code) != institution_code):
+        raise DomainError("validation_failed", "institution_code is 1 to 32 characters, without an ID number")
 
 
 def settle(db, *, platform, reference: str, beneficiary_id_number: str, amount_fen: int, category: str,
@@ -59,13 +66,15 @@ def settle(db, *, platform, reference: str, beneficiary_id_number: str, amount_f
     _check(reference, amount_fen, category, institution_code)
     number = idnumbers.validate(beneficiary_id_number if isinstance(beneficiary_id_number, str) else "",
                                 today=idnumbers.today_in_china(now or utcnow()))
-    facts = json.dumps([hashlib.sha256(number.encode()).hexdigest(), amount_fen, category, institution_code])
+    # the facts the reference stands for; the person by the keyed look-up hash (a plain hash of an ID number
+    # could be reversed by trying the few million numbers of a birth year)
+    facts = json.dumps([lookup_hash(number), amount_fen, category, institution_code])
     digest = hashlib.sha256(facts.encode()).hexdigest()
-    for last in (False, True):
+    for last in (False, False, True):
         try:
             return _settle(db, platform, reference, number, amount_fen, category, institution_code, digest, now)
-        except DomainError as exc:  # the same reference committed by a concurrent request: answer it
-            if exc.code != "conflict" or last:
+        except DomainError as exc:  # the same reference committed by a concurrent request (answer it), or a
+            if exc.code != "conflict" or last:  # binding authorized meanwhile (`_lock`): run again
                 raise
     raise AssertionError("unreachable")
 
@@ -82,10 +91,10 @@ def _settle(db, platform, reference, number, amount_fen, category, institution_c
         beneficiary = by_number(s, number)
         if beneficiary is None or not platform.serves(beneficiary.region_code[:2]):
             raise DomainError("not_found", "no person with this ID number in the provinces the platform serves")
-        if beneficiary.deceased or beneficiary.insurance_type == "none" or beneficiary.insurance_status != "active":
-            raise DomainError("beneficiary_not_insured", "only an actively insured person's costs are settled")
         order = policy.in_force(s, beneficiary.region_code, cmd.now).deduction_order_policy
         paying = _lock(s, beneficiary.id)
+        if not _insured(paying["people"][beneficiary.id], "employee", "resident"):  # as it is under the lock
+            raise DomainError("beneficiary_not_insured", "only an actively insured person's costs are settled")
         plan = money.plan(amount_fen, paying["own"], money.ordered(paying["sources"], order))
         row = Settlement(platform_id=platform.id, reference=reference, request_hash=digest,
                          beneficiary_id=beneficiary.id, category=category, institution_code=institution_code,
@@ -111,19 +120,28 @@ def _lock(s, beneficiary_id: str) -> dict:
     grantors = {r.grantor_id for r in conn.execute(_PAYING, {"b": beneficiary_id})}
     people = {r.id: r for r in conn.execute(_LOCK_PERSONS, {"ids": sorted({beneficiary_id} | grantors)})}
     bindings = conn.execute(_PAYING.order_by(B.c.id).with_for_update(of=B), {"b": beneficiary_id}).all()
-    late = sorted({b.grantor_id for b in bindings} - people.keys())  # authorized since the first read
-    if late:
-        people.update({r.id: r for r in conn.execute(_LOCK_PERSONS, {"ids": late})})
-    used = {(r[0], r[1]): r[2] for r in conn.execute(_USED, {"ids": [b.id for b in bindings]})} if bindings else {}
+    if {b.grantor_id for b in bindings} - people.keys():  # a binding authorized since the first read: locking
+        # its grantor now would take a person after a binding, the reverse of every other writer's order
+        raise DomainError("conflict", "a binding of the beneficiary was authorized meanwhile; run again")
+    used = _used(conn, [b.id for b in bindings]) if bindings else {}
     sources = []
     for b in bindings:
         g = people[b.grantor_id]
-        if g.deceased or g.insurance_type != "employee" or g.insurance_status != "active":
+        if not _insured(g, "employee"):
             continue  # no longer eligible: its binding is being ended by the person event that said so
-        left = None if b.authorized_amount_fen is None else max(b.authorized_amount_fen - used.get((b.id, b.version), 0), 0)
+        left = None if b.authorized_amount_fen is None else max(b.authorized_amount_fen - used.get(b.id, 0), 0)
         sources.append(money.Source(b.id, b.grantor_id, left, g.balance_fen, b.deduction_rank, b.created_at))
-    return {"own": people[beneficiary_id].balance_fen, "sources": sources,
+    return {"own": people[beneficiary_id].balance_fen, "sources": sources, "people": people,
             "versions": {b.id: b.version for b in bindings}}
+
+
+def _used(conn, binding_ids: list[str]) -> dict[str, int]:
+    """fen each binding's authorization has paid (PostgreSQL sums a BIGINT as NUMERIC: back to int)."""
+    return {bid: int(total) for bid, total in conn.execute(_USED, {"ids": binding_ids})}
+
+
+def _insured(p, *types: str) -> bool:
+    return not p.deceased and p.insurance_type in types and p.insurance_status == "active"
 
 
 def _post(cmd, row: Settlement, lines: list[tuple[str, int]], posting: str) -> None:
@@ -179,16 +197,13 @@ def view(s, row: Settlement) -> dict:
             "reversed_at": row.reversed_at.isoformat() if row.reversed_at else None}
 
 
-def of_binding(s, binding_id: str, version: int, *, limit: int = 50) -> dict:
-    """For the dashboard's binding page: what its authorization has used (completed settlements at the
-    binding's `version`, the one its latest `authorize` set) and its latest payments, newest first."""
+def of_binding(s, binding_id: str, *, limit: int = 50) -> dict:
+    """For the dashboard's binding page: what its authorization has used (its splits in settlements not
+    reversed) and its latest payments, newest first."""
     st = Settlement.__table__
     rows_ = s.execute(sa.select(st.c.id, st.c.reference, st.c.created_at, st.c.category, st.c.institution_code,
                                 st.c.status, SP.c.amount_fen, SP.c.binding_version)
                       .join(SP, SP.c.settlement_id == st.c.id).where(SP.c.binding_id == binding_id)
                       .order_by(st.c.created_at.desc(), st.c.id.desc()).limit(limit)).all()
-    used = s.scalar(sa.select(sa.func.coalesce(sa.func.sum(SP.c.amount_fen), 0))
-                    .join(Settlement, Settlement.id == SP.c.settlement_id)
-                    .where(SP.c.binding_id == binding_id, SP.c.binding_version == version,
-                           Settlement.status == "completed"))
+    used = _used(s, [binding_id]).get(binding_id, 0)
     return {"used_fen": int(used or 0), "items": [r._asdict() for r in rows_]}

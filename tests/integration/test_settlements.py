@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import LedgerEntry, OutboxMessage, Person, Settlement
+from models import LedgerEntry, OutboxMessage, Person, Settlement, SettlementSplit, Transition
 from workflows import commands, deliveries, platforms, settlements
 from workflows.errors import DomainError
 
@@ -123,24 +123,48 @@ def test_reversal_puts_every_fen_back_once_and_frees_the_authorization(pg_db, fa
     assert paid_again["acct_mulaid_pay"] == 50_000
 
 
-def test_a_new_authorization_starts_from_nothing_used(pg_db, family, new_person):
+def test_the_cap_is_on_the_total_authorizing_again_changes_the_cap_not_what_was_used(pg_db, family, new_person):
     """Given an authorization of 100.00 yuan used up
-    When the grantor authorizes 100.00 yuan again
-    Then the next settlement may use 100.00 yuan again."""
+    When the grantor authorizes 100.00 again (a retried PUT), then raises it to 150.00
+    Then the first pays nothing more (all cash); after the raise exactly 50.00 more."""
     fam, bid = _authorized(pg_db, family, new_person, cap=10_000)
     _settle(pg_db, fam, 10_000, "JS-A1")
     commands.authorize(pg_db, bid, person(fam.grantor), 10_000, now=T0 + timedelta(minutes=2))
+    same, _ = _settle(pg_db, fam, 5_000, "JS-A2", at=T0 + timedelta(minutes=3))
+    commands.authorize(pg_db, bid, person(fam.grantor), 15_000, now=T0 + timedelta(minutes=4))
 
-    made, _ = _settle(pg_db, fam, 15_000, "JS-A2", at=T0 + timedelta(minutes=3))
+    raised, _ = _settle(pg_db, fam, 8_000, "JS-A3", at=T0 + timedelta(minutes=5))
 
-    assert (made["acct_mulaid_pay"], made["psn_cash_pay"]) == (10_000, 5_000)
+    assert (same["acct_mulaid_pay"], same["psn_cash_pay"]) == (0, 5_000)
+    assert (raised["acct_mulaid_pay"], raised["psn_cash_pay"]) == (5_000, 3_000)
+
+
+def test_a_registry_balance_from_before_a_settlement_keeps_its_deduction(pg_db, family, new_person):
+    """Given a grantor whose whole 500.00 yuan was paid out by a settlement at T0+1 min
+    When the province's registry snapshot of 500.00 as of T0+30 s arrives afterwards (person.updated)
+    Then the balance is the snapshot plus what settled after it: 0, not 500.00; the money is not paid twice."""
+    from workflows import person_events
+    g_number, g_name = new_person(pg_db, insurance_type="employee", balance_fen=50_000, now=T0 - timedelta(hours=1))
+    fam, _ = _authorized(pg_db, family, new_person, cap=None, grantor=(g_number, g_name), at=T0 - timedelta(hours=1))
+    _settle(pg_db, fam, 50_000, "JS-B1")
+    snapshot = {"id_number": g_number, "name": g_name, "insurance_type": "employee", "insurance_status": "active",
+                "region_code": "320100", "real_name_verified": True, "balance_fen": 50_000,
+                "updated_at": (T0 + timedelta(seconds=30)).isoformat()}
+
+    person_events.HANDLERS["person.updated"](pg_db, snapshot, platform=platforms.get(pg_db, "jiangsu"),
+                                             as_of=T0 + timedelta(seconds=30))
+    again, _ = _settle(pg_db, fam, 50_000, "JS-B2", at=T0 + timedelta(minutes=2))
+
+    assert _balances(pg_db, g_number) == [0]
+    assert again["acct_mulaid_pay"] == 0
 
 
 def test_refusals_write_nothing(pg_db, family, new_person):
     """Given a beneficiary insured in Jiangsu and one whose insurance ended
-    When Xinjiang settles for the first, or Jiangsu for the second, or a bad category is sent
-    Then not_found (Xinjiang does not see Jiangsu's insured), beneficiary_not_insured, validation_failed;
-    and nothing is written."""
+    When Xinjiang settles for the first, or Jiangsu for the second, or a bad category is sent, or a reference
+    carrying an ID number
+    Then not_found (Xinjiang does not see Jiangsu's insured), beneficiary_not_insured, validation_failed twice
+    (a reference travels to every platform concerned and is shown on the dashboard); nothing is written."""
     fam, _ = _authorized(pg_db, family, new_person, cap=None)
     ended = family(pg_db, now=T0)
     new_person(pg_db, id_number=ended.beneficiary, name=ended.beneficiary_name, insurance_status="ended", now=T0)
@@ -148,12 +172,13 @@ def test_refusals_write_nothing(pg_db, family, new_person):
     codes = []
     for call in (lambda: _settle(pg_db, fam, 100, "X-1", platform="xinjiang"),
                  lambda: _settle(pg_db, ended, 100, "JS-E"),
-                 lambda: _settle(pg_db, fam, 100, "JS-C", category="cosmetics")):
+                 lambda: _settle(pg_db, fam, 100, "JS-C", category="cosmetics"),
+                 lambda: _settle(pg_db, fam, 100, f"JS-{fam.beneficiary}")):
         with pytest.raises(DomainError) as refused:
             call()
         codes.append(refused.value.code)
 
-    assert codes == ["not_found", "beneficiary_not_insured", "validation_failed"]
+    assert codes == ["not_found", "beneficiary_not_insured", "validation_failed", "validation_failed"]
     with pg_db() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Settlement)) == 0
 
@@ -206,6 +231,11 @@ def test_a_settlement_racing_an_unbind_pays_only_through_a_live_binding(pg_db, f
     made = outcomes[0].value[0]
     paid_by_grantor = 100_000 - _balances(pg_db, fam.grantor)[0]
     assert paid_by_grantor == made["acct_mulaid_pay"] and made["acct_mulaid_pay"] in (0, 5_000)
+    with pg_db() as s:  # a split records the version it paid through: one in which the binding was authorized
+        paid_at = s.execute(sa.select(Transition.to_state).join(
+            SettlementSplit, sa.and_(SettlementSplit.binding_id == Transition.binding_id,
+                                     SettlementSplit.binding_version == Transition.seq))).scalars().all()
+    assert paid_at == (["authorized"] if made["acct_mulaid_pay"] else []), paid_at
 
 
 def test_one_reference_sent_twice_at_once_settles_once(pg_db, family, new_person):
@@ -272,4 +302,5 @@ def test_the_binding_page_shows_what_was_paid_through_it(app, sqlite_db, family,
 
     box = page[page.index('id="binding-payments"'):page.index("</table>", page.index('id="binding-payments"'))]
     assert kept["id"] in box and undone["id"] in box and "已冲正" in box
-    assert "¥60.00" in page[page.index('id="authorization-used"'):] and "¥100.00" in page
+    used = page[page.index('id="authorization-used"'):page.index("</p>", page.index('id="authorization-used"'))]
+    assert "¥60.00" in used and "¥100.00" in used
