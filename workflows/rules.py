@@ -31,10 +31,15 @@ def check_not_self(grantor_number: str, beneficiary_number: str) -> None:
         raise DomainError("self_binding")
 
 
+def grantor_eligible(g) -> bool:
+    """DESIGN §3 `grantor_not_eligible`, as a test (`g`: PersonFacts or a persons row)."""
+    return not g.deceased and g.real_name_verified and g.insurance_type == "employee" and g.insurance_status == "active"
+
+
 def check_grantor(g: PersonFacts | None) -> None:
     if g is None:
         raise DomainError("grantor_not_eligible", "the grantor is not in the insurance registry")
-    if g.deceased or not g.real_name_verified or g.insurance_type != "employee" or g.insurance_status != "active":
+    if not grantor_eligible(g):
         raise DomainError("grantor_not_eligible")
 
 

@@ -24,10 +24,10 @@ import sqlalchemy as sa
 
 from models import Binding, LedgerEntry, Person, Settlement, SettlementSplit
 from models.crypto import lookup_hash
-from models.money import CATEGORIES
+from models.money import CATEGORIES, SETTLEMENT_STATUSES  # noqa: F401  (SETTLEMENT_STATUSES: for the API schema)
 from models.types import utcnow
 
-from . import idnumbers, money, policy
+from . import idnumbers, money, policy, rules
 from .errors import DomainError
 from .persons import by_number
 from .rules import MAX_FEN
@@ -37,7 +37,8 @@ from .views import person_ref
 B, P, SP = Binding.__table__, Person.__table__, SettlementSplit.__table__
 _PAYING = sa.select(B.c.id, B.c.grantor_id, B.c.version, B.c.authorized_amount_fen, B.c.deduction_rank,
                     B.c.created_at).where(B.c.beneficiary_id == sa.bindparam("b"), B.c.state == "authorized")
-_LOCK_PERSONS = (sa.select(P.c.id, P.c.balance_fen, P.c.insurance_type, P.c.insurance_status, P.c.deceased)
+_LOCK_PERSONS = (sa.select(P.c.id, P.c.balance_fen, P.c.insurance_type, P.c.insurance_status, P.c.deceased,
+                           P.c.real_name_verified)
                  .where(P.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(P.c.id).with_for_update())
 # what each binding's authorization has paid: every split of its settlements not reversed (the cap is on the
 # total; authorizing again changes the cap, not what was used, and a relocation changes neither)
@@ -93,8 +94,7 @@ def _settle(db, platform, reference, number, amount_fen, category, institution_c
             raise DomainError("not_found", "no person with this ID number in the provinces the platform serves")
         order = policy.in_force(s, beneficiary.region_code, cmd.now).deduction_order_policy
         paying = _lock(s, beneficiary.id)
-        if not _insured(paying["people"][beneficiary.id], "employee", "resident"):  # as it is under the lock
-            raise DomainError("beneficiary_not_insured", "only an actively insured person's costs are settled")
+        rules.check_beneficiary(paying["people"][beneficiary.id])  # as it is under the lock
         plan = money.plan(amount_fen, paying["own"], money.ordered(paying["sources"], order))
         row = Settlement(platform_id=platform.id, reference=reference, request_hash=digest,
                          beneficiary_id=beneficiary.id, category=category, institution_code=institution_code,
@@ -127,7 +127,7 @@ def _lock(s, beneficiary_id: str) -> dict:
     sources = []
     for b in bindings:
         g = people[b.grantor_id]
-        if not _insured(g, "employee"):
+        if not rules.grantor_eligible(g):
             continue  # no longer eligible: its binding is being ended by the person event that said so
         left = None if b.authorized_amount_fen is None else max(b.authorized_amount_fen - used.get(b.id, 0), 0)
         sources.append(money.Source(b.id, b.grantor_id, left, g.balance_fen, b.deduction_rank, b.created_at))
@@ -139,9 +139,6 @@ def _used(conn, binding_ids: list[str]) -> dict[str, int]:
     """fen each binding's authorization has paid (PostgreSQL sums a BIGINT as NUMERIC: back to int)."""
     return {bid: int(total) for bid, total in conn.execute(_USED, {"ids": binding_ids})}
 
-
-def _insured(p, *types: str) -> bool:
-    return not p.deceased and p.insurance_type in types and p.insurance_status == "active"
 
 
 def _post(cmd, row: Settlement, lines: list[tuple[str, int]], posting: str) -> None:

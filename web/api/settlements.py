@@ -23,7 +23,7 @@ class SettlementIn(Body):
                            "the same reference again answers the same settlement (other facts: reference_reused)")
     beneficiary_id_number: str = ID_NUMBER
     amount_fen: int = Field(gt=0, le=MAX_FEN, strict=True, description="the self-pay part to settle, fen")
-    category: Literal["outpatient", "inpatient", "pharmacy"] = Field(
+    category: Literal[settlements.CATEGORIES] = Field(
         description="compliant medical costs only (门诊, 住院, 药店); never non-medical goods")
     institution_code: str = Field(min_length=1, max_length=32, description="the medical institution or pharmacy")
 
@@ -37,7 +37,7 @@ class SplitOut(BaseModel):
 class SettlementOut(BaseModel):
     id: str
     reference: str
-    status: Literal["completed", "reversed"]
+    status: Literal[settlements.SETTLEMENT_STATUSES]
     beneficiary: PersonRef
     category: str
     institution_code: str
