@@ -51,7 +51,8 @@ class IdempotencyRecord(Base):
     response_body: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (sa.UniqueConstraint("platform_id", "key", name="uq_idempotency_records_key"),)
+    __table_args__ = (sa.UniqueConstraint("platform_id", "key", name="uq_idempotency_records_key"),
+                      sa.Index("ix_idempotency_records_created_at", "created_at"))  # the retention purge
 
 
 # The processed webhooks the dashboard lists as problems (migration 0012 indexes them): every outcome but the

@@ -8,24 +8,49 @@ answered 409 "in progress" to every retry for ever: after `ABANDONED_S` seconds 
 body takes it over and runs the command again. The command's own guards decide a repeat: a transition
 the binding already made is 409 `illegal_transition`, a second invitation of the pair meets the open one.
 A claim is its row and the time it was claimed (`Claim`): `finish` writes only while the claim is still
-the request's own, so a request that was taken over cannot overwrite or drop its successor's answer."""
+the request's own, so a request that was taken over cannot overwrite or drop its successor's answer.
+
+A request is recognised by a keyed digest of its method, path and body (`fingerprint`): a body may carry an
+ID number, and an unkeyed hash of it could be reversed by trying numbers. Records claimed before the
+digest was keyed hold the unkeyed one (`legacy_fingerprint`), which `claim` still accepts; they, like
+every record, go after `RETENTION_S` (`purge`, from the scheduler): a key is remembered for 24 hours by
+default (`GONGJI_IDEMPOTENCY_RETENTION_H`), as Stripe keeps its keys. A repeat after that runs again, and
+the command's own guards answer it (a transition already made is 409, an invitation of a pair already
+invited meets the open one, a settlement is idempotent on its `reference` for ever)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import sqlalchemy as sa
 
 from models import IdempotencyRecord
+from models.crypto import keyed_digest
 from models.types import utcnow
 
 from .errors import DomainError
 from .statements import PerDialect, Statement, autocommit
 
 
+def _request(method: str, path: str, body: bytes) -> bytes:
+    return method.encode() + b" " + path.encode() + b"\n" + body
+
+
 def fingerprint(method: str, path: str, body: bytes) -> str:
-    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+    """What identifies a request under its key: a keyed digest (the body may carry an ID number)."""
+    return keyed_digest("idempotency", _request(method, path, body))
+
+
+def legacy_fingerprint(method: str, path: str, body: bytes) -> str:
+    """The unkeyed digest records claimed before the keyed one hold (for at most `RETENTION_S` after the
+    upgrade: `purge` takes them); never written any more."""
+    return hashlib.sha256(_request(method, path, body)).hexdigest()
+
+
+# seconds a key is remembered (from its claim); GONGJI_IDEMPOTENCY_RETENTION_H sets it in hours
+RETENTION_S = max(1.0, float(os.environ.get("GONGJI_IDEMPOTENCY_RETENTION_H") or 24)) * 3600.0  # at least 1 h
 
 
 IR = IdempotencyRecord.__table__
@@ -53,9 +78,10 @@ class Claim(NamedTuple):
     at: datetime  # when this request claimed the key: the token `finish` checks
 
 
-def claim(db, platform_id: str, key: str, digest: str, *,
+def claim(db, platform_id: str, key: str, digest: str, *, legacy: str | None = None,
           now: datetime | None = None) -> tuple[Claim | None, tuple[int, str] | None]:
-    """(claim, None) when this request owns the key; (None, (status, body)) to replay.
+    """(claim, None) when this request owns the key; (None, (status, body)) to replay. `legacy`: the
+    request's unkeyed digest, which a record claimed before the digest was keyed holds.
 
     One statement decides (the unique key; in autocommit on PostgreSQL): a write with a key costs two
     statements more than one without, the claim and `finish`."""
@@ -74,12 +100,13 @@ def claim(db, platform_id: str, key: str, digest: str, *,
         else:
             raise DomainError("conflict", "a request with this Idempotency-Key is still in progress")
         request_hash, status_code, response_body = found
-        if status_code is None and request_hash == digest:  # in flight, or abandoned long enough ago
-            record_id = _TAKE_OVER.scalar(conn, {"p": platform_id, "k": key, "h": digest, "now": now,
+        same = request_hash == digest or (legacy is not None and request_hash == legacy)
+        if status_code is None and same:  # in flight, or abandoned long enough ago
+            record_id = _TAKE_OVER.scalar(conn, {"p": platform_id, "k": key, "h": request_hash, "now": now,
                                                  "before": now - timedelta(seconds=ABANDONED_S)})
             if record_id is not None:
                 return Claim(record_id, now), None
-    if request_hash != digest:
+    if not same:
         raise DomainError("idempotency_key_reused")
     if status_code is None:
         raise DomainError("conflict", "a request with this Idempotency-Key is still in progress")
@@ -101,3 +128,23 @@ def finish(db, claimed: Claim, status: int, body: str, *, code: str | None = Non
             _DROP.run(conn, ours)
         else:
             _FINISH.run(conn, {**ours, "status": status, "body": body})
+
+
+_EXPIRED = Statement(sa.delete(IR).where(IR.c.id.in_(
+    sa.select(IR.c.id).where(IR.c.created_at < sa.bindparam("before", type_=IR.c.created_at.type))
+    .order_by(IR.c.created_at).limit(sa.bindparam("n", type_=sa.Integer)).scalar_subquery())))
+
+
+def purge(db, *, now: datetime | None = None, batch: int = 5000, most: int = 100_000) -> int:
+    """Forget the keys claimed more than `RETENTION_S` ago (the oldest first, `batch` a transaction,
+    `ix_idempotency_records_created_at`), at most `most` a call (the scheduler calls it each minute, so a
+    backlog after an upgrade drains over a few calls without holding the tick). Returns how many went."""
+    before = (now or utcnow()) - timedelta(seconds=RETENTION_S)
+    gone = 0
+    while gone < most:
+        with autocommit(db) as conn:
+            n = _EXPIRED.run(conn, {"before": before, "n": min(batch, most - gone)})
+        gone += n
+        if n < batch:
+            break
+    return gone

@@ -2,6 +2,8 @@
 alone decides between two requests carrying the same key (workflows/idempotency.py)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from contextlib import contextmanager
 
@@ -157,3 +159,95 @@ def test_two_retries_of_an_abandoned_claim_at_once_one_takes_it_over(pg_db):
                     lambda: idempotency.claim(pg_db, "jiangsu", "k-died-2", "d1", now=late))
     assert sorted(o.ok for o in outcomes) == [False, True]
     assert [o.code for o in outcomes if not o.ok] == ["conflict"]
+
+
+# --- the keyed digest and the retention (a request body may carry an ID number) ---------------------------
+
+def _client(db, crypto_keys):
+    from models.seed import dev_credentials
+    from models.settings import Settings
+    from web.app import create_app
+    settings = Settings(database_url="sqlite://", redis_url=None, pii_keys=crypto_keys["pii_keys"],
+                        pii_active_key=crypto_keys["active"], lookup_key=crypto_keys["lookup_key"],
+                        secret_key="test-secret", dev_mode=True)
+    return (create_app(settings, db=db, engine=None).test_client(),
+            {"Authorization": f"Bearer {dev_credentials('jiangsu')[0]}"})
+
+
+def _stored_hash(db, key: str) -> str:
+    with db() as s:
+        return s.scalar(sa.select(IdempotencyRecord.request_hash).where(IdempotencyRecord.key == key))
+
+
+def test_a_request_with_a_key_is_kept_under_a_keyed_digest_not_a_hash_anyone_can_recompute(pg_db, crypto_keys):
+    """Given a platform registering a person (the body carries the ID number) with an Idempotency-Key
+    When the request is stored for replays
+    Then its record holds neither the number nor the unkeyed SHA-256 of the request (which anyone could
+    recompute for every candidate number), but the keyed digest; and the same request again is replayed."""
+    from workflows.idnumbers import with_check_digit
+    client, auth = _client(pg_db, crypto_keys)
+    number = with_check_digit("32010219800101771")
+    body = json.dumps({"id_number": number, "name": "张三", "insurance_type": "employee",
+                       "insurance_status": "active", "region_code": "320100", "real_name_verified": True}).encode()
+    headers = {**auth, "Idempotency-Key": "k-keyed", "Content-Type": "application/json"}
+    first = client.post("/api/v1/persons", data=body, headers=headers)
+    assert first.status_code in (200, 201), first.get_json()
+    stored = _stored_hash(pg_db, "k-keyed")
+    assert stored == idempotency.fingerprint("POST", "/api/v1/persons", body)
+    assert stored != idempotency.legacy_fingerprint("POST", "/api/v1/persons", body)
+    assert stored != hashlib.sha256(b"POST /api/v1/persons\n" + body).hexdigest()
+    again = client.post("/api/v1/persons", data=body, headers=headers)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.get_json() == first.get_json()
+
+
+def test_a_record_claimed_before_the_digest_was_keyed_still_answers_its_retry(pg_db, crypto_keys):
+    """Given a record claimed and finished before the upgrade: it holds the unkeyed digest of its request
+    When the platform retries that request with the same key after the upgrade
+    Then it gets the kept answer (not 422 idempotency_key_reused), and another body under that key is
+    still refused."""
+    client, auth = _client(pg_db, crypto_keys)
+    body = json.dumps({"id_number": "bad"}).encode()
+    with pg_db.begin() as s:
+        s.add(IdempotencyRecord(platform_id="jiangsu", key="k-legacy", status_code=201, response_body='{"kept": 1}',
+                                request_hash=hashlib.sha256(b"POST /api/v1/persons\n" + body).hexdigest()))
+    headers = {**auth, "Idempotency-Key": "k-legacy", "Content-Type": "application/json"}
+    again = client.post("/api/v1/persons", data=body, headers=headers)
+    assert (again.status_code, again.get_json(), again.headers.get("Idempotent-Replayed")) == (201, {"kept": 1}, "true")
+    other = client.post("/api/v1/persons", data=b'{"id_number": "other"}', headers=headers)
+    assert other.status_code == 422 and other.get_json()["code"] == "idempotency_key_reused"
+
+
+def test_keys_past_their_retention_are_forgotten_in_batches_the_younger_kept(pg_db):
+    """Given keys claimed 25 h, 24 h + 1 s and 23 h ago (retention 24 h), the oldest among them in-flight
+    When the scheduler's purge runs with batches of 2
+    Then the two older than the retention go and the 23-hour-old one stays; the same key may then be
+    claimed afresh (it runs again: the command's own guards answer a repeat)."""
+    from datetime import timedelta
+
+    from models.types import utcnow
+    now = utcnow()
+    ages = {"k-old": timedelta(hours=25), "k-just": timedelta(seconds=idempotency.RETENTION_S + 1),
+            "k-young": timedelta(hours=23)}
+    with pg_db.begin() as s:
+        for key, age in ages.items():
+            s.add(IdempotencyRecord(platform_id="jiangsu", key=key, request_hash="h", created_at=now - age,
+                                    status_code=None if key == "k-old" else 201, response_body="{}"))
+    assert idempotency.purge(pg_db, now=now, batch=2) == 2
+    assert [records(pg_db, k) for k in ages] == [0, 0, 1]
+    claimed, replay = idempotency.claim(pg_db, "jiangsu", "k-old", "h2", now=now)
+    assert claimed is not None and replay is None
+
+
+def test_the_scheduler_forgets_expired_keys_each_minute(pg_db):
+    """Given a key claimed two days ago
+    When the scheduler's minute tick runs
+    Then the key is gone."""
+    from datetime import timedelta
+
+    from models.types import utcnow
+    from workers import scheduler
+    with pg_db.begin() as s:
+        s.add(IdempotencyRecord(platform_id="jiangsu", key="k-tick", request_hash="h", status_code=201,
+                                response_body="{}", created_at=utcnow() - timedelta(days=2)))
+    scheduler.tick(pg_db, n=0)
+    assert records(pg_db, "k-tick") == 0
