@@ -186,7 +186,7 @@ def main() -> None:
         wait_ready(base + "/healthz")
         wait_ready(f"http://127.0.0.1:{bare_port}/")
         log(f"lifecycle over HTTP: {args.families} families, {args.concurrency} at a time (logs in {logdir})")
-        driver = Driver(base, js_key, seed=1, events=None if args.poll else national)
+        driver = Driver(base, js_key, seed=1, events=None if args.poll else national, settle=False)
         began = time.monotonic()
         driver.prepare(args.families, args.concurrency)
         log(f"persons: {2 * args.families} registered in {time.monotonic() - began:.1f} s (not timed: they exist "

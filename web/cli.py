@@ -261,14 +261,18 @@ def deliveries_replay(ids, platform_id, binding_id) -> None:
 @click.option("--region", default="320100", show_default=True, help="pooling region of the families")
 @click.option("--concurrency", default=8, show_default=True)
 @click.option("--seed", default=None, type=int, help="repeatable ID numbers (default: random)")
-def simulate(n: int, url: str, api_key: str, region: str, concurrency: int, seed: int | None) -> None:
+@click.option("--no-settlements", is_flag=True, help="leave the money out: no settlement, no reversal")
+def simulate(n: int, url: str, api_key: str, region: str, concurrency: int, seed: int | None,
+             no_settlements: bool) -> None:
     """Drive N families through the whole lifecycle against a running server (`make run` in another
-    terminal); prints counts per final state and p50/p99 per step."""
+    terminal), each authorized family settling a bill (one in four reversed); prints counts per final
+    state, what was paid from whose account, and p50/p99 per step."""
     import random
 
     from workers.simulator.families import Driver
 
-    driver = Driver(url, api_key, region=region, seed=seed if seed is not None else random.randrange(1 << 30))
+    driver = Driver(url, api_key, region=region, seed=seed if seed is not None else random.randrange(1 << 30),
+                    settle=not no_settlements)
     started = time.monotonic()
     driver.run(n, concurrency)
     elapsed = time.monotonic() - started

@@ -40,10 +40,15 @@ def test_gongji_simulate_drives_families_to_their_final_states(simulated, dev_ke
     """Given the embedded default with its simulator
     When `gongji simulate --bindings 20` runs against it
     Then it exits 0 and its summary counts 20 families by final state (unbound, and the declined and
-    cancelled share) with p50/p99 per step."""
+    cancelled share) with p50/p99 per step; each of the 18 authorized families settled a bill of 800.00
+    yuan, 4 of them reversed, and the 14 kept were paid 200.00 each from the beneficiary's own account,
+    500.00 from the grantor's (the authorization) and 100.00 in cash."""
     done = subprocess.run([gongji_bin(), "simulate", "--bindings", "20", "--url", simulated, "--seed", "11",
                            "--api-key", dev_keys["jiangsu"][0]], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     counts = dict(re.findall(r"^(unbound|declined|cancelled)\s+(\d+)$", done.stdout, re.M))
     assert counts == {"unbound": "18", "declined": "1", "cancelled": "1"}, done.stdout
     assert re.search(r"^invite\s+20\s+[\d.]+\s+[\d.]+$", done.stdout, re.M), done.stdout
+    assert ("settlements 18 (4 reversed); paid by those not reversed: own accounts 2800.00 yuan, family "
+            "members' 7000.00 yuan, cash 1400.00 yuan") in done.stdout, done.stdout
+    assert re.search(r"^settle\s+18\s", done.stdout, re.M) and re.search(r"^reverse\s+4\s", done.stdout, re.M)

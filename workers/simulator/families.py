@@ -2,8 +2,12 @@
 only, as a provincial platform would. First both persons of every family are registered (looked up, then
 registered: a number already held by someone else is drawn again); then each family is invited, starts
 face verification (the simulator's fake provider calls back; a failed attempt is retried up to the
-region's maximum), accepts, authorizes and unbinds. One family in ten declines instead, one in twenty is
-cancelled by the grantor, so the summary shows several final states. Latencies are per API call, in
+region's maximum), accepts, authorizes 500.00 yuan, settles a medical bill of 800.00 yuan (the
+beneficiary's own account holds 200.00: it pays that, the grantor's authorization 500.00, the rest is
+cash), and unbinds; one settlement in four is reversed before the unbind (the money goes back). One family
+in ten declines instead, one in twenty is cancelled by the grantor, so the summary shows several final
+states, and what was paid from whose account. `settle=False` leaves the money out (bench/webhooks.py,
+whose figures count transitions only). Latencies are per API call, in
 milliseconds; `face_verified` is not a call but the wait from starting verification to the result: it
 includes the provider's latency and either the polling (GET after 50 ms, then backing off by half each
 time, up to 400 ms between polls, as a considerate client does) or, when the driver is given the platform
@@ -30,6 +34,10 @@ from tqdm import tqdm
 from workers.outbound import BrokenConnectionRetry
 
 COMMITMENT = {"32": "JS-2024-01", "65": "XJ-2023-02"}
+# fen: the grantor's and the beneficiary's balances, the authorization and the bill (see the docstring)
+GRANTOR_BALANCE, OWN_BALANCE, AUTHORIZED, BILL = 300_000, 20_000, 50_000, 80_000
+CATEGORIES = ("outpatient", "inpatient", "pharmacy")
+PAID = ("acct_pay", "acct_mulaid_pay", "psn_cash_pay")
 POLL_FIRST_S, POLL_MAX_S = 0.05, 0.4  # seconds between polls of a binding under verification
 VERIFIED, RETRY, FAILED = "binding.face_verified", "binding.verification_attempt_failed", "binding.verification_failed"
 RETRY_BROKEN = BrokenConnectionRetry(total=1, connect=1, read=1, status=0, other=0, redirect=0, allowed_methods=None,
@@ -56,8 +64,10 @@ class Answer:
 
 class Driver:
     def __init__(self, base: str, api_key: str, *, region: str = "320100", seed: int = 0, timeout_s: float = 30.0,
-                 events: Events | None = None):
+                 events: Events | None = None, settle: bool = True):
         self.base, self.region, self.timeout_s, self.events = base.rstrip("/"), region, timeout_s, events
+        self.settle = settle
+        self.money: Counter = Counter()  # settlements, reversed, and fen paid per part (not reversed)
         self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         self.latencies: dict[str, list[float]] = defaultdict(list)
         self.outcomes: Counter = Counter()
@@ -101,7 +111,7 @@ class Driver:
             number = self.number(1960 if role == "grantor" else 1980)
             body = {"id_number": number, "name": name, "region_code": self.region, "real_name_verified": True,
                     "insurance_type": "employee" if role == "grantor" else "resident", "insurance_status": "active",
-                    "balance_fen": 300_000}
+                    "balance_fen": GRANTOR_BALANCE if role == "grantor" else OWN_BALANCE}
             found = self.request("lookup", "POST", "/api/v1/persons/lookup", {"id_number": number})
             if found.status_code == 404:
                 self.call("register", "POST", "/api/v1/persons", body)
@@ -125,9 +135,26 @@ class Driver:
         if state != "face_verified":
             return state
         self.call("accept", "POST", f"/api/v1/bindings/{bid}/accept", actor_b)
-        self.call("authorize", "PUT", f"/api/v1/bindings/{bid}/authorization", {**actor_g, "amount_fen": 50_000})
+        self.call("authorize", "PUT", f"/api/v1/bindings/{bid}/authorization", {**actor_g, "amount_fen": AUTHORIZED})
+        if self.settle:
+            self.pay(i, b)
         return self.call("unbind", "POST", f"/api/v1/bindings/{bid}/unbind",
                          {**actor_g, "reason": "simulated"})["state"]
+
+    def pay(self, i: int, b: dict) -> None:
+        """Settle the family's bill as a hospital's platform would (its own reference); every fourth
+        settlement is reversed (a bill charged by mistake)."""
+        paid = self.call("settle", "POST", "/api/v1/settlements", {
+            "reference": f"sim-{uuid.uuid4().hex[:24]}", "beneficiary_id_number": b["id_number"], "amount_fen": BILL,
+            "category": CATEGORIES[i % len(CATEGORIES)], "institution_code": f"H{self.region}0001"})
+        reversed_ = i % 4 == 3
+        if reversed_:
+            self.call("reverse", "POST", f"/api/v1/settlements/{paid['id']}/reversal")
+        with self._lock:
+            self.money["settled"] += 1
+            self.money["reversed"] += reversed_
+            if not reversed_:
+                self.money.update({part: paid[part] for part in PAID})
 
     def verify(self, bid: str, actor_b: dict) -> str:
         """Start verification until the fake provider passes it or the attempts run out."""
@@ -201,6 +228,11 @@ class Driver:
         lines = ["final state          families"]
         lines += [f"{state:<20} {count:>8}" for state, count in sorted(self.outcomes.items())]
         lines += [f"error: {e} ×{c}" for e, c in self.errors.items()]
+        if self.money["settled"]:
+            m = self.money
+            lines.append(f"settlements {m['settled']} ({m['reversed']} reversed); paid by those not reversed: "
+                         f"own accounts {m['acct_pay'] / 100:.2f} yuan, family members' {m['acct_mulaid_pay'] / 100:.2f}"
+                         f" yuan, cash {m['psn_cash_pay'] / 100:.2f} yuan")
         lines.append(f"{'step':<20} {'calls':>7} {'p50 ms':>9} {'p99 ms':>9}")
         for step, values in sorted(self.latencies.items()):
             p99 = statistics.quantiles(values, n=100)[98] if len(values) > 1 else values[0]
