@@ -1,7 +1,8 @@
 """`gongji scheduler`: the one periodic driver — fires due timers, runs the outbox relay pass and sends
 deliveries that are due (retries, and any whose message was lost); each minute it also reconciles what
 platforms lack, resumes stalled batch jobs, releases deliveries a dead worker left blocked, asks the
-face provider again for attempts nobody asked, and forgets `Idempotency-Key`s past their retention.
+face provider again for attempts nobody asked, and forgets `Idempotency-Key`s and delivered messages
+past their retention (`workflows/retention.py`).
 
 Exactly one scheduler should tick at a time. On PostgreSQL a session-level advisory lock enforces it:
 a second scheduler waits as a hot standby and takes over when the first one's connection goes away.
@@ -14,7 +15,7 @@ import time
 
 import sqlalchemy as sa
 
-from workflows import batches, deliveries, delivery_repair, face_sessions, idempotency, reconcile, timers
+from workflows import batches, deliveries, delivery_repair, face_sessions, idempotency, reconcile, retention, timers
 
 from . import relay
 
@@ -34,6 +35,7 @@ def tick(db, *, batch: int = 500, relay_every: int = 2, reconcile_every: int = 6
         for verification_id in face_sessions.unasked(db):  # face sessions whose worker message was lost
             open_face_session.send(verification_id, True)
         idempotency.purge(db)  # keys past their retention (workflows/idempotency.py)
+        retention.purge(db)  # delivered messages and processed webhooks past theirs
     delivery_pass(db, batch=batch)
     return fired
 
