@@ -57,12 +57,13 @@ def crypto_keys():
 
 def _seed(db) -> None:
     from models import seed
-    from workflows import platforms, policy
+    from workflows import platforms, policy, retention
     with db.begin() as session:
         seed.seed_regions(session)
         seed.seed_dev_platforms(session)
     policy.clear_cache()
     platforms.clear_cache()
+    retention.forget_cursors()  # ids start again: a cursor of an earlier test would pass over rows
 
 
 @pytest.fixture(scope="session")

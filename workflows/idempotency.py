@@ -44,8 +44,8 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 def legacy_fingerprint(method: str, path: str, body: bytes) -> str:
-    """The unkeyed digest records claimed before the keyed one hold (for at most `RETENTION_S` after the
-    upgrade: `purge` takes them); never written any more."""
+    """The unkeyed digest records claimed before the keyed one hold until `purge` takes them (a day after
+    their claim) or a retry takes one over (it writes the keyed digest); never written any more."""
     return hashlib.sha256(_request(method, path, body)).hexdigest()
 
 
@@ -68,7 +68,8 @@ ABANDONED_S = 600.0
 _TAKE_OVER = Statement(sa.update(IR).where(
     IR.c.platform_id == sa.bindparam("p"), IR.c.key == sa.bindparam("k"), IR.c.request_hash == sa.bindparam("h"),
     IR.c.status_code.is_(None), IR.c.created_at < sa.bindparam("before", type_=IR.c.created_at.type))
-    .values(created_at=sa.bindparam("now", type_=IR.c.created_at.type)).returning(IR.c.id))
+    .values(created_at=sa.bindparam("now", type_=IR.c.created_at.type), request_hash=sa.bindparam("keyed"))
+    .returning(IR.c.id))  # a record from before the digest was keyed takes the keyed one with its new claim
 _CLAIM = PerDialect(lambda insert: insert(IR).values({c: sa.bindparam(c, type_=IR.c[c].type) for c in _COLUMNS})
                     .on_conflict_do_nothing(index_elements=["platform_id", "key"]).returning(IR.c.id))
 
@@ -102,8 +103,8 @@ def claim(db, platform_id: str, key: str, digest: str, *, legacy: str | None = N
         request_hash, status_code, response_body = found
         same = request_hash == digest or (legacy is not None and request_hash == legacy)
         if status_code is None and same:  # in flight, or abandoned long enough ago
-            record_id = _TAKE_OVER.scalar(conn, {"p": platform_id, "k": key, "h": request_hash, "now": now,
-                                                 "before": now - timedelta(seconds=ABANDONED_S)})
+            record_id = _TAKE_OVER.scalar(conn, {"p": platform_id, "k": key, "h": request_hash, "keyed": digest,
+                                                 "now": now, "before": now - timedelta(seconds=ABANDONED_S)})
             if record_id is not None:
                 return Claim(record_id, now), None
     if not same:
@@ -130,9 +131,12 @@ def finish(db, claimed: Claim, status: int, body: str, *, code: str | None = Non
             _FINISH.run(conn, {**ours, "status": status, "body": body})
 
 
+_OLD = IR.c.created_at < sa.bindparam("before", type_=IR.c.created_at.type)
+# the age again on the DELETE itself: a take-over that committed while this waited for its row lock made the
+# row young again, and PostgreSQL re-checks the changed row against the DELETE's own conditions only
 _EXPIRED = Statement(sa.delete(IR).where(IR.c.id.in_(
-    sa.select(IR.c.id).where(IR.c.created_at < sa.bindparam("before", type_=IR.c.created_at.type))
-    .order_by(IR.c.created_at).limit(sa.bindparam("n", type_=sa.Integer)).scalar_subquery())))
+    sa.select(IR.c.id).where(_OLD).order_by(IR.c.created_at).limit(sa.bindparam("n", type_=sa.Integer))
+    .scalar_subquery()), _OLD))
 
 
 def purge(db, *, now: datetime | None = None, batch: int = 5000, most: int = 100_000) -> int:

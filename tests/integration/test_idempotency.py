@@ -251,3 +251,58 @@ def test_the_scheduler_forgets_expired_keys_each_minute(pg_db):
                                 response_body="{}", created_at=utcnow() - timedelta(days=2)))
     scheduler.tick(pg_db, n=0)
     assert records(pg_db, "k-tick") == 0
+
+
+def test_a_retry_taking_over_an_abandoned_claim_from_before_the_keyed_digest_writes_the_keyed_one(pg_db):
+    """Given a claim made before the digest was keyed (it holds the unkeyed digest) whose request died
+    When a retry of the same request takes it over once it is abandoned
+    Then the record now holds the keyed digest: the unkeyed one does not live on with the new claim."""
+    from datetime import timedelta
+
+    from models.types import utcnow
+    now = utcnow()
+    body = b'{"id_number": "x"}'
+    keyed, legacy = (idempotency.fingerprint("POST", "/api/v1/persons", body),
+                     idempotency.legacy_fingerprint("POST", "/api/v1/persons", body))
+    with pg_db.begin() as s:
+        s.add(IdempotencyRecord(platform_id="jiangsu", key="k-old-claim", request_hash=legacy, status_code=None,
+                                created_at=now - timedelta(seconds=idempotency.ABANDONED_S + 1)))
+    claimed, replay = idempotency.claim(pg_db, "jiangsu", "k-old-claim", keyed, legacy=legacy, now=now)
+    assert claimed is not None and replay is None
+    assert _stored_hash(pg_db, "k-old-claim") == keyed
+
+
+def test_a_purge_that_waited_for_a_take_over_of_an_old_claim_leaves_it(pg_db):
+    """Given a claim a day and more old whose take-over by a retry is written (the claim made young
+    again) but not yet committed
+    When the purge runs meanwhile, waits for that row, and the take-over then commits
+    Then the purge leaves the record: its age is checked again on the row the take-over left."""
+    from datetime import timedelta
+
+    from models.types import utcnow
+    from .support import wait_for_a_lock_wait
+    now = utcnow()
+    with pg_db.begin() as s:
+        s.add(IdempotencyRecord(platform_id="jiangsu", key="k-taken", request_hash="h", status_code=None,
+                                created_at=now - timedelta(seconds=idempotency.RETENTION_S + 60)))
+    holder = pg_db.kw["bind"].connect()
+    tx = holder.begin()
+    holder.execute(sa.update(IdempotencyRecord).where(IdempotencyRecord.key == "k-taken").values(created_at=now))
+    purged = Outcome()
+
+    def purge():
+        try:
+            purged.value = idempotency.purge(pg_db, now=now)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            purged.error = exc
+
+    t = threading.Thread(target=purge)
+    t.start()
+    try:
+        wait_for_a_lock_wait(pg_db, on="idempotency_records")
+    finally:
+        tx.commit()
+        holder.close()
+        t.join(60)
+    assert purged.ok and purged.value == 0, purged.error
+    assert records(pg_db, "k-taken") == 1

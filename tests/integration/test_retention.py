@@ -10,7 +10,7 @@ from models import Binding, Delivery, DeliveryAttempt, OutboxMessage, ReceivedWe
 from models.types import utcnow
 from workflows import casefile, commands, deliveries, platforms, retention, sync, webhooks
 
-from .support import T0, accepted, drain, fan_out_all, person, race
+from .support import T0, accepted, drain, fan_out_all, person
 
 AFTER = T0 + timedelta(seconds=retention.RETENTION_S + 3600)  # past the retention of everything at T0
 
@@ -41,7 +41,7 @@ def test_delivered_messages_go_after_the_retention_and_the_bindings_record_stays
     before = counts(pg_db)
     assert before["deliveries"] == 10 + 8 and before["delivery_attempts"] == 14  # 10 + national's 4
 
-    gone = retention.purge(pg_db, now=AFTER)
+    gone = retention.purge(pg_db, now=AFTER, budget_s=600)
 
     after = counts(pg_db)
     assert gone == {"deliveries": 14, "outbox": 5, "received_webhooks": 0}
@@ -68,19 +68,21 @@ def test_what_is_younger_than_the_retention_or_not_done_stays(pg_db, family, rec
     accepted(pg_db, family(pg_db))
     fan_out_all(pg_db, T0)
     before = counts(pg_db)
-    assert retention.purge(pg_db, now=T0 + timedelta(days=1)) == {"deliveries": 0, "outbox": 0, "received_webhooks": 0}
-    assert retention.purge(pg_db, now=AFTER)["deliveries"] == 0  # pending: not done, however old
+    assert retention.purge(pg_db, now=T0 + timedelta(days=1), budget_s=600) == {"deliveries": 0, "outbox": 0, "received_webhooks": 0}
+    assert retention.purge(pg_db, now=AFTER, budget_s=600)["deliveries"] == 0  # pending: not done, however old
     assert counts(pg_db)["delivery_attempts"] == before["delivery_attempts"]
 
 
 def test_processed_webhooks_go_after_the_retention_and_a_webhook_id_from_before_is_stored_anew(pg_db):
-    """Given two verification webhooks received from the face provider, one processed, one still pending
+    """Given three verification webhooks received from the face provider: one processed, one still
+    pending, one whose processing gave up (`failed:<error>`: an operator may still retry it)
     When the purge runs after the retention
     Then the processed one (its encrypted body, its headers) and its processed outbox row are gone, the
-    pending one stays; and the processed one's webhook-id sent again is stored as a new webhook."""
+    pending one and the one that gave up stay; and the processed one's webhook-id sent again is stored as
+    a new webhook."""
     face = platforms.get(pg_db, "facecheck")
     ids = {}
-    for w in ("w-done", "w-pending"):
+    for w in ("w-done", "w-pending", "w-gave-up"):
         ids[w], dup = webhooks.receive(pg_db, platform=face, webhook_id=w, body=b'{"type": "verification.completed",'
                                        b' "data": {}}', headers={"webhook-id": w}, event_type="verification.completed")
         assert not dup
@@ -90,60 +92,115 @@ def test_processed_webhooks_go_after_the_retention_and_a_webhook_id_from_before_
         s.execute(sa.update(OutboxMessage).where(OutboxMessage.topic == webhooks.TOPIC,
                                                  OutboxMessage.payload["data"]["received_webhook_id"].as_integer()
                                                  == ids["w-done"]).values(processed_at=utcnow()))
+        s.execute(sa.update(ReceivedWebhook).where(ReceivedWebhook.id == ids["w-gave-up"])
+                  .values(processed_at=utcnow(), outcome="failed:DataError", attempts=25))
 
-    gone = retention.purge(pg_db, now=utcnow() + timedelta(seconds=retention.RETENTION_S + 60))
+    gone = retention.purge(pg_db, now=utcnow() + timedelta(seconds=retention.RETENTION_S + 60), budget_s=600)
 
     assert gone["received_webhooks"] == 1 and gone["outbox"] == 1
     with pg_db() as s:
-        assert s.scalars(sa.select(ReceivedWebhook.webhook_id)).all() == ["w-pending"]
+        assert sorted(s.scalars(sa.select(ReceivedWebhook.webhook_id))) == ["w-gave-up", "w-pending"]
     again, dup = webhooks.receive(pg_db, platform=face, webhook_id="w-done", body=b'{"type": "x", "data": {}}',
                                   headers={"webhook-id": "w-done"}, event_type="verification.completed")
     assert not dup and again != ids["w-done"]
 
 
-def test_a_purge_stops_at_its_limit_and_the_next_one_goes_on(pg_db, family, receivers):
-    """Given 10 delivered deliveries older than the retention
-    When the purge runs with batches of 3 and a limit of 4 rows a table, then again without a limit
-    Then the first takes 4, the second the other 6."""
-    fam = family(pg_db)
-    bid = accepted(pg_db, fam)
-    commands.unbind(pg_db, bid, person(fam.grantor), now=T0 + timedelta(seconds=4))
-    drain(pg_db, T0 + timedelta(seconds=5), fan_out_all(pg_db, T0))
-    assert retention.purge(pg_db, now=AFTER, batch=3, most=4)["deliveries"] == 4
-    assert retention.purge(pg_db, now=AFTER, batch=3)["deliveries"] == 6
+def test_a_purge_out_of_time_goes_on_next_time_from_where_it_stopped(pg_db, family, receivers, monkeypatch):
+    """Given 14 delivered deliveries older than the retention, among 4 dead ones (kept: an operator may
+    replay them)
+    When the purge runs with batches of 3 and no time to spare (one batch a table a call), six times
+    Then the calls take 3, 3, 3, 3, 2 and 0; each call's batch starts after the last id the one before
+    took, and once the whole old range was passed the next call starts past it: the kept rows are passed
+    once, not at every call. After the day's rescan it starts again from the lowest id."""
+    stuck, fam = accepted(pg_db, family(pg_db)), family(pg_db)
+    ready = fan_out_all(pg_db, T0)
+    with pg_db.begin() as s:  # the first binding's deliveries to Jiangsu died; national's are delivered
+        s.execute(sa.update(Delivery).where(Delivery.binding_id == stuck, Delivery.platform_id == "jiangsu")
+                  .values(status="dead", next_attempt_at=None))
+    drain(pg_db, T0 + timedelta(seconds=5), ready)
+    bid = accepted(pg_db, fam, now=T0 + timedelta(seconds=10))
+    commands.unbind(pg_db, bid, person(fam.grantor), now=T0 + timedelta(seconds=14))
+    drain(pg_db, T0 + timedelta(seconds=15), fan_out_all(pg_db, T0 + timedelta(seconds=12)))
+    with pg_db() as s:
+        last_id = s.scalar(sa.select(sa.func.max(Delivery.id)))
+    seen = []
+    plain = retention._batch
+    monkeypatch.setattr(retention, "_batch", lambda db, name, *a: seen.append((name, a[1])) or plain(db, name, *a))
+
+    taken = [retention.purge(pg_db, now=AFTER, batch=3, budget_s=0)["deliveries"] for _ in range(6)]
+
+    assert taken == [3, 3, 3, 3, 2, 0]
+    with pg_db() as s:
+        assert list(s.scalars(sa.select(Delivery.status).distinct())) == ["dead"]
+    afters = [after for name, after in seen if name == "deliveries"]
+    assert afters[0] == 0 and afters[:5] == sorted(set(afters[:5])) and afters[5] >= last_id
+    retention._CURSORS.update({k: (v[0], v[1] - retention.RESCAN_S - 1) for k, v in retention._CURSORS.items()})
+    retention.purge(pg_db, now=AFTER, budget_s=0)
+    assert [after for name, after in seen if name == "deliveries"][-1] == 0
 
 
-def test_a_purge_racing_a_new_delivery_of_an_old_event_never_loses_either(pg_db, family, receivers):
+def test_the_first_id_of_the_window_is_found_by_probes_over_gaps(sqlite_db):
+    """Given outbox rows with ids 1..40 stamped a day apart, some deleted (gaps in the ids)
+    When the boundary of a cutoff is searched
+    Then every row below it is older than the cutoff and every row from it on is not (inside a gap any id
+    of the gap will do); it is one past the last id when every row is older, and 0 when none is or the
+    table is empty."""
+    with sqlite_db.begin() as s:
+        for i in range(1, 41):
+            s.add(OutboxMessage(id=i, topic="t", payload={}, created_at=T0 + timedelta(days=i)))
+        s.execute(sa.delete(OutboxMessage).where(OutboxMessage.id.in_([5, 6, 7, 20, 21, 39])))
+    with sqlite_db.kw["bind"].connect() as conn:
+        def edge(days: float) -> int:
+            return retention._boundary(conn, OutboxMessage.__table__, OutboxMessage.__table__.c.created_at,
+                                       T0 + timedelta(days=days))
+        kept = [i for i in range(1, 41) if i not in (5, 6, 7, 20, 21, 39)]
+        for days in (3, 5.5, 7, 19.5, 30, 38.5, 40, 0.5, 12.25):
+            b = edge(days)
+            assert all((i < b) == (i < days) for i in kept), (days, b)  # row i is stamped i days after T0
+        assert (edge(41), edge(0)) == (41, 0)
+        conn.execute(sa.delete(OutboxMessage.__table__))
+        assert edge(10) == 0
+
+
+def test_a_purge_meeting_an_uncommitted_delivery_of_an_old_event_leaves_the_event(pg_db, family, receivers):
     """Given an old event whose deliveries were delivered and purged (the event itself would go next)
-    When an operator's repair adds a delivery of that event to a platform while the purge runs
-    Then either the delivery was written and the event stays with it, or the event went first and the
-    repair is refused (the database's foreign key decides); never a delivery without its event, and the
-    purge itself does not fail."""
+    When an operator's repair has written a new delivery of that event but not yet committed, and the
+    purge runs meanwhile
+    Then the purge finishes without waiting (the event's row is locked by the insert: skipped) and without
+    deleting the event; once the repair commits, its delivery has its event."""
+    import threading
     bid = accepted(pg_db, family(pg_db))
     drain(pg_db, T0 + timedelta(seconds=5), fan_out_all(pg_db, T0))
     with pg_db.begin() as s:
         s.execute(sa.delete(DeliveryAttempt))
         s.execute(sa.delete(Delivery))
-        msg = s.scalars(sa.select(OutboxMessage).where(OutboxMessage.binding_id == bid)
-                        .order_by(OutboxMessage.binding_version.desc())).first()
-        msg_id = msg.id
+        msg_id = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid)
+                           .order_by(OutboxMessage.binding_version.desc())).first()
+    inserted, release = threading.Event(), threading.Event()
 
     def repair():
         with pg_db.begin() as s:
-            event = s.get(OutboxMessage, msg_id)
-            if event is None:
-                return "event gone"
-            return deliveries.add(s, event, "national", AFTER)
+            ready = deliveries.add(s, s.get(OutboxMessage, msg_id), "national", AFTER)
+            inserted.set()
+            assert release.wait(60)
+        return ready
 
-    outcomes = race(repair, lambda: retention.purge(pg_db, now=AFTER))
-    assert outcomes[1].ok, outcomes[1].error
+    result = {}
+    worker = threading.Thread(target=repair)
+    worker.start()
+    try:
+        assert inserted.wait(60)
+        purging = threading.Thread(target=lambda: result.update(retention.purge(pg_db, now=AFTER, budget_s=600)))
+        purging.start()
+        purging.join(30)  # a hang guard, not a timing: a purge waiting for the insert would never return
+        assert not purging.is_alive(), "the purge waited for the uncommitted delivery's lock"
+    finally:
+        release.set()
+        worker.join(60)
+    assert result["outbox"] == 3  # the binding's other three events
     with pg_db() as s:
-        delivered_event = s.scalar(sa.select(sa.func.count()).select_from(Delivery).where(Delivery.outbox_id == msg_id))
-        event_left = s.get(OutboxMessage, msg_id) is not None
-    if delivered_event:
-        assert event_left and outcomes[0].ok
-    else:
-        assert not event_left and (not outcomes[0].ok or outcomes[0].value == "event gone")
+        assert s.get(OutboxMessage, msg_id) is not None
+        assert s.scalar(sa.select(sa.func.count()).select_from(Delivery).where(Delivery.outbox_id == msg_id)) == 1
 
 
 def test_the_purge_runs_on_the_embedded_sqlite_file(sqlite_db, family):
@@ -154,7 +211,7 @@ def test_the_purge_runs_on_the_embedded_sqlite_file(sqlite_db, family):
     accepted(sqlite_db, family(sqlite_db))
     with sqlite_db.begin() as s:
         s.execute(sa.update(OutboxMessage).values(processed_at=T0))
-    assert retention.purge(sqlite_db, now=AFTER)["outbox"] == 4
+    assert retention.purge(sqlite_db, now=AFTER, budget_s=600)["outbox"] == 4
     assert counts(sqlite_db)["bindings"] == 1
 
 

@@ -4,8 +4,10 @@
 for `GONGJI_IDEMPOTENCY_RETENTION_H` hours (24 by default) and the scheduler deletes older records, the
 oldest first in batches (`workflows/idempotency.py` `purge`): this index is what it reads. The digest is
 now keyed; the records claimed before it was keyed (with an unkeyed digest of a body that may carry an ID
-number) are the first the purge takes, within a day of the upgrade. Nothing here rewrites them: their
-bodies are not kept, so their digests cannot be recomputed, and they still answer a retry until then.
+number) are the first the purge takes once they are a day old, 100,000 a minute (a table of every key since
+launch drains over hours, not at once); a retry that takes one over writes the keyed digest into it. Nothing
+here rewrites them: their bodies are not kept, so their digests cannot be recomputed, and they still answer
+a retry until then.
 
 The index is built without blocking writes (PostgreSQL: CONCURRENTLY).
 
