@@ -50,6 +50,8 @@ class Settlement(Base):
                            " AND acct_pay + acct_mulaid_pay + psn_cash_pay = amount_fen", name="parts_add_up"),
         sa.CheckConstraint(f"status in {SETTLEMENT_STATUSES}", name="settlement_status"),
         sa.CheckConstraint(f"category in {CATEGORIES}", name="settlement_category"),
+        # the dashboard's list (newest first, keyset pages, a day's range) and the overview's count of today
+        sa.Index("ix_settlements_created", "created_at", "id"),
     )
 
 

@@ -29,7 +29,7 @@ from models import Delivery, OutboxMessage, ReceivedWebhook
 from . import deliveries, delivery_repair, free_text, inbound, platforms, webhooks
 from .errors import DomainError
 from .operators import OperatorInfo, record, record_refusal
-from .repair import clean_reason
+from .repair import check_allowed, clean_reason
 from .unit import command
 
 ROLE_FOR = {"webhook_retry": "operator", "deliveries_replay": "operator"}
@@ -43,20 +43,12 @@ _CARRIERS = sa.select(OB.c.id).where(OB.c.processed_at.is_(None), OB.c.topic == 
                                      OB.c.payload[("data", "received_webhook_id")].as_integer() == sa.bindparam("rid"))
 
 
-def _checked(who: OperatorInfo, action: str, reason: str | None) -> str:
-    if not who.can(ROLE_FOR[action]):
-        raise DomainError("forbidden", f"{action} needs the {ROLE_FOR[action]} role")
-    if not (cleaned := clean_reason(reason)):
-        raise DomainError("reason_required")
-    return cleaned
-
-
 def retry_webhook(db, who: OperatorInfo, received_id: int, reason: str | None, *,
                   now: datetime | None = None) -> dict:
     """Hand a gave-up or pending webhook to the worker again (see the module docstring); what was done."""
     binding_id = None
     try:
-        why = _checked(who, "webhook_retry", reason)
+        why = check_allowed(who, "webhook_retry", reason, ROLE_FOR)
         with command(db, now=now) as cmd:
             s = cmd.session
             found = s.execute(_LOCK, {"rid": received_id}).first()
@@ -89,7 +81,7 @@ def replay_dead(db, who: OperatorInfo, platform_id: str, reason: str | None, *, 
     """Replay the platform's dead deliveries (or the one `delivery_id`, which must be one of them)."""
     binding_id = None
     try:
-        why = _checked(who, "deliveries_replay", reason)
+        why = check_allowed(who, "deliveries_replay", reason, ROLE_FOR)
         platforms.get(db, platform_id)  # not_found for a platform nobody registered
         mine = (D.c.platform_id == platform_id, D.c.status == "dead")
         with db() as s:

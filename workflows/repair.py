@@ -31,10 +31,12 @@ def clean_reason(reason: str | None) -> str | None:
     return free_text.clean(reason)
 
 
-def check_allowed(who: OperatorInfo, action: str, reason: str | None) -> str:
-    """The cleaned reason if `who` may do `action` with it; forbidden or reason_required otherwise."""
-    if not who.can(ROLE_FOR[action]):
-        raise DomainError("forbidden", f"{action} needs the {ROLE_FOR[action]} role")
+def check_allowed(who: OperatorInfo, action: str, reason: str | None, roles: dict | None = None) -> str:
+    """The cleaned reason if `who` may do `action` with it; forbidden or reason_required otherwise. `roles`:
+    the role each action needs (this module's `ROLE_FOR` unless another module's own is given)."""
+    role = (ROLE_FOR if roles is None else roles)[action]
+    if not who.can(role):
+        raise DomainError("forbidden", f"{action} needs the {role} role")
     if not (cleaned := clean_reason(reason)):
         raise DomainError("reason_required")
     return cleaned

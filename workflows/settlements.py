@@ -13,8 +13,9 @@ first read and the locks makes the transaction run again (locking its grantor la
 person → binding order every other writer keeps).
 
 Idempotent on the platform's `reference`: the same reference with the same facts answers the stored
-settlement; with other facts it is refused (`reference_reused`). `reverse` puts every fen back where it
-came from, once; again it answers the reversed settlement."""
+settlement; with other facts it is refused (`reference_reused`). `reverse_in` puts every fen back where it
+came from, once; again it answers the reversed settlement. The platform API (`reverse`, its own settlements
+only) and an operator on the dashboard (`settlement_repair`) both reverse through it."""
 from __future__ import annotations
 
 import hashlib
@@ -32,7 +33,6 @@ from .errors import DomainError
 from .persons import by_number
 from .rules import MAX_FEN
 from .unit import command
-from .views import person_ref
 
 B, P, SP = Binding.__table__, Person.__table__, SettlementSplit.__table__
 _PAYING = sa.select(B.c.id, B.c.grantor_id, B.c.version, B.c.authorized_amount_fen, B.c.deduction_rank,
@@ -153,23 +153,33 @@ def _post(cmd, row: Settlement, lines: list[tuple[str, int]], posting: str) -> N
 
 
 def reverse(db, *, platform, settlement_id: str, now=None) -> dict:
-    """Put a settlement's money back where it came from; once (again: the reversed settlement)."""
+    """The platform API's reversal (`POST /settlements/{id}/reversal`): a platform reverses only its own
+    settlements (another's is not found); once, and again it answers the reversed settlement."""
     with command(db, now=now, platform=platform) as cmd:
-        s = cmd.session
-        row = s.scalar(sa.select(Settlement).where(Settlement.id == settlement_id).with_for_update())
-        if row is None or row.platform_id != platform.id:
-            raise DomainError("not_found", f"no settlement {settlement_id} of this platform")
-        if row.status == "reversed":
-            return view(s, row)
-        lines = s.execute(sa.select(LedgerEntry.account, LedgerEntry.amount_fen)
-                          .where(LedgerEntry.settlement_id == row.id, LedgerEntry.posting == "settle")).all()
-        people = sorted({a.split(":", 1)[1] for a, _ in lines if a.startswith("account:")})
-        s.connection().execute(_LOCK_PERSONS, {"ids": people}).all()  # in id order, as `settle` locks them
-        row.status, row.reversed_at = "reversed", cmd.now
-        _post(cmd, row, [(a, -f) for a, f in lines], "reverse")
-        out = view(s, row)
-        cmd.emit("settlement.reversed", {"settlement": out})
-        return out
+        return reverse_in(cmd, settlement_id, platform=platform)[0]
+
+
+def reverse_in(cmd, settlement_id: str, *, platform=None) -> tuple[dict, bool]:
+    """The reversal every caller shares (the API's `reverse`, an operator's `settlement_repair.reverse`), in
+    the caller's command: (the settlement's view, whether it was reversed now). The settlement's row lock
+    decides between callers: the second waits, reads `reversed` and answers the view, moving nothing. Every
+    ledger line of the settlement is negated, the balances follow (persons locked in id order, as `settle`
+    locks them), and `settlement.reversed` is emitted. With `platform`, another platform's is not found."""
+    s = cmd.session
+    row = s.scalar(sa.select(Settlement).where(Settlement.id == settlement_id).with_for_update())
+    if row is None or (platform is not None and row.platform_id != platform.id):
+        raise DomainError("not_found", f"no settlement {settlement_id}" + (" of this platform" if platform else ""))
+    if row.status == "reversed":
+        return view(s, row), False
+    lines = s.execute(sa.select(LedgerEntry.account, LedgerEntry.amount_fen)
+                      .where(LedgerEntry.settlement_id == row.id, LedgerEntry.posting == "settle")).all()
+    people = sorted({a.split(":", 1)[1] for a, _ in lines if a.startswith("account:")})
+    s.connection().execute(_LOCK_PERSONS, {"ids": people}).all()  # in id order, as `settle` locks them
+    row.status, row.reversed_at = "reversed", cmd.now
+    _post(cmd, row, [(a, -f) for a, f in lines], "reverse")
+    out = view(s, row)
+    cmd.emit("settlement.reversed", {"settlement": out})
+    return out, True
 
 
 def get(db, *, platform, settlement_id: str) -> dict:
@@ -181,17 +191,27 @@ def get(db, *, platform, settlement_id: str) -> dict:
 
 
 def view(s, row: Settlement) -> dict:
-    """The API answer (API.md names) and the events' `data.settlement`; persons masked only."""
-    splits = s.execute(sa.select(SettlementSplit, Person).join(Person, Person.id == SettlementSplit.grantor_id)
-                       .where(SettlementSplit.settlement_id == row.id).order_by(SettlementSplit.position)).all()
+    """The API answer (API.md names), the events' `data.settlement` and the dashboard's settlement page;
+    persons masked only, from their stored masked columns (the encrypted ones are never read here)."""
+    splits = s.execute(sa.select(SP.c.binding_id, SP.c.grantor_id, SP.c.amount_fen)
+                       .where(SP.c.settlement_id == row.id).order_by(SP.c.position)).all()
+    refs = person_refs(s, {row.beneficiary_id, *(x.grantor_id for x in splits)})
     return {"id": row.id, "reference": row.reference, "status": row.status,
-            "beneficiary": person_ref(s.get(Person, row.beneficiary_id)), "category": row.category,
+            "beneficiary": refs[row.beneficiary_id], "category": row.category,
             "institution_code": row.institution_code, "amount_fen": row.amount_fen, "acct_pay": row.acct_pay,
             "acct_mulaid_pay": row.acct_mulaid_pay, "psn_cash_pay": row.psn_cash_pay,
-            "splits": [{"binding_id": sp.binding_id, "grantor": person_ref(g), "amount_fen": sp.amount_fen}
-                       for sp, g in splits],
+            "splits": [{"binding_id": x.binding_id, "grantor": refs[x.grantor_id], "amount_fen": x.amount_fen}
+                       for x in splits],
             "balc": row.balc, "created_at": row.created_at.isoformat(),
             "reversed_at": row.reversed_at.isoformat() if row.reversed_at else None}
+
+
+_REFS = sa.select(P.c.id, P.c.id_number_masked, P.c.name_masked, P.c.region_code)  # `views.person_ref`'s fields
+
+
+def person_refs(s, person_ids) -> dict[str, dict]:
+    """person id → {id, id_number_masked, name_masked, region_code} (`views.person_ref`), masked columns only."""
+    return {r.id: dict(r._mapping) for r in s.execute(_REFS.where(P.c.id.in_(sorted(person_ids))))}
 
 
 def of_binding(s, binding_id: str, *, limit: int = 50) -> dict:

@@ -54,6 +54,11 @@ def test_a_next_naming_a_post_only_action_signs_in_to_the_page_it_belongs_to(app
     assert answer.headers["Location"] == f"/dashboard/bindings/{binding_id}"
     _, answer = signed_in(app, "viewer", next_="?next=/dashboard/find")
     assert answer.headers["Location"] == "/dashboard/bindings"
+    # a settlement's reversal lands on its page, the settlements' look-up on their list
+    _, answer = signed_in(app, "viewer", next_="?next=/dashboard/settlements/stl_x/reversal")
+    assert answer.headers["Location"] == "/dashboard/settlements/stl_x"
+    _, answer = signed_in(app, "viewer", next_="?next=/dashboard/settlements")
+    assert answer.headers["Location"] == "/dashboard/settlements"
 
 
 def test_a_405_page_has_its_own_title(app, binding_id):  # noqa: F811

@@ -118,7 +118,7 @@ def init_app(app: Flask, *, exempt: tuple = ()) -> None:
     for blueprint in exempt:  # the bearer-key API and the signed webhooks: no CSRF token
         csrf.exempt(blueprint)
     Babel(app, locale_selector=select_locale)
-    from . import actions, auth, lookup, templating, traffic, views  # noqa: F401  (routes register on the blueprint)
+    from . import actions, auth, lookup, settlements, templating, traffic, views  # noqa: F401  (their routes)
     templating.register(app)
     app.register_blueprint(bp)
     _error_pages(app)

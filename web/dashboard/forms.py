@@ -6,7 +6,8 @@ import re
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import (BooleanField, DateField, HiddenField, IntegerField, PasswordField, SelectField, StringField,
+                     TextAreaField)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
@@ -94,3 +95,37 @@ class WebhookFilterForm(FlaskForm):
     platform = SelectField(_l("Platform"), validators=[Optional()])
     kind = SelectField(_l("Kind"), validators=[Optional()])
     within_s = SelectField(_l("Received within"), validators=[Optional()])
+
+
+class SettlementFilterForm(FlaskForm):
+    """The settlement list's filters (GET): choices and dates only. A reference or an ID number is typed into
+    the POSTed box instead (`SettlementLookupForm`): a text field of a GET form puts whatever is typed into
+    it, an ID number too, into the URL."""
+    class Meta:
+        csrf = False
+
+    platform = SelectField(_l("Platform"), validators=[Optional()])
+    status = SelectField(_l("Status"), validators=[Optional()])
+    category = SelectField(_l("Category"), validators=[Optional()])
+    since = DateField(_l("Created from"), validators=[Optional()])
+    until = DateField(_l("Created until"), validators=[Optional()])
+
+
+# a settlement's id as typed into its look-up box (`stl_` and its 26 characters; a wrong one opens the 404 page)
+SETTLEMENT_ID = re.compile(r"stl_[0-9a-z]{1,34}", re.ASCII | re.IGNORECASE)
+
+
+def is_settlement_id(value) -> bool:
+    return isinstance(value, str) and SETTLEMENT_ID.fullmatch(value) is not None
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class SettlementLookupForm(FlaskForm):
+    """One box, POSTed (nothing typed into it lands in a URL): a settlement's reference (the list filtered by
+    it), the beneficiary's ID number (their settlements; audited and limited like the bindings' look-up), or
+    a settlement id (`stl_…`: opens it). A reference never carries an ID number (`settlements._check`)."""
+    q = StringField(_l("Reference, beneficiary's ID number or settlement id (stl_…)"),
+                    validators=[DataRequired(), Length(max=64)], filters=[_strip])

@@ -134,3 +134,12 @@ def filter_value(key: str, value) -> str:
     if key == "older_than_s":
         return str(dict(AGES).get(str(value), value))
     return str(value)
+
+
+# settlements (web/dashboard/settlements.py, workflows/settlement_views.py and settlement_repair.py)
+SETTLEMENT_STATUS = {"completed": _l("completed"), "reversed": _l("reversed")}
+SETTLEMENT_CATEGORIES = {"outpatient": _l("outpatient"), "inpatient": _l("inpatient"), "pharmacy": _l("pharmacy")}
+LEDGER_POSTINGS = {"settle": _l("settlement"), "reverse": _l("reversal")}
+ACTIONS.update({"settlement_reverse": _l("reverse a settlement"),
+                "find_settlements_by_id_number": _l("find a person's settlements by ID number")})
+OUTCOMES.update({"already_reversed": _l("already reversed: nothing moved")})

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 PREFIX = "/dashboard"
 _LIST_ACTIONS = {"dashboard.find_person", "dashboard.start_batch"}  # their form is on the list's pages
+_SETTLEMENT_ACTIONS = {"dashboard.find_settlements"}  # its form is on the settlements' pages
 
 
 def _inside(target: str | None) -> str | None:
@@ -54,6 +55,10 @@ def page_of(target: str | None, *, not_to: tuple[str, ...] = ()) -> str | None:
         return url_for("dashboard.webhook", received_id=args["received_id"])
     if "platform_id" in args:  # a replay of a platform's dead deliveries: that platform's deliveries
         return url_for("dashboard.deliveries", platform=args["platform_id"])
+    if "settlement_id" in args:  # a settlement's reversal: its page
+        return url_for("dashboard.settlement", settlement_id=args["settlement_id"])
+    if endpoint in _SETTLEMENT_ACTIONS:
+        return url_for("dashboard.settlements")
     return url_for("dashboard.bindings" if endpoint in _LIST_ACTIONS else "dashboard.overview")
 
 
