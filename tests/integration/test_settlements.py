@@ -190,8 +190,7 @@ def test_user_order_pays_the_ranked_grantor_first(pg_db, family, new_person):
     fam_old, older = _authorized(pg_db, family, new_person, cap=3_000)
     second_grantor = new_person(pg_db, insurance_type="employee", balance_fen=100_000, now=T0)
     from workflows import queries
-    from tests.conftest import Family
-    fam_new = Family(second_grantor[0], fam_old.beneficiary, second_grantor[1], fam_old.beneficiary_name)
+    fam_new = fam_old._replace(grantor=second_grantor[0], grantor_name=second_grantor[1])  # a Family
     newer = accepted(pg_db, fam_new, now=T0 + timedelta(seconds=10))
     commands.authorize(pg_db, newer, person(fam_new.grantor), 3_000, now=T0 + timedelta(seconds=20))
     queries.set_deduction_order(pg_db, _person(pg_db, fam_old.beneficiary).id, [older, newer])
