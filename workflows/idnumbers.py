@@ -73,6 +73,11 @@ _ID_SHAPED = re.compile(rf"(?<![0-9])(?:[0-9](?:{_SEP}[0-9]){{16}}{_SEP}[0-9Xx]|
                         r"(?![0-9A-Za-z])")
 
 
+def holds_id_number(text: str) -> bool:
+    """Whether free text holds anything shaped like an ID number (what `mask_in_text` would mask)."""
+    return _ID_SHAPED.search(text) is not None
+
+
 def mask_in_text(text: str) -> str:
     """Free text (an operator's reason, a platform's error answer) with anything shaped like an ID number
     masked, grouped or not: `320***********2974`, the separators dropped."""

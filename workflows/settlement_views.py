@@ -7,9 +7,8 @@ cannot (`settlement_repair`). What is shown:
 - the list, newest first by (created_at DESC, id DESC) in keyset pages whose cursor is the finder's
   (`sync._cursor` / `sync._parse_cursor`); filters: reference (exact), platform, status, category, created in
   [since, until). A reference without a platform names every registered platform, so PostgreSQL walks
-  uq_settlements_reference (platform_id, reference) instead of the table. The other filters and the order
-  have no index of their own yet: an index on (created_at, id) would let a page stop after `limit` + 1 rows
-  instead of sorting what matches.
+  uq_settlements_reference (platform_id, reference) instead of the table; the order, the days and today's
+  counts read ix_settlements_created (created_at, id), so a page stops after `limit` + 1 rows.
 - a person's settlements (as beneficiary) by ID number: validated and looked up through the keyed hash
   (`models.crypto.lookup_hash`), then ix_settlements_beneficiary_id; all on one page (the number is never
   put into a cursor or a URL), at most PERSON_MAX, `more` when there are others.
@@ -49,8 +48,8 @@ def _conditions(s, *, reference=None, platform=None, status=None, category=None,
                 until=None) -> list:
     conds = []
     if reference:
-        if not isinstance(reference, str) or len(reference) > 64:
-            raise DomainError("validation_failed", "reference is 1 to 64 characters")
+        if not isinstance(reference, str) or len(reference) > 64 or idnumbers.holds_id_number(reference):
+            raise DomainError("validation_failed", "reference is 1 to 64 characters, without an ID number")
         conds.append(ST.c.reference == reference)
         if not platform:  # (platform_id, reference) is the unique index: name every platform
             conds.append(ST.c.platform_id.in_([p.id for p in platforms.all_platforms(s)]))

@@ -50,14 +50,14 @@ _MOVE = sa.update(P).where(P.c.id == sa.bindparam("pid")).values(balance_fen=P.c
 
 
 def _check(reference: str, amount_fen: int, category: str, institution_code: str) -> None:
-    if not isinstance(reference, str) or not 0 < len(reference) <= 64 or idnumbers.mask_in_text(reference) != reference:
+    if not isinstance(reference, str) or not 0 < len(reference) <= 64 or idnumbers.holds_id_number(reference):
         raise DomainError("validation_failed", "reference is 1 to 64 characters, without an ID number")
     if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or not 0 < amount_fen <= MAX_FEN:
         raise DomainError("validation_failed", f"amount_fen is an integer from 1 to {MAX_FEN}")
     if category not in CATEGORIES:  # compliant medical costs only, never non-medical goods
         raise DomainError("validation_failed", f"category is one of {', '.join(CATEGORIES)}")
     if (not isinstance(institution_code, str) or not 0 < len(institution_code) <= 32
-            or idnumbers.mask_in_text(institution_code) != institution_code):
+            or idnumbers.holds_id_number(institution_code)):
         raise DomainError("validation_failed", "institution_code is 1 to 32 characters, without an ID number")
 
 
@@ -223,4 +223,4 @@ def of_binding(s, binding_id: str, *, limit: int = 50) -> dict:
                       .join(SP, SP.c.settlement_id == st.c.id).where(SP.c.binding_id == binding_id)
                       .order_by(st.c.created_at.desc(), st.c.id.desc()).limit(limit)).all()
     used = _used(s, [binding_id]).get(binding_id, 0)
-    return {"used_fen": int(used or 0), "items": [r._asdict() for r in rows_]}
+    return {"used_fen": used, "items": [r._asdict() for r in rows_]}

@@ -51,9 +51,8 @@ def _filters() -> tuple[SettlementFilterForm, dict, dict]:
     form.platform.choices = any_ + [SelectChoice(p, p) for p in ids]
     form.status.choices = any_ + [SelectChoice(v, str(labels.SETTLEMENT_STATUS[v])) for v in SETTLEMENT_STATUSES]
     form.category.choices = any_ + [SelectChoice(v, str(labels.SETTLEMENT_CATEGORIES[v])) for v in CATEGORIES]
-    reference = request.args.get("reference") or None
-    if not form.validate() or (reference is not None and (
-            len(reference) > 64 or idnumbers.mask_in_text(reference) != reference)):
+    reference = request.args.get("reference") or None  # checked by the workflow (a 400 from `settlements`)
+    if not form.validate():
         abort(400)
     since, until = form.since.data, form.until.data
     args = {"reference": reference, "platform": form.platform.data or None, "status": form.status.data or None,
@@ -71,19 +70,14 @@ def settlements():
     form, filters, args = _filters()
     try:
         page = settlement_views.find(db(), **args, after=request.args.get("after") or None, limit=PAGE)
-    except DomainError:  # a cursor not made by this list
+    except DomainError:  # a cursor not made by this list, a reference holding an ID number
         abort(400)
     return render_template("dashboard/settlements.html", form=form, page=page, filters=filters,
                            lookup=SettlementLookupForm(formdata=None))
 
 
-def _id_shaped(typed: str) -> bool:
-    """Whether the box holds something shaped like an ID number (as a reference may not, `settlements._check`)."""
-    return idnumbers.mask_in_text(typed) != typed
-
-
 def _not_a_number() -> bool:
-    return not _id_shaped((request.form.get("q") or "").strip())
+    return not idnumbers.holds_id_number((request.form.get("q") or "").strip())
 
 
 @bp.post("/settlements")  # the list's URL: a sign-in after the session ended comes back to the list
@@ -97,7 +91,7 @@ def find_settlements():
     typed = box.q.data
     if is_settlement_id(typed):
         return redirect(url_for("dashboard.settlement", settlement_id=typed.lower()), code=303)
-    if not _id_shaped(typed):
+    if not idnumbers.holds_id_number(typed):  # a reference never holds one (`settlements._check`)
         return redirect(url_for("dashboard.settlements", reference=typed), code=303)
     number = _no_whitespace(typed).replace("-", "")  # as copied: `320102 19800614 2974`, `320-102-…`
     page, error = {"items": [], "next": None}, None
