@@ -19,10 +19,13 @@ usage: python bench/webhooks.py [--families 400] [--concurrency 24] [--seconds 1
    wait, not a call: the provider's latency (0.1 s here) and the event's delivery (or the polling).
    `--rounds 0` runs this part only.
 2. Webhook ingest: wrk POSTs pre-signed `verification.completed` webhooks (every webhook-id unique) at
-   `gongji web` and, in the same run, interleaved round by round, at a bare Flask handler under the same
-   gunicorn settings (`bench/bare_flask.py`). Ingest = verify the signature, store (encrypted) with its outbox
+   `gongji web` and, in the same run, interleaved round by round, under the same gunicorn settings, at a
+   bare Flask handler (`bench/bare_flask.py`: read the body, answer) and at the durable floor
+   (`bench/durable_flask.py`: verify the signature, one prepared INSERT in autocommit, answer; the least a
+   handler that must store before it answers can do). Ingest = verify the signature, store (encrypted) with its outbox
    row (concurrent requests of a web process share one statement: group commit), answer 202, publish to
-   Redis; the worker is stopped during this part. Reported: median requests/s, median p99 and the ratio;
+   Redis; the worker is stopped during this part. Reported: median requests/s, median p99, the ratio to
+   bare Flask (the issue's) and the floor's;
    CPU per request of each process tree over all rounds of each side (wrk: this process, idle meanwhile,
    and its reaped children);
    webhooks stored per statement. Needs wrk (`make bench` installs it).
@@ -157,7 +160,7 @@ def main() -> None:
     db = fresh_database(database_url(None), "gongji_bench_http")
     redis_url = os.environ["GONGJI_TEST_REDIS_URL"].rsplit("/", 1)[0] + "/7"
     redis.Redis.from_url(redis_url).flushdb()
-    port, bare_port = free_port(), free_port()
+    port, bare_port, floor_port = free_port(), free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GONGJI_")}
     env.update(GONGJI_DATABASE_URL=db, GONGJI_REDIS_URL=redis_url, GONGJI_PII_KEYS=f"b1:{b64(32)}",
@@ -174,17 +177,25 @@ def main() -> None:
             ("facecheck", "verifier", f"gk_{b64(16)}", fc_secret, ["--webhook-url", face.url])):
         subprocess.run([GONGJI, "platform", "add", pid, "--kind", kind, "--api-key", key, "--webhook-secret", secret,
                         *extra], env=env, check=True, capture_output=True, cwd=logdir)
+    floor_db = fresh_database(db, "gongji_bench_floor")
+    floor_env = dict(env, FLOOR_SECRET=fc_secret, FLOOR_DATABASE_URL=sa.make_url(floor_db).set(
+        drivername="postgresql").render_as_string(hide_password=False))
+    subprocess.run([sys.executable, "-c", "import durable_flask; durable_flask.create_table()"], env=floor_env,
+                   cwd=HERE, check=True)
     gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(args.web_workers), "-k", "gthread", "--threads",
                 str(args.threads), "--log-level", "warning"]
     procs = {"web": start(gunicorn + ["-b", f"127.0.0.1:{port}", "web.wsgi:app"], env, logdir, "web"),
              "bare": start(gunicorn + ["-b", f"127.0.0.1:{bare_port}", "--chdir", str(HERE), "bare_flask:app"],
                            env, logdir, "bare"),
+             "floor": start(gunicorn + ["-b", f"127.0.0.1:{floor_port}", "--chdir", str(HERE), "durable_flask:app"],
+                            floor_env, logdir, "floor"),
              "worker": start([GONGJI, "worker", "--processes", str(args.worker_processes), "--threads",
                               str(args.worker_threads)], env, logdir, "worker"),
              "scheduler": start([GONGJI, "scheduler"], env, logdir, "scheduler")}
     try:
         wait_ready(base + "/healthz")
         wait_ready(f"http://127.0.0.1:{bare_port}/")
+        wait_ready(f"http://127.0.0.1:{floor_port}/")
         log(f"lifecycle over HTTP: {args.families} families, {args.concurrency} at a time (logs in {logdir})")
         driver = Driver(base, js_key, seed=1, events=None if args.poll else national, settle=False)
         began = time.monotonic()
@@ -225,15 +236,17 @@ def main() -> None:
         for name in ("worker", "scheduler"):
             stop(procs.pop(name))
 
-        rounds = {"gongji": [], "bare": []}
-        ingest_trees = {"web": procs["web"].pid, "bare": procs["bare"].pid, "PostgreSQL": trees["PostgreSQL"],
+        rounds = {"gongji": [], "floor": [], "bare": []}
+        ingest_trees = {"web": procs["web"].pid, "bare": procs["bare"].pid, "floor": procs["floor"].pid,
+                        "PostgreSQL": trees["PostgreSQL"],
                         "Redis": trees["Redis"], "wrk": 0}
         ingest_trees = {k: v for k, v in ingest_trees.items() if v is not None}
-        ingest_cpu = {"gongji": {}, "bare": {}}  # CPU seconds per tree over each side's rounds
+        ingest_cpu = {"gongji": {}, "floor": {}, "bare": {}}  # CPU seconds per tree over each side's rounds
         with engine.connect() as c:
             first_ingest = c.execute(sa.text("select coalesce(max(id), 0) from outbox")).scalar()
         for r in range(args.rounds):
             for name, url in (("gongji", f"{base}/webhooks/facecheck"),
+                              ("floor", f"http://127.0.0.1:{floor_port}/webhooks/facecheck"),
                               ("bare", f"http://127.0.0.1:{bare_port}/webhooks/facecheck")):
                 path = logdir / f"requests-{name}-{r}.tsv"
                 signed_file(path, fc_secret, 8000 * args.seconds)
@@ -266,7 +279,12 @@ def main() -> None:
         print(f"webhook ingest        gongji {med['gongji'][0]:.0f} req/s (p99 {med['gongji'][1]:.1f} ms), "
               f"bare Flask {med['bare'][0]:.0f} req/s (p99 {med['bare'][1]:.1f} ms), "
               f"ratio {med['gongji'][0] / med['bare'][0]:.2f} (target ≥ 0.5)")
-        for name, wanted in (("gongji", ("web", "PostgreSQL", "Redis", "wrk")), ("bare", ("bare", "wrk"))):
+        print(f"ingest floor          durable Flask {med['floor'][0]:.0f} req/s (p99 {med['floor'][1]:.1f} ms): "
+              f"signature, one prepared INSERT in autocommit a request, nothing else (bench/durable_flask.py); "
+              f"floor / bare {med['floor'][0] / med['bare'][0]:.2f}, gongji / floor "
+              f"{med['gongji'][0] / med['floor'][0]:.2f}")
+        for name, wanted in (("gongji", ("web", "PostgreSQL", "Redis", "wrk")), ("floor", ("floor", "PostgreSQL", "wrk")),
+                             ("bare", ("bare", "wrk"))):
             served = sum(x["total"] for x in rounds[name]) or 1
             print(f"CPU per request       {name:<6} " + ", ".join(
                 f"{k} {1000 * ingest_cpu[name][k] / served:.3f} ms" for k in wanted if k in ingest_cpu[name]))
