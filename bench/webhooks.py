@@ -17,7 +17,9 @@ usage: python bench/webhooks.py [--families 400] [--concurrency 24] [--seconds 1
    tree (web, worker, scheduler, PostgreSQL, Redis, and this process: the load generator with the fake
    provider and platform), from /proc, until every event is delivered. `face_verified` in the table is a
    wait, not a call: the provider's latency (0.1 s here) and the event's delivery (or the polling).
-   `--rounds 0` runs this part only.
+   `--rounds 0` runs this part only. Then the same families at a time through the lifecycle floor
+   (`bench/http_floor.py`: one statement and one signed webhook a transition, nothing else; to the same fake
+   national platform), timed the same way: how far from the target this machine is at all.
 2. Webhook ingest: wrk POSTs pre-signed `verification.completed` webhooks (every webhook-id unique) at
    `gongji web` and, in the same run, interleaved round by round, under the same gunicorn settings, at a
    bare Flask handler (`bench/bare_flask.py`: read the body, answer) and at the durable floor
@@ -54,6 +56,7 @@ import sqlalchemy as sa
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from bench import http_floor  # noqa: E402
 from bench.common import ServerCPU, database_url, fresh_database, tree_cpu_seconds  # noqa: E402
 from workers.outbound import sign_headers  # noqa: E402
 from workers.simulator.face import FakeFaceProvider  # noqa: E402
@@ -124,6 +127,46 @@ def wrk(url: str, requests_file: Path, seconds: int, connections: int) -> dict:
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     return {"rps": rps, "p99_ms": p99_ms, "non_2xx": int(bad.group(1)) if bad else 0,
             "total": int(re.search(r"(\d+) requests in", out).group(1))}
+
+
+def run_http_floor(args, gunicorn: list[str], env: dict, logdir: Path, national: FakePlatform, secret: str,
+                   pg_pid: int | None) -> dict:
+    """The same families at a time through `bench/http_floor.py` (its docstring: what it leaves out),
+    delivering to the same fake national platform; timed until every event is delivered too."""
+    url, port = env["FLOOR_DATABASE_URL"], free_port()
+    base = f"http://127.0.0.1:{port}"
+    http_floor.create_schema(url)
+    web = start(gunicorn + ["-b", f"127.0.0.1:{port}", "--chdir", str(HERE), "http_floor:app"], env, logdir,
+                "floor-web")
+    deliverer = start([sys.executable, str(HERE / "http_floor.py"), "deliver", url, national.url, secret], env,
+                      logdir, "floor-deliverer")
+    try:
+        wait_ready(base + "/")
+        trees = {"web": web.pid, "deliverer": deliverer.pid, "PostgreSQL": pg_pid, "load + fake": 0}
+        trees = {k: v for k, v in trees.items() if v is not None}
+        before = tree_cpu_seconds(trees)
+        started = time.monotonic()
+        calls, failed = http_floor.drive(base, args.families, args.concurrency)
+        wall = time.monotonic() - started
+        with sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1)).connect() as c:
+            while c.execute(sa.text("select count(*) from floor_outbox where delivered_at is null")).scalar():
+                time.sleep(0.05)
+                c.rollback()
+            drained = time.monotonic() - started
+            transitions = c.execute(sa.text("select count(*) from floor_history")).scalar()
+        after = tree_cpu_seconds(trees)
+    finally:
+        stop(web)
+        stop(deliverer)
+    cpu = {k: after[k] - before[k] for k in trees}
+    result = {"transitions": transitions, "wall": wall, "tps": transitions / wall, "failed": failed,
+              "drain": drained, "tps_drained": transitions / drained, "p50": statistics.median(calls),
+              "p99": statistics.quantiles(calls, n=100)[98], "cpu": cpu}
+    log(f"HTTP floor: {transitions} transitions in {wall:.1f} s = {result['tps']:.0f} transitions/s, all delivered "
+        f"after {drained:.1f} s = {result['tps_drained']:.0f}/s; p50 {result['p50']:.1f} ms, p99 "
+        f"{result['p99']:.1f} ms; CPU per transition " + ", ".join(
+            f"{k} {1000 * v / transitions:.2f} ms" for k, v in cpu.items()))
+    return result
 
 
 OPEN_WORK = sa.text("select (select count(*) from outbox where processed_at is null) as outbox, "
@@ -235,6 +278,7 @@ def main() -> None:
             + f"; total {1000 * sum(cpu.values()) / transitions:.2f} ms")
         for name in ("worker", "scheduler"):
             stop(procs.pop(name))
+        floor = run_http_floor(args, gunicorn, floor_env, logdir, national, nat_secret, trees["PostgreSQL"])
 
         rounds = {"gongji": [], "floor": [], "bare": []}
         ingest_trees = {"web": procs["web"].pid, "bare": procs["bare"].pid, "floor": procs["floor"].pid,
@@ -276,6 +320,12 @@ def main() -> None:
         print("CPU per transition    "
               + ", ".join(f"{k} {1000 * v / life['transitions']:.2f} ms" for k, v in cpu.items())
               + f" = {1000 * sum(cpu.values()) / life['transitions']:.2f} ms of 2 cores' {2000 / life['tps']:.2f} ms")
+        print(f"lifecycle floor       {floor['tps']:.0f} transitions/s over HTTP ({floor['tps_drained']:.0f}/s until "
+              f"delivered; p50 {floor['p50']:.1f} ms, p99 {floor['p99']:.1f} ms; bench/http_floor.py: one statement "
+              f"and one signed webhook a transition, nothing else); gongji / floor {life['tps'] / floor['tps']:.2f}; "
+              f"CPU per transition " + ", ".join(f"{k} {1000 * v / floor['transitions']:.2f} ms"
+                                                  for k, v in floor["cpu"].items())
+              + f" = {1000 * sum(floor['cpu'].values()) / floor['transitions']:.2f} ms")
         print(f"webhook ingest        gongji {med['gongji'][0]:.0f} req/s (p99 {med['gongji'][1]:.1f} ms), "
               f"bare Flask {med['bare'][0]:.0f} req/s (p99 {med['bare'][1]:.1f} ms), "
               f"ratio {med['gongji'][0] / med['bare'][0]:.2f} (target ≥ 0.5)")
