@@ -208,7 +208,9 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GONGJI_")}
     env.update(GONGJI_DATABASE_URL=db, GONGJI_REDIS_URL=redis_url, GONGJI_PII_KEYS=f"b1:{b64(32)}",
                GONGJI_LOOKUP_KEY=b64(32), GONGJI_SECRET_KEY=b64(32), GONGJI_PUBLIC_URL=base,
-               GONGJI_LOG_LEVEL="WARNING", GONGJI_SWEEP_INTERVAL_S="0.5")
+               GONGJI_LOG_LEVEL="WARNING", GONGJI_SWEEP_INTERVAL_S="0.5",
+               # as `gongji web` runs gunicorn: the processes' request counts in files (web/metrics.py)
+               PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="gongji-bench-metrics-"))
     fc_secret, nat_secret, js_key = f"whsec_{b64(32)}", f"whsec_{b64(32)}", f"gk_{secrets.token_urlsafe(16)}"
     face = FakeFaceProvider([fc_secret], latency_s=0.1).start()
     national = FakePlatform([nat_secret]).start()

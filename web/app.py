@@ -9,7 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from models import db as models_db
 from models.settings import Settings
 
-from . import dashboard, health
+from . import dashboard, health, metrics
 from .api import bp as api_bp
 from .api import problems
 from .webhooks import bp as webhooks_bp
@@ -43,9 +43,10 @@ def create_app(settings: Settings | None = None, *, db=None, engine=None) -> Fla
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
     app.extensions["gongji"] = {"db": db, "engine": engine, "settings": settings}
     problems.register(app)
-    health.instrument(app)
+    metrics.instrument(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     dashboard.init_app(app, exempt=(api_bp, webhooks_bp))  # bearer keys and signatures, not cookies
     return app

@@ -120,7 +120,11 @@ def _stop_fake_platforms(db, fakes: dict) -> None:
 @click.option("--workers", "procs", default=2, show_default=True)
 @click.option("--threads", default=8, show_default=True)
 def web(port: int, procs: int, threads: int) -> None:
-    """Production web processes: gunicorn serving web.wsgi:app."""
+    """Production web processes: gunicorn serving web.wsgi:app (their request counts shared through
+    PROMETHEUS_MULTIPROC_DIR, see web/metrics.py)."""
+    from .metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(os.environ)
     os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "web.wsgi:app", "-b", f"0.0.0.0:{port}",
                                "-w", str(procs), "-k", "gthread", "--threads", str(threads),
                                "--access-logfile", "-"])

@@ -107,20 +107,38 @@ def _snapshot(db, now: datetime | None) -> tuple[datetime, list, int]:
     return value
 
 
+def _states(cells: list) -> dict[str, int]:
+    states = dict.fromkeys(STATES, 0)
+    for _, state, n, side in cells:
+        if side == "g":  # each binding once
+            states[state] = states.get(state, 0) + n
+    return states
+
+
+def _counted(db, now: datetime | None) -> tuple[datetime, list, dict[str, int]]:
+    """(snapshot taken at, region × state cells, bindings per stuck reason: sync_behind from the snapshot)."""
+    counts_as_of, cells, behind = _snapshot(db, now)
+    fresh = stuck.counts(db, now or utcnow(), reasons=tuple(r for r in stuck.REASONS if r != "sync_behind"))
+    return counts_as_of, cells, {r: behind if r == "sync_behind" else fresh[r] for r in stuck.REASONS}
+
+
+def bindings(db, now: datetime | None = None) -> dict:
+    """Bindings per state and per stuck reason, as the overview counts them: `counts_as_of` (when the
+    snapshot the per-state counts and sync_behind come from was taken), `states`, `stuck`."""
+    counts_as_of, cells, stuck_counts = _counted(db, now)
+    return {"counts_as_of": counts_as_of, "states": _states(cells), "stuck": stuck_counts}
+
+
 def overview(db, now: datetime | None = None) -> dict:
     """Everything the overview page shows (see the module docstring and `_regions`, `_hourly` for the keys)."""
-    counts_as_of, cells, behind = _snapshot(db, now)
+    counts_as_of, cells, stuck_counts = _counted(db, now)
     now = now or utcnow()
     with db() as s:
         stuck.tune(s)
         names = s.execute(_REGIONS).all()
         hourly = _hourly(s, now)
         shown = [p.id for p in platforms.all_platforms(s) if p.kind != "verifier"]
-    states = dict.fromkeys(STATES, 0)
-    for _, state, n, side in cells:
-        if side == "g":  # each binding once
-            states[state] = states.get(state, 0) + n
-    fresh = stuck.counts(db, now, reasons=tuple(r for r in stuck.REASONS if r != "sync_behind"))
+    states = _states(cells)
     lag = sync.lag(db, now=now)
     none = {"behind": 0, "dead": 0, "failing": 0, "oldest_age_s": 0.0}
     return {
@@ -130,7 +148,7 @@ def overview(db, now: datetime | None = None) -> dict:
         "active": sum(n for st, n in states.items() if st in machine.ACTIVE),
         "states": states,
         "regions": _regions(cells, names),
-        "stuck": {r: behind if r == "sync_behind" else fresh[r] for r in stuck.REASONS},
+        "stuck": stuck_counts,
         "hourly": hourly,
         "platforms": {pid: lag.get(pid, none) for pid in sorted(set(shown) | set(lag))},
     }

@@ -31,8 +31,8 @@ _RUNNING: dict[str, list[Proc]] = {}
 
 
 def _clean_env() -> dict:
-    """The test runner's environment without any GONGJI_ setting (each fixture adds its own)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GONGJI_")}
+    """The test runner's environment without any GONGJI_ or PROMETHEUS_ setting (each fixture adds its own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GONGJI_", "PROMETHEUS_"))}
     env["PYTHONUNBUFFERED"] = "1"
     env["GONGJI_LOG_LEVEL"] = "INFO"
     return env
@@ -204,6 +204,8 @@ def production_stack(workdir: Path, db_url: str, our_redis: str, *, name: str):
     env.update(GONGJI_DATABASE_URL=our_db, GONGJI_REDIS_URL=our_redis, GONGJI_PII_KEYS=f"k1:{_b64(32)}",
                GONGJI_LOOKUP_KEY=_b64(32), GONGJI_SECRET_KEY=secrets.token_urlsafe(32),
                GONGJI_SWEEP_INTERVAL_S="0.5",
+               # where gunicorn's processes keep their request counts (web/metrics.py): known to the tests
+               PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),
                # a short outbound retry schedule and lease, so fault tests see retries within seconds
                GONGJI_DELIVERY_SCHEDULE_S=",".join(map(str, SHORT_SCHEDULE)), GONGJI_DELIVERY_LEASE_S="5")
     js_key, js_secret = dev_credentials("jiangsu")        # so the README walk runs unchanged

@@ -1,5 +1,8 @@
-"""`/metrics` behind a bearer token when GONGJI_METRICS_TOKEN is set (Flask's test client on SQLite)."""
+"""`/metrics` behind a bearer token when GONGJI_METRICS_TOKEN is set (Flask's test client on SQLite), and the
+directory `gongji web` prepares for the gunicorn processes' request counts."""
 from __future__ import annotations
+
+import os
 
 from models.settings import Settings
 from web.app import create_app
@@ -21,3 +24,21 @@ def test_metrics_need_the_token_when_one_is_set(sqlite_db, crypto_keys):
     ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape"})
     assert ok.status_code == 200 and b"gongji_http_requests_total" in ok.data
     assert _client(sqlite_db, crypto_keys, None).get("/metrics").status_code == 200
+
+
+def test_gongji_web_starts_gunicorn_with_an_empty_counts_directory(tmp_path):
+    """Given PROMETHEUS_MULTIPROC_DIR naming a directory with an earlier run's counts (and another file),
+    When `gongji web` prepares it, Then the counts are gone, the other file stays, the variable is kept;
+    Given no variable, Then a fresh empty directory is made and named in it (web/metrics.py)."""
+    from web.metrics import prepare_multiprocess_dir
+
+    (tmp_path / "counter_4242.db").write_bytes(b"stale")
+    (tmp_path / "histogram_4242.db").write_bytes(b"stale")
+    (tmp_path / "keep.txt").write_text("mine")
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    assert prepare_multiprocess_dir(env) == str(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    env = {}
+    made = prepare_multiprocess_dir(env)
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == made and os.path.isdir(made) and os.listdir(made) == []
+    os.rmdir(made)

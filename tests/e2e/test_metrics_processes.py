@@ -1,0 +1,44 @@
+"""`/metrics` under gunicorn with two worker processes (`gongji web`, the production fixture): the request
+counts are the sum over the processes, whichever one answers a scrape (prometheus_client's multiprocess
+mode, web/metrics.py), and the workflow gauges are served by each."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def _healthz_count(base: str) -> float:
+    text = requests.get(f"{base}/metrics", timeout=30).text  # a connection of its own: any process answers
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "gongji_http_requests_total" and s.labels.get("endpoint") == "/healthz"
+               and s.labels.get("status") == "200")
+
+
+def _pids_counting(directory: Path) -> set[str]:
+    return {p.stem.rsplit("_", 1)[-1] for p in directory.glob("counter_*.db")}
+
+
+def test_request_counts_are_summed_over_the_gunicorn_processes(production):
+    """Given `gongji web` with two gunicorn worker processes,
+    When /healthz is requested in bursts of 16 at once until both processes have counted some, and /metrics
+    is then fetched 8 times, each on a fresh connection,
+    Then every scrape gives the same /healthz count, exactly the requests made since the first scrape,
+    whichever process answered it; and each scrape has the workflow gauges, read from the database."""
+    directory = Path(production.env["PROMETHEUS_MULTIPROC_DIR"])
+    before = _healthz_count(production.base)
+    sent = 0
+    with ThreadPoolExecutor(16) as pool:
+        for _ in range(50):  # the kernel hands connections to either process; two are counting soon
+            codes = list(pool.map(lambda _: requests.get(f"{production.base}/healthz", timeout=30).status_code,
+                                  range(16)))
+            assert codes == [200] * 16
+            sent += 16
+            if len(_pids_counting(directory)) >= 2:
+                break
+    assert len(_pids_counting(directory)) >= 2, "one gunicorn process answered everything"
+    assert [_healthz_count(production.base) for _ in range(8)] == [before + sent] * 8
+    text = requests.get(f"{production.base}/metrics", timeout=30).text
+    assert "gongji_workflow_gauges_up 1.0" in text and 'gongji_bindings_stuck{reason="timer_overdue"}' in text

@@ -1,0 +1,154 @@
+"""`/metrics` in the Prometheus text format: HTTP requests per route and status with their latency, and the
+workflow gauges an operator's alerts watch (`workflows.gauges`; the rules are docs/alerts.yml).
+
+Under gunicorn each worker process counts its own requests, and a scrape reaches one of them. `gongji web`
+points PROMETHEUS_MULTIPROC_DIR at a directory (a fresh temporary one, or the one set, emptied at start), so
+prometheus_client keeps the counts in files there and a scrape answered by any process sums them all. The
+gauges are read from the database, so any process gives the same answer. A failed read does not fail the
+scrape: `gongji_workflow_gauges_up` is 0 and the HTTP counts are still served.
+
+With GONGJI_METRICS_TOKEN set, only `Authorization: Bearer <that token>` is answered (the counts per route
+and status are nobody else's business)."""
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+
+from flask import Blueprint, Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from models.types import utcnow
+from workflows import gauges
+
+bp = Blueprint("metrics", __name__)
+log = logging.getLogger(__name__)
+REQUESTS = Counter("gongji_http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
+LATENCY = Histogram("gongji_http_request_seconds", "HTTP request latency (s)", ["endpoint"])
+MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def instrument(app) -> None:
+    @app.before_request
+    def _start():
+        g._t0 = time.perf_counter()
+
+    @app.after_request
+    def _count(resp):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(request.method, endpoint, str(resp.status_code)).inc()
+        LATENCY.labels(endpoint).observe(time.perf_counter() - getattr(g, "_t0", time.perf_counter()))
+        return resp
+
+
+def _family(name: str, doc: str, label: str | None, values: dict | float):
+    family = GaugeMetricFamily(name, doc, labels=[label] if label else None)
+    if label is None:
+        family.add_metric([], values)
+    else:
+        for key, value in values.items():
+            family.add_metric([key], value)
+    return family
+
+
+class WorkflowGauges:
+    """A custom collector: one `gauges.read` a scrape (cached there), as gauge families; the app's
+    extensions give the database and, where a broker is wired (`queue_depth`), the queue."""
+
+    def __init__(self, ext: dict):
+        self.ext = ext
+
+    def collect(self):
+        try:
+            r = gauges.read(self.ext["db"])
+        except Exception:  # noqa: BLE001 - a scrape must still answer: the up gauge says what failed
+            log.exception("workflow gauges could not be read")
+            yield _family("gongji_workflow_gauges_up", "1 if the workflow gauges were read from the database",
+                          None, 0)
+            return
+        since = max((utcnow() - r.as_of).total_seconds(), 0.0)  # a cached reading's ages grow meanwhile
+
+        def age(v: float) -> float:
+            return v + since if v else 0.0
+
+        yield _family("gongji_workflow_gauges_up", "1 if the workflow gauges were read from the database", None, 1)
+        yield _family("gongji_workflow_gauges_age_seconds", "How old the reading served is", None, since)
+        yield _family("gongji_bindings", "Bindings per state (a snapshot at most 60 s old)", "state", r.states)
+        yield _family("gongji_bindings_stuck", "Bindings stuck, per reason (DESIGN §2)", "reason", r.stuck)
+        p = r.platforms
+        yield _family("gongji_platform_unacknowledged", "Deliveries a platform has not acknowledged", "platform",
+                      {k: v["behind"] for k, v in p.items()})
+        yield _family("gongji_platform_deliveries_dead", "Dead-lettered deliveries (wait for a replay)", "platform",
+                      {k: v["dead"] for k, v in p.items()})
+        yield _family("gongji_platform_deliveries_failing", "Open deliveries tried and failed, still retrying",
+                      "platform", {k: v["failing"] for k, v in p.items()})
+        yield _family("gongji_platform_oldest_unacknowledged_age_seconds",
+                      "Age of the oldest delivery a platform has not acknowledged (0: none)", "platform",
+                      {k: age(v["oldest_age_s"]) for k, v in p.items()})
+        i = r.inbound
+        yield _family("gongji_inbound_webhooks_pending", "Stored inbound webhooks not processed yet", "platform",
+                      {k: v["pending"] for k, v in i.items()})
+        yield _family("gongji_inbound_webhooks_retrying", "Pending inbound webhooks whose processing failed "
+                      "and is retried", "platform", {k: v["retrying"] for k, v in i.items()})
+        yield _family("gongji_inbound_webhooks_failed", "Inbound webhooks that gave up, received in the last "
+                      "7 days (an operator may retry them)", "platform", {k: v["failed"] for k, v in i.items()})
+        yield _family("gongji_inbound_webhooks_oldest_pending_age_seconds",
+                      "Age of the oldest pending inbound webhook (0: none)", "platform",
+                      {k: age(v["oldest_age_s"]) for k, v in i.items()})
+        yield _family("gongji_outbox_unprocessed", "Outbox events no worker has handled yet", None,
+                      r.outbox["unprocessed"])
+        yield _family("gongji_outbox_with_error", "Unhandled outbox events a worker failed on", None,
+                      r.outbox["with_error"])
+        yield _family("gongji_outbox_oldest_unprocessed_age_seconds",
+                      "Age of the oldest unhandled outbox event (0: none)", None, age(r.outbox["oldest_age_s"]))
+        depth = self.ext["queue_depth"]() if self.ext.get("queue_depth") else {}
+        known = {k: v for k, v in depth.items() if v is not None}
+        if known:
+            yield _family("gongji_queue_messages", "Messages in the worker queue (the broker's)", "state", known)
+
+
+def registry_for(app) -> CollectorRegistry:
+    """The workflow gauges' registry of this app (made once; the HTTP counts live elsewhere)."""
+    ext = app.extensions["gongji"]
+    if "metrics_registry" not in ext:
+        registry = CollectorRegistry()
+        registry.register(WorkflowGauges(ext))
+        ext["metrics_registry"] = registry
+    return ext["metrics_registry"]
+
+
+def _http_counts() -> bytes:
+    if os.environ.get(MULTIPROC):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()
+
+
+@bp.get("/metrics")
+def metrics():
+    token = current_app.extensions["gongji"]["settings"].metrics_token
+    if token:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return Response("metrics need the bearer token (GONGJI_METRICS_TOKEN)\n", status=401,
+                            mimetype="text/plain", headers={"WWW-Authenticate": "Bearer"})
+    return Response(_http_counts() + generate_latest(registry_for(current_app)), mimetype=CONTENT_TYPE_LATEST)
+
+
+def prepare_multiprocess_dir(environ: dict) -> str:
+    """For `gongji web` before it starts gunicorn: the directory the worker processes keep their counts in,
+    emptied (counts of an earlier run would be summed in); a fresh temporary one unless the variable is set."""
+    import tempfile
+
+    path = environ.get(MULTIPROC) or tempfile.mkdtemp(prefix="gongji-metrics-")
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
+    environ[MULTIPROC] = path
+    return path
