@@ -7,7 +7,7 @@ VENV := .venv
 PG_INITDB := /usr/lib/postgresql/15/bin/initdb
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc  # Chinese glyphs in the dashboard screenshots
 
-.PHONY: venv system-deps bench-deps test run bench clean translations
+.PHONY: venv system-deps bench-deps test run bench clean translations promtool
 
 venv: $(VENV)/.installed
 
@@ -32,7 +32,21 @@ system-deps:
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $$pkgs; \
 	fi
 
-test: venv system-deps
+# promtool checks and unit-tests docs/alerts.yml (tests/integration/test_alert_rules.py): taken from Debian's
+# prometheus package without installing it (no server, no service: the one binary, into the venv)
+promtool: $(VENV)/bin/promtool
+
+$(VENV)/bin/promtool: | venv
+	@if command -v promtool >/dev/null 2>&1; then ln -sf "$$(command -v promtool)" $@; else \
+		tmp=$$(mktemp -d); chmod 755 $$tmp; \
+		(cd $$tmp && (apt-get download prometheus || \
+			{ sudo=""; if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo=sudo; fi; \
+			  $$sudo apt-get update && apt-get download prometheus; })) && \
+		dpkg-deb -x $$tmp/prometheus_*.deb $$tmp/x && cp $$tmp/x/usr/bin/promtool $@; \
+		status=$$?; rm -rf $$tmp; exit $$status; \
+	fi
+
+test: venv system-deps promtool
 	scripts/services.sh $(VENV)/bin/python -m pytest tests -q -p no:cacheprovider $(PYTEST_ARGS)
 
 run: venv

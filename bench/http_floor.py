@@ -8,8 +8,10 @@ with the event JSON built by PostgreSQL); then one deliverer process (4 threads,
 the bindings, so a binding's events leave in id order) takes up to 100 undelivered rows FOR UPDATE SKIP
 LOCKED, POSTs each (urllib3, as Gongji's worker), Standard Webhooks-signed, to the fake national platform
 (which verifies it and answers 2xx), and marks them delivered in one UPDATE.
-A family: invite, start verification, the provider's result (posted by the driver itself, unsigned), accept,
-authorize, unbind: six calls, six transitions (start verification is invited → invited, as in Gongji).
+A family: invite, start verification, the provider's result (posted by the driver itself, unsigned, after
+the fake provider's latency), then, as Gongji's driver does, it waits for `binding.face_verified` to reach
+the fake national platform before it accepts; authorize, unbind: six calls, six transitions (start
+verification is invited → invited, as in Gongji).
 Nothing else: no API key, no Idempotency-Key, no rules or policy, no person rows, no encryption, no
 verification attempt or face session, no retries or attempts recorded, no Redis or dramatiq (the
 deliverer polls every 5 ms when idle), no metrics. It says how far from 700 transitions/s this machine
@@ -37,8 +39,8 @@ SCHEMA = ("create table if not exists floor_bindings(id text primary key, state 
           "create table if not exists floor_outbox(id bigserial primary key, binding_id text not null,"
           " payload text not null, delivered_at timestamptz)",
           "create index if not exists floor_outbox_pending on floor_outbox(id) where delivered_at is null")
-EVENT = ("json_build_object('type', %(type)s::text, 'id', %(evt)s::text, 'data', json_build_object("
-         "'binding_id', id, 'state', state, 'version', version))::text")
+EVENT = ("json_build_object('type', %(type)s::text, 'id', %(evt)s::text, 'data', json_build_object('binding',"
+         " json_build_object('id', id, 'state', state, 'version', version)))::text")
 INVITE = ("with b as (insert into floor_bindings(id, state, version) values (%(id)s, 'invited', 1)"
           " returning id, state, version),"
           " h as (insert into floor_history(binding_id, to_state) select id, state from b)"
@@ -52,7 +54,6 @@ STEPS = {"start_verification": ("invited", "invited", "binding.verification_star
          "accept": ("face_verified", "accepted", "binding.accepted"),
          "authorize": ("accepted", "authorized", "binding.authorized"),
          "unbind": ("authorized", "unbound", "binding.unbound")}
-FAMILY = tuple(STEPS)  # after the invitation, in order
 
 
 def create_schema(url: str) -> None:
@@ -133,11 +134,14 @@ def deliver_forever(url: str, target: str, secret: str, threads: int = 4) -> Non
         w.join()
 
 
-def drive(base: str, families: int, concurrency: int) -> tuple[list[float], int]:
+def drive(base: str, families: int, concurrency: int, *, events, latency_s: float) -> tuple[list[float], int]:
     """`families` lifecycles, `concurrency` at a time (a closed loop, as Gongji's driver); each call's
-    latency in ms, and the calls that did not answer 2xx."""
-    import requests  # noqa: PLC0415
+    latency in ms, and the calls that did not answer 2xx. `events` is the fake platform the deliverer sends
+    to (its `watch`), `latency_s` the fake face provider's latency in Gongji's run."""
+    import queue  # noqa: PLC0415
     from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    import requests  # noqa: PLC0415
 
     latencies: list[float] = []
     failed = [0]
@@ -156,7 +160,19 @@ def drive(base: str, families: int, concurrency: int) -> tuple[list[float], int]
         http = getattr(sessions, "http", None) or requests.Session()
         sessions.http = http
         bid = call(http, f"{base}/bindings")["id"]
-        for name in FAMILY:
+        heard = events.watch(bid)
+        try:
+            call(http, f"{base}/bindings/{bid}/start_verification")
+            time.sleep(latency_s)  # the provider takes its time before it calls back
+            call(http, f"{base}/bindings/{bid}/verification")
+            while heard.get(timeout=30) != "binding.face_verified":  # queue.Empty: the event never came
+                pass
+        except queue.Empty:
+            failed[0] += 1
+            raise RuntimeError(f"{bid}: binding.face_verified never reached the platform") from None
+        finally:
+            events.unwatch(bid)
+        for name in ("accept", "authorize", "unbind"):
             call(http, f"{base}/bindings/{bid}/{name}")
 
     with ThreadPoolExecutor(concurrency) as pool:

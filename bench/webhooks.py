@@ -64,6 +64,7 @@ from workers.simulator.families import Driver  # noqa: E402
 from workers.simulator.platform import FakePlatform  # noqa: E402
 
 GONGJI = str(Path(sys.executable).parent / "gongji")
+FACE_LATENCY_S = 0.1  # the fake provider's, and the lifecycle floor's driver's wait before the result
 
 
 def log(msg: str) -> None:
@@ -146,7 +147,8 @@ def run_http_floor(args, gunicorn: list[str], env: dict, logdir: Path, national:
         trees = {k: v for k, v in trees.items() if v is not None}
         before = tree_cpu_seconds(trees)
         started = time.monotonic()
-        calls, failed = http_floor.drive(base, args.families, args.concurrency)
+        calls, failed = http_floor.drive(base, args.families, args.concurrency, events=national,
+                                         latency_s=FACE_LATENCY_S)
         wall = time.monotonic() - started
         with sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1)).connect() as c:
             while c.execute(sa.text("select count(*) from floor_outbox where delivered_at is null")).scalar():
@@ -212,7 +214,7 @@ def main() -> None:
                # as `gongji web` runs gunicorn: the processes' request counts in files (web/metrics.py)
                PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="gongji-bench-metrics-"))
     fc_secret, nat_secret, js_key = f"whsec_{b64(32)}", f"whsec_{b64(32)}", f"gk_{secrets.token_urlsafe(16)}"
-    face = FakeFaceProvider([fc_secret], latency_s=0.1).start()
+    face = FakeFaceProvider([fc_secret], latency_s=FACE_LATENCY_S).start()
     national = FakePlatform([nat_secret]).start()
     logdir = Path(tempfile.mkdtemp(prefix="gongji-bench-http-"))
     subprocess.run([GONGJI, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=logdir)

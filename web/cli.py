@@ -35,6 +35,9 @@ def main() -> None:
 @click.option("--threads", default=8, show_default=True)
 def serve(port: int, host: str, no_simulator: bool, threads: int) -> None:
     """The embedded default: SQLite under ./var, in-process worker and timer sweeper, API on one port."""
+    # one process: its request counts in memory, never in files left by another run (web/metrics.py);
+    # prometheus_client reads the variable when it is first imported, which is below
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     import waitress
 
     from workers.embedded import Embedded

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
 import time
 
 from flask import Blueprint, Response, current_app, g, request
@@ -28,9 +29,17 @@ log = logging.getLogger(__name__)
 REQUESTS = Counter("gongji_http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
 LATENCY = Histogram("gongji_http_request_seconds", "HTTP request latency (s)", ["endpoint"])
 MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# the files prometheus_client's multiprocess mode writes (counter_<pid>.db, gauge_livesum_<pid>.db, …)
+_COUNT_FILE = re.compile(r"^(counter|histogram|summary|gauge_[a-z]+)_\d+\.db$")
 
 
 def instrument(app) -> None:
+    """Count every request by route (the rule, not the path: bounded), method (any other: OTHER) and status.
+    In multiprocess mode the directory must exist before the first count: made here if it does not."""
+    if os.environ.get(MULTIPROC):
+        os.makedirs(os.environ[MULTIPROC], exist_ok=True)
+
     @app.before_request
     def _start():
         g._t0 = time.perf_counter()
@@ -38,7 +47,8 @@ def instrument(app) -> None:
     @app.after_request
     def _count(resp):
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUESTS.labels(request.method, endpoint, str(resp.status_code)).inc()
+        method = request.method if request.method in METHODS else "OTHER"
+        REQUESTS.labels(method, endpoint, str(resp.status_code)).inc()
         LATENCY.labels(endpoint).observe(time.perf_counter() - getattr(g, "_t0", time.perf_counter()))
         return resp
 
@@ -74,8 +84,8 @@ class WorkflowGauges:
             return v + since if v else 0.0
 
         yield _family("gongji_workflow_gauges_up", "1 if the workflow gauges were read from the database", None, 1)
-        yield _family("gongji_workflow_gauges_age_seconds", "How old the reading served is", None, since)
-        yield _family("gongji_bindings", "Bindings per state (a snapshot at most 60 s old)", "state", r.states)
+        yield _family("gongji_workflow_gauges_age_seconds", "How old the oldest part of the reading served is "
+                      "(sync_behind's count)", None, since + max((r.as_of - r.stuck_as_of).total_seconds(), 0.0))
         yield _family("gongji_bindings_stuck", "Bindings stuck, per reason (DESIGN §2)", "reason", r.stuck)
         p = r.platforms
         yield _family("gongji_platform_unacknowledged", "Deliveries a platform has not acknowledged", "platform",
@@ -84,9 +94,9 @@ class WorkflowGauges:
                       {k: v["dead"] for k, v in p.items()})
         yield _family("gongji_platform_deliveries_failing", "Open deliveries tried and failed, still retrying",
                       "platform", {k: v["failing"] for k, v in p.items()})
-        yield _family("gongji_platform_oldest_unacknowledged_age_seconds",
-                      "Age of the oldest delivery a platform has not acknowledged (0: none)", "platform",
-                      {k: age(v["oldest_age_s"]) for k, v in p.items()})
+        yield _family("gongji_platform_oldest_open_delivery_age_seconds",
+                      "Age of the oldest delivery still being tried, pending or failing (0: none)", "platform",
+                      {k: age(v["oldest_open_age_s"]) for k, v in p.items()})
         i = r.inbound
         yield _family("gongji_inbound_webhooks_pending", "Stored inbound webhooks not processed yet", "platform",
                       {k: v["pending"] for k, v in i.items()})
@@ -94,15 +104,16 @@ class WorkflowGauges:
                       "and is retried", "platform", {k: v["retrying"] for k, v in i.items()})
         yield _family("gongji_inbound_webhooks_failed", "Inbound webhooks that gave up, received in the last "
                       "7 days (an operator may retry them)", "platform", {k: v["failed"] for k, v in i.items()})
-        yield _family("gongji_inbound_webhooks_oldest_pending_age_seconds",
-                      "Age of the oldest pending inbound webhook (0: none)", "platform",
-                      {k: age(v["oldest_age_s"]) for k, v in i.items()})
+        yield _family("gongji_inbound_webhooks_oldest_untried_age_seconds",
+                      "Age of the oldest stored inbound webhook no worker has tried yet (0: none)", "platform",
+                      {k: age(v["oldest_untried_age_s"]) for k, v in i.items()})
         yield _family("gongji_outbox_unprocessed", "Outbox events no worker has handled yet", None,
                       r.outbox["unprocessed"])
         yield _family("gongji_outbox_with_error", "Unhandled outbox events a worker failed on", None,
                       r.outbox["with_error"])
         yield _family("gongji_outbox_oldest_unprocessed_age_seconds",
-                      "Age of the oldest unhandled outbox event (0: none)", None, age(r.outbox["oldest_age_s"]))
+                      "Age of the oldest outbox event no worker has handled nor failed on (0: none)", None,
+                      age(r.outbox["oldest_age_s"]))
         depth = self.ext["queue_depth"]() if self.ext.get("queue_depth") else {}
         known = {k: v for k, v in depth.items() if v is not None}
         if known:
@@ -142,13 +153,14 @@ def metrics():
 
 def prepare_multiprocess_dir(environ: dict) -> str:
     """For `gongji web` before it starts gunicorn: the directory the worker processes keep their counts in,
-    emptied (counts of an earlier run would be summed in); a fresh temporary one unless the variable is set."""
+    rid of an earlier run's count files (they would be summed in; nothing else in it is touched); a fresh
+    temporary one unless the variable is set."""
     import tempfile
 
     path = environ.get(MULTIPROC) or tempfile.mkdtemp(prefix="gongji-metrics-")
     os.makedirs(path, exist_ok=True)
     for name in os.listdir(path):
-        if name.endswith(".db"):
+        if _COUNT_FILE.match(name):
             os.remove(os.path.join(path, name))
     environ[MULTIPROC] = path
     return path

@@ -59,16 +59,19 @@ def kind_of(processed_at, outcome: str | None, attempts: int) -> str:
 
 
 def backlog(db, *, now: datetime | None = None) -> dict[str, dict]:
-    """Per platform (every registered one): pending, retrying, oldest_age_s (0 with none pending), and the
-    failed and refused ones received within PROBLEM_WINDOW_S."""
+    """Per platform (every registered one): pending, retrying, oldest_age_s (0 with none pending),
+    oldest_untried_age_s (the oldest pending one no worker has tried yet), and the failed and refused ones
+    received within PROBLEM_WINDOW_S."""
     now = now or utcnow()
     with db() as s:
         out = {p.id: _zero() for p in platforms.all_platforms(s)}
-        for pid, pending, retrying, oldest in s.execute(
+        for pid, pending, retrying, oldest, untried in s.execute(
                 sa.select(RW.c.platform_id, sa.func.count(), sa.func.count().filter(RW.c.attempts > 0),
-                          sa.func.min(RW.c.received_at)).where(_PENDING).group_by(RW.c.platform_id)):
+                          sa.func.min(RW.c.received_at), sa.func.min(RW.c.received_at).filter(RW.c.attempts == 0))
+                .where(_PENDING).group_by(RW.c.platform_id)):
             out.setdefault(pid, _zero()).update(pending=pending, retrying=retrying,
-                                                oldest_age_s=max((now - oldest).total_seconds(), 0.0))
+                                                oldest_age_s=max((now - oldest).total_seconds(), 0.0),
+                                                oldest_untried_age_s=_age(now, untried))
         for pid, n_failed, n_refused in s.execute(
                 sa.select(RW.c.platform_id, sa.func.count().filter(sa.text(GAVE_UP_SQL)),
                           sa.func.count().filter(sa.text(REFUSED_SQL)))
@@ -79,7 +82,11 @@ def backlog(db, *, now: datetime | None = None) -> dict[str, dict]:
 
 
 def _zero() -> dict:
-    return {"pending": 0, "retrying": 0, "oldest_age_s": 0.0, "failed": 0, "refused": 0}
+    return {"pending": 0, "retrying": 0, "oldest_age_s": 0.0, "oldest_untried_age_s": 0.0, "failed": 0, "refused": 0}
+
+
+def _age(now: datetime, then: datetime | None) -> float:
+    return max((now - then).total_seconds(), 0.0) if then is not None else 0.0
 
 
 def problems(db, *, platform: str | None = None, kind: str | None = None, within_s: int | None = None,

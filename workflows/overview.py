@@ -17,9 +17,6 @@ snapshot belongs in a table the scheduler refreshes from the append-only history
 datetimes; ages are seconds."""
 from __future__ import annotations
 
-import threading
-import time
-import weakref
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -28,6 +25,7 @@ from models import DeliveryAttempt, Region, Transition
 from models.types import utcnow
 
 from . import machine, platforms, rows, stuck, sync
+from .ttl_cache import TTLCache
 
 HOURS = 24
 SNAPSHOT_S = 60.0
@@ -42,8 +40,8 @@ _CELLS = sa.union_all(
     sa.select(B.c.beneficiary_region, B.c.state, sa.func.count().label("n"), sa.literal("b").label("side"))
     .where(B.c.beneficiary_region != B.c.grantor_region).group_by(B.c.beneficiary_region, B.c.state))
 _REGIONS = sa.select(R.c.code, R.c.name, R.c.province_code).order_by(R.c.code)
-_snapshots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # sessionmaker -> (monotonic s, value)
-_lock = threading.Lock()
+_cells_cache = TTLCache(weak_keys=True)  # sessionmaker -> (taken at, cells)
+_behind_cache = TTLCache(weak_keys=True)  # sessionmaker -> (taken at, sync_behind)
 
 
 def _hours(now: datetime) -> list[datetime]:
@@ -85,26 +83,27 @@ def _regions(cells: list, names: list) -> list[dict]:
     return [regions[code] for code in sorted(regions)]
 
 
-def _heavy(db, now: datetime) -> tuple[datetime, list, int]:
-    with db() as s:
-        stuck.tune(s)
-        cells = [tuple(r) for r in s.execute(_CELLS)]
-    return now, cells, stuck.counts(db, now, reasons=("sync_behind",))["sync_behind"]
+def _cells(db, now: datetime | None) -> tuple[datetime, list]:
+    """(taken at, region × state cells): fresh for an explicit `now`, else at most SNAPSHOT_S old."""
+    def load(at: datetime | None = None):
+        with db() as s:
+            stuck.tune(s)
+            return at or utcnow(), [tuple(r) for r in s.execute(_CELLS)]
+    return load(now) if now is not None else _cells_cache.get(db, load, SNAPSHOT_S)
 
 
-def _snapshot(db, now: datetime | None) -> tuple[datetime, list, int]:
-    """(taken at, region × state cells, sync_behind count): fresh for an explicit `now`, else at most
-    SNAPSHOT_S old for this process."""
-    if now is not None:
-        return _heavy(db, now)
-    with _lock:
-        hit = _snapshots.get(db)
-    if hit is not None and time.monotonic() - hit[0] < SNAPSHOT_S:
-        return hit[1]
-    value = _heavy(db, utcnow())
-    with _lock:
-        _snapshots[db] = (time.monotonic(), value)
-    return value
+def _behind(db, now: datetime | None) -> tuple[datetime, int]:
+    """(taken at, sync_behind count): fresh for an explicit `now`, else at most SNAPSHOT_S old."""
+    def load(at: datetime | None = None):
+        at = at or utcnow()
+        return at, stuck.counts(db, at, reasons=("sync_behind",))["sync_behind"]
+    return load(now) if now is not None else _behind_cache.get(db, load, SNAPSHOT_S)
+
+
+def forget() -> None:
+    """Drop this process's snapshots."""
+    _cells_cache.clear()
+    _behind_cache.clear()
 
 
 def _states(cells: list) -> dict[str, int]:
@@ -115,23 +114,18 @@ def _states(cells: list) -> dict[str, int]:
     return states
 
 
-def _counted(db, now: datetime | None) -> tuple[datetime, list, dict[str, int]]:
-    """(snapshot taken at, region × state cells, bindings per stuck reason: sync_behind from the snapshot)."""
-    counts_as_of, cells, behind = _snapshot(db, now)
+def stuck_counts(db, now: datetime | None = None) -> tuple[datetime, dict[str, int]]:
+    """(when sync_behind was counted, bindings per stuck reason): sync_behind from this process's snapshot
+    (at most SNAPSHOT_S old), the other reasons read fresh over their small indexed subsets."""
+    behind_as_of, behind = _behind(db, now)
     fresh = stuck.counts(db, now or utcnow(), reasons=tuple(r for r in stuck.REASONS if r != "sync_behind"))
-    return counts_as_of, cells, {r: behind if r == "sync_behind" else fresh[r] for r in stuck.REASONS}
-
-
-def bindings(db, now: datetime | None = None) -> dict:
-    """Bindings per state and per stuck reason, as the overview counts them: `counts_as_of` (when the
-    snapshot the per-state counts and sync_behind come from was taken), `states`, `stuck`."""
-    counts_as_of, cells, stuck_counts = _counted(db, now)
-    return {"counts_as_of": counts_as_of, "states": _states(cells), "stuck": stuck_counts}
+    return behind_as_of, {r: behind if r == "sync_behind" else fresh[r] for r in stuck.REASONS}
 
 
 def overview(db, now: datetime | None = None) -> dict:
     """Everything the overview page shows (see the module docstring and `_regions`, `_hourly` for the keys)."""
-    counts_as_of, cells, stuck_counts = _counted(db, now)
+    cells_as_of, cells = _cells(db, now)
+    behind_as_of, stuck_now = stuck_counts(db, now)
     now = now or utcnow()
     with db() as s:
         stuck.tune(s)
@@ -140,15 +134,14 @@ def overview(db, now: datetime | None = None) -> dict:
         shown = [p.id for p in platforms.all_platforms(s) if p.kind != "verifier"]
     states = _states(cells)
     lag = sync.lag(db, now=now)
-    none = {"behind": 0, "dead": 0, "failing": 0, "oldest_age_s": 0.0}
     return {
         "as_of": now,
-        "counts_as_of": counts_as_of,
+        "counts_as_of": min(cells_as_of, behind_as_of),
         "total": sum(states.values()),
         "active": sum(n for st, n in states.items() if st in machine.ACTIVE),
         "states": states,
         "regions": _regions(cells, names),
-        "stuck": stuck_counts,
+        "stuck": stuck_now,
         "hourly": hourly,
-        "platforms": {pid: lag.get(pid, none) for pid in sorted(set(shown) | set(lag))},
+        "platforms": {pid: lag.get(pid, sync.NOTHING_BEHIND) for pid in sorted(set(shown) | set(lag))},
     }

@@ -5,8 +5,6 @@ request costs no extra query (a revoked key stops working within that time)."""
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,11 +15,11 @@ from models import Platform
 from models.types import utcnow
 
 from .errors import DomainError
+from .ttl_cache import TTLCache
 
 KINDS = ("national", "province", "verifier")
 CACHE_S = 10.0
-_cache: dict = {}
-_lock = threading.Lock()
+_cache = TTLCache()
 
 
 @dataclass(frozen=True)
@@ -62,22 +60,13 @@ def _info(p: Platform) -> PlatformInfo:
 
 def _cached(key, load):
     """`load()`, kept `CACHE_S` seconds. A miss (None) is not kept: its key comes from whoever asks (any
-    bearer key's digest, any `/webhooks/<platform>` path), so keeping misses let unauthenticated requests
-    grow the process without bound; what is kept is bounded by the platforms registered."""
-    with _lock:
-        hit = _cache.get(key)
-    if hit is not None and time.monotonic() - hit[0] < CACHE_S:
-        return hit[1]
-    value = load()
-    if value is not None:
-        with _lock:
-            _cache[key] = (time.monotonic(), value)
-    return value
+    bearer key's digest, any `/webhooks/<platform>` path); what is kept is bounded by the platforms
+    registered."""
+    return _cache.get(key, load, CACHE_S)
 
 
 def clear_cache() -> None:
-    with _lock:
-        _cache.clear()
+    _cache.clear()
 
 
 def authenticate(db, api_key: str) -> PlatformInfo:

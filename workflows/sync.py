@@ -70,21 +70,31 @@ def acked_versions(db, binding_id: str) -> dict[str, int]:
         return acked_in(s, binding_id)
 
 
+NOTHING_BEHIND = {"behind": 0, "dead": 0, "failing": 0, "oldest_age_s": 0.0, "oldest_open_age_s": 0.0}
+
+
 def lag(db, *, platform_id: str | None = None, now: datetime | None = None) -> dict[str, dict]:
-    """Per platform (or just `platform_id`): unacknowledged deliveries, the oldest one's age (s), dead ones,
-    failing ones."""
+    """Per platform (or just `platform_id`): unacknowledged deliveries (`behind`, dead ones included), the
+    oldest one's age (s), dead ones, failing ones, and the oldest open one's age (`oldest_open_age_s`:
+    pending or failing, still being tried; 0 with none), which a dead delivery waiting for a replay does
+    not hold up."""
     now = now or utcnow()
     query = (sa.select(D.c.platform_id, sa.func.count().label("behind"), sa.func.min(D.c.created_at).label("oldest"),
                        sa.func.count().filter(D.c.status == "dead").label("dead"),
-                       sa.func.count().filter(D.c.status == "failing").label("failing"))
+                       sa.func.count().filter(D.c.status == "failing").label("failing"),
+                       sa.func.min(D.c.created_at).filter(D.c.status != "dead").label("oldest_open"))
              .where(D.c.status != "delivered").group_by(D.c.platform_id))
     if platform_id is not None:
         query = query.where(D.c.platform_id == platform_id)
     with db() as s:
         rows = s.execute(query).all()
     return {r.platform_id: {"behind": r.behind, "dead": r.dead, "failing": r.failing,
-                            "oldest_age_s": round((now - r.oldest).total_seconds(), 3) if r.oldest else 0.0}
+                            "oldest_age_s": _age_s(now, r.oldest), "oldest_open_age_s": _age_s(now, r.oldest_open)}
             for r in rows}
+
+
+def _age_s(now: datetime, then: datetime | None) -> float:
+    return round((now - then).total_seconds(), 3) if then else 0.0
 
 
 def _cursor(updated_at: datetime, binding_id: str) -> str:

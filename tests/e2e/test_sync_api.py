@@ -37,4 +37,4 @@ def test_a_platform_pages_the_feed_and_reads_its_lag(embedded, js, xj):
     assert_problem(requests.get(f"{embedded}/api/v1/sync/bindings", timeout=30), 401, "unauthorized")
     status = js.get("/api/v1/sync/status")
     assert status.status_code == 200 and status.json()["platform"] == "jiangsu"
-    assert set(status.json()) == {"platform", "behind", "failing", "dead", "oldest_age_s"}
+    assert set(status.json()) == {"platform", "behind", "failing", "dead", "oldest_age_s", "oldest_open_age_s"}

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from workflows import commands, finder, overview, platforms, stuck
+from workflows import commands, finder, overview, platforms, stuck, sync
 from workflows.errors import DomainError
 from workflows.idnumbers import with_check_digit
 
@@ -155,8 +155,8 @@ def test_the_overview_counts_states_regions_stuck_and_the_last_24_hours(pg_db, f
     assert (regions["320100"]["total"], regions["320500"]["total"], regions["650100"]["total"]) == (4, 5, 3)
     assert regions["652900"]["total"] == 0 and regions["650100"]["name"]
     assert o["stuck"] == {**dict.fromkeys(stuck.REASONS, 0), "timer_overdue": 9}
-    assert o["platforms"] == {p: {"behind": 0, "dead": 0, "failing": 0, "oldest_age_s": 0.0}
-                              for p in ("jiangsu", "national", "xinjiang")}
+    assert o["platforms"] == {p: sync.NOTHING_BEHIND for p in ("jiangsu", "national", "xinjiang")}
+    assert sync.NOTHING_BEHIND == {"behind": 0, "dead": 0, "failing": 0, "oldest_age_s": 0.0, "oldest_open_age_s": 0.0}
     assert len(o["hourly"]) == 24 and sum(h["transitions"] for h in o["hourly"]) == 0  # all 7 days ago
     day = overview.overview(pg_db, now=T0 + timedelta(hours=1))["hourly"]
     assert [h["hour"] for h in day][-2:] == [T0, T0 + timedelta(hours=1)]

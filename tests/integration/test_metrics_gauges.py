@@ -20,7 +20,7 @@ from models.settings import Settings
 from models.types import utcnow
 from web.app import create_app
 from workers import queues
-from workflows import deliveries, gauges, platforms, stuck, webhooks
+from workflows import deliveries, gauges, platforms, stuck, sync, webhooks
 
 from .support import T0, invite
 from .test_stuck import answer
@@ -61,20 +61,21 @@ def _binding_events(db) -> list[int]:
 
 def test_a_reading_counts_what_is_stuck_behind_and_waiting(scenario):
     """Given the scenario, When the gauges are read now,
-    Then two bindings are invited and both overdue, one is stuck on a dead delivery; Jiangsu lacks one event
-    (dead) since T0, the others nothing; Jiangsu has one webhook pending; two outbox events wait, since T0."""
+    Then both invitations are overdue, one is stuck on a dead delivery; Jiangsu lacks one event (dead) since
+    T0 but has none being tried, the others lack nothing; Jiangsu has one webhook no worker tried yet; two
+    outbox events wait, since T0."""
     now = utcnow()
     r = gauges.read(scenario, now=now)
-    assert r.states["invited"] == 2 and sum(r.states.values()) == 2
     assert {k: v for k, v in r.stuck.items() if v} == {"timer_overdue": 2, "delivery_dead": 1}
     assert set(r.stuck) == set(stuck.REASONS)
     assert set(r.platforms) == {"national", "jiangsu", "xinjiang"}
     js = r.platforms["jiangsu"]
     assert (js["behind"], js["dead"], js["failing"]) == (1, 1, 0)
     assert js["oldest_age_s"] >= (now - T0).total_seconds() - 1
-    assert r.platforms["national"] == {"behind": 0, "dead": 0, "failing": 0, "oldest_age_s": 0.0}
+    assert js["oldest_open_age_s"] == 0.0  # the dead one waits for a replay: nothing is being tried
+    assert r.platforms["national"] == sync.NOTHING_BEHIND
     assert (r.inbound["jiangsu"]["pending"], r.inbound["national"]["pending"]) == (1, 0)
-    assert 0 <= r.inbound["jiangsu"]["oldest_age_s"] < 600
+    assert 0 <= r.inbound["jiangsu"]["oldest_untried_age_s"] < 600
     assert (r.outbox["unprocessed"], r.outbox["with_error"]) == (2, 0)
     assert r.outbox["oldest_age_s"] >= (now - T0 - timedelta(minutes=1)).total_seconds() - 1
 
@@ -99,18 +100,18 @@ def _scrape(db, broker=None) -> dict[tuple, float]:
 
 def test_the_scrape_has_the_gauges_with_their_labels(scenario):
     """Given the scenario, When /metrics is fetched (Flask's client, PostgreSQL behind),
-    Then the Prometheus text parses and carries the reading: per state, per stuck reason, per platform, the
-    inbound and outbox backlogs, and that the gauges were read (up 1)."""
+    Then the Prometheus text parses and carries the reading: per stuck reason, per platform, the inbound and
+    outbox backlogs, and that the gauges were read (up 1)."""
     got = _scrape(scenario)
     assert got[("gongji_workflow_gauges_up", ())] == 1
-    assert got[("gongji_bindings", (("state", "invited"),))] == 2
     assert got[("gongji_bindings_stuck", (("reason", "delivery_dead"),))] == 1
     assert got[("gongji_bindings_stuck", (("reason", "timer_overdue"),))] == 2
     assert got[("gongji_bindings_stuck", (("reason", "worker_error"),))] == 0
     assert got[("gongji_platform_deliveries_dead", (("platform", "jiangsu"),))] == 1
     assert got[("gongji_platform_unacknowledged", (("platform", "national"),))] == 0
-    assert got[("gongji_platform_oldest_unacknowledged_age_seconds", (("platform", "jiangsu"),))] > 86400
+    assert got[("gongji_platform_oldest_open_delivery_age_seconds", (("platform", "jiangsu"),))] == 0
     assert got[("gongji_inbound_webhooks_pending", (("platform", "jiangsu"),))] == 1
+    assert 0 <= got[("gongji_inbound_webhooks_oldest_untried_age_seconds", (("platform", "jiangsu"),))] < 600
     assert got[("gongji_outbox_unprocessed", ())] == 2
     assert ("gongji_queue_messages", (("state", "ready"),)) not in got  # no broker wired in this app
 
@@ -125,7 +126,7 @@ def test_a_failed_read_still_answers_the_scrape():
     gauges.forget()
     got = _scrape(sessionmaker(bind=dead))
     assert got[("gongji_workflow_gauges_up", ())] == 0
-    assert not any(name == "gongji_bindings" for name, _ in got)
+    assert not any(name == "gongji_bindings_stuck" for name, _ in got)
     assert got[("gongji_http_requests_total", (("endpoint", "/healthz"), ("method", "GET"), ("status", "200")))] >= 1
     dead.dispose()
 
@@ -145,5 +146,5 @@ def test_every_alert_rule_names_what_the_scrape_has(scenario):
         assert rule["labels"]["severity"] in ("page", "ticket") and rule["annotations"]["summary"]
         for metric in re.findall(r"\b(gongji_[a-z_]+)", rule["expr"]):
             assert metric in names, (rule["alert"], metric)
-        for key, value in re.findall(r'\b(reason|state)="([a-z_]+)"', rule["expr"]):
+        for key, value in re.findall(r'\b(reason|state|platform)="([a-z_]+)"', rule["expr"]):
             assert (key, value) in labels, (rule["alert"], key, value)

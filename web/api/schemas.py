@@ -231,3 +231,4 @@ class SyncStatus(BaseModel):
     failing: int
     dead: int  # waiting for an operator's replay
     oldest_age_s: float  # seconds since the oldest unacknowledged event
+    oldest_open_age_s: float = 0.0  # the oldest still being tried (pending or failing; a dead one waits for a replay)

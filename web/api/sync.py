@@ -33,6 +33,5 @@ def sync_feed():
 @endpoint("GET", "/sync/status", "What this platform has not acknowledged yet: count, oldest age (s), failing "
           "and dead deliveries", answer=SyncStatus, tag="sync", errors=(401,))
 def sync_status():
-    nothing = {"behind": 0, "dead": 0, "failing": 0, "oldest_age_s": 0.0}
-    mine = sync.lag(db(), platform_id=g.platform.id).get(g.platform.id, nothing)
+    mine = sync.lag(db(), platform_id=g.platform.id).get(g.platform.id, sync.NOTHING_BEHIND)
     return {"platform": g.platform.id, **mine}
