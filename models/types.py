@@ -28,6 +28,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def seconds_since(then: datetime | None, now: datetime) -> float:
+    """Seconds from `then` to `now`, never negative; 0 when there is no `then` (an age of nothing)."""
+    return max((now - then).total_seconds(), 0.0) if then is not None else 0.0
+
+
 class UTCDateTime(TypeDecorator):
     """Aware UTC datetimes in, aware UTC datetimes out; naive input is refused."""
 

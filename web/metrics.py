@@ -21,7 +21,7 @@ from flask import Blueprint, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from models.types import utcnow
+from models.types import seconds_since, utcnow
 from workflows import gauges
 
 bp = Blueprint("metrics", __name__)
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 REQUESTS = Counter("gongji_http_requests_total", "HTTP requests", ["method", "endpoint", "status"])
 LATENCY = Histogram("gongji_http_request_seconds", "HTTP request latency (s)", ["endpoint"])
 MULTIPROC = "PROMETHEUS_MULTIPROC_DIR"
+UP_DOC = "1 if the workflow gauges were read from the database"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # the files prometheus_client's multiprocess mode writes (counter_<pid>.db, gauge_livesum_<pid>.db, …)
 _COUNT_FILE = re.compile(r"^(counter|histogram|summary|gauge_[a-z]+)_\d+\.db$")
@@ -75,17 +76,16 @@ class WorkflowGauges:
             r = gauges.read(self.ext["db"])
         except Exception:  # noqa: BLE001 - a scrape must still answer: the up gauge says what failed
             log.exception("workflow gauges could not be read")
-            yield _family("gongji_workflow_gauges_up", "1 if the workflow gauges were read from the database",
-                          None, 0)
+            yield _family("gongji_workflow_gauges_up", UP_DOC, None, 0)
             return
-        since = max((utcnow() - r.as_of).total_seconds(), 0.0)  # a cached reading's ages grow meanwhile
+        since = seconds_since(r.as_of, utcnow())  # a cached reading's ages grow meanwhile
 
         def age(v: float) -> float:
             return v + since if v else 0.0
 
-        yield _family("gongji_workflow_gauges_up", "1 if the workflow gauges were read from the database", None, 1)
+        yield _family("gongji_workflow_gauges_up", UP_DOC, None, 1)
         yield _family("gongji_workflow_gauges_age_seconds", "How old the oldest part of the reading served is "
-                      "(sync_behind's count)", None, since + max((r.as_of - r.stuck_as_of).total_seconds(), 0.0))
+                      "(sync_behind's count)", None, since + seconds_since(r.stuck_as_of, r.as_of))
         yield _family("gongji_bindings_stuck", "Bindings stuck, per reason (DESIGN §2)", "reason", r.stuck)
         p = r.platforms
         yield _family("gongji_platform_unacknowledged", "Deliveries a platform has not acknowledged", "platform",

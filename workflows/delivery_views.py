@@ -18,7 +18,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from models import Delivery
-from models.types import utcnow
+from models.types import seconds_since, utcnow
 
 from . import free_text, platforms, sync
 
@@ -38,7 +38,7 @@ def counts(db, *, now: datetime | None = None) -> dict[str, dict]:
                           .where(D.c.status != "delivered").group_by(D.c.platform_id, D.c.status)).all()
     for pid, status, n, oldest, dead_since in found:
         row = out.setdefault(pid, _empty())
-        row[status] = {"n": n, "oldest_age_s": max((now - oldest).total_seconds(), 0.0)}
+        row[status] = {"n": n, "oldest_age_s": seconds_since(oldest, now)}
         if status == "dead":
             row["dead_since"] = dead_since
     return dict(sorted(out.items()))

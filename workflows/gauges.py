@@ -22,7 +22,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from models import OutboxMessage
-from models.types import utcnow
+from models.types import seconds_since, utcnow
 
 from . import inbound, overview, platforms, sync
 from .ttl_cache import TTLCache
@@ -45,10 +45,6 @@ class Reading:
     outbox: dict  # unprocessed, with_error, oldest_age_s (of those without an error)
 
 
-def _age(now: datetime, then: datetime | None) -> float:
-    return max((now - then).total_seconds(), 0.0) if then is not None else 0.0
-
-
 def _read(db, now: datetime | None = None) -> Reading:
     stuck_as_of, stuck_counts = overview.stuck_counts(db, now)
     now = now or utcnow()
@@ -59,7 +55,7 @@ def _read(db, now: datetime | None = None) -> Reading:
     return Reading(as_of=now, stuck_as_of=stuck_as_of, stuck=stuck_counts,
                    platforms={pid: lag.get(pid, sync.NOTHING_BEHIND) for pid in sorted(set(pushed) | set(lag))},
                    inbound=inbound.backlog(db, now=now),
-                   outbox={"unprocessed": unprocessed, "with_error": with_error, "oldest_age_s": _age(now, oldest)})
+                   outbox={"unprocessed": unprocessed, "with_error": with_error, "oldest_age_s": seconds_since(oldest, now)})
 
 
 def read(db, now: datetime | None = None) -> Reading:

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from models import ReceivedWebhook
 from models.messaging import PROBLEM_SQL
-from models.types import utcnow
+from models.types import seconds_since, utcnow
 
 from . import free_text, platforms, sync
 from .errors import CODES, DomainError
@@ -70,8 +70,8 @@ def backlog(db, *, now: datetime | None = None) -> dict[str, dict]:
                           sa.func.min(RW.c.received_at), sa.func.min(RW.c.received_at).filter(RW.c.attempts == 0))
                 .where(_PENDING).group_by(RW.c.platform_id)):
             out.setdefault(pid, _zero()).update(pending=pending, retrying=retrying,
-                                                oldest_age_s=max((now - oldest).total_seconds(), 0.0),
-                                                oldest_untried_age_s=_age(now, untried))
+                                                oldest_age_s=seconds_since(oldest, now),
+                                                oldest_untried_age_s=seconds_since(untried, now))
         for pid, n_failed, n_refused in s.execute(
                 sa.select(RW.c.platform_id, sa.func.count().filter(sa.text(GAVE_UP_SQL)),
                           sa.func.count().filter(sa.text(REFUSED_SQL)))
@@ -84,9 +84,6 @@ def backlog(db, *, now: datetime | None = None) -> dict[str, dict]:
 def _zero() -> dict:
     return {"pending": 0, "retrying": 0, "oldest_age_s": 0.0, "oldest_untried_age_s": 0.0, "failed": 0, "refused": 0}
 
-
-def _age(now: datetime, then: datetime | None) -> float:
-    return max((now - then).total_seconds(), 0.0) if then is not None else 0.0
 
 
 def problems(db, *, platform: str | None = None, kind: str | None = None, within_s: int | None = None,

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from models import Delivery, PlatformSync, Region
 from models.changes import settled_stamp
-from models.types import utcnow
+from models.types import seconds_since, utcnow
 
 from . import rows
 from .errors import DomainError
@@ -89,12 +89,9 @@ def lag(db, *, platform_id: str | None = None, now: datetime | None = None) -> d
     with db() as s:
         rows = s.execute(query).all()
     return {r.platform_id: {"behind": r.behind, "dead": r.dead, "failing": r.failing,
-                            "oldest_age_s": _age_s(now, r.oldest), "oldest_open_age_s": _age_s(now, r.oldest_open)}
+                            "oldest_age_s": round(seconds_since(r.oldest, now), 3),
+                            "oldest_open_age_s": round(seconds_since(r.oldest_open, now), 3)}
             for r in rows}
-
-
-def _age_s(now: datetime, then: datetime | None) -> float:
-    return round((now - then).total_seconds(), 3) if then else 0.0
 
 
 def _cursor(updated_at: datetime, binding_id: str) -> str:

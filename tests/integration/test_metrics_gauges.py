@@ -22,7 +22,7 @@ from web.app import create_app
 from workers import queues
 from workflows import deliveries, gauges, platforms, stuck, sync, webhooks
 
-from .support import T0, invite
+from .support import T0, fan_out_all, invite
 from .test_stuck import answer
 
 pytestmark = pytest.mark.pg
@@ -35,7 +35,7 @@ def scenario(pg_db, family):
     for pid in ("national", "jiangsu", "xinjiang"):
         platforms.set_webhook_url(pg_db, pid, HOOK)
     invite(pg_db, family(pg_db))
-    now, ready = T0, [d for m in _binding_events(pg_db) for d in deliveries.fan_out(pg_db, m, now=T0).ready]
+    now, ready = T0, fan_out_all(pg_db, T0)
     for delay in (0,) + deliveries.SCHEDULE_S:  # every try of Jiangsu's delivery fails: dead after the last
         now += timedelta(seconds=delay)
         answer(pg_db, ready + deliveries.due(pg_db, now=now), now, {"jiangsu": 503})
@@ -48,15 +48,6 @@ def scenario(pg_db, family):
     gauges.forget()
     yield pg_db
     gauges.forget()
-
-
-def _binding_events(db) -> list[int]:
-    import sqlalchemy as sa
-
-    from models import OutboxMessage
-    with db() as s:
-        return s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.topic.like("binding.%"))
-                         .order_by(OutboxMessage.id)).all()
 
 
 def test_a_reading_counts_what_is_stuck_behind_and_waiting(scenario):
