@@ -24,7 +24,8 @@ usage: python bench/webhooks.py [--families 400] [--concurrency 24] [--seconds 1
    `gongji web` and, in the same run, interleaved round by round, under the same gunicorn settings, at a
    bare Flask handler (`bench/bare_flask.py`: read the body, answer) and at the durable floor
    (`bench/durable_flask.py`: verify the signature, one prepared INSERT in autocommit, answer; the least a
-   handler that must store before it answers can do). Ingest = verify the signature, store (encrypted) with its outbox
+   handler that commits each request can do), and at the same floor with group commit (`durable_flask:group_app`,
+   Gongji's `GroupCommit`: the least for a handler that shares commits). Ingest = verify the signature, store (encrypted) with its outbox
    row (concurrent requests of a web process share one statement: group commit), answer 202, publish to
    Redis; the worker is stopped during this part. Reported: median requests/s, median p99, the ratio to
    bare Flask (the issue's) and the floor's;
@@ -205,7 +206,7 @@ def main() -> None:
     db = fresh_database(database_url(None), "gongji_bench_http")
     redis_url = os.environ["GONGJI_TEST_REDIS_URL"].rsplit("/", 1)[0] + "/7"
     redis.Redis.from_url(redis_url).flushdb()
-    port, bare_port, floor_port = free_port(), free_port(), free_port()
+    port, bare_port, floor_port, group_port = free_port(), free_port(), free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GONGJI_")}
     env.update(GONGJI_DATABASE_URL=db, GONGJI_REDIS_URL=redis_url, GONGJI_PII_KEYS=f"b1:{b64(32)}",
@@ -236,6 +237,8 @@ def main() -> None:
                            env, logdir, "bare"),
              "floor": start(gunicorn + ["-b", f"127.0.0.1:{floor_port}", "--chdir", str(HERE), "durable_flask:app"],
                             floor_env, logdir, "floor"),
+             "grouped": start(gunicorn + ["-b", f"127.0.0.1:{group_port}", "--chdir", str(HERE),
+                                          "durable_flask:group_app"], floor_env, logdir, "grouped"),
              "worker": start([GONGJI, "worker", "--processes", str(args.worker_processes), "--threads",
                               str(args.worker_threads)], env, logdir, "worker"),
              "scheduler": start([GONGJI, "scheduler"], env, logdir, "scheduler")}
@@ -243,6 +246,7 @@ def main() -> None:
         wait_ready(base + "/healthz")
         wait_ready(f"http://127.0.0.1:{bare_port}/")
         wait_ready(f"http://127.0.0.1:{floor_port}/")
+        wait_ready(f"http://127.0.0.1:{group_port}/")
         log(f"lifecycle over HTTP: {args.families} families, {args.concurrency} at a time (logs in {logdir})")
         driver = Driver(base, js_key, seed=1, events=None if args.poll else national, settle=False)
         began = time.monotonic()
@@ -284,17 +288,19 @@ def main() -> None:
             stop(procs.pop(name))
         floor = run_http_floor(args, gunicorn, floor_env, logdir, national, nat_secret, trees["PostgreSQL"])
 
-        rounds = {"gongji": [], "floor": [], "bare": []}
+        rounds = {"gongji": [], "floor": [], "grouped": [], "bare": []}
         ingest_trees = {"web": procs["web"].pid, "bare": procs["bare"].pid, "floor": procs["floor"].pid,
+                        "grouped": procs["grouped"].pid,
                         "PostgreSQL": trees["PostgreSQL"],
                         "Redis": trees["Redis"], "wrk": 0}
         ingest_trees = {k: v for k, v in ingest_trees.items() if v is not None}
-        ingest_cpu = {"gongji": {}, "floor": {}, "bare": {}}  # CPU seconds per tree over each side's rounds
+        ingest_cpu = {"gongji": {}, "floor": {}, "grouped": {}, "bare": {}}  # CPU seconds per tree over each side's rounds
         with engine.connect() as c:
             first_ingest = c.execute(sa.text("select coalesce(max(id), 0) from outbox")).scalar()
         for r in range(args.rounds):
             for name, url in (("gongji", f"{base}/webhooks/facecheck"),
                               ("floor", f"http://127.0.0.1:{floor_port}/webhooks/facecheck"),
+                              ("grouped", f"http://127.0.0.1:{group_port}/webhooks/facecheck"),
                               ("bare", f"http://127.0.0.1:{bare_port}/webhooks/facecheck")):
                 path = logdir / f"requests-{name}-{r}.tsv"
                 signed_file(path, fc_secret, 8000 * args.seconds)
@@ -304,7 +310,7 @@ def main() -> None:
                 for k in ingest_trees:
                     ingest_cpu[name][k] = ingest_cpu[name].get(k, 0.0) + after[k] - before[k]
                 rounds[name].append(result)
-                log(f"ingest round {r + 1}/{args.rounds} {name:<6}: {result['rps']:.0f} req/s, p99 "
+                log(f"ingest round {r + 1}/{args.rounds} {name:<7}: {result['rps']:.0f} req/s, p99 "
                     f"{result['p99_ms']:.1f} ms, {result['non_2xx']} non-2xx of {result['total']}")
         with engine.connect() as c:
             stored = c.execute(sa.text("select count(*) from received_webhooks")).scalar()
@@ -337,10 +343,14 @@ def main() -> None:
               f"signature, one prepared INSERT in autocommit a request, nothing else (bench/durable_flask.py); "
               f"floor / bare {med['floor'][0] / med['bare'][0]:.2f}, gongji / floor "
               f"{med['gongji'][0] / med['floor'][0]:.2f}")
+        print(f"grouped floor         {med['grouped'][0]:.0f} req/s (p99 {med['grouped'][1]:.1f} ms): the same with "
+              f"group commit as Gongji's (`durable_flask:group_app`); grouped / bare "
+              f"{med['grouped'][0] / med['bare'][0]:.2f}, gongji / grouped {med['gongji'][0] / med['grouped'][0]:.2f}")
         for name, wanted in (("gongji", ("web", "PostgreSQL", "Redis", "wrk")), ("floor", ("floor", "PostgreSQL", "wrk")),
+                             ("grouped", ("grouped", "PostgreSQL", "wrk")),
                              ("bare", ("bare", "wrk"))):
             served = sum(x["total"] for x in rounds[name]) or 1
-            print(f"CPU per request       {name:<6} " + ", ".join(
+            print(f"CPU per request       {name:<7} " + ", ".join(
                 f"{k} {1000 * ingest_cpu[name][k] / served:.3f} ms" for k in wanted if k in ingest_cpu[name]))
         print(f"stored webhooks       {stored} (every 2xx answer is a stored row: "
               f"{sum(x['total'] - x['non_2xx'] for x in rounds['gongji'])} answered 2xx); "
