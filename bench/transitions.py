@@ -516,6 +516,11 @@ def main() -> None:
             ratio = main_tps / plain_tps
             lines.append(f"ratio gongji main-line / plain SQL = {ratio:.2f} (target ≥ 0.75: "
                          f"{'met' if ratio >= 0.75 else 'NOT met'})")
+            # each Gongji run against the peer's run right after it: the spread says what a difference
+            # between two benchmark runs can mean (identical code spans 0.51-0.66 here, 2026-11-25)
+            paired = [g["main_tps"] / p["tps"] for g, p in zip(gongji_runs, plain_runs)]
+            lines.append("ratio per run   " + ", ".join(f"{x:.2f}" for x in paired)
+                         + f" (spread {max(paired) - min(paired):.2f})")
         if dbos_runs:
             lines.append(f"DBOS peer       {med(dbos_runs, 'tps'):7.0f} transitions/s")
         elif dbos_note:
