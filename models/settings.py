@@ -31,7 +31,6 @@ class Settings:
     lookup_key: str
     secret_key: str
     sweep_interval_s: float = 1.0
-    relay_interval_s: float = 2.0
     sweep_batch: int = 500
     dev_mode: bool = False
     # where platforms and the face-verification provider reach this deployment (callback URLs)
@@ -70,7 +69,6 @@ class Settings:
             lookup_key=lookup,
             secret_key=secret,
             sweep_interval_s=float(_env("GONGJI_SWEEP_INTERVAL_S", "1.0")),
-            relay_interval_s=float(_env("GONGJI_RELAY_INTERVAL_S", "2.0")),
             sweep_batch=int(_env("GONGJI_SWEEP_BATCH", "500")),
             dev_mode=dev,
             public_url=_env("GONGJI_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),

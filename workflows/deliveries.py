@@ -9,7 +9,7 @@ predecessor is acknowledged, or by `delivery_repair.replay` of a dead predecesso
 A worker `claim`s a due delivery (a lease of `LEASE_S` seconds, so a worker killed mid-request is
 retried after it), sends it (HTTP lives in `workers/`, never here) and `record`s the answer. After a failure
 the next try waits `SCHEDULE_S[attempts - 1]` seconds: 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h,
-8 h, then 12 h six times — 16 tries over 3 days 3 h, as Stripe retries for 3 days. Then it is `dead`
+8 h, then 12 h six times — 16 tries, the last 3 days 15 h 42 min after the first (Stripe retries for 3 days). Then it is `dead`
 until an operator replays it (`gongji deliveries replay`). The webhook-id is the event id on every try,
 so a receiver drops duplicates."""
 from __future__ import annotations

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from models import seed
+from web.api.schemas import VerificationOut
 from workers import outbound
 from workers.simulator.face import FakeFaceProvider
 from workers.simulator.platform import FakePlatform
@@ -167,7 +168,9 @@ def test_an_attempt_whose_provider_was_never_asked_is_asked_once_more(pg_db, fam
 
     assert face_sessions.unasked(pg_db, now=later) == [vid]
     assert face_sessions.unasked(pg_db, now=later) == []
-    assert queries.binding(pg_db, bid)["verifications"][0]["provider_status"] == "queued"
+    queued = queries.binding(pg_db, bid)["verifications"][0]
+    assert queued["provider_status"] == "queued"
+    VerificationOut.model_validate(queued)  # an answer the published OpenAPI document allows
     request = face_sessions.session_request(pg_db, vid, callback_base="http://gongji.test", only_if_queued=True)
     assert request is not None and request.verifier_id == "facecheck"
     assert face_sessions.session_request(pg_db, vid, callback_base="http://gongji.test", only_if_queued=True) is None

@@ -101,7 +101,9 @@ class VerificationOut(BaseModel):
     completed_at: str | None
     reason: str | None
     verifier_id: str | None
-    provider_status: Literal["requested", "opened", "error"] | None = None  # the session at the provider
+    # the session at the provider: queued (nobody asked it within a minute: the scheduler asks again),
+    # requested (a worker is asking), opened, error (the provider refused or could not be reached)
+    provider_status: Literal["queued", "requested", "opened", "error"] | None = None
     provider_session_id: str | None = None
     provider_requests: int = 0  # how many times a worker asked the provider to open it
     provider_error: str | None = None
