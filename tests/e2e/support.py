@@ -93,6 +93,7 @@ class Api:
         self.key = key
         self.http = requests.Session()
         self.seen: list[str] = []
+        self.answers: list[tuple[str, str, requests.Response]] = []  # (method, path, answer) of every request
 
     def headers(self, extra: dict | None = None) -> dict:
         h = {"Accept": "application/json"}
@@ -112,6 +113,7 @@ class Api:
             kw["headers"].setdefault("Content-Type", "application/json")
         resp = self.http.request(method, self.base + path, **kw)
         self.seen.append(resp.text)
+        self.answers.append((method, path, resp))
         return resp
 
     def get(self, path: str, **kw) -> requests.Response:
