@@ -23,6 +23,12 @@ def _operations(doc: dict) -> list[tuple[str, re.Pattern, dict]]:
     return [(m, p, op) for m, p, op, _ in sorted(ops, key=lambda x: x[3])]
 
 
+def _violations(doc: dict, schema: dict, body, label: str) -> list[str]:
+    """What of `body` the document's `schema` (its $refs resolved in the document) does not allow."""
+    found = Draft202012Validator({**schema, "components": doc["components"]}).iter_errors(body)
+    return [f"{label} at {'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message[:200]}" for e in found]
+
+
 def _mismatches(doc: dict, answers: list[tuple[str, str, requests.Response]]) -> list[str]:
     ops, problems = _operations(doc), []
     for method, path, resp in answers:
@@ -31,7 +37,9 @@ def _mismatches(doc: dict, answers: list[tuple[str, str, requests.Response]]) ->
         if op is None:
             problems.append(f"{method} {bare}: not in the document")
             continue
-        declared = op["responses"].get(str(resp.status_code)) or op["responses"].get("default")
+        # `default` stands for the refusals any route may give (problem+json), never for a success
+        declared = op["responses"].get(str(resp.status_code)) or \
+            (op["responses"].get("default") if resp.status_code >= 400 else None)
         if declared is None:
             problems.append(f"{method} {bare}: {resp.status_code} is not a documented answer "
                             f"({sorted(op['responses'])})")
@@ -42,10 +50,7 @@ def _mismatches(doc: dict, answers: list[tuple[str, str, requests.Response]]) ->
             if resp.content:
                 problems.append(f"{method} {bare} {resp.status_code}: {media} is not documented")
             continue
-        schema = {**content["schema"], "components": doc["components"]}
-        for error in Draft202012Validator(schema).iter_errors(resp.json()):
-            where = "/".join(str(p) for p in error.absolute_path)
-            problems.append(f"{method} {bare} {resp.status_code} at {where or '(root)'}: {error.message[:200]}")
+        problems += _violations(doc, content["schema"], resp.json(), f"{method} {bare} {resp.status_code}")
     return problems
 
 
@@ -143,9 +148,6 @@ def test_every_event_delivered_matches_the_openapi_document(production):
         if hook is None:
             problems.append(f"{event.type}: not in the document's webhooks")
             continue
-        schema = {**hook["post"]["requestBody"]["content"]["application/json"]["schema"],
-                  "components": doc["components"]}
-        for error in Draft202012Validator(schema).iter_errors(event.payload):
-            where = "/".join(str(p) for p in error.absolute_path)
-            problems.append(f"{event.type} at {where or '(root)'}: {error.message[:200]}")
+        problems += _violations(doc, hook["post"]["requestBody"]["content"]["application/json"]["schema"],
+                                event.payload, event.type)
     assert not problems, "events the OpenAPI document does not allow:\n" + "\n".join(sorted(set(problems)))
