@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -75,3 +78,24 @@ class Settings:
             proxy_hops=int(_env("GONGJI_PROXY_HOPS", "0")),
             metrics_token=_env("GONGJI_METRICS_TOKEN", "") or None,
         )
+
+
+def log_level() -> str:
+    """GONGJI_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR, CRITICAL; default INFO), upper case; a name logging
+    does not know stops the process at start instead of leaving it silent."""
+    level = (_env("GONGJI_LOG_LEVEL", "INFO") or "INFO").upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise RuntimeError(f"GONGJI_LOG_LEVEL={level!r} is not a logging level (DEBUG, INFO, WARNING, ERROR)")
+    return level
+
+
+def configure_logging() -> str:
+    """Every Gongji process's logging: GONGJI_LOG_LEVEL on the root logger, one line a record on stderr.
+    Where a host already set a handler (dramatiq's worker processes log through a pipe to their parent),
+    only the level is set. Returns the level."""
+    level = log_level()
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format=LOG_FORMAT)
+    root.setLevel(level)
+    return level

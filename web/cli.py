@@ -4,7 +4,6 @@ A composition root: it is the one place allowed to wire `web` and `workers` toge
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import sys
 import time
@@ -13,7 +12,7 @@ import click
 
 from models import db as models_db
 from models import migrate, seed
-from models.settings import Settings
+from models.settings import Settings, configure_logging, log_level
 
 
 def _engine_db(settings: Settings):
@@ -23,8 +22,7 @@ def _engine_db(settings: Settings):
 @click.group()
 def main() -> None:
     """Gongji (共济): family mutual aid of employee medical-insurance personal accounts."""
-    logging.basicConfig(level=os.environ.get("GONGJI_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
 
 @main.command()
@@ -130,7 +128,7 @@ def web(port: int, procs: int, threads: int) -> None:
     prepare_multiprocess_dir(os.environ)
     os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "web.wsgi:app", "-b", f"0.0.0.0:{port}",
                                "-w", str(procs), "-k", "gthread", "--threads", str(threads),
-                               "--access-logfile", "-"])
+                               "--access-logfile", "-", "--log-level", log_level().lower()])
 
 
 @main.command()

@@ -1,8 +1,9 @@
 """Module given to the `dramatiq` CLI by `gongji worker`: broker from the environment, then the actors."""
-from models.settings import Settings
+from models.settings import Settings, configure_logging
 
 from . import broker, relay, runtime
 
+configure_logging()  # dramatiq set up this process's logging at INFO: GONGJI_LOG_LEVEL decides
 _settings = Settings.from_env()
 broker.setup(_settings)
 runtime.configure(_settings)
