@@ -16,7 +16,7 @@ from models.types import utcnow
 from . import idnumbers
 from .errors import DomainError
 from .rules import MAX_FEN, PersonFacts
-from .unit import command
+from .unit import command, visible_to
 from .views import binding_view, person_view
 
 _PROVINCE_CACHE: dict[str, str] = {}
@@ -123,13 +123,15 @@ def get(db, person_id: str, *, platform=None) -> dict:
 
 
 def family(db, person_id: str, *, platform=None) -> dict:
-    """Every binding where the person is grantor or beneficiary, newest first."""
+    """Every binding where the person is grantor or beneficiary, newest first; for a platform, only those it
+    sees (`visible_to`: it serves either side's province), as `GET /bindings/{id}` would answer them. A person
+    who moved keeps the bindings of where they were, which the new province does not see."""
     with db() as session:
         person = _existing(session, person_id, platform)
-        rows = session.scalars(
+        rows = [b for b in session.scalars(
             sa.select(Binding).where(sa.or_(Binding.grantor_id == person_id, Binding.beneficiary_id == person_id))
             .options(joinedload(Binding.grantor), joinedload(Binding.beneficiary))
-            .order_by(Binding.created_at.desc())).unique().all()
+            .order_by(Binding.created_at.desc())).unique().all() if platform is None or visible_to(platform, b)]
         return {"person": person_view(person),
                 "as_grantor": [binding_view(b, b.grantor, b.beneficiary) for b in rows if b.grantor_id == person_id],
                 "as_beneficiary": [binding_view(b, b.grantor, b.beneficiary) for b in rows

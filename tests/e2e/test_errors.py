@@ -626,6 +626,28 @@ def test_family_view_is_limited_to_the_platforms_provinces(js, xj):
     assert_problem(xj.get(f"/api/v1/persons/{grantor.id}/bindings"), 404, "not_found")
 
 
+def test_family_view_lists_only_the_bindings_the_platform_sees(js, xj, nat):
+    """Given a Xinjiang parent and child (乌鲁木齐) with an authorized binding, and the child then moved by the
+    national platform to 南京 (Jiangsu), which ends the binding (Xinjiang does not bind across provinces)
+    When the Jiangsu platform, which now serves the child, reads the child's family view
+    Then it lists no binding Jiangsu cannot read (GET /bindings/{id} is 404 for the Xinjiang-only one): the
+    Xinjiang parent's person id, masked number, name and amount stay with Xinjiang, whose view of the
+    parent still lists it."""
+    child = xj.person("650100", birth=child_birth(), insurance_type="resident")
+    parent = xj.person("650100")
+    b = xj.invited(parent, child, "child", "XJ-2023-02")
+    xj.ok(b["id"], "authorization", parent, amount_fen=50_000)
+    nat.upsert(Person(child.id_number, child.name, "320100"), insurance_type="resident")
+    assert xj.binding(b["id"])["state"] == "unbound"
+    assert_problem(js.get(f"/api/v1/bindings/{b['id']}"), 404, "not_found")
+
+    family = js.get(f"/api/v1/persons/{child.id}/bindings")
+    assert family.status_code == 200, family.text
+    listed = [x["id"] for x in family.json()["as_beneficiary"] + family.json()["as_grantor"]]
+    assert b["id"] not in listed and parent.id not in family.text, family.text
+    assert b["id"] in [x["id"] for x in xj.get(f"/api/v1/persons/{parent.id}/bindings").json()["as_grantor"]]
+
+
 def test_deduction_order_is_limited_to_the_platforms_provinces(js, xj):
     """Given a Jiangsu child with two authorized bindings (from each parent) in Jiangsu's chosen order
     When the Xinjiang platform puts the reverse order
