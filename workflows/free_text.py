@@ -18,11 +18,13 @@ import sqlalchemy as sa
 
 from models import Binding, Person
 
-from .idnumbers import mask_in_text, mask_name
+from .idnumbers import SEPARATOR, mask_in_text, mask_name
 
 MAX_CHARS = 1000
-# 13812345678, +86 138 1234 5678, 86-138-1234-5678 (full-width digits are made ASCII first)
-_MOBILE = re.compile(r"(?<![0-9])((?:\+?86[- ]?)?)(1[3-9][0-9])[- ]?([0-9]{4})[- ]?([0-9]{4})(?![0-9])")
+# 13812345678, +86 138 1234 5678, 86-138-1234-5678, 138.1234.5678 (full-width digits are made ASCII first;
+# the groups' separators are an ID number's, `idnumbers.SEPARATOR`)
+_MOBILE = re.compile(rf"(?<![0-9])((?:\+?86{SEPARATOR}{{0,3}})?)(1[3-9][0-9]){SEPARATOR}{{0,3}}([0-9]{{4}})"
+                     rf"{SEPARATOR}{{0,3}}([0-9]{{4}})(?![0-9])")
 _WIDE = str.maketrans("０１２３４５６７８９＋", "0123456789+")
 _HAN = re.compile(r"[\u3400-\u9fff]")
 _NAMES = sa.select(Person.name).where(Person.id.in_(sa.bindparam("ids", expanding=True)))

@@ -66,22 +66,61 @@ def mask(number: str) -> str:
     return number[:3] + "*" * (len(number) - 7) + number[-4:]
 
 
-# 18 characters (the last may be X), or the first generation's 15 digits, as typed: in one run or grouped by
-# single spaces or hyphens (`320102 19800614 2974`, `320-102-198006142974`), the way people copy them
-_SEP = r"[ \-]?"
-_ID_SHAPED = re.compile(rf"(?<![0-9])(?:[0-9](?:{_SEP}[0-9]){{16}}{_SEP}[0-9Xx]|[0-9](?:{_SEP}[0-9]){{14}})"
-                        r"(?![0-9A-Za-z])")
+# Digits as people type and copy them: ASCII or full-width, in one run or grouped by up to three separators
+# (spaces of any kind, hyphens and dashes, dots, slashes, underscores, middle dots): `320102 19800614 2974`,
+# `320.102.19800614297X`, `３２０１０２…`. A run is what lies between anything else (a letter, a colon, a
+# CJK character), so a number glued to a letter or inside a longer string of digits is still found.
+SEPARATOR = r"[\s\-\u2010-\u2015\u2212._/\u00b7\u30fb]"
+_WIDE = str.maketrans("０１２３４５６７８９Ｘｘ", "0123456789Xx")
+_RUN = re.compile(rf"[0-9](?:{SEPARATOR}{{0,3}}[0-9])*(?:{SEPARATOR}{{0,3}}[Xx])?")
+_SEPARATORS = re.compile(SEPARATOR)
+
+
+def compact(typed: str) -> str:
+    """Typed digits as one run: full-width made ASCII, separators dropped (`３２０ １０２-…` → `320102…`)."""
+    return _SEPARATORS.sub("", (typed or "").translate(_WIDE))
+
+
+def _is_id_shaped(run: str) -> bool:
+    """A run (separators dropped) that is an ID number's shape on its own (18 characters, the last may be X;
+    or the first generation's 15 digits), or a longer one with a real number inside: 18 characters whose
+    check digit matches and whose birth date is a real date from 1900 on. Only such a number counts inside a
+    longer run, so a long reference or serial number is not taken for one by its shape alone."""
+    n = len(run)
+    if n == 18 or (n == 15 and run[-1] not in "Xx"):
+        return True
+    return n > 18 and any(_is_real(run[i:i + 18]) for i in range(n - 17))
+
+
+def _is_real(candidate: str) -> bool:
+    if not candidate[:17].isdigit() or candidate[17].upper() != ric.calc_check_digit(candidate):
+        return False
+    try:
+        born = date(int(candidate[6:10]), int(candidate[10:12]), int(candidate[12:14]))
+    except ValueError:
+        return False
+    return 1900 <= born.year <= date.today().year
 
 
 def holds_id_number(text: str) -> bool:
-    """Whether free text holds anything shaped like an ID number (what `mask_in_text` would mask)."""
-    return _ID_SHAPED.search(text) is not None
+    """Whether text holds anything shaped like an ID number (what `mask_in_text` masks)."""
+    return any(_is_id_shaped(compact(m.group(0))) for m in _RUN.finditer((text or "").translate(_WIDE)))
+
+
+def holds_long_number(text: str) -> bool:
+    """Whether text holds a run of 15 or more digits: an ID number, a mistyped one, or a long serial. What
+    may be a person's number stays out of URLs even when it is not a valid one."""
+    return any(len(compact(m.group(0))) >= 15 for m in _RUN.finditer((text or "").translate(_WIDE)))
 
 
 def mask_in_text(text: str) -> str:
-    """Free text (an operator's reason, a platform's error answer) with anything shaped like an ID number
-    masked, grouped or not: `320***********2974`, the separators dropped."""
-    return _ID_SHAPED.sub(lambda m: mask(re.sub(r"[ \-]", "", m.group(0))), text)
+    """Free text (an operator's reason, a platform's error answer) with every run that holds an ID number
+    masked, grouped or not, full-width or not: `320***********2974`, the separators dropped (a longer run
+    that holds one is masked whole). Full-width digits come back as ASCII digits."""
+    def masked(m: re.Match) -> str:
+        run = compact(m.group(0))
+        return mask(run) if _is_id_shaped(run) else m.group(0)
+    return _RUN.sub(masked, (text or "").translate(_WIDE)) if text else text
 
 
 # The separator of a name's parts (Uyghur, Kazakh and other names written in Chinese characters: 阿依古丽·买买提)

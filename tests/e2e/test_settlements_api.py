@@ -2,7 +2,10 @@
 then the parent's authorization, the rest cash; the same reference again; a reversal; the refusals."""
 from __future__ import annotations
 
+import secrets
 import uuid
+
+from workflows import idnumbers
 
 from .support import Api, assert_problem, child_birth, id_number
 
@@ -47,6 +50,26 @@ def test_a_settlement_its_replay_and_its_reversal(js: Api, xj: Api):
     assert (_lookup(js, child)["balance_fen"], _lookup(js, parent)["balance_fen"]) == (1_000, 200_000)
     for text in (made.text, again.text, undone.text):
         assert parent.id_number not in text and child.id_number not in text
+
+
+def test_a_reference_or_institution_carrying_an_id_number_in_any_form_is_refused(js: Api):
+    """Given a registered, insured person
+    When a settlement's reference or institution code carries their ID number glued to a letter, after a
+    digit, in full-width digits, or grouped by dots or double spaces
+    Then each is 422 validation_failed: both fields travel to every platform concerned and show on the
+    dashboard; a long serial reference that holds no ID number is settled (201)."""
+    someone = js.person("320100", balance_fen=10_000)
+    n = someone.id_number
+    body = {"beneficiary_id_number": n, "amount_fen": 100, "category": "pharmacy", "institution_code": "P3201"}
+    for disguised in (n + "A", "9" + n, n.translate(str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")),
+                      f"{n[:6]}.{n[6:14]}.{n[14:]}", f"{n[:6]}  {n[6:14]}  {n[14:]}"):
+        for field in ("reference", "institution_code"):
+            sent = {**body, "reference": f"JS-{uuid.uuid4().hex[:12]}", field: disguised}
+            assert_problem(js.post("/api/v1/settlements", sent), 422, "validation_failed")
+    serial = next(s for s in (f"{secrets.randbelow(10 ** 22):022d}" for _ in range(100))
+                  if not idnumbers.holds_id_number(s))
+    made = js.post("/api/v1/settlements", {**body, "reference": serial})
+    assert made.status_code == 201 and made.json()["reference"] == serial, made.text
 
 
 def test_settlement_refusals(js: Api):

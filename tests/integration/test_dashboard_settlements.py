@@ -404,3 +404,32 @@ def test_an_operators_reversal_racing_the_platforms_reverses_once(pg_db, crypto_
     assert row.outcome in ("ok", "already_reversed")
     shown = settlement_views.detail(pg_db, sid)["reversed_by"]
     assert shown["kind"] == ("operator" if row.outcome == "ok" else "platform")
+
+
+def test_a_number_typed_in_any_form_stays_out_of_urls(site, family, new_person):
+    """Given a beneficiary with a settlement, and another settlement whose reference is a long serial number
+    When a viewer types into the look-up box the beneficiary's number in full-width digits, grouped by dots,
+    glued to a letter, mistyped (17 digits), and the long serial
+    Then none is answered with a redirect (a Location would carry it into the browser's history and the
+    access log): the first two find the beneficiary's settlement, the glued one is invalid_id_number, the
+    mistyped one and the serial are looked up as references on the answer itself (the serial's listed)."""
+    db = site.db
+    fam, _ = _authorized(db, family, new_person, cap=None)
+    mine = _settle(db, fam, 1_200, "JS-W1")[0]["id"]
+    serial = "2026112532010200001234"  # 22 digits, no real ID number inside
+    assert not idnumbers.holds_id_number(serial)
+    by_serial = _settle(db, fam, 1_300, serial)[0]["id"]
+    client, _ = signed_in(site.app, "viewer")
+    token = _token(client)
+    n = fam.beneficiary
+    wide = n.translate(str.maketrans("0123456789X", "０１２３４５６７８９Ｘ"))
+
+    answers = {typed: client.post("/dashboard/settlements", data={"csrf_token": token, "q": typed})
+               for typed in (wide, f"{n[:6]}.{n[6:14]}.{n[14:]}", n + "a", n[:17], serial)}
+    for typed, answer in answers.items():
+        assert answer.status_code == 200 and "Location" not in answer.headers, (typed, answer.status_code)
+    texts = [a.get_data(as_text=True) for a in answers.values()]
+    assert ROWS.findall(texts[0]) == [by_serial, mine] and ROWS.findall(texts[1]) == [by_serial, mine]
+    assert 'data-code="invalid_id_number"' in texts[2] and ROWS.findall(texts[2]) == []
+    assert ROWS.findall(texts[3]) == [] and ROWS.findall(texts[4]) == [by_serial]
+    assert all(n not in t and n[:17] not in t.replace(serial, "") for t in texts)

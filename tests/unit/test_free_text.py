@@ -21,6 +21,13 @@ from workflows import free_text
     ("320 102 198 006 142 974", "320***********2974"),
     ("旧证 320102800614297。", "旧证 320********4297。"),
     ("1234567890123456", "1234567890123456"),  # 16 digits: neither shape
+    # glued to a letter or a digit, grouped by dots or several spaces, full-width: found all the same
+    ("a:320102198502022349A b:320102.19850202.2349 c:320102  19850202  2349",
+     "a:320***********2349A b:320***********2349 c:320***********2349"),
+    ("x9320102198502022349", "x932************2349"),  # a longer run holding a real number: masked whole
+    ("３２０１０２１９８５０２０２２３４９", "320***********2349"),
+    ("serial 2026112532010200001234", "serial 2026112532010200001234"),  # no real number inside: kept
+    ("电话138.1234.5678 或 138  1234  5678", "电话138****5678 或 138****5678"),
     ("", None), (None, None), ("   ", None),
 ])
 def test_id_and_mobile_numbers_are_masked_and_the_rest_kept(given, shown):

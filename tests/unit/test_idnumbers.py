@@ -350,3 +350,44 @@ def test_a_name_typed_with_any_separator_is_the_registrys(typed):
 def test_another_name_is_not_the_registrys(typed, held):
     """A missing separator, another character, or another length is another name."""
     assert not idnumbers.same_name(typed, held)
+
+
+# --- finding a number in text (`holds_id_number`, `mask_in_text`) -----------------------------------------
+
+_WIDE = str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")
+_glue = st.text(alphabet="0123456789abcXYZ:#", max_size=6)
+_separators = st.sampled_from(["", " ", "  ", "-", ".", "/", "_", " - ", "\u3000", "\u00a0", "·"])
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(born=_birthdays, area=_areas, seq=_seqs, before=_glue, after=_glue, sep=_separators,
+       wide=st.booleans())
+def test_a_real_number_is_found_and_masked_however_it_is_typed_or_glued(born, area, seq, before, after, sep,
+                                                                         wide):
+    """Given a valid number, typed in ASCII or full-width digits, grouped 6-8-4 by any separator, and glued
+    to anything (letters, digits, punctuation) on either side,
+    When text holding it is checked and masked,
+    Then it is found, and no 15 of its digits in a row are left in the masked text."""
+    number = idnumbers.with_check_digit(area + born.strftime("%Y%m%d") + seq)
+    typed = sep.join((number[:6], number[6:14], number[14:]))
+    text = f"reason {before}{typed.translate(_WIDE) if wide else typed}{after} end"
+    assert idnumbers.holds_id_number(text)
+    shown = idnumbers.compact(idnumbers.mask_in_text(text))
+    assert not any(number[i:i + 15] in shown for i in range(4)), shown
+
+
+@pytest.mark.parametrize("text", [
+    "JS-2026-000123", "2026112532010200001234", "H32010200001", "320102198001011234567890 1",
+    "金额 100.00 元, 2026-11-25 08:39:25", "13812345678", "1234567890123456", "32010219850202234"])
+def test_a_reference_or_a_serial_without_a_real_number_inside_is_not_one(text):
+    """Given a reference, a long serial (no 18 characters in it with a matching check digit and a real birth
+    date), an amount and time, a mobile number, 16 and 17 digits (neither shape),
+    Then none holds an ID number, and masking leaves each as it was."""
+    assert not idnumbers.holds_id_number(text)
+    assert idnumbers.mask_in_text(text) == text
+
+
+def test_a_long_number_is_any_run_of_15_digits_or_more():
+    """`holds_long_number`: what may be a number, or a mistyped one, and so stays out of URLs."""
+    assert idnumbers.holds_long_number("32010219850202234") and idnumbers.holds_long_number("１２３４５６７８９０１２３４５")
+    assert not idnumbers.holds_long_number("JS-2026-000123") and not idnumbers.holds_long_number("13812345678")

@@ -26,7 +26,7 @@ from models.money import CATEGORIES, SETTLEMENT_STATUSES
 from . import bp, labels, limiter, lookup
 from .actions import _refused
 from .auth import db, requires
-from .forms import ActionForm, SettlementFilterForm, SettlementLookupForm, _no_whitespace, is_settlement_id
+from .forms import ActionForm, SettlementFilterForm, SettlementLookupForm, is_settlement_id
 
 PAGE = 50
 REVERSE = settlement_repair.REVERSE_ACTION
@@ -91,18 +91,23 @@ def find_settlements():
     typed = box.q.data
     if is_settlement_id(typed):
         return redirect(url_for("dashboard.settlement", settlement_id=typed.lower()), code=303)
-    if not idnumbers.holds_id_number(typed):  # a reference never holds one (`settlements._check`)
+    if not idnumbers.holds_long_number(typed):  # no 15 digits in a row: a reference, safe in a URL
         return redirect(url_for("dashboard.settlements", reference=typed), code=303)
-    number = _no_whitespace(typed).replace("-", "")  # as copied: `320102 19800614 2974`, `320-102-…`
-    page, error = {"items": [], "next": None}, None
-    try:
-        page = settlement_views.of_beneficiary(db(), number, limit=settlement_views.PERSON_MAX)
-    except DomainError as exc:
-        error = exc.code
-    _audit(error, page, number)
+    page, error, by_number = {"items": [], "next": None}, None, idnumbers.holds_id_number(typed)
+    if not by_number:  # a long reference or a mistyped number: looked up as a reference (one a platform at
+        # most) on this answer, neither put into a URL nor shown back (the rows show their references)
+        page = settlement_views.find(db(), reference=typed, limit=settlement_views.PERSON_MAX)
+        page["next"] = None
+    else:
+        number = idnumbers.compact(typed)  # as copied: `320102 19800614 2974`, `320-102-…`, full-width
+        try:
+            page = settlement_views.of_beneficiary(db(), number, limit=settlement_views.PERSON_MAX)
+        except DomainError as exc:
+            error = exc.code
+        _audit(error, page, number)
     form, _shown, _args = _filters()
     return render_template("dashboard/settlements.html", form=form, page=page, filters={},
-                           lookup=SettlementLookupForm(formdata=None), lookup_error=error, looked_up=True)
+                           lookup=SettlementLookupForm(formdata=None), lookup_error=error, looked_up=by_number)
 
 
 def _audit(error: str | None, page: dict, typed: str) -> None:
