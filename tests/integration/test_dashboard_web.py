@@ -57,10 +57,15 @@ def test_sign_in_follows_only_a_dashboard_next(app, target, lands):
 
 
 def test_a_viewer_is_refused_an_operator_page_and_a_bad_cursor_is_a_400(app):
-    """Given a viewer, When they open the batch form or page the list with a forged cursor, Then 403 and 400."""
+    """Given a viewer, When they open the batch form or page a list with a forged cursor, Then 403 and 400."""
     client, _ = signed_in(app, "viewer")
     assert client.get("/dashboard/batches/new?state=invited").status_code == 403
     assert client.get("/dashboard/bindings?after=not-a-cursor").status_code == 400
+    import base64  # the webhook and delivery lists' cursors: an id beyond a BIGINT, digits that are not ASCII
+    for forged in ("2026-01-01T00:00:00+00:00|99999999999999999999999", "2026-01-01T00:00:00+00:00|١٢"):
+        after = base64.urlsafe_b64encode(forged.encode()).decode()
+        for page in ("webhooks?", "deliveries?platform=national&"):
+            assert client.get(f"/dashboard/{page}after={after}").status_code == 400, (page, forged)
     assert client.get("/dashboard/bindings?state=no_such_state").status_code == 400
 
 

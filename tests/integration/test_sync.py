@@ -106,11 +106,29 @@ def test_a_cursor_of_the_former_feed_continues_from_the_changes_made_since(pg_db
     assert sync.feed(pg_db, jiangsu, after=cursor)["bindings"] == []
 
 
-def test_a_bad_cursor_is_refused(pg_db):
+def _b64(text: str) -> str:
+    import base64
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("after", ["not-a-cursor!", _b64("0001-01-01T00:00:00+00:00|x"),
+                                   _b64("c99999999999999999999999|x"), _b64("c9223372036854775808|x"),
+                                   _b64("c١٢|x"), _b64("2026-01-01T00:00:00|x")])
+def test_a_bad_cursor_is_refused(pg_db, after):
+    """Given cursors the feed never issued (garbage; the former feed's at year 1, which has no minute before
+    it; a change stamp beyond a BIGINT; Arabic-Indic digits; a time without its zone)
+    Then each is 422 validation_failed, never a 500 the platform would retry for ever."""
     from workflows.errors import DomainError
     with pytest.raises(DomainError) as refused:
-        sync.feed(pg_db, platforms.get(pg_db, "jiangsu"), after="not-a-cursor!")
+        sync.feed(pg_db, platforms.get(pg_db, "jiangsu"), after=after)
     assert refused.value.code == "validation_failed"
+
+
+def test_the_largest_stamp_a_cursor_may_hold_is_read_as_the_end(pg_db):
+    """Given a cursor at the largest BIGINT stamp, Then the page is empty and the cursor stays."""
+    after = _b64(f"c{2 ** 63 - 1}|x")
+    assert sync.feed(pg_db, platforms.get(pg_db, "jiangsu"), after=after) == {"bindings": [], "next": after,
+                                                                              "has_more": False}
 
 
 def test_reconciliation_sends_the_latest_version_a_platform_never_got(pg_db, family, receivers):
