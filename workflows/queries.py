@@ -65,8 +65,10 @@ def history(db, binding_id: str) -> dict:
 
 
 def set_deduction_order(db, person_id: str, binding_ids: list[str]) -> dict:
-    """The beneficiary orders their live bindings; unlisted live bindings follow, newest first. Only where
-    the beneficiary's region policy is `user_order` (DESIGN §3): elsewhere the region fixes the order."""
+    """The beneficiary ranks some or all of their live bindings (the ids listed, in order; any rank given
+    before is replaced); the unranked follow, newest first, also those made later. The answer is the order
+    they pay in now. Only where the beneficiary's region policy is `user_order` (DESIGN §3): elsewhere the
+    region fixes the order."""
     if len(set(binding_ids)) != len(binding_ids):
         raise DomainError("validation_failed", "binding_ids has duplicates")
     with command(db) as cmd:
@@ -84,7 +86,8 @@ def set_deduction_order(db, person_id: str, binding_ids: list[str]) -> dict:
         if unknown:
             raise DomainError("not_your_binding", "every id must be a live binding where this person is the "
                               "beneficiary", binding_ids=unknown)
-        ordered = [by_id[i] for i in binding_ids] + [b for b in live if b.id not in binding_ids]
-        for rank, b in enumerate(ordered, start=1):
-            b.deduction_rank = rank
+        ranks = {bid: rank for rank, bid in enumerate(binding_ids, start=1)}
+        for b in live:  # the ones listed ranked, every other one unranked: it pays after them, newest first,
+            b.deduction_rank = ranks.get(b.id)  # so a binding made later slots in among those by its age
+        ordered = [by_id[i] for i in binding_ids] + [b for b in live if b.id not in ranks]
         return {"person_id": person_id, "binding_ids": [b.id for b in ordered]}

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import LedgerEntry, OutboxMessage, Person, Settlement, SettlementSplit, Transition
+from models import Binding, LedgerEntry, OutboxMessage, Person, Settlement, SettlementSplit, Transition
 from workflows import commands, deliveries, platforms, settlements
 from workflows.errors import DomainError
 
@@ -198,6 +198,35 @@ def test_user_order_pays_the_ranked_grantor_first(pg_db, family, new_person):
     made, _ = _settle(pg_db, fam_old, 4_000, "JS-O")
 
     assert [(x["binding_id"], x["amount_fen"]) for x in made["splits"]] == [(older, 3_000), (newer, 1_000)]
+
+
+def test_a_partial_order_ranks_only_the_listed_and_a_later_binding_pays_among_the_rest_by_age(
+        pg_db, family, new_person):
+    """Given a beneficiary with two authorized grantors A (older) and B, who ranked A alone
+    When a third grantor C, newest, authorizes later and a cost larger than A and C together is settled
+    Then A pays first (ranked), then C, then B (the unranked, newest first): B was never given a rank;
+    and ranking nothing again leaves every binding unranked, newest first."""
+    from workflows import queries
+    fam, a = _authorized(pg_db, family, new_person, cap=1_000)
+    bound = []
+    for k in (1, 2):
+        other = new_person(pg_db, insurance_type="employee", balance_fen=100_000, now=T0)
+        fam_k = fam._replace(grantor=other[0], grantor_name=other[1])
+        bid = accepted(pg_db, fam_k, now=T0 + timedelta(seconds=10 * k))
+        commands.authorize(pg_db, bid, person(fam_k.grantor), 1_000, now=T0 + timedelta(seconds=10 * k + 1))
+        bound.append(bid)
+        if k == 1:
+            answer = queries.set_deduction_order(pg_db, _person(pg_db, fam.beneficiary).id, [a])
+            assert answer["binding_ids"] == [a, bid]  # the order they pay in now
+    b, c = bound
+    with pg_db() as s:
+        assert {x.id: x.deduction_rank for x in s.scalars(sa.select(Binding).where(Binding.id.in_([a, b, c])))} \
+            == {a: 1, b: None, c: None}
+
+    made, _ = _settle(pg_db, fam, 2_500, "JS-P", at=T0 + timedelta(minutes=2))
+
+    assert [(x["binding_id"], x["amount_fen"]) for x in made["splits"]] == [(a, 1_000), (c, 1_000), (b, 500)]
+    assert queries.set_deduction_order(pg_db, _person(pg_db, fam.beneficiary).id, [])["binding_ids"] == [c, b, a]
 
 
 def test_two_settlements_never_take_more_than_the_grantor_has(pg_db, family, new_person):
