@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from models import Binding, LedgerEntry, OutboxMessage, Person, Settlement, SettlementSplit, Transition
-from workflows import commands, deliveries, platforms, settlements
+from workflows import commands, deliveries, platforms, queries, settlements
 from workflows.errors import DomainError
 
 from .support import T0, accepted, person, race
@@ -189,7 +189,6 @@ def test_user_order_pays_the_ranked_grantor_first(pg_db, family, new_person):
     Then the older binding pays first, then the newer one."""
     fam_old, older = _authorized(pg_db, family, new_person, cap=3_000)
     second_grantor = new_person(pg_db, insurance_type="employee", balance_fen=100_000, now=T0)
-    from workflows import queries
     fam_new = fam_old._replace(grantor=second_grantor[0], grantor_name=second_grantor[1])  # a Family
     newer = accepted(pg_db, fam_new, now=T0 + timedelta(seconds=10))
     commands.authorize(pg_db, newer, person(fam_new.grantor), 3_000, now=T0 + timedelta(seconds=20))
@@ -206,7 +205,6 @@ def test_a_partial_order_ranks_only_the_listed_and_a_later_binding_pays_among_th
     When a third grantor C, newest, authorizes later and a cost larger than A and C together is settled
     Then A pays first (ranked), then C, then B (the unranked, newest first): B was never given a rank;
     and ranking nothing again leaves every binding unranked, newest first."""
-    from workflows import queries
     fam, a = _authorized(pg_db, family, new_person, cap=1_000)
     bound = []
     for k in (1, 2):
@@ -227,6 +225,26 @@ def test_a_partial_order_ranks_only_the_listed_and_a_later_binding_pays_among_th
 
     assert [(x["binding_id"], x["amount_fen"]) for x in made["splits"]] == [(a, 1_000), (c, 1_000), (b, 500)]
     assert queries.set_deduction_order(pg_db, _person(pg_db, fam.beneficiary).id, [])["binding_ids"] == [c, b, a]
+
+
+def test_a_grantor_whose_real_name_verification_is_withdrawn_keeps_the_binding_and_pays_once_restored(
+        pg_db, family, new_person):
+    """Given an authorized binding (cap 5,000 fen, the beneficiary's own account empty)
+    When the registry says the grantor is no longer real-name verified, a cost is settled, the registry
+    restores the verification, and another cost is settled
+    Then the binding stays authorized throughout (DESIGN §3 does not list this fact among those that end a
+    binding), the first cost is paid in cash, the second from the grantor's account (README, Settlements)."""
+    fam, bid = _authorized(pg_db, family, new_person, cap=5_000)
+    g = dict(id_number=fam.grantor, name=fam.grantor_name, insurance_type="employee")
+    new_person(pg_db, **g, real_name_verified=False, now=T0 + timedelta(minutes=1))
+    assert queries.binding(pg_db, bid)["state"] == "authorized"
+    cash, _ = _settle(pg_db, fam, 1_000, "JS-RN1", at=T0 + timedelta(minutes=2))
+    new_person(pg_db, **g, real_name_verified=True, now=T0 + timedelta(minutes=3))
+    paid, _ = _settle(pg_db, fam, 1_000, "JS-RN2", at=T0 + timedelta(minutes=4))
+
+    assert (cash["acct_mulaid_pay"], cash["psn_cash_pay"]) == (0, 1_000)
+    assert (paid["acct_mulaid_pay"], paid["psn_cash_pay"]) == (1_000, 0)
+    assert queries.binding(pg_db, bid)["state"] == "authorized"
 
 
 def test_two_settlements_never_take_more_than_the_grantor_has(pg_db, family, new_person):
