@@ -74,6 +74,7 @@ SEPARATOR = r"[\s\-\u2010-\u2015\u2212._/\u00b7\u30fb]"
 _WIDE = str.maketrans("０１２３４５６７８９Ｘｘ", "0123456789Xx")
 _RUN = re.compile(rf"[0-9](?:{SEPARATOR}{{0,3}}[0-9])*(?:{SEPARATOR}{{0,3}}[Xx])?")
 _SEPARATORS = re.compile(SEPARATOR)
+_LATIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def compact(typed: str) -> str:
@@ -81,15 +82,26 @@ def compact(typed: str) -> str:
     return _SEPARATORS.sub("", (typed or "").translate(_WIDE))
 
 
-def _is_id_shaped(run: str) -> bool:
+def _is_id_shaped(run: str, glued: bool) -> bool:
     """A run (separators dropped) that is an ID number's shape on its own (18 characters, the last may be X;
-    or the first generation's 15 digits), or a longer one with a real number inside: 18 characters whose
-    check digit matches and whose birth date is a real date from 1900 on. Only such a number counts inside a
-    longer run, so a long reference or serial number is not taken for one by its shape alone."""
+    or the first generation's 15 digits), or that holds a real one: 18 characters whose check digit matches
+    and whose birth date is a real date from 1900 on. A run glued to a Latin letter (`ab190744788743448c`, a
+    hexadecimal reference) or longer than 18 counts only by a real number inside, so references and serial
+    numbers are not taken for one by their shape alone."""
     n = len(run)
-    if n == 18 or (n == 15 and run[-1] not in "Xx"):
+    if not glued and (n == 18 or (n == 15 and run[-1] not in "Xx")):
         return True
-    return n > 18 and any(_is_real(run[i:i + 18]) for i in range(n - 17))
+    return n >= 18 and any(_is_real(run[i:i + 18]) for i in range(n - 17))
+
+
+def _found(text: str):
+    """(match, run) for every run in `text` (full-width already made ASCII) that holds an ID number."""
+    for m in _RUN.finditer(text):
+        start, end = m.span()
+        glued = (start and text[start - 1] in _LATIN) or (end < len(text) and text[end] in _LATIN)
+        run = compact(m.group(0))
+        if _is_id_shaped(run, bool(glued)):
+            yield m, run
 
 
 def _is_real(candidate: str) -> bool:
@@ -104,7 +116,7 @@ def _is_real(candidate: str) -> bool:
 
 def holds_id_number(text: str) -> bool:
     """Whether text holds anything shaped like an ID number (what `mask_in_text` masks)."""
-    return any(_is_id_shaped(compact(m.group(0))) for m in _RUN.finditer((text or "").translate(_WIDE)))
+    return next(_found((text or "").translate(_WIDE)), None) is not None
 
 
 def holds_long_number(text: str) -> bool:
@@ -117,10 +129,14 @@ def mask_in_text(text: str) -> str:
     """Free text (an operator's reason, a platform's error answer) with every run that holds an ID number
     masked, grouped or not, full-width or not: `320***********2974`, the separators dropped (a longer run
     that holds one is masked whole). Full-width digits come back as ASCII digits."""
-    def masked(m: re.Match) -> str:
-        run = compact(m.group(0))
-        return mask(run) if _is_id_shaped(run) else m.group(0)
-    return _RUN.sub(masked, (text or "").translate(_WIDE)) if text else text
+    if not text:
+        return text
+    wide = text.translate(_WIDE)
+    out, at = [], 0
+    for m, run in _found(wide):
+        out += [wide[at:m.start()], mask(run)]
+        at = m.end()
+    return "".join(out) + wide[at:]
 
 
 # The separator of a name's parts (Uyghur, Kazakh and other names written in Chinese characters: 阿依古丽·买买提)

@@ -102,7 +102,11 @@ def _seen_by(platform, person: Person, unknown: str) -> Person:
 
 
 def lookup(db, id_number: str, *, platform=None) -> dict:
-    number = idnumbers.normalize(id_number)
+    """The person with this ID number, as the platform may see them. A number that cannot be one is 422
+    invalid_id_number (as `POST /persons` and an invitation answer it: it says nothing of anyone); a valid one
+    nobody holds, or one held in a province the platform does not serve, is the same 404."""
+    number = idnumbers.validate(id_number if isinstance(id_number, str) else "",
+                                today=idnumbers.today_in_china(utcnow()))
     with db() as session:
         person = by_number(session, number)
         if person is None:

@@ -378,10 +378,12 @@ def test_a_real_number_is_found_and_masked_however_it_is_typed_or_glued(born, ar
 
 @pytest.mark.parametrize("text", [
     "JS-2026-000123", "2026112532010200001234", "H32010200001", "320102198001011234567890 1",
-    "金额 100.00 元, 2026-11-25 08:39:25", "13812345678", "1234567890123456", "32010219850202234"])
+    "金额 100.00 元, 2026-11-25 08:39:25", "13812345678", "1234567890123456", "32010219850202234",
+    "sim-ba190744788743448c09d47b", "ref-ab123456789012345678cd"])
 def test_a_reference_or_a_serial_without_a_real_number_inside_is_not_one(text):
     """Given a reference, a long serial (no 18 characters in it with a matching check digit and a real birth
-    date), an amount and time, a mobile number, 16 and 17 digits (neither shape),
+    date), an amount and time, a mobile number, 16 and 17 digits (neither shape), and hexadecimal references
+    whose 15 and 18 digits in a row are glued to letters (only a real number inside counts there),
     Then none holds an ID number, and masking leaves each as it was."""
     assert not idnumbers.holds_id_number(text)
     assert idnumbers.mask_in_text(text) == text

@@ -20,8 +20,9 @@ def upsert_person(body: PersonIn):
 
 
 @endpoint("POST", "/persons/lookup", "Find a person by ID number (sent in the body, never the URL); a "
-          "person insured in a province the platform does not serve is 404", body=LookupIn, answer=PersonOut,
-          tag="persons")
+          "person insured in a province the platform does not serve is 404, as a valid number nobody holds; a "
+          "number that cannot be one is 422 invalid_id_number", body=LookupIn, answer=PersonOut, tag="persons",
+          errors=(400, 401, 403, 404, 422))
 def lookup_person(body: LookupIn):
     return persons.lookup(db(), body.id_number, platform=g.platform)
 
