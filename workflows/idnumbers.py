@@ -82,26 +82,29 @@ def compact(typed: str) -> str:
     return _SEPARATORS.sub("", (typed or "").translate(_WIDE))
 
 
-def _is_id_shaped(run: str, glued: bool) -> bool:
-    """A run (separators dropped) that is an ID number's shape on its own (18 characters, the last may be X;
-    or the first generation's 15 digits), or that holds a real one: 18 characters whose check digit matches
-    and whose birth date is a real date from 1900 on. A run glued to a Latin letter (`ab190744788743448c`, a
-    hexadecimal reference) or longer than 18 counts only by a real number inside, so references and serial
-    numbers are not taken for one by their shape alone."""
-    n = len(run)
-    if not glued and (n == 18 or (n == 15 and run[-1] not in "Xx")):
-        return True
-    return n >= 18 and any(_is_real(run[i:i + 18]) for i in range(n - 17))
-
-
 def _found(text: str):
-    """(match, run) for every run in `text` (full-width already made ASCII) that holds an ID number."""
+    """(start, end, number) of every ID number in `text` (full-width already made ASCII): a run that is one's
+    shape standing on its own (18 characters, the last may be X; or the first generation's 15 digits), the
+    whole run; and, in a run glued to a Latin letter (`ab190744788743448c`, a hexadecimal reference) or
+    longer than 18, each real number inside (18 characters whose check digit matches and whose birth date is
+    real, from 1900 on), only its own characters: so references and serial numbers are not taken for one by
+    their shape, and a mobile number written after an ID number is left to its own masking."""
     for m in _RUN.finditer(text):
         start, end = m.span()
         glued = (start and text[start - 1] in _LATIN) or (end < len(text) and text[end] in _LATIN)
-        run = compact(m.group(0))
-        if _is_id_shaped(run, bool(glued)):
-            yield m, run
+        at = [start + i for i, ch in enumerate(m.group(0)) if ch.isalnum()]  # the run's characters in `text`
+        run = "".join(text[i] for i in at)
+        n = len(run)
+        if not glued and (n == 18 or (n == 15 and run[-1] not in "Xx")):
+            yield start, end, run
+            continue
+        i = 0
+        while i <= n - 18:
+            if _is_real(run[i:i + 18]):
+                yield at[i], at[i + 17] + 1, run[i:i + 18]
+                i += 18
+            else:
+                i += 1
 
 
 def _is_real(candidate: str) -> bool:
@@ -126,16 +129,16 @@ def holds_long_number(text: str) -> bool:
 
 
 def mask_in_text(text: str) -> str:
-    """Free text (an operator's reason, a platform's error answer) with every run that holds an ID number
-    masked, grouped or not, full-width or not: `320***********2974`, the separators dropped (a longer run
-    that holds one is masked whole). Full-width digits come back as ASCII digits."""
+    """Free text (an operator's reason, a platform's error answer) with every ID number in it masked (see
+    `_found`), grouped or not, full-width or not: `320***********2974`, its separators dropped. Full-width
+    digits come back as ASCII digits."""
     if not text:
         return text
     wide = text.translate(_WIDE)
     out, at = [], 0
-    for m, run in _found(wide):
-        out += [wide[at:m.start()], mask(run)]
-        at = m.end()
+    for start, end, number in _found(wide):
+        out += [wide[at:start], mask(number)]
+        at = end
     return "".join(out) + wide[at:]
 
 

@@ -24,7 +24,8 @@ from workflows import free_text
     # glued to a letter or a digit, grouped by dots or several spaces, full-width: found all the same
     ("a:320102198502022349A b:320102.19850202.2349 c:320102  19850202  2349",
      "a:320***********2349A b:320***********2349 c:320***********2349"),
-    ("x9320102198502022349", "x932************2349"),  # a longer run holding a real number: masked whole
+    ("x9320102198502022349", "x9320***********2349"),  # a longer run holding a real number: that number
+    ("320102198502022349 13812345678", "320***********2349 138****5678"),  # each its own
     ("３２０１０２１９８５０２０２２３４９", "320***********2349"),
     ("serial 2026112532010200001234", "serial 2026112532010200001234"),  # no real number inside: kept
     ("电话138.1234.5678 或 138  1234  5678", "电话138****5678 或 138****5678"),
