@@ -200,3 +200,30 @@ def test_the_policy_page_shows_each_regions_versions_in_force_pending_and_older(
     assert {r for r, _, _ in rows} == {"320100", "320500", "650100", "652900"}
     assert [(v, s) for r, v, s in rows if r == "650100"] == [("3", "pending"), ("2", "in_force"), ("1", "older")]
     assert "待生效" in page and "生效中" in page and "跨省" in page and "3 天" in page and "最近绑定者优先" in page
+
+
+def test_signing_in_and_looking_up_work_while_redis_is_away(sqlite_db, crypto_keys):
+    """Given the dashboard whose rate limits live in a Redis that is not there (a closed port)
+    When an operator signs in and looks a number up, and then 10 wrong passwords are tried for that name
+    Then the sign-in and the look-up answer as usual (not 500), and the sign-in limit (10 a minute per
+    address and name, the good one counted) still holds, kept in the process's memory until Redis is back."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # bound, never listening: connection refused
+        settings = Settings(database_url="sqlite://", redis_url=f"redis://127.0.0.1:{closed}/0",
+                            pii_keys=crypto_keys["pii_keys"], pii_active_key=crypto_keys["active"],
+                            lookup_key=crypto_keys["lookup_key"], secret_key="test-secret", dev_mode=True)
+        operators.add(sqlite_db, "viewer", "correct horse battery", "viewer")
+        app = create_app(settings, db=sqlite_db, engine=None)
+        client, answer = signed_in(app, "viewer")
+        assert (answer.status_code, answer.headers.get("Location")) == (302, "/dashboard/")
+        token = TOKEN.search(client.get("/dashboard/bindings").get_data(as_text=True)).group(1)
+        looked_up = client.post("/dashboard/find", data={"csrf_token": token, "id_number": "320102198001011238"})
+        assert looked_up.status_code == 200
+
+        other = app.test_client()
+        token = TOKEN.search(other.get("/dashboard/login").get_data(as_text=True)).group(1)
+        codes = [other.post("/dashboard/login", data={"csrf_token": token, "username": "viewer",
+                                                      "password": "wrong"}).status_code for _ in range(10)]
+        assert codes == [401] * 9 + [429], codes

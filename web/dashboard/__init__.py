@@ -102,6 +102,13 @@ def init_app(app: Flask, *, exempt: tuple = ()) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", 8 * 3600)
     app.config.setdefault("REMEMBER_COOKIE_SECURE", app.config.get("SESSION_COOKIE_SECURE", True))
     app.config.setdefault("RATELIMIT_STORAGE_URI", settings.redis_url or "memory://")
+    # Redis away: the limits are kept in this process's memory until it answers again (Flask-Limiter checks
+    # back with a growing pause), so signing in and the look-ups keep working in an outage, still limited;
+    # an error the fallback cannot absorb lets the request through rather than answer 500.
+    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    if settings.redis_url:  # a Redis that drops packets instead of refusing must not hold a sign-in for long
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 1, "socket_timeout": 1})
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     csrf.init_app(app)
     login.init_app(app)
