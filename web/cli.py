@@ -182,16 +182,21 @@ def platform() -> None:
 @click.option("--kind", type=click.Choice(["national", "province", "verifier"]), required=True)
 @click.option("--api-key", required=True)
 @click.option("--webhook-secret", required=True)
-@click.option("--webhook-url", default=None)
+@click.option("--webhook-url", default=None,
+              help="where its events are sent (a verifier: where sessions are opened); on an update, left as it "
+                   "was unless given, '' removes it")
 @click.option("--regions", default="", help="province codes served, comma separated (e.g. 32,65)")
 def platform_add(platform_id, kind, api_key, webhook_secret, webhook_url, regions) -> None:
-    """Register a platform (idempotent: running it again updates it)."""
+    """Register a platform; running it again updates its kind, API key, provinces and (if given) webhook URL.
+    Its webhook secret changes only with `platform rotate-secret`. Prepares the database as `db upgrade`."""
     from workflows import platforms
     from workflows.errors import DomainError
 
     settings = Settings.from_env()
     engine, factory = _engine_db(settings)
     migrate.upgrade(engine)
+    with factory.begin() as s:  # the provinces are checked against the regions
+        seed.seed_regions(s)
     try:
         created = platforms.add(factory, platform_id, kind=kind, api_key=api_key, webhook_secret=webhook_secret,
                                 webhook_url=webhook_url, provinces=[r for r in regions.split(",") if r.strip()])
@@ -212,7 +217,7 @@ def platform_rotate_secret(platform_id, new_secret, overlap_hours) -> None:
 
     _, factory = _engine_db(Settings.from_env())
     try:
-        until = platforms.rotate_secret(factory, platform_id, new_secret, overlap_s=int(overlap_hours * 3600))
+        until = platforms.rotate_secret(factory, platform_id, new_secret, overlap_s=overlap_hours * 3600)
     except DomainError as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"platform {platform_id}: new secret active; the old one is accepted until {until.isoformat()}")

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from models import Platform
 from models.types import utcnow
 
+from . import platform_checks
 from .errors import DomainError
 from .ttl_cache import TTLCache
 
@@ -128,8 +129,8 @@ def set_webhook_url(db, platform_id: str, url: str | None) -> None:
 def rotate_secret(db, platform_id: str, new_secret: str, *, overlap_s: int = 86400, now=None) -> datetime:
     """Make `new_secret` current; the old one stays valid (signed with and accepted) for `overlap_s` seconds.
     Returns when the overlap ends."""
-    if not new_secret.startswith("whsec_"):
-        raise DomainError("validation_failed", "webhook secrets look like whsec_<base64>")
+    platform_checks.check_secret(new_secret)
+    platform_checks.check_overlap(overlap_s)
     now = now or utcnow()
     with db.begin() as s:
         p = s.get(Platform, platform_id)
@@ -144,18 +145,29 @@ def rotate_secret(db, platform_id: str, new_secret: str, *, overlap_s: int = 864
 
 def add(db, platform_id: str, *, kind: str, api_key: str, webhook_secret: str, webhook_url: str | None = None,
         provinces: list[str] | None = None) -> bool:
-    """Register or update a platform (idempotent). Returns True when it was created."""
-    if kind not in KINDS:
-        raise DomainError("validation_failed", f"kind is one of {', '.join(KINDS)}")
-    if not webhook_secret.startswith("whsec_"):
-        raise DomainError("validation_failed", "webhook secrets look like whsec_<base64>")
+    """Register a platform, or update one (returns True when it was created): its kind, API key (a new one
+    replaces the old at once), provinces, and its webhook URL when one is given ('' removes it; None keeps
+    it). Every field is checked first (`platform_checks`). The webhook secret of a registered platform
+    changes only through `rotate_secret`, which keeps the old one valid for an overlap: an update that names
+    another secret is refused, as is an API key another platform holds."""
+    platform_checks.check_secret(webhook_secret)
+    provinces = list(provinces or [])
+    digest = hash_key(api_key) if isinstance(api_key, str) else ""
     with db.begin() as s:
+        platform_checks.check_registration(s, platform_id, kind=kind, kinds=KINDS, api_key=api_key,
+                                           webhook_url=webhook_url, provinces=provinces)
+        if s.scalar(sa.select(Platform.id).where(Platform.api_key_hash == digest, Platform.id != platform_id)):
+            raise DomainError("conflict", "that API key is another platform's")
         p = s.get(Platform, platform_id)
         created = p is None
         if created:
-            p = Platform(id=platform_id)
+            p = Platform(id=platform_id, webhook_secret=webhook_secret)
             s.add(p)
-        p.kind, p.api_key_hash, p.webhook_secret = kind, hash_key(api_key), webhook_secret
-        p.webhook_url, p.provinces = webhook_url, list(provinces or [])
+        elif p.webhook_secret != webhook_secret:
+            raise DomainError("conflict", f"platform {platform_id} has another webhook secret: change it with "
+                                          "`gongji platform rotate-secret`, which keeps the old one valid meanwhile")
+        p.kind, p.api_key_hash, p.provinces = kind, digest, provinces
+        if webhook_url is not None:
+            p.webhook_url = webhook_url or None
     clear_cache()
     return created

@@ -53,3 +53,20 @@ def test_either_secret_verifies_during_the_overlap_and_only_the_new_one_after(pg
     platforms.clear_cache()
     assert _post(server, old, 4).status_code == 401
     assert _post(server, NEW, 5).status_code == 202
+
+
+def test_a_secret_stored_before_the_checks_that_is_not_base64_verifies_nothing_and_breaks_nothing(pg_db, server):
+    """Given Jiangsu whose current secret was stored before `platform_checks` existed and is not base64
+    (`whsec_%%%`), its previous one still in its overlap
+    When webhooks come signed with the previous secret and with a stranger's
+    Then the first is accepted (202) and the second refused (401 bad_signature): the unusable secret is
+    skipped and logged, never a 500 for every webhook of the platform."""
+    with pg_db.begin() as s:
+        old = seed.seed_dev_platforms(s)["jiangsu"][1]
+        p = s.get(Platform, "jiangsu")
+        p.previous_webhook_secret, p.webhook_secret = old, "whsec_%%%"
+        p.previous_secret_expires_at = utcnow() + timedelta(hours=1)
+    platforms.clear_cache()
+    assert _post(server, old, 6).status_code == 202
+    refused = _post(server, OTHER, 7)
+    assert refused.status_code == 401 and refused.json()["code"] == "bad_signature", refused.text

@@ -1,0 +1,110 @@
+"""`gongji platform add` and `rotate-secret` refuse a slip with a message that names it, before anything is
+written (`workflows/platform_checks.py`); an update keeps what it does not name; a secret stored before these
+checks makes its platform's webhooks a 401, not a 500. Through the command line (click's runner) on a fresh
+embedded SQLite database in a temporary directory."""
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from models import Platform
+from web.cli import main
+
+SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
+OTHER = "whsec_" + base64.b64encode(b"o" * 32).decode()
+
+
+@pytest.fixture
+def gongji(tmp_path, monkeypatch):
+    """Run `gongji …` against an embedded database of the test's own; (exit code, output)."""
+    for name in [k for k in os.environ if k.startswith("GONGJI_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("GONGJI_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("GONGJI_LOG_LEVEL", "WARNING")
+
+    def run(*args: str) -> tuple[int, str]:
+        done = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        return done.exit_code, done.output
+    return run
+
+
+def _row(tmp_path, platform_id: str) -> dict | None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'gongji.db'}")
+    with engine.connect() as c:
+        row = c.execute(sa.select(Platform.webhook_url, Platform.provinces, Platform.previous_secret_expires_at)
+                        .where(Platform.id == platform_id)).mappings().first()
+    engine.dispose()
+    return dict(row) if row else None
+
+
+@pytest.mark.parametrize("args, says", [
+    (["p1", "--kind", "province", "--api-key", "gk_long_enough_1", "--webhook-secret", "whsec_%%%", "--regions", "32"],
+     "not base64"),
+    (["p1", "--kind", "province", "--api-key", "gk_long_enough_1", "--webhook-secret", "whsec_AAAA", "--regions", "32"],
+     "24 to 64 random bytes"),
+    (["p1", "--kind", "province", "--api-key", "gk_long_enough_1", "--webhook-secret", SECRET, "--regions", "320100"],
+     "province codes are 2 digits"),
+    (["p1", "--kind", "province", "--api-key", "gk_long_enough_1", "--webhook-secret", SECRET, "--regions", "99"],
+     "no province 99"),
+    (["p1", "--kind", "province", "--api-key", "gk_long_enough_1", "--webhook-secret", SECRET],
+     "names the provinces it serves"),
+    (["p1", "--kind", "national", "--api-key", "gk_long_enough_1", "--webhook-secret", SECRET, "--regions", "32"],
+     "give it no --regions"),
+    (["p1", "--kind", "province", "--api-key", "x", "--webhook-secret", SECRET, "--regions", "32"],
+     "at least 12 characters"),
+    (["", "--kind", "province", "--api-key", "gk_long_enough_1", "--webhook-secret", SECRET, "--regions", "32"],
+     "a platform id is"),
+    (["p1", "--kind", "province", "--api-key", "gk_long_enough_1", "--webhook-secret", SECRET, "--regions", "32",
+      "--webhook-url", "notaurl"], "http:// or https://"),
+])
+def test_a_slip_in_a_registration_is_refused_by_name_and_nothing_is_written(gongji, tmp_path, args, says):
+    """Given a fresh database
+    When a platform is added with a secret that is not base64 or too short, a pooling region or an unknown
+    code for a province, a province platform serving nothing, a national one given provinces, a one-letter
+    API key, an empty id, or a webhook URL that is not one
+    Then the command exits 1 with a message naming the slip (no traceback), and no platform is written."""
+    code, out = gongji("platform", "add", *args)
+    assert code == 1 and says in out and "Traceback" not in out, out
+    assert _row(tmp_path, args[0] or "p1") is None
+
+
+def test_an_update_keeps_the_url_and_refuses_another_secret_or_anothers_key(gongji, tmp_path):
+    """Given a province platform with a webhook URL, and a second platform
+    When `platform add` runs again for the first to add a province, without --webhook-url; then with another
+    secret; then with the second platform's API key; then with --webhook-url ''
+    Then the first keeps its URL and secret and now serves both provinces; another secret is refused (it
+    changes only by rotation, which keeps the old one valid); the other's key is refused; '' removes the URL."""
+    base = ["platform", "add", "p1", "--kind", "province", "--api-key", "gk_long_enough_1", "--webhook-secret", SECRET]
+    assert gongji(*base, "--regions", "32", "--webhook-url", "https://p1.example/hooks")[0] == 0
+    assert gongji("platform", "add", "p2", "--kind", "province", "--api-key", "gk_long_enough_2",
+                  "--webhook-secret", OTHER, "--regions", "65")[0] == 0
+
+    code, out = gongji(*base, "--regions", "32,65")
+    assert (code, out.strip()) == (0, "platform p1 updated")
+    row = _row(tmp_path, "p1")
+    assert row["webhook_url"] == "https://p1.example/hooks" and row["provinces"] == ["32", "65"]
+
+    code, out = gongji(*base[:-1], OTHER, "--regions", "32")
+    assert code == 1 and "rotate-secret" in out, out
+    code, out = gongji(*base[:6], "gk_long_enough_2", *base[7:], "--regions", "32")
+    assert code == 1 and "another platform's" in out and "Traceback" not in out, out
+    assert gongji(*base, "--regions", "32", "--webhook-url", "")[0] == 0
+    assert _row(tmp_path, "p1")["webhook_url"] is None
+
+
+@pytest.mark.parametrize("secret, hours, says", [
+    ("whsec_%%%", "24", "not base64"), (OTHER, "-5", "0 to 720 hours"), (OTHER, "1e12", "0 to 720 hours"),
+    (OTHER, "nan", "0 to 720 hours")])
+def test_a_rotation_with_a_bad_secret_or_overlap_is_refused_and_the_secret_kept(gongji, tmp_path, secret, hours, says):
+    """Given a registered platform
+    When its secret is rotated to one that is not base64, or with an overlap that is negative, huge or NaN
+    Then the command exits 1 naming the slip (no traceback) and the platform keeps its secret."""
+    assert gongji("platform", "add", "p1", "--kind", "province", "--api-key", "gk_long_enough_1",
+                  "--webhook-secret", SECRET, "--regions", "32")[0] == 0
+    code, out = gongji("platform", "rotate-secret", "p1", "--new-secret", secret, "--overlap-hours", hours)
+    assert code == 1 and says in out and "Traceback" not in out, out
+    assert _row(tmp_path, "p1")["previous_secret_expires_at"] is None  # no rotation happened
