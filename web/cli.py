@@ -4,6 +4,7 @@ A composition root: it is the one place allowed to wire `web` and `workers` toge
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import os
 import sys
 import time
@@ -242,12 +243,20 @@ def deliveries_status() -> None:
                    f"oldest {row['oldest_age_s']:.0f} s")
 
 
+def _console_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container's uid without a passwd entry
+        return str(os.getuid())
+
+
 @deliveries.command("replay")
 @click.option("--id", "ids", multiple=True, type=int, help="a dead delivery's id (repeatable)")
 @click.option("--platform", "platform_id", default=None)
 @click.option("--binding", "binding_id", default=None)
 def deliveries_replay(ids, platform_id, binding_id) -> None:
-    """Send dead deliveries again with a fresh retry schedule (the dashboard calls the same command)."""
+    """Send dead deliveries again with a fresh retry schedule, audited as `console:<user>` (the dashboard's
+    replay does the same under the operator's name). Exits 1 when nothing dead matches."""
     from workers import broker, runtime
     from workflows import delivery_repair as dl
 
@@ -259,9 +268,17 @@ def deliveries_replay(ids, platform_id, binding_id) -> None:
     runtime.configure(settings, factory)
     from workers.actors import send_deliveries
 
-    ready = dl.replay(factory, ids=list(ids) or None, platform_id=platform_id, binding_id=binding_id)
-    send_deliveries(ready)  # without a worker listening, the scheduler's delivery pass sends them
-    click.echo(f"replayed; {len(ready)} sent now, the rest follow their predecessors")
+    from workflows.errors import DomainError
+    try:
+        done = dl.replay_from_console(factory, f"console:{_console_user()}", ids=list(ids) or None,
+                                      platform_id=platform_id, binding_id=binding_id)
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from None
+    if not done["replayed"]:
+        raise click.ClickException("no dead delivery matches")
+    send_deliveries(done["ready"])  # without a worker listening, the scheduler's delivery pass sends them
+    click.echo(f"replayed {done['replayed']} dead deliveries (audited); {len(done['ready'])} sent now, the rest "
+               "follow their predecessors")
 
 
 @main.command()

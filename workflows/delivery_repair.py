@@ -10,9 +10,12 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from models import Binding
 from models.types import utcnow
 
+from . import operators, platforms
 from .deliveries import D, OPEN, blocked, first_try
+from .errors import DomainError
 from .delivery_statements import BLOCKED
 
 _ORPHANS = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at.is_(None), ~BLOCKED)
@@ -32,10 +35,7 @@ def release_orphans(db, *, now: datetime | None = None, batch: int = 500) -> int
     return len(ids)
 
 
-def replay(db, *, ids: list[int] | None = None, platform_id: str | None = None, binding_id: str | None = None,
-           now: datetime | None = None) -> list[int]:
-    """An operator sends dead deliveries again (a fresh retry schedule); returns the ids to send now."""
-    now = now or utcnow()
+def _dead(ids: list[int] | None, platform_id: str | None, binding_id: str | None) -> sa.Select:
     query = sa.select(D.c.id, D.c.platform_id, D.c.binding_id, D.c.binding_version).where(D.c.status == "dead")
     if ids:
         query = query.where(D.c.id.in_(ids))
@@ -43,18 +43,44 @@ def replay(db, *, ids: list[int] | None = None, platform_id: str | None = None, 
         query = query.where(D.c.platform_id == platform_id)
     if binding_id:
         query = query.where(D.c.binding_id == binding_id)
+    return query
+
+
+def replay(db, *, ids: list[int] | None = None, platform_id: str | None = None, binding_id: str | None = None,
+           now: datetime | None = None) -> list[int]:
+    """An operator sends dead deliveries again (a fresh retry schedule); returns the ids to send now."""
     with db.begin() as s:
-        return replay_in(s, query, now)
+        return replay_in(s, _dead(ids, platform_id, binding_id), now or utcnow())
 
 
-def replay_in(s, query: sa.Select, now: datetime) -> list[int]:
+def replay_from_console(db, who: str, *, ids: list[int] | None = None, platform_id: str | None = None,
+                        binding_id: str | None = None, now: datetime | None = None) -> dict:
+    """`gongji deliveries replay`: `replay`, refusing a platform or binding that does not exist (not_found:
+    a typo must not read as "nothing to do"), audited like the dashboard's replay (`who`: the console user).
+    {"replayed": how many dead deliveries matched, "ready": the ids to send now}."""
+    now = now or utcnow()
+    with db.begin() as s:
+        if platform_id:
+            platforms.get_in(s, platform_id)
+        if binding_id and s.get(Binding, binding_id) is None:
+            raise DomainError("not_found", f"no binding {binding_id}")
+        replayed: list[int] = []
+        ready = replay_in(s, _dead(ids, platform_id, binding_id), now, replayed)
+        operators.record(s, who, "deliveries_replay", binding_id=binding_id, reason=None, now=now, detail={
+            "platform_id": platform_id, "ids": list(ids or []), "dead": len(replayed), "sent_now": len(ready)})
+    return {"replayed": len(replayed), "ready": ready}
+
+
+def replay_in(s, query: sa.Select, now: datetime, replayed: list[int] | None = None) -> list[int]:
     """Replay the dead deliveries `query` selects (id, platform_id, binding_id, binding_version) in the
-    caller's transaction; the ids that may leave now."""
+    caller's transaction; the ids that may leave now (every one replayed is appended to `replayed`)."""
     ready = []
     for row in s.execute(query.order_by(D.c.binding_version, D.c.id).with_for_update()).all():
         held = blocked(s, row.platform_id, row.binding_id, row.binding_version)
         s.execute(sa.update(D).where(D.c.id == row.id).values(
             status="pending", attempts=0, dead_at=None, next_attempt_at=first_try(held, now)))
+        if replayed is not None:
+            replayed.append(row.id)
         if not held:
             ready.append(row.id)
     return ready

@@ -13,8 +13,9 @@ lease of its own, one outbox row carries it (`workflows/once.py`), and two could
 refused by a rule is final: the rule would refuse it again (`illegal_transition`).
 
 `replay_dead`: the dead deliveries of one platform (or one of them) get a fresh retry schedule through
-`delivery_repair.replay`, the function `gongji deliveries replay --platform` calls, so the dashboard and
-the command line replay the same rows the same way; another platform's dead deliveries stay as they are.
+`delivery_repair.replay`, whose selection and order `gongji deliveries replay --platform` shares
+(`replay_from_console`), so the dashboard and the command line replay the same rows the same way; another
+platform's dead deliveries stay as they are.
 That function commits its own transaction; the audit row and the internal event that sends what may
 leave now (`deliveries.RETRY_TOPIC`) follow in a second one (should that fail, the scheduler's delivery
 pass sends them: they are due)."""

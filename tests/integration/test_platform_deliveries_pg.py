@@ -88,7 +88,7 @@ def test_replaying_one_platforms_dead_leaves_anothers_alone_through_the_command_
         pg_db, dead_to_two, staff, monkeypatch):
     """Given dead deliveries to Jiangsu and to the national platform (still down),
     When an operator replays Jiangsu's dead deliveries with a reason,
-    Then `delivery_repair.replay` (what `gongji deliveries replay --platform jiangsu` calls) does it for
+    Then `delivery_repair.replay` (the selection `gongji deliveries replay --platform jiangsu` shares) does it for
     Jiangsu only: its versions 1 and 2 are pending with a fresh schedule (2 waits for 1), version 1 is sent
     at once through the worker's retry event, the national platform's dead delivery is exactly as it was,
     and the audit row names the platform and the counts."""
@@ -138,3 +138,22 @@ def test_one_dead_delivery_is_replayed_alone_and_only_under_its_platform(pg_db, 
     assert _deliveries(pg_db) == after_one
     assert [(a.outcome, a.binding_id) for a in _audit(pg_db)] == [("ok", bid), ("not_found", None),
                                                                   ("forbidden", None)]
+
+
+def test_the_consoles_replay_replays_the_same_rows_and_is_audited_under_the_console_user(pg_db, dead_to_two):
+    """Given dead deliveries to Jiangsu (versions 1 and 2) and to the national platform
+    When `gongji deliveries replay --platform jiangsu` runs (`replay_from_console`, as `console:ops`)
+    Then Jiangsu's two are pending (version 2 behind version 1, which may leave now), the national one is
+    untouched, and one audit row names the console user, the platform and the counts."""
+    _bid, made = dead_to_two
+    before = _deliveries(pg_db)
+
+    done = delivery_repair.replay_from_console(pg_db, "console:ops", platform_id="jiangsu")
+
+    assert done == {"replayed": 2, "ready": [made[("jiangsu", 1)]]}
+    after = _deliveries(pg_db)
+    assert after[made[("jiangsu", 2)]] == ("pending", 0, None, None)
+    assert after[made[("national", 1)]] == before[made[("national", 1)]]
+    [entry] = _audit(pg_db)
+    assert (entry.operator, entry.outcome, entry.detail) == (
+        "console:ops", "ok", {"platform_id": "jiangsu", "ids": [], "dead": 2, "sent_now": 1})

@@ -108,3 +108,17 @@ def test_a_rotation_with_a_bad_secret_or_overlap_is_refused_and_the_secret_kept(
     code, out = gongji("platform", "rotate-secret", "p1", "--new-secret", secret, "--overlap-hours", hours)
     assert code == 1 and says in out and "Traceback" not in out, out
     assert _row(tmp_path, "p1")["previous_secret_expires_at"] is None  # no rotation happened
+
+
+def test_a_replay_that_names_nothing_real_says_so(gongji, tmp_path):
+    """Given a fresh database with the seeded regions and a platform, no dead delivery anywhere
+    When `gongji deliveries replay` names an unknown platform, an unknown binding, a delivery id that is not
+    dead, or the real platform (nothing dead)
+    Then each exits 1 saying what is wrong (no "replayed" that reads as success); nothing is audited, since
+    nothing was replayed."""
+    assert gongji("platform", "add", "p1", "--kind", "province", "--api-key", "gk_long_enough_1",
+                  "--webhook-secret", SECRET, "--regions", "32")[0] == 0
+    for args, says in ((["--platform", "nope"], "no platform nope"), (["--binding", "bnd_nope"], "no binding bnd_nope"),
+                       (["--id", "99999"], "no dead delivery matches"), (["--platform", "p1"], "no dead delivery matches")):
+        code, out = gongji("deliveries", "replay", *args)
+        assert code == 1 and says in out and "Traceback" not in out, (args, out)
