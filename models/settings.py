@@ -4,8 +4,10 @@ Lives in `models` because every layer needs it and `models` is the layer everyon
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,38 +48,118 @@ class Settings:
 
     @staticmethod
     def from_env(*, var_dir: str | Path | None = None) -> "Settings":
+        """From the environment; a missing or malformed value is a SettingsError naming the variable (and
+        never echoing a key)."""
         var = Path(var_dir or _env("GONGJI_VAR_DIR", "var")).resolve()
         db = _env("GONGJI_DATABASE_URL")
         dev = db is None
         if db is None:
             db = f"sqlite:///{var / 'gongji.db'}"
+        else:
+            _check_url("GONGJI_DATABASE_URL", db)
         keys_spec = _env("GONGJI_PII_KEYS")  # "k2:base64,k1:base64" — first one encrypts
         if keys_spec:
-            pairs = [part.split(":", 1) for part in keys_spec.split(",") if part.strip()]
-            keys = {k.strip(): v.strip() for k, v in pairs}
-            active = pairs[0][0].strip()
+            keys, active = _pii_keys(keys_spec)
         else:
             if not dev:
-                raise RuntimeError("GONGJI_PII_KEYS is required when GONGJI_DATABASE_URL is set")
+                raise SettingsError("GONGJI_PII_KEYS is required when GONGJI_DATABASE_URL is set")
             keys, active = {"dev1": _dev_key("pii")}, "dev1"
         lookup = _env("GONGJI_LOOKUP_KEY") or (_dev_key("lookup") if dev else None)
         secret = _env("GONGJI_SECRET_KEY") or (_dev_key("secret") if dev else None)
         if lookup is None or secret is None:
-            raise RuntimeError("GONGJI_LOOKUP_KEY and GONGJI_SECRET_KEY are required in production")
+            raise SettingsError("GONGJI_LOOKUP_KEY and GONGJI_SECRET_KEY are required when GONGJI_DATABASE_URL is set")
+        if not _long_enough_key(lookup):
+            raise SettingsError("GONGJI_LOOKUP_KEY is the base64 of 32 random bytes (openssl rand -base64 32)")
+        if len(secret) < 16:
+            raise SettingsError("GONGJI_SECRET_KEY has at least 16 characters (a random string)")
+        redis_url = _env("GONGJI_REDIS_URL")
+        if redis_url:
+            _check_url("GONGJI_REDIS_URL", redis_url)
         return Settings(
             database_url=db,
-            redis_url=_env("GONGJI_REDIS_URL"),
+            redis_url=redis_url,
             pii_keys=keys,
             pii_active_key=active,
             lookup_key=lookup,
             secret_key=secret,
-            sweep_interval_s=float(_env("GONGJI_SWEEP_INTERVAL_S", "1.0")),
-            sweep_batch=int(_env("GONGJI_SWEEP_BATCH", "500")),
+            sweep_interval_s=number("GONGJI_SWEEP_INTERVAL_S", 1.0, minimum=0.05, maximum=3600),
+            sweep_batch=int(number("GONGJI_SWEEP_BATCH", 500, minimum=1, maximum=100_000, integer=True)),
             dev_mode=dev,
             public_url=_env("GONGJI_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
-            proxy_hops=int(_env("GONGJI_PROXY_HOPS", "0")),
+            proxy_hops=int(number("GONGJI_PROXY_HOPS", 0, minimum=0, maximum=10, integer=True)),
             metrics_token=_env("GONGJI_METRICS_TOKEN", "") or None,
         )
+
+
+class SettingsError(RuntimeError):
+    """A setting missing or malformed: the process stops at start, with this message (the command line
+    prints it without a traceback)."""
+
+
+def number(name: str, default: float, *, minimum: float, maximum: float, integer: bool = False) -> float:
+    """A numeric setting within [minimum, maximum] (finite), or its default when unset."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or not minimum <= value <= maximum:
+        kind = "an integer" if integer else "a number"
+        raise SettingsError(f"{name} is {kind} from {minimum:g} to {maximum:g}, not {raw!r}")
+    return value
+
+
+def schedule(name: str, default: tuple, *, minimum: float, maximum: float) -> tuple:
+    """A comma-separated list of seconds (each within [minimum, maximum]), or the default when unset."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        values = tuple(float(x) for x in raw.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(math.isfinite(v) and minimum <= v <= maximum for v in values):
+        raise SettingsError(f"{name} is seconds from {minimum:g} to {maximum:g}, comma separated, not {raw!r}")
+    return values
+
+
+def _long_enough_key(key: str) -> bool:
+    """At least 32 bytes: base64 of them, or (keys set before this check) a raw string of 32 characters."""
+    try:
+        return len(base64.b64decode(key, validate=True)) >= 32 or len(key) >= 32
+    except (binascii.Error, ValueError):
+        return len(key) >= 32
+
+
+def _check_url(name: str, url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        parsed = None
+    if parsed is None or not parsed.drivername:
+        raise SettingsError(f"{name} is not a URL (e.g. postgresql+psycopg://user:password@host/db, redis://host:6379/0)")
+
+
+def _pii_keys(spec: str) -> tuple[dict[str, str], str]:
+    """GONGJI_PII_KEYS: `id:base64,…`, each the base64 of 32 bytes (AES-256); the first one encrypts."""
+    keys: dict[str, str] = {}
+    for n, part in enumerate((p for p in spec.split(",") if p.strip()), start=1):
+        kid, sep, b64 = (x.strip() for x in part.partition(":"))
+        try:
+            size = len(base64.b64decode(b64, validate=True)) if sep and kid else None
+        except (binascii.Error, ValueError):
+            size = None
+        if size != 32:
+            raise SettingsError(f"GONGJI_PII_KEYS part {n} is not <key id>:<base64 of 32 bytes> (AES-256); "
+                                "e.g. k1:$(openssl rand -base64 32)")
+        keys[kid] = b64
+    if not keys:
+        raise SettingsError("GONGJI_PII_KEYS names no key")
+    return keys, next(iter(keys))
 
 
 def log_level() -> str:
@@ -85,7 +167,7 @@ def log_level() -> str:
     does not know stops the process at start instead of leaving it silent."""
     level = (_env("GONGJI_LOG_LEVEL", "INFO") or "INFO").upper()
     if not isinstance(logging.getLevelName(level), int):
-        raise RuntimeError(f"GONGJI_LOG_LEVEL={level!r} is not a logging level (DEBUG, INFO, WARNING, ERROR)")
+        raise SettingsError(f"GONGJI_LOG_LEVEL={level!r} is not a logging level (DEBUG, INFO, WARNING, ERROR)")
     return level
 
 

@@ -13,14 +13,30 @@ import click
 
 from models import db as models_db
 from models import migrate, seed
-from models.settings import Settings, configure_logging, log_level
+from models.settings import Settings, SettingsError, configure_logging, log_level
 
 
 def _engine_db(settings: Settings):
     return models_db.from_settings(settings)
 
 
-@click.group()
+class _Gongji(click.Group):
+    """A setting missing or malformed (`SettingsError`) is the command's error message and exit 1, not a
+    traceback; a command run before `gongji db upgrade` made the schema says so."""
+
+    def invoke(self, ctx):
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            raise click.ClickException(str(exc)) from None
+        except (OperationalError, ProgrammingError) as exc:
+            if "no such table" in str(exc) or "does not exist" in str(exc):
+                raise click.ClickException("the database has no schema yet: run `gongji db upgrade` first") from None
+            raise
+
+
+@click.group(cls=_Gongji)
 def main() -> None:
     """Gongji (共济): family mutual aid of employee medical-insurance personal accounts."""
     configure_logging()

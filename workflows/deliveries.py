@@ -14,7 +14,6 @@ until an operator replays it (`gongji deliveries replay`). The webhook-id is the
 so a receiver drops duplicates."""
 from __future__ import annotations
 
-import os
 from collections import namedtuple
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from models import Delivery, DeliveryAttempt, OutboxMessage
+from models.settings import number, schedule
 from models.types import utcnow
 
 from . import delivery_statements as statements
@@ -32,10 +32,9 @@ from .statements import Statement
 
 DEFAULT_SCHEDULE_S = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800) + (43200,) * 6
 # GONGJI_DELIVERY_SCHEDULE_S="5,30,120" replaces the schedule; GONGJI_DELIVERY_LEASE_S the lease (seconds)
-SCHEDULE_S = tuple(float(x) for x in os.environ["GONGJI_DELIVERY_SCHEDULE_S"].split(",")) \
-    if os.environ.get("GONGJI_DELIVERY_SCHEDULE_S") else DEFAULT_SCHEDULE_S
+SCHEDULE_S = schedule("GONGJI_DELIVERY_SCHEDULE_S", DEFAULT_SCHEDULE_S, minimum=0.1, maximum=7 * 86400)
 MAX_ATTEMPTS = len(SCHEDULE_S) + 1
-LEASE_S = float(os.environ.get("GONGJI_DELIVERY_LEASE_S") or 120)  # retried after this if its worker vanished
+LEASE_S = number("GONGJI_DELIVERY_LEASE_S", 120, minimum=1, maximum=3600)  # retried after this if its worker vanished
 GRACE_S = 30.0  # an enqueued delivery is re-enqueued by the periodic pass after this long
 D = Delivery.__table__
 OPEN = statements.OPEN

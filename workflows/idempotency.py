@@ -20,7 +20,6 @@ invited meets the open one, a settlement is idempotent on its `reference` for ev
 from __future__ import annotations
 
 import hashlib
-import os
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -28,6 +27,7 @@ import sqlalchemy as sa
 
 from models import IdempotencyRecord
 from models.crypto import keyed_digest
+from models.settings import number
 from models.types import utcnow
 
 from .errors import DomainError
@@ -50,7 +50,7 @@ def legacy_fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 # seconds a key is remembered (from its claim); GONGJI_IDEMPOTENCY_RETENTION_H sets it in hours
-RETENTION_S = max(1.0, float(os.environ.get("GONGJI_IDEMPOTENCY_RETENTION_H") or 24)) * 3600.0  # at least 1 h
+RETENTION_S = max(1.0, number("GONGJI_IDEMPOTENCY_RETENTION_H", 24, minimum=0, maximum=24 * 3650)) * 3600.0  # ≥ 1 h
 
 
 IR = IdempotencyRecord.__table__

@@ -30,19 +30,19 @@ is left for a later pass) and deletes them under the same conditions."""
 from __future__ import annotations
 
 import logging
-import os
 import time
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from models import Delivery, DeliveryAttempt, OutboxMessage, ReceivedWebhook
+from models.settings import number
 from models.types import utcnow
 
 from .inbound import GAVE_UP_SQL
 
 log = logging.getLogger(__name__)
-RETENTION_S = max(7.0, float(os.environ.get("GONGJI_MESSAGE_RETENTION_DAYS") or 90)) * 86400.0
+RETENTION_S = max(7.0, number("GONGJI_MESSAGE_RETENTION_DAYS", 90, minimum=0, maximum=3650)) * 86400.0
 RESCAN_S = 86400.0  # the cursor starts again from the lowest id this often
 D, DA, O, RW = Delivery.__table__, DeliveryAttempt.__table__, OutboxMessage.__table__, ReceivedWebhook.__table__
 

@@ -122,3 +122,15 @@ def test_a_replay_that_names_nothing_real_says_so(gongji, tmp_path):
                        (["--id", "99999"], "no dead delivery matches"), (["--platform", "p1"], "no dead delivery matches")):
         code, out = gongji("deliveries", "replay", *args)
         assert code == 1 and says in out and "Traceback" not in out, (args, out)
+
+
+def test_a_bad_setting_or_a_database_without_schema_is_a_message_not_a_traceback(gongji, monkeypatch):
+    """Given GONGJI_SWEEP_BATCH=0, then a fresh database no command has prepared
+    When an admin command runs
+    Then it exits 1 with the setting's name; then with "run `gongji db upgrade` first"."""
+    monkeypatch.setenv("GONGJI_SWEEP_BATCH", "0")
+    code, out = gongji("deliveries", "status")
+    assert code == 1 and "GONGJI_SWEEP_BATCH" in out and "Traceback" not in out, out
+    monkeypatch.delenv("GONGJI_SWEEP_BATCH")
+    code, out = gongji("deliveries", "status")
+    assert code == 1 and "gongji db upgrade" in out and "Traceback" not in out, out
