@@ -170,7 +170,10 @@ def scheduler() -> None:
     runtime.configure(settings, db)
     from workers import actors  # noqa: F401
     relay.install()
-    sched.run(db, engine, interval_s=settings.sweep_interval_s, batch=settings.sweep_batch)
+    try:
+        sched.run(db, engine, interval_s=settings.sweep_interval_s, batch=settings.sweep_batch)
+    except sched.LockLost:
+        sys.exit(3)  # restarted by its supervisor, it waits as a standby
 
 
 @main.group()

@@ -6,12 +6,19 @@ past their retention (`workflows/retention.py`).
 
 Exactly one scheduler should tick at a time. On PostgreSQL a session-level advisory lock enforces it:
 a second scheduler waits as a hot standby and takes over when the first one's connection goes away.
-(Two sweepers would still be safe — SKIP LOCKED — but would only compete.) Intervals are seconds."""
+The active one checks every LOCK_CHECK_S that its lock's session is still there: when that connection
+died (a database restart, a killed idle session) the lock went with it and a standby may hold it now, so
+it stops (`LockLost`; `gongji scheduler` exits 3 and its supervisor restarts it as a standby) rather than
+tick beside the new one. (Two sweepers would still be safe — SKIP LOCKED — but would only compete.)
+Each tick, and each standby wait, touches ALIVE_FILE: the container's health check reads its age.
+Intervals are seconds."""
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -21,6 +28,31 @@ from . import relay
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x60_6A_11  # advisory lock id of the scheduler
+LOCK_CHECK_S = 10.0
+STANDBY_WAIT_S = 5.0  # a standby's pause between two tries of the lock
+ALIVE_FILE = Path(tempfile.gettempdir()) / "gongji-scheduler.alive"
+_HOLDS = sa.text("select exists (select 1 from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()"
+                 " and granted and classid = 0 and objid = :k and objsubid = 1)")
+
+
+class LockLost(RuntimeError):
+    """The active scheduler's advisory lock went away with its connection."""
+
+
+def _alive() -> None:
+    try:
+        ALIVE_FILE.touch()
+    except OSError:  # a read-only /tmp: no health file, nothing else changes
+        pass
+
+
+def _still_holds(holder: sa.Connection) -> bool:
+    try:
+        held = bool(holder.execute(_HOLDS, {"k": LOCK_KEY}).scalar())
+        holder.rollback()
+        return held
+    except sa.exc.DBAPIError:
+        return False
 
 
 def tick(db, *, batch: int = 500, relay_every: int = 2, reconcile_every: int = 60, n: int = 0) -> int:
@@ -59,16 +91,24 @@ def run(db, engine: sa.Engine, *, interval_s: float = 1.0, batch: int = 500,
     if engine.dialect.name == "postgresql":
         holder = engine.connect()
         while not stop.is_set():
+            _alive()
             if holder.execute(sa.text("select pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar():
                 holder.commit()
                 log.info("scheduler lock taken; this scheduler is active")
                 break
             holder.rollback()
-            stop.wait(5.0)
-    n = 0
+            stop.wait(STANDBY_WAIT_S)
+    n, checked = 0, time.monotonic()
     try:
         while not stop.is_set():
             started = time.monotonic()
+            _alive()
+            if holder is not None and started - checked >= LOCK_CHECK_S:
+                if not _still_holds(holder):
+                    log.error("the scheduler lock went away with its connection; stopping so that a restart "
+                              "waits as a standby instead of ticking beside the scheduler that holds it now")
+                    raise LockLost()
+                checked = started
             try:
                 fired = tick(db, batch=batch, n=n)
                 if fired:
