@@ -144,11 +144,13 @@ def _http_counts() -> bytes:
 def metrics():
     token = current_app.extensions["gongji"]["settings"].metrics_token
     if token:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             return Response("metrics need the bearer token (GONGJI_METRICS_TOKEN)\n", status=401,
                             mimetype="text/plain", headers={"WWW-Authenticate": "Bearer"})
-    return Response(_http_counts() + generate_latest(registry_for(current_app)), mimetype=CONTENT_TYPE_LATEST)
+    answer = Response(_http_counts() + generate_latest(registry_for(current_app)))
+    answer.headers["Content-Type"] = CONTENT_TYPE_LATEST  # as is: `mimetype=` would add a second charset
+    return answer
 
 
 def prepare_multiprocess_dir(environ: dict) -> str:

@@ -23,6 +23,9 @@ def test_metrics_need_the_token_when_one_is_set(sqlite_db, crypto_keys):
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret-scrape"})
     assert ok.status_code == 200 and b"gongji_http_requests_total" in ok.data
+    assert ok.headers["Content-Type"].count("charset") == 1  # Prometheus' content type, as it gives it
+    assert client.get("/metrics", headers={"Authorization": "bearer s3cret-scrape"}).status_code == 200  # RFC 7235:
+    assert client.get("/metrics", headers={"Authorization": "Basic s3cret-scrape"}).status_code == 401  # any case
     assert _client(sqlite_db, crypto_keys, None).get("/metrics").status_code == 200
 
 
