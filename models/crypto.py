@@ -25,6 +25,11 @@ def configure(pii_keys: dict[str, str], active: str, lookup_key: str) -> None:
     _state["lookup"] = base64.b64decode(lookup_key) if _looks_b64(lookup_key) else lookup_key.encode()
 
 
+def active_key_id() -> str:
+    """The key id new values are sealed with (the first of GONGJI_PII_KEYS)."""
+    return _require()["active"]
+
+
 def _looks_b64(value: str) -> bool:
     try:
         return len(base64.b64decode(value, validate=True)) >= 16

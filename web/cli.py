@@ -329,7 +329,9 @@ def simulate(n: int, url: str, api_key: str, region: str, concurrency: int, seed
 
 
 from .cli_operators import operator  # noqa: E402  (groups of their own modules)
+from .cli_pii import pii  # noqa: E402
 from .cli_policy import policy  # noqa: E402
 
 main.add_command(operator)
+main.add_command(pii)
 main.add_command(policy)
