@@ -72,6 +72,10 @@ class Settings:
             raise SettingsError("GONGJI_LOOKUP_KEY is the base64 of 32 random bytes (openssl rand -base64 32)")
         if len(secret) < 16:
             raise SettingsError("GONGJI_SECRET_KEY has at least 16 characters (a random string)")
+        public_url = _env("GONGJI_PUBLIC_URL") or ("http://127.0.0.1:8000" if dev else None)
+        if public_url is None:  # the face provider calls back there: a loopback default fails every session
+            raise SettingsError("GONGJI_PUBLIC_URL is required when GONGJI_DATABASE_URL is set: the address "
+                                "platforms and the face-verification provider reach this deployment at")
         redis_url = _env("GONGJI_REDIS_URL")
         if redis_url:
             _check_url("GONGJI_REDIS_URL", redis_url)
@@ -85,7 +89,7 @@ class Settings:
             sweep_interval_s=number("GONGJI_SWEEP_INTERVAL_S", 1.0, minimum=0.05, maximum=3600),
             sweep_batch=int(number("GONGJI_SWEEP_BATCH", 500, minimum=1, maximum=100_000, integer=True)),
             dev_mode=dev,
-            public_url=_env("GONGJI_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+            public_url=public_url.rstrip("/"),
             proxy_hops=int(number("GONGJI_PROXY_HOPS", 0, minimum=0, maximum=10, integer=True)),
             metrics_token=_env("GONGJI_METRICS_TOKEN", "") or None,
         )

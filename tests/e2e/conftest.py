@@ -200,9 +200,11 @@ def production_stack(workdir: Path, db_url: str, our_redis: str, *, name: str):
     r = redis.Redis.from_url(our_redis)
     r.flushdb()
 
+    port = free_port()
     env = _clean_env()
     env.update(GONGJI_DATABASE_URL=our_db, GONGJI_REDIS_URL=our_redis, GONGJI_PII_KEYS=f"k1:{_b64(32)}",
                GONGJI_LOOKUP_KEY=_b64(32), GONGJI_SECRET_KEY=secrets.token_urlsafe(32),
+               GONGJI_PUBLIC_URL=f"http://127.0.0.1:{port}",
                GONGJI_SWEEP_INTERVAL_S="0.5",
                # where gunicorn's processes keep their request counts (web/metrics.py): known to the tests
                PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),
@@ -226,7 +228,6 @@ def production_stack(workdir: Path, db_url: str, our_redis: str, *, name: str):
                 args += ["--webhook-url", (receiver if pid == "national" else province).url]
             _run(args + (["--regions", regions] if regions else []), env=env, cwd=workdir)
 
-        port = free_port()
         _RUNNING[name] = procs
         for pname, args in (("web", ["web", "--port", str(port), "--workers", "2", "--threads", "4"]),
                             ("worker", ["worker", "--processes", "1", "--threads", "4"]),

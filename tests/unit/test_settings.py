@@ -11,7 +11,7 @@ from models.settings import Settings, SettingsError, number, schedule
 
 KEY = base64.b64encode(b"\x01" * 32).decode()
 PRODUCTION = {"GONGJI_DATABASE_URL": "postgresql+psycopg://gongji:pw@db:5432/gongji", "GONGJI_PII_KEYS": f"k1:{KEY}",
-              "GONGJI_LOOKUP_KEY": KEY, "GONGJI_SECRET_KEY": "s" * 32}
+              "GONGJI_LOOKUP_KEY": KEY, "GONGJI_SECRET_KEY": "s" * 32, "GONGJI_PUBLIC_URL": "https://gongji.example"}
 
 
 @pytest.fixture
@@ -36,6 +36,7 @@ def test_a_complete_production_environment_is_read(env):
 @pytest.mark.parametrize("change, names", [
     ({"GONGJI_PII_KEYS": None}, "GONGJI_PII_KEYS is required"),
     ({"GONGJI_LOOKUP_KEY": None}, "GONGJI_LOOKUP_KEY and GONGJI_SECRET_KEY are required"),
+    ({"GONGJI_PUBLIC_URL": None}, "GONGJI_PUBLIC_URL is required"),
     ({"GONGJI_PII_KEYS": "badformat"}, "GONGJI_PII_KEYS part 1"),
     ({"GONGJI_PII_KEYS": "k1:c2hvcnQ="}, "GONGJI_PII_KEYS part 1"),  # 5 bytes: not AES-256
     ({"GONGJI_PII_KEYS": f"k1:{KEY},k2:!!"}, "GONGJI_PII_KEYS part 2"),
