@@ -51,7 +51,9 @@ class AuditEntry(Base):
     batch_id: Mapped[str | None] = mapped_column(sa.String(32))
 
     __table_args__ = (sa.Index("ix_audit_log_at", "at", "id"),
-                      sa.Index("ix_audit_log_binding", "binding_id", "id"))
+                      sa.Index("ix_audit_log_binding", "binding_id", "id"),
+                      sa.Index("ix_audit_log_batch", "batch_id", "id", postgresql_where=sa.text("batch_id IS NOT NULL"),
+                               sqlite_where=sa.text("batch_id IS NOT NULL")))
 
 
 class BatchJob(Base):

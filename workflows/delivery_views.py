@@ -17,12 +17,13 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from models import Delivery
+from models import Delivery, OutboxMessage
 from models.types import seconds_since, utcnow
 
 from . import free_text, platforms, sync
 
 D = Delivery.__table__
+O = OutboxMessage.__table__
 STATUSES = ("pending", "failing", "dead")  # not delivered: what the counts show
 MAX_LIMIT = 200
 
@@ -48,10 +49,17 @@ def _empty() -> dict:
     return {**{st: {"n": 0, "oldest_age_s": 0.0} for st in STATUSES}, "dead_since": None}
 
 
+def _settlement_of(payload) -> dict:
+    """A settlement event's settlement id and reference (a binding event: neither), read from its outbox row
+    (gone once retention purged it: then neither either)."""
+    settled = ((payload or {}).get("data") or {}).get("settlement") or {}
+    return {"settlement_id": settled.get("id"), "settlement_reference": settled.get("reference")}
+
+
 def dead(db, platform_id: str, *, after: str | None = None, limit: int = 50) -> dict:
     """One page of the platform's dead deliveries, newest event first: {"items": [...], "next": cursor or
     None}; an item: id, binding_id, topic (the event type), binding_version, attempts, last_status_code,
-    last_error (masked), created_at, dead_at."""
+    last_error (masked), created_at, dead_at, and for a settlement event settlement_id and its reference."""
     limit = max(1, min(int(limit), MAX_LIMIT))
     conds = [D.c.platform_id == platform_id, D.c.status != "delivered", D.c.status == "dead"]
     if after:
@@ -59,9 +67,12 @@ def dead(db, platform_id: str, *, after: str | None = None, limit: int = 50) -> 
     with db() as s:
         platforms.get_in(s, platform_id)  # not_found for a platform nobody registered
         found = s.execute(sa.select(D.c.id, D.c.binding_id, D.c.topic, D.c.binding_version, D.c.attempts,
-                                    D.c.last_status_code, D.c.last_error, D.c.created_at, D.c.dead_at)
+                                    D.c.last_status_code, D.c.last_error, D.c.created_at, D.c.dead_at,
+                                    O.c.payload)
+                          .join(O, O.c.id == D.c.outbox_id, isouter=True)
                           .where(*conds).order_by(D.c.created_at.desc(), D.c.id.desc()).limit(limit + 1)
                           ).mappings().all()
-    items = [{**dict(r), "last_error": free_text.clean(r["last_error"], limit=2000)} for r in found[:limit]]
+    items = [{**{k: v for k, v in r.items() if k != "payload"}, **_settlement_of(r["payload"]),
+              "last_error": free_text.clean(r["last_error"], limit=2000)} for r in found[:limit]]
     last = found[limit - 1] if len(found) > limit else None
     return {"items": items, "next": sync._cursor(last["created_at"], str(last["id"])) if last else None}

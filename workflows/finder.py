@@ -175,11 +175,19 @@ def find(db, *, state=None, region=None, platform=None, stuck=None, older_than_s
 def count(db, *, state=None, region=None, platform=None, stuck=None, older_than_s=None, id_number=None,
           now: datetime | None = None) -> int:
     """How many bindings the filter matches now (as `find` would page through)."""
+    return sum(count_by_state(db, state=state, region=region, platform=platform, stuck=stuck,
+                              older_than_s=older_than_s, id_number=id_number, now=now).values())
+
+
+def count_by_state(db, *, state=None, region=None, platform=None, stuck=None, older_than_s=None, id_number=None,
+                   now: datetime | None = None) -> dict[str, int]:
+    """{state: how many bindings in it the filter matches now} (states with none left out)."""
     now = now or utcnow()
     with db() as s:
         stuck_mod.tune(s)
         conds = _conditions(s, now, state=state, region=region, platform=platform, stuck=stuck,
                             older_than_s=older_than_s, id_number=id_number)
         if conds is None:
-            return 0
-        return int(s.scalar(sa.select(sa.func.count()).select_from(B).where(*conds)))
+            return {}
+        return {st: int(n) for st, n in s.execute(sa.select(B.c.state, sa.func.count()).where(*conds)
+                                                  .group_by(B.c.state))}

@@ -151,16 +151,21 @@ def record_refusal(db, who: OperatorInfo | str, action: str, error: DomainError,
         record(s, who, action, outcome=error.code, detail={"detail": error.detail}, **kw)
 
 
-def audit_log(db, *, binding_id: str | None = None, before: int | None = None, limit: int = 50) -> dict:
+def audit_log(db, *, binding_id: str | None = None, batch_id: str | None = None, before: int | None = None,
+              limit: int = 50) -> dict:
     with db() as s:
-        return entries(s, binding_id=binding_id, before=before, limit=limit)
+        return entries(s, binding_id=binding_id, batch_id=batch_id, before=before, limit=limit)
 
 
-def entries(s, *, binding_id: str | None = None, before: int | None = None, limit: int = 50) -> dict:
-    """Newest first, keyset-paged by id; `next` is the id to pass as `before` for the following page."""
+def entries(s, *, binding_id: str | None = None, batch_id: str | None = None, before: int | None = None,
+            limit: int = 50) -> dict:
+    """Newest first, keyset-paged by id; `next` is the id to pass as `before` for the following page. By
+    binding (ix_audit_log_binding) or by batch job (ix_audit_log_batch: its start and each binding's row)."""
     q = sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit + 1)
     if binding_id:
         q = q.where(AuditEntry.binding_id == binding_id)
+    if batch_id:
+        q = q.where(AuditEntry.batch_id == batch_id)
     if before:
         q = q.where(AuditEntry.id < before)
     found = s.scalars(q).all()

@@ -211,15 +211,24 @@ def test_dashboard_pages_refuse_to_be_framed(app):  # noqa: F811
 
 # --- 8. the batch form by role ------------------------------------------------------------------------
 
-def test_the_batch_form_offers_an_operator_only_what_an_operator_may_run(admin, sqlite_db, family):
-    """Given a filter by stuck reason (no state) matching a binding, When an operator and an admin open the
-    batch form, Then the operator is not offered unbind (admin only) and the admin is."""
+def test_the_batch_form_offers_only_what_can_succeed_on_the_states_matched_and_the_role_may_run(
+        admin, sqlite_db, family):
+    """Given an overdue invitation (stuck: timer_overdue) and an accepted binding
+    When an operator and an admin open the batch form for the stuck reason (no state filtered), then for
+    the state accepted
+    Then the stuck filter offers both retry and expire, never unbind (the invitation it matches cannot be
+    unbound, though no state was filtered); accepted offers the admin unbind alone, and the operator nothing,
+    with the role unbind needs named."""
     invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc) - timedelta(days=30))
-    for who, expected in (("operator", ["retry", "expire"]), ("admin", ["retry", "expire", "unbind"])):
+    accepted(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))
+    for who in ("operator", "admin"):
         client, _ = signed_in(admin, who)
         page = client.get("/dashboard/batches/new?stuck=timer_overdue").get_data(as_text=True)
-        assert re.findall(r'<option[^>]*value="(\w+)"', page) == expected, who
+        assert re.findall(r'<option[^>]*value="(\w+)"', page) == ["retry", "expire"], who
         assert ">stuck=timer_overdue<" not in page and re.search(r'data-filter="stuck">卡住原因: ', page)
+        page = client.get("/dashboard/batches/new?state=accepted").get_data(as_text=True)
+        assert re.findall(r'<option[^>]*value="(\w+)"', page) == (["unbind"] if who == "admin" else []), who
+        assert ('data-why="role"' in page) == (who == "operator"), who
 
 
 # --- 6. each deadline once ----------------------------------------------------------------------------

@@ -4,17 +4,17 @@ unbind (admin), reveal an identity (admin), start a batch. Each calls one `workf
 with its error code and audited too."""
 from __future__ import annotations
 
-from flask import flash, redirect, url_for
+from flask import flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from workflows import batches, operators, repair
+from workflows import batches, finder, operators, repair
 from workflows.errors import DomainError
 
 from . import bp, labels
 from .auth import db, requires
-from .forms import ActionForm, BatchForm, RevealForm
-from .views import batch_choices, render_binding
+from .forms import ActionForm, BatchForm, RevealForm, reason_problem
+from .views import batch_choices, batch_needs_role, render_binding
 
 def _refused(exc: DomainError) -> None:
     """The reason in the reader's language; the code (and on hover the workflow's English detail) after it."""
@@ -27,7 +27,7 @@ def _act(name: str):
     def view(binding_id: str):
         form = ActionForm()
         if not form.validate_on_submit():
-            flash(_("Give a reason."), "error")
+            flash(reason_problem(form), "error")
         else:
             try:
                 repair.ACTIONS[name](db(), current_user.info, binding_id, form.reason.data)
@@ -50,7 +50,7 @@ def reveal(binding_id: str):
     """The identity is shown once, in this answer only (never stored in the session or a URL)."""
     form = RevealForm()
     if not form.validate_on_submit():
-        flash(_("Give a reason."), "error")
+        flash(reason_problem(form), "error")
         return redirect(url_for("dashboard.binding", binding_id=binding_id), code=303)
     try:
         shown = repair.reveal(db(), current_user.info, binding_id, form.side.data, form.reason.data)
@@ -70,7 +70,7 @@ def start_batch():
             filters["older_than_s"] = int(filters["older_than_s"])
         except ValueError:
             filters.pop("older_than_s")  # a forged value: the count and the job see the filter without it
-    form.action.choices = batch_choices(filters)
+    form.action.choices = batch_choices(filters, finder.count_by_state(db(), **filters))
     action = str(form.action.data or "")[:40]
     if action not in {c.value for c in form.action.choices}:  # one the form did not offer: refused, audited
         exc = DomainError("forbidden", f"your role may not run {action}") \
@@ -81,12 +81,29 @@ def start_batch():
         _refused(exc)
         return redirect(url_for("dashboard.new_batch", **filters), code=303)
     if not form.validate_on_submit():
-        flash(_("Confirm the count and give a reason."), "error")
-        return redirect(url_for("dashboard.new_batch", **filters), code=303)
+        return _batch_again(form, filters, reason_problem(form) if form.reason.errors
+                            else _("Confirm the count and give a reason."))
     try:
         job_id = batches.start(db(), current_user.info, form.action.data, filters, form.reason.data,
                                expected=form.expected.data)
     except DomainError as exc:
+        if exc.code == "conflict":  # the count changed since it was shown: show the new one
+            now = finder.count(db(), **filters)
+            return _batch_again(form, filters, _("The filter now matches %(now)s bindings, not the %(then)s you "
+                                                 "confirmed: check the count and confirm again.",
+                                                 now=f"{now:,}", then=f"{form.expected.data or 0:,}"))
         _refused(exc)
         return redirect(url_for("dashboard.new_batch", **filters), code=303)
     return redirect(url_for("dashboard.batch", batch_id=job_id), code=303)
+
+
+def _batch_again(form: BatchForm, filters: dict, message: str):
+    """The batch form again, as the operator filled it in (action and reason kept, the confirmation not), with
+    the count as it is now and why it was not started; 409."""
+    states = finder.count_by_state(db(), **filters)
+    again = BatchForm(formdata=None, data={**filters, "expected": sum(states.values()), "action": form.action.data,
+                                           "reason": form.reason.data})
+    again.action.choices = batch_choices(filters, states)
+    flash(message, "error")
+    return render_template("dashboard/batch_new.html", batch=again, filters=filters,
+                           role_needed=batch_needs_role(filters, states)), 409

@@ -11,8 +11,19 @@ from wtforms import (BooleanField, DateField, HiddenField, IntegerField, Passwor
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
+from workflows import idnumbers
+
 ID_TYPED_MAX = 40  # an ID number as typed or pasted: 18 characters with room for spaces between its groups
-REASON = [DataRequired(message=_l("Give a reason.")), Length(max=1000)]
+REASON_MAX = 1000  # characters of an operator's reason (also the textareas' maxlength)
+REASON = [DataRequired(message=_l("Give a reason.")),
+          Length(max=REASON_MAX, message=_l("A reason is at most %(max)d characters."))]
+
+
+def reason_problem(form) -> str:
+    """Why an action's form was refused, in the reader's language: the reason's own message (missing, too
+    long), else "Give a reason." (what the hand-written forms' one field needs)."""
+    errors = form.reason.errors if hasattr(form, "reason") else ()
+    return str(errors[0]) if errors else str(_l("Give a reason."))
 
 
 class SignInForm(FlaskForm):
@@ -74,6 +85,15 @@ def is_binding_id(value) -> bool:
     return isinstance(value, str) and BINDING_ID.fullmatch(value) is not None
 
 
+def _typed_number(value):
+    """What was typed into the look-up box: a binding id as it is (without whitespace), an ID number as one
+    run (`idnumbers.compact`: grouped by spaces, hyphens or dots, full-width digits: `320-102-19800101-667X`)."""
+    if not isinstance(value, str):
+        return value
+    bare = _no_whitespace(value)
+    return bare if is_binding_id(bare) else idnumbers.compact(bare)
+
+
 def _id_number_length(form, field):
     """15 to 18 characters once the whitespace is gone, or a binding id. Not wtforms' Length, which would
     also render maxlength="18" and let the browser cut a number pasted with spaces before they are stripped."""
@@ -84,7 +104,7 @@ def _id_number_length(form, field):
 class LookupForm(FlaskForm):
     """One box for an ID number (POSTed: it never goes into a URL) or a binding id (`bnd_…`: opens the binding)."""
     id_number = StringField(_l("ID number"), validators=[DataRequired(), _id_number_length],
-                            filters=[_no_whitespace], render_kw={"maxlength": ID_TYPED_MAX})
+                            filters=[_typed_number], render_kw={"maxlength": ID_TYPED_MAX})
 
 
 class WebhookFilterForm(FlaskForm):

@@ -32,7 +32,17 @@ ACTIONS = {
     "policy_withdraw": _l("withdraw a pending policy version"),
     "find_by_id_number": _l("find a person's bindings by ID number"),
     "webhook_retry": _l("retry an inbound webhook"), "deliveries_replay": _l("replay a platform's dead deliveries"),
+    "operator.role": _l("change an operator's role"), "operator.disable": _l("disable an operator"),
+    "operator.enable": _l("enable an operator"),
 }
+# what processing a stored inbound webhook came to (besides the refusals' error codes and a binding's new state)
+WEBHOOK_OUTCOMES = {
+    "applied": _l("applied"), "no_binding": _l("no binding to act on"), "passed": _l("verification passed"),
+    "failed": _l("verification failed"), "stale": _l("older than what is held: not applied"),
+    "unsupported_type": _l("a type Gongji does not handle"), "conflict": _l("gave up after concurrent changes"),
+}
+# the system's own actors in a history (`workflows/actors.py`); `registry:<platform>` is worded apart
+SYSTEM_ACTORS = {"timer": _l("timer"), "registry": _l("registry")}
 # an inbound webhook as the dashboard sorts it (workflows.inbound.kind_of)
 WEBHOOK_KINDS = {"failed": _l("gave up"), "refused": _l("refused"), "retrying": _l("retrying"),
                  "pending": _l("waiting"), "processed": _l("processed")}
@@ -102,7 +112,7 @@ TIMER_EVENTS = {"expire": _l("expire"), "verification_timeout": _l("face verific
 PROVIDER_STATUS = {"queued": _l("session request queued"), "requested": _l("session requested"),
                    "opened": _l("session opened"), "error": _l("session request failed")}
 VERIFICATION_STATUS = {"pending": _l("awaiting the result"), "passed": _l("passed"), "failed": _l("failed"),
-                       "timed_out": _l("timed out")}
+                       "timed_out": _l("timed out"), "abandoned": _l("abandoned: the binding moved on")}
 DELIVERY_STATUS = {"pending": _l("not yet delivered"), "failing": _l("failing"), "delivered": _l("delivered"),
                    "dead": _l("dead-lettered")}
 FILTERS = {"state": _l("State"), "region": _l("Region"), "platform": _l("Platform"), "stuck": _l("Stuck reason"),
@@ -143,3 +153,17 @@ LEDGER_POSTINGS = {"settle": _l("settlement"), "reverse": _l("reversal")}
 ACTIONS.update({"settlement_reverse": _l("reverse a settlement"),
                 "find_settlements_by_id_number": _l("find a person's settlements by ID number")})
 OUTCOMES.update({"already_reversed": _l("already reversed: nothing moved")})
+
+
+def webhook_outcome(code) -> str:
+    """An inbound webhook's outcome in words: a known outcome, the binding's new state, or the code as it is
+    (`ignored_<status>`: the attempt had already ended)."""
+    if not code:
+        return ""
+    if code in WEBHOOK_OUTCOMES:
+        return str(WEBHOOK_OUTCOMES[code])
+    if code in STATES:
+        return str(_l("binding %(state)s", state=STATES[code]))
+    if code.startswith("ignored_"):
+        return str(_l("the attempt had already ended: ignored"))
+    return code

@@ -10,7 +10,7 @@ would tell who was treated). The reversal is a POST with CSRF, a reason and the 
 (`settlement_repair.ROLE_FOR`, checked again and audited by the workflow); a viewer sees no button."""
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -26,7 +26,7 @@ from models.money import CATEGORIES, SETTLEMENT_STATUSES
 from . import bp, labels, limiter, lookup
 from .actions import _refused
 from .auth import db, requires
-from .forms import ActionForm, SettlementFilterForm, SettlementLookupForm, is_settlement_id
+from .forms import ActionForm, SettlementFilterForm, SettlementLookupForm, is_settlement_id, reason_problem
 
 PAGE = 50
 REVERSE = settlement_repair.REVERSE_ACTION
@@ -35,6 +35,9 @@ FIND_ACTION = "find_settlements_by_id_number"
 
 def _zone() -> ZoneInfo:
     return ZoneInfo(str(get_timezone()))  # the dashboard's (Asia/Shanghai); Babel hands out a pytz zone
+
+
+NO_EARLIER, NO_LATER = date(2000, 1, 1), date(9000, 1, 1)
 
 
 def _start_of(day) -> datetime:
@@ -54,7 +57,9 @@ def _filters() -> tuple[SettlementFilterForm, dict, dict]:
     reference = request.args.get("reference") or None  # checked by the workflow (a 400 from `settlements`)
     if not form.validate():
         abort(400)
-    since, until = form.since.data, form.until.data
+    since, until = form.since.data, form.until.data  # a day before 2000 or after 8999 means "no bound"
+    since = since if since and since > NO_EARLIER else None  # (9999-12-31 is what operators type for it;
+    until = until if until and until < NO_LATER else None  # at those ends the day's UTC bounds overflow)
     args = {"reference": reference, "platform": form.platform.data or None, "status": form.status.data or None,
             "category": form.category.data or None, "since": _start_of(since) if since else None,
             "until": _start_of(until + timedelta(days=1)) if until else None}  # the whole last day
@@ -136,7 +141,7 @@ def settlement(settlement_id: str):
 def reverse_settlement(settlement_id: str):
     form = ActionForm()
     if not form.validate_on_submit():
-        flash(_("Give a reason."), "error")
+        flash(reason_problem(form), "error")
     else:
         try:
             done = settlement_repair.reverse(db(), current_user.info, settlement_id, form.reason.data)

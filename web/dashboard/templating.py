@@ -9,6 +9,8 @@ from flask_login import current_user
 
 from workflows.idnumbers import mask_in_text
 
+from .forms import REASON_MAX
+
 from . import LOCALES, labels, long_text, returning, select_locale, wording
 from .forms import LanguageForm
 
@@ -38,6 +40,7 @@ def masked(value) -> str:
 def register(app: Flask) -> None:
     app.jinja_env.filters.update(local=local, show=show, yuan=yuan, masked=masked, reason=wording.reason,
                                  duration=wording.duration, joined=wording.joined)
+    app.jinja_env.globals["REASON_MAX"] = REASON_MAX  # the reason textareas' maxlength (what the forms accept)
 
     @app.context_processor
     def helpers():

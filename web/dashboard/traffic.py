@@ -18,7 +18,7 @@ from workflows.errors import DomainError
 from . import bp, labels
 from .actions import _refused
 from .auth import db, requires
-from .forms import ActionForm, WebhookFilterForm
+from .forms import ActionForm, WebhookFilterForm, reason_problem
 
 PAGE = 50
 
@@ -51,7 +51,7 @@ def webhooks():
     return render_template("dashboard/webhooks.html", form=form, page=page, filters=filters)
 
 
-@bp.get("/webhooks/<int:received_id>")
+@bp.get("/webhooks/<int(max=9223372036854775807):received_id>")
 @requires("viewer")
 def webhook(received_id: int):
     try:
@@ -62,12 +62,12 @@ def webhook(received_id: int):
                            may_retry=current_user.can(platform_repair.ROLE_FOR["webhook_retry"]))
 
 
-@bp.post("/webhooks/<int:received_id>/retry")
+@bp.post("/webhooks/<int(max=9223372036854775807):received_id>/retry")
 @requires(platform_repair.ROLE_FOR["webhook_retry"])
 def retry_webhook(received_id: int):
     form = ActionForm()
     if not form.validate_on_submit():
-        flash(_("Give a reason."), "error")
+        flash(reason_problem(form), "error")
     else:
         try:
             platform_repair.retry_webhook(db(), current_user.info, received_id, form.reason.data)
@@ -97,7 +97,7 @@ def deliveries():
 def _replay(platform_id: str, delivery_id: int | None):
     form = ActionForm()
     if not form.validate_on_submit():
-        flash(_("Give a reason."), "error")
+        flash(reason_problem(form), "error")
     else:
         try:
             done = platform_repair.replay_dead(db(), current_user.info, platform_id, form.reason.data,
@@ -116,7 +116,7 @@ def replay_platform(platform_id: str):
     return _replay(platform_id, None)
 
 
-@bp.post("/deliveries/<platform_id>/<int:delivery_id>/replay")
+@bp.post("/deliveries/<platform_id>/<int(max=9223372036854775807):delivery_id>/replay")
 @requires(platform_repair.ROLE_FOR["deliveries_replay"])
 def replay_delivery(platform_id: str, delivery_id: int):
     return _replay(platform_id, delivery_id)

@@ -81,30 +81,34 @@ def new_batch():
     form, filters = _filtered()
     if not filters:
         return redirect(url_for("dashboard.bindings"))
-    batch = BatchForm(formdata=None, data={**filters, "expected": finder.count(db(), **filters)})
-    batch.action.choices = batch_choices(filters)
+    states = finder.count_by_state(db(), **filters)
+    batch = BatchForm(formdata=None, data={**filters, "expected": sum(states.values())})
+    batch.action.choices = batch_choices(filters, states)
     return render_template("dashboard/batch_new.html", batch=batch, filters=filters, form=form,
-                           role_needed=batch_needs_role(filters))
+                           role_needed=batch_needs_role(filters, states))
 
 
-def _batch_can_succeed(name: str, filters: dict) -> bool:
+def _batch_can_succeed(name: str, filters: dict, states) -> bool:
     """Retry only where the filter names a stuck reason (it refuses a binding that is not stuck); expire and
-    unbind only where the state machine has that event from the filtered state (any, when none is filtered)."""
-    state = filters.get("state")
-    return bool(filters.get("stuck")) if name == "retry" else state is None or machine.allowed(state, name)
+    unbind only where the state machine has that event from the filtered state, or, with no state filtered,
+    from at least one state of the bindings the filter matches now (`states`: {state: count})."""
+    if name == "retry":
+        return bool(filters.get("stuck"))
+    wanted = [filters["state"]] if filters.get("state") else list(states)
+    return any(machine.allowed(state, name) for state in wanted)
 
 
-def batch_choices(filters: dict) -> list[SelectChoice]:
+def batch_choices(filters: dict, states) -> list[SelectChoice]:
     """The batch actions the signed-in operator may run that can succeed on what the filter matches."""
     return [SelectChoice(name, text) for name, text in BATCH_ACTIONS
-            if current_user.can(repair.ROLE_FOR[name]) and _batch_can_succeed(name, filters)]
+            if current_user.can(repair.ROLE_FOR[name]) and _batch_can_succeed(name, filters, states)]
 
 
-def batch_needs_role(filters: dict) -> list[tuple[str, str]]:
+def batch_needs_role(filters: dict, states) -> list[tuple[str, str]]:
     """The batch actions that can succeed on the filter but the signed-in operator's role may not run, each
     with the role it needs: when the form offers nothing, the page names that reason, not the state."""
     return [(name, repair.ROLE_FOR[name]) for name, _text in BATCH_ACTIONS
-            if not current_user.can(repair.ROLE_FOR[name]) and _batch_can_succeed(name, filters)]
+            if not current_user.can(repair.ROLE_FOR[name]) and _batch_can_succeed(name, filters, states)]
 
 
 def offered_actions(state: str, stuck_reasons: list) -> list[tuple[str, str]]:
@@ -141,7 +145,11 @@ def render_binding(binding_id: str, revealed: dict | None = None):
 @requires("viewer")
 def audit():
     before = request.args.get("before", type=int)
-    return render_template("dashboard/audit.html", log=operators.audit_log(db(), before=before, limit=PAGE))
+    if before is not None and not 0 < before <= 2 ** 63 - 1:  # an audit id is a BIGINT: a forged one is a 400
+        abort(400)
+    batch = (request.args.get("batch") or "")[:32] or None  # a batch job's rows (its page links here)
+    return render_template("dashboard/audit.html", batch=batch,
+                           log=operators.audit_log(db(), batch_id=batch, before=before, limit=PAGE))
 
 
 @bp.get("/policies")

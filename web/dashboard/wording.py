@@ -49,6 +49,8 @@ def reason(text) -> str:
     text = str(text)
     if text in REASONS:
         return str(REASONS[text])
+    if text in labels.EVENTS:  # an attempt abandoned by the event that moved its binding on (expire, cancel…)
+        return str(labels.EVENTS[text])
     if m := _AMOUNT.fullmatch(text):
         from .templating import yuan
         return _("authorized amount %(amount)s", amount=yuan(int(m.group(1))))
@@ -72,6 +74,9 @@ def actor(who: dict, binding: dict) -> str:
             party = binding.get(side) or {}
             if party.get("id") == who_id:
                 return " ".join(str(part) for part in (_SIDE[side], party.get("name_masked")) if part)
+    if kind == "system" and who_id:  # `timer`, `registry:<platform>`: words, the platform's id kept
+        base, _sep, platform = str(who_id).partition(":")
+        who_id = " ".join(str(p) for p in (labels.label(labels.SYSTEM_ACTORS, base), platform) if p)
     return " ".join(str(part) for part in (labels.label(labels.ACTORS, kind), who_id) if part)
 
 

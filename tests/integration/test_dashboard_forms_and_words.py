@@ -1,0 +1,161 @@
+"""What an operator reads and types on the dashboard, from a read-only operator's review: a refused form says
+why and keeps what was typed; codes are worded in the page's language (Chinese by default); a settlement's dead
+delivery names its settlement; edge values in a URL are a 400/404, never a 500. Flask's test client on the
+embedded default's SQLite."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from models import Delivery, OutboxMessage, ReceivedWebhook
+from models.types import utcnow
+from workflows import delivery_views, deliveries, operators, platforms, verification
+
+from .support import accepted, invite, person
+from .test_dashboard_presentation import admin  # noqa: F401  (the admin fixture)
+from .test_dashboard_web import TOKEN, app, signed_in  # noqa: F401  (the app fixture)
+from .test_settlements import _authorized, _settle
+
+
+def _page(client, path: str) -> str:
+    return client.get(path).get_data(as_text=True)
+
+
+def test_a_reason_too_long_is_refused_as_too_long_and_the_textareas_stop_at_it(app, sqlite_db, family):  # noqa: F811
+    """Given an invited binding, When an operator expires it with a 1005-character reason
+    Then nothing is done and the message says a reason is at most 1000 characters (not "give a reason"); the
+    page's reason boxes carry maxlength="1000", so a browser stops there."""
+    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
+    client, _ = signed_in(app, "operator")
+    page = _page(client, f"/dashboard/bindings/{bid}")
+    assert 'name="reason" required maxlength="1000"' in page
+    answer = client.post(f"/dashboard/bindings/{bid}/expire", data={"csrf_token": TOKEN.search(page).group(1),
+                                                                     "reason": "很长的原因" * 201})
+    after = _page(client, answer.headers["Location"])
+    assert "原因最多 1000 个字符" in after and 'data-state="invited"' in after
+
+
+def test_a_batch_refused_for_a_changed_count_keeps_what_was_typed_and_says_the_new_count(app, sqlite_db, family):  # noqa: F811
+    """Given three overdue invitations and the batch form for them (count 3)
+    When an operator confirms expire with a reason while the form still says 2 (the count changed)
+    Then the form comes back (409) with expire still chosen and the reason still typed, the count as it is
+    now, and a message naming both counts; no batch was started."""
+    for _ in range(3):
+        invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc) - timedelta(days=30))
+    client, _ = signed_in(app, "operator")
+    form = _page(client, "/dashboard/batches/new?stuck=timer_overdue")
+    answer = client.post("/dashboard/batches", data={
+        "csrf_token": TOKEN.search(form).group(1), "stuck": "timer_overdue", "action": "expire", "expected": "2",
+        "reason": "过期邀请统一处理", "confirm": "y"})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 409
+    assert re.search(r'<option selected value="expire">|<option value="expire" selected>', page), page[:3000]
+    assert "过期邀请统一处理</textarea>" in page and 'data-count="3"' in page
+    assert "现在匹配 3 个绑定，而不是您确认的 2 个" in page
+
+
+@pytest.mark.parametrize("query", ["until=9999-12-31", "since=0001-01-01", "since=0001-01-01&until=9999-12-31"])
+def test_the_settlement_list_takes_the_dates_operators_type_for_no_bound(app, query):  # noqa: F811
+    """Given the settlement list, When filtered from 0001-01-01 or until 9999-12-31, Then the list (200)."""
+    client, _ = signed_in(app, "viewer")
+    assert client.get(f"/dashboard/settlements?{query}").status_code == 200
+
+
+def test_ids_beyond_a_bigint_are_400_or_404(app):  # noqa: F811
+    client, _ = signed_in(app, "viewer")
+    assert client.get("/dashboard/audit?before=99999999999999999999999").status_code == 400
+    assert client.get("/dashboard/webhooks/99999999999999999999").status_code == 404
+
+
+def test_the_look_up_box_finds_a_number_grouped_by_hyphens(app, sqlite_db, family):  # noqa: F811
+    """Given a binding, When a viewer types the grantor's number as 320-102-19800101-1234, Then it is found."""
+    fam = family(sqlite_db)
+    bid = invite(sqlite_db, fam, now=datetime.now(timezone.utc))["id"]
+    n = fam.grantor
+    client, _ = signed_in(app, "viewer")
+    token = TOKEN.search(_page(client, "/dashboard/bindings")).group(1)
+    text = client.post("/dashboard/find", data={"csrf_token": token,
+                                                "id_number": f"{n[:3]}-{n[3:6]}-{n[6:14]}-{n[14:]}"}).get_data(as_text=True)
+    assert bid in text and 'id="lookup-error"' not in text
+
+
+def test_an_attempt_the_binding_left_behind_and_the_timer_are_worded(admin, sqlite_db, family):  # noqa: F811
+    """Given a binding whose face verification was still open when an operator expired it
+    When its page is read, Then the attempt reads 已放弃 (not `abandoned`), its reason 过期 (not `expire`)."""
+    fam = family(sqlite_db)
+    bid = invite(sqlite_db, fam, now=datetime.now(timezone.utc))["id"]
+    verification.start_verification(sqlite_db, bid, person(fam.beneficiary))
+    client, _ = signed_in(admin, "operator")
+    page = _page(client, f"/dashboard/bindings/{bid}")
+    client.post(f"/dashboard/bindings/{bid}/expire", data={"csrf_token": TOKEN.search(page).group(1), "reason": "邀请已失效"})
+    page = _page(client, f"/dashboard/bindings/{bid}")
+    assert ">abandoned<" not in page and "已放弃" in page
+    assert '<span class="reason">expire</span>' not in page
+
+
+def test_an_operator_accounts_changes_read_as_words_with_whose_and_what(admin, sqlite_db):  # noqa: F811
+    """Given an operator whose role was changed and who was disabled and enabled again
+    When the audit log is read, Then each row names the change in words and the account (and the roles)."""
+    operators.add(sqlite_db, "op2", "correct horse battery", "viewer")
+    operators.set_role(sqlite_db, "op2", "operator")
+    operators.set_disabled(sqlite_db, "op2", True)
+    operators.set_disabled(sqlite_db, "op2", False)
+    client, _ = signed_in(admin, "admin")
+    page = _page(client, "/dashboard/audit")
+    for words in ("更改经办人员角色", "停用经办人员", "启用经办人员"):
+        assert words in page, words
+    assert "operator.role" not in page and re.search(r'<span class="account">op2：[^<]+ → [^<]+</span>', page)
+
+
+def test_a_settlements_dead_delivery_names_its_settlement(sqlite_db, family, new_person):
+    """Given a settlement whose delivery to Jiangsu died
+    When the platform's dead deliveries are listed, Then the row carries the settlement's id and reference
+    (no binding, no version: it is not a binding event)."""
+    platforms.set_webhook_url(sqlite_db, "jiangsu", "http://127.0.0.1:9/hooks")  # down: its deliveries die
+    fam, _ = _authorized(sqlite_db, family, new_person, cap=None)
+    made, _ = _settle(sqlite_db, fam, 1_000, "JS-DEAD-1")
+    with sqlite_db() as s:
+        outbox_id = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.topic == "settlement.completed"))
+    deliveries.fan_out(sqlite_db, outbox_id)
+    with sqlite_db.begin() as s:
+        s.execute(sa.update(Delivery).where(Delivery.outbox_id == outbox_id).values(status="dead", dead_at=utcnow()))
+    [row] = [d for d in delivery_views.dead(sqlite_db, "jiangsu")["items"] if d["topic"] == "settlement.completed"]
+    assert (row["settlement_id"], row["settlement_reference"], row["binding_id"], row["binding_version"]) == (
+        made["id"], "JS-DEAD-1", None, None)
+
+
+def test_an_inbound_webhooks_outcome_and_a_system_actor_are_worded(app, sqlite_db, family):  # noqa: F811
+    """Given a processed webhook whose outcome is `no_binding`, and a binding the timer expired
+    When their pages are read, Then the outcome reads 没有可处理的绑定 (the code beside it) and the actor
+    系统 定时器 (not `timer`)."""
+    with sqlite_db.begin() as s:
+        w = ReceivedWebhook(platform_id="jiangsu", webhook_id="msg_words", type="relationship.ended", body="{}",
+                            headers={}, received_at=utcnow(), processed_at=utcnow(), attempts=1, outcome="no_binding")
+        s.add(w)
+        s.flush()
+        wid = w.id
+    bid = accepted(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))
+    from workflows import commands
+    from workflows.actors import SYSTEM_TIMER
+    commands.unbind(sqlite_db, bid, SYSTEM_TIMER, reason="test")
+    client, _ = signed_in(app, "viewer")
+    assert "没有可处理的绑定" in _page(client, f"/dashboard/webhooks/{wid}")
+    page = _page(client, f"/dashboard/bindings/{bid}")
+    assert "系统 定时器" in page and "系统 timer" not in page
+
+
+def test_a_batchs_refusals_are_found_through_its_own_audit_log(admin, sqlite_db):  # noqa: F811
+    """Given audit rows of two batches and one of no batch
+    When the audit log is opened for one batch (the batch page's link), Then only that batch's rows are
+    listed, and the filter is named with a way back to every entry."""
+    with sqlite_db.begin() as s:
+        for batch_id, reason in (("bat_one", "第一批"), ("bat_one", "第一批拒绝"), ("bat_two", "第二批"), (None, "单个")):
+            operators.record(s, "op1", "batch_expire", reason=reason, outcome="illegal_transition" if "拒绝" in reason
+                             else "ok", batch_id=batch_id)
+    client, _ = signed_in(admin, "viewer")
+    page = _page(client, "/dashboard/audit?batch=bat_one")
+    assert "第一批拒绝" in page and "第一批" in page and "第二批" not in page and "单个" not in page
+    assert 'id="audit-filter"' in page
