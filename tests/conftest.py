@@ -56,8 +56,10 @@ def crypto_keys():
 # --- databases ----------------------------------------------------------------------------------------
 
 def _seed(db) -> None:
-    from models import seed
+    from models import crypto, seed
     from workflows import platforms, policy, retention
+    # the test keys again: a command line test run in this process (click's runner) configured its own
+    crypto.configure(TEST_PII_KEYS, TEST_PII_ACTIVE, TEST_LOOKUP_KEY)
     with db.begin() as session:
         seed.seed_regions(session)
         seed.seed_dev_platforms(session)

@@ -19,8 +19,9 @@ OTHER = "whsec_" + base64.b64encode(b"o" * 32).decode()
 
 
 @pytest.fixture
-def gongji(tmp_path, monkeypatch):
-    """Run `gongji …` against an embedded database of the test's own; (exit code, output)."""
+def gongji(tmp_path, monkeypatch, crypto_keys):
+    """Run `gongji …` against an embedded database of the test's own; (exit code, output). The command
+    configures this process's encryption with the embedded default's keys: the test keys come back after."""
     for name in [k for k in os.environ if k.startswith("GONGJI_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("GONGJI_VAR_DIR", str(tmp_path / "var"))
@@ -29,7 +30,9 @@ def gongji(tmp_path, monkeypatch):
     def run(*args: str) -> tuple[int, str]:
         done = CliRunner().invoke(main, list(args), catch_exceptions=False)
         return done.exit_code, done.output
-    return run
+    yield run
+    from models import crypto
+    crypto.configure(crypto_keys["pii_keys"], crypto_keys["active"], crypto_keys["lookup_key"])
 
 
 def _row(tmp_path, platform_id: str) -> dict | None:

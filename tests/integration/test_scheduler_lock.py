@@ -4,6 +4,7 @@ restart, a killed idle connection) it stops with `LockLost` instead of ticking b
 takes the lock. Two real scheduler loops in threads on the test database; the lock checks are shortened."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -46,6 +47,28 @@ def _holders(engine) -> list[int]:
         return list(c.execute(HOLDERS, {"k": scheduler.LOCK_KEY}).scalars())
 
 
+@contextlib.contextmanager
+def two_schedulers(db, engine, monkeypatch, alive, *, check_s: float):
+    """Two scheduler loops on one database, the lock checked every `check_s`; once one holds the lock, its
+    session is terminated. Yields (loops, the killed session's pid); stops and joins both after."""
+    monkeypatch.setattr(scheduler, "LOCK_CHECK_S", check_s)
+    monkeypatch.setattr(scheduler, "STANDBY_WAIT_S", 0.1)
+    monkeypatch.setattr(scheduler, "ALIVE_FILE", alive)
+    stop = threading.Event()
+    loops = [Loop(db, engine, stop), Loop(db, engine, stop)]
+    try:
+        poll(lambda: len(_holders(engine)) == 1, timeout=20, what="one scheduler holding the lock")
+        [first] = _holders(engine)
+        assert all(loop.thread.is_alive() for loop in loops)  # the other waits, it does not give up
+        with engine.connect() as c:
+            assert c.execute(sa.text("select pg_terminate_backend(:p)"), {"p": first}).scalar()
+        yield loops, first
+    finally:
+        stop.set()
+        for loop in loops:
+            loop.thread.join(timeout=20)
+
+
 def test_one_scheduler_ticks_and_the_other_takes_over_when_the_first_ones_lock_session_dies(
         pg_db, pg_engine, monkeypatch, tmp_path):
     """Given two schedulers started on one database
@@ -53,18 +76,7 @@ def test_one_scheduler_ticks_and_the_other_takes_over_when_the_first_ones_lock_s
     Then exactly one session holds the lock while both run; after the kill, the scheduler that held it
     stops with LockLost (it does not go on ticking unlocked) and the other one now holds the lock; each
     touched its health file while it ran."""
-    monkeypatch.setattr(scheduler, "LOCK_CHECK_S", 0.1)
-    monkeypatch.setattr(scheduler, "STANDBY_WAIT_S", 0.1)
-    monkeypatch.setattr(scheduler, "ALIVE_FILE", tmp_path / "alive")
-    stop = threading.Event()
-    loops = [Loop(pg_db, pg_engine, stop), Loop(pg_db, pg_engine, stop)]
-    try:
-        poll(lambda: len(_holders(pg_engine)) == 1, timeout=20, what="one scheduler holding the lock")
-        [first] = _holders(pg_engine)
-        assert all(loop.thread.is_alive() for loop in loops)  # the other waits, it does not give up
-        with pg_engine.connect() as c:
-            assert c.execute(sa.text("select pg_terminate_backend(:p)"), {"p": first}).scalar()
-
+    with two_schedulers(pg_db, pg_engine, monkeypatch, tmp_path / "alive", check_s=0.1) as (loops, first):
         poll(lambda: any(isinstance(loop.error, scheduler.LockLost) for loop in loops), timeout=20,
              what="the scheduler whose lock went away stopping")
         poll(lambda: _holders(pg_engine) not in ([], [first]), timeout=20, what="the standby taking the lock")
@@ -72,10 +84,6 @@ def test_one_scheduler_ticks_and_the_other_takes_over_when_the_first_ones_lock_s
         assert len(lost) == 1 and not lost[0].thread.is_alive()
         assert [loop.thread.is_alive() for loop in loops if loop is not lost[0]] == [True]
         assert (tmp_path / "alive").exists()
-    finally:
-        stop.set()
-        for loop in loops:
-            loop.thread.join(timeout=20)
     assert [type(loop.error) for loop in loops].count(scheduler.LockLost) == 1
     assert [loop.error for loop in loops].count(None) == 1
 
@@ -83,22 +91,9 @@ def test_one_scheduler_ticks_and_the_other_takes_over_when_the_first_ones_lock_s
 def test_without_the_check_the_lock_loss_would_go_unnoticed(pg_db, pg_engine, monkeypatch, tmp_path):
     """A control: with the check made rare (an hour), the same kill leaves the first scheduler ticking
     with no lock while the standby takes it, two active at once: what the check prevents."""
-    monkeypatch.setattr(scheduler, "LOCK_CHECK_S", 3600.0)
-    monkeypatch.setattr(scheduler, "STANDBY_WAIT_S", 0.1)
-    monkeypatch.setattr(scheduler, "ALIVE_FILE", tmp_path / "alive")
-    stop = threading.Event()
-    loops = [Loop(pg_db, pg_engine, stop), Loop(pg_db, pg_engine, stop)]
-    try:
-        poll(lambda: len(_holders(pg_engine)) == 1, timeout=20, what="one scheduler holding the lock")
-        [first] = _holders(pg_engine)
-        with pg_engine.connect() as c:
-            c.execute(sa.text("select pg_terminate_backend(:p)"), {"p": first})
+    with two_schedulers(pg_db, pg_engine, monkeypatch, tmp_path / "alive", check_s=3600.0) as (loops, first):
         poll(lambda: _holders(pg_engine) not in ([], [first]), timeout=20, what="the standby taking the lock")
         assert all(loop.thread.is_alive() and loop.error is None for loop in loops)
-    finally:
-        stop.set()
-        for loop in loops:
-            loop.thread.join(timeout=20)
 
 
 @pytest.fixture(autouse=True)
