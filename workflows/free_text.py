@@ -18,7 +18,8 @@ import sqlalchemy as sa
 
 from models import Binding, Person
 
-from .idnumbers import SEPARATOR, mask_in_text, mask_name
+from .id_in_text import SEPARATOR, mask_in_text
+from .idnumbers import mask_name
 
 MAX_CHARS = 1000
 # 13812345678, +86 138 1234 5678, 86-138-1234-5678, 138.1234.5678 (full-width digits are made ASCII first;

@@ -28,7 +28,7 @@ from models.crypto import lookup_hash
 from models.money import CATEGORIES, SETTLEMENT_STATUSES
 from models.types import utcnow
 
-from . import idnumbers, platforms, settlements, sync
+from . import id_in_text, idnumbers, platforms, settlements, sync
 from .errors import DomainError
 
 MAX_LIMIT = 200
@@ -48,7 +48,7 @@ def _conditions(s, *, reference=None, platform=None, status=None, category=None,
                 until=None) -> list:
     conds = []
     if reference:
-        if not isinstance(reference, str) or len(reference) > 64 or idnumbers.holds_id_number(reference):
+        if not isinstance(reference, str) or len(reference) > 64 or id_in_text.holds_id_number(reference):
             raise DomainError("validation_failed", "reference is 1 to 64 characters, without an ID number")
         conds.append(ST.c.reference == reference)
         if not platform:  # (platform_id, reference) is the unique index: name every platform

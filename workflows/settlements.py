@@ -28,7 +28,7 @@ from models.crypto import lookup_hash
 from models.money import CATEGORIES, SETTLEMENT_STATUSES  # noqa: F401  (SETTLEMENT_STATUSES: for the API schema)
 from models.types import utcnow
 
-from . import idnumbers, money, policy, rules
+from . import id_in_text, idnumbers, money, policy, rules
 from .errors import DomainError
 from .persons import by_number
 from .rules import MAX_FEN
@@ -50,14 +50,14 @@ _MOVE = sa.update(P).where(P.c.id == sa.bindparam("pid")).values(balance_fen=P.c
 
 
 def _check(reference: str, amount_fen: int, category: str, institution_code: str) -> None:
-    if not isinstance(reference, str) or not 0 < len(reference) <= 64 or idnumbers.holds_id_number(reference):
+    if not isinstance(reference, str) or not 0 < len(reference) <= 64 or id_in_text.holds_id_number(reference):
         raise DomainError("validation_failed", "reference is 1 to 64 characters, without an ID number")
     if not isinstance(amount_fen, int) or isinstance(amount_fen, bool) or not 0 < amount_fen <= MAX_FEN:
         raise DomainError("validation_failed", f"amount_fen is an integer from 1 to {MAX_FEN}")
     if category not in CATEGORIES:  # compliant medical costs only, never non-medical goods
         raise DomainError("validation_failed", f"category is one of {', '.join(CATEGORIES)}")
     if (not isinstance(institution_code, str) or not 0 < len(institution_code) <= 32
-            or idnumbers.holds_id_number(institution_code)):
+            or id_in_text.holds_id_number(institution_code)):
         raise DomainError("validation_failed", "institution_code is 1 to 32 characters, without an ID number")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from models import Binding, Person, Transition, VerificationAttempt
 
 from . import free_text
-from .idnumbers import mask_in_text
+from .id_in_text import mask_in_text
 
 
 def _iso(value):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 
-from workflows import idnumbers
+from workflows import id_in_text
 
 from .support import Api, assert_problem, child_birth, id_number
 
@@ -67,7 +67,7 @@ def test_a_reference_or_institution_carrying_an_id_number_in_any_form_is_refused
             sent = {**body, "reference": f"JS-{uuid.uuid4().hex[:12]}", field: disguised}
             assert_problem(js.post("/api/v1/settlements", sent), 422, "validation_failed")
     serial = next(s for s in (f"{secrets.randbelow(10 ** 22):022d}" for _ in range(100))
-                  if not idnumbers.holds_id_number(s))
+                  if not id_in_text.holds_id_number(s))
     made = js.post("/api/v1/settlements", {**body, "reference": serial})
     assert made.status_code == 201 and made.json()["reference"] == serial, made.text
 

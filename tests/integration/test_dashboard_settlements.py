@@ -19,7 +19,7 @@ from models.seed import dev_credentials
 from models.settings import Settings
 from web.app import create_app
 from web.dashboard import settlements as dashboard_settlements
-from workflows import commands, idnumbers, operators, platforms, settlement_repair, settlement_views, settlements
+from workflows import commands, id_in_text, idnumbers, operators, platforms, settlement_repair, settlement_views, settlements
 from workflows.errors import DomainError
 
 from .support import T0, accepted, person, race, wait_for_a_lock_wait
@@ -417,7 +417,7 @@ def test_a_number_typed_in_any_form_stays_out_of_urls(site, family, new_person):
     fam, _ = _authorized(db, family, new_person, cap=None)
     mine = _settle(db, fam, 1_200, "JS-W1")[0]["id"]
     serial = "2026112532010200001234"  # 22 digits, no real ID number inside
-    assert not idnumbers.holds_id_number(serial)
+    assert not id_in_text.holds_id_number(serial)
     by_serial = _settle(db, fam, 1_300, serial)[0]["id"]
     client, _ = signed_in(site.app, "viewer")
     token = _token(client)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workflows import idnumbers
+from workflows import id_in_text, idnumbers
 from workflows.errors import DomainError
 
 TODAY = date(2025, 6, 1)
@@ -371,25 +371,45 @@ def test_a_real_number_is_found_and_masked_however_it_is_typed_or_glued(born, ar
     number = idnumbers.with_check_digit(area + born.strftime("%Y%m%d") + seq)
     typed = sep.join((number[:6], number[6:14], number[14:]))
     text = f"reason {before}{typed.translate(_WIDE) if wide else typed}{after} end"
-    assert idnumbers.holds_id_number(text)
-    shown = idnumbers.compact(idnumbers.mask_in_text(text))
+    assert id_in_text.holds_id_number(text)
+    shown = id_in_text.compact(id_in_text.mask_in_text(text))
     assert not any(number[i:i + 15] in shown for i in range(4)), shown
 
 
 @pytest.mark.parametrize("text", [
     "JS-2026-000123", "2026112532010200001234", "H32010200001", "320102198001011234567890 1",
     "金额 100.00 元, 2026-11-25 08:39:25", "13812345678", "1234567890123456", "32010219850202234",
-    "sim-ba190744788743448c09d47b", "ref-ab123456789012345678cd"])
+    "sim-ba190744788743448c09d47b", "ref-ab123456789012345678cd", "JS_20261125_0000012345", "PO.20261125.0000123",
+    "RX_202611_250000123", "金额 100.00 200.00 300.00", "JS-2026-1125-000012345"])
 def test_a_reference_or_a_serial_without_a_real_number_inside_is_not_one(text):
     """Given a reference, a long serial (no 18 characters in it with a matching check digit and a real birth
-    date), an amount and time, a mobile number, 16 and 17 digits (neither shape), and hexadecimal references
-    whose 15 and 18 digits in a row are glued to letters (only a real number inside counts there),
+    date), an amount and time, a mobile number, 16 and 17 digits (neither shape), hexadecimal references
+    whose 15 and 18 digits in a row are glued to letters (only a real number inside counts there), references
+    whose digit groups are joined by underscores or dots (grouping by shape is by spaces and hyphens only),
+    and amounts in a row,
     Then none holds an ID number, and masking leaves each as it was."""
-    assert not idnumbers.holds_id_number(text)
-    assert idnumbers.mask_in_text(text) == text
+    assert not id_in_text.holds_id_number(text)
+    assert id_in_text.mask_in_text(text) == text
 
 
 def test_a_long_number_is_any_run_of_15_digits_or_more():
     """`holds_long_number`: what may be a number, or a mistyped one, and so stays out of URLs."""
-    assert idnumbers.holds_long_number("32010219850202234") and idnumbers.holds_long_number("１２３４５６７８９０１２３４５")
-    assert not idnumbers.holds_long_number("JS-2026-000123") and not idnumbers.holds_long_number("13812345678")
+    assert id_in_text.holds_long_number("32010219850202234") and id_in_text.holds_long_number("１２３４５６７８９０１２３４５")
+    assert not id_in_text.holds_long_number("JS-2026-000123") and not id_in_text.holds_long_number("13812345678")
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("320102800614297 13812345678", "320********4297 13812345678"),  # first generation, a mobile after it
+    ("旧证 320102800614297 2 人", "旧证 320********4297 2 人"),
+    ("320102198006142975 1", "320***********2975 1"),  # a wrong check digit: still a number's shape
+    ("320102198006142975_1", "320***********2975_1"),
+    ("３２０１０２－１９８５０２０２－２３４９", "320***********2349"),  # full-width digits and hyphens
+    ("320102,19850202,2349", "320***********2349"),  # commas: found by being real
+    ("320102    19850202    2349", "320***********2349"),  # four spaces: by being real
+    ("身份证３２０１０２１９８５０２０２２３４９，电话", "身份证320***********2349，电话"),  # the comma kept
+])
+def test_numbers_beside_other_digits_or_typed_full_width_are_masked_and_the_rest_kept(text, shown):
+    """Given an ID number beside other digits, mistyped, or typed with full-width digits and separators,
+    When the text is masked, Then the number is masked, what is around it is kept as it was."""
+    assert id_in_text.holds_id_number(text)
+    assert id_in_text.mask_in_text(text) == shown

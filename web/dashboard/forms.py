@@ -11,7 +11,7 @@ from wtforms import (BooleanField, DateField, HiddenField, IntegerField, Passwor
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
-from workflows import idnumbers
+from workflows import id_in_text
 
 ID_TYPED_MAX = 40  # an ID number as typed or pasted: 18 characters with room for spaces between its groups
 REASON_MAX = 1000  # characters of an operator's reason (also the textareas' maxlength)
@@ -87,11 +87,11 @@ def is_binding_id(value) -> bool:
 
 def _typed_number(value):
     """What was typed into the look-up box: a binding id as it is (without whitespace), an ID number as one
-    run (`idnumbers.compact`: grouped by spaces, hyphens or dots, full-width digits: `320-102-19800101-667X`)."""
+    run (`id_in_text.compact`: grouped by spaces, hyphens or dots, full-width digits: `320-102-19800101-667X`)."""
     if not isinstance(value, str):
         return value
     bare = _no_whitespace(value)
-    return bare if is_binding_id(bare) else idnumbers.compact(bare)
+    return bare if is_binding_id(bare) else id_in_text.compact(bare)
 
 
 def _id_number_length(form, field):

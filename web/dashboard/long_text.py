@@ -13,7 +13,7 @@ import re
 from markupsafe import Markup, escape
 
 from workflows import stuck
-from workflows.idnumbers import mask_in_text
+from workflows.id_in_text import mask_in_text
 
 FOLD_AT = 240  # characters of a long reason shown before its fold
 _BREAK = re.compile(r"[\s,;:.，；：。、)）\]]")

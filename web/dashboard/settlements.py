@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
-from workflows import idnumbers, operators, platforms, settlement_repair, settlement_views
+from workflows import id_in_text, idnumbers, operators, platforms, settlement_repair, settlement_views
 from workflows.errors import DomainError
 from models.money import CATEGORIES, SETTLEMENT_STATUSES
 
@@ -82,7 +82,7 @@ def settlements():
 
 
 def _not_a_number() -> bool:
-    return not idnumbers.holds_id_number((request.form.get("q") or "").strip())
+    return not id_in_text.holds_id_number((request.form.get("q") or "").strip())
 
 
 @bp.post("/settlements")  # the list's URL: a sign-in after the session ended comes back to the list
@@ -96,15 +96,15 @@ def find_settlements():
     typed = box.q.data
     if is_settlement_id(typed):
         return redirect(url_for("dashboard.settlement", settlement_id=typed.lower()), code=303)
-    if not idnumbers.holds_long_number(typed):  # no 15 digits in a row: a reference, safe in a URL
+    if not id_in_text.holds_long_number(typed):  # no 15 digits in a row: a reference, safe in a URL
         return redirect(url_for("dashboard.settlements", reference=typed), code=303)
-    page, error, by_number = {"items": [], "next": None}, None, idnumbers.holds_id_number(typed)
+    page, error, by_number = {"items": [], "next": None}, None, id_in_text.holds_id_number(typed)
     if not by_number:  # a long reference or a mistyped number: looked up as a reference (one a platform at
         # most) on this answer, neither put into a URL nor shown back (the rows show their references)
         page = settlement_views.find(db(), reference=typed, limit=settlement_views.PERSON_MAX)
         page["next"] = None
     else:
-        number = idnumbers.compact(typed)  # as copied: `320102 19800614 2974`, `320-102-…`, full-width
+        number = id_in_text.compact(typed)  # as copied: `320102 19800614 2974`, `320-102-…`, full-width
         try:
             page = settlement_views.of_beneficiary(db(), number, limit=settlement_views.PERSON_MAX)
         except DomainError as exc:

@@ -7,7 +7,7 @@ from flask import Flask
 from flask_babel import format_datetime
 from flask_login import current_user
 
-from workflows.idnumbers import mask_in_text
+from workflows.id_in_text import mask_in_text
 
 from .forms import REASON_MAX
 
