@@ -9,6 +9,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,8 @@ class Settings:
         if public_url is None:  # the face provider calls back there: a loopback default fails every session
             raise SettingsError("GONGJI_PUBLIC_URL is required when GONGJI_DATABASE_URL is set: the address "
                                 "platforms and the face-verification provider reach this deployment at")
+        if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", public_url):
+            raise SettingsError("GONGJI_PUBLIC_URL is an http:// or https:// address (e.g. https://gongji.example.cn)")
         redis_url = _env("GONGJI_REDIS_URL")
         if redis_url:
             _check_url("GONGJI_REDIS_URL", redis_url)
@@ -146,6 +149,8 @@ def _check_url(name: str, url: str) -> None:
         parsed = None
     if parsed is None or not parsed.drivername:
         raise SettingsError(f"{name} is not a URL (e.g. postgresql+psycopg://user:password@host/db, redis://host:6379/0)")
+    if name == "GONGJI_DATABASE_URL" and parsed.get_backend_name() not in ("postgresql", "sqlite"):
+        raise SettingsError("GONGJI_DATABASE_URL is a PostgreSQL URL (postgresql+psycopg://user:password@host/db)")
 
 
 def _pii_keys(spec: str) -> tuple[dict[str, str], str]:
@@ -160,6 +165,8 @@ def _pii_keys(spec: str) -> tuple[dict[str, str], str]:
         if size != 32:
             raise SettingsError(f"GONGJI_PII_KEYS part {n} is not <key id>:<base64 of 32 bytes> (AES-256); "
                                 "e.g. k1:$(openssl rand -base64 32)")
+        if kid in keys:  # one id for two keys: one of them would silently stop decrypting what it sealed
+            raise SettingsError(f"GONGJI_PII_KEYS names key id {kid!r} twice: give the new key a new id")
         keys[kid] = b64
     if not keys:
         raise SettingsError("GONGJI_PII_KEYS names no key")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import os
+import re
 import sys
 import time
 
@@ -31,7 +32,7 @@ class _Gongji(click.Group):
         except SettingsError as exc:
             raise click.ClickException(str(exc)) from None
         except (OperationalError, ProgrammingError) as exc:
-            if "no such table" in str(exc) or "does not exist" in str(exc):
+            if re.search(r"no such table|relation \"[^\"]+\" does not exist", str(exc)):  # not "database …"
                 raise click.ClickException("the database has no schema yet: run `gongji db upgrade` first") from None
             raise
 
@@ -293,8 +294,6 @@ def deliveries_replay(ids, platform_id, binding_id) -> None:
                                       platform_id=platform_id, binding_id=binding_id)
     except DomainError as exc:
         raise click.ClickException(exc.detail) from None
-    if not done["replayed"]:
-        raise click.ClickException("no dead delivery matches")
     send_deliveries(done["ready"])  # without a worker listening, the scheduler's delivery pass sends them
     click.echo(f"replayed {done['replayed']} dead deliveries (audited); {len(done['ready'])} sent now, the rest "
                "follow their predecessors")

@@ -10,6 +10,7 @@ scheme and host."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import urllib.request
@@ -18,9 +19,10 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import urllib3
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 CONNECT_S, READ_S = 3.0, 10.0
+log = logging.getLogger(__name__)
 MAX_BODY = 65536  # bytes of an answer kept (the face provider's session id; an error's first words)
 # One more try when the connection breaks (a keep-alive connection the server closed just as it was reused
 # surfaces as a broken read): the event id is the same, so a receiver that did get the first drops the second.
@@ -53,8 +55,19 @@ class Answer:
 
 
 def sign_headers(secrets: tuple[str, ...] | list[str], msg_id: str, body: str, at: datetime | None = None) -> dict:
+    """Standard Webhooks headers with a signature by each secret; one that is not base64 (stored before
+    `workflows/platform_checks.py` refused such secrets) signs nothing, the other one of a rotation still
+    does (none at all: ValueError, the delivery's attempt records it)."""
     at = at or datetime.now(timezone.utc)
-    signature = " ".join(Webhook(secret).sign(msg_id, at, body) for secret in secrets)
+    signatures = []
+    for secret in secrets:
+        try:
+            signatures.append(Webhook(secret).sign(msg_id, at, body))
+        except (ValueError, EmptyWebhookSecretError):
+            log.error("a webhook secret of a platform is not base64; it signs nothing")
+    if not signatures:
+        raise ValueError("no usable webhook secret to sign with")
+    signature = " ".join(signatures)
     return {"webhook-id": msg_id, "webhook-timestamp": str(int(at.timestamp())), "webhook-signature": signature,
             "content-type": "application/json"}
 

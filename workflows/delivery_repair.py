@@ -55,19 +55,25 @@ def replay(db, *, ids: list[int] | None = None, platform_id: str | None = None, 
 
 def replay_from_console(db, who: str, *, ids: list[int] | None = None, platform_id: str | None = None,
                         binding_id: str | None = None, now: datetime | None = None) -> dict:
-    """`gongji deliveries replay`: `replay`, refusing a platform or binding that does not exist (not_found:
-    a typo must not read as "nothing to do"), audited like the dashboard's replay (`who`: the console user).
-    {"replayed": how many dead deliveries matched, "ready": the ids to send now}."""
+    """`gongji deliveries replay`: `replay`, audited like the dashboard's replay (`who`: the console user).
+    A platform or binding that does not exist, or nothing dead matching, is not_found (a typo must not read
+    as "nothing to do"), and that refusal is audited too. {"replayed": how many, "ready": ids to send now}."""
     now = now or utcnow()
-    with db.begin() as s:
-        if platform_id:
-            platforms.get_in(s, platform_id)
-        if binding_id and s.get(Binding, binding_id) is None:
-            raise DomainError("not_found", f"no binding {binding_id}")
-        replayed: list[int] = []
-        ready = replay_in(s, _dead(ids, platform_id, binding_id), now, replayed)
-        operators.record(s, who, "deliveries_replay", binding_id=binding_id, reason=None, now=now, detail={
-            "platform_id": platform_id, "ids": list(ids or []), "dead": len(replayed), "sent_now": len(ready)})
+    try:
+        with db.begin() as s:
+            if platform_id:
+                platforms.get_in(s, platform_id)
+            if binding_id and s.get(Binding, binding_id) is None:
+                raise DomainError("not_found", f"no binding {binding_id}")
+            replayed: list[int] = []
+            ready = replay_in(s, _dead(ids, platform_id, binding_id), now, replayed)
+            if not replayed:
+                raise DomainError("not_found", "no dead delivery matches")
+            operators.record(s, who, "deliveries_replay", binding_id=binding_id, reason=None, now=now, detail={
+                "platform_id": platform_id, "ids": list(ids or []), "dead": len(replayed), "sent_now": len(ready)})
+    except DomainError as exc:
+        operators.record_refusal(db, who, "deliveries_replay", exc, reason=None, now=now)
+        raise
     return {"replayed": len(replayed), "ready": ready}
 
 

@@ -48,6 +48,7 @@ def rekey(db, *, batch: int = 500, progress: Callable[[str, int], None] | None =
     for table, column in encrypted_columns():
         name, (pk,) = f"{table.name}.{column.name}", table.primary_key.columns
         stale = sa.and_(column.is_not(None), sa.func.substr(_raw(column), 1, len(active) + 1) != f"{active}:")
+        unstamped = {c.name: c for c in table.columns if c.onupdate is not None}  # re-sealing changes no fact
         done[name], after = 0, None
         while True:
             with db.begin() as s:
@@ -55,10 +56,10 @@ def rekey(db, *, batch: int = 500, progress: Callable[[str, int], None] | None =
                 if after is not None:
                     query = query.where(pk > after)
                 rows = s.execute(query).all()
-                for key, stored in rows:  # the column's type seals the plaintext again, with the active key
-                    plain = decrypt(stored, column.type.context)
+                for key, stored in rows:  # the column's type seals the plaintext again, with the active key;
+                    plain = decrypt(stored, column.type.context)  # columns stamped on update keep their value
                     done[name] += s.execute(sa.update(table).where(pk == key, _raw(column) == stored)
-                                            .values({column.name: plain})).rowcount
+                                            .values({column.name: plain, **unstamped})).rowcount
             if progress is not None and rows:
                 progress(name, len(rows))
             if len(rows) < batch:

@@ -117,14 +117,18 @@ def test_a_replay_that_names_nothing_real_says_so(gongji, tmp_path):
     """Given a fresh database with the seeded regions and a platform, no dead delivery anywhere
     When `gongji deliveries replay` names an unknown platform, an unknown binding, a delivery id that is not
     dead, or the real platform (nothing dead)
-    Then each exits 1 saying what is wrong (no "replayed" that reads as success); nothing is audited, since
-    nothing was replayed."""
+    Then each exits 1 saying what is wrong (no "replayed" that reads as success), audited as a refusal."""
     assert gongji("platform", "add", "p1", "--kind", "province", "--api-key", "gk_long_enough_1",
                   "--webhook-secret", SECRET, "--regions", "32")[0] == 0
     for args, says in ((["--platform", "nope"], "no platform nope"), (["--binding", "bnd_nope"], "no binding bnd_nope"),
                        (["--id", "99999"], "no dead delivery matches"), (["--platform", "p1"], "no dead delivery matches")):
         code, out = gongji("deliveries", "replay", *args)
         assert code == 1 and says in out and "Traceback" not in out, (args, out)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'gongji.db'}")
+    with engine.connect() as c:  # each refusal audited as such, none as a replay that happened
+        outcomes = c.execute(sa.text("select outcome from audit_log where action = 'deliveries_replay'")).scalars().all()
+    engine.dispose()
+    assert outcomes == ["not_found"] * 4
 
 
 def test_a_bad_setting_or_a_database_without_schema_is_a_message_not_a_traceback(gongji, monkeypatch):

@@ -31,10 +31,10 @@ def test_every_setting_the_processes_read_is_passed_to_the_containers():
 
 
 def test_compose_requires_the_secrets_and_every_service_has_a_health_check():
-    """Then the keys and the database password have no default (`:?`), and each long-running service is
-    checked."""
+    """Then the keys, the public address and the database password have no default (`:?`: what the processes
+    refuse to start without, compose asks for), and each long-running service is checked."""
     text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
-    for name in ("GONGJI_PII_KEYS", "GONGJI_LOOKUP_KEY", "GONGJI_SECRET_KEY", "POSTGRES_PASSWORD"):
+    for name in ("GONGJI_PII_KEYS", "GONGJI_LOOKUP_KEY", "GONGJI_SECRET_KEY", "GONGJI_PUBLIC_URL", "POSTGRES_PASSWORD"):
         assert re.search(r"\$\{" + name + r":\?", text), name
     compose = yaml.safe_load(text)
     for name, service in compose["services"].items():

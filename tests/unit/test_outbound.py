@@ -48,3 +48,20 @@ def test_only_a_broken_connection_is_tried_again_not_a_read_timeout():
     assert again.total == 0
     with pytest.raises(MaxRetryError):
         outbound._RETRY.increment(method="POST", url="/hook", error=ReadTimeoutError(None, "/hook", "read timed out"))
+
+
+def test_an_unusable_secret_signs_nothing_and_the_other_one_still_signs():
+    """Given a platform mid-rotation whose current secret was stored before the checks and is not base64
+    When an event is signed, Then it carries the previous secret's signature only (which verifies); with no
+    usable secret at all, signing raises ValueError (the delivery's attempt records it), never a bad header."""
+    import base64
+
+    from standardwebhooks.webhooks import Webhook
+
+    from workers.outbound import sign_headers
+    good = "whsec_" + base64.b64encode(b"g" * 32).decode()
+    headers = sign_headers(("whsec_%%%", good), "msg_1", '{"a":1}')
+    assert len(headers["webhook-signature"].split(" ")) == 1
+    Webhook(good).verify('{"a":1}', headers)
+    with pytest.raises(ValueError):
+        sign_headers(("whsec_%%%",), "msg_2", "{}")

@@ -88,19 +88,20 @@ def start_batch():
                                expected=form.expected.data)
     except DomainError as exc:
         if exc.code == "conflict":  # the count changed since it was shown: show the new one
-            now = finder.count(db(), **filters)
+            states = finder.count_by_state(db(), **filters)
             return _batch_again(form, filters, _("The filter now matches %(now)s bindings, not the %(then)s you "
                                                  "confirmed: check the count and confirm again.",
-                                                 now=f"{now:,}", then=f"{form.expected.data or 0:,}"))
+                                                 now=f"{sum(states.values()):,}", then=f"{form.expected.data or 0:,}"),
+                                states)
         _refused(exc)
         return redirect(url_for("dashboard.new_batch", **filters), code=303)
     return redirect(url_for("dashboard.batch", batch_id=job_id), code=303)
 
 
-def _batch_again(form: BatchForm, filters: dict, message: str):
+def _batch_again(form: BatchForm, filters: dict, message: str, states: dict | None = None):
     """The batch form again, as the operator filled it in (action and reason kept, the confirmation not), with
-    the count as it is now and why it was not started; 409."""
-    states = finder.count_by_state(db(), **filters)
+    the count as it is now (`states`, when the caller counted them) and why it was not started; 409."""
+    states = finder.count_by_state(db(), **filters) if states is None else states
     again = BatchForm(formdata=None, data={**filters, "expected": sum(states.values()), "action": form.action.data,
                                            "reason": form.reason.data})
     again.action.choices = batch_choices(filters, states)
