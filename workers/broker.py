@@ -18,3 +18,9 @@ def setup(settings: Settings) -> dramatiq.Broker:
         broker.emit_after("process_boot")
     dramatiq.set_broker(broker)
     return broker
+
+
+def add_liveness() -> None:
+    """In a `gongji worker` process: keep the health file fresh while its threads live (workers/liveness.py)."""
+    from .liveness import Liveness
+    dramatiq.get_broker().add_middleware(Liveness())

@@ -6,6 +6,7 @@ from . import broker, relay, runtime
 configure_logging()  # dramatiq set up this process's logging at INFO: GONGJI_LOG_LEVEL decides
 _settings = Settings.from_env()
 broker.setup(_settings)
+broker.add_liveness()  # this process's health file for the container's check (workers/liveness.py)
 runtime.configure(_settings)
 relay.install()  # an actor's own commands (e.g. applying a webhook) publish their outbox rows at once
 

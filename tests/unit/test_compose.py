@@ -40,3 +40,12 @@ def test_compose_requires_the_secrets_and_every_service_has_a_health_check():
     for name, service in compose["services"].items():
         if name != "migrate":
             assert "healthcheck" in service, name
+
+
+def test_the_worker_and_scheduler_checks_read_the_files_their_processes_touch():
+    """Then the worker's and the scheduler's health checks read the files `workers/liveness.py` and
+    `workers/scheduler.py` keep fresh (not a Redis ping or a connection, which pass while the process hangs)."""
+    from workers import liveness, scheduler
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    for service, path in (("worker", liveness.ALIVE_FILE), ("scheduler", scheduler.ALIVE_FILE)):
+        assert f"'{path.name}'" in " ".join(compose["services"][service]["healthcheck"]["test"]), service
