@@ -24,6 +24,9 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{''.join(reversed(chars))}"
 
 
+MAX_BIGINT = 2 ** 63 - 1  # the largest id or stamp a BIGINT column holds: a larger one in a URL was never issued
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

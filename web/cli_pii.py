@@ -43,6 +43,7 @@ def rekey_command(batch: int) -> None:
     """Re-encrypt every value not sealed with the active key (safe beside live traffic; may run again)."""
     from tqdm import tqdm
 
+    from models.crypto import active_key_id
     from workflows import rekey
 
     db = _db()
@@ -50,13 +51,9 @@ def rekey_command(batch: int) -> None:
         done = rekey.rekey(db, batch=batch, progress=lambda _column, n: bar.update(n))
     for column, n in done.items():
         click.echo(f"{column:<36} {n} re-encrypted")
-    left = {c: sum(n for k, n in by_key.items() if k != _active()) for c, by_key in rekey.key_ids(db).items()}
+    active = active_key_id()
+    left = {c: sum(n for k, n in by_key.items() if k != active) for c, by_key in rekey.key_ids(db).items()}
     if any(left.values()):  # written meanwhile by a process still sealing with an older key
         raise click.ClickException("some values are still under an older key (a process not restarted with the "
                                    f"new GONGJI_PII_KEYS?): {', '.join(c for c, n in left.items() if n)}")
     click.echo("every value is sealed with the active key")
-
-
-def _active() -> str:
-    from models.crypto import active_key_id
-    return active_key_id()

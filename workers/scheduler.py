@@ -107,6 +107,7 @@ def run(db, engine: sa.Engine, *, interval_s: float = 1.0, batch: int = 500,
                 if not _still_holds(holder):
                     log.error("the scheduler lock went away with its connection; stopping so that a restart "
                               "waits as a standby instead of ticking beside the scheduler that holds it now")
+                    holder.invalidate()  # its session is gone: not back into the pool
                     raise LockLost()
                 checked = started
             try:

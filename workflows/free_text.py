@@ -23,7 +23,7 @@ from .idnumbers import mask_name
 
 MAX_CHARS = 1000
 # 13812345678, +86 138 1234 5678, 86-138-1234-5678, 138.1234.5678 (full-width digits are made ASCII first;
-# the groups' separators are an ID number's, `idnumbers.SEPARATOR`)
+# the groups' separators are an ID number's, `id_in_text.SEPARATOR`)
 _MOBILE = re.compile(rf"(?<![0-9])((?:\+?86{SEPARATOR}{{0,3}})?)(1[3-9][0-9]){SEPARATOR}{{0,3}}([0-9]{{4}})"
                      rf"{SEPARATOR}{{0,3}}([0-9]{{4}})(?![0-9])")
 _WIDE = str.maketrans("０１２３４５６７８９＋", "0123456789+")

@@ -19,9 +19,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timezone
 
-from stdnum.cn import ric
-
-from .idnumbers import mask, today_in_china
+from .idnumbers import mask, today_in_china, why_invalid
 
 _WIDE = str.maketrans("０１２３４５６７８９Ｘｘ－．／＿，\u3000", "0123456789Xx-./_, ")
 GROUPING = r"[ \t\u00a0\-\u2010-\u2015\u2212]"  # how a number is grouped: spaces and hyphens
@@ -38,14 +36,8 @@ def compact(typed: str) -> str:
     return _SEPARATORS.sub("", (typed or "").translate(_WIDE))
 
 
-def _is_real(candidate: str) -> bool:
-    if not candidate[:17].isdigit() or candidate[17].upper() != ric.calc_check_digit(candidate):
-        return False
-    try:
-        born = date(int(candidate[6:10]), int(candidate[10:12]), int(candidate[12:14]))
-    except ValueError:
-        return False
-    return 1900 <= born.year and born <= today_in_china(datetime.now(timezone.utc))
+def _is_real(candidate: str, today: date) -> bool:
+    return why_invalid(candidate.upper(), today=today) is None
 
 
 def _by_shape(text: str):
@@ -72,12 +64,13 @@ def _by_shape(text: str):
 
 
 def _by_being_real(text: str):
+    today = today_in_china(datetime.now(timezone.utc))
     for m in _LOOSE.finditer(text):
         at = [m.start() + i for i, ch in enumerate(m.group(0)) if ch.isalnum()]  # its characters in `text`
         run = "".join(text[i] for i in at)
         i = 0
         while i <= len(run) - 18:
-            if _is_real(run[i:i + 18]):
+            if _is_real(run[i:i + 18], today):
                 yield at[i], at[i + 17] + 1, run[i:i + 18]
                 i += 18
             else:

@@ -36,19 +36,28 @@ def normalize(raw: str) -> str:
     return ric.compact(raw or "")
 
 
-def validate(raw: str, *, today: date) -> str:
-    """The normalized number, or DomainError(invalid_id_number). The message never echoes the number."""
-    number = normalize(raw)
+def why_invalid(number: str, *, today: date) -> str | None:
+    """What is wrong with a normalized number (None: it is a valid one): shape, check digit, birth date real
+    and from 1900 to `today`. The one rule for `validate` and for finding numbers in text (`id_in_text`)."""
     if not _SHAPE.fullmatch(number):
-        raise DomainError("invalid_id_number", "an ID number has 17 digits and a digit or X")
+        return "an ID number has 17 digits and a digit or X"
     if number[17] != ric.calc_check_digit(number):
-        raise DomainError("invalid_id_number", "the check digit does not match")
+        return "the check digit does not match"
     try:
         born = ric.get_birth_date(number)
     except ValidationError:
-        raise DomainError("invalid_id_number", "the birth date inside the number is not a real date") from None
+        return "the birth date inside the number is not a real date"
     if born > today or born.year < 1900:
-        raise DomainError("invalid_id_number", "the birth date inside the number is impossible")
+        return "the birth date inside the number is impossible"
+    return None
+
+
+def validate(raw: str, *, today: date) -> str:
+    """The normalized number, or DomainError(invalid_id_number). The message never echoes the number."""
+    number = normalize(raw)
+    problem = why_invalid(number, today=today)
+    if problem is not None:
+        raise DomainError("invalid_id_number", problem)
     return number
 
 

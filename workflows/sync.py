@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from models import Delivery, PlatformSync, Region
 from models.changes import settled_stamp
-from models.types import seconds_since, utcnow
+from models.types import MAX_BIGINT, seconds_since, utcnow
 
 from . import rows
 from .errors import DomainError
@@ -110,7 +110,7 @@ def rows_before(after: str, at_col, id_col) -> sa.ColumnElement[bool]:
     """(at, id) before a cursor of `_cursor(at, id)`, for the dashboard's lists of rows with integer ids,
     paged newest first (received webhooks, dead deliveries)."""
     at, last_id = _parse_cursor(after)
-    if not (last_id.isascii() and last_id.isdigit()) or len(last_id) > 19 or int(last_id) > MAX_SEQ:
+    if not (last_id.isascii() and last_id.isdigit()) or len(last_id) > 19 or int(last_id) > MAX_BIGINT:
         raise DomainError("validation_failed", "after is a cursor this list returned")  # ids are BIGINTs
     return sa.tuple_(at_col, id_col) < sa.tuple_(sa.literal(at, at_col.type), sa.literal(int(last_id)))
 
@@ -127,9 +127,6 @@ def concerns(platform) -> sa.ColumnElement[bool]:
     return sa.or_(rows.B.c.grantor_region.in_(regions), rows.B.c.beneficiary_region.in_(regions))
 
 
-MAX_SEQ = 2 ** 63 - 1  # change_seq is a BIGINT
-
-
 def _feed_cursor(change_seq: int, binding_id: str) -> str:
     return base64.urlsafe_b64encode(f"c{change_seq}|{binding_id}".encode()).decode().rstrip("=")
 
@@ -143,7 +140,7 @@ def _parse_feed_cursor(cursor: str) -> tuple[int | None, datetime | None, str]:
     head, _, bid = text.partition("|")
     refused = DomainError("validation_failed", "after is a cursor this feed returned")
     if head[:1] == "c" and head[1:].isascii() and head[1:].isdigit() and bid:
-        if len(head) > 20 or int(head[1:]) > MAX_SEQ:  # no stamp is that large: a cursor never issued
+        if len(head) > 20 or int(head[1:]) > MAX_BIGINT:  # no stamp is that large: a cursor never issued
             raise refused
         return int(head[1:]), None, bid
     at, bid = _parse_cursor(cursor)

@@ -67,6 +67,7 @@ def two_schedulers(db, engine, monkeypatch, alive, *, check_s: float):
         stop.set()
         for loop in loops:
             loop.thread.join(timeout=20)
+        engine.dispose()  # the killed session must not reach the next test through the shared pool
 
 
 def test_one_scheduler_ticks_and_the_other_takes_over_when_the_first_ones_lock_session_dies(

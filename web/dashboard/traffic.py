@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
+from models.types import MAX_BIGINT
 from workflows import delivery_views, inbound, platform_repair, platforms
 from workflows.errors import DomainError
 
@@ -51,7 +52,7 @@ def webhooks():
     return render_template("dashboard/webhooks.html", form=form, page=page, filters=filters)
 
 
-@bp.get("/webhooks/<int(max=9223372036854775807):received_id>")
+@bp.get(f"/webhooks/<int(max={MAX_BIGINT}):received_id>")
 @requires("viewer")
 def webhook(received_id: int):
     try:
@@ -62,7 +63,7 @@ def webhook(received_id: int):
                            may_retry=current_user.can(platform_repair.ROLE_FOR["webhook_retry"]))
 
 
-@bp.post("/webhooks/<int(max=9223372036854775807):received_id>/retry")
+@bp.post(f"/webhooks/<int(max={MAX_BIGINT}):received_id>/retry")
 @requires(platform_repair.ROLE_FOR["webhook_retry"])
 def retry_webhook(received_id: int):
     form = ActionForm()
@@ -116,7 +117,7 @@ def replay_platform(platform_id: str):
     return _replay(platform_id, None)
 
 
-@bp.post("/deliveries/<platform_id>/<int(max=9223372036854775807):delivery_id>/replay")
+@bp.post(f"/deliveries/<platform_id>/<int(max={MAX_BIGINT}):delivery_id>/replay")
 @requires(platform_repair.ROLE_FOR["deliveries_replay"])
 def replay_delivery(platform_id: str, delivery_id: int):
     return _replay(platform_id, delivery_id)

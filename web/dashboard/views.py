@@ -11,6 +11,7 @@ from workflows import batches, casefile, diagram, finder, inbound, machine, oper
 from workflows import platforms, policy_admin, repair, stuck
 from workflows.errors import DomainError
 from models import Region
+from models.types import MAX_BIGINT
 
 from . import bp, charts, labels
 from .auth import db, requires
@@ -145,7 +146,7 @@ def render_binding(binding_id: str, revealed: dict | None = None):
 @requires("viewer")
 def audit():
     before = request.args.get("before", type=int)
-    if before is not None and not 0 < before <= 2 ** 63 - 1:  # an audit id is a BIGINT: a forged one is a 400
+    if before is not None and not 0 < before <= MAX_BIGINT:  # an audit id is a BIGINT: a forged one is a 400
         abort(400)
     batch = (request.args.get("batch") or "")[:32] or None  # a batch job's rows (its page links here)
     return render_template("dashboard/audit.html", batch=batch,
