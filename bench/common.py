@@ -108,3 +108,29 @@ class ServerCPU:
             elif ppid == self.pid:
                 total += int(fields[11]) + int(fields[12])
         return total / self.tick
+
+
+class WalMeter:
+    """WAL the whole server has written (pg_stat_wal: records, full-page images, bytes), or `None` where
+    the view is missing (PostgreSQL < 14). Durable commits wait for the WAL to reach the disk, and every
+    page a run touches first after a checkpoint is written whole once: WAL is where a row's width and its
+    indexes show up as work, so it is printed per binding beside the CPU figures."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.ok = self.read() is not None
+
+    def read(self) -> tuple[int, int, int] | None:
+        try:
+            with self.engine.connect() as c:
+                r = c.exec_driver_sql("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal").first()
+        except sa.exc.DBAPIError:
+            return None
+        return (int(r[0]), int(r[1]), int(r[2])) if r is not None else None
+
+    def since(self, before: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        after = self.read()
+        if before is None or after is None:
+            return None
+        return tuple(a - b for a, b in zip(after, before))
+

@@ -2,7 +2,7 @@
 
 usage: python bench/transitions.py [DATABASE_URL] [--bindings 2000] [--threads 8] [--repeat 3]
                                    [--big 1000000] [--due 10000] [--sweep-repeat 2] [--db-name gongji_bench]
-                                   [--skip-lifecycle] [--skip-peers] [--skip-sweep] [--profile K]
+                                   [--skip-lifecycle] [--skip-peers] [--skip-dbos] [--skip-sweep] [--profile K]
 quick run: python bench/transitions.py --bindings 300 --repeat 1 --big 100000 --sweep-repeat 1
 
 The URL comes from argv[1], else GONGJI_BENCH_DATABASE_URL, else GONGJI_TEST_DATABASE_URL (what
@@ -68,7 +68,7 @@ from workflows import invite as invite_mod  # noqa: E402
 from workflows.idnumbers import with_check_digit  # noqa: E402
 
 sys.path.append(_HERE)  # `transitions` (the library) is loaded by now: this directory cannot shadow it any more
-from common import ServerCPU, database_url, fresh_database  # noqa: E402
+from common import ServerCPU, WalMeter, database_url, fresh_database  # noqa: E402
 
 PEERS = "/work/shared/bench/peers"
 COMMANDS = ("invite", "start_verification", "record_verification_result", "accept", "authorize", "unbind")
@@ -188,6 +188,15 @@ def lifecycle_one(db, g: str, b: str, lat: dict[str, list[float]]) -> None:
 
 
 SERVER: ServerCPU | None = None  # set in main()
+WAL: WalMeter | None = None  # set in main()
+
+
+def wal_before():
+    return WAL.read() if WAL is not None else None
+
+
+def wal_since(before):
+    return WAL.since(before) if WAL is not None else None
 
 
 def server_seconds() -> float | None:
@@ -205,7 +214,7 @@ def run_lifecycle(db, families, threads: int, counter: StatementCounter | None =
             errors.append(exc)
 
     stmts0 = counter.n if counter else 0
-    cpu0, server0 = time.process_time(), server_seconds()
+    cpu0, server0, wal0 = time.process_time(), server_seconds(), wal_before()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, families))
@@ -216,7 +225,7 @@ def run_lifecycle(db, families, threads: int, counter: StatementCounter | None =
     n = len(families)
     return {"n": n, "wall": wall, "cpu": cpu, "server": None if server0 is None else server1 - server0,
             "all_tps": ALL * n / wall, "main_tps": MAIN_LINE * n / wall,
-            "stmts": ((counter.n - stmts0) / n) if counter else None,
+            "stmts": ((counter.n - stmts0) / n) if counter else None, "wal": wal_since(wal0),
             "lat": {c: (pct(v, 50), pct(v, 99)) for c, v in lat.items()}}
 
 
@@ -249,7 +258,7 @@ def profile_lifecycle(db, families, out_path: str | None) -> None:
 
 
 def run_peer(script: str, url: str, n: int, threads: int, extra: tuple[str, ...] = ()) -> dict:
-    ru0, server0 = resource.getrusage(resource.RUSAGE_CHILDREN), server_seconds()
+    ru0, server0, wal0 = resource.getrusage(resource.RUSAGE_CHILDREN), server_seconds(), wal_before()
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, script, url, str(n), str(threads), *extra],
                           capture_output=True, text=True, timeout=1800)
@@ -262,7 +271,7 @@ def run_peer(script: str, url: str, n: int, threads: int, extra: tuple[str, ...]
         raise RuntimeError(f"no '= X transitions/s' in the output of {script}:\n{proc.stdout}")
     return {"tps": float(m.group(1)), "line": proc.stdout.strip().splitlines()[-1], "wall": wall,
             "cpu": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime),
-            "server": None if server0 is None else server1 - server0}
+            "server": None if server0 is None else server1 - server0, "wal": wal_since(wal0)}
 
 
 def dbos_available() -> bool:
@@ -398,6 +407,7 @@ def main() -> None:
     ap.add_argument("--skip-lifecycle", action="store_true")
     ap.add_argument("--skip-peers", action="store_true")
     ap.add_argument("--skip-sweep", action="store_true")
+    ap.add_argument("--skip-dbos", action="store_true", help="run the plain-SQL peer only (DBOS takes ~60 s a run)")
     ap.add_argument("--profile", type=int, default=0, metavar="K",
                     help="also cProfile K lifecycles on one thread and print the top functions")
     ap.add_argument("--profile-out", help="write the cProfile stats there")
@@ -414,8 +424,9 @@ def main() -> None:
         seed.seed_dev_platforms(s)
     policy.clear_cache()
     counter = StatementCounter(engine)
-    global SERVER
+    global SERVER, WAL
     SERVER = ServerCPU(engine)
+    WAL = WalMeter(engine)
     revision = code_revision()
     facts = server_facts(engine)
     durable = facts["fsync"] == "on" and facts["synchronous_commit"] == "on"
@@ -439,8 +450,10 @@ def main() -> None:
             c.commit()  # query gets a generic plan that scans the whole table, ~290 µs a call)
         use_dbos = False
         if not args.skip_peers:
-            use_dbos = dbos_available() and os.path.exists(dbos_script)
-            if not use_dbos:
+            use_dbos = not args.skip_dbos and dbos_available() and os.path.exists(dbos_script)
+            if args.skip_dbos:
+                dbos_note = "skipped (--skip-dbos)"
+            elif not use_dbos:
                 dbos_note = "skipped: `import dbos` fails in this interpreter (not a Gongji dependency)"
         for r in range(args.repeat):
             fams = make_families(offset, n)
@@ -532,6 +545,12 @@ def main() -> None:
             lines.append(f"server CPU      gongji {1e3 * med(gongji_runs, 'server') / (ALL * n):.2f} ms/transition"
                          + (f", plain SQL {1e3 * med(plain_runs, 'server') / (5 * n):.2f} ms/transition"
                             if plain_runs else "") + " (PostgreSQL: postmaster and backends)")
+        if gongji_runs[0]["wal"] is not None:
+            def per_binding(runs, n_):
+                recs, fpi, size = (statistics.median(r["wal"][i] for r in runs) / n_ for i in range(3))
+                return f"{size / 1024:.1f} KiB ({recs:.0f} records, {fpi:.2f} full pages)"
+            lines.append(f"WAL per binding gongji {per_binding(gongji_runs, n)}"
+                         + (f", plain SQL {per_binding(plain_runs, n)}" if plain_runs and plain_runs[0]["wal"] else ""))
         lines.append(f"SQL statements  gongji {med(gongji_runs, 'stmts'):.1f} per binding (6 transactions), "
                      "plain SQL 14 per binding (5 transactions)")
         lines.append("")
