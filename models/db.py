@@ -107,7 +107,7 @@ def make_sessionmaker(engine: sa.Engine) -> sessionmaker[Session]:
 
 def from_settings(settings: Settings, *, pool_size: int = 10) -> tuple[sa.Engine, sessionmaker[Session]]:
     """Configure PII crypto for this process and build the engine + session factory."""
-    crypto.configure(settings.pii_keys, settings.pii_active_key, settings.lookup_key)
+    crypto.configure(settings.pii_keys, settings.pii_active_key, settings.lookup_key, settings.lookup_retired)
     engine = make_engine(settings.database_url, pool_size=pool_size)
     return engine, make_sessionmaker(engine)
 

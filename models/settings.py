@@ -36,6 +36,9 @@ class Settings:
     # HMAC-SHA256 key of the look-up columns (separate from the encryption key).
     lookup_key: str
     secret_key: str
+    # a look-up key being retired (GONGJI_LOOKUP_KEY_RETIRED): still tried by look-ups until `gongji pii rekey`
+    # has rewritten the digests it made; None when no rotation is under way
+    lookup_retired: str | None = None
     sweep_interval_s: float = 1.0
     sweep_batch: int = 500
     dev_mode: bool = False
@@ -71,6 +74,11 @@ class Settings:
             raise SettingsError("GONGJI_LOOKUP_KEY and GONGJI_SECRET_KEY are required when GONGJI_DATABASE_URL is set")
         if not _long_enough_key(lookup):
             raise SettingsError("GONGJI_LOOKUP_KEY is the base64 of 32 random bytes (openssl rand -base64 32)")
+        retired = _env("GONGJI_LOOKUP_KEY_RETIRED")
+        if retired is not None and not _long_enough_key(retired):
+            raise SettingsError("GONGJI_LOOKUP_KEY_RETIRED is the look-up key being retired: the base64 of 32 bytes")
+        if retired is not None and retired == lookup:
+            raise SettingsError("GONGJI_LOOKUP_KEY_RETIRED is the previous look-up key, not the active one again")
         if len(secret) < 16:
             raise SettingsError("GONGJI_SECRET_KEY has at least 16 characters (a random string)")
         public_url = _env("GONGJI_PUBLIC_URL") or ("http://127.0.0.1:8000" if dev else None)
@@ -89,6 +97,7 @@ class Settings:
             pii_active_key=active,
             lookup_key=lookup,
             secret_key=secret,
+            lookup_retired=retired,
             sweep_interval_s=number("GONGJI_SWEEP_INTERVAL_S", 1.0, minimum=0.05, maximum=3600),
             sweep_batch=int(number("GONGJI_SWEEP_BATCH", 500, minimum=1, maximum=100_000, integer=True)),
             dev_mode=dev,

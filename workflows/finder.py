@@ -16,7 +16,7 @@ that order and stops after `limit` + 1 rows, then joins the two persons for that
 `platform` means the bindings that platform is concerned with (`sync.concerns`: what it should hold — all of
 them for the national platform, its provinces' for a provincial one); the platform that took the invitation
 is shown per row (`platform_id`). Persons appear masked only; the ID number looked up is validated and hashed
-(`models.crypto.lookup_hash`), never kept, logged or returned."""
+(`persons.id_by_number`), never kept, logged or returned."""
 from __future__ import annotations
 
 import re
@@ -25,18 +25,17 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from models import Person
-from models.crypto import lookup_hash
 from models.types import utcnow
 
 from . import idnumbers, machine, platforms, rows, sync
 from . import stuck as stuck_mod
 from .errors import DomainError
+from .persons import id_by_number
 
 MAX_LIMIT = 200
 STATES = tuple(s for s in machine.STATES if s != machine.NEW)
 B, G, E, P = rows.B, rows.G, rows.E, Person.__table__
 _REGION = re.compile(r"[0-9]{6}", re.ASCII)
-_BY_HASH = sa.select(P.c.id).where(P.c.id_number_hash == sa.bindparam("h"))
 _ORDER = (B.c.updated_at.desc(), B.c.id.desc())
 
 
@@ -71,7 +70,7 @@ def _conditions(s, now: datetime, *, state=None, region=None, platform=None, stu
         conds.append(B.c.updated_at < now - timedelta(seconds=seconds))
     if id_number is not None:
         number = idnumbers.validate(id_number, today=idnumbers.today_in_china(now))
-        person_id = s.scalar(_BY_HASH, {"h": lookup_hash(number)})
+        person_id = id_by_number(s, number)
         if person_id is None:
             return None
         conds.append(sa.or_(B.c.grantor_id == person_id, B.c.beneficiary_id == person_id))

@@ -12,7 +12,8 @@ the request's own, so a request that was taken over cannot overwrite or drop its
 
 A request is recognised by a keyed digest of its method, path and body (`fingerprint`): a body may carry an
 ID number, and an unkeyed hash of it could be reversed by trying numbers. Records claimed before the
-digest was keyed hold the unkeyed one (`legacy_fingerprint`), which `claim` still accepts; they, like
+digest was keyed hold the unkeyed one, and records claimed while a look-up key is being retired may hold
+its digest (`other_fingerprints`), which `claim` still accepts; they, like
 every record, go after `RETENTION_S` (`purge`, from the scheduler): a key is remembered for 24 hours by
 default (`GONGJI_IDEMPOTENCY_RETENTION_H`), as Stripe keeps its keys. A repeat after that runs again, and
 the command's own guards answer it (a transition already made is 409, an invitation of a pair already
@@ -26,7 +27,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 
 from models import IdempotencyRecord
-from models.crypto import keyed_digest
+from models.crypto import keyed_digest, retired_keyed_digests
 from models.settings import number
 from models.types import utcnow
 
@@ -43,10 +44,13 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return keyed_digest("idempotency", _request(method, path, body))
 
 
-def legacy_fingerprint(method: str, path: str, body: bytes) -> str:
-    """The unkeyed digest records claimed before the keyed one hold until `purge` takes them (a day after
-    their claim) or a retry takes one over (it writes the keyed digest); never written any more."""
-    return hashlib.sha256(_request(method, path, body)).hexdigest()
+def other_fingerprints(method: str, path: str, body: bytes) -> tuple[str, ...]:
+    """The digests an older record of the same request may hold, never written any more: under the look-up
+    key being retired (GONGJI_LOOKUP_KEY_RETIRED), and the unkeyed one of records claimed before the digest
+    was keyed. They hold until `purge` takes them (a day after their claim) or a retry takes one over (it
+    writes the active digest)."""
+    request = _request(method, path, body)
+    return (*retired_keyed_digests("idempotency", request), hashlib.sha256(request).hexdigest())
 
 
 # seconds a key is remembered (from its claim); GONGJI_IDEMPOTENCY_RETENTION_H sets it in hours
@@ -79,10 +83,10 @@ class Claim(NamedTuple):
     at: datetime  # when this request claimed the key: the token `finish` checks
 
 
-def claim(db, platform_id: str, key: str, digest: str, *, legacy: str | None = None,
+def claim(db, platform_id: str, key: str, digest: str, *, also: tuple[str, ...] = (),
           now: datetime | None = None) -> tuple[Claim | None, tuple[int, str] | None]:
-    """(claim, None) when this request owns the key; (None, (status, body)) to replay. `legacy`: the
-    request's unkeyed digest, which a record claimed before the digest was keyed holds.
+    """(claim, None) when this request owns the key; (None, (status, body)) to replay. `also`: the
+    request's other digests (`other_fingerprints`), which an older record of it may hold.
 
     One statement decides (the unique key; in autocommit on PostgreSQL): a write with a key costs two
     statements more than one without, the claim and `finish`."""
@@ -101,7 +105,7 @@ def claim(db, platform_id: str, key: str, digest: str, *, legacy: str | None = N
         else:
             raise DomainError("conflict", "a request with this Idempotency-Key is still in progress")
         request_hash, status_code, response_body = found
-        same = request_hash == digest or (legacy is not None and request_hash == legacy)
+        same = request_hash == digest or request_hash in also
         if status_code is None and same:  # in flight, or abandoned long enough ago
             record_id = _TAKE_OVER.scalar(conn, {"p": platform_id, "k": key, "h": request_hash, "keyed": digest,
                                                  "now": now, "before": now - timedelta(seconds=ABANDONED_S)})

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import sqlalchemy as sa
 
 from models import ACTIVE_STATES
-from models.crypto import lookup_hash
+from models.crypto import lookup_hashes
 from models.types import new_id
 
 from . import idnumbers, policy, rows, rules
@@ -61,7 +61,7 @@ _CHANGE_TIMES = Statement(sa.select(sa.case((_own_end(_SINCE), rows.B.c.ended_at
 _P = rows.P
 # both persons, locked in id order so concurrent invitations queue, never deadlock
 _PERSONS = Statement(sa.select(*[_P.c[n] for n in (*rows.PERSON_COLUMNS, "name", "commitment_version")])
-                     .where(_P.c.id_number_hash.in_([sa.bindparam("a"), sa.bindparam("b")]))
+                     .where(_P.c.id_number_hash.in_([sa.bindparam(n) for n in ("a", "a_old", "b", "b_old")]))
                      .order_by(_P.c.id).with_for_update())
 
 
@@ -70,10 +70,11 @@ def _counts(conn, grantor_id: str, beneficiary_id: str, grantor_since, beneficia
         "g": grantor_id, "e": beneficiary_id, "g_since": grantor_since, "e_since": beneficiary_since}))))
 
 
-def _persons(conn, a: str, b: str) -> dict[str, rows.PersonRow]:
-    """The persons with these ID-number keyed hashes, locked, by hash."""
-    found = [rows.PersonRow(**dict(zip(_PERSONS.keys, r))) for r in _PERSONS.rows(conn, {"a": a, "b": b})]
-    return {p.id_number_hash: p for p in found}
+def _persons(conn, a: tuple[str, str], b: tuple[str, str]) -> tuple[rows.PersonRow | None, rows.PersonRow | None]:
+    """The persons with these ID numbers' look-up digests (`lookup_hashes`: active, retired), locked."""
+    found = {r.id_number_hash: r for r in (rows.PersonRow(**dict(zip(_PERSONS.keys, r))) for r in _PERSONS.rows(
+        conn, {"a": a[0], "a_old": a[1], "b": b[0], "b_old": b[1]}))}
+    return tuple(found.get(h[0]) or found.get(h[1]) for h in (a, b))
 
 
 def _retry_after(conn, person_id: str, person_policy, now) -> int:
@@ -99,9 +100,7 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
         b_number = idnumbers.validate(beneficiary_id_number, today=today)
         rules.check_not_self(g_number, b_number)
         s = cmd.conn
-        g_hash, b_hash = lookup_hash(g_number), lookup_hash(b_number)
-        found = _persons(s, g_hash, b_hash)
-        grantor, beneficiary = found.get(g_hash), found.get(b_hash)
+        grantor, beneficiary = _persons(s, lookup_hashes(g_number), lookup_hashes(b_number))
         # first: a platform acts for a grantor of its own provinces; one insured elsewhere answers exactly as
         # a number nobody holds (as the person look-up does), so it learns nothing of another province's
         # persons here: whether the number is held, their insurance, whether a name matches

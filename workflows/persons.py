@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, joinedload
 
 from models import Binding, Person, Region
-from models.crypto import lookup_hash
+from models.crypto import lookup_hashes
 from models.persons import INSURANCE_STATUSES, INSURANCE_TYPES
 from models.types import utcnow
 
@@ -43,12 +43,29 @@ def facts(session, p: Person | None) -> PersonFacts | None:
                        province_code=province_of(session, p.region_code))
 
 
-_BY_HASH = sa.select(Person).where(Person.id_number_hash == sa.bindparam("h"))  # built once (rows.py)
+def hash_matches(column):
+    """`column` holds the number's look-up digest under the active key or the one being retired
+    (`models.crypto.lookup_hashes`); the parameters are `hash_params(number)`."""
+    return column.in_([sa.bindparam("h"), sa.bindparam("h_old")])
+
+
+def hash_params(number: str) -> dict:
+    h, h_old = lookup_hashes(number)
+    return {"h": h, "h_old": h_old}
+
+
+_BY_HASH = sa.select(Person).where(hash_matches(Person.id_number_hash))  # built once (rows.py)
 _BY_HASH_LOCKED = _BY_HASH.with_for_update()
+_ID_BY_HASH = sa.select(Person.id).where(hash_matches(Person.id_number_hash))
 
 
 def by_number(session: Session, number: str, *, lock: bool = False) -> Person | None:
-    return session.scalar(_BY_HASH_LOCKED if lock else _BY_HASH, {"h": lookup_hash(number)})
+    return session.scalar(_BY_HASH_LOCKED if lock else _BY_HASH, hash_params(number))
+
+
+def id_by_number(session: Session, number: str) -> str | None:
+    """The id of the person holding this (normalized) ID number, or None."""
+    return session.scalar(_ID_BY_HASH, hash_params(number))
 
 
 def validated(data: dict, *, today) -> dict:

@@ -7,7 +7,14 @@ until something rewrote them, and dropping it made those rows unreadable. This p
 value of every `Encrypted` column whose key id is not the active one, in batches of committed transactions.
 Each row is rewritten only if it still holds the ciphertext that was read (a concurrent write, which uses
 the active key anyway, wins), so it runs beside live traffic and may be stopped and run again at any time.
-Values are never logged or returned; only counts per column and key id are."""
+Values are never logged or returned; only counts per column and key id are.
+
+The look-up digests are retired the same way (`rehash`): with a new GONGJI_LOOKUP_KEY and the old one as
+GONGJI_LOOKUP_KEY_RETIRED, look-ups try both digests (`models.crypto.lookup_hashes`); this pass rewrites
+each person's digest from the decrypted number, and each settlement's request digest (`settlements.
+request_digests`) that the retired key made, after which the retired key can go. A person whose number
+another person already holds under the active digest (two processes with different keys each created one
+during the restart) is left alone and counted: merging two persons is an operator's decision."""
 from __future__ import annotations
 
 from collections import Counter
@@ -15,8 +22,10 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from models import Base
-from models.crypto import Encrypted, active_key_id, decrypt
+from models import Base, Person, Settlement
+from models.crypto import Encrypted, active_key_id, decrypt, lookup_hash, rotating_lookup_key
+
+from .settlements import request_digests
 
 
 def encrypted_columns() -> list[tuple[sa.Table, sa.Column]]:
@@ -49,20 +58,65 @@ def rekey(db, *, batch: int = 500, progress: Callable[[str, int], None] | None =
         name, (pk,) = f"{table.name}.{column.name}", table.primary_key.columns
         stale = sa.and_(column.is_not(None), sa.func.substr(_raw(column), 1, len(active) + 1) != f"{active}:")
         unstamped = {c.name: c for c in table.columns if c.onupdate is not None}  # re-sealing changes no fact
-        done[name], after = 0, None
-        while True:
-            with db.begin() as s:
-                query = sa.select(pk, _raw(column)).where(stale).order_by(pk).limit(batch)
-                if after is not None:
-                    query = query.where(pk > after)
-                rows = s.execute(query).all()
-                for key, stored in rows:  # the column's type seals the plaintext again, with the active key;
-                    plain = decrypt(stored, column.type.context)  # columns stamped on update keep their value
-                    done[name] += s.execute(sa.update(table).where(pk == key, _raw(column) == stored)
-                                            .values({column.name: plain, **unstamped})).rowcount
+        done[name] = 0
+        for s, rows in _batches(db, sa.select(pk, _raw(column)).where(stale), pk, batch):
+            for key, stored in rows:  # the column's type seals the plaintext again, with the active key;
+                plain = decrypt(stored, column.type.context)  # columns stamped on update keep their value
+                done[name] += s.execute(sa.update(table).where(pk == key, _raw(column) == stored)
+                                        .values({column.name: plain, **unstamped})).rowcount
             if progress is not None and rows:
                 progress(name, len(rows))
-            if len(rows) < batch:
-                break
-            after = rows[-1][0]
     return done
+
+
+P, ST = Person.__table__, Settlement.__table__
+
+
+def _batches(db, query, pk, batch: int):
+    """`query`'s rows in primary-key order, one committed transaction (Session) per batch: (session, rows)."""
+    after = None
+    while True:
+        with db.begin() as s:
+            rows = s.execute((query if after is None else query.where(pk > after)).order_by(pk).limit(batch)).all()
+            yield s, rows
+        if len(rows) < batch:
+            return
+        after = rows[-1][0]
+
+
+def rehash(db, *, batch: int = 500, dry_run: bool = False,
+           progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+    """Rewrite look-up digests not made with the active look-up key: {"persons.id_number_hash": rows,
+    "settlements.request_hash": rows, "persons left (number held twice)": rows}; `dry_run` only counts."""
+    done = Counter({"persons.id_number_hash": 0, "settlements.request_hash": 0, "persons left (number held twice)": 0})
+    taken = sa.select(P.c.id).where(P.c.id_number_hash == sa.bindparam("h"))
+    for s, rows in _batches(db, sa.select(P.c.id, _raw(P.c.id_number), P.c.id_number_hash), P.c.id, batch):
+        for pid, stored, digest in rows:
+            active = lookup_hash(decrypt(stored, P.c.id_number.type.context))
+            if digest == active:
+                continue
+            if s.scalar(taken, {"h": active}) is not None:
+                done["persons left (number held twice)"] += 1
+            elif dry_run:
+                done["persons.id_number_hash"] += 1
+            else:  # unless a concurrent update rewrote it; updated_at keeps its value (no fact changed)
+                done["persons.id_number_hash"] += s.execute(
+                    sa.update(P).where(P.c.id == pid, P.c.id_number_hash == digest)
+                    .values(id_number_hash=active, updated_at=P.c.updated_at)).rowcount
+        if progress is not None and rows:
+            progress("persons.id_number_hash", len(rows))
+    if not rotating_lookup_key():  # a settlement's digest can only be recognised under a key still configured
+        return dict(done)
+    facts = sa.select(ST.c.id, ST.c.request_hash, ST.c.amount_fen, ST.c.category, ST.c.institution_code,
+                      _raw(P.c.id_number)).join(P, P.c.id == ST.c.beneficiary_id)
+    for s, rows in _batches(db, facts, ST.c.id, batch):
+        for sid, digest, amount, category, institution, stored in rows:
+            active, retired = request_digests(decrypt(stored, P.c.id_number.type.context), amount, category,
+                                              institution)
+            if digest == retired != active:
+                done["settlements.request_hash"] += 1 if dry_run else s.execute(
+                    sa.update(ST).where(ST.c.id == sid, ST.c.request_hash == digest)
+                    .values(request_hash=active)).rowcount
+        if progress is not None and rows:
+            progress("settlements.request_hash", len(rows))
+    return dict(done)

@@ -10,7 +10,7 @@ cannot (`settlement_repair`). What is shown:
   uq_settlements_reference (platform_id, reference) instead of the table; the order, the days and today's
   counts read ix_settlements_created (created_at, id), so a page stops after `limit` + 1 rows.
 - a person's settlements (as beneficiary) by ID number: validated and looked up through the keyed hash
-  (`models.crypto.lookup_hash`), then ix_settlements_beneficiary_id; all on one page (the number is never
+  (`persons.id_by_number`), then ix_settlements_beneficiary_id; all on one page (the number is never
   put into a cursor or a URL), at most PERSON_MAX, `more` when there are others.
 - one settlement: `settlements.view` (the API's answer) with its platform, its ledger lines (a personal
   account named by its masked person) and, once reversed, by whom: an operator (the audit row
@@ -24,12 +24,12 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from models import AuditEntry, LedgerEntry, Person, Settlement
-from models.crypto import lookup_hash
 from models.money import CATEGORIES, SETTLEMENT_STATUSES
 from models.types import utcnow
 
 from . import id_in_text, idnumbers, platforms, settlements, sync
 from .errors import DomainError
+from .persons import id_by_number
 
 MAX_LIMIT = 200
 PERSON_MAX = 1000  # a person's settlements on one page (the ID number cannot travel in a next-page link)
@@ -39,7 +39,6 @@ _ORDER = (ST.c.created_at.desc(), ST.c.id.desc())
 _COLUMNS = (ST.c.id, ST.c.reference, ST.c.platform_id, ST.c.category, ST.c.institution_code, ST.c.amount_fen,
             ST.c.acct_pay, ST.c.acct_mulaid_pay, ST.c.psn_cash_pay, ST.c.balc, ST.c.status, ST.c.created_at,
             ST.c.reversed_at, P.c.id.label("beneficiary_id"), P.c.id_number_masked, P.c.name_masked)
-_BY_HASH = sa.select(P.c.id).where(P.c.id_number_hash == sa.bindparam("h"))
 _REVERSED_BY = sa.select(A.c.operator, A.c.reason, A.c.detail).where(
     A.c.at == sa.bindparam("at", type_=A.c.at.type), A.c.action == REVERSE_ACTION, A.c.outcome == "ok")
 
@@ -113,7 +112,7 @@ def of_beneficiary(db, id_number: str, *, limit: int = PERSON_MAX, now: datetime
     number = idnumbers.validate(id_number if isinstance(id_number, str) else "",
                                 today=idnumbers.today_in_china(now or utcnow()))
     with db() as s:
-        person_id = s.scalar(_BY_HASH, {"h": lookup_hash(number)})
+        person_id = id_by_number(s, number)
         if person_id is None:
             return {"items": [], "next": None, "more": False}
         found = s.execute(_select([ST.c.beneficiary_id == person_id], limit + 1)).mappings().all()

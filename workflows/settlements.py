@@ -24,7 +24,7 @@ import json
 import sqlalchemy as sa
 
 from models import Binding, LedgerEntry, Person, Settlement, SettlementSplit
-from models.crypto import lookup_hash
+from models.crypto import lookup_hashes
 from models.money import CATEGORIES, SETTLEMENT_STATUSES  # noqa: F401  (SETTLEMENT_STATUSES: for the API schema)
 from models.types import utcnow
 
@@ -67,26 +67,31 @@ def settle(db, *, platform, reference: str, beneficiary_id_number: str, amount_f
     _check(reference, amount_fen, category, institution_code)
     number = idnumbers.validate(beneficiary_id_number if isinstance(beneficiary_id_number, str) else "",
                                 today=idnumbers.today_in_china(now or utcnow()))
-    # the facts the reference stands for; the person by the keyed look-up hash (a plain hash of an ID number
-    # could be reversed by trying the few million numbers of a birth year)
-    facts = json.dumps([lookup_hash(number), amount_fen, category, institution_code])
-    digest = hashlib.sha256(facts.encode()).hexdigest()
+    digests = request_digests(number, amount_fen, category, institution_code)
     for last in (False, False, True):
         try:
-            return _settle(db, platform, reference, number, amount_fen, category, institution_code, digest, now)
+            return _settle(db, platform, reference, number, amount_fen, category, institution_code, digests, now)
         except DomainError as exc:  # the same reference committed by a concurrent request (answer it), or a
             if exc.code != "conflict" or last:  # binding authorized meanwhile (`_lock`): run again
                 raise
     raise AssertionError("unreachable")
 
 
-def _settle(db, platform, reference, number, amount_fen, category, institution_code, digest, now):
+def request_digests(number: str, amount_fen: int, category: str, institution_code: str) -> tuple[str, str]:
+    """The digest of the facts a reference stands for, with the person by the keyed look-up hash (a plain
+    hash of an ID number could be reversed by trying the few million numbers of a birth year): under the
+    active look-up key (written) and the one being retired (`lookup_hashes`; the same when none is)."""
+    return tuple(hashlib.sha256(json.dumps([h, amount_fen, category, institution_code]).encode()).hexdigest()
+                 for h in lookup_hashes(number))
+
+
+def _settle(db, platform, reference, number, amount_fen, category, institution_code, digests, now):
     with command(db, now=now, platform=platform) as cmd:
         s = cmd.session
         found = s.scalar(sa.select(Settlement).where(Settlement.platform_id == platform.id,
                                                      Settlement.reference == reference))
         if found is not None:
-            if found.request_hash != digest:
+            if found.request_hash not in digests:
                 raise DomainError("reference_reused", "this reference was settled with other facts")
             return view(s, found), False
         beneficiary = by_number(s, number)
@@ -96,7 +101,7 @@ def _settle(db, platform, reference, number, amount_fen, category, institution_c
         paying = _lock(s, beneficiary.id)
         rules.check_beneficiary(paying["people"][beneficiary.id])  # as it is under the lock
         plan = money.plan(amount_fen, paying["own"], money.ordered(paying["sources"], order))
-        row = Settlement(platform_id=platform.id, reference=reference, request_hash=digest,
+        row = Settlement(platform_id=platform.id, reference=reference, request_hash=digests[0],
                          beneficiary_id=beneficiary.id, category=category, institution_code=institution_code,
                          amount_fen=amount_fen, acct_pay=plan.acct_pay, acct_mulaid_pay=plan.acct_mulaid_pay,
                          psn_cash_pay=plan.psn_cash_pay, balc=paying["own"] - plan.acct_pay, status="completed",

@@ -27,7 +27,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from models import VerificationAttempt
-from models.crypto import lookup_hash
+from models.crypto import lookup_hashes
 from models.types import utcnow
 
 from . import machine, outbox, rows, timers, writes
@@ -133,8 +133,8 @@ class Command:
         if actor.get("id"):
             found = next((p for p in parties if p.id == actor["id"]), None)
         else:
-            digest = lookup_hash(normalize(actor.get("id_number") or ""))
-            found = next((p for p in parties if p.id_number_hash == digest), None)
+            digests = lookup_hashes(normalize(actor.get("id_number") or ""))
+            found = next((p for p in parties if p.id_number_hash in digests), None)
         # a platform acts for the persons it has real-name verified: those insured in a province it serves
         # (a binding across provinces is visible to both, but each side acts through its own platform)
         if found is not None and self.platform is not None and not self.platform.serves(found.region_code[:2]):

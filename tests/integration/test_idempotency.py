@@ -194,7 +194,7 @@ def test_a_request_with_a_key_is_kept_under_a_keyed_digest_not_a_hash_anyone_can
     assert first.status_code in (200, 201), first.get_json()
     stored = _stored_hash(pg_db, "k-keyed")
     assert stored == idempotency.fingerprint("POST", "/api/v1/persons", body)
-    assert stored != idempotency.legacy_fingerprint("POST", "/api/v1/persons", body)
+    assert stored not in idempotency.other_fingerprints("POST", "/api/v1/persons", body)
     assert stored != hashlib.sha256(b"POST /api/v1/persons\n" + body).hexdigest()
     again = client.post("/api/v1/persons", data=body, headers=headers)
     assert again.headers.get("Idempotent-Replayed") == "true" and again.get_json() == first.get_json()
@@ -263,11 +263,11 @@ def test_a_retry_taking_over_an_abandoned_claim_from_before_the_keyed_digest_wri
     now = utcnow()
     body = b'{"id_number": "x"}'
     keyed, legacy = (idempotency.fingerprint("POST", "/api/v1/persons", body),
-                     idempotency.legacy_fingerprint("POST", "/api/v1/persons", body))
+                     idempotency.other_fingerprints("POST", "/api/v1/persons", body)[-1])
     with pg_db.begin() as s:
         s.add(IdempotencyRecord(platform_id="jiangsu", key="k-old-claim", request_hash=legacy, status_code=None,
                                 created_at=now - timedelta(seconds=idempotency.ABANDONED_S + 1)))
-    claimed, replay = idempotency.claim(pg_db, "jiangsu", "k-old-claim", keyed, legacy=legacy, now=now)
+    claimed, replay = idempotency.claim(pg_db, "jiangsu", "k-old-claim", keyed, also=(legacy,), now=now)
     assert claimed is not None and replay is None
     assert _stored_hash(pg_db, "k-old-claim") == keyed
 

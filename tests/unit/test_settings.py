@@ -31,6 +31,14 @@ def test_a_complete_production_environment_is_read(env):
     env(**{**PRODUCTION, "GONGJI_PII_KEYS": f"k2:{KEY},k1:{KEY}"}, GONGJI_SWEEP_BATCH="200", GONGJI_PROXY_HOPS="1")
     s = Settings.from_env()
     assert (s.pii_active_key, list(s.pii_keys), s.sweep_batch, s.proxy_hops, s.dev_mode) == ("k2", ["k2", "k1"], 200, 1, False)
+    assert s.lookup_retired is None
+
+
+def test_a_retired_lookup_key_is_read_beside_the_active_one(env):
+    """Given GONGJI_LOOKUP_KEY_RETIRED (a look-up key being retired), Then the settings carry it."""
+    retired = base64.b64encode(b"\x02" * 32).decode()
+    env(**PRODUCTION, GONGJI_LOOKUP_KEY_RETIRED=retired)
+    assert (Settings.from_env().lookup_key, Settings.from_env().lookup_retired) == (KEY, retired)
 
 
 @pytest.mark.parametrize("change, names", [
@@ -50,6 +58,8 @@ def test_a_complete_production_environment_is_read(env):
     ({"GONGJI_PII_KEYS": f"k1:{KEY},k1:{KEY}"}, "names key id 'k1' twice"),
     ({"GONGJI_PUBLIC_URL": "gongji.example"}, "GONGJI_PUBLIC_URL is an http"),
     ({"GONGJI_DATABASE_URL": "postgres://gongji:pw@db/gongji"}, "GONGJI_DATABASE_URL is a PostgreSQL URL"),
+    ({"GONGJI_LOOKUP_KEY_RETIRED": "short"}, "GONGJI_LOOKUP_KEY_RETIRED is the look-up key being retired"),
+    ({"GONGJI_LOOKUP_KEY_RETIRED": KEY}, "GONGJI_LOOKUP_KEY_RETIRED is the previous look-up key, not the active"),
 ])
 def test_a_missing_or_malformed_setting_is_refused_by_name_without_its_secret(env, change, names):
     """Given the production variables with one missing or malformed

@@ -113,7 +113,7 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
             raw = request.get_data(cache=True)
             claimed, replay = idempotency.claim(db(), g.platform.id, key,
                                                 idempotency.fingerprint(method, request.path, raw),
-                                                legacy=idempotency.legacy_fingerprint(method, request.path, raw))
+                                                also=idempotency.other_fingerprints(method, request.path, raw))
             if replay is not None:  # every answer but a 2xx is a problem (the kept ones have no headers)
                 resp = Response(replay[1], status=replay[0],
                                 mimetype=MEDIA if replay[0] >= 400 else "application/json")
