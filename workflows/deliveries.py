@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from models import Delivery, DeliveryAttempt, OutboxMessage
@@ -73,8 +75,10 @@ _FANNED = Statement(sa.update(O).where(O.c.id == sa.bindparam("_id"))
                             processed_at=sa.bindparam("t", type_=O.c.processed_at.type)))
 _DELIVERY_COLUMNS = ("outbox_id", "platform_id", "event_id", "topic", "binding_id", "binding_version", "status",
                      "attempts", "next_attempt_at", "created_at")
-_ADD = Statement(sa.insert(D).values({c: sa.bindparam(c, type_=D.c[c].type) for c in _DELIVERY_COLUMNS})
-                 .returning(D.c.id))
+# an event's delivery to a platform that already exists (an operator's re-send or reconciliation made it
+# first) is left as it is: the insert does nothing, so the fan-out still completes (`add`)
+_ADD = Statement(sqlite_insert(D).values({c: sa.bindparam(c, type_=D.c[c].type) for c in _DELIVERY_COLUMNS})
+                 .on_conflict_do_nothing(index_elements=["outbox_id", "platform_id"]).returning(D.c.id))
 # PostgreSQL: the fan-out in four round trips instead of seven (BEGIN, these two, COMMIT). `_LOCK_BATCH`
 # locks a binding event's binding's events not yet fanned out (it and any earlier, in version order) and
 # marks them fanned out; `_ADD_AFTER` then locks the platform's unacknowledged earlier deliveries and inserts
@@ -96,10 +100,10 @@ _LOCK_BATCH = Statement(
     .order_by(_batch.c.binding_version, _batch.c.id))
 _earlier = _unacknowledged.cte("earlier")
 _held = sa.select(sa.func.count()).select_from(_earlier).scalar_subquery() > 0  # count: every one is locked
-_ADD_AFTER = Statement(sa.insert(D).from_select(_DELIVERY_COLUMNS, sa.select(*[
+_ADD_AFTER = Statement(pg_insert(D).from_select(_DELIVERY_COLUMNS, sa.select(*[
     sa.case((_held, sa.null()), else_=sa.bindparam(c, type_=D.c[c].type)) if c == "next_attempt_at"
     else sa.bindparam(c, type_=D.c[c].type) for c in _DELIVERY_COLUMNS])).add_cte(_earlier)
-    .returning(D.c.id, D.c.next_attempt_at))
+    .on_conflict_do_nothing(constraint="uq_deliveries_event_platform").returning(D.c.id, D.c.next_attempt_at))
 _TAKE = sa.update(D).where(D.c.id == sa.bindparam("_id")).values(attempts=sa.bindparam("n"),
                                                                  next_attempt_at=sa.bindparam("t"))
 _ATTEMPT = sa.insert(DeliveryAttempt.__table__)
@@ -217,18 +221,19 @@ def first_try(blocked: bool, now: datetime) -> datetime | None:
 def add(s, msg, platform_id: str, now: datetime) -> list[int]:
     """Insert the delivery of one outbox event (an `OutboxMessage`, an `Event` or a row with its columns) to
     one platform, in the caller's transaction (a Session or a Connection); [its id] if it may leave now,
-    else [] (an earlier version is unacknowledged: its acknowledgement releases this one). On PostgreSQL
+    else [] (an earlier version is unacknowledged: its acknowledgement releases this one; or that delivery
+    existed already, and is left as it is). On PostgreSQL
     the predecessors' lock and the insert are one statement (`_ADD_AFTER`)."""
     row = dict(outbox_id=msg.id, platform_id=platform_id, event_id=msg.payload["id"], topic=msg.topic,
                binding_id=msg.binding_id, binding_version=msg.binding_version, status="pending", attempts=0,
                next_attempt_at=first_try(False, now), created_at=now)
     bind = s.connection() if isinstance(s, Session) else s
     if bind.dialect.name == "postgresql":
-        new_id, next_attempt_at = _ADD_AFTER.first(s, row)
-        return [] if next_attempt_at is None else [new_id]
+        added = _ADD_AFTER.first(s, row)
+        return [] if added is None or added[1] is None else [added[0]]
     held = blocked(s, platform_id, msg.binding_id, msg.binding_version)
     new_id = _ADD.scalar(s, {**row, "next_attempt_at": first_try(held, now)})
-    return [] if held else [new_id]
+    return [] if held or new_id is None else [new_id]
 
 
 def due(db, *, now: datetime | None = None, batch: int = 500) -> list[int]:

@@ -10,7 +10,12 @@ scanned (through the `(updated_at, id)` index), at most `batch` per platform per
 A province platform is also owed a binding's move out of its provinces (`relocate`): the binding no
 longer concerns it, so its current version is none of its business, but the `binding.relocated` event
 that says where it went is. Those come from `binding_departures` (a move between `window_s` and
-`settle_s` seconds ago, through its (province, time) index); such a platform gets that event."""
+`settle_s` seconds ago, through its (province, time) index); such a platform gets that event.
+
+A binding with an event not yet fanned out (the workers were down, or behind, for longer than `settle_s`)
+is left to that fan-out, which makes every delivery in version order: a re-sent latest version would
+leave ahead of the earlier ones. And the binding's row is locked (shared) while its latest version is
+re-sent, so a transition cannot commit a newer version whose fan-out would not see this delivery."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -22,7 +27,16 @@ from models.types import utcnow
 
 from . import deliveries, platforms, rows, sync
 
-B, D, S, X = rows.B, Delivery.__table__, PlatformSync.__table__, Departure.__table__
+B, D, S, X, O = rows.B, Delivery.__table__, PlatformSync.__table__, Departure.__table__, OutboxMessage.__table__
+
+
+def _unfanned(binding_id) -> sa.sql.ColumnElement:
+    """The binding has an event its fan-out has not handled yet (through ix_outbox_binding_id)."""
+    return sa.exists().where(O.c.binding_id == binding_id, O.c.fanned_out_at.is_(None), O.c.topic.like("binding.%"))
+
+
+_STILL = sa.select(B.c.id).where(B.c.id == sa.bindparam("b"), B.c.version == sa.bindparam("v"),
+                                 ~_unfanned(B.c.id)).with_for_update(read=True)
 
 
 def _lacking(platform, now: datetime, window_s: float, settle_s: float, batch: int) -> sa.Select:
@@ -31,7 +45,8 @@ def _lacking(platform, now: datetime, window_s: float, settle_s: float, batch: i
     has_delivery = sa.exists().where(D.c.platform_id == platform.id, D.c.binding_id == B.c.id,
                                      D.c.binding_version >= B.c.version)
     return (sa.select(B.c.id, B.c.version)
-            .where(sa.sql.functions.coalesce(acked, 0) < B.c.version, ~has_delivery, sync.concerns(platform),
+            .where(sa.sql.functions.coalesce(acked, 0) < B.c.version, ~has_delivery, ~_unfanned(B.c.id),
+                   sync.concerns(platform),
                    B.c.updated_at >= now - timedelta(seconds=window_s),
                    B.c.updated_at <= now - timedelta(seconds=settle_s))
             .order_by(B.c.updated_at).limit(batch))
@@ -54,7 +69,8 @@ def _departed(platform) -> sa.Select:
 def _departed_lacking(platform, now: datetime, window_s: float, settle_s: float, batch: int) -> sa.Select:
     has_delivery = sa.exists().where(D.c.platform_id == platform.id, D.c.binding_id == X.c.binding_id,
                                      D.c.binding_version >= X.c.version)
-    return (_departed(platform).where(~has_delivery, X.c.left_at >= now - timedelta(seconds=window_s),
+    return (_departed(platform).where(~has_delivery, ~_unfanned(X.c.binding_id),
+                                      X.c.left_at >= now - timedelta(seconds=window_s),
                                       X.c.left_at <= now - timedelta(seconds=settle_s))
             .order_by(sa.func.min(X.c.left_at)).limit(batch))
 
@@ -67,15 +83,20 @@ def reconcile(db, *, now: datetime | None = None, window_s: float = 7 * 86400, s
     with db.begin() as s:
         targets = [p for p in platforms.all_platforms(s) if p.webhook_url and p.kind != "verifier"]
         for p in targets:
-            lacking = s.execute(_lacking(p, now, window_s, settle_s, batch)).all()
+            for binding_id, version in s.execute(_lacking(p, now, window_s, settle_s, batch)).all():
+                ready += _send_latest(s, p.id, binding_id, version, now, current=True)
             if p.kind != "national":  # a province platform is also owed the moves out of its provinces
-                lacking += s.execute(_departed_lacking(p, now, window_s, settle_s, batch)).all()
-            for binding_id, version in lacking:
-                ready += _send_latest(s, p.id, binding_id, version, now)
+                for binding_id, version in s.execute(_departed_lacking(p, now, window_s, settle_s, batch)).all():
+                    ready += _send_latest(s, p.id, binding_id, version, now)
     return ready
 
 
-def _send_latest(s, platform_id: str, binding_id: str, version: int, now: datetime) -> list[int]:
+def _send_latest(s, platform_id: str, binding_id: str, version: int, now: datetime, *,
+                 current: bool = False) -> list[int]:
+    """A delivery of the binding's event of `version` to the platform. `current`: the binding's latest
+    version, sent only if it still is and every event is fanned out (checked under a shared row lock)."""
+    if current and s.execute(_STILL, {"b": binding_id, "v": version}).first() is None:
+        return []
     msg = s.scalar(sa.select(OutboxMessage).where(
         OutboxMessage.binding_id == binding_id, OutboxMessage.binding_version == version,
         OutboxMessage.topic.like("binding.%")).order_by(OutboxMessage.id.desc()).limit(1))
@@ -96,10 +117,13 @@ def resend_latest(s, binding_id: str, now: datetime) -> list[int]:
         found = s.execute(sa.select(B.c.version).where(
             B.c.id == binding_id, sa.sql.functions.coalesce(acked, 0) < B.c.version, ~open_,
             sync.concerns(p))).first()
-        if found is None and p.kind != "national":  # it may be owed the binding's move out of its provinces
+        if found is not None:
+            ready += _send_latest(s, p.id, binding_id, found.version, now, current=True)
+        elif p.kind != "national":  # it may be owed the binding's move out of its provinces
             on_its_way = sa.exists().where(D.c.platform_id == p.id, D.c.binding_id == X.c.binding_id,
                                            D.c.status.in_(deliveries.OPEN))
-            found = s.execute(_departed(p).where(X.c.binding_id == binding_id, ~on_its_way)).first()
-        if found is not None:
-            ready += _send_latest(s, p.id, binding_id, found.version, now)
+            found = s.execute(_departed(p).where(X.c.binding_id == binding_id, ~on_its_way,
+                                                 ~_unfanned(X.c.binding_id))).first()
+            if found is not None:
+                ready += _send_latest(s, p.id, binding_id, found.version, now)
     return ready

@@ -164,3 +164,43 @@ def test_reconciliation_leaves_dead_deliveries_to_the_operator(pg_db, family, re
     # When reconciliation runs, it re-sends nothing (the dead one is the operator's to replay)
     assert reconcile.reconcile(pg_db, now=now + timedelta(hours=1)) == []
     assert receivers["jiangsu"].versions(bid) == []
+
+
+def test_reconciliation_during_a_fan_out_backlog_leaves_the_binding_to_its_fan_out(pg_db, family, receivers):
+    """Given a binding whose four events were never fanned out (the workers down longer than settle_s)
+    When reconciliation runs, and then the workers come back and fan out each event in order
+    Then reconciliation sent nothing ahead of the fan-out, every event reaches each platform in version order,
+    and every outbox event was processed (none stalls on a delivery made by reconciliation)."""
+    from models import OutboxMessage
+
+    fam = family(pg_db)
+    bid = accepted(pg_db, fam)
+    assert reconcile.reconcile(pg_db, now=LATER) == []
+    with pg_db() as s:
+        ids = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid)
+                        .order_by(OutboxMessage.id)).all()
+    for outbox_id in ids:
+        drain(pg_db, LATER, deliveries.fan_out(pg_db, outbox_id, now=LATER).ready)
+    assert receivers["national"].versions(bid) == receivers["jiangsu"].versions(bid) == [1, 2, 3, 4]
+    with pg_db() as s:
+        assert s.scalar(sa.select(sa.func.count()).where(OutboxMessage.binding_id == bid,
+                                                         OutboxMessage.processed_at.is_(None))) == 0
+
+
+def test_a_delivery_already_made_for_an_event_does_not_stall_its_fan_out(pg_db, family, receivers):
+    """Given an event whose delivery to one platform already exists (an operator's re-send ran first)
+    When the event is fanned out, Then the fan-out completes (the other platforms get theirs) and the
+    existing delivery stays the only one for that platform."""
+    from models import Delivery, OutboxMessage
+
+    fam = family(pg_db)
+    bid = invite(pg_db, fam)["id"]
+    with pg_db.begin() as s:
+        msg = s.scalar(sa.select(OutboxMessage).where(OutboxMessage.binding_id == bid))
+        deliveries.add(s, msg, "jiangsu", T0)
+    out = deliveries.fan_out(pg_db, msg.id, now=T0)
+    drain(pg_db, T0, out.ready)
+    assert receivers["national"].versions(bid) == [1]
+    with pg_db() as s:
+        assert s.scalar(sa.select(sa.func.count()).where(Delivery.outbox_id == msg.id,
+                                                         Delivery.platform_id == "jiangsu")) == 1
