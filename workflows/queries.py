@@ -78,9 +78,11 @@ def set_deduction_order(db, person_id: str, binding_ids: list[str]) -> dict:
         fixed = policy.in_force(cmd.session, person.region_code, cmd.now).deduction_order_policy
         if fixed != "user_order":  # latest_bound_first, single_grantor: the region decides, not the person
             raise DomainError("deduction_order_fixed", f"the region's deduction order is {fixed}")
+        # locked after the person, as every writer locks (person, then binding): a transition committing in
+        # between would make the rank's version-checked UPDATE match nothing
         live = cmd.session.scalars(sa.select(Binding).where(Binding.beneficiary_id == person_id,
                                                             Binding.state.in_(LIVE))
-                                   .order_by(Binding.created_at.desc())).all()
+                                   .order_by(Binding.created_at.desc()).with_for_update()).all()
         by_id = {b.id: b for b in live}
         unknown = [i for i in binding_ids if i not in by_id]
         if unknown:

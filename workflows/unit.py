@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.orm.exc import StaleDataError
 
 from models import VerificationAttempt
 from models.crypto import lookup_hashes
@@ -212,6 +213,8 @@ def command(db, *, now: datetime | None = None, platform=None, optimistic: bool 
             cmd.finish()
     except sa.exc.IntegrityError as exc:
         raise DomainError(_integrity_code(exc)) from exc
+    except StaleDataError:  # an ORM write's version check lost to a concurrent change
+        raise DomainError("conflict", "a concurrent change won") from None
     except sa.exc.OperationalError as exc:
         sqlstate = getattr(exc.orig, "sqlstate", None)
         if sqlstate == LOCK_NOT_AVAILABLE:

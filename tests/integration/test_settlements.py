@@ -350,3 +350,52 @@ def test_the_binding_page_shows_what_was_paid_through_it(app, sqlite_db, family,
     assert kept["id"] in box and undone["id"] in box and "已冲正" in box
     used = page[page.index('id="authorization-used"'):page.index("</p>", page.index('id="authorization-used"'))]
     assert "¥60.00" in used and "¥100.00" in used
+
+
+def test_a_deduction_order_holds_the_bindings_it_ranks_until_it_commits(pg_db, family, new_person):
+    """Given a beneficiary's authorized binding
+    When the beneficiary's PUT of a deduction order is about to write the ranks
+    Then the binding's row is already locked (after the person, as every writer locks), so a transition
+    cannot commit in between and make the rank's version-checked write match nothing (that was a 500)."""
+    import threading
+
+    from sqlalchemy import event
+
+    fam, bid = _authorized(pg_db, family, new_person, cap=3_000)
+    pid = _person(pg_db, fam.beneficiary).id
+    engine, reached, release, me, out = pg_db.kw["bind"], threading.Event(), threading.Event(), {}, {}
+
+    def hold(conn, cursor, statement, *_):
+        if threading.get_ident() == me.get("t") and statement.lstrip().upper().startswith("UPDATE BINDINGS SET"):
+            reached.set()
+            release.wait(30)
+
+    def put():
+        me["t"] = threading.get_ident()
+        out["put"] = queries.set_deduction_order(pg_db, pid, [bid])
+
+    event.listen(engine, "before_cursor_execute", hold)
+    try:
+        worker = threading.Thread(target=put)
+        worker.start()
+        assert reached.wait(30)
+        with engine.connect() as c, pytest.raises(sa.exc.OperationalError) as locked:
+            c.execute(sa.text("SELECT id FROM bindings WHERE id = :b FOR UPDATE NOWAIT"), {"b": bid})
+        assert locked.value.orig.sqlstate == "55P03"  # lock_not_available
+    finally:
+        release.set()
+        worker.join(30)
+        event.remove(engine, "before_cursor_execute", hold)
+    assert out["put"]["binding_ids"] == [bid]
+
+
+def test_an_orm_write_that_lost_its_version_check_is_a_conflict_not_a_500(sqlite_db):
+    """A command whose ORM flush finds the row's version changed answers 409 `conflict`."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from workflows.unit import command
+
+    with pytest.raises(DomainError) as refused:
+        with command(sqlite_db):
+            raise StaleDataError("UPDATE statement on table 'bindings' expected to update 1 row(s); 0 were matched.")
+    assert refused.value.code == "conflict"
