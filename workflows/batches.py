@@ -8,7 +8,12 @@ id) and records progress after every page. The walk covers only bindings last ch
 confirmed (its first cursor is that moment): what changed since — and so no longer what the operator
 counted — is left alone and shown as "changed meanwhile". A job whose worker died is found by
 `resume_stalled` (the scheduler, every minute) once its lease ran out; it resumes at its cursor and skips
-bindings its audit rows already name, so no binding is acted on twice by one job."""
+bindings its audit rows already name, so no binding is acted on twice by one job.
+
+The lease is the worker's token: before each binding the worker renews it on the condition that it still
+holds the value it wrote (`_renew`). A worker whose page outlasted the lease (slow commands, lock waits)
+while another took the job over finds it changed and stops, instead of acting on the same bindings as its
+successor. Only one action that itself outlasts LEASE_S could still meet its successor's."""
 from __future__ import annotations
 
 import logging
@@ -72,7 +77,7 @@ def start(db, who: OperatorInfo, action: str, filters: dict, reason: str | None,
 
 
 def _claim(db, batch_id: str, now: datetime):
-    """Take the job for LEASE_S: (who, action, filters, reason, cursor), or a word saying why not."""
+    """Take the job for LEASE_S: (who, action, filters, reason, cursor, lease), or a word saying why not."""
     with db.begin() as s:
         job = s.scalar(sa.select(BatchJob).where(BatchJob.id == batch_id).with_for_update())
         if job is None or job.state in ("done", "failed"):
@@ -82,7 +87,29 @@ def _claim(db, batch_id: str, now: datetime):
         job.state, job.lease_until = "running", now + timedelta(seconds=LEASE_S)
         op = s.scalar(sa.select(Operator).where(Operator.username == job.operator, Operator.disabled_at.is_(None)))
         who = OperatorInfo(op.id, op.username, op.role) if op is not None else None
-        return who, job.action, job.filters, job.reason, job.cursor
+        return who, job.action, job.filters, job.reason, job.cursor, job.lease_until
+
+
+_BJ = BatchJob.__table__
+
+
+def _acted(batch_id: str, ok: bool):
+    """The job's bindings acted on (ok) or refused, by their audit rows (one per binding and action): what
+    a worker that stopped did before its progress was written counts too."""
+    A = AuditEntry.__table__
+    return (sa.select(sa.func.count()).where(A.c.batch_id == batch_id, A.c.binding_id.is_not(None),
+                                             (A.c.outcome == "ok") if ok else (A.c.outcome != "ok"))
+            .scalar_subquery())
+
+
+def _renew(db, batch_id: str, lease: datetime, **progress) -> datetime | None:
+    """Hold the job LEASE_S more (and write `progress`) if this worker still holds `lease`: the new lease,
+    or None when another worker took the job over meanwhile."""
+    new = max(utcnow(), lease) + timedelta(microseconds=1) + timedelta(seconds=LEASE_S)  # never the same value
+    with db.begin() as s:
+        held = s.execute(sa.update(_BJ).where(_BJ.c.id == batch_id, _BJ.c.lease_until == lease)
+                         .values(lease_until=new, **progress)).rowcount
+    return new if held else None
 
 
 def _act(db, who: OperatorInfo, action: str, binding_id: str, reason: str, batch_id: str) -> bool:
@@ -103,7 +130,7 @@ def run(db, batch_id: str) -> str:
     claimed = _claim(db, batch_id, utcnow())
     if isinstance(claimed, str):
         return claimed
-    who, action, filters, reason, cursor = claimed
+    who, action, filters, reason, cursor, lease = claimed
     if who is None:
         return _finish(db, batch_id, "failed", "the operator no longer exists or is disabled")
     while cursor:
@@ -112,13 +139,15 @@ def run(db, batch_id: str) -> str:
         with db() as s:
             seen = set(s.scalars(sa.select(AuditEntry.binding_id).where(
                 AuditEntry.batch_id == batch_id, AuditEntry.binding_id.in_(ids))))
-        results = [_act(db, who, action, b, reason, batch_id) for b in ids if b not in seen]
+        for b in (b for b in ids if b not in seen):
+            lease = _renew(db, batch_id, lease)
+            if lease is None:
+                return "taken over"  # the successor resumes from the last page recorded, skipping what is audited
+            _act(db, who, action, b, reason, batch_id)
         cursor = page["next"]
-        with db.begin() as s:
-            job = s.get(BatchJob, batch_id)
-            job.done += sum(results)
-            job.failed += len(results) - sum(results)
-            job.cursor, job.lease_until = cursor, utcnow() + timedelta(seconds=LEASE_S)
+        lease = _renew(db, batch_id, lease, done=_acted(batch_id, True), failed=_acted(batch_id, False), cursor=cursor)
+        if lease is None:
+            return "taken over"
     return _finish(db, batch_id, "done", None)
 
 

@@ -162,7 +162,8 @@ def test_a_batch_counts_first_runs_every_binding_once_and_audits_each(pg_db, fam
 def test_an_interrupted_batch_resumes_without_acting_twice(pg_db, family, staff):
     """Given a retry batch over two stuck invitations whose worker died after retrying the first (its audit
     row written, its progress and lease not), When the lease has run out and the job runs again, Then the
-    first is skipped (it still matches the filter) and only the second is retried: one action a binding."""
+    first is skipped (it still matches the filter) and only the second is retried: one action a binding; and
+    both count as done (the first by its audit row: it is not one that "changed meanwhile")."""
     ids = [_request_failed(pg_db, family(pg_db))[0] for _ in range(2)]
     job_id = batches.start(pg_db, staff["operator"], "retry", {"state": "invited"}, "provider back", expected=2)
     repair.retry(pg_db, staff["operator"], ids[0], "provider back", batch_id=job_id)  # done before dying
@@ -172,9 +173,36 @@ def test_an_interrupted_batch_resumes_without_acting_twice(pg_db, family, staff)
     assert batches.resume_stalled(pg_db) != []
     assert batches.run(pg_db, job_id) == "done"
     job = batches.get(pg_db, job_id)
-    assert (job["done"], job["failed"]) == (1, 0)
+    assert (job["done"], job["failed"], job["changed_meanwhile"]) == (2, 0, 0)
     acted = sorted(a.binding_id for a in _audit(pg_db) if a.batch_id == job_id and a.binding_id)
     assert acted == sorted(ids)
+
+
+def test_a_worker_whose_lease_was_taken_over_stops_instead_of_acting_again(pg_db, family, staff, monkeypatch):
+    """Given a batch over three stuck invitations whose worker is slow: after its first binding its lease runs
+    out and another worker takes the job over and finishes it
+    When the first worker goes on with its page
+    Then it finds the lease no longer its own and stops: each binding was acted on once (one audit row
+    each), and the job counts three done."""
+    ids = [_request_failed(pg_db, family(pg_db))[0] for _ in range(3)]
+    job_id = batches.start(pg_db, staff["operator"], "expire", {"state": "invited"}, "clean-up", expected=3)
+    real, calls = repair.ACTIONS["expire"], []
+
+    def slow_then_taken_over(db, who, binding_id, reason, **kw):
+        out = real(db, who, binding_id, reason, **kw)
+        calls.append(binding_id)
+        if len(calls) == 1:  # the page outlasts the lease: it runs out, and the next worker takes the job
+            with db.begin() as s:
+                s.get(BatchJob, job_id).lease_until = T0
+            assert batches.run(db, job_id) == "done"
+        return out
+
+    monkeypatch.setitem(repair.ACTIONS, "expire", slow_then_taken_over)
+    assert batches.run(pg_db, job_id) == "taken over"
+    per_binding = sorted(a.binding_id for a in _audit(pg_db) if a.batch_id == job_id and a.binding_id)
+    assert per_binding == sorted(ids)
+    job = batches.get(pg_db, job_id)
+    assert (job["state"], job["done"], job["failed"]) == ("done", 3, 0)
 
 
 def test_a_job_held_by_a_running_worker_is_left_to_it(pg_db, family, staff):
