@@ -84,5 +84,8 @@ class LedgerEntry(Base):
     account: Mapped[str] = mapped_column(sa.String(48), index=True)
     amount_fen: Mapped[int] = mapped_column(sa.BigInteger)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the event telling the platforms of this posting (settlement.completed or .reversed): which registry
+    # snapshots already hold it (workflows/person_events.py); no foreign key, the outbox is purged, the ledger not
+    outbox_id: Mapped[int | None] = mapped_column(sa.BigInteger)
 
     __table_args__ = (sa.CheckConstraint("posting in ('settle', 'reverse')", name="ledger_posting"),)

@@ -115,7 +115,7 @@ def _settle(db, platform, reference, number, amount_fen, category, institution_c
         _post(cmd, row, money.postings(plan, beneficiary_id=beneficiary.id, institution_code=institution_code),
               "settle")
         out = view(s, row)
-        cmd.emit("settlement.completed", {"settlement": out})
+        _told_by(cmd, row, "settle", cmd.emit("settlement.completed", {"settlement": out}))
         return out, True
 
 
@@ -157,6 +157,12 @@ def _post(cmd, row: Settlement, lines: list[tuple[str, int]], posting: str) -> N
             s.connection().execute(_MOVE, {"pid": account.split(":", 1)[1], "delta": fen})
 
 
+def _told_by(cmd, row: Settlement, posting: str, outbox_id: int) -> None:
+    """Name on the posting's ledger lines the event that tells the platforms of them (see LedgerEntry)."""
+    cmd.session.execute(sa.update(LedgerEntry).where(LedgerEntry.settlement_id == row.id,
+                                                     LedgerEntry.posting == posting).values(outbox_id=outbox_id))
+
+
 def reverse(db, *, platform, settlement_id: str, now=None) -> dict:
     """The platform API's reversal (`POST /settlements/{id}/reversal`): a platform reverses only its own
     settlements (another's is not found); once, and again it answers the reversed settlement."""
@@ -183,7 +189,7 @@ def reverse_in(cmd, settlement_id: str, *, platform=None) -> tuple[dict, bool]:
     row.status, row.reversed_at = "reversed", cmd.now
     _post(cmd, row, [(a, -f) for a, f in lines], "reverse")
     out = view(s, row)
-    cmd.emit("settlement.reversed", {"settlement": out})
+    _told_by(cmd, row, "reverse", cmd.emit("settlement.reversed", {"settlement": out}))
     return out, True
 
 

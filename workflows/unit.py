@@ -177,10 +177,12 @@ class Command:
         self.messages.append(writes.transition(self.conn, row, history, message, side))
         return before, after
 
-    def emit(self, topic: str, data: dict, **kw) -> None:
+    def emit(self, topic: str, data: dict, **kw) -> int:
+        """Write an outbox event in the command's transaction; its id."""
         if self.optimistic:  # in autocommit this row would commit on its own, whatever came after
             raise RuntimeError("an optimistic command writes once, through its transition")
         self.messages.append(outbox.write(self.conn, topic, self.now, data, **kw))
+        return self.messages[-1]
 
 
 def visible_to(platform, binding) -> bool:

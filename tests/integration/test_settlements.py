@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from models import Binding, LedgerEntry, OutboxMessage, Person, Settlement, SettlementSplit, Transition
+from models import Binding, Delivery, LedgerEntry, OutboxMessage, Person, Settlement, SettlementSplit, Transition
 from workflows import commands, deliveries, platforms, queries, settlements
 from workflows.errors import DomainError
 
@@ -399,3 +399,60 @@ def test_an_orm_write_that_lost_its_version_check_is_a_conflict_not_a_500(sqlite
         with command(sqlite_db):
             raise StaleDataError("UPDATE statement on table 'bindings' expected to update 1 row(s); 0 were matched.")
     assert refused.value.code == "conflict"
+
+
+def _snapshot(db, number: str, balance_fen: int, as_of, platform="jiangsu"):
+    """The province's registry reports the person's balance as of `as_of` (POST /persons with updated_at)."""
+    from workflows import persons
+    with db() as s:
+        p = s.scalar(sa.select(Person).where(Person.id_number_hash == _hash(number)))
+        fields = dict(id_number=number, name=p.name, insurance_type=p.insurance_type,
+                      insurance_status=p.insurance_status, region_code=p.region_code,
+                      real_name_verified=p.real_name_verified, balance_fen=balance_fen)
+    persons.upsert(db, fields, platform=platforms.get(db, platform), now=as_of + timedelta(seconds=1), as_of=as_of)
+
+
+def test_a_registry_balance_taken_before_the_province_heard_of_a_settlement_keeps_its_deduction(
+        pg_db, family, new_person, receivers):
+    """Given a grantor with 1,000.00 yuan whose authorization paid 300.00 yuan of a settlement
+    When the province reports 1,000.00 yuan as of a moment after the settlement but before its
+    settlement.completed reached it, Then the grantor keeps 700.00 yuan (the snapshot does not hold the
+    deduction); When the event is then delivered and the province reports 700.00 yuan as of after that,
+    Then 700.00 it is (the snapshot holds it: nothing is taken twice)."""
+    from .support import drain, fan_out_all
+
+    fam, bid = _authorized(pg_db, family, new_person, cap=30_000)
+    made, _ = _settle(pg_db, fam, 30_000, "JS-SNAP")
+    paid_at = T0 + timedelta(minutes=1)
+    assert _balances(pg_db, fam.grantor) == [70_000]
+
+    _snapshot(pg_db, fam.grantor, 100_000, paid_at + timedelta(seconds=1))
+    assert _balances(pg_db, fam.grantor) == [70_000]
+
+    told = paid_at + timedelta(seconds=5)
+    drain(pg_db, told, fan_out_all(pg_db, told) + _settlement_fan_out(pg_db, told))
+    with pg_db() as s:
+        assert s.scalar(sa.select(Delivery.status).where(Delivery.platform_id == "jiangsu",
+                                                         Delivery.topic == "settlement.completed")) == "delivered"
+    _snapshot(pg_db, fam.grantor, 70_000, told + timedelta(seconds=1))
+    assert _balances(pg_db, fam.grantor) == [70_000]
+
+
+def _settlement_fan_out(db, now) -> list[int]:
+    with db() as s:
+        ids = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.topic.like("settlement.%"))
+                        .order_by(OutboxMessage.id)).all()
+    return [d for i in ids for d in deliveries.fan_out(db, i, now=now).ready]
+
+
+def test_a_registry_balance_that_missed_a_settlement_and_its_reversal_gives_nothing_twice(
+        pg_db, family, new_person, receivers):
+    """Given a settlement of 300.00 yuan from the grantor's authorization, reversed two minutes later, neither
+    event yet at the province, When the province reports 1,000.00 yuan as of between the two, Then the
+    grantor has 1,000.00 yuan: the snapshot held neither posting (it was 1,300.00 by the time rule)."""
+    fam, bid = _authorized(pg_db, family, new_person, cap=30_000)
+    made, _ = _settle(pg_db, fam, 30_000, "JS-REV")
+    settlements.reverse(pg_db, platform=platforms.get(pg_db, "jiangsu"), settlement_id=made["id"],
+                        now=T0 + timedelta(minutes=3))
+    _snapshot(pg_db, fam.grantor, 100_000, T0 + timedelta(minutes=2))
+    assert _balances(pg_db, fam.grantor) == [100_000]
