@@ -93,19 +93,22 @@ def _claim(db, batch_id: str, now: datetime):
 _BJ = BatchJob.__table__
 
 
-def _acted(batch_id: str, ok: bool):
-    """The job's bindings acted on (ok) or refused, by their audit rows (one per binding and action): what
-    a worker that stopped did before its progress was written counts too."""
+def _tally(db, batch_id: str, after_id: int) -> tuple[int, int, int]:
+    """(bindings acted on, refused, the last audit id) by the job's per-binding audit rows after `after_id`
+    (one per binding and action): what a worker that stopped did before its progress was written counts too."""
     A = AuditEntry.__table__
-    return (sa.select(sa.func.count()).where(A.c.batch_id == batch_id, A.c.binding_id.is_not(None),
-                                             (A.c.outcome == "ok") if ok else (A.c.outcome != "ok"))
-            .scalar_subquery())
+    ok = A.c.outcome == "ok"
+    with db() as s:
+        done, failed, last = s.execute(sa.select(
+            sa.func.count().filter(ok), sa.func.count().filter(~ok), sa.func.max(A.c.id)).where(
+            A.c.batch_id == batch_id, A.c.binding_id.is_not(None), A.c.id > after_id)).one()
+    return done or 0, failed or 0, last if last is not None else after_id
 
 
 def _renew(db, batch_id: str, lease: datetime, **progress) -> datetime | None:
     """Hold the job LEASE_S more (and write `progress`) if this worker still holds `lease`: the new lease,
     or None when another worker took the job over meanwhile."""
-    new = max(utcnow(), lease) + timedelta(microseconds=1) + timedelta(seconds=LEASE_S)  # never the same value
+    new = max(utcnow() + timedelta(seconds=LEASE_S), lease + timedelta(microseconds=1))  # never the same value
     with db.begin() as s:
         held = s.execute(sa.update(_BJ).where(_BJ.c.id == batch_id, _BJ.c.lease_until == lease)
                          .values(lease_until=new, **progress)).rowcount
@@ -133,6 +136,7 @@ def run(db, batch_id: str) -> str:
     who, action, filters, reason, cursor, lease = claimed
     if who is None:
         return _finish(db, batch_id, "failed", "the operator no longer exists or is disabled")
+    mark = None  # the last audit row counted; None: the first count takes all the job's rows
     while cursor:
         page = finder.find(db, **filters, after=cursor, limit=PAGE, now=utcnow())
         ids = [item["id"] for item in page["items"]]
@@ -145,7 +149,10 @@ def run(db, batch_id: str) -> str:
                 return "taken over"  # the successor resumes from the last page recorded, skipping what is audited
             _act(db, who, action, b, reason, batch_id)
         cursor = page["next"]
-        lease = _renew(db, batch_id, lease, done=_acted(batch_id, True), failed=_acted(batch_id, False), cursor=cursor)
+        done, failed, last = _tally(db, batch_id, mark or 0)
+        counts = dict(done=done, failed=failed) if mark is None else dict(done=_BJ.c.done + done,
+                                                                          failed=_BJ.c.failed + failed)
+        lease, mark = _renew(db, batch_id, lease, cursor=cursor, **counts), last
         if lease is None:
             return "taken over"
     return _finish(db, batch_id, "done", None)

@@ -205,6 +205,20 @@ def test_a_worker_whose_lease_was_taken_over_stops_instead_of_acting_again(pg_db
     assert (job["state"], job["done"], job["failed"]) == ("done", 3, 0)
 
 
+def test_a_renewed_lease_runs_lease_s_from_now_not_from_the_lease_before(pg_db, family, staff, monkeypatch):
+    """Given a claimed job, When its worker renews the lease three times at the same moment (before each
+    binding), Then the lease ends LEASE_S after that moment (by a microsecond a renewal, so each is a new
+    token), not 3 × LEASE_S: a worker that died is taken over once that time has passed."""
+    job_id = batches.start(pg_db, staff["operator"], "expire", {"state": "invited"}, "clean-up", expected=0)
+    monkeypatch.setattr(batches, "utcnow", lambda: T0)
+    lease = batches._claim(pg_db, job_id, T0)[-1]
+    for _ in range(3):
+        lease = batches._renew(pg_db, job_id, lease)
+    assert lease == T0 + timedelta(seconds=batches.LEASE_S, microseconds=3)
+    with pg_db() as s:
+        assert s.get(BatchJob, job_id).lease_until == lease
+
+
 def test_a_job_held_by_a_running_worker_is_left_to_it(pg_db, family, staff):
     """Given a batch another worker holds (its lease is current), When a redelivered message runs it,
     Then it does nothing and says so; the bindings are untouched."""

@@ -44,7 +44,7 @@ def document() -> dict:
         if ep.method != "GET":
             op.setdefault("parameters", []).append(
                 {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string",
-                 "maxLength": 255}, "description": "same key + same body → the stored answer"})
+                 "minLength": 1, "maxLength": 255}, "description": "same key + same body → the stored answer"})
         if ep.body is not None:
             op["requestBody"] = {"required": True,
                                  "content": {"application/json": {"schema": _schema(ep.body, components)}}}
