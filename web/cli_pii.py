@@ -9,7 +9,8 @@ is ever printed.
 The look-up key the same way: the new one as GONGJI_LOOKUP_KEY and the old one as GONGJI_LOOKUP_KEY_RETIRED
 (look-ups try both), restart, `gongji pii rekey` (it rewrites the digests too), `gongji pii status`, then
 drop GONGJI_LOOKUP_KEY_RETIRED once the idempotency records made before the restart have expired
-(GONGJI_IDEMPOTENCY_RETENTION_H, 24 h by default: a retry with an older key's digest would run again)."""
+(GONGJI_IDEMPOTENCY_RETENTION_H, 24 h by default: a retry whose record holds the old key's digest would be
+refused 422 `idempotency_key_reused`)."""
 from __future__ import annotations
 
 import click

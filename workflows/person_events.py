@@ -133,7 +133,6 @@ def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform) -> t
     else:  # a province platform may not take over a person another province insures
         check_served(platform, province_of(s, person.region_code))
         _check_fresh(person, as_of)
-        person.id_number_hash = lookup_hash(fields["id_number"])  # found by a retired look-up key's digest
     before = None if created else (person.insurance_type, person.insurance_status, person.region_code)
     person.name, person.name_masked = fields["name"], idnumbers.mask_name(fields["name"])
     person.insurance_type, person.insurance_status = fields["insurance_type"], fields["insurance_status"]

@@ -144,12 +144,19 @@ def test_without_the_retired_key_the_old_digests_are_not_found(db, crypto_keys, 
 def test_a_number_two_persons_hold_across_the_keys_is_counted_and_left_alone(db, crypto_keys, new_person):
     """Given a person made under the old look-up key and the same number made again by a process that had only
     the new key (a restart in progress), When `rehash` runs with both keys, Then that person is left as it
-    is and counted (merging two persons is an operator's decision), and nothing fails."""
+    is and counted (merging two persons is an operator's decision), and nothing fails; meanwhile every
+    look-up takes the row under the active key, and a registry update of the number applies to it."""
+    from workflows import persons
+
     old = crypto_keys["lookup_key"]
     number, _ = new_person(db, insurance_type="employee")
     _lookup_keys(crypto_keys, NEW_LOOKUP)
     new_person(db, id_number=number, insurance_type="employee")  # not found under the new key alone: a second row
+    active_row = persons.lookup(db, number)["id"]
     _lookup_keys(crypto_keys, NEW_LOOKUP, old)
+    for _ in range(2):
+        assert persons.lookup(db, number)["id"] == active_row
+        new_person(db, id_number=number, insurance_type="employee", balance_fen=5_000)  # no conflict
     assert rekey.rehash(db)["persons left (number held twice)"] == 1
     with db() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Person)) == 2
