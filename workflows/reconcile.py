@@ -15,7 +15,9 @@ that says where it went is. Those come from `binding_departures` (a move between
 A binding with an event not yet fanned out (the workers were down, or behind, for longer than `settle_s`)
 is left to that fan-out, which makes every delivery in version order: a re-sent latest version would
 leave ahead of the earlier ones. And the binding's row is locked (shared) while its latest version is
-re-sent, so a transition cannot commit a newer version whose fan-out would not see this delivery."""
+re-sent, so a transition cannot commit a newer version whose fan-out would not see this delivery; a row
+another transaction holds is skipped this pass (never waited for: the pass holds its locks to its end, and
+writers lock bindings in id order, so waiting could deadlock with them)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -36,7 +38,7 @@ def _unfanned(binding_id) -> sa.sql.ColumnElement:
 
 
 _STILL = sa.select(B.c.id).where(B.c.id == sa.bindparam("b"), B.c.version == sa.bindparam("v"),
-                                 ~_unfanned(B.c.id)).with_for_update(read=True)
+                                 ~_unfanned(B.c.id)).with_for_update(read=True, skip_locked=True)
 
 
 def _lacking(platform, now: datetime, window_s: float, settle_s: float, batch: int) -> sa.Select:
