@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from models import Delivery, Departure, LedgerEntry, OutboxMessage, Person
+from models import Delivery, DeliveryAttempt, Departure, LedgerEntry, OutboxMessage, Person
 from models.crypto import lookup_hash
 
 from . import commands, consequences, idnumbers, policy, rows
@@ -84,16 +84,21 @@ def _stamp(cmd: Command, person: Person, at: datetime | None, platform) -> None:
     person.source_platform = platform.id if platform is not None else None
 
 
-_L, _O, _D = LedgerEntry.__table__, OutboxMessage.__table__, Delivery.__table__
+_L, _O, _D, _DA = LedgerEntry.__table__, OutboxMessage.__table__, Delivery.__table__, DeliveryAttempt.__table__
 _AT = sa.bindparam("at", type_=_L.c.at.type)
 _after = _L.c.at > _AT
 # a posting the snapshot does not hold: the platform had not acknowledged its event by `at` (or the event
 # had not even left); where nothing says (a line from before events were named, an event purged, a
-# platform the event never went to, an internal caller), the line's own time decides
+# platform the event never went to, an internal caller), the line's own time decides. Between the
+# platform applying an event and Gongji seeing its 2xx (a timeout, a retry hours later, a delivery that
+# ends dead) the answer is unknown: it leans to the account's safe side, a credit (a reversal) held from
+# the first try that reached out before `at`, a debit only once acknowledged
 _NOT_HELD = sa.case(
     (_O.c.id.is_(None), _after),
     (sa.bindparam("p", type_=sa.String).is_(None), _after),
     (_O.c.fanned_out_at.is_(None), sa.true()),
+    (sa.and_(_D.c.id.is_not(None), _L.c.amount_fen > 0),
+     ~sa.exists().where(_DA.c.delivery_id == _D.c.id, _DA.c.at <= _AT)),
     (_D.c.id.is_not(None), sa.not_(sa.and_(_D.c.status == "delivered", _D.c.delivered_at <= _AT))),
     else_=_after)
 _LATER = (sa.select(sa.func.coalesce(sa.func.sum(_L.c.amount_fen), 0))

@@ -456,3 +456,27 @@ def test_a_registry_balance_that_missed_a_settlement_and_its_reversal_gives_noth
                         now=T0 + timedelta(minutes=3))
     _snapshot(pg_db, fam.grantor, 100_000, T0 + timedelta(minutes=2))
     assert _balances(pg_db, fam.grantor) == [100_000]
+
+
+def test_a_reversal_the_province_may_have_applied_is_not_credited_twice(pg_db, family, new_person, receivers):
+    """Given a settlement of 300.00 yuan told to the province, then reversed, the reversal's delivery tried
+    once and answered 503 (the province may have applied it before failing to answer)
+    When the province reports 1,000.00 yuan as of after that try
+    Then the grantor has 1,000.00 yuan: a credit counts as held from its first try, so it is not added on
+    top (1,300.00 yuan, spendable twice); a debit still counts only once acknowledged."""
+    from .support import drain
+
+    fam, bid = _authorized(pg_db, family, new_person, cap=30_000)
+    made, _ = _settle(pg_db, fam, 30_000, "JS-TRY")
+    told = T0 + timedelta(minutes=2)
+    drain(pg_db, told, _settlement_fan_out(pg_db, told))
+    settlements.reverse(pg_db, platform=platforms.get(pg_db, "jiangsu"), settlement_id=made["id"],
+                        now=T0 + timedelta(minutes=3))
+    receivers["jiangsu"].set_mode("fail")
+    tried = T0 + timedelta(minutes=4)
+    drain(pg_db, tried, _settlement_fan_out(pg_db, tried))
+    with pg_db() as s:
+        assert s.scalar(sa.select(Delivery.status).where(Delivery.platform_id == "jiangsu",
+                                                         Delivery.topic == "settlement.reversed")) != "delivered"
+    _snapshot(pg_db, fam.grantor, 100_000, tried + timedelta(seconds=1))
+    assert _balances(pg_db, fam.grantor) == [100_000]
