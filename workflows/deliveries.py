@@ -133,7 +133,9 @@ def concerned(session, payload: dict) -> list[platforms.PlatformInfo]:
     """The platforms a binding event concerns: national ones and those serving the province of either
     side's pooling region, and for `binding.relocated` also of the regions the binding left
     (`relocated_from`: the province that no longer sees it learns that it left). A settlement event: those
-    of the beneficiary's and every paying grantor's region."""
+    of the beneficiary's and every paying grantor's region, and always the platform that made the
+    settlement (`data.platform_id`): after a person moved, its reversal still reaches the platform whose
+    institution was paid."""
     data = payload.get("data") or {}
     held = [data.get("binding") or {}, data.get("relocated_from") or {}]
     regions = {b[k] for b in held for k in rows.REGIONS if b.get(k)}
@@ -141,8 +143,9 @@ def concerned(session, payload: dict) -> list[platforms.PlatformInfo]:
     if settled:
         regions |= {p["region_code"] for p in [settled["beneficiary"], *(x["grantor"] for x in settled["splits"])]}
     provinces = {province_of(session, r) for r in regions}
+    settled_by = data.get("platform_id") if settled else None
     return [p for p in platforms.all_platforms(session) if p.webhook_url and p.kind != "verifier"
-            and (p.kind == "national" or provinces & set(p.provinces))]
+            and (p.kind == "national" or provinces & set(p.provinces) or p.id == settled_by)]
 
 
 @dataclass

@@ -115,7 +115,7 @@ def _settle(db, platform, reference, number, amount_fen, category, institution_c
         _post(cmd, row, money.postings(plan, beneficiary_id=beneficiary.id, institution_code=institution_code),
               "settle")
         out = view(s, row)
-        _told_by(cmd, row, "settle", cmd.emit("settlement.completed", {"settlement": out}))
+        _told_by(cmd, row, "settle", cmd.emit("settlement.completed", {"settlement": out, "platform_id": row.platform_id}))
         return out, True
 
 
@@ -189,7 +189,7 @@ def reverse_in(cmd, settlement_id: str, *, platform=None) -> tuple[dict, bool]:
     row.status, row.reversed_at = "reversed", cmd.now
     _post(cmd, row, [(a, -f) for a, f in lines], "reverse")
     out = view(s, row)
-    _told_by(cmd, row, "reverse", cmd.emit("settlement.reversed", {"settlement": out}))
+    _told_by(cmd, row, "reverse", cmd.emit("settlement.reversed", {"settlement": out, "platform_id": row.platform_id}))
     return out, True
 
 

@@ -480,3 +480,25 @@ def test_a_reversal_the_province_may_have_applied_is_not_credited_twice(pg_db, f
                                                          Delivery.topic == "settlement.reversed")) != "delivered"
     _snapshot(pg_db, fam.grantor, 100_000, tried + timedelta(seconds=1))
     assert _balances(pg_db, fam.grantor) == [100_000]
+
+
+def test_a_reversal_after_the_beneficiary_moved_still_reaches_the_platform_that_settled(
+        pg_db, family, new_person, receivers):
+    """Given a settlement Jiangsu made for a Jiangsu beneficiary (her own account pays: no grantor), who then
+    moves to Xinjiang, When the settlement is reversed, Then Jiangsu, whose institution was paid, gets the
+    settlement.reversed too (the event names it, data.platform_id), beside the national platform and Xinjiang."""
+    from .support import drain
+
+    number, name = new_person(pg_db, balance_fen=50_000, now=T0)
+    made = settlements.settle(pg_db, platform=platforms.get(pg_db, "jiangsu"), reference="JS-MOVE",
+                              beneficiary_id_number=number, amount_fen=10_000, category="outpatient",
+                              institution_code="H320100001", now=T0 + timedelta(minutes=1))[0]
+    new_person(pg_db, id_number=number, name=name, region_code="650100", balance_fen=40_000,
+               now=T0 + timedelta(minutes=2))
+    settlements.reverse(pg_db, platform=platforms.get(pg_db, "jiangsu"), settlement_id=made["id"],
+                        now=T0 + timedelta(minutes=3))
+    later = T0 + timedelta(minutes=4)
+    drain(pg_db, later, _settlement_fan_out(pg_db, later))
+    with pg_db() as s:
+        told = set(s.scalars(sa.select(Delivery.platform_id).where(Delivery.topic == "settlement.reversed")))
+    assert told == {"national", "jiangsu", "xinjiang"}
