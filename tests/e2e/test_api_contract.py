@@ -97,6 +97,14 @@ def test_openapi_document_lists_the_contract(embedded):
     assert doc["paths"]["/api/v1/webhooks/{webhook_id}"]["get"]["responses"]["200"]["content"]
     assert all("default" in op["responses"] for path, ops in doc["paths"].items() if path.startswith("/api/v1")
                for op in ops.values())
+    # the problem pages are part of the contract (every problem's `type` points there), and a write's
+    # Idempotency-Key is 1 to 255 characters, a malformed one 422
+    assert "get" in doc["paths"]["/api/v1/problems/{code}"]
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            keys = [p for p in op.get("parameters", []) if p["name"] == "Idempotency-Key"]
+            if path.startswith("/api/v1") and method in ("post", "put"):
+                assert keys and keys[0]["schema"]["minLength"] == 1 and "422" in op["responses"], (method, path)
 
 
 def test_problem_codes_are_documented(embedded):

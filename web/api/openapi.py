@@ -55,7 +55,9 @@ def document() -> dict:
             if ep.method != "GET":
                 ok["headers"] = {"Idempotent-Replayed": REPLAYED}
             op["responses"][str(status)] = ok
-        for status in ep.errors:
+        # a malformed Idempotency-Key (empty, over 255) is 422 validation_failed on every write
+        errors = list(ep.errors) + ([422] if ep.method != "GET" and 422 not in ep.errors else [])
+        for status in errors:
             codes = sorted(c for c, (s, _t) in CODES.items() if s == status)
             op["responses"][str(status)] = {"description": "codes: " + ", ".join(codes),
                                             "content": {"application/problem+json": {"schema": problem_ref}}}
@@ -69,6 +71,17 @@ def document() -> dict:
     for model in (ActorIn, BindingOut, PersonIn):  # what the webhook bodies refer to
         _schema(model, components)
     paths.update(WEBHOOK_PATHS(problem_ref))
+    paths["/api/v1/problems/{code}"] = {"get": {
+        "summary": "What an error code means (the `type` of every problem answer points here)", "tags": ["Problems"],
+        "operationId": "get_problem", "security": [],
+        "parameters": [{"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {
+            "200": {"description": "the code, its HTTP status and title", "content": {"application/json": {
+                "schema": {"type": "object", "required": ["code", "status", "title"], "properties": {
+                    "code": {"type": "string"}, "status": {"type": "integer"}, "title": {"type": "string"}}}}}},
+            "404": {"description": "no such code", "content": {"application/problem+json": {"schema": problem_ref}}},
+            "default": {"description": "500 internal_error", "content": {
+                "application/problem+json": {"schema": problem_ref}}}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Gongji (共济) platform API", "version": "1.0.0",

@@ -104,8 +104,8 @@ SETTLEMENT_EVENTS = ("settlement.completed", "settlement.reversed")
 def _settlement_doc(kind: str) -> dict:
     return {"post": {
         "summary": kind, "tags": ["events"],
-        "description": SIGNED + ". Sent to each platform serving the province of the beneficiary or of a grantor "
-                       "who paid (and the national platform), at least once: drop a repeated webhook-id. Not "
+        "description": SIGNED + ". Sent to the platform that made the settlement, each platform serving the "
+                       "province of the beneficiary or of a grantor who paid (and the national platform), at least once: drop a repeated webhook-id. Not "
                        "ordered with binding events; `data.settlement.status` says which state it reports.",
         "parameters": _headers(),
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -113,7 +113,8 @@ def _settlement_doc(kind: str) -> dict:
                 "type": {"const": kind}, "id": {"type": "string", "description": "the event id, also webhook-id"},
                 "created_at": {"type": "string", "format": "date-time"},
                 "data": {"type": "object", "required": ["settlement"], "properties": {
-                    "settlement": {"$ref": REF.format("SettlementOut")}}}}}}}},
+                    "settlement": {"$ref": REF.format("SettlementOut")},
+                    "platform_id": {"type": "string", "description": "the platform that made the settlement"}}}}}}}},
         "responses": {"2XX": {"description": "acknowledged"},
                       "default": {"description": "not acknowledged: retried on the documented schedule"}}}}
 
