@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
-from models import Binding, Person, Transition, VerificationAttempt
+from models import Binding, Person, Settlement, SettlementSplit, Transition, VerificationAttempt
 
 from . import policy, rows, sync, writes
 from .errors import DomainError
@@ -18,11 +18,14 @@ from .views import attempt_view, binding_view, transition_view
 LIVE = ("accepted", "authorized")
 VA = VerificationAttempt.__table__
 # The read a platform polls, one statement and so one snapshot: the binding with its persons, each attempt and
-# each platform's acknowledged version, outer-joined (a row per attempt × platform: a few rows at most).
+# each platform's acknowledged version, outer-joined, and what its authorization has paid (a subquery) (a row per attempt × platform: a few rows at most).
 # Separate reads could show a passed attempt next to the state from before it.
+_ST, _SP = Settlement.__table__, SettlementSplit.__table__
+_PAID = (sa.select(sa.func.coalesce(sa.func.sum(_SP.c.amount_fen), 0)).join(_ST, _ST.c.id == _SP.c.settlement_id)
+         .where(_SP.c.binding_id == rows.B.c.id, _ST.c.status == "completed").scalar_subquery())
 _SNAPSHOT = Statement(
     rows.select_bindings()
-    .add_columns(*[VA.c[c] for c in writes.ATTEMPT_COLUMNS], sync.S.c.platform_id, sync.S.c.acked_version)
+    .add_columns(_PAID, *[VA.c[c] for c in writes.ATTEMPT_COLUMNS], sync.S.c.platform_id, sync.S.c.acked_version)
     .outerjoin(VA, VA.c.binding_id == rows.B.c.id).outerjoin(sync.S, sync.S.c.binding_id == rows.B.c.id)
     .where(rows.B.c.id == sa.bindparam("binding_id")).order_by(VA.c.attempt_no, sync.S.c.platform_id))
 _OWN = len(rows.select_bindings().exported_columns)
@@ -43,16 +46,16 @@ def binding(db, binding_id: str) -> dict:
         found = _SNAPSHOT.rows(conn, {"binding_id": binding_id})
     if not found:
         raise DomainError("not_found", f"no binding {binding_id}")
-    row, attempts, acked = rows.from_row(found[0]), {}, {}
+    row, attempts, acked, paid = rows.from_row(found[0]), {}, {}, int(found[0][_OWN])
     for f in found:
-        attempt, (platform_id, version) = f[_OWN:-2], f[-2:]
+        attempt, (platform_id, version) = f[_OWN + 1:-2], f[-2:]
         if attempt[0] is not None and attempt[0] not in attempts:
             attempts[attempt[0]] = SimpleNamespace(**dict(zip(writes.ATTEMPT_COLUMNS, attempt)))
         if platform_id is not None:
             acked[platform_id] = version
     return {**binding_view(row, row.grantor, row.beneficiary),
             # the beneficiary's order as it is now: set without a new version, so not in events or the feed
-            "deduction_rank": row.deduction_rank,
+            "deduction_rank": row.deduction_rank, "authorization_used_fen": paid,
             "verifications": [attempt_view(a) for a in attempts.values()], "sync": acked}
 
 

@@ -128,19 +128,19 @@ def _lock(s, beneficiary_id: str) -> dict:
     if {b.grantor_id for b in bindings} - people.keys():  # a binding authorized since the first read: locking
         # its grantor now would take a person after a binding, the reverse of every other writer's order
         raise DomainError("conflict", "a binding of the beneficiary was authorized meanwhile; run again")
-    used = _used(conn, [b.id for b in bindings]) if bindings else {}
+    paid = used(conn, [b.id for b in bindings]) if bindings else {}
     sources = []
     for b in bindings:
         g = people[b.grantor_id]
         if not rules.grantor_eligible(g):
             continue  # no longer eligible: its binding is being ended by the person event that said so
-        left = None if b.authorized_amount_fen is None else max(b.authorized_amount_fen - used.get(b.id, 0), 0)
+        left = None if b.authorized_amount_fen is None else max(b.authorized_amount_fen - paid.get(b.id, 0), 0)
         sources.append(money.Source(b.id, b.grantor_id, left, g.balance_fen, b.deduction_rank, b.created_at))
     return {"own": people[beneficiary_id].balance_fen, "sources": sources, "people": people,
             "versions": {b.id: b.version for b in bindings}}
 
 
-def _used(conn, binding_ids: list[str]) -> dict[str, int]:
+def used(conn, binding_ids: list[str]) -> dict[str, int]:
     """fen each binding's authorization has paid (PostgreSQL sums a BIGINT as NUMERIC: back to int)."""
     return {bid: int(total) for bid, total in conn.execute(_USED, {"ids": binding_ids})}
 
@@ -233,5 +233,5 @@ def of_binding(s, binding_id: str, *, limit: int = 50) -> dict:
                                 st.c.status, SP.c.amount_fen, SP.c.binding_version)
                       .join(SP, SP.c.settlement_id == st.c.id).where(SP.c.binding_id == binding_id)
                       .order_by(st.c.created_at.desc(), st.c.id.desc()).limit(limit)).all()
-    used = _used(s, [binding_id]).get(binding_id, 0)
-    return {"used_fen": used, "items": [r._asdict() for r in rows_]}
+    used_fen = used(s, [binding_id]).get(binding_id, 0)
+    return {"used_fen": used_fen, "items": [r._asdict() for r in rows_]}

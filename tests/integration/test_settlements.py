@@ -68,6 +68,7 @@ def test_own_account_then_the_authorization_then_cash(pg_db, family, new_person,
     assert (first["acct_pay"], first["acct_mulaid_pay"], first["psn_cash_pay"], first["balc"]) == (10_000, 50_000,
                                                                                                   20_000, 0)
     assert [(x["binding_id"], x["amount_fen"]) for x in first["splits"]] == [(bid, 50_000)]
+    assert queries.binding(pg_db, bid)["authorization_used_fen"] == 50_000  # all of the 500.00 yuan
     assert "id_number" not in first["splits"][0]["grantor"] and first["splits"][0]["grantor"]["id_number_masked"]
     assert (second["acct_pay"], second["acct_mulaid_pay"], second["psn_cash_pay"]) == (0, 0, 30_000)
     assert _balances(pg_db, fam.beneficiary, fam.grantor) == [0, 50_000]

@@ -133,6 +133,10 @@ class BindingOut(BaseModel):
     deduction_rank: int | None = Field(None, description="the beneficiary's deduction order for this binding "
                                        "(1 pays first; `PUT /persons/{id}/deduction-order`), null if not set; "
                                        "in `GET /bindings/{id}` only (the order changes no version)")
+    authorization_used_fen: int | None = Field(None, description="fen this binding's authorization has paid "
+                                               "(completed settlements; a reversal gives it back): an authorized "
+                                               "amount is a total for the binding's life, so what is left is "
+                                               "`authorized_amount_fen` minus this; in `GET /bindings/{id}` only")
     created_at: str
     updated_at: str
     ended_at: str | None
