@@ -155,7 +155,8 @@ def run(db, batch_id: str) -> str:
         lease, mark = _renew(db, batch_id, lease, cursor=cursor, **counts), last
         if lease is None:
             return "taken over"
-    return _finish(db, batch_id, "done", None)
+    done, failed, _ = _tally(db, batch_id, 0)  # all again: a row committed late by a worker that lost the lease
+    return _finish(db, batch_id, "done", None, done=done, failed=failed)
 
 
 def resume_stalled(db, *, now: datetime | None = None) -> list[int]:
@@ -169,10 +170,12 @@ def resume_stalled(db, *, now: datetime | None = None) -> list[int]:
     return ids
 
 
-def _finish(db, batch_id: str, state: str, error: str | None) -> str:
+def _finish(db, batch_id: str, state: str, error: str | None, **counts) -> str:
     with db.begin() as s:
         job = s.get(BatchJob, batch_id)
         job.state, job.finished_at, job.last_error, job.lease_until = state, utcnow(), error, None
+        for name, value in counts.items():
+            setattr(job, name, value)
     return state
 
 

@@ -74,7 +74,8 @@ def _persons(conn, a: tuple[str, str], b: tuple[str, str]) -> tuple[rows.PersonR
     """The persons with these ID numbers' look-up digests (`lookup_hashes`: active, retired), locked."""
     found = {r.id_number_hash: r for r in (rows.PersonRow(**dict(zip(_PERSONS.keys, r))) for r in _PERSONS.rows(
         conn, {"a": a[0], "a_old": a[1], "b": b[0], "b_old": b[1]}))}
-    return tuple(found.get(h[0]) or found.get(h[1]) for h in (a, b))
+    # both digests held (a number held twice during a rotation): the oldest row, as every look-up takes
+    return tuple(min((found[d] for d in set(h) if d in found), key=lambda p: p.id, default=None) for h in (a, b))
 
 
 def _retry_after(conn, person_id: str, person_policy, now) -> int:

@@ -84,6 +84,7 @@ def _stamp(cmd: Command, person: Person, at: datetime | None, platform) -> None:
     person.source_platform = platform.id if platform is not None else None
 
 
+TRY_S = 30  # the longest one delivery try lasts (workers/outbound.py: 3 s to connect, 10 s to read, twice)
 _L, _O, _D, _DA = LedgerEntry.__table__, OutboxMessage.__table__, Delivery.__table__, DeliveryAttempt.__table__
 _AT = sa.bindparam("at", type_=_L.c.at.type)
 _after = _L.c.at > _AT
@@ -91,14 +92,17 @@ _after = _L.c.at > _AT
 # had not even left); where nothing says (a line from before events were named, an event purged, a
 # platform the event never went to, an internal caller), the line's own time decides. Between the
 # platform applying an event and Gongji seeing its 2xx (a timeout, a retry hours later, a delivery that
-# ends dead) the answer is unknown: it leans to the account's safe side, a credit (a reversal) held from
-# the first try that reached out before `at`, a debit only once acknowledged
+# ends dead) the answer is unknown: it leans to the account's safe side, a debit held only once
+# acknowledged, a credit (a reversal) from the first try that may have reached out before `at`: one whose
+# attempt row (written after the answer, at most TRY_S after the try began) is dated by `at` + TRY_S, or a
+# claimed try with no row yet (in flight, or its worker died mid-POST)
 _NOT_HELD = sa.case(
     (_O.c.id.is_(None), _after),
     (sa.bindparam("p", type_=sa.String).is_(None), _after),
     (_O.c.fanned_out_at.is_(None), sa.true()),
     (sa.and_(_D.c.id.is_not(None), _L.c.amount_fen > 0),
-     ~sa.exists().where(_DA.c.delivery_id == _D.c.id, _DA.c.at <= _AT)),
+     ~sa.or_(sa.exists().where(_DA.c.delivery_id == _D.c.id, _DA.c.at <= sa.bindparam("try_at", type_=_L.c.at.type)),
+             sa.and_(_D.c.attempts > 0, ~sa.exists().where(_DA.c.delivery_id == _D.c.id)))),
     (_D.c.id.is_not(None), sa.not_(sa.and_(_D.c.status == "delivered", _D.c.delivered_at <= _AT))),
     else_=_after)
 _LATER = (sa.select(sa.func.coalesce(sa.func.sum(_L.c.amount_fen), 0))
@@ -115,6 +119,7 @@ def _with_later_postings(s, person_id: str, snapshot_fen: int, as_of: datetime, 
     before its event arrived must not give the money back; nor one that missed a reversal take it twice).
     Never below zero (the registry's word on an account it keeps); a shortfall is logged."""
     later = int(s.scalar(_LATER, {"account": f"account:{person_id}", "at": as_of,
+                                  "try_at": as_of + timedelta(seconds=TRY_S),
                                   "p": platform.id if platform is not None else None}))
     if snapshot_fen + later < 0:
         log.warning("person %s: registry balance %d fen as of %s minus %d fen of postings it does not hold "

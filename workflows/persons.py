@@ -54,13 +54,14 @@ def hash_params(number: str) -> dict:
     return {"h": h, "h_old": h_old}
 
 
-# the active digest's row first: during a rotation one number may be held twice, by a row made under each
-# key (processes with different keys each made one); every look-up then takes the same one
-_ACTIVE_FIRST = sa.case((Person.id_number_hash == sa.bindparam("h"), 0), else_=1)
+# the oldest row first (ids are time-ordered): during a rotation one number may be held twice, the original
+# and a row a process with only the new key made; every look-up takes the original, which holds the
+# bindings, until an operator merges them (`gongji pii rekey` counts them)
+_OLDEST_FIRST = Person.id
 _BY_HASH = (sa.select(Person).where(hash_matches(Person.id_number_hash))  # built once (rows.py)
-            .order_by(_ACTIVE_FIRST).limit(1))
+            .order_by(_OLDEST_FIRST).limit(1))
 _BY_HASH_LOCKED = _BY_HASH.with_for_update()
-_ID_BY_HASH = sa.select(Person.id).where(hash_matches(Person.id_number_hash)).order_by(_ACTIVE_FIRST).limit(1)
+_ID_BY_HASH = sa.select(Person.id).where(hash_matches(Person.id_number_hash)).order_by(_OLDEST_FIRST).limit(1)
 
 
 def by_number(session: Session, number: str, *, lock: bool = False) -> Person | None:

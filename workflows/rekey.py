@@ -88,9 +88,11 @@ def rehash(db, *, batch: int = 500, dry_run: bool = False,
            progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
     """Rewrite look-up digests not made with the active look-up key: {"persons.id_number_hash": rows,
     "settlements.request_hash": rows, "persons left (number held twice)": rows}; `dry_run` only counts.
-    Nothing to do (and no table read: it decrypts every person) unless a retired look-up key is configured."""
+    A dry run (`gongji pii status`) reads nothing unless a retired look-up key is configured (it decrypts
+    every person); `rekey` always checks the persons (a digest made by a process with an older key is found
+    and rewritten), and the settlements while a retired key is configured."""
     done = Counter({"persons.id_number_hash": 0, "settlements.request_hash": 0, "persons left (number held twice)": 0})
-    if not rotating_lookup_key():
+    if dry_run and not rotating_lookup_key():
         return dict(done)
     taken = sa.select(P.c.id).where(P.c.id_number_hash == sa.bindparam("h"))
     for s, rows in _batches(db, sa.select(P.c.id, _raw(P.c.id_number), P.c.id_number_hash), P.c.id, batch):
@@ -112,6 +114,8 @@ def rehash(db, *, batch: int = 500, dry_run: bool = False,
                     done["persons left (number held twice)"] += 1
         if progress is not None and rows:
             progress("persons.id_number_hash", len(rows))
+    if not rotating_lookup_key():  # a settlement's digest is recognised only under a key still configured
+        return dict(done)
     facts = sa.select(ST.c.id, ST.c.request_hash, ST.c.amount_fen, ST.c.category, ST.c.institution_code,
                       _raw(P.c.id_number)).join(P, P.c.id == ST.c.beneficiary_id)
     for s, rows in _batches(db, facts, ST.c.id, batch):

@@ -462,7 +462,8 @@ def test_a_registry_balance_that_missed_a_settlement_and_its_reversal_gives_noth
 def test_a_reversal_the_province_may_have_applied_is_not_credited_twice(pg_db, family, new_person, receivers):
     """Given a settlement of 300.00 yuan told to the province, then reversed, the reversal's delivery tried
     once and answered 503 (the province may have applied it before failing to answer)
-    When the province reports 1,000.00 yuan as of after that try
+    When the province reports 1,000.00 yuan as of 10 s before that try's answer was recorded (a try lasts
+    up to TRY_S: it may have begun, and been applied, before the snapshot)
     Then the grantor has 1,000.00 yuan: a credit counts as held from its first try, so it is not added on
     top (1,300.00 yuan, spendable twice); a debit still counts only once acknowledged."""
     from .support import drain
@@ -479,7 +480,7 @@ def test_a_reversal_the_province_may_have_applied_is_not_credited_twice(pg_db, f
     with pg_db() as s:
         assert s.scalar(sa.select(Delivery.status).where(Delivery.platform_id == "jiangsu",
                                                          Delivery.topic == "settlement.reversed")) != "delivered"
-    _snapshot(pg_db, fam.grantor, 100_000, tried + timedelta(seconds=1))
+    _snapshot(pg_db, fam.grantor, 100_000, tried - timedelta(seconds=10))
     assert _balances(pg_db, fam.grantor) == [100_000]
 
 
