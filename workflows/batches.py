@@ -115,18 +115,17 @@ def _renew(db, batch_id: str, lease: datetime, **progress) -> datetime | None:
     return new if held else None
 
 
-def _act(db, who: OperatorInfo, action: str, binding_id: str, reason: str, batch_id: str) -> bool:
+def _act(db, who: OperatorInfo, action: str, binding_id: str, reason: str, batch_id: str) -> None:
+    """Fire the action on one binding; its audit row (ok, a refusal's code, or error) is what progress counts."""
     try:
         repair.ACTIONS[action](db, who, binding_id, reason, batch_id=batch_id)
-        return True
     except DomainError:
-        return False  # audited by the action with its code
+        pass  # audited by the action with its code
     except Exception as exc:  # one bad binding must not stall the job: audit it and go on
         log.exception("batch %s: %s on %s failed", batch_id, action, binding_id)
         with db.begin() as s:
             operators.record(s, who, action, binding_id=binding_id, reason=reason, batch_id=batch_id,
                              outcome="error", detail={"error": type(exc).__name__})
-        return False
 
 
 def run(db, batch_id: str) -> str:

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
-from models import Binding, Person, Settlement, SettlementSplit, Transition, VerificationAttempt
+from models import Binding, Person, Transition, VerificationAttempt
 
-from . import policy, rows, sync, writes
+from . import policy, rows, settlements, sync, writes
 from .errors import DomainError
 from .statements import Statement
 from .unit import command
@@ -18,14 +18,12 @@ from .views import attempt_view, binding_view, transition_view
 LIVE = ("accepted", "authorized")
 VA = VerificationAttempt.__table__
 # The read a platform polls, one statement and so one snapshot: the binding with its persons, each attempt and
-# each platform's acknowledged version, outer-joined, and what its authorization has paid (a subquery) (a row per attempt × platform: a few rows at most).
+# each platform's acknowledged version, outer-joined (a row per attempt × platform: a few rows at most), and
+# what its authorization has paid (a subquery).
 # Separate reads could show a passed attempt next to the state from before it.
-_ST, _SP = Settlement.__table__, SettlementSplit.__table__
-_PAID = (sa.select(sa.func.coalesce(sa.func.sum(_SP.c.amount_fen), 0)).join(_ST, _ST.c.id == _SP.c.settlement_id)
-         .where(_SP.c.binding_id == rows.B.c.id, _ST.c.status == "completed").scalar_subquery())
 _SNAPSHOT = Statement(
     rows.select_bindings()
-    .add_columns(_PAID, *[VA.c[c] for c in writes.ATTEMPT_COLUMNS], sync.S.c.platform_id, sync.S.c.acked_version)
+    .add_columns(settlements.paid_by(rows.B.c.id), *[VA.c[c] for c in writes.ATTEMPT_COLUMNS], sync.S.c.platform_id, sync.S.c.acked_version)
     .outerjoin(VA, VA.c.binding_id == rows.B.c.id).outerjoin(sync.S, sync.S.c.binding_id == rows.B.c.id)
     .where(rows.B.c.id == sa.bindparam("binding_id")).order_by(VA.c.attempt_no, sync.S.c.platform_id))
 _OWN = len(rows.select_bindings().exported_columns)

@@ -40,12 +40,18 @@ _PAYING = sa.select(B.c.id, B.c.grantor_id, B.c.version, B.c.authorized_amount_f
 _LOCK_PERSONS = (sa.select(P.c.id, P.c.balance_fen, P.c.insurance_type, P.c.insurance_status, P.c.deceased,
                            P.c.real_name_verified)
                  .where(P.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(P.c.id).with_for_update())
-# what each binding's authorization has paid: every split of its settlements not reversed (the cap is on the
-# total; authorizing again changes the cap, not what was used, and a relocation changes neither)
-_USED = (sa.select(SP.c.binding_id, sa.func.sum(SP.c.amount_fen))
-         .join(Settlement, Settlement.id == SP.c.settlement_id)
-         .where(SP.c.binding_id.in_(sa.bindparam("ids", expanding=True)), Settlement.status == "completed")
-         .group_by(SP.c.binding_id))
+
+
+def paid_by(binding_id) -> sa.ScalarSelect:
+    """fen a binding's authorization has paid (a scalar subquery on `binding_id`, a column or a value): every
+    split of its settlements not reversed. The cap is on that total; authorizing again changes the cap, not
+    what was used, and a relocation changes neither."""
+    return (sa.select(sa.func.coalesce(sa.func.sum(SP.c.amount_fen), 0))
+            .join(Settlement, Settlement.id == SP.c.settlement_id)
+            .where(SP.c.binding_id == binding_id, Settlement.status == "completed").scalar_subquery())
+
+
+_USED = sa.select(B.c.id, paid_by(B.c.id)).where(B.c.id.in_(sa.bindparam("ids", expanding=True)))
 _MOVE = sa.update(P).where(P.c.id == sa.bindparam("pid")).values(balance_fen=P.c.balance_fen + sa.bindparam("delta"))
 
 
@@ -115,7 +121,8 @@ def _settle(db, platform, reference, number, amount_fen, category, institution_c
         _post(cmd, row, money.postings(plan, beneficiary_id=beneficiary.id, institution_code=institution_code),
               "settle")
         out = view(s, row)
-        _told_by(cmd, row, "settle", cmd.emit("settlement.completed", {"settlement": out, "platform_id": row.platform_id}))
+        _told_by(cmd, row, "settle",
+                 cmd.emit("settlement.completed", {"settlement": out, "platform_id": row.platform_id}))
         return out, True
 
 
@@ -189,7 +196,8 @@ def reverse_in(cmd, settlement_id: str, *, platform=None) -> tuple[dict, bool]:
     row.status, row.reversed_at = "reversed", cmd.now
     _post(cmd, row, [(a, -f) for a, f in lines], "reverse")
     out = view(s, row)
-    _told_by(cmd, row, "reverse", cmd.emit("settlement.reversed", {"settlement": out, "platform_id": row.platform_id}))
+    _told_by(cmd, row, "reverse",
+             cmd.emit("settlement.reversed", {"settlement": out, "platform_id": row.platform_id}))
     return out, True
 
 
