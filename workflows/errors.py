@@ -33,6 +33,7 @@ CODES: dict[str, tuple[int, str]] = {
     # the operator dashboard
     "forbidden": (403, "Your role does not allow this action"),
     "not_stuck": (409, "Nothing to retry: the binding is not stuck"),
+    "changed_since_seen": (409, "The binding changed after the page was loaded; look at it again before acting"),
     # transport (API.md)
     "malformed": (400, "The request is not well-formed JSON"),
     "unauthorized": (401, "Missing or unknown credentials"),

@@ -5,7 +5,9 @@ pending state with nothing scheduled gets its timer again; a failed provider req
 deliveries are replayed and failing ones tried now; a platform behind gets the latest event again; an
 outbox event a worker failed on is published again. Sends leave after commit through one internal outbox
 event (`deliveries.RETRY_TOPIC`), so nothing is enqueued inside the transaction. `expire` and `unbind` are
-the workflow's own commands with the operator as actor. `reveal` shows an admin one person's ID number
+the workflow's own commands with the operator as actor. Each acts on the binding the operator saw: given
+`seen` (the version the page showed), a binding that changed since is refused with `changed_since_seen`
+(the page may be an hour old, or a colleague acted meanwhile). `reveal` shows an admin one person's ID number
 and name and records that it did (never the value). A refused action is audited with its error code."""
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from .operators import OperatorInfo, record, record_refusal
 from .unit import Command, command
 
 ROLE_FOR = {"retry": "operator", "expire": "operator", "unbind": "admin", "reveal": "admin"}
+ENDS_BINDING = frozenset({"expire", "unbind"})  # the actions whose transition ends the binding for good
 D, VA, OB = Delivery.__table__, VerificationAttempt.__table__, OutboxMessage.__table__
 
 
@@ -60,6 +63,15 @@ def _audited(db, who: OperatorInfo, action: str, binding_id: str | None, reason:
         raise
 
 
+def _locked(cmd: Command, binding_id: str, seen: int | None):
+    """The binding, locked, if it is still the version the operator saw (`seen`, None: not checked)."""
+    row = cmd.lock_binding(binding_id)
+    if seen is not None and row.version != seen:
+        raise DomainError("changed_since_seen", f"the page showed version {seen}; the binding is at version "
+                          f"{row.version}, in state {row.state}")
+    return row
+
+
 def _repair(cmd: Command, row, reason: str, found: str) -> dict:
     s, now, out = cmd.session, cmd.now, {}
     if found == "timer_overdue" and row.deadline_at is not None and row.deadline_at <= now:
@@ -89,9 +101,9 @@ def _repair(cmd: Command, row, reason: str, found: str) -> dict:
 
 
 def retry(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: datetime | None = None,
-          batch_id: str | None = None) -> dict:
+          batch_id: str | None = None, seen: int | None = None) -> dict:
     def work(cmd: Command, why: str) -> dict:
-        row = cmd.lock_binding(binding_id)
+        row = _locked(cmd, binding_id, seen)
         reasons = [r["reason"] for r in stuck.of_binding(cmd.session, binding_id, cmd.now)]
         if not reasons:
             raise DomainError("not_stuck")
@@ -107,9 +119,9 @@ def retry(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: da
 
 def _transition(event: str):
     def run(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: datetime | None = None,
-            batch_id: str | None = None) -> dict:
+            batch_id: str | None = None, seen: int | None = None) -> dict:
         def work(cmd: Command, why: str) -> dict:
-            row = cmd.lock_binding(binding_id)
+            row = _locked(cmd, binding_id, seen)
             actor = Actor("operator", who.username)
             cmd.authorize_actor(row, event, actor, why)
             before, after = cmd.transition(row, event, actor, channel="dashboard", reason=why)

@@ -98,6 +98,10 @@ def test_an_admin_finds_understands_and_repairs_a_stuck_binding(embedded, page, 
     page.click("form[data-action=retry] button")
     page.wait_for_selector(".flash.ok")
     page.fill("form[data-action=expire] textarea", "市民要求撤销邀请")
+    page.click("form[data-action=expire] button")  # the confirmation is not ticked: the browser asks for it
+    assert page.locator("form[data-action=expire] input[name=confirm]:invalid").count() == 1
+    assert page.locator("#state").get_attribute("data-state") == "invited"
+    page.check("form[data-action=expire] input[name=confirm]")
     page.click("form[data-action=expire] button")
     page.wait_for_selector("#state[data-state=expired]")
     last = page.locator("#history li").last

@@ -61,6 +61,7 @@ def test_an_operator_finds_a_settlement_by_reference_and_reverses_it(production,
     assert page.locator(f"#splits a[href$='/dashboard/bindings/{binding['id']}']").count() == 1
     seen.append(page.content())
     page.fill("form[data-action=settlement_reverse] textarea", REASON)
+    page.check("form[data-action=settlement_reverse] input[name=confirm]")
     page.click("form[data-action=settlement_reverse] button")
     page.wait_for_selector(".flash.ok")
 

@@ -90,7 +90,8 @@ def test_an_attempt_the_binding_left_behind_and_the_timer_are_worded(admin, sqli
     verification.start_verification(sqlite_db, bid, person(fam.beneficiary))
     client, _ = signed_in(admin, "operator")
     page = _page(client, f"/dashboard/bindings/{bid}")
-    client.post(f"/dashboard/bindings/{bid}/expire", data={"csrf_token": TOKEN.search(page).group(1), "reason": "邀请已失效"})
+    client.post(f"/dashboard/bindings/{bid}/expire", data={"csrf_token": TOKEN.search(page).group(1), "reason": "邀请已失效",
+                                                           "seen": "2", "confirm": "y"})
     page = _page(client, f"/dashboard/bindings/{bid}")
     assert ">abandoned<" not in page and "已放弃" in page
     assert '<span class="reason">expire</span>' not in page
@@ -159,3 +160,46 @@ def test_a_batchs_refusals_are_found_through_its_own_audit_log(admin, sqlite_db)
     page = _page(client, "/dashboard/audit?batch=bat_one")
     assert "第一批拒绝" in page and "第一批" in page and "第二批" not in page and "单个" not in page
     assert 'id="audit-filter"' in page
+
+
+def _flash(page: str) -> str:
+    return re.search(r'<div class="flash (?:error|ok|message)"[^>]*>(.*?)</div>', page, re.S).group(1)
+
+
+def test_an_action_sent_from_a_page_the_binding_has_moved_past_is_refused_and_says_so(app, sqlite_db, family):  # noqa: F811
+    """Given an operator on an invited binding's page (version 1)
+    When the beneficiary opens a face verification meanwhile and the operator then expires it from that page
+    Then nothing is done: the flash says the binding changed after the page was opened, the binding is
+    still invited; the page as it is now carries version 2 and expiring from it works."""
+    fam = family(sqlite_db)
+    bid = invite(sqlite_db, fam, now=datetime.now(timezone.utc))["id"]
+    client, _ = signed_in(app, "operator")
+    page = _page(client, f"/dashboard/bindings/{bid}")
+    assert '<input type="hidden" name="seen" value="1">' in page
+    verification.start_verification(sqlite_db, bid, person(fam.beneficiary))
+    form = {"csrf_token": TOKEN.search(page).group(1), "reason": "市民要求撤销邀请", "seen": "1", "confirm": "y"}
+    after = _page(client, client.post(f"/dashboard/bindings/{bid}/expire", data=form).headers["Location"])
+    assert "打开此页面后绑定已发生变化" in _flash(after) and "changed_since_seen" in _flash(after)
+    assert 'data-state="invited"' in after and '<input type="hidden" name="seen" value="2">' in after
+    after = _page(client, client.post(f"/dashboard/bindings/{bid}/expire", data={**form, "seen": "2"})
+                  .headers["Location"])
+    assert 'data-state="expired"' in after
+
+
+@pytest.mark.parametrize("form, says", [
+    ({"seen": "1"}, "请勾选确认"),  # no confirmation
+    ({"confirm": "y"}, "页面已过时"),  # a form without the page's version (forged or from an old page)
+    ({"seen": "x", "confirm": "y"}, "页面已过时")])
+def test_ending_a_binding_needs_the_confirmation_and_the_page_version(app, sqlite_db, family, form, says):  # noqa: F811
+    """Given an invited binding, When an operator sends expire without ticking the confirmation, or without
+    the page's version, Then nothing is done and the flash says what is missing; the page offers the box
+    (required, so a browser asks first) on expire only, not on retry."""
+    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
+    client, _ = signed_in(app, "operator")
+    page = _page(client, f"/dashboard/bindings/{bid}")
+    expire_form = re.search(r'<form[^>]*data-action="expire">(.*?)</form>', page, re.S).group(1)
+    assert 'name="confirm" value="y" required' in expire_form
+    answer = client.post(f"/dashboard/bindings/{bid}/expire",
+                         data={"csrf_token": TOKEN.search(page).group(1), "reason": "撤销", **form})
+    after = _page(client, answer.headers["Location"])
+    assert says in _flash(after) and 'data-state="invited"' in after

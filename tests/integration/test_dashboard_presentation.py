@@ -81,7 +81,8 @@ def test_a_refused_action_is_explained_in_chinese(admin, sqlite_db, family):
     bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
     client, _ = signed_in(admin, "admin")
     token = TOKEN.search(client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)).group(1)
-    page = client.post(f"/dashboard/bindings/{bid}/unbind", data={"csrf_token": token, "reason": "测试"},
+    page = client.post(f"/dashboard/bindings/{bid}/unbind", data={"csrf_token": token, "reason": "测试", "seen": "1",
+                                                              "confirm": "y"},
                        follow_redirects=True).get_data(as_text=True)
     flash = re.search(r'<div class="flash error"[^>]*>(.*?)</div>', page, re.S).group(1)
     assert "操作未执行" in flash and "当前状态不允许" in flash and "illegal_transition" in flash

@@ -265,6 +265,9 @@ def test_a_viewer_may_not_reverse_and_a_reason_and_the_csrf_token_are_required(s
         answer = operator.post(f"/dashboard/settlements/{sid}/reversal",
                                data={"csrf_token": _token(operator), "reason": reason}, follow_redirects=True)
         assert answer.status_code == 200 and "请填写原因" in answer.get_data(as_text=True)
+    unconfirmed = operator.post(f"/dashboard/settlements/{sid}/reversal",  # the box not ticked: nothing moves
+                                data={"csrf_token": _token(operator), "reason": "退费"}, follow_redirects=True)
+    assert "请勾选确认" in unconfirmed.get_data(as_text=True)
     with pytest.raises(DomainError) as no_reason:
         settlement_repair.reverse(db, _who(db, "operator"), sid, "\x00 ")
     assert no_reason.value.code == "reason_required"
@@ -303,7 +306,7 @@ def test_an_operators_reversal_moves_the_money_back_once_audited_with_the_platfo
     reason = f"医院重复收费，{fam.beneficiary_name}家属来电 13812345678"
 
     answer = client.post(f"/dashboard/settlements/{sid}/reversal",
-                         data={"csrf_token": TOKEN.search(page).group(1), "reason": reason})
+                         data={"csrf_token": TOKEN.search(page).group(1), "reason": reason, "confirm": "y"})
 
     assert answer.status_code == 303 and answer.headers["Location"] == f"/dashboard/settlements/{sid}"
     after = _page(client, answer.headers["Location"])
@@ -329,7 +332,7 @@ def test_an_operators_reversal_moves_the_money_back_once_audited_with_the_platfo
     assert f'<a href="/dashboard/settlements/{sid}">结算 JS-O1</a>' in audit  # the audit row names its settlement
 
     again = client.post(f"/dashboard/settlements/{sid}/reversal",
-                        data={"csrf_token": TOKEN.search(page).group(1), "reason": "再冲一次"},
+                        data={"csrf_token": TOKEN.search(page).group(1), "reason": "再冲一次", "confirm": "y"},
                         follow_redirects=True)
     by_api = _reverse_by_api(db, sid)
 
@@ -371,7 +374,7 @@ def test_an_operators_reversal_racing_the_platforms_reverses_once(pg_db, crypto_
     key = dev_credentials("jiangsu")[0]
 
     def by_operator():
-        return client.post(f"/dashboard/settlements/{sid}/reversal", data={"csrf_token": token, "reason": "误收费"})
+        return client.post(f"/dashboard/settlements/{sid}/reversal", data={"csrf_token": token, "reason": "误收费", "confirm": "y"})
 
     def by_platform():
         return api.post(f"/api/v1/settlements/{sid}/reversal", headers={"Authorization": f"Bearer {key}"})

@@ -110,6 +110,26 @@ def test_expire_now_goes_through_the_machine_with_the_operator_and_reason_in_his
     assert_history_consistent(pg_db, bid)
 
 
+def test_an_action_on_a_binding_that_changed_since_the_page_is_refused_and_audited(pg_db, family, staff):
+    """Given an invitation an operator is looking at (version 1)
+    When the beneficiary opens a face verification (version 2) and the operator then expires from that page
+    Then `changed_since_seen` (409), the binding is untouched and the refusal is audited; from the page
+    as it is now (seen=2) the same action succeeds."""
+    fam = family(pg_db)
+    bid = invite(pg_db, fam)["id"]
+    verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0 + timedelta(seconds=1))
+    with pytest.raises(DomainError) as err:
+        repair.expire(pg_db, staff["operator"], bid, "citizen asked", now=LATER, seen=1)
+    assert (err.value.code, err.value.status) == ("changed_since_seen", 409)
+    assert "version 1" in err.value.detail and "version 2" in err.value.detail
+    assert binding(pg_db, bid).state == "invited" and binding(pg_db, bid).version == 2
+    assert [(a.action, a.outcome) for a in _audit(pg_db, bid)] == [("expire", "changed_since_seen")]
+    with pytest.raises(DomainError) as err:  # retry is held to the page too
+        repair.retry(pg_db, staff["operator"], bid, "look", now=LATER, seen=1)
+    assert err.value.code == "changed_since_seen"
+    assert repair.expire(pg_db, staff["operator"], bid, "citizen asked", now=LATER, seen=2)["to"] == "expired"
+
+
 def test_two_operators_expiring_the_same_binding_one_wins(pg_db, family, staff):
     """Given an invitation, When two operators expire it at the same moment, Then exactly one succeeds,
     the other is refused as a conflict, history holds one expire, and both tries are audited."""

@@ -13,7 +13,7 @@ from workflows.errors import DomainError
 
 from . import bp, labels
 from .auth import db, requires
-from .forms import ActionForm, BatchForm, RevealForm, reason_problem
+from .forms import BatchForm, RevealForm, binding_form, reason_problem
 from .views import batch_choices, batch_needs_role, render_binding
 
 def _refused(exc: DomainError) -> None:
@@ -25,12 +25,12 @@ def _refused(exc: DomainError) -> None:
 def _act(name: str):
     @requires(repair.ROLE_FOR[name])  # the workflow's table; it checks again itself
     def view(binding_id: str):
-        form = ActionForm()
+        form = binding_form(name)()
         if not form.validate_on_submit():
             flash(reason_problem(form), "error")
         else:
             try:
-                repair.ACTIONS[name](db(), current_user.info, binding_id, form.reason.data)
+                repair.ACTIONS[name](db(), current_user.info, binding_id, form.reason.data, seen=form.seen.data)
                 flash(_("Done: %(action)s.", action=labels.label(labels.ACTIONS, name)), "ok")
             except DomainError as exc:
                 _refused(exc)

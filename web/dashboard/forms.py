@@ -9,9 +9,9 @@ from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, HiddenField, IntegerField, PasswordField, SelectField, StringField,
                      TextAreaField)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from workflows import id_in_text
+from workflows import id_in_text, repair
 
 ID_TYPED_MAX = 40  # an ID number as typed or pasted: 18 characters with room for spaces between its groups
 REASON_MAX = 1000  # characters of an operator's reason (also the textareas' maxlength)
@@ -21,9 +21,14 @@ REASON = [DataRequired(message=_l("Give a reason.")),
 
 def reason_problem(form) -> str:
     """Why an action's form was refused, in the reader's language: the reason's own message (missing, too
-    long), else "Give a reason." (what the hand-written forms' one field needs)."""
-    errors = form.reason.errors if hasattr(form, "reason") else ()
-    return str(errors[0]) if errors else str(_l("Give a reason."))
+    long), then the confirmation's, then a page too old (no version), else "Give a reason." (what the hand-written forms' one field needs)."""
+    for name in ("reason", "confirm"):
+        errors = getattr(form, name).errors if hasattr(form, name) else ()
+        if errors:
+            return str(errors[0])
+    if getattr(form, "seen", None) is not None and form.seen.errors:  # missing, or not a number
+        return str(STALE_FORM)
+    return str(_l("Give a reason."))
 
 
 class SignInForm(FlaskForm):
@@ -36,8 +41,27 @@ class LanguageForm(FlaskForm):
 
 
 class ActionForm(FlaskForm):
-    """retry, expire, unbind on one binding."""
+    """An action with a reason (a webhook's retry, a platform's replay, a settlement's reversal)."""
     reason = TextAreaField(_l("Reason"), validators=REASON)
+
+
+CONFIRM = _l("I understand this cannot be undone")
+STALE_FORM = _l("The page is out of date: load it again.")
+
+
+class ReversalForm(ActionForm):
+    """A settlement's reversal: the money goes back, for good."""
+    confirm = BooleanField(CONFIRM, validators=[DataRequired(message=_l("Tick the box to confirm."))])
+
+
+class BindingActionForm(ActionForm):
+    """retry on one binding, as the page showed it (`seen`: its version; `workflows.repair`)."""
+    seen = IntegerField(validators=[InputRequired(), NumberRange(min=0)])
+
+
+class EndingForm(BindingActionForm):
+    """expire, unbind: they end the binding for good, so the operator ticks a box first."""
+    confirm = BooleanField(CONFIRM, validators=[DataRequired(message=_l("Tick the box to confirm."))])
 
 
 class RevealForm(FlaskForm):
@@ -46,6 +70,11 @@ class RevealForm(FlaskForm):
 
 
 BATCH_ACTIONS = (("retry", _l("Retry the stuck step")), ("expire", _l("Expire now")), ("unbind", _l("Unbind")))
+
+
+def binding_form(action: str) -> type[BindingActionForm]:
+    """The form of an action on one binding: one that ends it asks for the confirmation."""
+    return EndingForm if action in repair.ENDS_BINDING else BindingActionForm
 
 
 class BatchForm(FlaskForm):

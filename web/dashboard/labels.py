@@ -92,6 +92,7 @@ ERRORS = {
     "deduction_order_fixed": _l("the beneficiary's region fixes the deduction order"),
     "forbidden": _l("your role does not allow this action"),
     "not_stuck": _l("nothing to retry: the binding is not stuck"),
+    "changed_since_seen": _l("the binding changed after you opened this page; look at it again before acting"),
     "malformed": _l("the request is not well-formed"),
     "unauthorized": _l("missing or unknown credentials"),
     "bad_signature": _l("the signature does not verify"),

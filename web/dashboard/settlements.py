@@ -26,7 +26,7 @@ from models.money import CATEGORIES, SETTLEMENT_STATUSES
 from . import bp, labels, limiter, lookup
 from .actions import _refused
 from .auth import db, requires
-from .forms import ActionForm, SettlementFilterForm, SettlementLookupForm, is_settlement_id, reason_problem
+from .forms import ActionForm, ReversalForm, SettlementFilterForm, SettlementLookupForm, is_settlement_id, reason_problem
 
 PAGE = 50
 REVERSE = settlement_repair.REVERSE_ACTION
@@ -139,7 +139,7 @@ def settlement(settlement_id: str):
 @bp.post("/settlements/<settlement_id>/reversal")
 @requires(settlement_repair.ROLE_FOR[REVERSE])
 def reverse_settlement(settlement_id: str):
-    form = ActionForm()
+    form = ReversalForm()
     if not form.validate_on_submit():
         flash(reason_problem(form), "error")
     else:

@@ -16,7 +16,7 @@ from models.types import MAX_BIGINT
 from . import bp, charts, labels
 from .auth import db, requires
 from .templating import local
-from .forms import BATCH_ACTIONS, ActionForm, BatchForm, FindForm, LookupForm, RevealForm
+from .forms import BATCH_ACTIONS, BatchForm, BindingActionForm, FindForm, LookupForm, RevealForm
 
 PAGE = 50
 # the actions a binding page offers, in order, with their button style; who may run each is repair.ROLE_FOR
@@ -137,9 +137,9 @@ def render_binding(binding_id: str, revealed: dict | None = None):
                       labels={k: str(v) for k, v in labels.STATES.items()},
                       event_labels={k: str(v) for k, v in labels.EVENTS.items()})
     return render_template("dashboard/binding.html", case=case, b=case["binding"], svg=svg,
-                           offered=offered_actions(case["binding"]["state"], case["stuck"]),
+                           offered=offered_actions(case["binding"]["state"], case["stuck"]), ends=repair.ENDS_BINDING,
                            webhooks=inbound.of_binding(db(), binding_id),
-                           action=ActionForm(formdata=None), reveal=RevealForm(formdata=None), revealed=revealed)
+                           action=BindingActionForm(formdata=None), reveal=RevealForm(formdata=None), revealed=revealed)
 
 
 @bp.get("/audit")
