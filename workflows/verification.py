@@ -2,6 +2,9 @@
 
 An attempt times out after the policy's `verification_timeout_s` (seconds) and then counts as failed;
 `max_verification_attempts` failed or timed-out attempts end the binding in `verification_failed`.
+The clock decides, not which comes first: a result that arrives at or after the attempt's deadline times
+the attempt out (what the sweeper would have done, had it not been late), and a beneficiary asking for a
+verification while the open attempt is overdue gets it timed out and a new one (attempts left permitting).
 Opening an attempt writes a `binding.verification_requested` outbox event; a worker asks the provider."""
 from __future__ import annotations
 
@@ -59,10 +62,19 @@ def _close(cmd: Command, attempt: SimpleNamespace, status: str, reason: str | No
     return "close_attempt", {"id": attempt.id, **{c: getattr(attempt, c) for c in writes.CLOSE_COLUMNS}}
 
 
-@retried
 def start_verification(db, binding_id: str, actor, *, channel: str | None = None, now=None,
                        platform=None) -> dict:
-    """The beneficiary opens a face-verification attempt (or gets the one still open)."""
+    """The beneficiary opens a face-verification attempt (or gets the one still open). An open attempt past
+    its deadline is timed out first, in its own command (an optimistic command writes once); then the
+    binding is read again: another attempt, or 409 illegal_transition when that was the last one allowed."""
+    while True:
+        done = _start_verification(db, binding_id, actor, channel=channel, now=now, platform=platform)
+        if done is not None:
+            return done
+
+
+@retried
+def _start_verification(db, binding_id: str, actor, *, channel, now, platform) -> dict | None:
     with command(db, now=now, platform=platform, optimistic=True) as cmd:
         row, rest = cmd.read_binding_joined(binding_id, _WITH_OPEN)
         who = cmd.resolve(actor, row)
@@ -70,6 +82,9 @@ def start_verification(db, binding_id: str, actor, *, channel: str | None = None
         if not machine.allowed(row.state, "start_verification"):
             raise DomainError("illegal_transition", f"start_verification is not possible in state {row.state}")
         attempt, count = _attempt(rest[:-1]), rest[-1]
+        if attempt is not None and _overdue(cmd, attempt):
+            _time_out(cmd, row, attempt)
+            return None
         if attempt is None:
             pol = policy.by_id(cmd.conn, row.policy_id, row.grantor_region, cmd.now)
             attempt = SimpleNamespace(id=new_id("ver"), binding_id=row.id, attempt_no=count + 1, status="pending",
@@ -81,6 +96,16 @@ def start_verification(db, binding_id: str, actor, *, channel: str | None = None
                            extra={"verification": attempt_view(attempt)}, side=("open_attempt", vars(attempt)))
         return {"verification_id": attempt.id, "state": row.state, "attempt": attempt_view(attempt),
                 "binding": cmd.view or binding_view(row, row.grantor, row.beneficiary)}
+
+
+def _overdue(cmd: Command, attempt: SimpleNamespace) -> bool:
+    """The attempt's deadline has come (the sweeper fires a timer due at `now` too)."""
+    return attempt.deadline_at is not None and cmd.now >= attempt.deadline_at
+
+
+def _time_out(cmd: Command, row, attempt: SimpleNamespace) -> None:
+    """The attempt had no result in time: it counts as failed, the system timer the actor."""
+    _fail(cmd, row, attempt, cmd.timer, "verification_timeout", _close(cmd, attempt, "timed_out", "no result in time"))
 
 
 def _fail(cmd: Command, row, attempt: SimpleNamespace, actor: Actor, reason: str, side) -> None:
@@ -95,7 +120,8 @@ def _fail(cmd: Command, row, attempt: SimpleNamespace, actor: Actor, reason: str
 def record_verification_result(db, *, verification_id: str, binding_id: str, result: str,
                                verifier_id: str, reason: str | None = None, now=None) -> str:
     """Apply a verifier's `verification.completed`. Returns the outcome; a late or repeated result
-    for an attempt that is no longer pending changes nothing (`ignored_<status>`)."""
+    for an attempt that is no longer pending changes nothing (`ignored_<status>`), and one that comes at or
+    after the attempt's deadline times the attempt out instead (`ignored_timed_out`), as the sweeper would."""
     if result not in ("passed", "failed"):
         raise DomainError("validation_failed", "result is passed or failed")
     with command(db, now=now, optimistic=True) as cmd:
@@ -107,6 +133,9 @@ def record_verification_result(db, *, verification_id: str, binding_id: str, res
             raise DomainError("not_your_binding", f"verification {verification_id} was not asked of {verifier_id}")
         if attempt.status != "pending" or row.state != "invited":
             return f"ignored_{attempt.status}"
+        if _overdue(cmd, attempt):
+            _time_out(cmd, row, attempt)
+            return "ignored_timed_out"
         verifier = Actor("verifier", verifier_id)
         if reason:  # the verifier's words are shown on the attempt and in the history: masked like any
             reason = free_text.clean_about(cmd.conn, reason, (row.grantor_id, row.beneficiary_id))
@@ -127,4 +156,4 @@ def timeout_attempt(cmd: Command, row) -> None:
         reschedule(row)
         rows.save(cmd.conn, row)
         return
-    _fail(cmd, row, attempt, cmd.timer, "verification_timeout", _close(cmd, attempt, "timed_out", "no result in time"))
+    _time_out(cmd, row, attempt)

@@ -254,6 +254,69 @@ def test_late_verifier_result_for_a_timed_out_attempt_changes_nothing(pg_db, fam
     assert binding(pg_db, bid).state == "invited"
 
 
+def test_a_result_arriving_after_the_deadline_times_the_attempt_out_though_the_sweeper_was_late(pg_db, family):
+    """Given an open attempt whose deadline has passed and a sweeper that has not run yet
+    When the verifier's 'passed' arrives one second after the deadline (and, on a second binding, exactly at it)
+    Then the attempt is timed out as the sweeper would have (ignored_timed_out, verification_failed by the
+    system timer, failed_verifications 1), not passed: the clock decides, not which comes first."""
+    outcomes = []
+    for late in (timedelta(seconds=1), timedelta(0)):
+        fam = family(pg_db, now=T0)
+        bid = invite(pg_db, fam)["id"]
+        vid = verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)["verification_id"]
+        outcomes.append(verification.record_verification_result(
+            pg_db, verification_id=vid, binding_id=bid, result="passed", verifier_id="facecheck",
+            now=T0 + VERIFY_TIMEOUT + late))
+        row = binding(pg_db, bid)
+        assert (row.state, row.failed_verifications) == ("invited", 1)
+        last = assert_history_consistent(pg_db, bid)[-1]
+        assert (last.event, last.actor_kind, last.actor_id, last.reason) == (
+            "verification_failed", "system", "timer", "verification_timeout")
+        with pg_db() as s:
+            assert s.get(VerificationAttempt, vid).status == "timed_out"
+        assert timers.sweep(pg_db, now=T0 + VERIFY_TIMEOUT + late) == 0  # nothing left for the sweeper
+    assert outcomes == ["ignored_timed_out", "ignored_timed_out"]
+    # a second before the deadline the same result passes
+    fam = family(pg_db, now=T0)
+    bid = invite(pg_db, fam)["id"]
+    vid = verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)["verification_id"]
+    assert verification.record_verification_result(
+        pg_db, verification_id=vid, binding_id=bid, result="passed", verifier_id="facecheck",
+        now=T0 + VERIFY_TIMEOUT - timedelta(seconds=1)) == "passed"
+
+
+def test_asking_again_while_the_open_attempt_is_overdue_times_it_out_and_opens_the_next(pg_db, family):
+    """Given an open attempt past its deadline, the sweeper not run
+    When the beneficiary starts verification again
+    Then the overdue attempt is timed out (by the system timer) and attempt 2 is opened with a fresh deadline;
+    at the region's last attempt the same request is 409 illegal_transition and the binding verification_failed."""
+    fam = family(pg_db, now=T0)
+    bid = invite(pg_db, fam)["id"]
+    first = verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)
+    later = T0 + VERIFY_TIMEOUT + timedelta(minutes=1)
+    second = verification.start_verification(pg_db, bid, person(fam.beneficiary), now=later)
+    assert second["verification_id"] != first["verification_id"] and second["attempt"]["attempt_no"] == 2
+    assert binding(pg_db, bid).deadline_at == later + VERIFY_TIMEOUT
+    events = [(t.event, t.actor_kind) for t in assert_history_consistent(pg_db, bid)]
+    assert events[-2:] == [("verification_failed", "system"), ("start_verification", "person")]
+    with pg_db() as s:
+        assert s.get(VerificationAttempt, first["verification_id"]).status == "timed_out"
+    at = later
+    for _ in range(10):
+        at += VERIFY_TIMEOUT
+        try:
+            verification.start_verification(pg_db, bid, person(fam.beneficiary), now=at)
+        except DomainError as err:
+            assert err.code == "illegal_transition"
+            break
+    else:
+        pytest.fail("the attempts never ran out")
+    with pg_db() as s:
+        statuses = s.scalars(sa.select(VerificationAttempt.status).where(VerificationAttempt.binding_id == bid)).all()
+    assert set(statuses) == {"timed_out"} and binding(pg_db, bid).failed_verifications == len(statuses)
+    assert binding(pg_db, bid).state == "verification_failed"
+
+
 def test_sweeping_is_due_first(pg_db, family):
     """Given five invitations created in shuffled order with deadlines one hour apart,
     when everything is due and the sweeper runs with a batch of 2, then 1, then the rest,
