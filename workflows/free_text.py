@@ -22,6 +22,10 @@ from .id_in_text import SEPARATOR, mask_in_text
 from .idnumbers import mask_name
 
 MAX_CHARS = 1000
+REASON_CHARS = 500  # a reason a platform sends for a person or a verifier, by the API or a webhook (longer: 422)
+# masking reads at most this much past the limit: an ID or mobile number that begins before the cut ends
+# inside it, and a megabyte of text costs what a page does (the regexes' time grows with the text)
+_MARGIN = 64
 # 13812345678, +86 138 1234 5678, 86-138-1234-5678, 138.1234.5678 (full-width digits are made ASCII first;
 # the groups' separators are an ID number's, `id_in_text.SEPARATOR`)
 _MOBILE = re.compile(rf"(?<![0-9])((?:\+?86{SEPARATOR}{{0,3}})?)(1[3-9][0-9]){SEPARATOR}{{0,3}}([0-9]{{4}})"
@@ -37,7 +41,7 @@ _NAMES_OF_BINDING = sa.select(Person.name).where(sa.or_(
 
 def clean(text: str | None, names: tuple[str, ...] = (), *, limit: int = MAX_CHARS) -> str | None:
     """`text` with ID numbers, mobile numbers and `names` masked, trimmed and cut; None when empty."""
-    out = (text or "").replace("\x00", "").translate(_WIDE).strip()  # NUL: no database text holds it
+    out = (text or "").replace("\x00", "").translate(_WIDE).strip()[:limit + _MARGIN]  # NUL: no database text holds it
     out = _MOBILE.sub(lambda m: f"{m.group(1)}{m.group(2)}****{m.group(4)}", mask_in_text(out))
     for name in sorted({n for n in names if n and len(n) >= 2}, key=len, reverse=True):
         out = out.replace(name, mask_name(name))

@@ -25,6 +25,7 @@ from models.crypto import lookup_hash
 from . import balances, commands, consequences, idnumbers, policy, rows
 from .actors import Actor
 from .errors import DomainError
+from .free_text import REASON_CHARS
 from .persons import NO_SUCH_NUMBER, by_number, facts, province_of, upsert
 from .unit import Command, command
 
@@ -33,7 +34,10 @@ APPLIED = "applied"
 
 
 def as_of_time(value, *, now: datetime) -> datetime | None:
-    """`updated_at` (ISO 8601 with an offset, or an aware datetime) as aware UTC; None when absent."""
+    """`updated_at` (ISO 8601 with an offset, or an aware datetime) as aware UTC, never later than `now`;
+    None when absent. A sender's clock up to FUTURE_TOLERANCE ahead is accepted as now: held as given, a
+    fact dated 5 minutes ahead would make every other platform's real fact of those 5 minutes `stale`
+    (an insurance that ended, dropped for good), as `webhooks.sent_at` caps a webhook's own timestamp."""
     if value is None or value == "":
         return None
     try:
@@ -45,7 +49,7 @@ def as_of_time(value, *, now: datetime) -> datetime | None:
     try:
         if at > now + FUTURE_TOLERANCE:
             raise DomainError("validation_failed", "updated_at is in the future")
-        return at.astimezone(timezone.utc)
+        return min(at.astimezone(timezone.utc), now)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00: before the first representable UTC instant
         raise DomainError("validation_failed", "updated_at is out of range") from None
 
@@ -213,8 +217,10 @@ def unbind_requested(db, data: dict, *, platform, as_of: datetime | None = None,
     binding_id, actor, reason = data.get("binding_id"), data.get("actor"), data.get("reason")
     text_or_none = (str, type(None))
     if (not isinstance(binding_id, str) or not isinstance(actor, dict) or not isinstance(reason, text_or_none)
-            or not all(isinstance(actor.get(k), text_or_none) for k in ("kind", "id", "id_number"))):
-        raise DomainError("validation_failed", "binding_id is a string, actor an object, reason a string")
+            or not all(isinstance(actor.get(k), text_or_none) for k in ("kind", "id", "id_number"))
+            or len(reason or "") > REASON_CHARS):
+        raise DomainError("validation_failed", "binding_id is a string, actor an object, reason a string of at "
+                          f"most {REASON_CHARS} characters")
     with db() as s:
         row = rows.get(s, binding_id)
         if not served(platform, province_of(s, row.grantor.region_code), province_of(s, row.beneficiary.region_code)):

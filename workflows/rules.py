@@ -52,7 +52,8 @@ def check_beneficiary(b: PersonFacts | None) -> None:
 
 def check_relationship(relationship: str, grantor_policy, beneficiary_policy, *, guardian: bool) -> None:
     if relationship not in RELATIONSHIPS:
-        raise DomainError("relationship_not_allowed", f"unknown relationship {relationship!r}")
+        # the value is not echoed (a detail never repeats what was sent: 16 characters hold an old ID number)
+        raise DomainError("relationship_not_allowed", f"unknown relationship: one of {', '.join(RELATIONSHIPS)}")
     for policy in {grantor_policy.id: grantor_policy, beneficiary_policy.id: beneficiary_policy}.values():
         if relationship not in policy.allowed_relationships:
             raise DomainError("relationship_not_allowed",

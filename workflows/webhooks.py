@@ -18,6 +18,7 @@ from models.types import new_id, utcnow
 
 from . import free_text, outbox, person_events, platforms
 from .errors import DomainError, LockTimeout
+from .free_text import REASON_CHARS
 from .group_commit import GroupCommit
 from .once import run_once
 from .statements import PerDialect, Statement, autocommit
@@ -179,8 +180,8 @@ def _apply(db, row: ReceivedWebhook) -> str:
     if not isinstance(data, dict):
         raise DomainError("validation_failed", "data is an object")
     if row.type == "verification.completed":
-        if not isinstance(data.get("reason"), (str, type(None))):
-            raise DomainError("validation_failed", "reason is a string")
+        if not isinstance(data.get("reason"), (str, type(None))) or len(data.get("reason") or "") > REASON_CHARS:
+            raise DomainError("validation_failed", f"reason is a string of at most {REASON_CHARS} characters")
         return record_verification_result(db, verification_id=str(data.get("verification_id")),
                                           binding_id=str(data.get("binding_id")), result=data.get("result"),
                                           verifier_id=row.platform_id, reason=data.get("reason"))

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from models import Binding, ReceivedWebhook
 from models.types import utcnow
-from workflows import commands, persons, platforms, timers, webhooks
+from workflows import commands, person_events, persons, platforms, timers, webhooks
 from workflows.errors import DomainError
 from workflows.idnumbers import with_check_digit
 
@@ -466,6 +466,38 @@ def test_post_persons_has_the_same_consequences_and_staleness(pg_db, family, bas
     assert held(pg_db, fam.grantor).registry_as_of == now
     assert_ended_by_system(pg_db, bid, state="unbound", event="unbind", reason="grantor_insurance_suspended",
                            platform_id="jiangsu")
+
+
+def test_a_registry_fact_dated_ahead_does_not_outdate_another_platforms_later_fact(pg_db, family, base):
+    """Given an authorized binding
+    When Jiangsu posts the grantor with `updated_at` 4 min 50 s ahead of now (inside the 5-minute
+    tolerance), and the national platform then posts, dated 30 s ahead, that his insurance has ended
+    Then both apply: a fact is held as of no later than its arrival (before, the second was 409 `stale` and
+    the binding stayed authorized, paying), and the binding ends with grantor_insurance_ended."""
+    fam = family(pg_db, now=base)
+    bid = _authorized(pg_db, fam, base)
+    now = utcnow()
+    ahead = registry(fam, "grantor", balance_fen=5_000, updated_at=(now + timedelta(minutes=4, seconds=50)).isoformat())
+    persons.upsert(pg_db, ahead, platform=platforms.get(pg_db, "jiangsu"), now=now)
+    assert held(pg_db, fam.grantor).registry_as_of == now
+    ended = registry(fam, "grantor", insurance_status="ended", updated_at=(now + timedelta(seconds=30)).isoformat())
+    persons.upsert(pg_db, ended, platform=platforms.get(pg_db, "national"), now=now + timedelta(seconds=1))
+    assert held(pg_db, fam.grantor).insurance_status == "ended"
+    assert_ended_by_system(pg_db, bid, state="unbound", event="unbind", reason="grantor_insurance_ended",
+                           platform_id="national")
+
+
+def test_an_unbind_request_with_a_reason_longer_than_the_apis_is_refused(pg_db, family, base):
+    """Given an accepted binding, When a platform's binding.unbind_requested carries a 501-character reason
+    (the API's limit is 500), Then its outcome is validation_failed and the binding is unchanged; 500 apply."""
+    fam = family(pg_db, now=base)
+    bid = accepted(pg_db, fam, now=base)
+    asked = {"binding_id": bid, "actor": {"kind": "person", "id_number": fam.grantor}}
+    with pytest.raises(DomainError) as err:
+        person_events.unbind_requested(pg_db, {**asked, "reason": "不" * 501}, platform=platforms.get(pg_db, "jiangsu"))
+    assert err.value.code == "validation_failed" and binding(pg_db, bid).state == "accepted"
+    assert person_events.unbind_requested(pg_db, {**asked, "reason": "不" * 500},
+                                          platform=platforms.get(pg_db, "jiangsu")) == "unbound"
 
 
 def test_two_events_creating_the_same_person_at_once_lose_nothing(pg_db, base):

@@ -48,3 +48,21 @@ def test_the_persons_names_are_masked_longest_first():
 def test_the_text_is_cut_to_its_limit():
     assert free_text.clean("a" * 5000) == "a" * free_text.MAX_CHARS
     assert free_text.clean("错误" * 10, limit=3) == "错误错"
+
+
+@pytest.mark.parametrize("start", [980, 990, 999])
+def test_a_huge_text_is_masked_up_to_its_cut_and_no_further(start, monkeypatch):
+    """Given a 1 MB text with an ID number (with separators) that begins just before the cut at 1,000
+    When it is cleaned, Then what is kept is masked (no digit run of the number survives the cut) and the
+    masking read a bounded prefix: the text after the number is never searched (a mobile number there
+    would be masked in vain; the result is the same as cleaning the first 1,064 characters)."""
+    number = "320102 19800101 123X"
+    text = "说" * start + number + "话" * 1_000_000
+    searched = []
+    real = free_text.mask_in_text
+    monkeypatch.setattr(free_text, "mask_in_text", lambda t: searched.append(len(t)) or real(t))
+    out = free_text.clean(text)
+    assert searched == [free_text.MAX_CHARS + 64]  # not the megabyte (1.3-1.9 s of a worker's CPU)
+    assert len(out) == free_text.MAX_CHARS
+    assert "19800101" not in out and "320102" not in out
+    assert out == free_text.clean(text[:free_text.MAX_CHARS + 64])

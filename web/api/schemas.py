@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from workflows import free_text
 from workflows.rules import MAX_FEN
 
 ID_NUMBER = Field(description="18-character resident ID number (GB 11643-1999); never put it in a URL",
@@ -66,7 +67,7 @@ class InviteIn(Body):
 
 class ActorBody(Body):
     actor: ActorIn
-    reason: str | None = Field(None, max_length=500)
+    reason: str | None = Field(None, max_length=free_text.REASON_CHARS)
     channel: Literal["app", "counter"] | None = None
 
 
