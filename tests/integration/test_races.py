@@ -165,19 +165,23 @@ def test_invitation_ttl_timer_and_start_verification_race(pg_db, family):
 
 def test_verification_timeout_timer_and_verifier_result_race(pg_db, family):
     """Given an open verification attempt past its timeout,
-    when the sweeper and the verifier's 'passed' result arrive together,
-    then either the result wins (face_verified, the sweeper fires nothing) or the timeout wins (attempt
-    timed_out, failed_verifications 1, still invited, the result answered ignored_timed_out)."""
-    for _ in range(ROUNDS):
+    when the sweeper and the verifier's 'passed' result (sent after the deadline) arrive together,
+    then the timeout wins whichever runs first, exactly once: the attempt is timed_out, failed_verifications
+    1, still invited, one verification_failed in history, the result answered ignored_timed_out; the
+    sweeper fired it (1) or found it already timed out by the result's own command (0).
+    With the result sent a second before the deadline, either may win: passed (the sweeper then finds
+    nothing) or timed out (the sweeper first), never both."""
+    for n in range(ROUNDS):
         fam = family(pg_db, now=T0)
         bid = invite(pg_db, fam)["id"]
         vid = verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0)["verification_id"]
         late = T0 + VERIFY_TIMEOUT + timedelta(seconds=1)
+        sent = late if n % 2 == 0 else T0 + VERIFY_TIMEOUT - timedelta(seconds=1)
 
         sweep, result = race(
             lambda: timers.sweep(pg_db, now=late),
             lambda: verification.record_verification_result(pg_db, verification_id=vid, binding_id=bid,
-                                                            result="passed", verifier_id="facecheck", now=late))
+                                                            result="passed", verifier_id="facecheck", now=sent))
 
         assert sweep.ok and result.ok
         row = binding(pg_db, bid)
@@ -185,13 +189,15 @@ def test_verification_timeout_timer_and_verifier_result_race(pg_db, family):
         with pg_db() as s:
             attempt = s.get(VerificationAttempt, vid)
         if result.value == "passed":
-            assert sweep.value == 0 and row.state == "face_verified" and attempt.status == "passed"
+            assert sent < late and sweep.value == 0
+            assert row.state == "face_verified" and attempt.status == "passed"
             assert events == ["invite", "start_verification", "verification_passed"]
             assert row.failed_verifications == 0 and row.deadline_event == "expire"
         else:
-            assert result.value == "ignored_timed_out" and sweep.value == 1
+            assert result.value == "ignored_timed_out" and sweep.value in (0, 1)
             assert row.state == "invited" and attempt.status == "timed_out" and row.failed_verifications == 1
             assert events == ["invite", "start_verification", "verification_failed"]
+            assert events.count("verification_failed") == 1 and timers.sweep(pg_db, now=late) == 0
 
 
 def test_two_identical_invitations_race(pg_db, family):
