@@ -46,6 +46,9 @@ class Binding(Base):
     deduction_rank: Mapped[int | None] = mapped_column(sa.Integer)  # the beneficiary's chosen order, 1 first
     failed_verifications: Mapped[int] = mapped_column(sa.Integer, default=0)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # invitation TTL end
+    # when the grantor's account was bound (the first authorization; a new amount keeps it): the clock of
+    # "latest bound first" (workflows/money.py), as the guides bind the account at "绑定账户,授权金额"
+    authorized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deadline_event: Mapped[str | None] = mapped_column(sa.String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

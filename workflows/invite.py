@@ -149,7 +149,7 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
             policy_id=g_policy.id, deduction_rank=None, failed_verifications=0,
             expires_at=None if guardian else cmd.now + timedelta(seconds=g_policy.invitation_ttl_s),
             deadline_at=None, deadline_event=None, created_at=cmd.now, updated_at=cmd.now, ended_at=None,
-            end_event=None, ended_by=None)
+            end_event=None, ended_by=None, authorized_at=None)
         row._loaded_version = None  # new: the transition inserts it; the live-pair unique index decides a race
         cmd.transition(row, "invite", Actor("person", grantor.id), channel=channel, guardian=guardian,
                        reason="guardian_path" if guardian else None, side=letter)

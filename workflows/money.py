@@ -10,7 +10,9 @@ The deduction order is the beneficiary's region policy (`deduction_order_policy`
 - `user_order`: the beneficiary's ranks (`PUT /persons/{id}/deduction-order`) first, in rank order, then
   unranked bindings newest first;
 - `latest_bound_first`: newest binding first (ranks are ignored: the region fixes the order);
-- `single_grantor`: only the newest binding pays; the rest is cash."""
+- `single_grantor`: only the newest binding pays; the rest is cash.
+"Newest" is the binding whose grantor's account was bound most recently: its first authorization
+(`Binding.authorized_at`; the guides bind the account at "绑定账户,授权金额"), not its invitation."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ class Source:
     left_fen: int | None
     balance_fen: int
     rank: int | None = None
-    created_at: datetime | None = None
+    bound_at: datetime | None = None  # the binding's first authorization (`newest_first`)
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,23 @@ def ordered(sources: list[Source], policy: str) -> list[Source]:
     """The sources in the order they pay under the region's `deduction_order_policy`."""
     if policy not in ORDERS:
         raise ValueError(f"unknown deduction order policy {policy!r}")
-    newest = sorted(sources, key=lambda s: (s.created_at, s.binding_id), reverse=True)
+    newest = newest_first(sources, lambda s: (s.bound_at, s.binding_id))
     if policy == "latest_bound_first":
         return newest
     if policy == "single_grantor":
         return newest[:1]
     ranked = sorted((s for s in newest if s.rank is not None), key=lambda s: s.rank)
     return ranked + [s for s in newest if s.rank is None]
+
+
+def newest_first(items: list, key) -> list:
+    """`items` by the time their account was bound, newest first; `key(item)` is (bound_at, binding id).
+    One not bound yet (a live binding not authorized: `PUT deduction-order` lists those too) comes before
+    every bound one: when it is bound, it will be the newest."""
+    def at(item):
+        bound_at, binding_id = key(item)
+        return (bound_at is None, bound_at or datetime.min, binding_id)
+    return sorted(items, key=at, reverse=True)
 
 
 def plan(amount_fen: int, own_balance_fen: int, sources: list[Source]) -> Plan:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 
 from models import Binding, Person, Transition, VerificationAttempt
 
-from . import policy, rows, settlements, sync, writes
+from . import money, policy, rows, settlements, sync, writes
 from .errors import DomainError
 from .statements import Statement
 from .unit import command
@@ -83,7 +83,8 @@ def set_deduction_order(db, person_id: str, binding_ids: list[str]) -> dict:
         # between would make the rank's version-checked UPDATE match nothing
         live = cmd.session.scalars(sa.select(Binding).where(Binding.beneficiary_id == person_id,
                                                             Binding.state.in_(LIVE))
-                                   .order_by(Binding.created_at.desc()).with_for_update()).all()
+                                   .order_by(Binding.id).with_for_update()).all()  # locked in id order
+        live = money.newest_first(live, lambda b: (b.authorized_at, b.id))
         by_id = {b.id: b for b in live}
         unknown = [i for i in binding_ids if i not in by_id]
         if unknown:

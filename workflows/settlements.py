@@ -36,7 +36,7 @@ from .unit import command
 
 B, P, SP = Binding.__table__, Person.__table__, SettlementSplit.__table__
 _PAYING = sa.select(B.c.id, B.c.grantor_id, B.c.version, B.c.authorized_amount_fen, B.c.deduction_rank,
-                    B.c.created_at).where(B.c.beneficiary_id == sa.bindparam("b"), B.c.state == "authorized")
+                    B.c.authorized_at).where(B.c.beneficiary_id == sa.bindparam("b"), B.c.state == "authorized")
 _LOCK_PERSONS = (sa.select(P.c.id, P.c.balance_fen, P.c.insurance_type, P.c.insurance_status, P.c.deceased,
                            P.c.real_name_verified)
                  .where(P.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(P.c.id).with_for_update())
@@ -142,7 +142,7 @@ def _lock(s, beneficiary_id: str) -> dict:
         if not rules.grantor_eligible(g):
             continue  # no longer eligible: its binding is being ended by the person event that said so
         left = None if b.authorized_amount_fen is None else max(b.authorized_amount_fen - paid.get(b.id, 0), 0)
-        sources.append(money.Source(b.id, b.grantor_id, left, g.balance_fen, b.deduction_rank, b.created_at))
+        sources.append(money.Source(b.id, b.grantor_id, left, g.balance_fen, b.deduction_rank, b.authorized_at))
     return {"own": people[beneficiary_id].balance_fen, "sources": sources, "people": people,
             "versions": {b.id: b.version for b in bindings}}
 

@@ -669,10 +669,11 @@ def test_deduction_order_is_limited_to_the_platforms_provinces(js, xj):
     assert_problem(xj.put(path, {"binding_ids": ids[::-1]}), 404, "not_found")
 
 
-def test_deduction_order_is_refused_where_the_region_fixes_it(xj):
-    """Given a Xinjiang child (乌鲁木齐, policy latest_bound_first) with two authorized bindings
-    When the Xinjiang platform puts an order for them
-    Then it is 422 deduction_order_fixed: the region, not the person, decides the order."""
+def test_a_xinjiang_child_has_a_deduction_order_as_its_guide_says(xj):
+    """Given a Xinjiang child (乌鲁木齐) with two authorized bindings
+    When the Xinjiang platform puts an order for them (the guide: "设置扣款顺序(可选)")
+    Then it is 200 and the order is the one put; the refusal where a region fixes the order
+    (422 deduction_order_fixed) is tested with a published policy (tests/integration/test_settlements.py)."""
     child = xj.person("650100", birth=child_birth(), insurance_type="resident")
     ids = []
     for _ in range(2):
@@ -680,5 +681,5 @@ def test_deduction_order_is_refused_where_the_region_fixes_it(xj):
         b = xj.invited(parent, child, "child", "XJ-2023-02")
         xj.ok(b["id"], "authorization", parent, amount_fen=1_000)
         ids.append(b["id"])
-    assert_problem(xj.put(f"/api/v1/persons/{child.id}/deduction-order", {"binding_ids": ids}), 422,
-                   "deduction_order_fixed")
+    ok = xj.put(f"/api/v1/persons/{child.id}/deduction-order", {"binding_ids": ids[::-1]})
+    assert ok.status_code == 200 and ok.json()["binding_ids"] == ids[::-1], ok.text

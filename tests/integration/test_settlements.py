@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from models import Binding, Delivery, LedgerEntry, OutboxMessage, Person, Settlement, SettlementSplit, Transition
-from workflows import commands, deliveries, platforms, queries, settlements
+from workflows import commands, deliveries, platforms, policy, policy_admin, policy_fields, queries, settlements
 from workflows.errors import DomainError
 
 from .support import T0, accepted, person, race
@@ -226,6 +226,48 @@ def test_a_partial_order_ranks_only_the_listed_and_a_later_binding_pays_among_th
 
     assert [(x["binding_id"], x["amount_fen"]) for x in made["splits"]] == [(a, 1_000), (c, 1_000), (b, 500)]
     assert queries.set_deduction_order(pg_db, _person(pg_db, fam.beneficiary).id, [])["binding_ids"] == [c, b, a]
+
+
+def test_the_newest_is_the_binding_whose_account_was_bound_last_not_the_one_invited_last(pg_db, family, new_person):
+    """Given a beneficiary (Jiangsu: user_order, nothing ranked) with binding A, invited on day 0 but whose
+    grantor authorized only on day 5, and binding B, invited and authorized on day 1
+    When a cost larger than either authorization is settled on day 6
+    Then A pays first: the account is bound at the authorization ("绑定账户,授权金额"), and A's was bound last
+    (before, the invitation's time decided and B paid first); the deduction order's answer agrees; a new
+    amount for B on day 7 does not make it newer."""
+    day = timedelta(days=1)
+    g_a = new_person(pg_db, insurance_type="employee", balance_fen=100_000, now=T0)
+    fam = family(pg_db, grantor=g_a, now=T0)
+    new_person(pg_db, id_number=fam.beneficiary, name=fam.beneficiary_name, balance_fen=0, now=T0)
+    a = accepted(pg_db, fam, now=T0)
+    g_b = new_person(pg_db, insurance_type="employee", balance_fen=100_000, now=T0)
+    fam_b = fam._replace(grantor=g_b[0], grantor_name=g_b[1])
+    b = accepted(pg_db, fam_b, now=T0 + day)
+    commands.authorize(pg_db, b, person(fam_b.grantor), 1_000, now=T0 + day + timedelta(seconds=10))
+    commands.authorize(pg_db, a, person(fam.grantor), 1_000, now=T0 + 5 * day)
+
+    made, _ = _settle(pg_db, fam, 1_500, "JS-BOUND", at=T0 + 6 * day)
+
+    assert [(x["binding_id"], x["amount_fen"]) for x in made["splits"]] == [(a, 1_000), (b, 500)]
+    commands.authorize(pg_db, b, person(fam_b.grantor), 2_000, now=T0 + 7 * day)
+    with pg_db() as s:
+        assert s.get(Binding, b).authorized_at == T0 + day + timedelta(seconds=10)
+    assert queries.set_deduction_order(pg_db, _person(pg_db, fam.beneficiary).id, [])["binding_ids"] == [a, b]
+
+
+def test_a_region_that_fixes_the_order_refuses_a_persons_order(pg_db, new_person):
+    """Given a Xinjiang person (乌鲁木齐: user_order, as the Xinjiang guide lets members set it, "设置扣款顺序")
+    When the region publishes latest_bound_first and the person then puts an order
+    Then before it the order is theirs (200), after it 422 deduction_order_fixed: the region decides."""
+    number, _ = new_person(pg_db, region_code="650100", now=T0)
+    pid = _person(pg_db, number).id
+    assert queries.set_deduction_order(pg_db, pid, []) == {"person_id": pid, "binding_ids": []}
+    policy_admin.publish(pg_db, ["650100"], policy_fields.parse_changes(["deduction_order_policy=latest_bound_first"]),
+                         effective_from=T0, who="tester", reason="自治区医保局通知", now=T0)
+    policy.clear_cache()
+    with pytest.raises(DomainError) as err:
+        queries.set_deduction_order(pg_db, pid, [])
+    assert (err.value.code, err.value.status) == ("deduction_order_fixed", 422)
 
 
 def test_a_grantor_whose_real_name_verification_is_withdrawn_keeps_the_binding_and_pays_once_restored(

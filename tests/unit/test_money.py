@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workflows.money import Source, ordered, plan, postings
+from workflows.money import Source, newest_first, ordered, plan, postings
 
 T = datetime(2026, 3, 2, tzinfo=timezone.utc)
 
@@ -87,3 +87,11 @@ def test_split_invariants(amount, own, sources):
 def test_a_non_positive_amount_is_refused():
     with pytest.raises(ValueError):
         plan(0, 100, [])
+
+
+def test_a_binding_not_bound_yet_comes_before_the_bound_ones():
+    """Given three live bindings, one not authorized yet (no bound time) and two bound on different days
+    When they are ordered newest first (the unranked part of a deduction order), Then the unbound one comes
+    first (bound later, it will be the newest), then the bound ones, the later bound first."""
+    items = [("bnd_old", T - timedelta(days=9)), ("bnd_none", None), ("bnd_new", T)]
+    assert [i[0] for i in newest_first(items, lambda i: (i[1], i[0]))] == ["bnd_none", "bnd_new", "bnd_old"]

@@ -3,7 +3,7 @@
 A registry balance is a snapshot of the account the province keeps; the province applies Gongji's
 postings when it receives their `settlement.completed` / `settlement.reversed`. To know which postings a
 snapshot already holds, a posting names its event, and the event's delivery to the platform that sent the
-snapshot says when that platform acknowledged it (`workflows/person_events.py`). Not a foreign key: the
+snapshot says when that platform acknowledged it (`workflows/balances.py`). Not a foreign key: the
 outbox is purged after its retention, the ledger never is. NULL on the lines written before this revision.
 
 Revision ID: 0017
