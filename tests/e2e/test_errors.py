@@ -476,13 +476,16 @@ def test_validation_failed(js):
     for body in ({**parent.actor(), "amount_fen": -1}, {**parent.actor(), "amount_fen": 1.5},
                  {**parent.actor(), "amount_fen": "100"}, {**parent.actor(), "amount_fen": True},
                  {**parent.actor()}, {**parent.actor(), "amount_fen": 100, "currency": "CNY"},
-                 {"amount_fen": 100},
-                 {"actor": {"kind": "operator", "id_number": parent.id_number}, "amount_fen": 100}):
+                 {"amount_fen": 100}):
         problem = assert_problem(js.put(path, body), 422, "validation_failed")
         assert problem.get("errors"), problem
         assert parent.id_number not in json.dumps(problem)
     assert_problem(js.post(f"/api/v1/bindings/{b['id']}/unbind", {**parent.actor(), "why": "x"}),
                    422, "validation_failed")
+    for kind in ("operator", "system"):  # a wrong actor, not a malformed body (DESIGN §5: 403)
+        problem = assert_problem(js.put(path, {"actor": {"kind": kind, "id_number": parent.id_number},
+                                               "amount_fen": 100}), 403, "not_your_binding")
+        assert parent.id_number not in json.dumps(problem)
     grantor, beneficiary = couple(js)
     assert_problem(js.post("/api/v1/bindings", {**js.invite_body(grantor, beneficiary), "note": "hi"}),
                    422, "validation_failed")

@@ -21,7 +21,10 @@ class Body(BaseModel):
 
 class ActorIn(Body):
     """A person, named by ID number or by opaque id (exactly one of the two)."""
-    kind: Literal["person"] = Field(description="platforms act for persons they have real-name verified")
+    # any other kind (operator, system, …) is a wrong actor: 403 not_your_binding (DESIGN §5), not a schema error
+    kind: str = Field(max_length=16, json_schema_extra={"enum": ["person"]},
+                      description="platforms act for persons they have real-name verified (`person`; another "
+                                  "kind is 403 not_your_binding)")
     id_number: str | None = Field(None, min_length=1, max_length=32,
                                   description="18-character resident ID number; never put it in a URL")
     id: str | None = Field(None, max_length=40, description="or the person's opaque id (psn_…)")
