@@ -46,6 +46,9 @@ def check_overlap(overlap_s: float) -> None:
         raise _refuse(f"the overlap is 0 to {MAX_OVERLAP_S // 3600} hours")
 
 
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})  # hosts a plain http:// provider may be on
+
+
 def check_registration(session, platform_id: str, *, kind: str, kinds: tuple[str, ...], api_key: str,
                        webhook_url: str | None, provinces: list[str]) -> None:
     """Every field of `add`; the provinces against the regions registered (`gongji db upgrade` seeds them)."""
@@ -59,6 +62,9 @@ def check_registration(session, platform_id: str, *, kind: str, kinds: tuple[str
         parts = urlsplit(webhook_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise _refuse("the webhook URL is an http:// or https:// address")
+        if kind == "verifier" and parts.scheme == "http" and parts.hostname not in LOOPBACK:
+            raise _refuse("a face-verification provider is sent ID numbers and names: its URL is https:// "
+                          "(http:// only on this machine: 127.0.0.1, ::1, localhost)")
     known = set(session.scalars(sa.select(Region.province_code).distinct()))
     unknown = [p for p in provinces if p not in known]
     if unknown:

@@ -63,16 +63,30 @@ def _row(tmp_path, platform_id: str) -> dict | None:
      "a platform id is"),
     (["p1", "--kind", "province", "--api-key", "gk_long_enough_1", "--webhook-secret", SECRET, "--regions", "32",
       "--webhook-url", "notaurl"], "http:// or https://"),
+    # a face-verification provider is sent ID numbers and names: plain http only on this machine
+    (["fc", "--kind", "verifier", "--api-key", "gk_long_enough_1", "--webhook-secret", SECRET,
+      "--webhook-url", "http://face.example/sessions"], "its URL is https://"),
 ])
 def test_a_slip_in_a_registration_is_refused_by_name_and_nothing_is_written(gongji, tmp_path, args, says):
     """Given a fresh database
     When a platform is added with a secret that is not base64 or too short, a pooling region or an unknown
     code for a province, a province platform serving nothing, a national one given provinces, a one-letter
-    API key, an empty id, or a webhook URL that is not one
+    API key, an empty id, a webhook URL that is not one, or a face provider's on plain http:// elsewhere
     Then the command exits 1 with a message naming the slip (no traceback), and no platform is written."""
     code, out = gongji("platform", "add", *args)
     assert code == 1 and says in out and "Traceback" not in out, out
     assert _row(tmp_path, args[0] or "p1") is None
+
+
+@pytest.mark.parametrize("url", ["https://face.example/sessions", "http://127.0.0.1:9100/sessions",
+                                 "http://localhost:9100/sessions", "http://[::1]:9100/sessions"])
+def test_a_face_provider_is_registered_on_https_or_on_this_machine(gongji, tmp_path, url):
+    """Given a fresh database, When a face-verification provider is added on https:// or on plain http:// to
+    this machine (the simulator's fake provider), Then it is registered with that URL."""
+    code, out = gongji("platform", "add", "fc", "--kind", "verifier", "--api-key", "gk_long_enough_1",
+                       "--webhook-secret", SECRET, "--webhook-url", url)
+    assert code == 0, out
+    assert _row(tmp_path, "fc")["webhook_url"] == url
 
 
 def test_an_update_keeps_the_url_and_refuses_another_secret_or_anothers_key(gongji, tmp_path):
