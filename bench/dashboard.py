@@ -128,7 +128,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GONGJI_")}
     env.update(GONGJI_DATABASE_URL=url, GONGJI_REDIS_URL=os.environ["GONGJI_TEST_REDIS_URL"],
                GONGJI_PII_KEYS=f"bench1:{bench_key('pii')}", GONGJI_LOOKUP_KEY=bench_key("lookup"),
-               GONGJI_SECRET_KEY=b64(32), GONGJI_PUBLIC_URL=base,
+               GONGJI_SECRET_KEY=b64(32), GONGJI_METRICS_TOKEN=b64(24), GONGJI_PUBLIC_URL=base,
                GONGJI_LOG_LEVEL="WARNING")
     web = start([sys.executable, "-m", "gunicorn", "-w", str(args.web_workers), "-k", "gthread", "--threads",
                  str(args.threads), "-b", f"127.0.0.1:{port}", "web.wsgi:app"], env, logdir, "web")

@@ -210,7 +210,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GONGJI_")}
     env.update(GONGJI_DATABASE_URL=db, GONGJI_REDIS_URL=redis_url, GONGJI_PII_KEYS=f"b1:{b64(32)}",
-               GONGJI_LOOKUP_KEY=b64(32), GONGJI_SECRET_KEY=b64(32), GONGJI_PUBLIC_URL=base,
+               GONGJI_LOOKUP_KEY=b64(32), GONGJI_SECRET_KEY=b64(32), GONGJI_METRICS_TOKEN=b64(24), GONGJI_PUBLIC_URL=base,
                GONGJI_LOG_LEVEL="WARNING", GONGJI_SWEEP_INTERVAL_S="0.5",
                # as `gongji web` runs gunicorn: the processes' request counts in files (web/metrics.py)
                PROMETHEUS_MULTIPROC_DIR=tempfile.mkdtemp(prefix="gongji-bench-metrics-"))

@@ -87,6 +87,12 @@ class Settings:
                                 "platforms and the face-verification provider reach this deployment at")
         if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", public_url):
             raise SettingsError("GONGJI_PUBLIC_URL is an http:// or https:// address (e.g. https://gongji.example.cn)")
+        metrics_token = _env("GONGJI_METRICS_TOKEN", "") or None
+        if metrics_token is None and not dev:  # platform ids, traffic and backlogs are nobody else's business
+            raise SettingsError("GONGJI_METRICS_TOKEN is required when GONGJI_DATABASE_URL is set: the bearer "
+                                "token Prometheus sends for /metrics (a random string)")
+        if metrics_token is not None and len(metrics_token) < 16:
+            raise SettingsError("GONGJI_METRICS_TOKEN has at least 16 characters (a random string)")
         redis_url = _env("GONGJI_REDIS_URL")
         if redis_url:
             _check_url("GONGJI_REDIS_URL", redis_url)
@@ -103,7 +109,7 @@ class Settings:
             dev_mode=dev,
             public_url=public_url.rstrip("/"),
             proxy_hops=int(number("GONGJI_PROXY_HOPS", 0, minimum=0, maximum=10, integer=True)),
-            metrics_token=_env("GONGJI_METRICS_TOKEN", "") or None,
+            metrics_token=metrics_token,
         )
 
 

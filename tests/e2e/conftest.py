@@ -204,7 +204,7 @@ def production_stack(workdir: Path, db_url: str, our_redis: str, *, name: str):
     env = _clean_env()
     env.update(GONGJI_DATABASE_URL=our_db, GONGJI_REDIS_URL=our_redis, GONGJI_PII_KEYS=f"k1:{_b64(32)}",
                GONGJI_LOOKUP_KEY=_b64(32), GONGJI_SECRET_KEY=secrets.token_urlsafe(32),
-               GONGJI_PUBLIC_URL=f"http://127.0.0.1:{port}",
+               GONGJI_METRICS_TOKEN=secrets.token_urlsafe(24), GONGJI_PUBLIC_URL=f"http://127.0.0.1:{port}",
                GONGJI_SWEEP_INTERVAL_S="0.5",
                # where gunicorn's processes keep their request counts (web/metrics.py): known to the tests
                PROMETHEUS_MULTIPROC_DIR=str(workdir / "metrics"),

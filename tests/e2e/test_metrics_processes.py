@@ -10,8 +10,16 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 
-def _healthz_count(base: str) -> float:
-    text = requests.get(f"{base}/metrics", timeout=30).text  # a connection of its own: any process answers
+def _scrape(production) -> str:
+    """/metrics as Prometheus fetches it: with the bearer token (required in production: models/settings.py)."""
+    answer = requests.get(f"{production.base}/metrics", timeout=30,  # a connection of its own: any process answers
+                          headers={"Authorization": f"Bearer {production.env['GONGJI_METRICS_TOKEN']}"})
+    assert answer.status_code == 200, answer.text
+    return answer.text
+
+
+def _healthz_count(production) -> float:
+    text = _scrape(production)
     return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
                if s.name == "gongji_http_requests_total" and s.labels.get("endpoint") == "/healthz"
                and s.labels.get("status") == "200")
@@ -28,7 +36,7 @@ def test_request_counts_are_summed_over_the_gunicorn_processes(production):
     Then every scrape gives the same /healthz count, exactly the requests made since the first scrape,
     whichever process answered it; and each scrape has the workflow gauges, read from the database."""
     directory = Path(production.env["PROMETHEUS_MULTIPROC_DIR"])
-    before = _healthz_count(production.base)
+    before = _healthz_count(production)
     sent = 0
     with ThreadPoolExecutor(16) as pool:
         for _ in range(50):  # the kernel hands connections to either process; two are counting soon
@@ -39,6 +47,7 @@ def test_request_counts_are_summed_over_the_gunicorn_processes(production):
             if len(_pids_counting(directory)) >= 2:
                 break
     assert len(_pids_counting(directory)) >= 2, "one gunicorn process answered everything"
-    assert [_healthz_count(production.base) for _ in range(8)] == [before + sent] * 8
-    text = requests.get(f"{production.base}/metrics", timeout=30).text
+    assert [_healthz_count(production) for _ in range(8)] == [before + sent] * 8
+    assert requests.get(f"{production.base}/metrics", timeout=30).status_code == 401  # no token, nothing shown
+    text = _scrape(production)
     assert "gongji_workflow_gauges_up 1.0" in text and 'gongji_bindings_stuck{reason="timer_overdue"}' in text

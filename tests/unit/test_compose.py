@@ -34,7 +34,8 @@ def test_compose_requires_the_secrets_and_every_service_has_a_health_check():
     """Then the keys, the public address and the database password have no default (`:?`: what the processes
     refuse to start without, compose asks for), and each long-running service is checked."""
     text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
-    for name in ("GONGJI_PII_KEYS", "GONGJI_LOOKUP_KEY", "GONGJI_SECRET_KEY", "GONGJI_PUBLIC_URL", "POSTGRES_PASSWORD"):
+    for name in ("GONGJI_PII_KEYS", "GONGJI_LOOKUP_KEY", "GONGJI_SECRET_KEY", "GONGJI_PUBLIC_URL", "GONGJI_METRICS_TOKEN",
+                 "POSTGRES_PASSWORD"):
         assert re.search(r"\$\{" + name + r":\?", text), name
     compose = yaml.safe_load(text)
     for name, service in compose["services"].items():

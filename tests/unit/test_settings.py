@@ -11,7 +11,8 @@ from models.settings import Settings, SettingsError, number, schedule
 
 KEY = base64.b64encode(b"\x01" * 32).decode()
 PRODUCTION = {"GONGJI_DATABASE_URL": "postgresql+psycopg://gongji:pw@db:5432/gongji", "GONGJI_PII_KEYS": f"k1:{KEY}",
-              "GONGJI_LOOKUP_KEY": KEY, "GONGJI_SECRET_KEY": "s" * 32, "GONGJI_PUBLIC_URL": "https://gongji.example"}
+              "GONGJI_LOOKUP_KEY": KEY, "GONGJI_SECRET_KEY": "s" * 32, "GONGJI_PUBLIC_URL": "https://gongji.example",
+              "GONGJI_METRICS_TOKEN": "m" * 24}
 
 
 @pytest.fixture
@@ -50,6 +51,8 @@ def test_a_retired_lookup_key_is_read_beside_the_active_one(env):
     ({"GONGJI_PII_KEYS": f"k1:{KEY},k2:!!"}, "GONGJI_PII_KEYS part 2"),
     ({"GONGJI_LOOKUP_KEY": "x"}, "GONGJI_LOOKUP_KEY is the base64 of 32"),
     ({"GONGJI_SECRET_KEY": "short"}, "GONGJI_SECRET_KEY has at least 16"),
+    ({"GONGJI_METRICS_TOKEN": None}, "GONGJI_METRICS_TOKEN is required"),  # /metrics is never open in production
+    ({"GONGJI_METRICS_TOKEN": "short"}, "GONGJI_METRICS_TOKEN has at least 16"),
     ({"GONGJI_DATABASE_URL": "notaurl"}, "GONGJI_DATABASE_URL is not a URL"),
     ({"GONGJI_SWEEP_BATCH": "0"}, "GONGJI_SWEEP_BATCH is an integer from 1"),
     ({"GONGJI_SWEEP_INTERVAL_S": "0"}, "GONGJI_SWEEP_INTERVAL_S is a number from 0.05"),
