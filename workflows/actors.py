@@ -14,7 +14,15 @@ class Actor:
     id: str | None = None  # person id (psn_…), operator name, verifier platform id, or a system component
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "id": self.id}
+        """As platforms see it (`public`)."""
+        return public(self.kind, self.id)
+
+
+def public(kind: str, actor_id: str | None) -> dict:
+    """An actor as platforms see it, in events and the API's history: a bureau operator's account name is the
+    bureau's own (often a member of staff's name; the dashboard and its audit log show it), so platforms see
+    that an operator acted, not which one."""
+    return {"kind": kind, "id": None if kind == "operator" else actor_id}
 
 
 SYSTEM_TIMER = Actor("system", "timer")

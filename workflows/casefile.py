@@ -105,7 +105,7 @@ def casefile(db, binding_id: str, *, now: datetime | None = None) -> dict:
             .order_by(VerificationAttempt.attempt_no))]
         raw_attempts = [{"attempt_no": a["attempt_no"], "status": a["status"],
                          "deadline_at": datetime.fromisoformat(a["deadline_at"])} for a in attempts]
-        history = [transition_view(t) for t in s.scalars(
+        history = [transition_view(t, staff=True) for t in s.scalars(
             sa.select(Transition).where(Transition.binding_id == binding_id).order_by(Transition.seq))]
         return {
             "binding": binding_view(b, b.grantor, b.beneficiary),

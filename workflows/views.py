@@ -4,6 +4,7 @@ from __future__ import annotations
 from models import Binding, Person, Transition, VerificationAttempt
 
 from . import free_text
+from .actors import public
 from .id_in_text import mask_in_text
 
 
@@ -42,9 +43,11 @@ def binding_view(b: Binding, grantor: Person, beneficiary: Person) -> dict:
     }
 
 
-def transition_view(t: Transition) -> dict:
+def transition_view(t: Transition, *, staff: bool = False) -> dict:
+    """A history row as the API answers it; `staff` (the dashboard) also names the operator who acted."""
     return {"seq": t.seq, "from": t.from_state, "to": t.to_state, "event": t.event,
-            "actor": {"kind": t.actor_kind, "id": t.actor_id}, "channel": t.channel,
+            "actor": {"kind": t.actor_kind, "id": t.actor_id} if staff else public(t.actor_kind, t.actor_id),
+            "channel": t.channel,
             "reason": mask_in_text(t.reason) if t.reason else t.reason,  # written clean (`free_text`); older rows
             "at": _iso(t.at)}
 

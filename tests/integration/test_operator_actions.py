@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from models import AuditEntry, BatchJob, OutboxMessage, VerificationAttempt
-from workflows import batches, deliveries, face_sessions, operators, repair, verification
+from workflows import batches, casefile, deliveries, face_sessions, operators, queries, repair, verification
 from workflows.errors import DomainError
 
 from .support import T0, assert_history_consistent, binding, history, invite, person, race
@@ -108,6 +108,13 @@ def test_expire_now_goes_through_the_machine_with_the_operator_and_reason_in_his
     assert (last.event, last.actor_kind, last.actor_id, last.reason, last.channel) == (
         "expire", "operator", "operator1", "duplicate registration", "dashboard")
     assert_history_consistent(pg_db, bid)
+    # platforms learn that an operator acted, not which member of staff (the dashboard and audit log name them)
+    with pg_db() as s:
+        event = s.scalars(sa.select(OutboxMessage).where(OutboxMessage.binding_id == bid)
+                          .order_by(OutboxMessage.id.desc())).first()
+    assert event.payload["data"]["transition"]["actor"] == {"kind": "operator", "id": None}
+    assert queries.history(pg_db, bid)["transitions"][-1]["actor"] == {"kind": "operator", "id": None}
+    assert casefile.casefile(pg_db, bid)["history"][-1]["actor"] == {"kind": "operator", "id": "operator1"}
 
 
 def test_an_action_on_a_binding_that_changed_since_the_page_is_refused_and_audited(pg_db, family, staff):

@@ -158,7 +158,9 @@ class TransitionOut(BaseModel):
     from_: str | None = Field(alias="from")
     to: str
     event: str
-    actor: dict
+    actor: dict = Field(description="{kind: person|operator|system|verifier, id}: id is the person's opaque id, "
+                                     "the verifier's platform id or the system's component; null for an operator "
+                                     "(the bureau's staff are not named to platforms)")
     channel: str | None
     reason: str | None
     at: str

@@ -71,7 +71,12 @@ def OUTBOUND_WEBHOOKS() -> dict:
                             "description": "the binding after the transition, masked; `version` orders events"},
                 "transition": {"type": "object", "properties": {
                     "event": _STR, "from": {"type": ["string", "null"]}, "to": _STR,
-                    "actor": {"type": "object", "properties": {"kind": _STR, "id": _STR}},
+                    "actor": {"type": "object", "properties": {
+                        "kind": {"enum": ["person", "operator", "system", "verifier"]},
+                        "id": {"type": ["string", "null"],
+                               "description": "a person's opaque id (psn_…), the verifier's platform id or the "
+                                              "system's component (timer, registry:<platform>); null for an "
+                                              "operator: the bureau's staff are not named to platforms"}}},
                     "reason": {"type": ["string", "null"]}}}}}}}
 
     def relocated() -> dict:  # binding.relocated also says where the binding was
