@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from .errors import DomainError
 
-RELATIONSHIPS = ("spouse", "parent", "child", "sibling", "grandparent", "grandchild")
+# the relation of the beneficiary to the grantor; `spouse_parent` (the grantor's spouse's parent) is added to
+# API.md's list: DESIGN allows it where a region's policy says so (no seeded region does)
+RELATIONSHIPS = ("spouse", "parent", "child", "sibling", "grandparent", "grandchild", "spouse_parent")
 GUARDIAN_RELATIONSHIPS = ("child", "grandchild")  # the beneficiary is the grantor's child or grandchild
 GUARDIAN_AGE = 16
 MAX_FEN = 10**13  # the largest amount or balance taken, in fen (1,000 亿 yuan): within BIGINT and JSON's 2^53

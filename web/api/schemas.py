@@ -61,7 +61,9 @@ class InviteIn(Body):
     grantor_id_number: str = ID_NUMBER
     beneficiary_id_number: str = ID_NUMBER
     beneficiary_name: str = Field(min_length=1, max_length=64)
-    relationship: str = Field(description="spouse | parent | child | sibling | grandparent | grandchild",
+    relationship: str = Field(description="spouse | parent | child | sibling | grandparent | grandchild | "
+                                          "spouse_parent (the grantor's spouse's parent: only where the region "
+                                          "allows it)",
                               max_length=16)
     commitment_version: str | None = Field(None, max_length=32,
                                            description="the commitment letter (承诺书) version the grantor accepted")

@@ -50,7 +50,7 @@ WITHIN = [("", _l("any time")), ("3600", _l("1 hour")), ("86400", _l("1 day")), 
           ("2592000", _l("30 days"))]
 RELATIONSHIPS = {
     "spouse": _l("spouse"), "parent": _l("parent"), "child": _l("child"), "grandparent": _l("grandparent"),
-    "grandchild": _l("grandchild"), "sibling": _l("sibling"),
+    "grandchild": _l("grandchild"), "sibling": _l("sibling"), "spouse_parent": _l("spouse's parent"),
 }
 ACTORS = {"person": _l("person"), "operator": _l("operator"), "system": _l("system"), "verifier": _l("verifier")}
 POLICY_STATUS = {"in_force": _l("in force"), "pending": _l("pending"), "older": _l("older")}
