@@ -75,7 +75,9 @@ def _plain(value) -> str:
 @click.option("--province", default=None, help="every pooling region of this province, e.g. 65")
 @click.option("--set", "pairs", multiple=True, required=True,
               help="field=value (repeatable), e.g. cross_province=true, allowed_relationships=spouse,child")
-@click.option("--effective-from", default=None, help="ISO 8601 with a UTC offset; default: now")
+@click.option("--effective-from", default=None,
+              help="ISO 8601 with a UTC offset; default and earliest: 90 s from now (every process has the "
+                   "version by then, so all switch at the same instant)")
 @click.option("--reason", required=True, help="why (kept in the audit log)")
 @click.option("--by", required=True, help="who publishes, for the audit log")
 def policy_publish(regions, province, pairs, effective_from, reason, by) -> None:

@@ -10,14 +10,16 @@ rule, the deduction order). Hence:
   now, so the version is not recorded as having been in force before it was published) and not before
   the latest version's (versions take effect in order: `policy.in_force` picks the highest version
   already effective);
+- a version takes effect `SWITCH_MARGIN` (policy.CACHE_S + CLOCK_SKEW, 90 s) after it is published at the
+  earliest: every process has read it by then, so all switch at the same instant (from "now", a process
+  whose cache was 29 s old would still refuse the new commitment letter that another already asks for);
 - a pending version can be withdrawn (a typo in a date far ahead, or an urgent change that must come
   first) until shortly before it takes effect: `WITHDRAW_MARGIN` covers other processes' policy caches
   (`policy.CACHE_S`) and their clocks, so none can have made a binding under it;
 - publishes and withdrawals for one region are ordered by the region row's lock (SQLite writes one
   transaction at a time anyway): the second builds on the first's version;
 - each is an audit-log entry (`cli:<who>`, the reason, the fields);
-- running processes cache policies for `policy.CACHE_S` (30 s): a version effective now applies everywhere
-  within that time."""
+- running processes cache policies for `policy.CACHE_S` (30 s), hence the margin."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -33,6 +35,7 @@ from .policy_fields import refuse
 
 CLOCK_SKEW = timedelta(minutes=1)
 WITHDRAW_MARGIN = timedelta(seconds=policy.CACHE_S) + CLOCK_SKEW
+SWITCH_MARGIN = WITHDRAW_MARGIN  # the earliest a version takes effect after it is published
 MAX_WHO = 60  # the audit log's operator column holds 64 characters, "cli:" included
 
 _LOCK_REGION = (sa.select(Region.code).where(Region.code == sa.bindparam("r"))
@@ -67,7 +70,7 @@ def publish(db, regions: list[str], changes: dict, *, effective_from: datetime, 
         refuse("effective_from needs a UTC offset (e.g. 2027-01-01T00:00:00+08:00)")
     if effective_from < now - CLOCK_SKEW:
         refuse("effective_from is in the past: a policy is changed from now on, never backwards")
-    effective_from = max(effective_from, now)
+    effective_from = max(effective_from, now + SWITCH_MARGIN)
     if not regions:
         refuse("name at least one region")
     published = []

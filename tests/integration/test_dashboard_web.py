@@ -187,7 +187,7 @@ def test_the_policy_page_shows_each_regions_versions_in_force_pending_and_older(
     from models.types import utcnow
     from workflows import policy_admin, policy_fields
 
-    now = utcnow()
+    now = utcnow() - timedelta(minutes=2)  # published 2 minutes ago: in force since 90 s after that
     policy_admin.publish(sqlite_db, ["650100"], policy_fields.parse_changes(["cross_province=true"]),
                          effective_from=now, who="zhang", reason="通知", now=now)
     policy_admin.publish(sqlite_db, ["650100"], policy_fields.parse_changes(["invitation_ttl_s=259200"]),
@@ -199,7 +199,7 @@ def test_the_policy_page_shows_each_regions_versions_in_force_pending_and_older(
     rows = re.findall(r'data-region="(\d+)" data-version="(\d+)" data-status="(\w+)"', page)
     assert {r for r, _, _ in rows} == {"320100", "320500", "650100", "652900"}
     assert [(v, s) for r, v, s in rows if r == "650100"] == [("3", "pending"), ("2", "in_force"), ("1", "older")]
-    assert "待生效" in page and "生效中" in page and "跨省" in page and "3 天" in page and "最近绑定者优先" in page
+    assert "待生效" in page and "生效中" in page and "跨省" in page and "3 天" in page and "由被共济人排序" in page
 
 
 def test_signing_in_and_looking_up_work_while_redis_is_away(sqlite_db, crypto_keys):

@@ -20,6 +20,7 @@ from .support import T0, binding, invite, table_snapshot, wait_for_a_lock_wait
 pytestmark = pytest.mark.pg
 
 DAY = timedelta(days=1)
+SOON = T0 + policy_admin.SWITCH_MARGIN  # the earliest a version published at T0 takes effect
 
 
 def publish(db, regions, *pairs, at=T0, now=T0, reason="自治区医保局通知", who="tester"):
@@ -96,7 +97,7 @@ def test_a_version_another_process_published_is_found_for_its_bindings(pg_db):
     process (this cache not cleared), when a binding made under version 3 asks for its policy (`by_id`),
     then it gets version 3, read fresh, not the cached version in force."""
     publish(pg_db, ["650100"], "cross_province=true")
-    assert in_force(pg_db, "650100", T0).version == 2  # cached now
+    assert in_force(pg_db, "650100", SOON).version == 2  # cached now
     with pg_db.begin() as s:
         v2 = s.scalars(sa.select(RegionPolicy).where(RegionPolicy.region_code == "650100",
                                                      RegionPolicy.version == 2)).one()
@@ -106,8 +107,8 @@ def test_a_version_another_process_published_is_found_for_its_bindings(pg_db):
         s.flush()
         v3_id = v3.id
     with pg_db() as s:
-        assert policy.by_id(s, v3_id, "650100", T0).max_verification_attempts == 7
-        assert policy.in_force(s, "650100", T0).version == 2  # the cache, until CACHE_S has passed
+        assert policy.by_id(s, v3_id, "650100", SOON).max_verification_attempts == 7
+        assert policy.in_force(s, "650100", SOON).version == 2  # the cache, until CACHE_S has passed
 
 
 @pytest.mark.parametrize("regions, pairs, at, code, says", [
@@ -138,11 +139,18 @@ def test_who_and_why_are_required(pg_db):
     assert table_snapshot(pg_db) == before
 
 
-def test_a_time_a_moment_ago_counts_as_now(pg_db):
-    """Given a publish whose effective_from was typed 30 s ago (within the minute allowed), when published,
-    then it is recorded as taking effect at the moment it was published, not 30 s before."""
-    out = publish(pg_db, ["650100"], "cross_province=true", at=T0 - timedelta(seconds=30))
-    assert out[0]["effective_from"] == T0.isoformat()
+def test_a_time_a_moment_ago_counts_as_now_and_every_process_switches_at_once(pg_db):
+    """Given a publish whose effective_from was typed 30 s ago (within the minute allowed), or is now, or is
+    a minute ahead, when published at T0, then each takes effect 90 s after T0 (policy.CACHE_S and a minute
+    of clock skew): every process has read it by then, so none judges by the old version after another
+    switched (a commitment letter one process asks for and another refuses); one 2 minutes ahead keeps its time."""
+    for typed, region in ((T0 - timedelta(seconds=30), "650100"), (T0, "652900"),
+                          (T0 + timedelta(minutes=1), "320100")):
+        out = publish(pg_db, [region], "frequency_max_changes=5", at=typed)
+        assert out[0]["effective_from"] == SOON.isoformat() == (T0 + timedelta(seconds=90)).isoformat()
+    later = publish(pg_db, ["320500"], "frequency_max_changes=5", at=T0 + timedelta(minutes=2))
+    assert later[0]["effective_from"] == (T0 + timedelta(minutes=2)).isoformat()
+    assert in_force(pg_db, "650100", SOON - timedelta(seconds=1)).version == 1
 
 
 def test_versions_take_effect_in_order_and_a_pending_one_can_be_corrected_or_withdrawn(pg_db):
@@ -206,7 +214,7 @@ def test_two_publishes_at_once_are_ordered_by_the_regions_lock(pg_db):
         t.join(60)
 
     assert sorted(results.values()) == [2, 3], results
-    latest = in_force(pg_db, "650100", T0 + timedelta(seconds=1))
+    latest = in_force(pg_db, "650100", SOON)
     assert (latest.version, latest.cross_province, latest.max_beneficiaries_per_grantor) == (3, True, 4)
     with pg_db() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(RegionPolicy)
@@ -217,7 +225,7 @@ def test_two_publishes_at_once_are_ordered_by_the_regions_lock(pg_db):
 def test_the_command_line_publishes_and_shows_on_the_embedded_default(tmp_path, monkeypatch, crypto_keys):
     """Given a fresh embedded database (SQLite under ./var), when `gongji policy publish --province 65 --set
     cross_province=true --set commitment_version=XJ-2027-01 --reason …` runs, then both Xinjiang regions get
-    version 2 and `gongji policy show 652900` lists it in force above version 1; a bad value is a usage error
+    version 2 and `gongji policy show 652900` lists it pending (for 90 s) above version 1 in force; a bad value is a usage error
     (exit 1) that names the field, a publish without --by is refused (exit 2), and a version published for
     the wrong year shows as pending and is withdrawn."""
     from web.cli import main
@@ -232,10 +240,10 @@ def test_the_command_line_publishes_and_shows_on_the_embedded_default(tmp_path, 
     shown = runner.invoke(main, ["policy", "show", "652900"])
     assert shown.exit_code == 0, shown.output
     lines = shown.output.splitlines()
-    assert "version 2" in lines[0] and lines[0].endswith("in force")
+    assert "version 2" in lines[0] and lines[0].endswith("pending")  # for 90 s: every process switches at once
     assert "commitment_version: XJ-2027-01" in shown.output and "cross_province: true" in shown.output
     assert "allowed_relationships: spouse,parent,child" in shown.output  # as --set takes it back
-    assert any("version 1" in line and not line.endswith("in force") for line in lines)
+    assert any("version 1" in line and line.endswith("in force") for line in lines)
     bad = runner.invoke(main, ["policy", "publish", "--region", "650100", "--set", "cross_province=maybe",
                                "--reason", "x", "--by", "zhang"])
     assert bad.exit_code == 1 and "cross_province is true or false" in bad.output
@@ -272,7 +280,7 @@ def test_a_version_the_seed_file_gains_later_is_not_added_beside_published_ones(
         seed.seed_regions(s)
 
     assert [v["policy_version"] for v in policy_admin.versions(pg_db, "650100", now=T0)] == [2, 1]
-    assert in_force(pg_db, "650100", T0).cross_province is True
+    assert in_force(pg_db, "650100", SOON).cross_province is True
 
 
 def test_a_version_about_to_take_effect_can_no_longer_be_withdrawn(pg_db):
