@@ -37,6 +37,9 @@ class Person(Base):
     source_platform: Mapped[str | None] = mapped_column(sa.String(32))
     # the as-of time of the newest registry fact applied; an older person event changes nothing
     registry_as_of: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the same fact's time as its source platform stated it (a fast clock's may be ahead of when it was
+    # applied): that platform's next fact is compared with this (workflows/person_events._check_fresh)
+    registry_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -29,6 +29,7 @@ from models.types import utcnow
 
 from . import delivery_statements as statements
 from . import free_text, platforms, rows, sync
+from .actors import public
 from .persons import province_of
 from .statements import Statement
 
@@ -267,7 +268,7 @@ def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
             platforms.clear_cache()
             p = platforms.get(db, platform_id)
         return Claim(id=delivery_id, attempt_no=attempts, platform_id=p.id, url=p.webhook_url,
-                     secrets=p.signing_secrets(now), event_id=event_id, payload=payload) if p.webhook_url else None
+                     secrets=p.signing_secrets(now), event_id=event_id, payload=as_sent(payload)) if p.webhook_url else None
     with db.begin() as s:
         row = s.execute(_CLAIM, {"id": delivery_id, "horizon": now + timedelta(seconds=GRACE_S)}).mappings().first()
         if row is None:
@@ -277,7 +278,18 @@ def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
             return None
         s.execute(_TAKE, {"_id": delivery_id, "n": row["attempts"] + 1, "t": now + timedelta(seconds=LEASE_S)})
     return Claim(id=delivery_id, attempt_no=row["attempts"] + 1, platform_id=p.id, url=p.webhook_url,
-                 secrets=p.signing_secrets(now), event_id=row["event_id"], payload=row["payload"])
+                 secrets=p.signing_secrets(now), event_id=row["event_id"], payload=as_sent(row["payload"]))
+
+
+def as_sent(payload: dict) -> dict:
+    """An event as it leaves: one stored before operators went unnamed to platforms (`actors.public`) and sent
+    again (a retry, a replay) names no member of staff either."""
+    transition = (payload.get("data") or {}).get("transition")
+    actor = transition.get("actor") if isinstance(transition, dict) else None
+    if not isinstance(actor, dict) or actor.get("kind") != "operator" or actor.get("id") is None:
+        return payload
+    data = {**payload["data"], "transition": {**transition, "actor": public("operator", None)}}
+    return {**payload, "data": data}
 
 
 def record(db, c: Claim, *, status_code: int | None, error: str | None, duration_ms: int,

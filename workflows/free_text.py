@@ -24,7 +24,8 @@ from .idnumbers import mask_name
 MAX_CHARS = 1000
 REASON_CHARS = 500  # a reason a platform sends for a person or a verifier, by the API or a webhook (longer: 422)
 # masking reads at most this much past the limit: an ID or mobile number that begins before the cut ends
-# inside it, and a megabyte of text costs what a page does (the regexes' time grows with the text)
+# inside it, and a megabyte of text costs what a page does (the regexes' time grows with the text); the
+# margin itself is never kept (`clean`)
 _MARGIN = 64
 # 13812345678, +86 138 1234 5678, 86-138-1234-5678, 138.1234.5678 (full-width digits are made ASCII first;
 # the groups' separators are an ID number's, `id_in_text.SEPARATOR`)
@@ -41,10 +42,13 @@ _NAMES_OF_BINDING = sa.select(Person.name).where(sa.or_(
 
 def clean(text: str | None, names: tuple[str, ...] = (), *, limit: int = MAX_CHARS) -> str | None:
     """`text` with ID numbers, mobile numbers and `names` masked, trimmed and cut; None when empty."""
-    out = (text or "").replace("\x00", "").translate(_WIDE).strip()[:limit + _MARGIN]  # NUL: no database text holds it
-    out = _MOBILE.sub(lambda m: f"{m.group(1)}{m.group(2)}****{m.group(4)}", mask_in_text(out))
+    out = (text or "").replace("\x00", "").translate(_WIDE).strip()  # NUL: no database text holds it
+    cut = len(out) > limit + _MARGIN
+    out = _MOBILE.sub(lambda m: f"{m.group(1)}{m.group(2)}****{m.group(4)}", mask_in_text(out[:limit + _MARGIN]))
     for name in sorted({n for n in names if n and len(n) >= 2}, key=len, reverse=True):
         out = out.replace(name, mask_name(name))
+    if cut:  # a number the cut split is not recognised: its part is in the last _MARGIN characters, which
+        out = out[:len(out) - _MARGIN]  # masking may have pulled inside the limit (a mask can be shorter)
     return out[:limit] or None
 
 

@@ -34,10 +34,9 @@ APPLIED = "applied"
 
 
 def as_of_time(value, *, now: datetime) -> datetime | None:
-    """`updated_at` (ISO 8601 with an offset, or an aware datetime) as aware UTC, never later than `now`;
-    None when absent. A sender's clock up to FUTURE_TOLERANCE ahead is accepted as now: held as given, a
-    fact dated 5 minutes ahead would make every other platform's real fact of those 5 minutes `stale`
-    (an insurance that ended, dropped for good), as `webhooks.sent_at` caps a webhook's own timestamp."""
+    """`updated_at` (ISO 8601 with an offset, or an aware datetime) as aware UTC, as the sender stated it (at
+    most FUTURE_TOLERANCE ahead of `now`: a clock a little fast); None when absent. How it is compared with
+    the fact held: `_check_fresh`."""
     if value is None or value == "":
         return None
     try:
@@ -49,7 +48,7 @@ def as_of_time(value, *, now: datetime) -> datetime | None:
     try:
         if at > now + FUTURE_TOLERANCE:
             raise DomainError("validation_failed", "updated_at is in the future")
-        return min(at.astimezone(timezone.utc), now)
+        return at.astimezone(timezone.utc)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00: before the first representable UTC instant
         raise DomainError("validation_failed", "updated_at is out of range") from None
 
@@ -73,14 +72,32 @@ def check_served(platform, *province_codes: str) -> None:
         raise DomainError("region_not_served", f"platform {platform.id} does not serve that person's province")
 
 
-def _check_fresh(person: Person, at: datetime | None) -> None:
-    if at is not None and person.registry_as_of is not None and at <= person.registry_as_of:
+def _check_fresh(person: Person, at: datetime | None, platform, now: datetime) -> None:
+    """Refuse a fact not newer than the one held (`stale`). Against a fact from the same platform, the two
+    times that platform stated are compared (its clock orders its own facts, also when it runs fast and
+    they arrive out of order); against another platform's, each time is taken as at most when it was
+    applied (`registry_as_of`): a fact dated ahead by a fast clock must not make another platform's real
+    later fact of those minutes `stale` (an insurance that ended, dropped for good, its binding paying)."""
+    if at is None:
+        return
+    source = platform.id if platform is not None else None
+    if person.registry_sent_at is not None and person.source_platform == source:
+        held, new = person.registry_sent_at, at
+    else:
+        held, new = person.registry_as_of, min(at, now)
+    if held is not None and new <= held:
         raise DomainError("stale", "the registry already holds a fact as of the same time or later")
 
 
+def applied_as_of(at: datetime | None, now: datetime) -> datetime:
+    """A fact's time as held: the time stated, never later than when it is applied."""
+    return min(at, now) if at is not None else now
+
+
 def _stamp(cmd: Command, person: Person, at: datetime | None, platform) -> None:
-    held = person.registry_as_of
-    person.registry_as_of = max(at or cmd.now, held) if held is not None else (at or cmd.now)
+    held, now = person.registry_as_of, applied_as_of(at, cmd.now)
+    person.registry_as_of = max(now, held) if held is not None else now
+    person.registry_sent_at = at or cmd.now  # as the source stated it (`_check_fresh`)
     person.updated_at = cmd.now
     person.source_platform = platform.id if platform is not None else None
 
@@ -100,14 +117,14 @@ def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform) -> t
         s.add(person)
     else:  # a province platform may not take over a person another province insures
         check_served(platform, province_of(s, person.region_code))
-        _check_fresh(person, as_of)
+        _check_fresh(person, as_of, platform, cmd.now)
     before = None if created else (person.insurance_type, person.insurance_status, person.region_code)
     person.name, person.name_masked = fields["name"], idnumbers.mask_name(fields["name"])
     person.insurance_type, person.insurance_status = fields["insurance_type"], fields["insurance_status"]
     person.region_code, person.real_name_verified = fields["region_code"], fields["real_name_verified"]
     if fields.get("balance_fen") is not None:
         person.balance_fen = fields["balance_fen"] if created else balances.with_later_postings(
-            s, person.id, fields["balance_fen"], as_of or cmd.now, platform)
+            s, person.id, fields["balance_fen"], applied_as_of(as_of, cmd.now), platform)
     _stamp(cmd, person, as_of, platform)
     s.flush()
     # a name or balance update locks no binding: only these facts can end one (bindings never start

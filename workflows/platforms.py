@@ -154,11 +154,12 @@ def add(db, platform_id: str, *, kind: str, api_key: str, webhook_secret: str, w
     provinces = list(provinces or [])
     digest = hash_key(api_key) if isinstance(api_key, str) else ""
     with db.begin() as s:
+        p = s.get(Platform, platform_id)
+        kept = p.webhook_url if p is not None and webhook_url is None else None  # an update without --webhook-url
         platform_checks.check_registration(s, platform_id, kind=kind, kinds=KINDS, api_key=api_key,
-                                           webhook_url=webhook_url, provinces=provinces)
+                                           webhook_url=webhook_url if kept is None else kept, provinces=provinces)
         if s.scalar(sa.select(Platform.id).where(Platform.api_key_hash == digest, Platform.id != platform_id)):
             raise DomainError("conflict", "that API key is another platform's")
-        p = s.get(Platform, platform_id)
         created = p is None
         if created:
             p = Platform(id=platform_id, webhook_secret=webhook_secret)

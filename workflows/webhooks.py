@@ -180,11 +180,13 @@ def _apply(db, row: ReceivedWebhook) -> str:
     if not isinstance(data, dict):
         raise DomainError("validation_failed", "data is an object")
     if row.type == "verification.completed":
-        if not isinstance(data.get("reason"), (str, type(None))) or len(data.get("reason") or "") > REASON_CHARS:
-            raise DomainError("validation_failed", f"reason is a string of at most {REASON_CHARS} characters")
+        if not isinstance(data.get("reason"), (str, type(None))):
+            raise DomainError("validation_failed", "reason is a string")
+        # a longer reason is cut, not refused: a refusal is final, and a passed face check would be lost to it
+        reason = data.get("reason")[:REASON_CHARS] if data.get("reason") else None
         return record_verification_result(db, verification_id=str(data.get("verification_id")),
                                           binding_id=str(data.get("binding_id")), result=data.get("result"),
-                                          verifier_id=row.platform_id, reason=data.get("reason"))
+                                          verifier_id=row.platform_id, reason=reason)
     handler = person_events.HANDLERS.get(row.type)
     if handler is None:
         return "unsupported_type"

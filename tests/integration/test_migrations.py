@@ -185,21 +185,27 @@ def _ended_bindings_at_0009(engine) -> None:
     """At revision 0009: two persons, a binding the system unbound and one still accepted, with history."""
     from datetime import datetime, timezone
 
-    from models import Binding, Transition, seed
-    from workflows import persons
-    from workflows.idnumbers import with_check_digit
+    from models import Binding, Person, Transition, seed
+    from models.crypto import lookup_hash
+    from workflows.idnumbers import mask, mask_name, with_check_digit
 
     migrate.upgrade(engine, "0009")
     db = mdb.make_sessionmaker(engine)
     with db.begin() as s:
         seed.seed_regions(s)
-    ids = []
-    for number in (with_check_digit("32010219600101001"), with_check_digit("32010219850202002")):
-        view, _ = persons.upsert(db, dict(id_number=number, name="张三", insurance_type="employee",
-                                          insurance_status="active", region_code="320100", real_name_verified=True,
-                                          balance_fen=0), platform=None)
-        ids.append(view["id"])
     at = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
+    # persons as at 0009 (the ORM's Person has the columns of later revisions): written as rows
+    P = sa.table("persons", *(sa.column(c.name, c.type) for c in Person.__table__.columns
+                              if c.name != "registry_sent_at"))
+    ids = []
+    with engine.begin() as conn:
+        for k, number in enumerate((with_check_digit("32010219600101001"), with_check_digit("32010219850202002"))):
+            conn.execute(sa.insert(P).values(
+                id=f"psn_{k}", id_number=number, id_number_hash=lookup_hash(number), id_number_masked=mask(number),
+                name="张三", name_masked=mask_name("张三"), insurance_type="employee", insurance_status="active",
+                region_code="320100", real_name_verified=True, balance_fen=0, deceased=False, created_at=at,
+                updated_at=at))
+            ids.append(f"psn_{k}")
     T = Transition.__table__  # bindings as at 0009: the columns of later revisions (and their defaults) left out
     B = sa.table("bindings", *(sa.column(c.name, c.type) for c in Binding.__table__.columns
                                if c.name not in ("ended_by", "change_seq")))

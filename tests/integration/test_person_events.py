@@ -487,6 +487,27 @@ def test_a_registry_fact_dated_ahead_does_not_outdate_another_platforms_later_fa
                            platform_id="national")
 
 
+def test_a_fast_clocks_own_facts_keep_their_order_when_they_arrive_out_of_it(pg_db, family, base):
+    """Given Jiangsu's clock 4 minutes fast and an authorized binding
+    When Jiangsu's "insurance ended" (dated now+4:30) is applied, and then its older "insurance active"
+    (dated now+4:00) arrives late
+    Then the older one is `stale` (the times Jiangsu stated order its own facts) and the person stays
+    ended; another platform's later fact still applies (dated by when it arrived, not by Jiangsu's clock)."""
+    fam = family(pg_db, now=base)
+    _authorized(pg_db, fam, base)
+    now = utcnow()
+    jiangsu = platforms.get(pg_db, "jiangsu")
+    ended = registry(fam, "grantor", insurance_status="ended", updated_at=(now + timedelta(minutes=4, seconds=30)).isoformat())
+    persons.upsert(pg_db, ended, platform=jiangsu, now=now)
+    older = registry(fam, "grantor", insurance_status="active", updated_at=(now + timedelta(minutes=4)).isoformat())
+    with pytest.raises(DomainError) as refused:
+        persons.upsert(pg_db, older, platform=jiangsu, now=now + timedelta(seconds=30))
+    assert refused.value.code == "stale" and held(pg_db, fam.grantor).insurance_status == "ended"
+    later = registry(fam, "grantor", insurance_status="active", updated_at=(now + timedelta(seconds=40)).isoformat())
+    persons.upsert(pg_db, later, platform=platforms.get(pg_db, "national"), now=now + timedelta(seconds=41))
+    assert held(pg_db, fam.grantor).insurance_status == "active"
+
+
 def test_an_unbind_request_with_a_reason_longer_than_the_apis_is_refused(pg_db, family, base):
     """Given an accepted binding, When a platform's binding.unbind_requested carries a 501-character reason
     (the API's limit is 500), Then its outcome is validation_failed and the binding is unchanged; 500 apply."""
@@ -629,3 +650,22 @@ def test_a_verifiers_reason_that_is_not_text_is_refused(pg_db, family):
                 {"verification_id": vid, "binding_id": bid, "result": "failed", "reason": 123},
                 sent=utcnow()) == "validation_failed"
     assert binding(pg_db, bid).state == "invited"
+
+
+def test_a_passed_face_check_with_a_long_reason_is_applied_with_the_reason_cut(pg_db, family):
+    """Given a pending face verification, When the verifier's `verification.completed` says passed with a
+    2,000-character reason, Then it is applied (face_verified) and the attempt keeps the first 500
+    characters: a refusal would be final, and the passed check lost (the attempt would later time out)."""
+    from models import VerificationAttempt
+    from workflows import verification
+    at = utcnow() - timedelta(minutes=1)  # the worker applies webhooks at the wall clock
+    fam = family(pg_db, now=at)
+    bid = invite(pg_db, fam, now=at)["id"]
+    vid = verification.start_verification(pg_db, bid, {"kind": "person", "id_number": fam.beneficiary},
+                                          now=at)["verification_id"]
+    assert send(pg_db, "facecheck", "verification.completed",
+                {"verification_id": vid, "binding_id": bid, "result": "passed", "reason": "好" * 2000},
+                sent=utcnow()) == "passed"
+    assert binding(pg_db, bid).state == "face_verified"
+    with pg_db() as s:
+        assert s.get(VerificationAttempt, vid).reason == "好" * 500

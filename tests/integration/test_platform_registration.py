@@ -38,7 +38,7 @@ def gongji(tmp_path, monkeypatch, crypto_keys):
 def _row(tmp_path, platform_id: str) -> dict | None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'gongji.db'}")
     with engine.connect() as c:
-        row = c.execute(sa.select(Platform.webhook_url, Platform.provinces, Platform.previous_secret_expires_at)
+        row = c.execute(sa.select(Platform.kind, Platform.webhook_url, Platform.provinces, Platform.previous_secret_expires_at)
                         .where(Platform.id == platform_id)).mappings().first()
     engine.dispose()
     return dict(row) if row else None
@@ -87,6 +87,18 @@ def test_a_face_provider_is_registered_on_https_or_on_this_machine(gongji, tmp_p
                        "--webhook-secret", SECRET, "--webhook-url", url)
     assert code == 0, out
     assert _row(tmp_path, "fc")["webhook_url"] == url
+
+
+def test_a_platform_made_a_face_provider_keeps_no_plain_http_url_it_had(gongji, tmp_path):
+    """Given a platform registered on plain http://face.example, When it is registered again as a verifier
+    without --webhook-url (which keeps the stored URL), Then it is refused: the URL it would keep is checked
+    as if given; with an https:// URL it is registered."""
+    base = ["platform", "add", "fc", "--api-key", "gk_long_enough_1", "--webhook-secret", SECRET]
+    assert gongji(*base, "--kind", "province", "--regions", "32", "--webhook-url", "http://face.example/s")[0] == 0
+    code, out = gongji(*base, "--kind", "verifier")
+    assert code == 1 and "its URL is https://" in out, out
+    assert _row(tmp_path, "fc")["kind"] == "province"
+    assert gongji(*base, "--kind", "verifier", "--webhook-url", "https://face.example/s")[0] == 0
 
 
 def test_an_update_keeps_the_url_and_refuses_another_secret_or_anothers_key(gongji, tmp_path):

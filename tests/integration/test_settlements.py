@@ -546,3 +546,26 @@ def test_a_reversal_after_the_beneficiary_moved_still_reaches_the_platform_that_
     with pg_db() as s:
         told = set(s.scalars(sa.select(Delivery.platform_id).where(Delivery.topic == "settlement.reversed")))
     assert told == {"national", "jiangsu", "xinjiang"}
+
+
+def test_a_binding_authorized_by_code_from_before_its_bound_time_pays_by_its_last_change(pg_db, family, new_person):
+    """Given two authorized bindings of one beneficiary, B authorized on day 1 and A on day 2, and B's bound
+    time missing (authorized by a process of the code before migration 0018 during a rolling deploy)
+    When a settlement larger than either authorization is made on day 3
+    Then A pays first: B is dated by its last change (day 1), not taken for the newest of all."""
+    day = timedelta(days=1)
+    g_a = new_person(pg_db, insurance_type="employee", balance_fen=100_000, now=T0)
+    fam = family(pg_db, grantor=g_a, now=T0)
+    new_person(pg_db, id_number=fam.beneficiary, name=fam.beneficiary_name, balance_fen=0, now=T0)
+    a = accepted(pg_db, fam, now=T0)
+    g_b = new_person(pg_db, insurance_type="employee", balance_fen=100_000, now=T0)
+    fam_b = fam._replace(grantor=g_b[0], grantor_name=g_b[1])
+    b = accepted(pg_db, fam_b, now=T0)
+    commands.authorize(pg_db, b, person(fam_b.grantor), 1_000, now=T0 + day)
+    commands.authorize(pg_db, a, person(fam.grantor), 1_000, now=T0 + 2 * day)
+    with pg_db.begin() as s:
+        s.execute(sa.update(Binding).where(Binding.id == b).values(authorized_at=None))
+
+    made, _ = _settle(pg_db, fam, 1_500, "JS-OLDCODE", at=T0 + 3 * day)
+
+    assert [(x["binding_id"], x["amount_fen"]) for x in made["splits"]] == [(a, 1_000), (b, 500)]
