@@ -33,6 +33,7 @@ def binding_view(b: Binding, grantor: Person, beneficiary: Person) -> dict:
         "grantor": person_ref(grantor), "beneficiary": person_ref(beneficiary),
         "relationship": b.relationship, "verification_method": b.verification_method, "channel": b.channel,
         "authorized_amount_fen": b.authorized_amount_fen, "authorization": authorization,
+        "authorized_at": _iso(b.authorized_at),
         "failed_verifications": b.failed_verifications,
         "deadline_at": _iso(b.deadline_at), "deadline_event": b.deadline_event, "expires_at": _iso(b.expires_at),
         "province_code": b.province_code, "grantor_region": b.grantor_region,

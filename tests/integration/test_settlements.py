@@ -253,6 +253,9 @@ def test_the_newest_is_the_binding_whose_account_was_bound_last_not_the_one_invi
     with pg_db() as s:
         assert s.get(Binding, b).authorized_at == T0 + day + timedelta(seconds=10)
     assert queries.set_deduction_order(pg_db, _person(pg_db, fam.beneficiary).id, [])["binding_ids"] == [a, b]
+    # platforms see the clock the order goes by (GET /bindings/{id}, and every event's data.binding)
+    assert [queries.binding(pg_db, x)["authorized_at"] for x in (a, b)] == [
+        (T0 + 5 * day).isoformat(), (T0 + day + timedelta(seconds=10)).isoformat()]
 
 
 def test_a_region_that_fixes_the_order_refuses_a_persons_order(pg_db, new_person):

@@ -127,6 +127,9 @@ class BindingOut(BaseModel):
     channel: str
     authorized_amount_fen: int | None
     authorization: Literal["amount", "whole_balance"] | None
+    authorized_at: str | None = Field(None, description="when the grantor's account was bound to this binding: "
+                                      "its first authorization (a new amount keeps it); the deduction order's "
+                                      "'newest' is the binding bound last")
     failed_verifications: int
     deadline_at: str | None
     deadline_event: str | None
