@@ -4,12 +4,23 @@ Each is one transaction (see `unit.command`): lock the binding, check the actor 
 event through the shared machine, append history and an outbox event, commit. Amounts are fen."""
 from __future__ import annotations
 
-from models import Person
+import math
+from datetime import timedelta
 
-from . import free_text, rules
+import sqlalchemy as sa
+
+from models import Person, Transition
+
+from . import free_text, policy, rules
 from .errors import DomainError
 from .persons import facts
+from .statements import Statement
 from .unit import command, retried
+
+H = Transition.__table__
+_AUTHORIZED_SINCE = Statement(sa.select(H.c.at).where(H.c.binding_id == sa.bindparam("b"), H.c.event == "authorize",
+                                                      H.c.at > sa.bindparam("since", type_=H.c.at.type))
+                              .order_by(H.c.at))
 
 
 def _simple(event: str, *, optimistic: bool = False):
@@ -61,10 +72,25 @@ def authorize(db, binding_id: str, actor, amount_fen: int | None, *, channel: st
         cmd.authorize_actor(row, "authorize", who, None)
         if row.state in ("accepted", "authorized"):
             rules.check_grantor(facts(cmd.conn, row.grantor))
+        if row.state == "authorized":
+            _check_new_amounts(cmd, row)
         row.authorized_amount_fen = amount_fen  # rolled back with the transaction if the event is refused
         cmd.transition(row, "authorize", who, channel=channel,
                        reason="whole_balance" if amount_fen is None else f"amount_fen={amount_fen}")
         return cmd.view
+
+
+def _check_new_amounts(cmd, row) -> None:
+    """A new amount is a binding change: at most the region's `frequency_max_changes` authorizations of one
+    binding in its `frequency_window_s` (the first included), else 429 too_frequent with the seconds until
+    one more fits. Each writes a history row and an event to every platform concerned: without a limit an
+    app could send thousands (a security review sent 60 in a row, all taken)."""
+    pol = policy.by_id(cmd.conn, row.policy_id, row.grantor_region, cmd.now)
+    window = timedelta(seconds=pol.frequency_window_s)
+    moments = [found[0] for found in _AUTHORIZED_SINCE.rows(cmd.conn, {"b": row.id, "since": cmd.now - window})]
+    over = len(moments) - pol.frequency_max_changes
+    if over >= 0:
+        rules.check_frequency(len(moments), pol, max(1, math.ceil((moments[over] + window - cmd.now).total_seconds())))
 
 
 __all__ = ["accept", "authorize", "cancel", "decline", "expire", "reject", "unbind", "DomainError"]

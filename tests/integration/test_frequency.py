@@ -146,3 +146,32 @@ def test_when_both_persons_are_at_their_limit_retry_after_is_the_later_wait(pg_d
                           now=T0)
 
     assert refused.value.code == "too_frequent" and refused.value.extra == {"retry_after_s": 7200}
+
+
+def test_new_amounts_are_binding_changes_limited_per_binding(pg_db, family):
+    """Given an accepted binding in Jiangsu (10 changes per 86400 s) authorized at T0 and given a new amount
+    9 times, a minute apart
+    When the grantor sets an 11th amount within the day
+    Then 429 too_frequent, retry after the first authorization leaves the window, and nothing is written;
+    once it has left, the amount is taken. Another binding of the same grantor is not held back."""
+    fam = family(pg_db, now=T0)
+    bid = accepted(pg_db, fam, now=T0)
+    minute = timedelta(minutes=1)
+    for k in range(10):
+        commands.authorize(pg_db, bid, person(fam.grantor), 1_000 + k, now=T0 + (k + 1) * minute)
+    version = _version(pg_db, bid)
+    late = T0 + 30 * minute
+    with pytest.raises(DomainError) as refused:
+        commands.authorize(pg_db, bid, person(fam.grantor), 5_000, now=late)
+    assert (refused.value.code, refused.value.status) == ("too_frequent", 429)
+    assert refused.value.extra["retry_after_s"] == int((T0 + minute + DAY - late).total_seconds())
+    assert _version(pg_db, bid) == version
+    other = accepted(pg_db, family(pg_db, grantor=(fam.grantor, fam.grantor_name), now=T0), now=T0)
+    assert commands.authorize(pg_db, other, person(fam.grantor), 100, now=late)["state"] == "authorized"
+    assert commands.authorize(pg_db, bid, person(fam.grantor), 5_000, now=T0 + minute + DAY + timedelta(seconds=1))[
+        "authorized_amount_fen"] == 5_000
+
+
+def _version(db, bid: str) -> int:
+    with db() as s:
+        return s.get(Binding, bid).version
