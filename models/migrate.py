@@ -67,3 +67,16 @@ def downgrade(engine: sa.Engine, revision: str = "base", *, config: Config | Non
 def _bound(cfg: Config, connection: sa.Connection) -> Config:
     cfg.attributes["connection"] = connection
     return cfg
+
+
+def fill_in_batches(conn: sa.Connection, next_upto: sa.TextClause, fill: sa.TextClause, *, batch: int = 5000) -> None:
+    """For a migration, inside `op.get_context().autocommit_block()`: run `fill` (bound to :after and :upto,
+    an id range) over a table in id order, `batch` rows a statement, each committed by itself, so no lock is
+    held on the whole table; `next_upto` (bound to :after and :n) gives the last id of the next batch."""
+    after = ""
+    while True:
+        upto = conn.execute(next_upto, {"after": after, "n": batch}).scalar()
+        if upto is None:
+            return
+        conn.execute(fill, {"after": after, "upto": upto})
+        after = upto

@@ -266,3 +266,20 @@ def test_0011_stamps_existing_bindings_below_every_later_change(backend, request
         seed.seed_dev_platforms(s)
     feed = sync.feed(db, platforms.get(db, "national"))
     assert [b["id"] for b in feed["bindings"]] == ["bnd_live", "bnd_ended"]
+
+
+def test_a_fill_in_batches_covers_every_row_once_in_id_order():
+    """Given 7 rows and batches of 3, When a migration fills them with `migrate.fill_in_batches`, Then every row
+    is filled, by 3 fills (3, 3, 1 rows) in id order, and an empty table takes none."""
+    engine = sa.create_engine("sqlite://")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id TEXT PRIMARY KEY, v INTEGER)")
+        conn.exec_driver_sql("INSERT INTO t (id) VALUES " + ", ".join(f"('r{k}')" for k in range(7)))
+    upto = sa.text("SELECT max(id) FROM (SELECT id FROM t WHERE id > :after ORDER BY id LIMIT :n) AS b")
+    fill = sa.text("UPDATE t SET v = (SELECT coalesce(max(v), 0) + 1 FROM t) WHERE id > :after AND id <= :upto")
+    with engine.begin() as conn:
+        migrate.fill_in_batches(conn, upto, fill, batch=3)
+        assert conn.exec_driver_sql("SELECT v, count(*) FROM t GROUP BY v ORDER BY v").all() == [(1, 3), (2, 3), (3, 1)]
+        conn.exec_driver_sql("DELETE FROM t")
+        migrate.fill_in_batches(conn, upto, fill, batch=3)
+    engine.dispose()

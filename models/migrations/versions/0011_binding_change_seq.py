@@ -20,6 +20,8 @@ Create Date: 2026-11-25
 import sqlalchemy as sa
 from alembic import op
 
+from models.migrate import fill_in_batches
+
 
 revision = '0011'
 down_revision = '0010'
@@ -41,14 +43,8 @@ def upgrade() -> None:
     op.add_column('bindings', sa.Column('change_seq', sa.BigInteger(), nullable=True))
     fill = sa.text(f"UPDATE bindings SET change_seq = {_STAMP[dialect]}"
                    " WHERE id > :after AND id <= :upto AND change_seq IS NULL")
-    with op.get_context().autocommit_block():
-        conn, after = op.get_bind(), ""
-        while True:
-            upto = conn.execute(_NEXT, {"after": after, "n": BATCH}).scalar()
-            if upto is None:
-                break
-            conn.execute(fill, {"after": after, "upto": upto})  # one statement: SQLite reads max under its lock
-            after = upto
+    with op.get_context().autocommit_block():  # one statement a batch: SQLite reads max under its lock
+        fill_in_batches(op.get_bind(), _NEXT, fill, batch=BATCH)
         op.create_index(NAME, 'bindings', ['change_seq', 'id'], unique=False, postgresql_concurrently=True)
 
 

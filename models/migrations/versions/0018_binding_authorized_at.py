@@ -18,6 +18,8 @@ Create Date: 2026-11-25
 import sqlalchemy as sa
 from alembic import op
 
+from models.migrate import fill_in_batches
+
 
 revision = '0018'
 down_revision = '0017'
@@ -38,13 +40,7 @@ def upgrade() -> None:
         op.execute("SET LOCAL lock_timeout = '10s'")
     op.add_column('bindings', sa.Column('authorized_at', sa.DateTime(timezone=True), nullable=True))
     with op.get_context().autocommit_block():
-        conn, after = op.get_bind(), ""
-        while True:
-            upto = conn.execute(_NEXT, {"after": after, "n": BATCH}).scalar()
-            if upto is None:
-                break
-            conn.execute(_FILL, {"after": after, "upto": upto})
-            after = upto
+        fill_in_batches(op.get_bind(), _NEXT, _FILL, batch=BATCH)
 
 
 def downgrade() -> None:
