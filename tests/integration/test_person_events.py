@@ -637,15 +637,21 @@ def test_a_lock_held_too_long_never_uses_up_a_webhooks_attempts(pg_db, monkeypat
     assert webhooks.process(pg_db, received) == "not_found"  # applied: nobody holds that number
 
 
+def _waiting_for_a_face_check(db, family) -> tuple[str, str]:
+    """An invitation with a face verification opened a minute ago (the worker applies webhooks at the wall
+    clock, inside the attempt's 10 minutes): (binding, verification)."""
+    from workflows import verification
+    at = utcnow() - timedelta(minutes=1)
+    fam = family(db, now=at)
+    bid = invite(db, fam, now=at)["id"]
+    return bid, verification.start_verification(db, bid, {"kind": "person", "id_number": fam.beneficiary},
+                                                now=at)["verification_id"]
+
+
 def test_a_verifiers_reason_that_is_not_text_is_refused(pg_db, family):
     """Given a pending face verification, when the verifier's `verification.completed` carries a reason that
     is a number, then its outcome is validation_failed and the attempt stays pending (not a retry loop)."""
-    from workflows import verification
-    at = utcnow() - timedelta(minutes=1)  # the worker applies webhooks at the wall clock
-    fam = family(pg_db, now=at)
-    bid = invite(pg_db, fam, now=at)["id"]
-    vid = verification.start_verification(pg_db, bid, {"kind": "person", "id_number": fam.beneficiary},
-                                          now=at)["verification_id"]
+    bid, vid = _waiting_for_a_face_check(pg_db, family)
     assert send(pg_db, "facecheck", "verification.completed",
                 {"verification_id": vid, "binding_id": bid, "result": "failed", "reason": 123},
                 sent=utcnow()) == "validation_failed"
@@ -657,12 +663,7 @@ def test_a_passed_face_check_with_a_long_reason_is_applied_with_the_reason_cut(p
     2,000-character reason, Then it is applied (face_verified) and the attempt keeps the first 500
     characters: a refusal would be final, and the passed check lost (the attempt would later time out)."""
     from models import VerificationAttempt
-    from workflows import verification
-    at = utcnow() - timedelta(minutes=1)  # the worker applies webhooks at the wall clock
-    fam = family(pg_db, now=at)
-    bid = invite(pg_db, fam, now=at)["id"]
-    vid = verification.start_verification(pg_db, bid, {"kind": "person", "id_number": fam.beneficiary},
-                                          now=at)["verification_id"]
+    bid, vid = _waiting_for_a_face_check(pg_db, family)
     assert send(pg_db, "facecheck", "verification.completed",
                 {"verification_id": vid, "binding_id": bid, "result": "passed", "reason": "好" * 2000},
                 sent=utcnow()) == "passed"

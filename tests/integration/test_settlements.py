@@ -228,6 +228,15 @@ def test_a_partial_order_ranks_only_the_listed_and_a_later_binding_pays_among_th
     assert queries.set_deduction_order(pg_db, _person(pg_db, fam.beneficiary).id, [])["binding_ids"] == [c, b, a]
 
 
+def _two_grantors(db, family, new_person, *, b_accepted_at=T0):
+    """A beneficiary with an empty account and two accepted bindings, A (at T0) and B: (fam, fam_b, a, b)."""
+    fam = family(db, grantor=new_person(db, insurance_type="employee", balance_fen=100_000, now=T0), now=T0)
+    new_person(db, id_number=fam.beneficiary, name=fam.beneficiary_name, balance_fen=0, now=T0)
+    g_b = new_person(db, insurance_type="employee", balance_fen=100_000, now=T0)
+    fam_b = fam._replace(grantor=g_b[0], grantor_name=g_b[1])
+    return fam, fam_b, accepted(db, fam, now=T0), accepted(db, fam_b, now=b_accepted_at)
+
+
 def test_the_newest_is_the_binding_whose_account_was_bound_last_not_the_one_invited_last(pg_db, family, new_person):
     """Given a beneficiary (Jiangsu: user_order, nothing ranked) with binding A, invited on day 0 but whose
     grantor authorized only on day 5, and binding B, invited and authorized on day 1
@@ -236,13 +245,7 @@ def test_the_newest_is_the_binding_whose_account_was_bound_last_not_the_one_invi
     (before, the invitation's time decided and B paid first); the deduction order's answer agrees; a new
     amount for B on day 7 does not make it newer."""
     day = timedelta(days=1)
-    g_a = new_person(pg_db, insurance_type="employee", balance_fen=100_000, now=T0)
-    fam = family(pg_db, grantor=g_a, now=T0)
-    new_person(pg_db, id_number=fam.beneficiary, name=fam.beneficiary_name, balance_fen=0, now=T0)
-    a = accepted(pg_db, fam, now=T0)
-    g_b = new_person(pg_db, insurance_type="employee", balance_fen=100_000, now=T0)
-    fam_b = fam._replace(grantor=g_b[0], grantor_name=g_b[1])
-    b = accepted(pg_db, fam_b, now=T0 + day)
+    fam, fam_b, a, b = _two_grantors(pg_db, family, new_person, b_accepted_at=T0 + day)
     commands.authorize(pg_db, b, person(fam_b.grantor), 1_000, now=T0 + day + timedelta(seconds=10))
     commands.authorize(pg_db, a, person(fam.grantor), 1_000, now=T0 + 5 * day)
 
@@ -557,13 +560,7 @@ def test_a_binding_authorized_by_code_from_before_its_bound_time_pays_by_its_las
     When a settlement larger than either authorization is made on day 3
     Then A pays first: B is dated by its last change (day 1), not taken for the newest of all."""
     day = timedelta(days=1)
-    g_a = new_person(pg_db, insurance_type="employee", balance_fen=100_000, now=T0)
-    fam = family(pg_db, grantor=g_a, now=T0)
-    new_person(pg_db, id_number=fam.beneficiary, name=fam.beneficiary_name, balance_fen=0, now=T0)
-    a = accepted(pg_db, fam, now=T0)
-    g_b = new_person(pg_db, insurance_type="employee", balance_fen=100_000, now=T0)
-    fam_b = fam._replace(grantor=g_b[0], grantor_name=g_b[1])
-    b = accepted(pg_db, fam_b, now=T0)
+    fam, fam_b, a, b = _two_grantors(pg_db, family, new_person)
     commands.authorize(pg_db, b, person(fam_b.grantor), 1_000, now=T0 + day)
     commands.authorize(pg_db, a, person(fam.grantor), 1_000, now=T0 + 2 * day)
     with pg_db.begin() as s:
