@@ -115,10 +115,12 @@ def _renew(db, batch_id: str, lease: datetime, **progress) -> datetime | None:
     return new if held else None
 
 
-def _act(db, who: OperatorInfo, action: str, binding_id: str, reason: str, batch_id: str) -> None:
-    """Fire the action on one binding; its audit row (ok, a refusal's code, or error) is what progress counts."""
+def _act(db, who: OperatorInfo, action: str, binding_id: str, reason: str, batch_id: str, seen: int) -> None:
+    """Fire the action on one binding as the page listed it (`seen`: its version then; a binding that changed
+    since is refused `changed_since_seen`); its audit row (ok, a refusal's code, or error) is what progress
+    counts."""
     try:
-        repair.ACTIONS[action](db, who, binding_id, reason, batch_id=batch_id)
+        repair.ACTIONS[action](db, who, binding_id, reason, batch_id=batch_id, seen=seen)
     except DomainError:
         pass  # audited by the action with its code
     except Exception as exc:  # one bad binding must not stall the job: audit it and go on
@@ -139,6 +141,7 @@ def run(db, batch_id: str) -> str:
     while cursor:
         page = finder.find(db, **filters, after=cursor, limit=PAGE, now=utcnow())
         ids = [item["id"] for item in page["items"]]
+        versions = {item["id"]: item["version"] for item in page["items"]}
         with db() as s:
             seen = set(s.scalars(sa.select(AuditEntry.binding_id).where(
                 AuditEntry.batch_id == batch_id, AuditEntry.binding_id.in_(ids))))
@@ -146,7 +149,7 @@ def run(db, batch_id: str) -> str:
             lease = _renew(db, batch_id, lease)
             if lease is None:
                 return "taken over"  # the successor resumes from the last page recorded, skipping what is audited
-            _act(db, who, action, b, reason, batch_id)
+            _act(db, who, action, b, reason, batch_id, versions[b])
         cursor = page["next"]
         done, failed, last = _tally(db, batch_id, mark or 0)
         counts = dict(done=done, failed=failed) if mark is None else dict(done=_BJ.c.done + done,

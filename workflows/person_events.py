@@ -72,37 +72,40 @@ def check_served(platform, *province_codes: str) -> None:
         raise DomainError("region_not_served", f"platform {platform.id} does not serve that person's province")
 
 
-def _check_fresh(person: Person, at: datetime | None, platform, now: datetime) -> None:
+def _check_fresh(person: Person, at: datetime | None, platform, received: datetime) -> None:
     """Refuse a fact not newer than the one held (`stale`). Against a fact from the same platform, the two
     times that platform stated are compared (its clock orders its own facts, also when it runs fast and
     they arrive out of order); against another platform's, each time is taken as at most when it was
-    applied (`registry_as_of`): a fact dated ahead by a fast clock must not make another platform's real
-    later fact of those minutes `stale` (an insurance that ended, dropped for good, its binding paying)."""
+    received (`registry_as_of`), not when a worker applied it (a retry may come minutes later): a fact
+    dated ahead by a fast clock must not make another platform's real later fact of those minutes `stale`
+    (an insurance that ended, dropped for good, its binding paying)."""
     if at is None:
         return
     source = platform.id if platform is not None else None
     if person.registry_sent_at is not None and person.source_platform == source:
         held, new = person.registry_sent_at, at
     else:
-        held, new = person.registry_as_of, min(at, now)
+        held, new = person.registry_as_of, min(at, received)
     if held is not None and new <= held:
         raise DomainError("stale", "the registry already holds a fact as of the same time or later")
 
 
-def applied_as_of(at: datetime | None, now: datetime) -> datetime:
-    """A fact's time as held: the time stated, never later than when it is applied."""
-    return min(at, now) if at is not None else now
+def held_as_of(at: datetime | None, received: datetime) -> datetime:
+    """A fact's time as held: the time stated, never later than when Gongji received it."""
+    return min(at, received) if at is not None else received
 
 
-def _stamp(cmd: Command, person: Person, at: datetime | None, platform) -> None:
-    held, now = person.registry_as_of, applied_as_of(at, cmd.now)
-    person.registry_as_of = max(now, held) if held is not None else now
-    person.registry_sent_at = at or cmd.now  # as the source stated it (`_check_fresh`)
+def _stamp(cmd: Command, person: Person, at: datetime | None, platform, received: datetime | None = None) -> None:
+    received = received or cmd.now
+    held, as_of = person.registry_as_of, held_as_of(at, received)
+    person.registry_as_of = max(as_of, held) if held is not None else as_of
+    person.registry_sent_at = at or received  # as the source stated it (`_check_fresh`)
     person.updated_at = cmd.now
     person.source_platform = platform.id if platform is not None else None
 
 
-def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform) -> tuple[Person, bool]:
+def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform,
+           received: datetime | None = None) -> tuple[Person, bool]:
     """Create or update a person from validated registry `fields`; returns (person, created). `as_of`
     None (an API call without `updated_at`) applies as of now, without the staleness check."""
     s = cmd.session
@@ -117,15 +120,15 @@ def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform) -> t
         s.add(person)
     else:  # a province platform may not take over a person another province insures
         check_served(platform, province_of(s, person.region_code))
-        _check_fresh(person, as_of, platform, cmd.now)
+        _check_fresh(person, as_of, platform, received or cmd.now)
     before = None if created else (person.insurance_type, person.insurance_status, person.region_code)
     person.name, person.name_masked = fields["name"], idnumbers.mask_name(fields["name"])
     person.insurance_type, person.insurance_status = fields["insurance_type"], fields["insurance_status"]
     person.region_code, person.real_name_verified = fields["region_code"], fields["real_name_verified"]
     if fields.get("balance_fen") is not None:
         person.balance_fen = fields["balance_fen"] if created else balances.with_later_postings(
-            s, person.id, fields["balance_fen"], applied_as_of(as_of, cmd.now), platform)
-    _stamp(cmd, person, as_of, platform)
+            s, person.id, fields["balance_fen"], held_as_of(as_of, received or cmd.now), platform)
+    _stamp(cmd, person, as_of, platform, received)
     s.flush()
     # a name or balance update locks no binding: only these facts can end one (bindings never start
     # with an ineligible person, so unchanged facts end nothing)
@@ -178,18 +181,19 @@ def relocate(cmd: Command, row: rows.BindingRow, grantor, beneficiary, actor: Ac
 
 # --- the inbound webhook types (webhooks._apply); each returns the outcome recorded on the webhook ----------
 
-def person_updated(db, data: dict, *, platform, as_of: datetime) -> str:
-    """The fields of `POST /api/v1/persons`, plus `updated_at`; the same function, the same consequences."""
-    upsert(db, data, platform=platform, as_of=as_of)
+def person_updated(db, data: dict, *, platform, as_of: datetime, received: datetime | None = None) -> str:
+    """The fields of `POST /api/v1/persons`, plus `updated_at`; the same function, the same consequences.
+    `received`: when the webhook arrived (its facts are held as of no later than that)."""
+    upsert(db, data, platform=platform, as_of=as_of, received=received)
     return APPLIED
 
 
-def person_deceased(db, data: dict, *, platform, as_of: datetime, now=None) -> str:
+def person_deceased(db, data: dict, *, platform, as_of: datetime, now=None, received: datetime | None = None) -> str:
     """`{id_number, updated_at?}`: the person died; every binding of theirs ends."""
     with command(db, now=now) as cmd:
         s = cmd.session
         number = _number(data, "id_number", idnumbers.today_in_china(cmd.now))
-        at = as_of_time(data.get("updated_at"), now=cmd.now) or as_of
+        at = as_of_time(data.get("updated_at"), now=received or cmd.now) or as_of
         person = by_number(s, number, lock=True)
         # a person the platform does not serve is answered as one nobody holds: nothing can be probed
         if person is None or not served(platform, province_of(s, person.region_code)):
@@ -199,18 +203,18 @@ def person_deceased(db, data: dict, *, platform, as_of: datetime, now=None) -> s
         # no freshness check: a death is never superseded by another fact of the record, and it is often
         # reported (as of the day it happened) after later updates, which must not keep bindings alive
         person.deceased = True
-        _stamp(cmd, person, at, platform)
+        _stamp(cmd, person, at, platform, received)
         s.flush()
         end_bindings(cmd, person.id, registry_actor(platform), moved=False)
         return APPLIED
 
 
-def relationship_ended(db, data: dict, *, platform, as_of: datetime | None = None, now=None) -> str:
+def relationship_ended(db, data: dict, *, platform, as_of: datetime | None = None, now=None, received=None) -> str:
     """End the two persons' non-terminal bindings (`unbind` if live, `reject` if pending) in both directions:
     a relationship that ended has ended for each of them (spouses who divorced may have bound each other
     both ways). Returns the new state of the binding named (grantor → beneficiary), else of the reverse
-    one, or `no_binding`. The two directions are locked in one order (the persons' ids), so two such
-    events about the same persons queue instead of deadlocking."""
+    one, or `no_binding`. The two persons are locked first, in id order, then the two directions in one
+    order (the persons' ids), so such events and other person events queue instead of deadlocking."""
     with command(db, now=now) as cmd:
         s, today = cmd.session, idnumbers.today_in_china(cmd.now)
         grantor = by_number(s, _number(data, "grantor_id_number", today))
@@ -218,6 +222,10 @@ def relationship_ended(db, data: dict, *, platform, as_of: datetime | None = Non
         if grantor is None or beneficiary is None or not served(  # unseen persons: as if nobody held them
                 platform, province_of(s, grantor.region_code), province_of(s, beneficiary.region_code)):
             return "no_binding"
+        # the two persons first, in id order, as every writer locks a person before its bindings: locking the
+        # pair's bindings alone met a person event holding them in binding-id order (a deadlock, then a retry)
+        s.execute(sa.select(Person.id).where(Person.id.in_(sorted({grantor.id, beneficiary.id})))
+                  .order_by(Person.id).with_for_update()).all()
         actor, ended = registry_actor(platform), {}
         for pair in sorted([(grantor.id, beneficiary.id), (beneficiary.id, grantor.id)]):
             row = rows.lock_pair(s, *pair)
@@ -229,7 +237,7 @@ def relationship_ended(db, data: dict, *, platform, as_of: datetime | None = Non
         return ended.get((grantor.id, beneficiary.id)) or ended.get((beneficiary.id, grantor.id)) or "no_binding"
 
 
-def unbind_requested(db, data: dict, *, platform, as_of: datetime | None = None, now=None) -> str:
+def unbind_requested(db, data: dict, *, platform, as_of: datetime | None = None, now=None, received=None) -> str:
     """A person asked to unbind in the platform's own app: `commands.unbind` as that person."""
     binding_id, actor, reason = data.get("binding_id"), data.get("actor"), data.get("reason")
     text_or_none = (str, type(None))

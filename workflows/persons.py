@@ -97,18 +97,19 @@ def validated(data: dict, *, today) -> dict:
                 balance_fen=balance)
 
 
-def upsert(db, data: dict, *, platform, now=None, as_of=None) -> tuple[dict, bool]:
+def upsert(db, data: dict, *, platform, now=None, as_of=None, received=None) -> tuple[dict, bool]:
     """Create or update a person from a platform's registry; returns (masked view, created).
 
     `data["updated_at"]` (the registry's as-of time) or else `as_of` (a webhook's timestamp) is compared
     with the fact held: not newer → DomainError `stale`, nothing written. With neither (a plain API call)
-    the fact applies as of now. Bindings the new facts no longer allow end in the same transaction."""
+    the fact applies as of now. `received`: when a webhook carrying it arrived (else now). Bindings the new
+    facts no longer allow end in the same transaction."""
     from .person_events import as_of_time, record  # late: person_events builds on this module
     now = now or utcnow()
     fields = validated(data, today=idnumbers.today_in_china(now))
-    at = as_of_time(data.get("updated_at"), now=now) or as_of
+    at = as_of_time(data.get("updated_at"), now=received or now) or as_of
     with command(db, now=now) as cmd:
-        person, created = record(cmd, fields, as_of=at, platform=platform)
+        person, created = record(cmd, fields, as_of=at, platform=platform, received=received)
         return person_view(person), created
 
 

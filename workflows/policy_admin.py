@@ -64,19 +64,19 @@ def publish(db, regions: list[str], changes: dict, *, effective_from: datetime, 
             now: datetime | None = None) -> list[dict]:
     """A new policy version for each region (one transaction: all or none), effective from `effective_from`;
     each as `GET /api/v1/regions/{code}` shows a policy."""
-    now = now or utcnow()
     actor = _check_who_and_why(who, reason)
     if effective_from.tzinfo is None:
         refuse("effective_from needs a UTC offset (e.g. 2027-01-01T00:00:00+08:00)")
-    if effective_from < now - CLOCK_SKEW:
-        refuse("effective_from is in the past: a policy is changed from now on, never backwards")
-    effective_from = max(effective_from, now + SWITCH_MARGIN)
     if not regions:
         refuse("name at least one region")
     published = []
     with db.begin() as s:
-        for code in sorted(set(regions)):  # locked in code order: two publishes never wait in a cycle
-            latest = _latest_locked(s, code)
+        latest_of = {code: _latest_locked(s, code) for code in sorted(set(regions))}  # in code order: two
+        now = now or utcnow()  # publishes never wait in a cycle; the time once the locks are held, so a wait
+        if effective_from < now - CLOCK_SKEW:  # for them does not come off the margin
+            refuse("effective_from is in the past: a policy is changed from now on, never backwards")
+        effective_from = max(effective_from, now + SWITCH_MARGIN)
+        for code, latest in latest_of.items():
             if effective_from < latest.effective_from:
                 refuse(f"{code}: version {latest.version} takes effect at {latest.effective_from.isoformat()}; a "
                         f"later one cannot take effect before it (withdraw a pending version first)")

@@ -84,7 +84,9 @@ def set_deduction_order(db, person_id: str, binding_ids: list[str]) -> dict:
         live = cmd.session.scalars(sa.select(Binding).where(Binding.beneficiary_id == person_id,
                                                             Binding.state.in_(LIVE))
                                    .order_by(Binding.id).with_for_update()).all()  # locked in id order
-        live = money.newest_first(live, lambda b: (settlements.bound_at(b), b.id))
+        bound = dict(cmd.session.execute(sa.select(Binding.id, settlements.BOUND_AT)
+                                         .where(Binding.id.in_([b.id for b in live]))).all()) if live else {}
+        live = money.newest_first(live, lambda b: (bound.get(b.id), b.id))
         by_id = {b.id: b for b in live}
         unknown = [i for i in binding_ids if i not in by_id]
         if unknown:

@@ -70,7 +70,10 @@ _LOCK_PAIR = Statement(select_bindings().where(B.c.grantor_id == sa.bindparam("g
                                                B.c.beneficiary_id == sa.bindparam("e"),
                                                constant_in(B.c.state, ACTIVE_STATES)).with_for_update(of=B))
 UPDATE_WHERE = sa.and_(B.c.id == sa.bindparam("_id"), B.c.version == sa.bindparam("_loaded"))
-UPDATE_VALUES = {**{n: sa.bindparam(f"v_{n}", type_=B.c[n].type) for n in MUTABLE}, "change_seq": change_stamp()}
+UPDATE_VALUES = {**{n: sa.bindparam(f"v_{n}", type_=B.c[n].type) for n in MUTABLE}, "change_seq": change_stamp(),
+                 # set once: a row read before migration 0018's fill reached it (NULL) never writes NULL back
+                 "authorized_at": sa.func.coalesce(B.c.authorized_at,
+                                                   sa.bindparam("v_authorized_at", type_=B.c.authorized_at.type))}
 _UPDATE = Statement(sa.update(B).where(UPDATE_WHERE).values(UPDATE_VALUES))
 _KEYS = _LOCK.keys
 _G = [(n, _KEYS.index(f"g_{n}")) for n in PERSON_COLUMNS]

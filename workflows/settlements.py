@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
 
 import sqlalchemy as sa
 
-from models import Binding, LedgerEntry, Person, Settlement, SettlementSplit
+from models import Binding, LedgerEntry, Person, Settlement, SettlementSplit, Transition
 from models.crypto import lookup_hashes
 from models.money import CATEGORIES, SETTLEMENT_STATUSES  # noqa: F401  (SETTLEMENT_STATUSES: for the API schema)
 from models.types import utcnow
@@ -36,8 +35,13 @@ from .rules import MAX_FEN
 from .unit import command
 
 B, P, SP = Binding.__table__, Person.__table__, SettlementSplit.__table__
+_H = Transition.__table__
+# when a binding's account was bound (`money.newest_first`): `authorized_at`; for one authorized by a process of
+# the code before migration 0018 (a rolling deploy), its first transition into `authorized`, from the history
+BOUND_AT = sa.func.coalesce(B.c.authorized_at, sa.select(sa.func.min(_H.c.at)).where(
+    _H.c.binding_id == B.c.id, _H.c.to_state == "authorized").scalar_subquery())
 _PAYING = sa.select(B.c.id, B.c.grantor_id, B.c.version, B.c.authorized_amount_fen, B.c.deduction_rank,
-                    B.c.authorized_at, B.c.updated_at, B.c.state).where(B.c.beneficiary_id == sa.bindparam("b"), B.c.state == "authorized")
+                    BOUND_AT.label("bound_at")).where(B.c.beneficiary_id == sa.bindparam("b"), B.c.state == "authorized")
 _LOCK_PERSONS = (sa.select(P.c.id, P.c.balance_fen, P.c.insurance_type, P.c.insurance_status, P.c.deceased,
                            P.c.real_name_verified)
                  .where(P.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(P.c.id).with_for_update())
@@ -143,15 +147,9 @@ def _lock(s, beneficiary_id: str) -> dict:
         if not rules.grantor_eligible(g):
             continue  # no longer eligible: its binding is being ended by the person event that said so
         left = None if b.authorized_amount_fen is None else max(b.authorized_amount_fen - paid.get(b.id, 0), 0)
-        sources.append(money.Source(b.id, b.grantor_id, left, g.balance_fen, b.deduction_rank, bound_at(b)))
+        sources.append(money.Source(b.id, b.grantor_id, left, g.balance_fen, b.deduction_rank, b.bound_at))
     return {"own": people[beneficiary_id].balance_fen, "sources": sources, "people": people,
             "versions": {b.id: b.version for b in bindings}}
-
-
-def bound_at(b) -> datetime | None:
-    """When an authorized binding's account was bound (`money.newest_first`): `authorized_at`; for one that a
-    process of the code before it authorized (a rolling deploy), its last change, which is at least as late."""
-    return b.authorized_at or (b.updated_at if b.state == "authorized" else None)
 
 
 def used(conn, binding_ids: list[str]) -> dict[str, int]:

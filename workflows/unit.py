@@ -165,8 +165,8 @@ class Command:
         row.updated_at = self.now
         if after in machine.TERMINAL:
             row.ended_at, row.end_event, row.ended_by = self.now, event, actor.kind
-        if after == "authorized" and row.authorized_at is None:  # the account is bound (money.py's clock)
-            row.authorized_at = self.now
+        if after == "authorized" and before != "authorized":  # the account is bound (money.py's clock): the
+            row.authorized_at = self.now  # UPDATE keeps a time already held (rows.UPDATE_VALUES: coalesce)
         timers.reschedule(row, attempt_deadline)
         origin = None if before == machine.NEW else before
         history = dict(binding_id=row.id, seq=row.version, from_state=origin, to_state=after, event=event,

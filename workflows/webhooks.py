@@ -190,7 +190,7 @@ def _apply(db, row: ReceivedWebhook) -> str:
     handler = person_events.HANDLERS.get(row.type)
     if handler is None:
         return "unsupported_type"
-    return handler(db, data, platform=platforms.get(db, row.platform_id), as_of=sent_at(row))
+    return handler(db, data, platform=platforms.get(db, row.platform_id), as_of=sent_at(row), received=row.received_at)
 
 
 BINDING_ID_CHARS = RW.c.binding_id.type.length

@@ -269,3 +269,30 @@ def test_a_batch_leaves_alone_what_changed_after_the_count(pg_db, family, staff)
     assert [binding(pg_db, b).state for b in ids] == ["expired", "expired"]
     assert binding(pg_db, late).state == "invited"
     assert batches.get(pg_db, job_id)["changed_meanwhile"] == 0
+
+
+def test_a_batch_acts_on_each_binding_as_its_page_listed_it(pg_db, family, staff, monkeypatch):
+    """Given a batch expiring two invitations, When one of them passes its face check after the worker read
+    the page and before it acts on it, Then that one is refused changed_since_seen (audited, left
+    face_verified) and the other is expired: the batch acts on what its page showed, as the dashboard does."""
+    fams = [family(pg_db) for _ in range(2)]
+    ids = [invite(pg_db, f, now=T0)["id"] for f in fams]
+    job_id = batches.start(pg_db, staff["operator"], "expire", {"state": "invited"}, "clean-up", expected=2,
+                           now=T0 + timedelta(minutes=1))
+    real = batches.finder.find
+
+    def page_then_a_face_check(*args, **kwargs):
+        found = real(*args, **kwargs)
+        if found["items"]:
+            v = verification.start_verification(pg_db, ids[0], person(fams[0].beneficiary), now=T0 + timedelta(minutes=2))
+            verification.record_verification_result(pg_db, verification_id=v["verification_id"], binding_id=ids[0],
+                                                    result="passed", verifier_id="facecheck",
+                                                    now=T0 + timedelta(minutes=3))
+        return found
+    monkeypatch.setattr(batches.finder, "find", page_then_a_face_check)
+
+    assert batches.run(pg_db, job_id) == "done"
+
+    assert [binding(pg_db, b).state for b in ids] == ["face_verified", "expired"]
+    assert {(a.binding_id, a.outcome) for a in _audit(pg_db) if a.batch_id == job_id and a.binding_id} == {
+        (ids[0], "changed_since_seen"), (ids[1], "ok")}

@@ -670,3 +670,52 @@ def test_a_passed_face_check_with_a_long_reason_is_applied_with_the_reason_cut(p
     assert binding(pg_db, bid).state == "face_verified"
     with pg_db() as s:
         assert s.get(VerificationAttempt, vid).reason == "好" * 500
+
+
+def test_a_fact_applied_late_is_dated_by_its_arrival_not_by_when_a_worker_got_to_it(pg_db, family, base):
+    """Given Jiangsu's clock 4 minutes fast and an authorized binding
+    When Jiangsu's webhook "insurance active" (dated now+4 min) arrives, then the national platform's
+    "insurance ended" is applied, and only then a worker applies Jiangsu's webhook (a retry, a backlog)
+    Then Jiangsu's fact is `stale`: it arrived before the national one, so it is held as of its arrival,
+    not as of the moment it was applied (which put an ended insurance back to active)."""
+    fam = family(pg_db, now=base)
+    bid = _authorized(pg_db, fam, base)
+    early = deliver(pg_db, "jiangsu", "person.updated",
+                    registry(fam, "grantor", updated_at=(utcnow() + timedelta(minutes=4)).isoformat()), sent=utcnow())
+    later = utcnow()  # after the arrival of Jiangsu's webhook, before a worker applies it
+    persons.upsert(pg_db, registry(fam, "grantor", insurance_status="ended",
+                                   updated_at=(later + timedelta(minutes=1)).isoformat()),
+                   platform=platforms.get(pg_db, "national"), now=later)
+    assert webhooks.process(pg_db, early) == "stale"
+    assert held(pg_db, fam.grantor).insurance_status == "ended" and binding(pg_db, bid).state == "unbound"
+
+
+def test_relationship_ended_waits_for_a_person_event_holding_one_of_the_two(pg_db, family, base):
+    """Given spouses bound both ways, and a person event about one of them holding that person's row
+    When `relationship.ended` about the two is processed, Then it waits on the persons' lock (every writer
+    locks persons before bindings: before, it locked the pair's bindings first and met the person event
+    holding them in binding-id order, a deadlock), and once the event commits it ends both bindings."""
+    import threading
+
+    from models import Person
+    from .support import wait_for_a_lock_wait
+    fam = family(pg_db, now=base)
+    persons.upsert(pg_db, registry(fam, "beneficiary", insurance_type="employee"), platform=None,
+                   now=base + timedelta(seconds=1))
+    there = _authorized(pg_db, fam, base)
+    back = invite(pg_db, type(fam)(fam.beneficiary, fam.grantor, fam.beneficiary_name, fam.grantor_name),
+                  now=base + timedelta(minutes=2))["id"]
+    holder = pg_db()
+    holder.execute(sa.select(Person.id).where(Person.id == persons.id_by_number(holder, fam.grantor))
+                   .with_for_update()).all()
+    out = {}
+    t = threading.Thread(target=lambda: out.update(state=person_events.relationship_ended(
+        pg_db, {"grantor_id_number": fam.grantor, "beneficiary_id_number": fam.beneficiary},
+        platform=platforms.get(pg_db, "jiangsu"))), daemon=True)
+    t.start()
+    wait_for_a_lock_wait(pg_db, on="persons")
+    holder.rollback()
+    holder.close()
+    t.join(30)
+    assert out["state"] == "unbound"
+    assert [binding(pg_db, b).state for b in (there, back)] == ["unbound", "rejected"]

@@ -569,3 +569,33 @@ def test_a_binding_authorized_by_code_from_before_its_bound_time_pays_by_its_las
     made, _ = _settle(pg_db, fam, 1_500, "JS-OLDCODE", at=T0 + 3 * day)
 
     assert [(x["binding_id"], x["amount_fen"]) for x in made["splits"]] == [(a, 1_000), (b, 500)]
+
+
+def test_a_new_amount_keeps_the_bound_time_and_never_writes_a_missing_one_back(pg_db, family, new_person, monkeypatch):
+    """Given an authorized binding whose bound time is missing (authorized by the older code) and a new amount
+    When migration 0018's fill writes the time from the history between the command's read and its write
+    Then the command keeps the filled time (it never writes back the NULL it read), and a new amount on a
+    binding that has its time never moves it."""
+    from workflows import rows
+    fam, _ = _authorized(pg_db, family, new_person, cap=1_000)
+
+    with pg_db() as s:
+        bid = s.scalar(sa.select(Binding.id).where(Binding.state == "authorized"))
+        first = s.get(Binding, bid).authorized_at
+    with pg_db.begin() as s:
+        s.execute(sa.update(Binding).where(Binding.id == bid).values(authorized_at=None))
+    real = rows.get
+
+    def read_then_filled(conn, binding_id):
+        row = real(conn, binding_id)
+        with pg_db.begin() as s:  # the fill commits meanwhile; it changes no version
+            s.execute(sa.update(Binding).where(Binding.id == binding_id).values(authorized_at=first))
+        return row
+    monkeypatch.setattr(rows, "get", read_then_filled)
+    commands.authorize(pg_db, bid, person(fam.grantor), 2_000, now=T0 + timedelta(hours=1))
+    monkeypatch.setattr(rows, "get", real)
+    with pg_db() as s:
+        assert s.get(Binding, bid).authorized_at == first
+    commands.authorize(pg_db, bid, person(fam.grantor), 3_000, now=T0 + timedelta(hours=2))
+    with pg_db() as s:
+        assert s.get(Binding, bid).authorized_at == first
