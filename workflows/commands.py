@@ -16,6 +16,7 @@ from .errors import DomainError
 from .persons import facts
 from .statements import Statement
 from .unit import command, retried
+from .views import binding_view
 
 H = Transition.__table__
 _AUTHORIZED_SINCE = Statement(sa.select(H.c.at).where(H.c.binding_id == sa.bindparam("b"), H.c.event == "authorize",
@@ -64,7 +65,8 @@ def accept(db, binding_id: str, actor, *, channel: str | None = None, now=None, 
 @retried
 def authorize(db, binding_id: str, actor, amount_fen: int | None, *, channel: str | None = None,
               now=None, platform=None) -> dict:
-    """The grantor sets the authorized amount in fen (None = the whole balance); again to change it."""
+    """The grantor sets the authorized amount in fen (None = the whole balance); again to change it. The
+    amount it already has changes nothing: the binding is answered as it is (same version, no event)."""
     with command(db, now=now, platform=platform, optimistic=True) as cmd:
         row = cmd.lock_binding(binding_id)  # an unknown (or unseen) binding answers not_found first
         rules.check_amount(amount_fen)
@@ -72,6 +74,8 @@ def authorize(db, binding_id: str, actor, amount_fen: int | None, *, channel: st
         cmd.authorize_actor(row, "authorize", who, None)
         if row.state in ("accepted", "authorized"):
             rules.check_grantor(facts(cmd.conn, row.grantor))
+        if row.state == "authorized" and row.authorized_amount_fen == amount_fen:  # the same amount again (a
+            return binding_view(row, row.grantor, row.beneficiary)  # PUT retried): nothing changes, nothing is sent
         if row.state == "authorized":
             _check_new_amounts(cmd, row)
         row.authorized_amount_fen = amount_fen  # rolled back with the transaction if the event is refused

@@ -153,7 +153,8 @@ def test_new_amounts_are_binding_changes_limited_per_binding(pg_db, family):
     9 times, a minute apart
     When the grantor sets an 11th amount within the day
     Then 429 too_frequent, retry after the first authorization leaves the window, and nothing is written;
-    once it has left, the amount is taken. Another binding of the same grantor is not held back."""
+    the amount it already has is answered as it is (no change, so no refusal); once the first has left the
+    window, the new amount is taken. Another binding of the same grantor is not held back."""
     fam = family(pg_db, now=T0)
     bid = accepted(pg_db, fam, now=T0)
     minute = timedelta(minutes=1)
@@ -166,6 +167,8 @@ def test_new_amounts_are_binding_changes_limited_per_binding(pg_db, family):
     assert (refused.value.code, refused.value.status) == ("too_frequent", 429)
     assert refused.value.extra["retry_after_s"] == int((T0 + minute + DAY - late).total_seconds())
     assert _version(pg_db, bid) == version
+    same = commands.authorize(pg_db, bid, person(fam.grantor), 1_009, now=late)  # the amount it has: no change
+    assert (same["authorized_amount_fen"], same["version"]) == (1_009, version) and _version(pg_db, bid) == version
     other = accepted(pg_db, family(pg_db, grantor=(fam.grantor, fam.grantor_name), now=T0), now=T0)
     assert commands.authorize(pg_db, other, person(fam.grantor), 100, now=late)["state"] == "authorized"
     assert commands.authorize(pg_db, bid, person(fam.grantor), 5_000, now=T0 + minute + DAY + timedelta(seconds=1))[
