@@ -124,7 +124,9 @@ def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform,
     before = None if created else (person.insurance_type, person.insurance_status, person.region_code)
     person.name, person.name_masked = fields["name"], idnumbers.mask_name(fields["name"])
     person.insurance_type, person.insurance_status = fields["insurance_type"], fields["insurance_status"]
-    person.region_code, person.real_name_verified = fields["region_code"], fields["real_name_verified"]
+    person.region_code = fields["region_code"]
+    if fields["real_name_verified"] is not None or created:  # absent keeps what is held, as a balance does: a
+        person.real_name_verified = bool(fields["real_name_verified"])  # refresh of other facts withdraws nothing
     if fields.get("balance_fen") is not None:
         person.balance_fen = fields["balance_fen"] if created else balances.with_later_postings(
             s, person.id, fields["balance_fen"], held_as_of(as_of, received or cmd.now), platform)

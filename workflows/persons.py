@@ -89,8 +89,8 @@ def validated(data: dict, *, today) -> dict:
     region = data.get("region_code")
     if not (isinstance(region, str) and len(region) == 6 and region.isascii() and region.isdigit()):
         raise DomainError("validation_failed", "region_code is a six-digit pooling region code")
-    verified = data.get("real_name_verified", False)
-    if not isinstance(verified, bool):  # a webhook's "false" must not count as verified
+    verified = data.get("real_name_verified")  # absent (None): unchanged, false for a new person
+    if not isinstance(verified, (bool, type(None))):  # a webhook's "false" must not count as verified
         raise DomainError("validation_failed", "real_name_verified is true or false")
     return dict(id_number=number, name=name, insurance_type=data["insurance_type"],
                 insurance_status=data["insurance_status"], region_code=region, real_name_verified=verified,

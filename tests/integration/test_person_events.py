@@ -719,3 +719,20 @@ def test_relationship_ended_waits_for_a_person_event_holding_one_of_the_two(pg_d
     t.join(30)
     assert out["state"] == "unbound"
     assert [binding(pg_db, b).state for b in (there, back)] == ["unbound", "rejected"]
+
+
+def test_a_registry_refresh_without_the_real_name_flag_withdraws_nothing(pg_db, family, base):
+    """Given an authorized binding whose grantor is real-name verified
+    When a platform posts the grantor again with a new balance and no `real_name_verified` (a balance
+    refresh), and a new person without it
+    Then the grantor stays verified (absent is unchanged, as `balance_fen`: before, it was false, and the
+    grantor silently stopped paying) and the new person is not verified."""
+    fam = family(pg_db, now=base)
+    _authorized(pg_db, fam, base)
+    refresh = {k: v for k, v in registry(fam, "grantor", balance_fen=77_700).items() if k != "real_name_verified"}
+    persons.upsert(pg_db, refresh, platform=platforms.get(pg_db, "jiangsu"), now=base + timedelta(minutes=5))
+    assert (held(pg_db, fam.grantor).real_name_verified, held(pg_db, fam.grantor).balance_fen) == (True, 77_700)
+    number = with_check_digit("32010219900303123")
+    persons.upsert(pg_db, dict(id_number=number, name="钱新", insurance_type="employee", insurance_status="active",
+                               region_code="320100"), platform=None, now=base)
+    assert held(pg_db, number).real_name_verified is False

@@ -42,8 +42,8 @@ class PersonIn(Body):
     insurance_type: Literal["employee", "resident", "none"]
     insurance_status: Literal["active", "suspended", "ended"]
     region_code: str = Field(pattern=r"^\d{6}$", description="pooling region (统筹区) where insured, e.g. 320100")
-    real_name_verified: bool = Field(False, strict=True, description="true or false (never \"yes\" or 1); "
-                                     "absent: false")
+    real_name_verified: bool | None = Field(None, strict=True, description="true or false (never \"yes\" or 1); "
+                                            "absent: unchanged (false for a person new to Gongji), as balance_fen")
     balance_fen: int | None = Field(None, ge=0, le=MAX_FEN, strict=True, description="personal account balance, fen")
     updated_at: AwareDatetime | None = Field(None, description="the registry's as-of time of these facts; an "
                                              "older one than Gongji holds is refused as `stale` (409)")
