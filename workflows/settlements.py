@@ -30,7 +30,7 @@ from models.types import utcnow
 
 from . import id_in_text, idnumbers, money, policy, rules
 from .errors import DomainError
-from .persons import by_number
+from .persons import by_number, province_of
 from .rules import MAX_FEN
 from .unit import command
 
@@ -207,11 +207,17 @@ def reverse_in(cmd, settlement_id: str, *, platform=None) -> tuple[dict, bool]:
 
 
 def get(db, *, platform, settlement_id: str) -> dict:
+    """A settlement as a platform may read it: the one that made it, and every platform its events concern
+    (the national platform, those serving the beneficiary's or a paying grantor's province), which can
+    then read back one whose event it lost; any other is not found. Only the first may reverse it."""
     with db() as s:
         row = s.get(Settlement, settlement_id)
-        if row is None or row.platform_id != platform.id:
-            raise DomainError("not_found", f"no settlement {settlement_id} of this platform")
-        return view(s, row)
+        out = view(s, row) if row is not None else None
+        if out is None or not (row.platform_id == platform.id or platform.kind == "national" or any(
+                platform.serves(province_of(s, p["region_code"]))
+                for p in (out["beneficiary"], *(x["grantor"] for x in out["splits"])))):
+            raise DomainError("not_found", f"no settlement {settlement_id} this platform is concerned with")
+        return out
 
 
 def view(s, row: Settlement) -> dict:

@@ -599,3 +599,30 @@ def test_a_new_amount_keeps_the_bound_time_and_never_writes_a_missing_one_back(p
     commands.authorize(pg_db, bid, person(fam.grantor), 3_000, now=T0 + timedelta(hours=2))
     with pg_db() as s:
         assert s.get(Binding, bid).authorized_at == first
+
+
+def test_every_platform_a_settlement_concerns_can_read_it_back_and_only_its_maker_reverse_it(pg_db, family, new_person):
+    """Given a Jiangsu grantor's authorization for a beneficiary insured in 乌鲁木齐 (cross-province allowed there)
+    When Xinjiang settles a cost the grantor's account pays part of
+    Then Jiangsu (the grantor's province, sent settlement.completed) and the national platform can read it
+    (one that lost the event can read it back), a platform it does not concern cannot (not_found), and only
+    Xinjiang may reverse it."""
+    policy_admin.publish(pg_db, ["650100"], policy_fields.parse_changes(["cross_province=true"]),
+                         effective_from=T0 - timedelta(minutes=2), who="tester", reason="通知",
+                         now=T0 - timedelta(minutes=2))
+    policy.clear_cache()
+    g = new_person(pg_db, insurance_type="employee", balance_fen=100_000, now=T0)
+    fam = family(pg_db, grantor=g, beneficiary_region="650100", now=T0)
+    new_person(pg_db, id_number=fam.beneficiary, name=fam.beneficiary_name, region_code="650100", balance_fen=0, now=T0)
+    bid = accepted(pg_db, fam, now=T0)
+    commands.authorize(pg_db, bid, person(fam.grantor), 1_000, now=T0 + timedelta(seconds=5))
+    made, _ = _settle(pg_db, fam, 1_500, "XJ-CROSS", platform="xinjiang")
+
+    for reader in ("jiangsu", "national", "xinjiang"):
+        assert settlements.get(pg_db, platform=platforms.get(pg_db, reader), settlement_id=made["id"]) == made
+    with pytest.raises(DomainError) as unseen:
+        settlements.get(pg_db, platform=platforms.get(pg_db, "facecheck"), settlement_id=made["id"])
+    assert unseen.value.code == "not_found"
+    with pytest.raises(DomainError) as not_its_own:
+        settlements.reverse(pg_db, platform=platforms.get(pg_db, "jiangsu"), settlement_id=made["id"])
+    assert not_its_own.value.code == "not_found"

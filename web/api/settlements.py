@@ -66,7 +66,9 @@ def reversal(settlement_id: str):
     return settlements.reverse(db(), platform=g.platform, settlement_id=settlement_id)
 
 
-@endpoint("GET", "/settlements/{settlement_id}", "One settlement of this platform", answer=SettlementOut,
+@endpoint("GET", "/settlements/{settlement_id}", "One settlement this platform made or is concerned with (the "
+          "national platform; the provinces of the beneficiary and of each paying grantor: those sent its events)",
+          answer=SettlementOut,
           tag="settlements", errors=(401, 404))
 def settlement(settlement_id: str):
     return settlements.get(db(), platform=g.platform, settlement_id=settlement_id)
