@@ -120,6 +120,9 @@ def test_problem_codes_are_documented(embedded):
         assert doc.status_code == 200, (code, doc.text)
         assert doc.json()["code"] == code and doc.json()["status"] == status
     assert_problem(requests.get(f"{embedded}/api/v1/problems/no_such_code", timeout=30), 404, "not_found")
+    listed = requests.get(f"{embedded}/api/v1/problems", timeout=30).json()["problems"]  # the whole list
+    assert [p["code"] for p in listed] == sorted(p["code"] for p in listed)
+    assert {p["code"]: p["status"] for p in listed}["too_frequent"] == 429 and len(listed) >= 30
 
 
 def test_answers_never_carry_an_unmasked_id_number(embedded, js, dev_keys):

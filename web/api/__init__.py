@@ -15,7 +15,7 @@ from workflows.errors import DomainError
 from .problems import MEDIA, from_error, problem
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
-PUBLIC = ("api.openapi", "api.problem_doc")
+PUBLIC = ("api.openapi", "api.problem_list", "api.problem_doc")
 
 
 @dataclass

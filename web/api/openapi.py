@@ -71,6 +71,16 @@ def document() -> dict:
     for model in (ActorIn, BindingOut, PersonIn):  # what the webhook bodies refer to
         _schema(model, components)
     paths.update(WEBHOOK_PATHS(problem_ref))
+    listed = {"type": "object", "required": ["code", "status", "title"], "properties": {
+        "code": {"type": "string"}, "status": {"type": "integer"}, "title": {"type": "string"}}}
+    paths["/api/v1/problems"] = {"get": {
+        "summary": "Every error code Gongji answers with, its HTTP status and title", "tags": ["Problems"],
+        "operationId": "list_problems", "security": [],
+        "responses": {"200": {"description": "the codes, sorted", "content": {"application/json": {
+            "schema": {"type": "object", "required": ["problems"], "properties": {
+                "problems": {"type": "array", "items": listed}}}}}},
+            "default": {"description": "500 internal_error", "content": {
+                "application/problem+json": {"schema": problem_ref}}}}}}
     paths["/api/v1/problems/{code}"] = {"get": {
         "summary": "What an error code means (the `type` of every problem answer points here)", "tags": ["Problems"],
         "operationId": "get_problem", "security": [],
@@ -98,6 +108,11 @@ def document() -> dict:
 @bp.get("/openapi.json")
 def openapi():
     return jsonify(document())
+
+
+@bp.get("/problems")
+def problem_list():
+    return jsonify({"problems": [{"code": c, "status": st, "title": t} for c, (st, t) in sorted(CODES.items())]})
 
 
 @bp.get("/problems/<code>")

@@ -213,13 +213,27 @@ class RegionOut(BaseModel):
     deduction_order_policy: str
 
 
+class FieldError(BaseModel):
+    loc: str = Field(description="where in the body, e.g. actor.id_number (never the value sent)")
+    msg: str
+
+
 class Problem(BaseModel):
-    type: str
+    type: str = Field(description="/api/v1/problems/{code}: what the code means")
     title: str
     status: int
     detail: str
-    code: str
+    code: str = Field(description="stable; the list: GET /api/v1/problems")
     instance: str | None = None
+    # present with some codes only
+    errors: list[FieldError] | None = Field(None, description="validation_failed: each field refused")
+    retry_after_s: int | None = Field(None, description="too_frequent: seconds until one more change fits "
+                                      "(also the Retry-After header)")
+    existing_binding_id: str | None = Field(None, description="duplicate_binding: the live binding of the pair")
+    commitment_version: str | None = Field(None, description="commitment_required: the letter version the "
+                                           "grantor's region asks for")
+    binding_ids: list[str] | None = Field(None, description="not_your_binding on a deduction order: the ids that "
+                                          "are not the person's live bindings as beneficiary")
 
 
 class SyncPage(BaseModel):
