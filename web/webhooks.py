@@ -43,10 +43,11 @@ def receive(platform_id: str):
         return problem("malformed", "the body is {type, data} JSON")
     if event_type not in webhooks.TYPES:
         return problem("validation_failed", "unknown webhook type")
-    row_id, duplicate = webhooks.receive(db, platform=platform, webhook_id=headers["webhook-id"], body=raw,
-                                         headers=headers, event_type=event_type)
+    _row_id, duplicate = webhooks.receive(db, platform=platform, webhook_id=headers["webhook-id"], body=raw,
+                                          headers=headers, event_type=event_type)
     status = 200 if duplicate else 202
-    return Response(json.dumps({"received": row_id, "duplicate": duplicate}), status=status,
+    # the webhook-id, not the row's id: that counts every platform's webhooks, which no platform may learn
+    return Response(json.dumps({"received": headers["webhook-id"], "duplicate": duplicate}), status=status,
                     mimetype="application/json")
 
 

@@ -75,7 +75,7 @@ def test_one_webhook_id_posted_100_times_at_once_is_stored_and_applied_once(prod
     assert sorted(r.status_code for r in answers) == [200] * (COPIES - 1) + [202], \
         [(r.status_code, r.text) for r in answers if r.status_code not in (200, 202)]
     bodies = [r.json() for r in answers]
-    assert len({body["received"] for body in bodies}) == 1
+    assert {body["received"] for body in bodies} == {msg_id}  # its webhook-id (never a count of all platforms')
     assert sorted(body["duplicate"] for body in bodies) == [False] + [True] * (COPIES - 1)
 
     wait_state(api, b["id"], "unbound", timeout=60)
@@ -87,7 +87,7 @@ def test_one_webhook_id_posted_100_times_at_once_is_stored_and_applied_once(prod
                                             "WHERE platform_id = 'jiangsu' AND webhook_id = :w"), {"w": msg_id}).all()
                 return rows if rows and all(r.outcome for r in rows) else None
         rows = poll(processed, timeout=60, what="the webhook processed")
-        assert [(r.id, r.outcome, r.attempts) for r in rows] == [(bodies[0]["received"], "applied", 1)]
+        assert [(r.outcome, r.attempts) for r in rows] == [("applied", 1)]
         with engine.connect() as conn:
             queued = conn.execute(sa.text("SELECT count(*) FROM outbox WHERE topic = 'webhook.received' AND "
                                           "payload -> 'data' ->> 'received_webhook_id' = :r"), {"r": str(rows[0].id)})

@@ -10,6 +10,10 @@ SIGNED = ("Standard Webhooks: headers webhook-id, webhook-timestamp (unix second
           "(`v1,<base64 HMAC-SHA256 of id.timestamp.body>` with the platform's whsec_ secret; several during a "
           "secret rotation)")
 _STR = {"type": "string"}
+# the answer to a webhook: its webhook-id (follow it with GET /api/v1/webhooks/{id}) and whether it was a copy
+RECEIPT = {"type": "object", "required": ["received", "duplicate"], "properties": {
+    "received": {"type": "string", "description": "the webhook-id, as GET /api/v1/webhooks/{id} takes it"},
+    "duplicate": {"type": "boolean", "description": "true: a webhook-id already stored; nothing changed"}}}
 _ID_NUMBER = {"type": "string", "description": "18-character resident ID number"}
 _AS_OF = {"type": "string", "format": "date-time",
           "description": "the registry's as-of time (with an offset); without it, the webhook-timestamp"}
@@ -49,7 +53,8 @@ def WEBHOOK_PATHS(problem_ref: dict) -> dict:
         "tags": ["webhooks"],
         "parameters": [{"name": "platform", "in": "path", "required": True, "schema": _STR}, *_headers()],
         "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-        "responses": {"202": {"description": "stored"}, "200": {"description": "duplicate, ignored"},
+        "responses": {"202": {"description": "stored", "content": {"application/json": {"schema": RECEIPT}}},
+                      "200": {"description": "duplicate, ignored", "content": {"application/json": {"schema": RECEIPT}}},
                       "400": {"description": "malformed", **err},
                       "401": {"description": "bad_signature, stale_timestamp, unauthorized", **err},
                       "403": {"description": "platform_not_allowed: this kind of platform may not send this "
