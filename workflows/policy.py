@@ -45,7 +45,7 @@ class Policy:
         """The shape of `GET /api/v1/regions/{code}` (API.md)."""
         return {
             "code": self.region_code, "name": self.region_name, "province_code": self.province_code,
-            "platform": self.platform_id, "policy_version": self.version,
+            "platform": self.platform_id, "policy_version": self.version, "policy_id": self.id,
             "effective_from": self.effective_from.isoformat(),
             "commitment_version": self.commitment_version,
             "allowed_relationships": list(self.allowed_relationships),

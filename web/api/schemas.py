@@ -122,23 +122,31 @@ class BindingOut(BaseModel):
     version: int
     grantor: PersonRef
     beneficiary: PersonRef
-    relationship: str
+    relationship: str = Field(description="the beneficiary's relation to the grantor (API.md's values, and "
+                              "spouse_parent where a region allows it)")
     verification_method: Literal["face", "guardian"]
-    channel: str
-    authorized_amount_fen: int | None
-    authorization: Literal["amount", "whole_balance"] | None
+    channel: str = Field(description="where the invitation was taken: app or counter (it changes no step)")
+    authorized_amount_fen: int | None = Field(description="the cap the grantor set, fen (null: the whole "
+                                              "balance, or never authorized); kept after the binding ended")
+    authorization: Literal["amount", "whole_balance"] | None = Field(description="while authorized: how it "
+                                                                     "pays; null in any other state")
     authorized_at: str | None = Field(None, description="when the grantor's account was bound to this binding: "
                                       "its first authorization (a new amount keeps it); the deduction order's "
                                       "'newest' is the binding bound last")
     failed_verifications: int
-    deadline_at: str | None
-    deadline_event: str | None
-    expires_at: str | None
-    province_code: str
+    deadline_at: str | None = Field(description="when the binding's next timer fires; null when none")
+    deadline_event: str | None = Field(description="that timer: expire (the invitation's validity) or "
+                                       "verification_timeout (the open face-verification attempt's)")
+    expires_at: str | None = Field(description="the end of the invitation's validity; kept once the binding "
+                                   "moved past it (it no longer applies then)")
+    province_code: str = Field(description="the grantor's province when invited (the binding's home; never "
+                                           "changes)")
     grantor_region: str
     beneficiary_region: str
-    policy_id: int
-    platform_id: str | None
+    policy_id: int = Field(description="the region policy version the binding was made under, whose terms "
+                                       "(attempts, timeout) it keeps; GET /api/v1/regions/{code} answers the "
+                                       "version in force with its policy_id")
+    platform_id: str | None = Field(description="the platform that took the invitation")
     deduction_rank: int | None = Field(None, description="the beneficiary's deduction order for this binding "
                                        "(1 pays first; `PUT /persons/{id}/deduction-order`), null if not set; "
                                        "in `GET /bindings/{id}` only (the order changes no version)")
@@ -200,6 +208,8 @@ class RegionOut(BaseModel):
     province_code: str
     platform: str | None
     policy_version: int
+    policy_id: int | None = Field(None, description="that version's id, as a binding's policy_id names the version "
+                                  "it was made under")
     effective_from: str
     commitment_version: str
     allowed_relationships: list[str]
