@@ -392,17 +392,23 @@ def test_relationship_ended_without_a_binding(pg_db, family, base):
     assert domain_state(pg_db) == before
 
 
+def _spouses_bound_both_ways(db, family, base) -> tuple:
+    """Two spouses, both employees: A authorized an amount for C, and C has invited A: (fam, A→C, C→A)."""
+    fam = family(db, now=base)
+    persons.upsert(db, registry(fam, "beneficiary", insurance_type="employee"), platform=None,
+                   now=base + timedelta(seconds=1))
+    forward = _authorized(db, fam, base)
+    reverse = invite(db, type(fam)(fam.beneficiary, fam.grantor, fam.beneficiary_name, fam.grantor_name),
+                     now=base + timedelta(minutes=2))["id"]
+    return fam, forward, reverse
+
+
 def test_relationship_ended_ends_the_bindings_both_ways(pg_db, family, base):
     """Given two spouses, both employees: A authorized an amount for C, and C has invited A
     When Jiangsu sends relationship.ended naming A as grantor and C as beneficiary
     Then A → C is unbound and C → A is rejected, both by the system with reason relationship_ended (the
     marriage ended for both), and the outcome is the named binding's new state."""
-    fam = family(pg_db, now=base)
-    persons.upsert(pg_db, registry(fam, "beneficiary", insurance_type="employee"), platform=None,
-                   now=base + timedelta(seconds=1))
-    forward = _authorized(pg_db, fam, base)
-    reverse = invite(pg_db, type(fam)(fam.beneficiary, fam.grantor, fam.beneficiary_name, fam.grantor_name),
-                     now=base + timedelta(minutes=2))["id"]
+    fam, forward, reverse = _spouses_bound_both_ways(pg_db, family, base)
 
     outcome = send(pg_db, "jiangsu", "relationship.ended", {"grantor_id_number": fam.grantor,
                                                             "beneficiary_id_number": fam.beneficiary},
@@ -699,12 +705,7 @@ def test_relationship_ended_waits_for_a_person_event_holding_one_of_the_two(pg_d
 
     from models import Person
     from .support import wait_for_a_lock_wait
-    fam = family(pg_db, now=base)
-    persons.upsert(pg_db, registry(fam, "beneficiary", insurance_type="employee"), platform=None,
-                   now=base + timedelta(seconds=1))
-    there = _authorized(pg_db, fam, base)
-    back = invite(pg_db, type(fam)(fam.beneficiary, fam.grantor, fam.beneficiary_name, fam.grantor_name),
-                  now=base + timedelta(minutes=2))["id"]
+    fam, there, back = _spouses_bound_both_ways(pg_db, family, base)
     holder = pg_db()
     holder.execute(sa.select(Person.id).where(Person.id == persons.id_by_number(holder, fam.grantor))
                    .with_for_update()).all()
