@@ -26,8 +26,8 @@ _AUTHORIZED_SINCE = Statement(sa.select(H.c.at).where(H.c.binding_id == sa.bindp
 
 def _simple(event: str, *, optimistic: bool = False):
     def run(db, binding_id: str, actor, *, reason: str | None = None, channel: str | None = None, now=None,
-            platform=None):
-        with command(db, now=now, platform=platform, optimistic=optimistic) as cmd:
+            platform=None, version: int | None = None):
+        with command(db, now=now, platform=platform, optimistic=optimistic, version=version) as cmd:
             row = cmd.lock_binding(binding_id)
             who = cmd.resolve(actor, row)
             cmd.authorize_actor(row, event, who, reason)
@@ -48,9 +48,10 @@ reject = _simple("reject")
 
 
 @retried
-def accept(db, binding_id: str, actor, *, channel: str | None = None, now=None, platform=None) -> dict:
+def accept(db, binding_id: str, actor, *, channel: str | None = None, now=None, platform=None,
+           version: int | None = None) -> dict:
     """The beneficiary accepts after face verification; eligibility is checked again at this moment."""
-    with command(db, now=now, platform=platform, optimistic=True) as cmd:
+    with command(db, now=now, platform=platform, optimistic=True, version=version) as cmd:
         row = cmd.lock_binding(binding_id)
         who = cmd.resolve(actor, row)
         cmd.authorize_actor(row, "accept", who, None)
@@ -64,10 +65,10 @@ def accept(db, binding_id: str, actor, *, channel: str | None = None, now=None, 
 
 @retried
 def authorize(db, binding_id: str, actor, amount_fen: int | None, *, channel: str | None = None,
-              now=None, platform=None) -> dict:
+              now=None, platform=None, version: int | None = None) -> dict:
     """The grantor sets the authorized amount in fen (None = the whole balance); again to change it. The
     amount it already has changes nothing: the binding is answered as it is (same version, no event)."""
-    with command(db, now=now, platform=platform, optimistic=True) as cmd:
+    with command(db, now=now, platform=platform, optimistic=True, version=version) as cmd:
         row = cmd.lock_binding(binding_id)  # an unknown (or unseen) binding answers not_found first
         rules.check_amount(amount_fen)
         who = cmd.resolve(actor, row)

@@ -66,8 +66,10 @@ def event_type(event: str, dest: str) -> str:
 class Command:
     timer = SYSTEM_TIMER
 
-    def __init__(self, db, connection: sa.Connection, now: datetime, platform=None, optimistic: bool = False):
+    def __init__(self, db, connection: sa.Connection, now: datetime, platform=None, optimistic: bool = False,
+                 version: int | None = None):
         self._db, self._conn, self._session = db, connection, None
+        self.version = version  # the binding version the caller acted from (None: not checked)
         self.optimistic, self._written = optimistic, False  # optimistic: one transition, nothing else
         self.now = now
         self.platform = platform  # the calling platform (a PlatformInfo), None for internal callers
@@ -120,6 +122,8 @@ class Command:
     def _visible(self, row: rows.BindingRow, binding_id: str) -> rows.BindingRow:
         if self.platform is not None and not visible_to(self.platform, row):
             raise DomainError("not_found", f"no binding {binding_id}")
+        if self.version is not None and row.version != self.version:  # not a VersionConflict: never retried
+            raise DomainError("conflict", f"the binding is at version {row.version}, not {self.version}")
         return row
 
     def resolve(self, actor, row) -> Actor:
@@ -202,15 +206,16 @@ def _integrity_code(exc: sa.exc.IntegrityError) -> str:
 
 
 @contextmanager
-def command(db, *, now: datetime | None = None, platform=None, optimistic: bool = False):
+def command(db, *, now: datetime | None = None, platform=None, optimistic: bool = False, version: int | None = None):
     """Open one transaction for one command; commit on success, publish its outbox rows after. With
-    `platform`, a binding it may not see is not found (`Command.lock_binding`). `optimistic`: see above."""
+    `platform`, a binding it may not see is not found (`Command.lock_binding`); with `version`, a binding at
+    another version is 409 `conflict` (the caller acted from a view it had). `optimistic`: see above."""
     conn = db.kw["bind"].connect()
     if optimistic:
         setattr(conn, READ_ONLY, True)  # any other write Statement on it raises (workflows/statements.py)
         if conn.dialect.name == "postgresql":
             conn.execution_options(isolation_level="AUTOCOMMIT")
-    cmd = Command(db, conn, now or utcnow(), platform, optimistic)
+    cmd = Command(db, conn, now or utcnow(), platform, optimistic, version)
     try:
         with cmd._conn.begin():
             yield cmd

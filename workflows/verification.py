@@ -63,19 +63,22 @@ def _close(cmd: Command, attempt: SimpleNamespace, status: str, reason: str | No
 
 
 def start_verification(db, binding_id: str, actor, *, channel: str | None = None, now=None,
-                       platform=None) -> dict:
+                       platform=None, version: int | None = None) -> dict:
     """The beneficiary opens a face-verification attempt (or gets the one still open). An open attempt past
     its deadline is timed out first, in its own command (an optimistic command writes once); then the
-    binding is read again: another attempt, or 409 illegal_transition when that was the last one allowed."""
+    binding is read again: another attempt, or 409 illegal_transition when that was the last one allowed.
+    `version` (the one the caller saw) is checked by the first command only: the timeout is this request's."""
     while True:
-        done = _start_verification(db, binding_id, actor, channel=channel, now=now, platform=platform)
+        done = _start_verification(db, binding_id, actor, channel=channel, now=now, platform=platform,
+                                   version=version)
         if done is not None:
             return done
+        version = None
 
 
 @retried
-def _start_verification(db, binding_id: str, actor, *, channel, now, platform) -> dict | None:
-    with command(db, now=now, platform=platform, optimistic=True) as cmd:
+def _start_verification(db, binding_id: str, actor, *, channel, now, platform, version) -> dict | None:
+    with command(db, now=now, platform=platform, optimistic=True, version=version) as cmd:
         row, rest = cmd.read_binding_joined(binding_id, _WITH_OPEN)
         who = cmd.resolve(actor, row)
         cmd.authorize_actor(row, "start_verification", who, None)

@@ -179,6 +179,27 @@ def test_not_your_binding(embedded, js, facecheck_secret):
     assert js.ok(b["id"], "accept", beneficiary)["state"] == "accepted"
 
 
+def test_a_command_made_from_an_old_view_is_a_conflict(embedded, js, facecheck_secret):
+    """Given a face-verified binding at version v
+    When the beneficiary's accept is sent with version v-1 (the app showed an older binding), and each other
+    command the same way, Then 409 conflict and nothing changes; with version v, or without one, it is done:
+    a platform can make a command conditional on what its user saw."""
+    b, grantor, beneficiary = face_verified(js, embedded, facecheck_secret)
+    v = js.binding(b["id"])["version"]
+    before = snapshot(js, b["id"])
+    for command, actor, extra in (("accept", beneficiary, {}), ("decline", beneficiary, {}),
+                                  ("cancel", grantor, {}), ("verification", beneficiary, {})):
+        problem = assert_problem(js.command(b["id"], command, actor, version=v - 1, **extra), 409, "conflict")
+        assert f"version {v}" in problem["detail"]
+    assert snapshot(js, b["id"]) == before
+    accepted = js.ok(b["id"], "accept", beneficiary, version=v)
+    assert accepted["state"] == "accepted" and accepted["version"] == v + 1
+    assert_problem(js.command(b["id"], "authorization", grantor, amount_fen=100, version=v), 409, "conflict")
+    assert js.ok(b["id"], "authorization", grantor, amount_fen=100)["state"] == "authorized"
+    assert_problem(js.command(b["id"], "unbind", grantor, version=v + 1), 409, "conflict")
+    assert_problem(js.command(b["id"], "accept", beneficiary, version=0), 422, "validation_failed")
+
+
 def test_actor_named_by_opaque_id(embedded, js, facecheck_secret):
     """Given a face-verified binding and a stranger, both known by their opaque person ids
     When a command names its actor by id (`{"kind": "person", "id": "psn_…"}`, as the OpenAPI schema offers)

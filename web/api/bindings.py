@@ -48,7 +48,7 @@ def history(binding_id: str):
           body=ActorBody, answer=VerificationStarted, status=202, errors=ALL)
 def start_verification(binding_id: str, body: ActorBody):
     return 202, verification.start_verification(db(), binding_id, body.actor.model_dump(),
-                                                channel=body.channel, platform=g.platform)
+                                                channel=body.channel, platform=g.platform, version=body.version)
 
 
 def _command(name: str, summary: str, path: str):
@@ -61,7 +61,7 @@ def _command(name: str, summary: str, path: str):
 
 
 def _extra(name: str, body: ActorBody) -> dict:
-    extra = {"channel": body.channel}
+    extra = {"channel": body.channel, "version": body.version}
     if name in ("decline", "cancel", "unbind"):
         extra["reason"] = body.reason
     return extra
@@ -77,4 +77,4 @@ _command("unbind", "Either side ends the binding", "/bindings/{binding_id}/unbin
           "null = whole balance)", body=AuthorizeIn, answer=BindingOut, errors=ALL)
 def authorization(binding_id: str, body: AuthorizeIn):
     return commands.authorize(db(), binding_id, body.actor.model_dump(), body.amount_fen, channel=body.channel,
-                              platform=g.platform)
+                              platform=g.platform, version=body.version)

@@ -74,6 +74,9 @@ class ActorBody(Body):
     actor: ActorIn
     reason: str | None = Field(None, max_length=free_text.REASON_CHARS)
     channel: Literal["app", "counter"] | None = None
+    version: int | None = Field(None, ge=1, strict=True, description="optional: the binding version the request "
+                                "was made from (as the platform last saw it); when the binding has moved on, "
+                                "409 conflict and nothing changes")
 
 
 class AuthorizeIn(ActorBody):
