@@ -260,10 +260,14 @@ class WebhookStatus(BaseModel):
     type: str
     status: Literal["pending", "processed"] = Field(description="pending: stored, not applied yet (or being "
                                                     "retried: see attempts); processed: `outcome` is final")
-    outcome: str | None = Field(description="a verification's result (passed, failed, …), a person event's "
-                                "effect (applied, stale, …), a refusal code (e.g. not_found, "
-                                "illegal_transition), or failed:<error type> after 25 failed runs; "
-                                "null while pending")
+    outcome: str | None = Field(description="null while pending, else final: "
+                                "verification.completed: passed, failed, ignored_<status> (the attempt had "
+                                "already ended: ignored_timed_out also when the result came after its "
+                                "deadline); person.updated, person.deceased: applied, or stale (not newer than "
+                                "the fact held); relationship.ended: the named binding's new state (unbound, "
+                                "rejected) or no_binding; binding.unbind_requested: unbound; a refusal: its "
+                                "error code (GET /api/v1/problems/{code}, e.g. not_found, validation_failed, "
+                                "illegal_transition); failed:<error type> after 25 failed runs")
     attempts: int = Field(description="runs so far; a run that failed is retried by the worker")
     received_at: str
     processed_at: str | None
