@@ -4,7 +4,6 @@ Each is one transaction (see `unit.command`): lock the binding, check the actor 
 event through the shared machine, append history and an outbox event, commit. Amounts are fen."""
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -91,11 +90,10 @@ def _check_new_amounts(cmd, row) -> None:
     one more fits. Each writes a history row and an event to every platform concerned: without a limit an
     app could send thousands (a security review sent 60 in a row, all taken)."""
     pol = policy.by_id(cmd.conn, row.policy_id, row.grantor_region, cmd.now)
-    window = timedelta(seconds=pol.frequency_window_s)
-    moments = [found[0] for found in _AUTHORIZED_SINCE.rows(cmd.conn, {"b": row.id, "since": cmd.now - window})]
-    over = len(moments) - pol.frequency_max_changes
-    if over >= 0:
-        rules.check_frequency(len(moments), pol, max(1, math.ceil((moments[over] + window - cmd.now).total_seconds())))
+    since = cmd.now - timedelta(seconds=pol.frequency_window_s)
+    moments = [found[0] for found in _AUTHORIZED_SINCE.rows(cmd.conn, {"b": row.id, "since": since})]
+    if len(moments) >= pol.frequency_max_changes:
+        rules.check_frequency(len(moments), pol, rules.seconds_until_one_fits(moments, pol, cmd.now))
 
 
 __all__ = ["accept", "authorize", "cancel", "decline", "expire", "reject", "unbind", "DomainError"]

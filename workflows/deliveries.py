@@ -28,7 +28,7 @@ from models.settings import number, schedule
 from models.types import utcnow
 
 from . import delivery_statements as statements
-from . import free_text, platforms, rows, sync
+from . import free_text, platforms, rows, settlements, sync
 from .actors import public
 from .persons import province_of
 from .statements import Statement
@@ -140,10 +140,10 @@ def concerned(session, payload: dict) -> list[platforms.PlatformInfo]:
     data = payload.get("data") or {}
     held = [data.get("binding") or {}, data.get("relocated_from") or {}]
     regions = {b[k] for b in held for k in rows.REGIONS if b.get(k)}
-    settled = data.get("settlement")  # a settlement concerns the provinces of the beneficiary and each grantor
-    if settled:
-        regions |= {p["region_code"] for p in [settled["beneficiary"], *(x["grantor"] for x in settled["splits"])]}
+    settled = data.get("settlement")
     provinces = {province_of(session, r) for r in regions}
+    if settled:
+        provinces |= settlements.provinces(session, settled)
     settled_by = data.get("platform_id") if settled else None
     return [p for p in platforms.all_platforms(session) if p.webhook_url and p.kind != "verifier"
             and (p.kind == "national" or provinces & set(p.provinces) or p.id == settled_by)]
@@ -268,7 +268,8 @@ def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
             platforms.clear_cache()
             p = platforms.get(db, platform_id)
         return Claim(id=delivery_id, attempt_no=attempts, platform_id=p.id, url=p.webhook_url,
-                     secrets=p.signing_secrets(now), event_id=event_id, payload=as_sent(payload)) if p.webhook_url else None
+                     secrets=p.signing_secrets(now), event_id=event_id,
+                     payload=as_sent(payload)) if p.webhook_url else None
     with db.begin() as s:
         row = s.execute(_CLAIM, {"id": delivery_id, "horizon": now + timedelta(seconds=GRACE_S)}).mappings().first()
         if row is None:

@@ -6,7 +6,6 @@ makes `duplicate_binding` exact even for two invitations of the same pair racing
 on the invitation day (Asia/Shanghai) takes the guardian path: no face check, straight to `accepted`."""
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -81,12 +80,9 @@ def _persons(conn, a: tuple[str, str], b: tuple[str, str]) -> tuple[rows.PersonR
 def _retry_after(conn, person_id: str, person_policy, now) -> int:
     """Whole seconds until one more change fits the person's window: until the oldest counted changes beyond
     the limit have left it (only asked on the refusal path)."""
-    window = timedelta(seconds=person_policy.frequency_window_s)
-    moments = sorted(found[0] for found in _CHANGE_TIMES.rows(conn, {"p": person_id, "since": now - window}))
-    over = len(moments) - person_policy.frequency_max_changes
-    if over < 0:  # pragma: no cover - only asked when the count reached the limit in the same transaction
-        return 1
-    return max(1, math.ceil((moments[over] + window - now).total_seconds()))
+    since = now - timedelta(seconds=person_policy.frequency_window_s)
+    moments = [found[0] for found in _CHANGE_TIMES.rows(conn, {"p": person_id, "since": since})]
+    return rules.seconds_until_one_fits(moments, person_policy, now)
 
 
 def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiary_name: str,

@@ -107,8 +107,9 @@ def _stamp(cmd: Command, person: Person, at: datetime | None, platform, received
 def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform,
            received: datetime | None = None) -> tuple[Person, bool]:
     """Create or update a person from validated registry `fields`; returns (person, created). `as_of`
-    None (an API call without `updated_at`) applies as of now, without the staleness check."""
-    s = cmd.session
+    None (an API call without `updated_at`) applies as of now, without the staleness check. `received`: when
+    the fact arrived (a webhook's arrival; else now)."""
+    s, received = cmd.session, received or cmd.now
     province = province_of(s, fields["region_code"])
     check_served(platform, province)
     person = by_number(s, fields["id_number"], lock=True)
@@ -120,7 +121,7 @@ def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform,
         s.add(person)
     else:  # a province platform may not take over a person another province insures
         check_served(platform, province_of(s, person.region_code))
-        _check_fresh(person, as_of, platform, received or cmd.now)
+        _check_fresh(person, as_of, platform, received)
     before = None if created else (person.insurance_type, person.insurance_status, person.region_code)
     person.name, person.name_masked = fields["name"], idnumbers.mask_name(fields["name"])
     person.insurance_type, person.insurance_status = fields["insurance_type"], fields["insurance_status"]
@@ -129,7 +130,7 @@ def record(cmd: Command, fields: dict, *, as_of: datetime | None, platform,
         person.real_name_verified = bool(fields["real_name_verified"])  # refresh of other facts withdraws nothing
     if fields.get("balance_fen") is not None:
         person.balance_fen = fields["balance_fen"] if created else balances.with_later_postings(
-            s, person.id, fields["balance_fen"], held_as_of(as_of, received or cmd.now), platform)
+            s, person.id, fields["balance_fen"], held_as_of(as_of, received), platform)
     _stamp(cmd, person, as_of, platform, received)
     s.flush()
     # a name or balance update locks no binding: only these facts can end one (bindings never start

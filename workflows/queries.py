@@ -23,7 +23,8 @@ VA = VerificationAttempt.__table__
 # Separate reads could show a passed attempt next to the state from before it.
 _SNAPSHOT = Statement(
     rows.select_bindings()
-    .add_columns(settlements.paid_by(rows.B.c.id), *[VA.c[c] for c in writes.ATTEMPT_COLUMNS], sync.S.c.platform_id, sync.S.c.acked_version)
+    .add_columns(settlements.paid_by(rows.B.c.id), *[VA.c[c] for c in writes.ATTEMPT_COLUMNS],
+                 sync.S.c.platform_id, sync.S.c.acked_version)
     .outerjoin(VA, VA.c.binding_id == rows.B.c.id).outerjoin(sync.S, sync.S.c.binding_id == rows.B.c.id)
     .where(rows.B.c.id == sa.bindparam("binding_id")).order_by(VA.c.attempt_no, sync.S.c.platform_id))
 _OWN = len(rows.select_bindings().exported_columns)
@@ -81,12 +82,11 @@ def set_deduction_order(db, person_id: str, binding_ids: list[str]) -> dict:
             raise DomainError("deduction_order_fixed", f"the region's deduction order is {fixed}")
         # locked after the person, as every writer locks (person, then binding): a transition committing in
         # between would make the rank's version-checked UPDATE match nothing
-        live = cmd.session.scalars(sa.select(Binding).where(Binding.beneficiary_id == person_id,
-                                                            Binding.state.in_(LIVE))
-                                   .order_by(Binding.id).with_for_update()).all()  # locked in id order
-        bound = dict(cmd.session.execute(sa.select(Binding.id, settlements.BOUND_AT)
-                                         .where(Binding.id.in_([b.id for b in live]))).all()) if live else {}
-        live = money.newest_first(live, lambda b: (bound.get(b.id), b.id))
+        found = cmd.session.execute(sa.select(Binding, settlements.BOUND_AT).where(
+            Binding.beneficiary_id == person_id, Binding.state.in_(LIVE))
+            .order_by(Binding.id).with_for_update(of=Binding)).all()  # locked in id order
+        bound = {b.id: at for b, at in found}
+        live = money.newest_first([b for b, _ in found], lambda b: (bound[b.id], b.id))
         by_id = {b.id: b for b in live}
         unknown = [i for i in binding_ids if i not in by_id]
         if unknown:

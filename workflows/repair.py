@@ -46,11 +46,12 @@ def check_allowed(who: OperatorInfo, action: str, reason: str | None, roles: dic
 
 
 def _audited(db, who: OperatorInfo, action: str, binding_id: str | None, reason: str | None, work, now=None,
-             batch_id: str | None = None):
-    """Run `work(cmd, reason)` in one command with the audit row; a refusal is audited on its own."""
+             batch_id: str | None = None, seen: int | None = None):
+    """Run `work(cmd, reason)` in one command with the audit row; a refusal is audited on its own. `seen`: the
+    binding's version the page showed (a binding that changed since is refused `changed_since_seen`)."""
     try:
         reason = check_allowed(who, action, reason)
-        with command(db, now=now) as cmd:
+        with command(db, now=now, version=seen, moved_on="changed_since_seen") as cmd:
             reason = free_text.clean_about_binding(cmd.session, reason, binding_id)
             detail = work(cmd, reason)
             record(cmd.session, who, action, binding_id=binding_id, reason=reason, detail=detail or None,
@@ -61,15 +62,6 @@ def _audited(db, who: OperatorInfo, action: str, binding_id: str | None, reason:
             reason = free_text.clean_about_binding(s, reason, binding_id)
         record_refusal(db, who, action, exc, binding_id=binding_id, reason=reason, batch_id=batch_id)
         raise
-
-
-def _locked(cmd: Command, binding_id: str, seen: int | None):
-    """The binding, locked, if it is still the version the operator saw (`seen`, None: not checked)."""
-    row = cmd.lock_binding(binding_id)
-    if seen is not None and row.version != seen:
-        raise DomainError("changed_since_seen", f"the page showed version {seen}; the binding is at version "
-                          f"{row.version}, in state {row.state}")
-    return row
 
 
 def _repair(cmd: Command, row, reason: str, found: str) -> dict:
@@ -103,7 +95,7 @@ def _repair(cmd: Command, row, reason: str, found: str) -> dict:
 def retry(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: datetime | None = None,
           batch_id: str | None = None, seen: int | None = None) -> dict:
     def work(cmd: Command, why: str) -> dict:
-        row = _locked(cmd, binding_id, seen)
+        row = cmd.lock_binding(binding_id)
         reasons = [r["reason"] for r in stuck.of_binding(cmd.session, binding_id, cmd.now)]
         if not reasons:
             raise DomainError("not_stuck")
@@ -114,19 +106,19 @@ def retry(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: da
         if sends["deliveries"] or sends["verifications"]:
             cmd.emit(deliveries.RETRY_TOPIC, sends)
         return {"reasons": reasons, **{k: v for k, v in sends.items() if v}}
-    return _audited(db, who, "retry", binding_id, reason, work, now, batch_id)
+    return _audited(db, who, "retry", binding_id, reason, work, now, batch_id, seen)
 
 
 def _transition(event: str):
     def run(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: datetime | None = None,
             batch_id: str | None = None, seen: int | None = None) -> dict:
         def work(cmd: Command, why: str) -> dict:
-            row = _locked(cmd, binding_id, seen)
+            row = cmd.lock_binding(binding_id)
             actor = Actor("operator", who.username)
             cmd.authorize_actor(row, event, actor, why)
             before, after = cmd.transition(row, event, actor, channel="dashboard", reason=why)
             return {"from": before, "to": after}
-        return _audited(db, who, event, binding_id, reason, work, now, batch_id)
+        return _audited(db, who, event, binding_id, reason, work, now, batch_id, seen)
     run.__name__ = event
     run.__doc__ = f"An operator fires `{event}` with a reason, through the workflow's own transition."
     return run

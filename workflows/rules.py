@@ -4,7 +4,9 @@ Commands gather the facts (persons, the policy in force, counts) inside their tr
 unit tests call them directly. Policies are `workflows.policy.Policy` values: data, never code branches."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import timedelta
 
 from .errors import DomainError
 
@@ -91,6 +93,16 @@ def check_member_limits(grantor_active: int, beneficiary_active: int, grantor_po
     if beneficiary_active >= beneficiary_policy.max_grantors_per_beneficiary:
         raise DomainError("member_limit", f"a beneficiary may have at most "
                           f"{beneficiary_policy.max_grantors_per_beneficiary} grantors")
+
+
+def seconds_until_one_fits(moments: list, policy, now) -> int:
+    """Whole seconds until one more change fits the policy's window, given the times of the changes in it:
+    until the oldest ones beyond the limit have left it (at least 1)."""
+    over = len(moments) - policy.frequency_max_changes
+    if over < 0:
+        return 1
+    leaves = sorted(moments)[over] + timedelta(seconds=policy.frequency_window_s)
+    return max(1, math.ceil((leaves - now).total_seconds()))
 
 
 def check_frequency(changes_in_window: int, policy, retry_after_s: int | None = None) -> None:

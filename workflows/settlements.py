@@ -41,7 +41,8 @@ _H = Transition.__table__
 BOUND_AT = sa.func.coalesce(B.c.authorized_at, sa.select(sa.func.min(_H.c.at)).where(
     _H.c.binding_id == B.c.id, _H.c.to_state == "authorized").scalar_subquery())
 _PAYING = sa.select(B.c.id, B.c.grantor_id, B.c.version, B.c.authorized_amount_fen, B.c.deduction_rank,
-                    BOUND_AT.label("bound_at")).where(B.c.beneficiary_id == sa.bindparam("b"), B.c.state == "authorized")
+                    BOUND_AT.label("bound_at")).where(B.c.beneficiary_id == sa.bindparam("b"),
+                                                      B.c.state == "authorized")
 _LOCK_PERSONS = (sa.select(P.c.id, P.c.balance_fen, P.c.insurance_type, P.c.insurance_status, P.c.deceased,
                            P.c.real_name_verified)
                  .where(P.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(P.c.id).with_for_update())
@@ -213,11 +214,15 @@ def get(db, *, platform, settlement_id: str) -> dict:
     with db() as s:
         row = s.get(Settlement, settlement_id)
         out = view(s, row) if row is not None else None
-        if out is None or not (row.platform_id == platform.id or platform.kind == "national" or any(
-                platform.serves(province_of(s, p["region_code"]))
-                for p in (out["beneficiary"], *(x["grantor"] for x in out["splits"])))):
+        if out is None or not (row.platform_id == platform.id or any(map(platform.serves, provinces(s, out)))):
             raise DomainError("not_found", f"no settlement {settlement_id} this platform is concerned with")
         return out
+
+
+def provinces(s, settled: dict) -> set[str]:
+    """The provinces a settlement (its `view`) concerns: the beneficiary's and every paying grantor's."""
+    persons = (settled["beneficiary"], *(x["grantor"] for x in settled["splits"]))
+    return {province_of(s, p["region_code"]) for p in persons}
 
 
 def view(s, row: Settlement) -> dict:

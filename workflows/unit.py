@@ -67,9 +67,11 @@ class Command:
     timer = SYSTEM_TIMER
 
     def __init__(self, db, connection: sa.Connection, now: datetime, platform=None, optimistic: bool = False,
-                 version: int | None = None):
+                 version: int | None = None, moved_on: str = "conflict"):
         self._db, self._conn, self._session = db, connection, None
-        self.version = version  # the binding version the caller acted from (None: not checked)
+        # the binding version the caller acted from (None: not checked), and the code a binding at another
+        # version is refused with (`conflict`; the dashboard's `changed_since_seen`)
+        self.version, self.moved_on = version, moved_on
         self.optimistic, self._written = optimistic, False  # optimistic: one transition, nothing else
         self.now = now
         self.platform = platform  # the calling platform (a PlatformInfo), None for internal callers
@@ -123,7 +125,7 @@ class Command:
         if self.platform is not None and not visible_to(self.platform, row):
             raise DomainError("not_found", f"no binding {binding_id}")
         if self.version is not None and row.version != self.version:  # not a VersionConflict: never retried
-            raise DomainError("conflict", f"the binding is at version {row.version}, not {self.version}")
+            raise DomainError(self.moved_on, f"the binding is at version {row.version}, not version {self.version}")
         return row
 
     def resolve(self, actor, row) -> Actor:
@@ -206,16 +208,18 @@ def _integrity_code(exc: sa.exc.IntegrityError) -> str:
 
 
 @contextmanager
-def command(db, *, now: datetime | None = None, platform=None, optimistic: bool = False, version: int | None = None):
+def command(db, *, now: datetime | None = None, platform=None, optimistic: bool = False, version: int | None = None,
+            moved_on: str = "conflict"):
     """Open one transaction for one command; commit on success, publish its outbox rows after. With
     `platform`, a binding it may not see is not found (`Command.lock_binding`); with `version`, a binding at
-    another version is 409 `conflict` (the caller acted from a view it had). `optimistic`: see above."""
+    another version is refused with `moved_on` (409 `conflict`: the caller acted from a view it had).
+    `optimistic`: see above."""
     conn = db.kw["bind"].connect()
     if optimistic:
         setattr(conn, READ_ONLY, True)  # any other write Statement on it raises (workflows/statements.py)
         if conn.dialect.name == "postgresql":
             conn.execution_options(isolation_level="AUTOCOMMIT")
-    cmd = Command(db, conn, now or utcnow(), platform, optimistic, version)
+    cmd = Command(db, conn, now or utcnow(), platform, optimistic, version, moved_on)
     try:
         with cmd._conn.begin():
             yield cmd

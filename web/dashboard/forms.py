@@ -21,7 +21,8 @@ REASON = [DataRequired(message=_l("Give a reason.")),
 
 def reason_problem(form) -> str:
     """Why an action's form was refused, in the reader's language: the reason's own message (missing, too
-    long), then the confirmation's, then a page too old (no version), else "Give a reason." (what the hand-written forms' one field needs)."""
+    long), then the confirmation's, then a page too old (no version), else "Give a reason." (what the
+    hand-written forms' one field needs)."""
     for name in ("reason", "confirm"):
         errors = getattr(form, name).errors if hasattr(form, name) else ()
         if errors:
@@ -45,13 +46,18 @@ class ActionForm(FlaskForm):
     reason = TextAreaField(_l("Reason"), validators=REASON)
 
 
-CONFIRM = _l("I understand this cannot be undone")
 STALE_FORM = _l("The page is out of date: load it again.")
+
+
+def _confirmation() -> BooleanField:
+    """The box an operator ticks before an action that cannot be undone (the pages render it as required)."""
+    return BooleanField(_l("I understand this cannot be undone"),
+                        validators=[DataRequired(message=_l("Tick the box to confirm."))])
 
 
 class ReversalForm(ActionForm):
     """A settlement's reversal: the money goes back, for good."""
-    confirm = BooleanField(CONFIRM, validators=[DataRequired(message=_l("Tick the box to confirm."))])
+    confirm = _confirmation()
 
 
 class BindingActionForm(ActionForm):
@@ -61,7 +67,7 @@ class BindingActionForm(ActionForm):
 
 class EndingForm(BindingActionForm):
     """expire, unbind: they end the binding for good, so the operator ticks a box first."""
-    confirm = BooleanField(CONFIRM, validators=[DataRequired(message=_l("Tick the box to confirm."))])
+    confirm = _confirmation()
 
 
 class RevealForm(FlaskForm):
