@@ -108,18 +108,27 @@ def bench_settings(url: str) -> Settings:
 
 
 class StatementCounter:
-    """Counts the SQL statements an engine sends (cursor executes: not BEGIN/COMMIT or the pool's ping)."""
+    """Counts the SQL statements an engine sends (cursor executes: not BEGIN/COMMIT or the pool's ping) while
+    it listens. The lifecycle's statements are counted in the warm-up, not in the timed runs: the listener
+    is a Python call per statement (~2.5 % of Gongji's client CPU, py-spy) that the peers, in their own
+    processes, do not pay."""
 
     def __init__(self, engine):
-        self.n = 0
-        sa.event.listen(engine, "before_cursor_execute", self._count)
+        self.n, self.engine = 0, engine
+
+    def listen(self, on: bool) -> None:
+        (sa.event.listen if on else sa.event.remove)(self.engine, "before_cursor_execute", self._count)
 
     def _count(self, *_args) -> None:
         self.n += 1  # a lost increment under threads would only undercount by a hair
 
 
 def code_revision() -> str:
-    repo = os.path.dirname(_HERE)
+    """The revision of the code this process imported, which need not be the checkout the script sits in: an
+    editable install serves its own checkout to every script (run another checkout's code with
+    PYTHONPATH=<that checkout>)."""
+    import workflows
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(workflows.__file__)))
     try:
         rev = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              timeout=10).stdout.strip()
@@ -373,6 +382,7 @@ def rearm_timers(engine) -> None:
 
 
 def run_sweep(engine, db, due: int, counter: StatementCounter) -> dict:
+    counter.listen(True)
     stmts0 = counter.n
     cpu0 = time.process_time()
     t0 = time.perf_counter()
@@ -380,6 +390,7 @@ def run_sweep(engine, db, due: int, counter: StatementCounter) -> dict:
     dt = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     stmts = (counter.n - stmts0) / due
+    counter.listen(False)
     with engine.connect() as c:
         expired = c.exec_driver_sql("SELECT count(*) FROM bindings WHERE state = 'expired'").scalar()
         left = c.exec_driver_sql("SELECT count(*) FROM bindings WHERE deadline_at <= now()").scalar()
@@ -444,7 +455,9 @@ def main() -> None:
         warm = make_families(offset, min(WARM_UP, n))
         offset += len(warm)
         upsert_persons(db, warm, threads)
-        run_lifecycle(db, warm, threads)  # warm caches (compiled SQL, policy cache, pool); not reported
+        counter.listen(True)  # statements a binding, counted here only (see StatementCounter)
+        stmts = run_lifecycle(db, warm, threads, counter)["stmts"]  # warm caches (compiled SQL, policy
+        counter.listen(False)  # cache, pool); not reported
         with engine.connect() as c:  # planner statistics, as a live database has (autovacuum analyzes after
             c.exec_driver_sql("ANALYZE")  # a minute, longer than a run: without them the invitation's counts
             c.commit()  # query gets a generic plan that scans the whole table, ~290 µs a call)
@@ -462,7 +475,7 @@ def main() -> None:
             upsert_persons(db, fams, threads)
             log(f"run {r + 1}/{args.repeat}: {2 * n} persons upserted in {time.perf_counter() - t0:.1f} s (not timed)")
             settle(engine)
-            res = run_lifecycle(db, fams, threads, counter)
+            res = {**run_lifecycle(db, fams, threads), "stmts": stmts}
             gongji_runs.append(res)
             log(f"run {r + 1}/{args.repeat}: gongji {n} lifecycles in {res['wall']:.2f} s = {res['all_tps']:.0f} "
                 f"transitions/s (6 per binding), {res['main_tps']:.0f} main-line transitions/s (5); "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,19 +27,33 @@ from .settings import Settings
 LOCK_TIMEOUT_MS = 10_000
 
 
+def json_bytes(value) -> bytes:
+    """JSON columns' serializer (orjson: UTF-8 bytes, no spaces). Every transition stores its outbox event,
+    ~1.4 KB of JSON; the standard library's encoder took ~7 % of a command's client CPU (py-spy of
+    bench/transitions.py), orjson about a tenth of that. Keys that are not strings become strings, as the
+    standard library does."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def json_text(value) -> str:
+    """The same as text, for SQLite's driver (bytes would be stored as a BLOB)."""
+    return json_bytes(value).decode()
+
+
 def make_engine(url: str, *, pool_size: int = 10, echo: bool = False,
                 lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> sa.Engine:
     url_obj = sa.make_url(url)
     if url_obj.get_backend_name() == "sqlite":
         if url_obj.database and url_obj.database != ":memory:":
             Path(url_obj.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url_obj, echo=echo, hide_parameters=True,
+        engine = sa.create_engine(url_obj, echo=echo, hide_parameters=True, json_serializer=json_text,
                                   connect_args={"check_same_thread": False, "timeout": 30})
         _sqlite_pragmas(engine)
         return engine
     if url_obj.drivername in ("postgresql", "postgres"):
         url_obj = url_obj.set(drivername="postgresql+psycopg")
-    engine = sa.create_engine(url_obj, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size)
+    engine = sa.create_engine(url_obj, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size,
+                              json_serializer=json_bytes)
     _lock_timeout(engine, int(lock_timeout_ms))
     _ping_when_idle(engine)
     return engine

@@ -31,7 +31,7 @@ from . import delivery_statements as statements
 from . import free_text, platforms, rows, settlements, sync
 from .actors import public
 from .persons import province_of
-from .statements import Statement
+from .statements import Statement, autocommit
 
 DEFAULT_SCHEDULE_S = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800) + (43200,) * 6
 # GONGJI_DELIVERY_SCHEDULE_S="5,30,120" replaces the schedule; GONGJI_DELIVERY_LEASE_S the lease (seconds)
@@ -253,10 +253,9 @@ def due(db, *, now: datetime | None = None, batch: int = 500) -> list[int]:
 def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
     """Take a delivery for one try, or None if it is not open, not due, blocked, or another try has it."""
     now = now or utcnow()
-    with db.kw["bind"].connect() as conn:
-        postgres = conn.dialect.name == "postgresql"
-        if postgres:  # one statement in autocommit (workflows/delivery_statements.py)
-            conn.execution_options(isolation_level="AUTOCOMMIT")
+    postgres = db.kw["bind"].dialect.name == "postgresql"
+    if postgres:  # one statement in autocommit (workflows/delivery_statements.py)
+        with autocommit(db) as conn:
             found = statements.CLAIM.first(conn, {"id": delivery_id, "horizon": now + timedelta(seconds=GRACE_S),
                                                   "lease": now + timedelta(seconds=LEASE_S)})
     if postgres:  # the platform after the connection went back: a thread never holds two pooled connections
@@ -298,15 +297,13 @@ def record(db, c: Claim, *, status_code: int | None, error: str | None, duration
     """Record one try's answer; returns the ids to send next (the released successor, if any)."""
     now = now or utcnow()
     ok = status_code is not None and 200 <= status_code < 300
-    if ok:
-        with db.kw["bind"].connect() as conn:
-            if conn.dialect.name == "postgresql":  # one statement in autocommit
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-                row = statements.DELIVERED.first(conn, {"id": c.id, "n": c.attempt_no, "t": now,
-                                                         "code": status_code, "ms": duration_ms})
-                if row is None or row[1] is None:  # replayed or finished meanwhile by another try
-                    return []
-                return _release(conn, *row, now)
+    if ok and db.kw["bind"].dialect.name == "postgresql":  # one statement in autocommit
+        with autocommit(db) as conn:
+            row = statements.DELIVERED.first(conn, {"id": c.id, "n": c.attempt_no, "t": now,
+                                                     "code": status_code, "ms": duration_ms})
+            if row is None or row[1] is None:  # replayed or finished meanwhile by another try
+                return []
+            return _release(conn, *row, now)
     with db.begin() as s:
         if ok:  # the common case in four statements: the try, the delivery, the acknowledgement, the successor
             s.execute(_ATTEMPT, dict(delivery_id=c.id, attempt_no=c.attempt_no, at=now, status_code=status_code,

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 READ_ONLY = "_gongji_read_only"  # attribute set on a Connection by an optimistic command
+AUTOCOMMIT = "_gongji_autocommit"  # attribute set on a Connection while its driver is in autocommit
 
 
 @contextmanager
@@ -46,11 +47,37 @@ def autocommit(db):
     is one statement that decides alone (a conditional UPDATE … RETURNING, an INSERT … ON CONFLICT)."""
     with db.kw["bind"].connect() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield conn
+            undo = autocommit_on(conn)
+            try:
+                yield conn
+            finally:
+                undo()
         else:
             with conn.begin():
                 yield conn
+
+
+def autocommit_on(conn: sa.Connection):
+    """Put a checked-out PostgreSQL connection in autocommit; returns what puts it back (call it before the
+    connection is closed). Set on the driver's connection: SQLAlchemy's `execution_options(isolation_level=
+    "AUTOCOMMIT")` does the same through its connection characteristics, set at each checkout and reset at
+    each check-in, which cost ~3.5 % of an optimistic command's client CPU (py-spy, bench/transitions.py).
+    SQLAlchemy's begin and commit on it stay harmless: the driver sends neither BEGIN nor COMMIT while no
+    transaction is open. A connection that cannot be put back (broken meanwhile) is invalidated, never
+    returned to the pool in autocommit."""
+    driver = conn.connection.dbapi_connection
+    driver.autocommit = True
+    setattr(conn, AUTOCOMMIT, True)  # no autobegin in `Statement._run`: nothing to begin or commit
+
+    def undo() -> None:
+        setattr(conn, AUTOCOMMIT, False)
+        if conn.invalidated:
+            return
+        try:
+            driver.autocommit = False
+        except Exception:  # noqa: BLE001 - closed or in an odd state: the pool must not hand it out again
+            conn.invalidate()
+    return undo
 
 
 class PerDialect:
@@ -92,6 +119,22 @@ class _Compiled:
         self.results = [(i, proc) for i, proc in self.results if proc is not None]
 
 
+_CURSOR = "gongji_cursor"
+
+
+def _cursor(conn: sa.Connection):
+    """The driver connection's one cursor for these statements, kept with the pooled connection (its
+    record's `info`) and used again: a new psycopg cursor per statement cost ~4 % of a command's client CPU.
+    A connection is used by one thread at a time, and each execute starts the cursor afresh. A cursor of
+    an earlier driver connection (the record reconnected) or a closed one (an error) is replaced."""
+    fairy = conn.connection
+    driver = fairy.dbapi_connection
+    cur = fairy.info.get(_CURSOR)
+    if cur is None or cur.closed or cur.connection is not driver:
+        cur = fairy.info[_CURSOR] = driver.cursor()
+    return cur
+
+
 class Statement:
     """One Core statement (select, or DML with or without RETURNING) ready to run many times."""
 
@@ -123,22 +166,19 @@ class Statement:
         for name, proc in c.binds:
             if name in params:
                 params[name] = proc(params[name])
-        if not conn.in_transaction():
+        if not getattr(conn, AUTOCOMMIT, False) and not conn.in_transaction():
             conn.begin()  # SQLAlchemy's autobegin, which the raw cursor would bypass
         cur = None
         try:
-            cur = conn.connection.dbapi_connection.cursor()
+            cur = _cursor(conn)
             if conn.dispatch.before_cursor_execute:
                 conn.dispatch.before_cursor_execute(conn, cur, c.sql, params, None, False)
             cur.execute(c.sql, params)
             found = cur.fetchall() if fetch else None
             count = cur.rowcount
         except BaseException as exc:  # as Connection.execute: translate, invalidate on disconnect, re-raise
-            conn._handle_dbapi_exception(exc, c.sql, params, cur, None)
+            conn._handle_dbapi_exception(exc, c.sql, params, cur, None)  # (closes the cursor)
             raise
-        finally:
-            if cur is not None:
-                cur.close()
         if found and c.results:
             converted = []
             for row in found:

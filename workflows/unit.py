@@ -21,7 +21,7 @@ for the row lock would have: the loser of two unbinds still gets 409 illegal_tra
 from __future__ import annotations
 
 import functools
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -35,7 +35,7 @@ from . import machine, outbox, rows, timers, writes
 from .actors import SYSTEM_TIMER, Actor
 from .errors import LOCK_NOT_AVAILABLE, LOST_TO_CONCURRENT, DomainError, LockTimeout, VersionConflict
 from .idnumbers import normalize
-from .statements import READ_ONLY, Statement
+from .statements import READ_ONLY, Statement, autocommit_on
 from .views import binding_view
 
 VA = VerificationAttempt.__table__
@@ -215,13 +215,15 @@ def command(db, *, now: datetime | None = None, platform=None, optimistic: bool 
     another version is refused with `moved_on` (409 `conflict`: the caller acted from a view it had).
     `optimistic`: see above."""
     conn = db.kw["bind"].connect()
+    undo = None
     if optimistic:
         setattr(conn, READ_ONLY, True)  # any other write Statement on it raises (workflows/statements.py)
         if conn.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="AUTOCOMMIT")
+            undo = autocommit_on(conn)
     cmd = Command(db, conn, now or utcnow(), platform, optimistic, version, moved_on)
     try:
-        with cmd._conn.begin():
+        # in autocommit each statement commits alone: SQLAlchemy's begin and commit would only cost CPU
+        with cmd._conn.begin() if undo is None else nullcontext():
             yield cmd
             cmd.finish()
     except sa.exc.IntegrityError as exc:
@@ -236,6 +238,8 @@ def command(db, *, now: datetime | None = None, platform=None, optimistic: bool 
             raise DomainError("conflict", "a concurrent change won") from None
         raise
     finally:
+        if undo is not None:
+            undo()
         cmd.close()
     outbox.published(cmd.messages)
 
