@@ -56,6 +56,7 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False,
                               json_serializer=json_bytes)
     _lock_timeout(engine, int(lock_timeout_ms))
     _ping_when_idle(engine)
+    _autocommit_off_at_checkin(engine)
     return engine
 
 
@@ -98,6 +99,20 @@ def _ping_when_idle(engine: sa.Engine) -> None:
             engine.dialect.do_ping(dbapi_conn)
         except engine.dialect.loaded_dbapi.Error as exc:
             raise sa.exc.InvalidatePoolError("connection found dead at checkout") from exc
+
+
+def _autocommit_off_at_checkin(engine: sa.Engine) -> None:
+    """A connection goes back to the pool out of autocommit, whatever put it there and however it comes back
+    (closed, or dropped unclosed and collected; `workflows.statements.autocommit_on` relies on this): in
+    autocommit the next command's row locks and atomicity would silently be gone. A driver that refuses
+    (closed, broken) fails its next use and is replaced then."""
+    @event.listens_for(engine, "checkin")
+    def _off(dbapi_conn, _record):
+        if dbapi_conn is not None and dbapi_conn.autocommit:
+            try:
+                dbapi_conn.autocommit = False
+            except engine.dialect.loaded_dbapi.Error:
+                pass
 
 
 def _sqlite_pragmas(engine: sa.Engine) -> None:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 READ_ONLY = "_gongji_read_only"  # attribute set on a Connection by an optimistic command
-AUTOCOMMIT = "_gongji_autocommit"  # attribute set on a Connection while its driver is in autocommit
+AUTOCOMMIT = "_gongji_autocommit"  # on a Connection: the driver connection `autocommit_on` put in autocommit
 
 
 @contextmanager
@@ -47,37 +47,26 @@ def autocommit(db):
     is one statement that decides alone (a conditional UPDATE … RETURNING, an INSERT … ON CONFLICT)."""
     with db.kw["bind"].connect() as conn:
         if conn.dialect.name == "postgresql":
-            undo = autocommit_on(conn)
-            try:
-                yield conn
-            finally:
-                undo()
+            autocommit_on(conn)
+            yield conn
         else:
             with conn.begin():
                 yield conn
 
 
-def autocommit_on(conn: sa.Connection):
-    """Put a checked-out PostgreSQL connection in autocommit; returns what puts it back (call it before the
-    connection is closed). Set on the driver's connection: SQLAlchemy's `execution_options(isolation_level=
-    "AUTOCOMMIT")` does the same through its connection characteristics, set at each checkout and reset at
-    each check-in, which cost ~3.5 % of an optimistic command's client CPU (py-spy, bench/transitions.py).
-    SQLAlchemy's begin and commit on it stay harmless: the driver sends neither BEGIN nor COMMIT while no
-    transaction is open. A connection that cannot be put back (broken meanwhile) is invalidated, never
-    returned to the pool in autocommit."""
+def autocommit_on(conn: sa.Connection) -> None:
+    """Put a checked-out PostgreSQL connection in autocommit until it goes back to the pool, whose check-in
+    takes it out again on every path (`models.db`: a close, an exception, a connection dropped unclosed).
+    Set on the driver's connection: SQLAlchemy's `execution_options(isolation_level="AUTOCOMMIT")` does the
+    same through its connection characteristics, set at each checkout and reset at each check-in, which
+    cost ~3.5 % of an optimistic command's client CPU (py-spy, bench/transitions.py). SQLAlchemy's begin
+    and commit would be no-ops on it (the driver sends neither BEGIN nor COMMIT while no transaction is
+    open): `Statement._run` skips them. The driver is remembered: a Connection that reconnected after a
+    disconnect has a new one, not in autocommit, and a statement on it is refused (it would run in a
+    transaction nobody commits)."""
     driver = conn.connection.dbapi_connection
     driver.autocommit = True
-    setattr(conn, AUTOCOMMIT, True)  # no autobegin in `Statement._run`: nothing to begin or commit
-
-    def undo() -> None:
-        setattr(conn, AUTOCOMMIT, False)
-        if conn.invalidated:
-            return
-        try:
-            driver.autocommit = False
-        except Exception:  # noqa: BLE001 - closed or in an odd state: the pool must not hand it out again
-            conn.invalidate()
-    return undo
+    setattr(conn, AUTOCOMMIT, driver)
 
 
 class PerDialect:
@@ -166,8 +155,13 @@ class Statement:
         for name, proc in c.binds:
             if name in params:
                 params[name] = proc(params[name])
-        if not getattr(conn, AUTOCOMMIT, False) and not conn.in_transaction():
-            conn.begin()  # SQLAlchemy's autobegin, which the raw cursor would bypass
+        autocommit = getattr(conn, AUTOCOMMIT, None)
+        if autocommit is None:
+            if not conn.in_transaction():
+                conn.begin()  # SQLAlchemy's autobegin, which the raw cursor would bypass
+        elif conn.connection.dbapi_connection is not autocommit:  # (see `autocommit_on`)
+            raise sa.exc.InvalidRequestError("the connection was replaced after a disconnect and is no longer "
+                                             "in autocommit: start again on a new connection")
         cur = None
         try:
             cur = _cursor(conn)

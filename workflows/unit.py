@@ -215,15 +215,15 @@ def command(db, *, now: datetime | None = None, platform=None, optimistic: bool 
     another version is refused with `moved_on` (409 `conflict`: the caller acted from a view it had).
     `optimistic`: see above."""
     conn = db.kw["bind"].connect()
-    undo = None
+    autocommit = optimistic and conn.dialect.name == "postgresql"
     if optimistic:
         setattr(conn, READ_ONLY, True)  # any other write Statement on it raises (workflows/statements.py)
-        if conn.dialect.name == "postgresql":
-            undo = autocommit_on(conn)
+    if autocommit:  # until the pool takes it back (models/db.py)
+        autocommit_on(conn)
     cmd = Command(db, conn, now or utcnow(), platform, optimistic, version, moved_on)
     try:
         # in autocommit each statement commits alone: SQLAlchemy's begin and commit would only cost CPU
-        with cmd._conn.begin() if undo is None else nullcontext():
+        with cmd._conn.begin() if not autocommit else nullcontext():
             yield cmd
             cmd.finish()
     except sa.exc.IntegrityError as exc:
@@ -238,8 +238,6 @@ def command(db, *, now: datetime | None = None, platform=None, optimistic: bool 
             raise DomainError("conflict", "a concurrent change won") from None
         raise
     finally:
-        if undo is not None:
-            undo()
         cmd.close()
     outbox.published(cmd.messages)
 
