@@ -146,9 +146,11 @@ def record(session, who: OperatorInfo | str, action: str, *, binding_id: str | N
                            batch_id=batch_id))
 
 
-def record_refusal(db, who: OperatorInfo | str, action: str, error: DomainError, **kw) -> None:
+def record_refusal(db, who: OperatorInfo | str, action: str, error: DomainError, *, detail: dict | None = None,
+                   **kw) -> None:
+    """The audit row of a refused action: its code, the refusal's text and what the action was about."""
     with db.begin() as s:
-        record(s, who, action, outcome=error.code, detail={"detail": error.detail}, **kw)
+        record(s, who, action, outcome=error.code, detail={**(detail or {}), "detail": error.detail}, **kw)
 
 
 def audit_log(db, *, binding_id: str | None = None, batch_id: str | None = None, before: int | None = None,

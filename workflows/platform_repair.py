@@ -33,7 +33,7 @@ from .operators import OperatorInfo, record, record_refusal
 from .repair import check_allowed, clean_reason
 from .unit import command
 
-ROLE_FOR = {"webhook_retry": "operator", "deliveries_replay": "operator"}
+ROLE_FOR = {"webhook_retry": "operator", "deliveries_replay": "operator", "delivery_replay": "operator"}
 RW, OB, D = ReceivedWebhook.__table__, OutboxMessage.__table__, Delivery.__table__
 _LOCK = sa.select(RW.c.platform_id, RW.c.webhook_id, RW.c.type, RW.c.processed_at, RW.c.outcome, RW.c.attempts,
                   RW.c.binding_id).where(RW.c.id == sa.bindparam("rid")).with_for_update()
@@ -58,7 +58,7 @@ def retry_webhook(db, who: OperatorInfo, received_id: int, reason: str | None, *
             binding_id = found.binding_id
             kind = inbound.kind_of(found.processed_at, found.outcome, found.attempts)
             if kind not in inbound.RETRYABLE:
-                raise DomainError("illegal_transition", "a webhook refused by a rule is final" if kind == "refused"
+                raise DomainError("webhook_final", "a webhook refused by a rule is final" if kind == "refused"
                                   else f"the webhook was processed ({found.outcome}): nothing to retry")
             s.execute(_RESET, {"rid": received_id})
             carriers = [] if kind == "failed" else list(s.scalars(_CARRIERS, {"rid": received_id}))
@@ -81,8 +81,9 @@ def replay_dead(db, who: OperatorInfo, platform_id: str, reason: str | None, *, 
                 now: datetime | None = None) -> dict:
     """Replay the platform's dead deliveries (or the one `delivery_id`, which must be one of them)."""
     binding_id = None
+    action = "deliveries_replay" if delivery_id is None else "delivery_replay"  # a platform's, or one of them
     try:
-        why = check_allowed(who, "deliveries_replay", reason, ROLE_FOR)
+        why = check_allowed(who, action, reason, ROLE_FOR)
         platforms.get(db, platform_id)  # not_found for a platform nobody registered
         mine = (D.c.platform_id == platform_id, D.c.status == "dead")
         with db() as s:
@@ -92,7 +93,7 @@ def replay_dead(db, who: OperatorInfo, platform_id: str, reason: str | None, *, 
                 found = s.execute(sa.select(D.c.binding_id).where(D.c.id == delivery_id, *mine)).first()
                 dead, binding_id = (1, found.binding_id) if found is not None else (0, None)
         if not dead:
-            raise DomainError("not_found", f"no dead delivery to {platform_id}" if delivery_id is None
+            raise DomainError("nothing_to_replay", f"no dead delivery to {platform_id}" if delivery_id is None
                               else f"delivery {delivery_id} to {platform_id} is not dead")
         ready = delivery_repair.replay(db, ids=[delivery_id] if delivery_id is not None else None,
                                        platform_id=platform_id, now=now)
@@ -101,9 +102,11 @@ def replay_dead(db, who: OperatorInfo, platform_id: str, reason: str | None, *, 
         with command(db, now=now) as cmd:
             if ready:
                 cmd.emit(deliveries.RETRY_TOPIC, {"deliveries": ready})
-            record(cmd.session, who, "deliveries_replay", binding_id=binding_id, now=cmd.now, detail=detail,
+            record(cmd.session, who, action, binding_id=binding_id, now=cmd.now, detail=detail,
                    reason=free_text.clean_about_binding(cmd.session, why, binding_id))
         return detail
     except DomainError as exc:
-        record_refusal(db, who, "deliveries_replay", exc, binding_id=binding_id, reason=clean_reason(reason))
+        record_refusal(db, who, action, exc, binding_id=binding_id, reason=clean_reason(reason),
+                       detail={"platform_id": platform_id,
+                               **({"delivery_id": delivery_id} if delivery_id is not None else {})})
         raise

@@ -80,7 +80,7 @@ def _repair(cmd: Command, row, reason: str, found: str) -> dict:
         out["deliveries"] = delivery_repair.replay_in(s, delivery_repair.dead_of(row.id), now)
     elif found == "delivery_failing":
         out["deliveries"] = list(s.scalars(
-            sa.update(D).where(D.c.binding_id == row.id, D.c.status == "failing",
+            sa.update(D).where(D.c.binding_id == row.id, D.c.status.in_(("pending", "failing")),
                                D.c.next_attempt_at.is_not(None)).values(next_attempt_at=now).returning(D.c.id)))
     elif found == "sync_behind":
         out["deliveries"] = reconcile.resend_latest(s, row.id, now)

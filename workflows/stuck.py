@@ -9,7 +9,8 @@ list filter and tags, a binding's page and the operator's retry. A binding may b
   opened, or not even requested (the worker's message to ask the provider was lost, and so was the
   scheduler's second ask: 'queued', see `face_sessions.unasked`)
 - `delivery_dead`: a delivery is dead-lettered (waits for an operator's replay)
-- `delivery_failing`: an open delivery was tried FAILING_ATTEMPTS times or more and is still retrying
+- `delivery_failing`: an open delivery was tried FAILING_ATTEMPTS times or more and is still retrying, or its
+  next try is more than GRACE_S overdue (nothing is trying it: the scheduler or the workers are not running)
 - `sync_behind`: a push platform it concerns (`sync.concerns`, as reconcile) acknowledged less than its
   version, it changed between WINDOW_S and SETTLE_S ago (reconcile's window), and no delivery to that
   platform is open (on its way) or dead (that one is `delivery_dead`)
@@ -89,7 +90,12 @@ def _delivery_dead(now):
 
 def _delivery_failing(now):
     return D, [D.c.status != _lit("delivered"), D.c.status.in_([_lit("pending"), _lit("failing")]),
-               D.c.attempts >= FAILING_ATTEMPTS]
+               sa.or_(D.c.attempts >= FAILING_ATTEMPTS, D.c.next_attempt_at < _ago(now, GRACE_S))]
+
+
+def _failing(d, now) -> bool:
+    """`_delivery_failing` for one delivery row already known open (a binding's page)."""
+    return d.attempts >= FAILING_ATTEMPTS or (d.next_attempt_at is not None and d.next_attempt_at < _ago(now, GRACE_S))
 
 
 def _worker_error(now):
@@ -228,7 +234,10 @@ def of_binding(session, binding_id: str, now: datetime) -> list[dict]:
             if d.status == "dead" and "delivery_dead" in held:
                 out.append(_item("delivery_dead", d.dead_at, f"v{d.binding_version}, {d.attempts} tries: {error}",
                                  d.platform_id, version=d.binding_version, tries=d.attempts, error=error))
-            elif d.status != "dead" and d.attempts >= FAILING_ATTEMPTS and "delivery_failing" in held:
+            elif d.status != "dead" and _failing(d, now) and "delivery_failing" in held:
+                if d.attempts < FAILING_ATTEMPTS:  # overdue: say so, an error may not even exist yet
+                    error = f"next try due {d.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC, not made" + \
+                        (f"; last: {error}" if error else "")
                 out.append(_item("delivery_failing", d.created_at,
                                  f"v{d.binding_version}, {d.attempts} tries: {error}", d.platform_id,
                                  version=d.binding_version, tries=d.attempts, error=error))

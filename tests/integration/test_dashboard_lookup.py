@@ -95,3 +95,18 @@ def test_look_ups_by_number_are_limited_per_operator(app, sqlite_db):  # noqa: F
     assert client.post("/dashboard/find", data={"csrf_token": token, "id_number": "bnd_x"}).status_code == 303
     other, _ = signed_in(app, "operator")
     assert _find(other, "320102198001011234").status_code == 200
+
+
+def test_the_two_look_up_boxes_share_one_budget_of_look_ups_by_number(app, sqlite_db):  # noqa: F811
+    """Given a viewer who has made 20 look-ups by number in a minute in the bindings' box
+    When they type a number into the settlements' look-up box
+    Then it is refused (429) too: the boxes share one budget, or one operator could sweep twice as many
+    numbers unseen; a reference in the settlements' box is not a number and still opens its list."""
+    client, _ = signed_in(app, "viewer")
+    token = TOKEN.search(client.get("/dashboard/bindings").get_data(as_text=True)).group(1)
+    for _ in range(20):
+        assert client.post("/dashboard/find", data={"csrf_token": token, "id_number": "320102198001011234"}
+                           ).status_code == 200
+    refused = client.post("/dashboard/settlements", data={"csrf_token": token, "q": "320102198001011234"})
+    assert refused.status_code == 429
+    assert client.post("/dashboard/settlements", data={"csrf_token": token, "q": "JS-F1"}).status_code == 303

@@ -103,7 +103,7 @@ def test_a_refused_webhook_says_it_is_final_and_its_retry_is_refused(app, sqlite
     answer = client.post(f"/dashboard/webhooks/{rid}/retry",
                          data={"csrf_token": TOKEN.search(page).group(1), "reason": "再试一次"},
                          follow_redirects=True)
-    assert 'data-code="illegal_transition"' in answer.get_data(as_text=True)
+    assert 'data-code="webhook_final"' in answer.get_data(as_text=True)
     assert _row(sqlite_db, rid).outcome == "not_found"
 
 

@@ -269,8 +269,8 @@ def test_a_retrying_webhook_is_handed_back_through_its_own_outbox_row(pg_db, sta
 
 def test_a_refused_or_applied_webhook_is_not_retried_and_the_refusal_is_audited(pg_db, staff):
     """Given a webhook refused by a rule and one applied, When an operator retries each, and a viewer and an
-    operator without a reason try the refused one, Then each is refused (illegal_transition: a refusal is
-    final; forbidden; reason_required), nothing changes, and every refusal is an audit row."""
+    operator without a reason try the refused one, Then each is refused (webhook_final: a refusal, like an
+    application, is final; forbidden; reason_required), nothing changes, and every refusal is an audit row."""
     refused = deliver(pg_db, "jiangsu", "person.deceased", {"id_number": _number()}, sent=utcnow())
     applied = deliver(pg_db, "national", "person.updated", _registry(_number()), sent=utcnow())
     assert [webhooks.process(pg_db, r) for r in (refused, applied)] == ["not_found", "applied"]
@@ -283,7 +283,7 @@ def test_a_refused_or_applied_webhook_is_not_retried_and_the_refusal_is_audited(
             platform_repair.retry_webhook(pg_db, who, rid, reason)
         codes.append(caught.value.code)
 
-    assert codes == ["illegal_transition", "illegal_transition", "forbidden", "reason_required"]
+    assert codes == ["webhook_final", "webhook_final", "forbidden", "reason_required"]
     assert (_row(pg_db, refused).outcome, _row(pg_db, applied).outcome) == ("not_found", "applied")
     assert len(_carriers(pg_db, refused)) == count
     assert [a.outcome for a in _audit(pg_db)] == codes
@@ -308,7 +308,7 @@ def test_a_retry_waits_for_the_workers_write_and_reads_what_it_recorded(pg_db, s
         wait_for_a_lock_wait(pg_db, on="received_webhooks")
         worker.commit()
     thread.join(30)
-    assert outcome == ["illegal_transition"]
+    assert outcome == ["webhook_final"]
     row = _row(pg_db, rid)
     assert (row.outcome, row.processed_at is not None) == ("applied", True)
     assert len(_carriers(pg_db, rid)) == 1

@@ -54,7 +54,8 @@ def _deliveries(db) -> dict[int, tuple]:
 
 def _audit(db) -> list[AuditEntry]:
     with db() as s:
-        return list(s.scalars(sa.select(AuditEntry).where(AuditEntry.action == "deliveries_replay")
+        return list(s.scalars(sa.select(AuditEntry).where(AuditEntry.action.in_(("deliveries_replay",
+                                                                                  "delivery_replay")))
                               .order_by(AuditEntry.id)))
 
 
@@ -120,8 +121,9 @@ def test_one_dead_delivery_is_replayed_alone_and_only_under_its_platform(pg_db, 
     """Given dead deliveries to Jiangsu and the national platform,
     When an operator replays Jiangsu's version 1 alone, then names the national platform's dead delivery under
     Jiangsu, and a viewer tries a replay,
-    Then only that delivery is pending again; the second is refused not_found and the third forbidden, both
-    audited, and nothing else changed."""
+    Then only that delivery is pending again, audited as one delivery's replay; the second is refused
+    nothing_to_replay and the third forbidden, both audited with the platform (and the delivery) they were
+    about, and nothing else changed."""
     bid, made = dead_to_two
     platform_repair.replay_dead(pg_db, staff["operator"], "jiangsu", "先补发第一版",
                                 delivery_id=made[("jiangsu", 1)])
@@ -134,10 +136,14 @@ def test_one_dead_delivery_is_replayed_alone_and_only_under_its_platform(pg_db, 
         with pytest.raises(DomainError) as caught:
             platform_repair.replay_dead(pg_db, who, "jiangsu", "试试", **kw)
         codes.append(caught.value.code)
-    assert codes == ["not_found", "forbidden"]
+    assert codes == ["nothing_to_replay", "forbidden"]
     assert _deliveries(pg_db) == after_one
-    assert [(a.outcome, a.binding_id) for a in _audit(pg_db)] == [("ok", bid), ("not_found", None),
-                                                                  ("forbidden", None)]
+    audit = _audit(pg_db)
+    assert [(a.action, a.outcome, a.binding_id) for a in audit] == [
+        ("delivery_replay", "ok", bid), ("delivery_replay", "nothing_to_replay", None),
+        ("deliveries_replay", "forbidden", None)]
+    assert audit[1].detail["delivery_id"] == made[("national", 1)] and audit[1].detail["platform_id"] == "jiangsu"
+    assert audit[2].detail["platform_id"] == "jiangsu"
 
 
 def test_the_consoles_replay_replays_the_same_rows_and_is_audited_under_the_console_user(pg_db, dead_to_two):

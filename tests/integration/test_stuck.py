@@ -158,6 +158,32 @@ def test_a_delivery_failing_three_times_is_failing_and_after_the_last_try_dead(p
     assert counted(pg_db, now) == {}
 
 
+def test_a_failing_delivery_nothing_tries_again_is_stuck_and_retry_tries_it_now(pg_db, family, push):
+    """Given an invitation whose Jiangsu delivery failed once (503) and whose next try, due SCHEDULE_S[0]
+    later, is never made (no scheduler or worker running),
+    when stuck is computed before and after GRACE_S past that due time,
+    then it is not stuck before (a try is merely due), and delivery_failing after, its detail saying the
+    try was not made; an operator's retry makes it due now and hands it to the worker, which ends it."""
+    from workflows import operators, repair
+    bid = invite(pg_db, family(pg_db))["id"]
+    answer(pg_db, fan_out_all(pg_db, T0), T0, {"jiangsu": 503})
+    due = T0 + timedelta(seconds=deliveries.SCHEDULE_S[0])
+    assert counted(pg_db, due + timedelta(seconds=stuck.GRACE_S - 1)) == {}
+    late = due + timedelta(seconds=stuck.GRACE_S + 1)
+    assert counted(pg_db, late) == {"delivery_failing": 1}
+    assert listed(pg_db, "delivery_failing", late) == [bid]
+    with pg_db() as s:
+        (item,) = stuck.of_binding(s, bid, late)
+    assert (item["reason"], item["platform_id"]) == ("delivery_failing", "jiangsu")
+    assert "not made" in item["detail"] and "503" in item["detail"]
+    operator = operators.add(pg_db, "operator1", "correct horse battery", "operator")
+    done = repair.retry(pg_db, operator, bid, "the scheduler was down", now=late)
+    assert done["reasons"] == ["delivery_failing"] and len(done["deliveries"]) == 1
+    assert deliveries.due(pg_db, now=late) == done["deliveries"]
+    answer(pg_db, done["deliveries"], late, {})
+    assert counted(pg_db, late) == {}
+
+
 def test_a_platform_that_never_got_the_latest_version_is_behind_until_reconciled(pg_db, family, push):
     """Given an accepted Jiangsu binding whose events were fanned out while Jiangsu had no webhook URL (the
     national platform acknowledged version 4), and Jiangsu registered afterwards,

@@ -32,6 +32,7 @@ ACTIONS = {
     "policy_withdraw": _l("withdraw a pending policy version"),
     "find_by_id_number": _l("find a person's bindings by ID number"),
     "webhook_retry": _l("retry an inbound webhook"), "deliveries_replay": _l("replay a platform's dead deliveries"),
+    "delivery_replay": _l("replay one dead delivery"),
     "operator.role": _l("change an operator's role"), "operator.disable": _l("disable an operator"),
     "operator.enable": _l("enable an operator"),
 }
@@ -93,6 +94,8 @@ ERRORS = {
     "forbidden": _l("your role does not allow this action"),
     "not_stuck": _l("nothing to retry: the binding is not stuck"),
     "changed_since_seen": _l("the binding changed after you opened this page; look at it again before acting"),
+    "nothing_to_replay": _l("nothing to replay: there is no dead delivery there (any more)"),
+    "webhook_final": _l("the webhook's outcome is final: nothing to retry"),
     "malformed": _l("the request is not well-formed"),
     "unauthorized": _l("missing or unknown credentials"),
     "bad_signature": _l("the signature does not verify"),

@@ -4,7 +4,8 @@ An ID number is POSTed (never in a URL), looked up through the keyed hash and sh
 look-up is audited and limited: any viewer may use the box, and a sweep of guessed numbers would tell who
 holds bindings. So every look-up by number writes an audit row (who, when, how many bindings it found, the
 number masked as the persons' masked column shows it, never whole) and an operator may make FIND_LIMIT of
-them (Flask-Limiter, as sign-in; a 429 is the dashboard's translated page). A binding id (`bnd_…`) opens
+them (Flask-Limiter, as sign-in; a 429 is the dashboard's translated page), one budget with the settlements'
+look-up by number (`FIND_SCOPE`), so two boxes do not double it. A binding id (`bnd_…`) opens
 that binding's page instead: it names no person, so it is neither audited nor counted."""
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from .auth import db, requires
 from .forms import FindForm, LookupForm, _no_whitespace, is_binding_id
 from .views import _choices
 
-FIND_LIMIT = "20 per minute;200 per hour"  # look-ups by ID number per operator
+FIND_LIMIT = "20 per minute;200 per hour"  # look-ups by ID number per operator, in every box together
+FIND_SCOPE = "find_by_id_number"  # the limit's shared scope (Flask-Limiter `shared_limit`)
 PERSON_MAX = 1000  # a person's bindings, all on one page (member caps and change limits keep it far smaller)
 AUDIT_ACTION = "find_by_id_number"
 
@@ -34,7 +36,7 @@ def _opens_a_binding() -> bool:
 
 @bp.post("/find")
 @requires("viewer")  # signed in before the limit is counted: it is kept per operator
-@limiter.limit(FIND_LIMIT, key_func=_per_operator, exempt_when=_opens_a_binding)
+@limiter.shared_limit(FIND_LIMIT, FIND_SCOPE, key_func=_per_operator, exempt_when=_opens_a_binding)
 def find_person():
     form = LookupForm()
     find = FindForm(formdata=None)

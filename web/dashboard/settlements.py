@@ -87,7 +87,8 @@ def _not_a_number() -> bool:
 
 @bp.post("/settlements")  # the list's URL: a sign-in after the session ended comes back to the list
 @requires("viewer")  # signed in before the limit is counted: it is kept per operator
-@limiter.limit(lookup.FIND_LIMIT, key_func=lookup._per_operator, exempt_when=_not_a_number)
+@limiter.shared_limit(lookup.FIND_LIMIT, lookup.FIND_SCOPE, key_func=lookup._per_operator,
+                      exempt_when=_not_a_number)
 def find_settlements():
     box = SettlementLookupForm()
     if not box.validate_on_submit():
