@@ -107,6 +107,6 @@ def replay_dead(db, who: OperatorInfo, platform_id: str, reason: str | None, *, 
         return detail
     except DomainError as exc:
         record_refusal(db, who, action, exc, binding_id=binding_id, reason=clean_reason(reason),
-                       detail={"platform_id": platform_id,
+                       detail={"platform_id": free_text.clean(platform_id, limit=64),  # (typed into a URL)
                                **({"delivery_id": delivery_id} if delivery_id is not None else {})})
         raise

@@ -78,10 +78,13 @@ def _repair(cmd: Command, row, reason: str, found: str) -> dict:
         out["verifications"] = ids
     elif found == "delivery_dead":
         out["deliveries"] = delivery_repair.replay_in(s, delivery_repair.dead_of(row.id), now)
-    elif found == "delivery_failing":
+    elif found == "delivery_failing":  # a failing one waiting for its next try, or any open one overdue (nothing
+        # is trying it); never one under a worker's lease, which is in the future and not `failing` on its first
+        # try, nor a blocked successor (NULL): made due now, it would be sent twice or out of order
         out["deliveries"] = list(s.scalars(
-            sa.update(D).where(D.c.binding_id == row.id, D.c.status.in_(("pending", "failing")),
-                               D.c.next_attempt_at.is_not(None)).values(next_attempt_at=now).returning(D.c.id)))
+            sa.update(D).where(D.c.binding_id == row.id, D.c.next_attempt_at.is_not(None), sa.or_(
+                D.c.status == "failing", sa.and_(D.c.status == "pending", D.c.next_attempt_at < now)))
+            .values(next_attempt_at=now).returning(D.c.id)))
     elif found == "sync_behind":
         out["deliveries"] = reconcile.resend_latest(s, row.id, now)
     elif found == "worker_error":
@@ -102,7 +105,7 @@ def retry(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: da
         sends: dict[str, list] = {"deliveries": [], "verifications": []}
         for found in reasons:
             for key, ids in _repair(cmd, row, why, found).items():
-                sends[key] += ids
+                sends[key] += [i for i in ids if i not in sends[key]]  # a replayed dead one is also open now
         if sends["deliveries"] or sends["verifications"]:
             cmd.emit(deliveries.RETRY_TOPIC, sends)
         return {"reasons": reasons, **{k: v for k, v in sends.items() if v}}

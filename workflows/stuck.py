@@ -10,7 +10,9 @@ list filter and tags, a binding's page and the operator's retry. A binding may b
   scheduler's second ask: 'queued', see `face_sessions.unasked`)
 - `delivery_dead`: a delivery is dead-lettered (waits for an operator's replay)
 - `delivery_failing`: an open delivery was tried FAILING_ATTEMPTS times or more and is still retrying, or its
-  next try is more than GRACE_S overdue (nothing is trying it: the scheduler or the workers are not running)
+  next try is more than GRACE_S overdue (the scheduler, whose periodic pass hands due deliveries to the
+  workers and moves them on by `deliveries.GRACE_S`, is not running; workers that are down while it runs
+  show as no try at all, which this does not see: the queue depth and `/metrics` do)
 - `sync_behind`: a push platform it concerns (`sync.concerns`, as reconcile) acknowledged less than its
   version, it changed between WINDOW_S and SETTLE_S ago (reconcile's window), and no delivery to that
   platform is open (on its way) or dead (that one is `delivery_dead`)
@@ -235,12 +237,11 @@ def of_binding(session, binding_id: str, now: datetime) -> list[dict]:
                 out.append(_item("delivery_dead", d.dead_at, f"v{d.binding_version}, {d.attempts} tries: {error}",
                                  d.platform_id, version=d.binding_version, tries=d.attempts, error=error))
             elif d.status != "dead" and _failing(d, now) and "delivery_failing" in held:
-                if d.attempts < FAILING_ATTEMPTS:  # overdue: say so, an error may not even exist yet
-                    error = f"next try due {d.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC, not made" + \
-                        (f"; last: {error}" if error else "")
+                overdue = d.next_attempt_at if d.next_attempt_at is not None and d.next_attempt_at < now else None
+                note = f"next try due {d.next_attempt_at:%Y-%m-%d %H:%M:%S} UTC, not made; " if overdue else ""
                 out.append(_item("delivery_failing", d.created_at,
-                                 f"v{d.binding_version}, {d.attempts} tries: {error}", d.platform_id,
-                                 version=d.binding_version, tries=d.attempts, error=error))
+                                 f"v{d.binding_version}, {d.attempts} tries: {note}{error}", d.platform_id,
+                                 version=d.binding_version, tries=d.attempts, error=error, overdue=overdue))
     if "sync_behind" in held:
         acked = sync.acked_in(session, binding_id)
         for i, p in enumerate(targets):

@@ -80,6 +80,28 @@ def test_a_long_reason_without_spaces_is_folded_in_a_wrapping_box(app, sqlite_db
     assert "overflow-wrap:anywhere" in rule and "min-width:0" in rule
 
 
+def test_an_overdue_delivery_says_in_the_readers_words_and_time_that_its_try_was_not_made(
+        app, sqlite_db, family):  # noqa: F811
+    """Given a delivery tried once (HTTP 503) whose next try, due an hour ago, nothing made
+    When a viewer opens the binding
+    Then it is stuck delivery_failing, and the page says in Chinese when the try was due (Beijing time, not
+    UTC) and that it was not made, then the last answer."""
+    now = datetime.now(timezone.utc)
+    bid = invite(sqlite_db, family(sqlite_db), now=now)["id"]
+    due = now - timedelta(hours=1)
+    with sqlite_db.begin() as s:
+        outbox_id = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid))
+        s.add(Delivery(outbox_id=outbox_id, platform_id="jiangsu", event_id="evt_late", topic="binding.invited",
+                       binding_id=bid, binding_version=1, status="failing", attempts=1, last_status_code=503,
+                       next_attempt_at=due))
+    client, _ = signed_in(app, "viewer")
+    box = _stuck_box(client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True))
+    failing = box[box.index('data-reason="delivery_failing"'):].split("</li>")[0]
+    beijing = (due + timedelta(hours=8)).strftime("%H:%M")
+    assert "下次尝试应在" in failing and "未进行" in failing and beijing in failing and "HTTP 503" in failing
+    assert "UTC" not in failing and "not made" not in failing
+
+
 # --- 5. a cut stuck detail ---------------------------------------------------------------------------------
 
 def test_a_cut_stuck_detail_ends_with_an_ellipsis_and_keeps_the_whole_text(app, sqlite_db, family):  # noqa: F811

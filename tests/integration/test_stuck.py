@@ -184,6 +184,29 @@ def test_a_failing_delivery_nothing_tries_again_is_stuck_and_retry_tries_it_now(
     assert counted(pg_db, late) == {}
 
 
+def test_retry_never_makes_due_a_delivery_a_worker_is_sending(pg_db, family, push):
+    """Given an invitation whose Jiangsu delivery failed once and is overdue (stuck), and whose national
+    delivery, also never tried in time, a worker has just claimed (its try in flight, under a lease),
+    when an operator retries the binding,
+    then only Jiangsu's is made due: the national one keeps its lease (a second claim finds nothing), so it
+    is not sent twice; the retry lists each delivery once."""
+    from workflows import operators, repair
+    bid = invite(pg_db, family(pg_db))["id"]
+    ready = fan_out_all(pg_db, T0)
+    with pg_db() as s:
+        platform_of = dict(s.execute(sa.select(deliveries.D.c.id, deliveries.D.c.platform_id)
+                                     .where(deliveries.D.c.id.in_(ready))).all())
+    jiangsu = next(d for d in ready if platform_of[d] == "jiangsu")
+    national = next(d for d in ready if platform_of[d] == "national")
+    answer(pg_db, [jiangsu], T0, {"jiangsu": 503})
+    late = T0 + timedelta(seconds=deliveries.SCHEDULE_S[0] + stuck.GRACE_S + 1)
+    assert deliveries.claim(pg_db, national, now=late - timedelta(seconds=10)) is not None  # in flight
+    operator = operators.add(pg_db, "operator1", "correct horse battery", "operator")
+    done = repair.retry(pg_db, operator, bid, "the scheduler was down", now=late)
+    assert done["deliveries"] == [jiangsu]
+    assert deliveries.claim(pg_db, national, now=late) is None  # the lease holds: no second send
+
+
 def test_a_platform_that_never_got_the_latest_version_is_behind_until_reconciled(pg_db, family, push):
     """Given an accepted Jiangsu binding whose events were fanned out while Jiangsu had no webhook URL (the
     national platform acknowledged version 4), and Jiangsu registered afterwards,
