@@ -79,16 +79,23 @@ def test_each_look_up_by_number_is_audited_with_the_number_masked(app, sqlite_db
     assert fam.grantor not in log
 
 
-def test_look_ups_by_number_are_limited_per_operator(app, sqlite_db):  # noqa: F811
-    """Given a viewer who has made 20 look-ups in a minute
-    When they make one more
-    Then it is refused with the translated 429 page (and not audited); another operator may still look up,
-    and the viewer may still open a binding by its id."""
+def _viewer_who_looked_up_twenty_numbers(app):  # noqa: F811
+    """A signed-in viewer who used up the minute's budget of look-ups by number in the bindings' box:
+    (client, CSRF token)."""
     client, _ = signed_in(app, "viewer")
     token = TOKEN.search(client.get("/dashboard/bindings").get_data(as_text=True)).group(1)
     for _ in range(20):
         assert client.post("/dashboard/find", data={"csrf_token": token, "id_number": "320102198001011234"}
                            ).status_code == 200
+    return client, token
+
+
+def test_look_ups_by_number_are_limited_per_operator(app, sqlite_db):  # noqa: F811
+    """Given a viewer who has made 20 look-ups in a minute
+    When they make one more
+    Then it is refused with the translated 429 page (and not audited); another operator may still look up,
+    and the viewer may still open a binding by its id."""
+    client, token = _viewer_who_looked_up_twenty_numbers(app)
     refused = client.post("/dashboard/find", data={"csrf_token": token, "id_number": "320102198001011234"})
     assert refused.status_code == 429 and 'data-status="429"' in refused.get_data(as_text=True)
     assert "尝试次数过多" in refused.get_data(as_text=True) and len(_lookups(sqlite_db)) == 20
@@ -102,11 +109,7 @@ def test_the_two_look_up_boxes_share_one_budget_of_look_ups_by_number(app, sqlit
     When they type a number into the settlements' look-up box
     Then it is refused (429) too: the boxes share one budget, or one operator could sweep twice as many
     numbers unseen; a reference in the settlements' box is not a number and still opens its list."""
-    client, _ = signed_in(app, "viewer")
-    token = TOKEN.search(client.get("/dashboard/bindings").get_data(as_text=True)).group(1)
-    for _ in range(20):
-        assert client.post("/dashboard/find", data={"csrf_token": token, "id_number": "320102198001011234"}
-                           ).status_code == 200
+    client, token = _viewer_who_looked_up_twenty_numbers(app)
     refused = client.post("/dashboard/settlements", data={"csrf_token": token, "q": "320102198001011234"})
     assert refused.status_code == 429
     assert client.post("/dashboard/settlements", data={"csrf_token": token, "q": "JS-F1"}).status_code == 303
