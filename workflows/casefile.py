@@ -45,7 +45,9 @@ def _deliveries(s, binding_id: str) -> list[dict]:
     """Each delivery with its newest TRIES_SHOWN tries, newest first, and how many it has had (`tries_total`);
     a later version held back behind an undelivered one is `blocked`, `waits_for` naming the earliest.
     Ordered by when a try happened, not by `attempt_no`: a replay counts from 1 again, so its tries (the one
-    that finally succeeded among them) would sort below the older, higher-numbered ones."""
+    that finally succeeded among them) would sort below the older, higher-numbered ones. Each try's `seq` is
+    its place among all of the delivery's tries (the oldest 1), which a page shows: `attempt_no` repeats
+    after a replay, and `attempts` on the delivery counts the tries since the last one."""
     found = s.execute(sa.select(D).where(D.c.binding_id == binding_id)
                       .order_by(D.c.platform_id, D.c.binding_version, D.c.id)).mappings().all()
     tries: dict[int, list] = {}
@@ -59,7 +61,8 @@ def _deliveries(s, binding_id: str) -> list[dict]:
                            .order_by(ranked.c.delivery_id, ranked.c.rank)).mappings():
             total[t["delivery_id"]] = t["total"]
             tries.setdefault(t["delivery_id"], []).append(
-                {k: t[k] for k in DA.c.keys()} | {"error": free_text.clean(t["error"], limit=2000)})
+                {k: t[k] for k in DA.c.keys()} | {"error": free_text.clean(t["error"], limit=2000),
+                                                  "seq": t["total"] - t["rank"] + 1})
     out = [{**dict(d), "last_error": free_text.clean(d["last_error"], limit=2000),
             "tries": tries.get(d["id"], []), "tries_total": total.get(d["id"], 0)} for d in found]
     for d in out:  # held back until the platform has the earlier versions (`deliveries.add`: blocked)

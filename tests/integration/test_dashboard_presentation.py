@@ -330,6 +330,28 @@ def test_a_deliverys_tries_are_shown(app, sqlite_db, family):  # noqa: F811
     assert ">failing<" not in page and "失败中" in page
 
 
+def test_a_replayed_deliverys_tries_are_numbered_in_the_order_they_happened(app, sqlite_db, family):  # noqa: F811
+    """Given a delivery that was tried twice, went dead, was replayed and tried once more (its stored try
+    numbers 1, 2, 1: a replay counts from 1 again)
+    When a viewer opens the binding
+    Then the tries read #3, #2, #1, newest first, and the delivery's try count says 1, of 3 in all."""
+    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
+    t0 = datetime.now(timezone.utc) - timedelta(hours=2)
+    with sqlite_db.begin() as s:
+        outbox_id = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid))
+        d = Delivery(outbox_id=outbox_id, platform_id="jiangsu", event_id="evt_r", topic="binding.invited",
+                     binding_id=bid, binding_version=1, status="failing", attempts=1, last_status_code=503)
+        s.add(d)
+        s.flush()
+        s.add_all([DeliveryAttempt(delivery_id=d.id, attempt_no=n, at=t0 + timedelta(minutes=m), status_code=503,
+                                   error=None, duration_ms=m + 1) for n, m in ((1, 0), (2, 1), (1, 60))])
+    client, _ = signed_in(app, "viewer")
+    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+    tries = page[page.index('<details class="tries">'):page.index("</details>", page.index('<details class="tries">'))]
+    assert re.findall(r'<td class="num">#(\d+)</td>', tries) == ["3", "2", "1"]
+    assert 'data-tries-total="3"' in page and "共 3 次：曾重推" in page
+
+
 # --- 11. the state diagram's loop labels --------------------------------------------------------------
 
 def test_no_loop_label_of_the_diagram_covers_a_box():
