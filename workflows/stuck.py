@@ -5,7 +5,7 @@ list filter and tags, a binding's page and the operator's retry. A binding may b
 - `past_service_level`: a pending state with nothing scheduled (`deadline_at` NULL), unchanged for longer
   than SERVICE_LEVEL_S[state]
 - `verification_request_failed`: its pending attempt's provider session request failed (`provider_status`
-  'error'), or the attempt has been open for more than REQUEST_STALE_S with the session 'requested' and not
+  'error', or asked again after an error: `provider_error` kept until a session opens), or the attempt has been open for more than REQUEST_STALE_S with the session 'requested' and not
   opened, or not even requested (the worker's message to ask the provider was lost, and so was the
   scheduler's second ask: 'queued', see `face_sessions.unasked`)
 - `delivery_dead`: a delivery is dead-lettered (waits for an operator's replay)
@@ -79,8 +79,10 @@ def _past_service_level(now):
 
 # reasons found in another table: (table, its WHERE) — an EXISTS on bindings, or counted there directly
 def _request_failed(now):
+    # the last answer an error (`provider_error` stays while the worker asks again, until a session opens):
+    # else the tag would come and go with each retry of a failing provider
     return VA, [VA.c.status == _lit("pending"), sa.or_(
-        VA.c.provider_status == _lit("error"),
+        VA.c.provider_status == _lit("error"), VA.c.provider_error.is_not(None),
         sa.and_(sa.or_(VA.c.provider_status.is_(None),
                        VA.c.provider_status.in_([_lit("queued"), _lit("requested")])),
                 VA.c.opened_at < _ago(now, REQUEST_STALE_S)))]
@@ -222,7 +224,8 @@ def of_binding(session, binding_id: str, now: datetime) -> list[dict]:
                          state=row["state"], hours=hours))
     if "verification_request_failed" in held:
         for a in session.execute(sa.select(VA).where(VA.c.binding_id == binding_id, VA.c.status == "pending")):
-            provider = {"error": "error", "requested": "requested"}.get(a.provider_status, "not_asked")
+            provider = "error" if a.provider_error is not None else \
+                {"error": "error", "requested": "requested"}.get(a.provider_status, "not_asked")
             error = _text(a.provider_error) if provider == "error" else None
             out.append(_item("verification_request_failed", a.opened_at,
                              f"attempt {a.attempt_no}, {a.provider_requests} requests: "

@@ -132,6 +132,28 @@ def test_a_failed_or_stale_provider_request_is_a_failed_verification_request(pg_
     assert listed(pg_db, "verification_request_failed", stale) == [b1]
 
 
+def test_a_failed_provider_request_stays_stuck_while_the_worker_asks_again(pg_db, family):
+    """Given an attempt whose session request the provider refused (HTTP 503),
+    when the worker asks again (the attempt is `requested` once more, a second later),
+    then the binding stays stuck with the last error shown, not untagged until REQUEST_STALE_S (an operator
+    saw the tag come and go with each retry); once a session opens it is not stuck."""
+    platforms.set_webhook_url(pg_db, "facecheck", HOOK)
+    fam = family(pg_db)
+    opened = T0 + timedelta(seconds=1)
+    bid = invite(pg_db, fam)["id"]
+    vid = verification.start_verification(pg_db, bid, person(fam.beneficiary), now=opened)["verification_id"]
+    assert face_sessions.session_request(pg_db, vid, callback_base="http://gongji.test", now=opened) is not None
+    assert face_sessions.session_failed(pg_db, vid, "HTTP 503 from the provider") is True
+    again = opened + timedelta(seconds=2)
+    assert face_sessions.session_request(pg_db, vid, callback_base="http://gongji.test", now=again) is not None
+    assert counted(pg_db, again) == {"verification_request_failed": 1}
+    with pg_db() as s:
+        (item,) = stuck.of_binding(s, bid, again)
+    assert item["parts"]["provider"] == "error" and "HTTP 503 from the provider" in item["detail"]
+    face_sessions.session_opened(pg_db, vid, "sess_1")
+    assert counted(pg_db, again) == {}
+
+
 def test_a_delivery_failing_three_times_is_failing_and_after_the_last_try_dead(pg_db, family, push):
     """Given an invitation in Jiangsu whose province platform answers 503 to every try,
     when its delivery is retried on schedule,
