@@ -23,11 +23,11 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from models import AuditEntry, LedgerEntry, Person, Settlement
+from models import AuditEntry, Delivery, LedgerEntry, Person, Settlement
 from models.money import CATEGORIES, SETTLEMENT_STATUSES
 from models.types import utcnow
 
-from . import id_in_text, idnumbers, platforms, settlements, sync
+from . import free_text, id_in_text, idnumbers, platforms, settlements, sync
 from .errors import DomainError
 from .persons import id_by_number
 
@@ -35,6 +35,13 @@ MAX_LIMIT = 200
 PERSON_MAX = 1000  # a person's settlements on one page (the ID number cannot travel in a next-page link)
 REVERSE_ACTION = "settlement_reverse"  # the audit action of an operator's reversal (`settlement_repair`)
 ST, L, P, A = Settlement.__table__, LedgerEntry.__table__, Person.__table__, AuditEntry.__table__
+D = Delivery.__table__
+# the settlement's events as delivered to each platform: the outbox rows its ledger postings were told by
+_DELIVERIES = (sa.select(D.c.id, D.c.platform_id, D.c.topic, D.c.status, D.c.attempts, D.c.last_status_code,
+                         D.c.last_error, D.c.delivered_at, D.c.dead_at, D.c.next_attempt_at)
+               .where(D.c.outbox_id.in_(sa.select(L.c.outbox_id).where(L.c.settlement_id == sa.bindparam("sid"),
+                                                                      L.c.outbox_id.is_not(None))))
+               .order_by(D.c.id))
 _ORDER = (ST.c.created_at.desc(), ST.c.id.desc())
 _COLUMNS = (ST.c.id, ST.c.reference, ST.c.platform_id, ST.c.category, ST.c.institution_code, ST.c.amount_fen,
             ST.c.acct_pay, ST.c.acct_mulaid_pay, ST.c.psn_cash_pay, ST.c.balc, ST.c.status, ST.c.created_at,
@@ -121,8 +128,10 @@ def of_beneficiary(db, id_number: str, *, limit: int = PERSON_MAX, now: datetime
 
 def detail(db, settlement_id: str) -> dict:
     """One settlement for its page: `settlements.view` with platform_id, `ledger` (lines in order: posting,
-    account, amount_fen, at, and `person` for a personal account) and `reversed_by` (None while completed;
-    {"kind": "operator", "operator", "reason"} or {"kind": "platform", "platform_id"})."""
+    account, amount_fen, at, and `person` for a personal account), `reversed_by` (None while completed;
+    {"kind": "operator", "operator", "reason"} or {"kind": "platform", "platform_id"}) and `deliveries` (its
+    events to each platform: status, tries, last answer masked), so that an event that never reached a
+    platform shows where the money was moved."""
     with db() as s:
         row = s.get(Settlement, settlement_id)
         if row is None:
@@ -138,9 +147,11 @@ def detail(db, settlement_id: str) -> dict:
                        for a in s.execute(_REVERSED_BY, {"at": row.reversed_at})
                        if (a.detail or {}).get("settlement_id") == row.id),
                       {"kind": "platform", "platform_id": row.platform_id})
+        sent = [{**d, "last_error": free_text.clean(d["last_error"], limit=2000)}
+                for d in s.execute(_DELIVERIES, {"sid": row.id}).mappings()]
     ledger = [{**x, "person": refs.get(x["account"].split(":", 1)[1]) if x["account"].startswith("account:")
                else None} for x in lines]
-    return {**out, "platform_id": row.platform_id, "ledger": ledger, "reversed_by": by}
+    return {**out, "platform_id": row.platform_id, "ledger": ledger, "reversed_by": by, "deliveries": sent}
 
 
 def counts(db, *, since: datetime) -> dict[str, int]:

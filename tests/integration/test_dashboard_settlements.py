@@ -436,3 +436,31 @@ def test_a_number_typed_in_any_form_stays_out_of_urls(site, family, new_person):
     assert 'data-code="invalid_id_number"' in texts[2] and ROWS.findall(texts[2]) == []
     assert ROWS.findall(texts[3]) == [] and ROWS.findall(texts[4]) == [by_serial]
     assert all(n not in t and n[:17] not in t.replace(serial, "") for t in texts)
+
+
+def test_the_settlement_page_shows_where_its_event_was_delivered_and_where_it_died(site, family, new_person):
+    """Given a settlement whose `settlement.completed` was fanned out to the platforms it concerns, and whose
+    delivery to Jiangsu went dead (HTTP 503)
+    When a viewer opens the settlement
+    Then its deliveries are listed per platform with their status in Chinese, the dead one's last answer
+    and a link to that platform's deliveries, where it can be replayed."""
+    from models import Delivery
+    from workflows import deliveries
+    db = site.db
+    for pid in ("jiangsu", "national"):
+        platforms.set_webhook_url(db, pid, "http://127.0.0.1:9/never-called")
+    fam, _ = _authorized(db, family, new_person, cap=None)
+    sid = _settle(db, fam, 1_200, "JS-D1")[0]["id"]
+    with db() as s:
+        outbox_id = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.topic == "settlement.completed"))
+    deliveries.fan_out(db, outbox_id, now=T0)
+    with db.begin() as s:
+        s.execute(sa.update(Delivery).where(Delivery.outbox_id == outbox_id, Delivery.platform_id == "jiangsu")
+                  .values(status="dead", attempts=16, last_status_code=503, dead_at=T0, next_attempt_at=None))
+    viewer, _ = signed_in(site.app, "viewer")
+    page = _page(viewer, f"/dashboard/settlements/{sid}")
+    table = page[page.index('id="settlement-deliveries"'):page.index("</table>", page.index('id="settlement-deliveries"'))]
+    dead = table[table.index('data-platform="jiangsu"'):table.index("</tr>", table.index('data-platform="jiangsu"'))]
+    assert 'data-status="dead"' in dead and "死信" in dead and "503" in dead and "settlement.completed" in dead
+    assert 'href="/dashboard/deliveries?platform=jiangsu"' in dead
+    assert 'data-platform="national" data-status="pending"' in table  # on its way
