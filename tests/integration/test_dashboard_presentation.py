@@ -309,22 +309,29 @@ def test_the_parties_are_named_as_the_official_guides_name_them(app, sqlite_db, 
 
 # --- 10. a delivery's tries ---------------------------------------------------------------------------
 
+def _failing_delivery_page(app, db, family, *, attempts: int, tries: list[dict]):  # noqa: F811
+    """An invitation with a failing Jiangsu delivery (`attempts` since its last replay, last answer 503) and
+    these stored tries; the binding's page as a viewer sees it, and its tries fold."""
+    bid = invite(db, family(db), now=datetime.now(timezone.utc))["id"]
+    with db.begin() as s:
+        outbox_id = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid))
+        d = Delivery(outbox_id=outbox_id, platform_id="jiangsu", event_id="evt_1", topic="binding.invited",
+                     binding_id=bid, binding_version=1, status="failing", attempts=attempts, last_status_code=503)
+        s.add(d)
+        s.flush()
+        s.add_all([DeliveryAttempt(delivery_id=d.id, **t) for t in tries])
+    client, _ = signed_in(app, "viewer")
+    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+    start = page.index('<details class="tries">')
+    return page, page[start:page.index("</details>", start)]
+
+
 def test_a_deliverys_tries_are_shown(app, sqlite_db, family):  # noqa: F811
     """Given a failing delivery with two tries, When a viewer opens the binding, Then each try shows its
     number, status code or error and duration, collapsed under the delivery, and the status is a word."""
-    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
-    with sqlite_db.begin() as s:
-        outbox_id = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid))
-        d = Delivery(outbox_id=outbox_id, platform_id="jiangsu", event_id="evt_1", topic="binding.invited",
-                     binding_id=bid, binding_version=1, status="failing", attempts=2, last_status_code=503)
-        s.add(d)
-        s.flush()
-        s.add_all([DeliveryAttempt(delivery_id=d.id, attempt_no=1, status_code=None, error="connect timeout",
-                                   duration_ms=5000),
-                   DeliveryAttempt(delivery_id=d.id, attempt_no=2, status_code=503, error=None, duration_ms=12)])
-    client, _ = signed_in(app, "viewer")
-    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
-    tries = page[page.index('<details class="tries">'):page.index("</details>", page.index('<details class="tries">'))]
+    page, tries = _failing_delivery_page(app, sqlite_db, family, attempts=2, tries=[
+        dict(attempt_no=1, status_code=None, error="connect timeout", duration_ms=5000),
+        dict(attempt_no=2, status_code=503, error=None, duration_ms=12)])
     assert 'data-attempt="2"' in tries and "HTTP 503" in tries and "12 ms" in tries
     assert 'data-attempt="1"' in tries and "connect timeout" in tries and "5000 ms" in tries
     assert ">failing<" not in page and "失败中" in page
@@ -335,19 +342,10 @@ def test_a_replayed_deliverys_tries_are_numbered_in_the_order_they_happened(app,
     numbers 1, 2, 1: a replay counts from 1 again)
     When a viewer opens the binding
     Then the tries read #3, #2, #1, newest first, and the delivery's try count says 1, of 3 in all."""
-    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
     t0 = datetime.now(timezone.utc) - timedelta(hours=2)
-    with sqlite_db.begin() as s:
-        outbox_id = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid))
-        d = Delivery(outbox_id=outbox_id, platform_id="jiangsu", event_id="evt_r", topic="binding.invited",
-                     binding_id=bid, binding_version=1, status="failing", attempts=1, last_status_code=503)
-        s.add(d)
-        s.flush()
-        s.add_all([DeliveryAttempt(delivery_id=d.id, attempt_no=n, at=t0 + timedelta(minutes=m), status_code=503,
-                                   error=None, duration_ms=m + 1) for n, m in ((1, 0), (2, 1), (1, 60))])
-    client, _ = signed_in(app, "viewer")
-    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
-    tries = page[page.index('<details class="tries">'):page.index("</details>", page.index('<details class="tries">'))]
+    page, tries = _failing_delivery_page(app, sqlite_db, family, attempts=1, tries=[
+        dict(attempt_no=n, at=t0 + timedelta(minutes=m), status_code=503, error=None, duration_ms=m + 1)
+        for n, m in ((1, 0), (2, 1), (1, 60))])
     assert re.findall(r'<td class="num">#(\d+)</td>', tries) == ["3", "2", "1"]
     assert 'data-tries-total="3"' in page and "共 3 次：曾重推" in page
 
