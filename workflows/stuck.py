@@ -5,7 +5,8 @@ list filter and tags, a binding's page and the operator's retry. A binding may b
 - `past_service_level`: a pending state with nothing scheduled (`deadline_at` NULL), unchanged for longer
   than SERVICE_LEVEL_S[state]
 - `verification_request_failed`: its pending attempt's provider session request failed (`provider_status`
-  'error', or asked again after an error: `provider_error` kept until a session opens), or the attempt has been open for more than REQUEST_STALE_S with the session 'requested' and not
+  'error', or asked again after an error: `provider_error` kept until a session opens), or the attempt has
+  been open for more than REQUEST_STALE_S with the session 'requested' and not
   opened, or not even requested (the worker's message to ask the provider was lost, and so was the
   scheduler's second ask: 'queued', see `face_sessions.unasked`)
 - `delivery_dead`: a delivery is dead-lettered (waits for an operator's replay)
@@ -99,7 +100,8 @@ def _delivery_failing(now):
 
 def _failing(d, now) -> bool:
     """`_delivery_failing` for one delivery row already known open (a binding's page)."""
-    return d.attempts >= FAILING_ATTEMPTS or (d.next_attempt_at is not None and d.next_attempt_at < _ago(now, GRACE_S))
+    return d.attempts >= FAILING_ATTEMPTS or (d.next_attempt_at is not None
+                                              and d.next_attempt_at < _ago(now, GRACE_S))
 
 
 def _worker_error(now):
