@@ -9,8 +9,10 @@ from .operators import ROLES, AuditEntry, BatchJob, Operator
 from .messaging import IdempotencyRecord, OutboxMessage, ReceivedWebhook
 from .money import LedgerEntry, Settlement, SettlementSplit
 from .persons import Person
+from .processes import ProcessBeat
 from .regions import Platform, Region, RegionPolicy
 
 __all__ = ["ACTIVE_STATES", "AuditEntry", "Base", "BatchJob", "Operator", "ROLES", "Binding", "Delivery", "Departure",
            "DeliveryAttempt", "PlatformSync", "IdempotencyRecord", "LedgerEntry", "OutboxMessage", "Person", "Platform",
-           "ReceivedWebhook", "Region", "RegionPolicy", "Settlement", "SettlementSplit", "Transition", "VerificationAttempt"]
+           "ProcessBeat", "ReceivedWebhook", "Region", "RegionPolicy", "Settlement", "SettlementSplit", "Transition",
+           "VerificationAttempt"]

@@ -114,6 +114,12 @@ class WorkflowGauges:
         yield _family("gongji_outbox_oldest_unprocessed_age_seconds",
                       "Age of the oldest outbox event no worker has handled nor failed on (0: none)", None,
                       age(r.outbox["oldest_age_s"]))
+        yield _family("gongji_processes_running", "Worker and scheduler processes seen in the last minute "
+                      "(scheduler: the active one; scheduler_standby: those waiting for its lock)", "process",
+                      r.processes["running"])
+        yield _family("gongji_process_last_seen_age_seconds", "Seconds since a process of the kind was last "
+                      "seen running (-1: none in the last day)", "process",
+                      {k: age(v) if v >= 0 else -1.0 for k, v in r.processes["last_seen_age_s"].items()})
         depth = self.ext["queue_depth"]() if self.ext.get("queue_depth") else {}
         known = {k: v for k, v in depth.items() if v is not None}
         if known:

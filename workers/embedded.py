@@ -11,12 +11,14 @@ from models.settings import Settings
 
 from . import broker as broker_mod
 from . import relay, runtime, scheduler
+from .liveness import Liveness
 
 
 class Embedded:
     def __init__(self, settings: Settings, db, engine, *, worker_threads: int = 4):
         self.settings, self.db, self.engine = settings, db, engine
         self.broker = broker_mod.setup(settings)
+        self.broker.add_middleware(Liveness(alive_file=None, db=db))  # its row in process_beats, no file
         runtime.configure(settings, db)
         from . import actors  # noqa: F401  (registers actors on the broker just set)
         relay.install()

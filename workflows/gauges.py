@@ -1,8 +1,9 @@
 """What an operator's alerts watch, read from the database for `/metrics` (web/metrics.py turns a reading
 into Prometheus families; docs/alerts.yml has the rules): bindings stuck per reason (DESIGN §2 "Stuck"), per
 platform what it has not acknowledged (count, dead, failing, the oldest open one's age), inbound webhooks per
-platform (pending, retrying, failed or refused lately, the oldest one no worker tried yet), and outbox events
-not handled yet (count, with an error, the oldest one without). Counts are rows; ages are seconds. An age is
+platform (pending, retrying, failed or refused lately, the oldest one no worker tried yet), outbox events
+not handled yet (count, with an error, the oldest one without), and the worker and scheduler processes
+running (`processes`: seen in the last minute, and how long ago the last one of each kind was seen). Counts are rows; ages are seconds. An age is
 taken over what is still moving: a dead delivery waiting for a replay, or an event a worker keeps failing
 on, has a count of its own and does not make an age grow for ever.
 
@@ -24,7 +25,7 @@ import sqlalchemy as sa
 from models import OutboxMessage
 from models.types import seconds_since, utcnow
 
-from . import inbound, overview, platforms, sync
+from . import inbound, overview, platforms, processes, sync
 from .ttl_cache import TTLCache
 
 CACHE_S = 15.0
@@ -43,6 +44,8 @@ class Reading:
     platforms: dict[str, dict]  # sync.lag's fields; every platform that takes pushes
     inbound: dict[str, dict]  # inbound.backlog's fields; every platform
     outbox: dict  # unprocessed, with_error, oldest_age_s (of those without an error)
+    processes: dict  # running: {worker, scheduler, scheduler_standby: count}; last_seen_age_s: {worker,
+    # scheduler: seconds since one was seen running (-1: none in the last day)}
 
 
 def _read(db, now: datetime | None = None) -> Reading:
@@ -55,7 +58,17 @@ def _read(db, now: datetime | None = None) -> Reading:
     return Reading(as_of=now, stuck_as_of=stuck_as_of, stuck=stuck_counts,
                    platforms={pid: lag.get(pid, sync.NOTHING_BEHIND) for pid in sorted(set(pushed) | set(lag))},
                    inbound=inbound.backlog(db, now=now),
-                   outbox={"unprocessed": unprocessed, "with_error": with_error, "oldest_age_s": seconds_since(oldest, now)})
+                   outbox={"unprocessed": unprocessed, "with_error": with_error, "oldest_age_s": seconds_since(oldest, now)},
+                   processes=_processes(processes.health(db, now), now))
+
+
+def _processes(health: dict, now: datetime) -> dict:
+    def age(k: processes.Kind) -> float:
+        seen = k.running[0]["seen_at"] if k.running else k.last_seen
+        return seconds_since(seen, now) if seen is not None else -1.0
+    w, sch = health[processes.WORKER], health[processes.SCHEDULER]
+    return {"running": {"worker": len(w.running), "scheduler": len(sch.running), "scheduler_standby": sch.standby},
+            "last_seen_age_s": {"worker": age(w), "scheduler": age(sch)}}
 
 
 def read(db, now: datetime | None = None) -> Reading:

@@ -13,7 +13,8 @@ list filter and tags, a binding's page and the operator's retry. A binding may b
 - `delivery_failing`: an open delivery was tried FAILING_ATTEMPTS times or more and is still retrying, or its
   next try is more than GRACE_S overdue (the scheduler, whose periodic pass hands due deliveries to the
   workers and moves them on by `deliveries.GRACE_S`, is not running; workers that are down while it runs
-  show as no try at all, which this does not see: the queue depth and `/metrics` do)
+  show as no try at all, which this does not see: the overview's worker card and `/metrics` do, from the
+  processes' own rows, `processes.py`)
 - `sync_behind`: a push platform it concerns (`sync.concerns`, as reconcile) acknowledged less than its
   version, it changed between WINDOW_S and SETTLE_S ago (reconcile's window), and no delivery to that
   platform is open (on its way) or dead (that one is `delivery_dead`)

@@ -74,6 +74,10 @@ def test_an_admin_finds_understands_and_repairs_a_stuck_binding(embedded, page, 
     row = page.locator("[data-reason=verification_request_failed]")
     assert int(row.get_attribute("data-count")) >= 1
     assert "概览" in page.content()  # Chinese first
+    # the embedded server's in-process worker and its scheduler thread, each with its row (workflows/processes.py)
+    assert page.locator("#workers").get_attribute("data-running") == "1"
+    assert page.locator("#scheduler").get_attribute("data-running") == "1"
+    assert page.locator("#workers .tag.error, #scheduler .tag.error").count() == 0
     shot(page, "overview")
 
     row.locator("a").click()

@@ -9,6 +9,8 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from .support import poll
+
 
 def _scrape(production) -> str:
     """/metrics as Prometheus fetches it: with the bearer token (required in production: models/settings.py)."""
@@ -51,3 +53,19 @@ def test_request_counts_are_summed_over_the_gunicorn_processes(production):
     assert requests.get(f"{production.base}/metrics", timeout=30).status_code == 401  # no token, nothing shown
     text = _scrape(production)
     assert "gongji_workflow_gauges_up 1.0" in text and 'gongji_bindings_stuck{reason="timer_overdue"}' in text
+
+
+def _processes_running(production) -> dict[str, float]:
+    return {s.labels["process"]: s.value for f in text_string_to_metric_families(_scrape(production))
+            for s in f.samples if s.name == "gongji_processes_running"}
+
+
+def test_the_scrape_counts_the_running_worker_and_the_active_scheduler(production):
+    """Given the production stack (`gongji worker` with one process, `gongji scheduler`), each a real process
+    on PostgreSQL, When /metrics is scraped (until the readings, cached 15 s a process, have their rows),
+    Then one worker process and one active scheduler run and none waits, and each was seen within a minute."""
+    poll(lambda: _processes_running(production) == {"worker": 1, "scheduler": 1, "scheduler_standby": 0},
+         timeout=60, interval=1.0, what="the worker and the scheduler in /metrics")
+    ages = {s.labels["process"]: s.value for f in text_string_to_metric_families(_scrape(production))
+            for s in f.samples if s.name == "gongji_process_last_seen_age_seconds"}
+    assert set(ages) == {"worker", "scheduler"} and all(0 <= a < 60 for a in ages.values()), ages

@@ -137,5 +137,5 @@ def test_every_alert_rule_names_what_the_scrape_has(scenario):
         assert rule["labels"]["severity"] in ("page", "ticket") and rule["annotations"]["summary"]
         for metric in re.findall(r"\b(gongji_[a-z_]+)", rule["expr"]):
             assert metric in names, (rule["alert"], metric)
-        for key, value in re.findall(r'\b(reason|state|platform)="([a-z_]+)"', rule["expr"]):
+        for key, value in re.findall(r'\b(reason|state|platform|process)="([a-z_]+)"', rule["expr"]):
             assert (key, value) in labels, (rule["alert"], key, value)

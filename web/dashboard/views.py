@@ -8,7 +8,7 @@ from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from workflows import batches, casefile, diagram, finder, inbound, machine, operators, overview as overview_mod
-from workflows import platforms, policy_admin, repair, stuck
+from workflows import platforms, policy_admin, processes, repair, stuck
 from workflows.errors import DomainError
 from models import Region
 from models.types import MAX_BIGINT
@@ -37,7 +37,8 @@ def overview():
     chart = charts.bars([(local(h["hour"], "HH:mm"), h["transitions"], h["failures"]) for h in o["hourly"]],
                         title=_("Transitions and failures per hour"), first=_("transitions"), second=_("failures"))
     return render_template("dashboard/overview.html", o=o, queues=_queues(), chart=chart,
-                           inbound=inbound.backlog(db()), window_s=inbound.PROBLEM_WINDOW_S)
+                           inbound=inbound.backlog(db()), window_s=inbound.PROBLEM_WINDOW_S,
+                           procs=processes.health(db(), o["as_of"]))
 
 
 def _choices(form: FindForm) -> None:

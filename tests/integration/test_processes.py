@@ -1,0 +1,123 @@
+"""Which worker and scheduler processes run (`workflows/processes.py`) on real PostgreSQL: a process's beat,
+a real dramatiq worker's row from boot to shutdown (`workers/liveness.py`), two real scheduler loops, one
+active and one standby (`workers/scheduler.py`), and the overview and `/metrics` that read them."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import dramatiq
+import pytest
+import sqlalchemy as sa
+from dramatiq.brokers.stub import StubBroker
+
+from models import ProcessBeat
+from models.types import utcnow
+from workers import scheduler
+from workers.liveness import Liveness
+from workflows import gauges, processes
+
+pytestmark = pytest.mark.pg
+PB = ProcessBeat.__table__
+
+
+def poll(probe, *, timeout: float, what: str) -> None:
+    """Until `probe()` is true (a condition's arrival, not its timing, is what is tested)."""
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def beats(pg_db):
+    with pg_db.begin() as s:
+        s.execute(sa.delete(PB))
+    yield pg_db
+    with pg_db.begin() as s:
+        s.execute(sa.delete(PB))
+
+
+def _rows(db) -> list[dict]:
+    with db() as s:
+        return [dict(r) for r in s.execute(sa.select(PB).order_by(PB.c.id)).mappings()]
+
+
+def test_a_beat_writes_its_row_every_ten_seconds_at_once_on_a_new_role_and_forgets_old_rows(beats):
+    """Given a row of a process last seen more than a day ago, and a new worker beat
+    When it beats at T, T+5 s, T+5 s as stopped, T+15 s as running again
+    Then the row is written at T (and the day-old row deleted), not at T+5 s (too soon), at once for the new
+    role, and again at T+15 s; the row has this host and pid and started_at T throughout."""
+    t = utcnow()
+    with beats.begin() as s:
+        s.execute(sa.insert(PB).values(id="worker:old:1", kind="worker", role="running", host="old", pid=1,
+                                       started_at=t - timedelta(days=3),
+                                       seen_at=t - timedelta(seconds=processes.FORGET_S + 1)))
+    b = processes.Beat(processes.WORKER)
+    assert b.beat(beats, processes.RUNNING, now=t)
+    [row] = _rows(beats)
+    assert (row["role"], row["seen_at"], row["started_at"]) == ("running", t, t)
+    assert not b.beat(beats, processes.RUNNING, now=t + timedelta(seconds=5))
+    assert _rows(beats)[0]["seen_at"] == t
+    b.stop(beats, now=t + timedelta(seconds=5))
+    assert [(r["role"], r["seen_at"]) for r in _rows(beats)] == [("stopped", t + timedelta(seconds=5))]
+    assert b.beat(beats, processes.RUNNING, now=t + timedelta(seconds=15))
+    [row] = _rows(beats)
+    assert (row["role"], row["started_at"]) == ("running", t)
+    assert row["id"].startswith("worker:") and row["pid"] > 0
+
+
+def test_a_dramatiq_worker_runs_from_boot_and_is_stopped_after_its_shutdown(beats):
+    """Given a real dramatiq Worker (StubBroker, one actor) with the Liveness middleware and no health file
+    When it starts, Then the overview's reading shows one worker running, with this process's pid;
+    When it stops, Then none runs and the last one seen stopped (it did not go away)."""
+    import os
+
+    broker = StubBroker()
+    broker.add_middleware(Liveness(alive_file=None, db=beats))
+    dramatiq.actor(lambda: None, actor_name="gongji_test_noop", broker=broker)
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        poll(lambda: not processes.health(beats)[processes.WORKER].down, timeout=20, what="the worker's row")
+        running = processes.health(beats)[processes.WORKER].running
+        assert [p["pid"] for p in running] == [os.getpid()]
+    finally:
+        worker.stop()
+    after = processes.health(beats)[processes.WORKER]
+    assert after.down and after.last_role == "stopped"
+
+
+@pytest.fixture
+def no_delivery_pass(monkeypatch):
+    monkeypatch.setattr(scheduler, "delivery_pass", lambda db, batch=500: 0)  # ticks need no broker here
+    monkeypatch.setattr(scheduler, "STANDBY_WAIT_S", 0.1)
+    monkeypatch.setattr(scheduler, "_alive", lambda: None)  # no health file
+
+
+def test_two_schedulers_read_as_one_active_and_one_standby_and_both_stopped_after(beats, pg_engine,
+                                                                                   no_delivery_pass):
+    """Given two real scheduler loops on one PostgreSQL database (one holds the advisory lock)
+    When both run, Then the reading shows one active scheduler and one standby, and `/metrics`'s reading the
+    same counts; When both are stopped, Then no scheduler runs and none waits, the last one having stopped."""
+    stop = threading.Event()
+    loops = [threading.Thread(target=scheduler.run, args=(beats, pg_engine),
+                              kwargs={"interval_s": 0.05, "stop": stop}, daemon=True) for _ in range(2)]
+    for loop in loops:
+        loop.start()
+    try:
+        poll(lambda: (len(processes.health(beats)[processes.SCHEDULER].running),
+                      processes.health(beats)[processes.SCHEDULER].standby) == (1, 1),
+             timeout=20, what="one active scheduler and one standby")
+        reading = gauges.read(beats, now=utcnow())
+        assert reading.processes["running"] == {"worker": 0, "scheduler": 1, "scheduler_standby": 1}
+        assert 0 <= reading.processes["last_seen_age_s"]["scheduler"] < processes.STALE_S
+        assert reading.processes["last_seen_age_s"]["worker"] == -1.0  # none in the last day
+    finally:
+        stop.set()
+        for loop in loops:
+            loop.join(timeout=20)
+    after = processes.health(beats)[processes.SCHEDULER]
+    assert after.down and after.standby == 0 and after.last_role == "stopped"
