@@ -34,6 +34,7 @@ CODES: dict[str, tuple[int, str]] = {
     "forbidden": (403, "Your role does not allow this action"),
     "not_stuck": (409, "Nothing to retry: the binding is not stuck"),
     "changed_since_seen": (409, "The binding changed after the page was loaded; look at it again before acting"),
+    "nothing_to_retry": (409, "The binding is stuck, but nothing is left to try again now (its page says why)"),
     "nothing_to_replay": (409, "Nothing to replay: no dead delivery there (any more)"),
     "webhook_final": (409, "The webhook's outcome is final (processed, or refused by a rule): nothing to retry"),
     # transport (API.md)

@@ -64,15 +64,21 @@ def _audited(db, who: OperatorInfo, action: str, binding_id: str | None, reason:
         raise
 
 
-def _repair(cmd: Command, row, reason: str, found: str) -> dict:
+def _repair(cmd: Command, row, reason: str, found: str) -> dict | None:
+    """The repair of one stuck reason: what it sends ({"deliveries": ids, "verifications": ids}, maybe
+    empty), or None when there was nothing it could do (no delivery or attempt left to try again)."""
     s, now, out = cmd.session, cmd.now, {}
-    if found == "timer_overdue" and row.deadline_at is not None and row.deadline_at <= now:
+    if found == "timer_overdue":
+        if row.deadline_at is None or row.deadline_at > now:
+            return None
         timers.fire(cmd, row)
-    elif found == "past_service_level":
+        return out
+    if found == "past_service_level":
         pending = s.scalar(sa.select(VA.c.deadline_at).where(VA.c.binding_id == row.id, VA.c.status == "pending"))
         timers.reschedule(row, pending)
         rows.save(s, row)
-    elif found == "verification_request_failed":
+        return out
+    if found == "verification_request_failed":
         ids = list(s.scalars(sa.update(VA).where(VA.c.binding_id == row.id, VA.c.status == "pending")
                              .values(provider_status=None, provider_error=None).returning(VA.c.id)))
         out["verifications"] = ids
@@ -92,7 +98,8 @@ def _repair(cmd: Command, row, reason: str, found: str) -> dict:
                                                  OB.c.last_error.is_not(None))
                              .values(attempts=0).returning(OB.c.id)))
         cmd.messages += ids  # published again after commit
-    return out
+        out["outbox"] = ids
+    return out if any(out.values()) else None
 
 
 def retry(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: datetime | None = None,
@@ -103,12 +110,19 @@ def retry(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: da
         if not reasons:
             raise DomainError("not_stuck")
         sends: dict[str, list] = {"deliveries": [], "verifications": []}
+        idle = []
         for found in reasons:
-            for key, ids in _repair(cmd, row, why, found).items():
-                sends[key] += [i for i in ids if i not in sends[key]]  # a replayed dead one is also open now
+            done = _repair(cmd, row, why, found)
+            if done is None:
+                idle.append(found)
+                continue
+            for key in sends:
+                sends[key] += [i for i in done.get(key, ()) if i not in sends[key]]  # a replayed dead one is open too
+        if len(idle) == len(reasons):
+            raise DomainError("nothing_to_retry", f"stuck ({', '.join(reasons)}), but nothing is left to try again")
         if sends["deliveries"] or sends["verifications"]:
             cmd.emit(deliveries.RETRY_TOPIC, sends)
-        return {"reasons": reasons, **{k: v for k, v in sends.items() if v}}
+        return {"reasons": reasons, **{k: v for k, v in sends.items() if v}, **({"idle": idle} if idle else {})}
     return _audited(db, who, "retry", binding_id, reason, work, now, batch_id, seen)
 
 

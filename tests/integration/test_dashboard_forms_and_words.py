@@ -203,3 +203,21 @@ def test_ending_a_binding_needs_the_confirmation_and_the_page_version(app, sqlit
                          data={"csrf_token": TOKEN.search(page).group(1), "reason": "撤销", **form})
     after = _page(client, answer.headers["Location"])
     assert says in _flash(after) and 'data-state="invited"' in after
+
+
+def test_a_retry_that_could_do_nothing_for_one_reason_names_it(app, sqlite_db, family, monkeypatch):  # noqa: F811
+    """Given a binding whose retry repairs worker_error and finds nothing left to try for sync_behind (the
+    workflow's answer, `repair.retry`'s `idle`; tests/integration/test_stuck.py makes it for real)
+    When an operator retries it from its page
+    Then the page says it was done, and, as an error, that nothing was left to try again for 平台数据同步落后."""
+    from workflows import repair
+    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
+    monkeypatch.setitem(repair.ACTIONS, "retry", lambda db, who, binding_id, reason, seen=None: {
+        "reasons": ["sync_behind", "worker_error"], "idle": ["sync_behind"]})
+    client, _ = signed_in(app, "operator")
+    page = _page(client, f"/dashboard/bindings/{bid}")
+    after = _page(client, client.post(f"/dashboard/bindings/{bid}/retry", data={
+        "csrf_token": TOKEN.search(page).group(1), "reason": "江苏说没收到", "seen": "1"}).headers["Location"])
+    flashes = re.findall(r'<div class="flash (error|ok)"[^>]*>(.*?)</div>', after, re.S)
+    assert [kind for kind, _ in flashes] == ["ok", "error"]
+    assert "以下原因已无可重试的内容：平台数据同步落后。" in flashes[1][1]

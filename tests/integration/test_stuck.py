@@ -308,3 +308,64 @@ def test_an_attempt_whose_provider_was_never_asked_is_a_failed_verification_requ
     with pg_db() as s:
         (item,) = stuck.of_binding(s, bid, stale)
     assert item["since"] == opened and item["detail"].endswith("provider not asked")
+
+
+def _behind_with_nothing_to_resend(pg_db, family):
+    """A binding sync_behind for Jiangsu (registered after the fan-out) whose latest event Jiangsu was
+    nevertheless sent once, delivered (its acknowledged version not raised): re-sending it adds nothing,
+    the delivery of that event to Jiangsu exists. Returns (binding id, a time after it settled)."""
+    platforms.set_webhook_url(pg_db, "jiangsu", None)
+    bid = accepted(pg_db, family(pg_db))
+    answer(pg_db, fan_out_all(pg_db, T0 + timedelta(seconds=4)), T0 + timedelta(seconds=4), {})
+    platforms.set_webhook_url(pg_db, "jiangsu", HOOK)
+    with pg_db.begin() as s:
+        latest = s.execute(sa.select(OutboxMessage).where(OutboxMessage.binding_id == bid)
+                           .order_by(OutboxMessage.binding_version.desc()).limit(1)).scalar_one()
+        s.execute(sa.insert(deliveries.D).values(
+            outbox_id=latest.id, platform_id="jiangsu", event_id=f"evt_copy_{latest.id}", topic=latest.topic,
+            binding_id=bid, binding_version=latest.binding_version, status="delivered", attempts=1,
+            created_at=T0 + timedelta(seconds=5), delivered_at=T0 + timedelta(seconds=5)))
+    settled = T0 + timedelta(seconds=stuck.SETTLE_S + 10)
+    assert counted(pg_db, settled) == {"sync_behind": 1}
+    return bid, settled
+
+
+def test_a_retry_that_finds_nothing_to_try_again_is_refused_and_writes_nothing(pg_db, family, push):
+    """Given a binding stuck only as sync_behind whose latest event Jiangsu already has a delivery of
+    When an operator retries it
+    Then it is refused as nothing_to_retry (it used to answer done), audited as that refusal, and nothing
+    is written: no retry event, the binding still stuck."""
+    from models import AuditEntry
+    from workflows import operators, repair
+    from workflows.errors import DomainError
+    bid, settled = _behind_with_nothing_to_resend(pg_db, family)
+    with pg_db() as s:
+        events = s.scalar(sa.select(sa.func.count()).select_from(OutboxMessage))
+    operator = operators.add(pg_db, "operator1", "correct horse battery", "operator")
+    with pytest.raises(DomainError) as refused:
+        repair.retry(pg_db, operator, bid, "江苏说没收到", now=settled)
+    assert refused.value.code == "nothing_to_retry" and refused.value.status == 409
+    with pg_db() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(OutboxMessage)) == events
+        audit = s.execute(sa.select(AuditEntry.action, AuditEntry.outcome, AuditEntry.binding_id)
+                          .order_by(AuditEntry.id.desc()).limit(1)).one()
+    assert tuple(audit) == ("retry", "nothing_to_retry", bid)
+    assert counted(pg_db, settled) == {"sync_behind": 1}
+
+
+def test_a_retry_that_repairs_one_reason_and_not_another_says_which(pg_db, family, push):
+    """Given that binding also stuck as worker_error (a worker failed on an outbox event of it)
+    When an operator retries it, Then it is done, the worker_error repaired (the event handed to the worker
+    again) and sync_behind named as the reason nothing was left to try again for."""
+    from workflows import operators, repair
+    bid, settled = _behind_with_nothing_to_resend(pg_db, family)
+    with pg_db() as s:
+        event = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid).limit(1))
+    with pg_db.begin() as s:
+        s.execute(sa.update(OutboxMessage).where(OutboxMessage.id == event)
+                  .values(processed_at=None, last_error="registry timed out", attempts=1))
+    assert counted(pg_db, settled) == {"sync_behind": 1, "worker_error": 1}
+    operator = operators.add(pg_db, "operator1", "correct horse battery", "operator")
+    done = repair.retry(pg_db, operator, bid, "江苏说没收到", now=settled)
+    assert done["reasons"] == ["sync_behind", "worker_error"] and done["idle"] == ["sync_behind"]
+    assert "deliveries" not in done

@@ -30,8 +30,12 @@ def _act(name: str):
             flash(reason_problem(form), "error")
         else:
             try:
-                repair.ACTIONS[name](db(), current_user.info, binding_id, form.reason.data, seen=form.seen.data)
+                done = repair.ACTIONS[name](db(), current_user.info, binding_id, form.reason.data,
+                                            seen=form.seen.data)
                 flash(_("Done: %(action)s.", action=labels.label(labels.ACTIONS, name)), "ok")
+                if done and done.get("idle"):  # a retry that could do nothing for some of the reasons
+                    flash(_("Nothing was left to try again for: %(reasons)s.", reasons="; ".join(
+                        str(labels.label(labels.REASONS, r)) for r in done["idle"])), "error")
             except DomainError as exc:
                 _refused(exc)
         return redirect(url_for("dashboard.binding", binding_id=binding_id), code=303)

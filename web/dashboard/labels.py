@@ -94,6 +94,7 @@ ERRORS = {
     "forbidden": _l("your role does not allow this action"),
     "not_stuck": _l("nothing to retry: the binding is not stuck"),
     "changed_since_seen": _l("the binding changed after you opened this page; look at it again before acting"),
+    "nothing_to_retry": _l("the binding is stuck, but nothing is left to try again now (see why on its page)"),
     "nothing_to_replay": _l("nothing to replay: there is no dead delivery there (any more)"),
     "webhook_final": _l("the webhook's outcome is final: nothing to retry"),
     "malformed": _l("the request is not well-formed"),
