@@ -40,6 +40,10 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     dead_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # a worker's try in flight (claimed, not recorded) until then; NULL otherwise. Its `next_attempt_at` is
+    # the same lease, but a failing delivery waiting for its next try has a future one too: an operator's
+    # retry makes the latter due now, never the former (it would go out twice)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         sa.UniqueConstraint("outbox_id", "platform_id", name="uq_deliveries_event_platform"),

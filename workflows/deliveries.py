@@ -106,16 +106,17 @@ _ADD_AFTER = Statement(pg_insert(D).from_select(_DELIVERY_COLUMNS, sa.select(*[
     else sa.bindparam(c, type_=D.c[c].type) for c in _DELIVERY_COLUMNS])).add_cte(_earlier)
     .on_conflict_do_nothing(constraint="uq_deliveries_event_platform").returning(D.c.id, D.c.next_attempt_at))
 _TAKE = sa.update(D).where(D.c.id == sa.bindparam("_id")).values(attempts=sa.bindparam("n"),
-                                                                 next_attempt_at=sa.bindparam("t"))
+                                                                 next_attempt_at=sa.bindparam("t"),
+                                                                 leased_until=sa.bindparam("t"))
 _ATTEMPT = sa.insert(DeliveryAttempt.__table__)
 _LOCK_ONE = sa.select(D).where(D.c.id == sa.bindparam("id")).with_for_update()
 _DELIVERED = (sa.update(D).where(D.c.id == sa.bindparam("_id"), D.c.status.in_(OPEN))
               .values(status="delivered", delivered_at=sa.bindparam("t"), last_status_code=sa.bindparam("code"),
-                      last_error=None, next_attempt_at=None)
+                      last_error=None, next_attempt_at=None, leased_until=None)
               .returning(D.c.platform_id, D.c.binding_id, D.c.binding_version))
 _FAILED = sa.update(D).where(D.c.id == sa.bindparam("_id")).values(
     status=sa.bindparam("s"), last_status_code=sa.bindparam("code"), last_error=sa.bindparam("error"),
-    dead_at=sa.bindparam("dead"), next_attempt_at=sa.bindparam("t"))
+    dead_at=sa.bindparam("dead"), next_attempt_at=sa.bindparam("t"), leased_until=None)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ CLAIM = Statement(
     sa.update(D).where(
         D.c.id == bp("id"), constant_in(D.c.status, OPEN), D.c.next_attempt_at <= bp("horizon"), ~BLOCKED,
         sa.exists().where(P.c.id == D.c.platform_id, P.c.webhook_url.is_not(None)))
-    .values(attempts=D.c.attempts + 1, next_attempt_at=bp("lease", type_=D.c.next_attempt_at.type))
+    .values(attempts=D.c.attempts + 1, next_attempt_at=bp("lease", type_=D.c.next_attempt_at.type),
+            leased_until=bp("lease", type_=D.c.leased_until.type))
     .returning(D.c.attempts, D.c.platform_id, D.c.event_id,
                sa.select(O.c.payload).where(O.c.id == D.c.outbox_id).scalar_subquery().label("payload")),
     final=True)
@@ -53,7 +54,7 @@ def _delivered() -> Statement:
                                  error=None, duration_ms=bp("ms")).cte("a")
     done = (sa.update(D).where(D.c.id == bp("id"), constant_in(D.c.status, OPEN))
             .values(status="delivered", delivered_at=t, last_status_code=bp("code"), last_error=None,
-                    next_attempt_at=None)
+                    next_attempt_at=None, leased_until=None)
             .returning(D.c.platform_id, D.c.binding_id, D.c.binding_version).cte("d"))
     ack = sync.raise_acked(postgresql.insert(S).from_select(
         ["platform_id", "binding_id", "acked_version", "acked_at"],

@@ -85,10 +85,11 @@ def _repair(cmd: Command, row, reason: str, found: str) -> dict | None:
     elif found == "delivery_dead":
         out["deliveries"] = delivery_repair.replay_in(s, delivery_repair.dead_of(row.id), now)
     elif found == "delivery_failing":  # a failing one waiting for its next try, or any open one overdue (nothing
-        # is trying it); never one under a worker's lease, which is in the future and not `failing` on its first
-        # try, nor a blocked successor (NULL): made due now, it would be sent twice or out of order
+        # is trying it); never one a worker is trying (`leased_until` in the future: its first try or a later
+        # one), nor a blocked successor (NULL next try): made due now, it would be sent twice or out of order
         out["deliveries"] = list(s.scalars(
-            sa.update(D).where(D.c.binding_id == row.id, D.c.next_attempt_at.is_not(None), sa.or_(
+            sa.update(D).where(D.c.binding_id == row.id, D.c.next_attempt_at.is_not(None),
+                               sa.or_(D.c.leased_until.is_(None), D.c.leased_until <= now), sa.or_(
                 D.c.status == "failing", sa.and_(D.c.status == "pending", D.c.next_attempt_at < now)))
             .values(next_attempt_at=now).returning(D.c.id)))
     elif found == "sync_behind":

@@ -229,6 +229,37 @@ def test_retry_never_makes_due_a_delivery_a_worker_is_sending(pg_db, family, pus
     assert deliveries.claim(pg_db, national, now=late) is None  # the lease holds: no second send
 
 
+def test_retry_never_makes_due_a_failing_delivery_a_worker_is_trying_again(pg_db, family, push):
+    """Given an invitation whose Jiangsu delivery failed FAILING_ATTEMPTS times (stuck: delivery_failing) and
+    whose next try a worker has just claimed (in flight, under its lease; its next_attempt_at is in the
+    future, as a failing delivery's waiting for its next try is)
+    When an operator retries the binding
+    Then it is refused as nothing_to_retry: the delivery keeps its lease (a second claim finds nothing), so it
+    is not sent twice; once the try is recorded as failed again, a retry makes it due now."""
+    from workflows import operators, repair
+    from workflows.errors import DomainError
+    bid = invite(pg_db, family(pg_db))["id"]
+    now, ready = T0, fan_out_all(pg_db, T0)
+    for delay in (0,) + deliveries.SCHEDULE_S[:stuck.FAILING_ATTEMPTS - 1]:
+        now += timedelta(seconds=delay)
+        answer(pg_db, ready + deliveries.due(pg_db, now=now), now, {"jiangsu": 503})
+        ready = []
+    assert counted(pg_db, now) == {"delivery_failing": 1}
+    now += timedelta(seconds=deliveries.SCHEDULE_S[stuck.FAILING_ATTEMPTS - 1])
+    [jiangsu] = deliveries.due(pg_db, now=now)
+    in_flight = deliveries.claim(pg_db, jiangsu, now=now)
+    assert in_flight is not None and counted(pg_db, now) == {"delivery_failing": 1}
+    operator = operators.add(pg_db, "operator1", "correct horse battery", "operator")
+    with pytest.raises(DomainError) as refused:
+        repair.retry(pg_db, operator, bid, "江苏平台已恢复", now=now + timedelta(seconds=5))
+    assert refused.value.code == "nothing_to_retry"
+    assert deliveries.claim(pg_db, jiangsu, now=now + timedelta(seconds=5)) is None  # the lease holds
+    deliveries.record(pg_db, in_flight, status_code=503, error="HTTP 503", duration_ms=5, now=now + timedelta(seconds=6))
+    done = repair.retry(pg_db, operator, bid, "江苏平台已恢复", now=now + timedelta(seconds=7))
+    assert done["deliveries"] == [jiangsu]
+    assert deliveries.claim(pg_db, jiangsu, now=now + timedelta(seconds=7)) is not None
+
+
 def test_a_platform_that_never_got_the_latest_version_is_behind_until_reconciled(pg_db, family, push):
     """Given an accepted Jiangsu binding whose events were fanned out while Jiangsu had no webhook URL (the
     national platform acknowledged version 4), and Jiangsu registered afterwards,
