@@ -18,6 +18,7 @@ from .deliveries import D, OPEN, blocked, first_try
 from .errors import DomainError
 from .delivery_statements import BLOCKED
 
+AUDIT_IDS = 100  # a console replay's audit row names at most this many of the deliveries it replayed
 _ORPHANS = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at.is_(None), ~BLOCKED)
             .order_by(D.c.id).limit(sa.bindparam("batch", type_=sa.Integer)).with_for_update(of=D, skip_locked=True))
 
@@ -55,10 +56,14 @@ def replay(db, *, ids: list[int] | None = None, platform_id: str | None = None, 
 
 def replay_from_console(db, who: str, *, ids: list[int] | None = None, platform_id: str | None = None,
                         binding_id: str | None = None, now: datetime | None = None) -> dict:
-    """`gongji deliveries replay`: `replay`, audited like the dashboard's replay (`who`: the console user).
-    A platform or binding that does not exist, or nothing dead matching, is not_found (a typo must not read
-    as "nothing to do"), and that refusal is audited too. {"replayed": how many, "ready": ids to send now}."""
+    """`gongji deliveries replay`: `replay`, audited like the dashboard's replay (`who`: the console user):
+    one delivery by its id as `delivery_replay`, any other selection as `deliveries_replay`, naming the
+    deliveries replayed (the first AUDIT_IDS of them). A platform or binding that does not exist, or nothing
+    dead matching, is not_found (a typo must not read as "nothing to do"), and that refusal is audited too.
+    {"replayed": how many, "ready": ids to send now}."""
     now = now or utcnow()
+    action = "delivery_replay" if ids and len(set(ids)) == 1 and not platform_id and not binding_id \
+        else "deliveries_replay"
     try:
         with db.begin() as s:
             if platform_id:
@@ -69,10 +74,16 @@ def replay_from_console(db, who: str, *, ids: list[int] | None = None, platform_
             ready = replay_in(s, _dead(ids, platform_id, binding_id), now, replayed)
             if not replayed:
                 raise DomainError("not_found", "no dead delivery matches")
-            operators.record(s, who, "deliveries_replay", binding_id=binding_id, reason=None, now=now, detail={
-                "platform_id": platform_id, "ids": list(ids or []), "dead": len(replayed), "sent_now": len(ready)})
+            detail = {"platform_id": platform_id, "ids": list(ids or []), "dead": len(replayed), "sent_now": len(ready),
+                      "replayed": replayed[:AUDIT_IDS]}
+            if action == "delivery_replay":
+                detail = {"delivery_id": replayed[0], "platform_id": s.scalar(
+                    sa.select(D.c.platform_id).where(D.c.id == replayed[0])), "sent_now": len(ready)}
+            operators.record(s, who, action, binding_id=binding_id, reason=None, now=now, detail=detail)
     except DomainError as exc:
-        operators.record_refusal(db, who, "deliveries_replay", exc, reason=None, now=now)
+        asked = {"platform_id": (platform_id or "")[:64] or None, "binding_id": (binding_id or "")[:64] or None,
+                 "ids": list(ids or [])[:AUDIT_IDS]}  # what was named (cut: a typo may be long)
+        operators.record_refusal(db, who, action, exc, reason=None, now=now, detail=asked)
         raise
     return {"replayed": len(replayed), "ready": ready}
 

@@ -161,5 +161,18 @@ def test_the_consoles_replay_replays_the_same_rows_and_is_audited_under_the_cons
     assert after[made[("jiangsu", 2)]] == ("pending", 0, None, None)
     assert after[made[("national", 1)]] == before[made[("national", 1)]]
     [entry] = _audit(pg_db)
-    assert (entry.operator, entry.outcome, entry.detail) == (
-        "console:ops", "ok", {"platform_id": "jiangsu", "ids": [], "dead": 2, "sent_now": 1})
+    assert (entry.operator, entry.action, entry.outcome, entry.detail) == (
+        "console:ops", "deliveries_replay", "ok", {"platform_id": "jiangsu", "ids": [], "dead": 2, "sent_now": 1,
+                                                   "replayed": [made[("jiangsu", 1)], made[("jiangsu", 2)]]})
+
+
+def test_the_consoles_replay_of_one_delivery_by_id_is_audited_as_that_deliverys_replay(pg_db, dead_to_two):
+    """Given the same dead deliveries, When `gongji deliveries replay --ids <national's>` runs
+    Then only that one is replayed, and the audit row reads as the dashboard's replay of one delivery
+    (`delivery_replay`, naming it and its platform), not as a platform's replay."""
+    _bid, made = dead_to_two
+    done = delivery_repair.replay_from_console(pg_db, "console:ops", ids=[made[("national", 1)]])
+    assert done == {"replayed": 1, "ready": [made[("national", 1)]]}
+    [entry] = _audit(pg_db)
+    assert (entry.action, entry.outcome, entry.detail) == (
+        "delivery_replay", "ok", {"delivery_id": made[("national", 1)], "platform_id": "national", "sent_now": 1})

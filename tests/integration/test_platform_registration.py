@@ -5,6 +5,7 @@ embedded SQLite database in a temporary directory."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 
 import pytest
@@ -152,9 +153,13 @@ def test_a_replay_that_names_nothing_real_says_so(gongji, tmp_path):
         assert code == 1 and says in out and "Traceback" not in out, (args, out)
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'var' / 'gongji.db'}")
     with engine.connect() as c:  # each refusal audited as such, none as a replay that happened
-        outcomes = c.execute(sa.text("select outcome from audit_log where action = 'deliveries_replay'")).scalars().all()
+        outcomes = c.execute(sa.text("select action, outcome from audit_log where action in ('deliveries_replay', "
+                                     "'delivery_replay') order by id")).all()
+        named = c.execute(sa.text("select detail from audit_log where action = 'delivery_replay'")).scalar_one()
     engine.dispose()
-    assert outcomes == ["not_found"] * 4
+    assert [tuple(o) for o in outcomes] == [("deliveries_replay", "not_found")] * 2 + [  # one --id: that delivery's
+        ("delivery_replay", "not_found"), ("deliveries_replay", "not_found")]
+    assert json.loads(named)["ids"] == [99999]  # the refusal names what was asked for
 
 
 def test_a_bad_setting_or_a_database_without_schema_is_a_message_not_a_traceback(gongji, monkeypatch):
