@@ -43,6 +43,8 @@ class Settlement(Base):
     status: Mapped[str] = mapped_column(sa.String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     reversed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # why, as the reversing platform or operator gave it (ID numbers, mobile numbers and the persons' names masked)
+    reversal_reason: Mapped[str | None] = mapped_column(sa.Text)
 
     __table_args__ = (
         sa.UniqueConstraint("platform_id", "reference", name="uq_settlements_reference"),

@@ -34,7 +34,7 @@ def reverse(db, who: OperatorInfo, settlement_id: str, reason: str | None, *,
     try:
         why = check_allowed(who, REVERSE_ACTION, reason, ROLE_FOR)
         with command(db, now=now) as cmd:
-            out, moved = settlements.reverse_in(cmd, settlement_id)
+            out, moved = settlements.reverse_in(cmd, settlement_id, reason=why)
             s = cmd.session
             persons = (out["beneficiary"]["id"], *(x["grantor"]["id"] for x in out["splits"]))
             detail = {"settlement_id": out["id"], "reference": out["reference"], "amount_fen": out["amount_fen"],

@@ -129,7 +129,7 @@ def of_beneficiary(db, id_number: str, *, limit: int = PERSON_MAX, now: datetime
 def detail(db, settlement_id: str) -> dict:
     """One settlement for its page: `settlements.view` with platform_id, `ledger` (lines in order: posting,
     account, amount_fen, at, and `person` for a personal account), `reversed_by` (None while completed;
-    {"kind": "operator", "operator", "reason"} or {"kind": "platform", "platform_id"}) and `deliveries` (its
+    {"kind": "operator", "operator", "reason"} or {"kind": "platform", "platform_id", "reason"}) and `deliveries` (its
     events to each platform: status, tries, last answer masked), so that an event that never reached a
     platform shows where the money was moved."""
     with db() as s:
@@ -143,10 +143,10 @@ def detail(db, settlement_id: str) -> dict:
         refs = settlements.person_refs(s, holders)
         by = None
         if row.reversed_at is not None:
-            by = next(({"kind": "operator", "operator": a.operator, "reason": a.reason}
+            by = next(({"kind": "operator", "operator": a.operator, "reason": row.reversal_reason or a.reason}
                        for a in s.execute(_REVERSED_BY, {"at": row.reversed_at})
                        if (a.detail or {}).get("settlement_id") == row.id),
-                      {"kind": "platform", "platform_id": row.platform_id})
+                      {"kind": "platform", "platform_id": row.platform_id, "reason": row.reversal_reason})
         sent = [{**d, "last_error": free_text.clean(d["last_error"], limit=2000)}
                 for d in s.execute(_DELIVERIES, {"sid": row.id}).mappings()]
     ledger = [{**x, "person": refs.get(x["account"].split(":", 1)[1]) if x["account"].startswith("account:")

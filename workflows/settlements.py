@@ -28,7 +28,7 @@ from models.crypto import lookup_hashes
 from models.money import CATEGORIES, SETTLEMENT_STATUSES  # noqa: F401  (SETTLEMENT_STATUSES: for the API schema)
 from models.types import utcnow
 
-from . import id_in_text, idnumbers, money, policy, rules
+from . import free_text, id_in_text, idnumbers, money, policy, rules
 from .errors import DomainError
 from .persons import by_number, province_of
 from .rules import MAX_FEN
@@ -176,19 +176,21 @@ def _told_by(cmd, row: Settlement, posting: str, outbox_id: int) -> None:
                                                      LedgerEntry.posting == posting).values(outbox_id=outbox_id))
 
 
-def reverse(db, *, platform, settlement_id: str, now=None) -> dict:
+def reverse(db, *, platform, settlement_id: str, reason: str | None = None, now=None) -> dict:
     """The platform API's reversal (`POST /settlements/{id}/reversal`): a platform reverses only its own
-    settlements (another's is not found); once, and again it answers the reversed settlement."""
+    settlements (another's is not found); once, and again it answers the reversed settlement (with the
+    reason of the first reversal)."""
     with command(db, now=now, platform=platform) as cmd:
-        return reverse_in(cmd, settlement_id, platform=platform)[0]
+        return reverse_in(cmd, settlement_id, platform=platform, reason=reason)[0]
 
 
-def reverse_in(cmd, settlement_id: str, *, platform=None) -> tuple[dict, bool]:
+def reverse_in(cmd, settlement_id: str, *, platform=None, reason: str | None = None) -> tuple[dict, bool]:
     """The reversal every caller shares (the API's `reverse`, an operator's `settlement_repair.reverse`), in
     the caller's command: (the settlement's view, whether it was reversed now). The settlement's row lock
     decides between callers: the second waits, reads `reversed` and answers the view, moving nothing. Every
     ledger line of the settlement is negated, the balances follow (persons locked in id order, as `settle`
-    locks them), and `settlement.reversed` is emitted. With `platform`, another platform's is not found."""
+    locks them), `reason` is kept (masked as free text, the settlement's persons' names too) and
+    `settlement.reversed` is emitted. With `platform`, another platform's is not found."""
     s = cmd.session
     row = s.scalar(sa.select(Settlement).where(Settlement.id == settlement_id).with_for_update())
     if row is None or (platform is not None and row.platform_id != platform.id):
@@ -200,6 +202,7 @@ def reverse_in(cmd, settlement_id: str, *, platform=None) -> tuple[dict, bool]:
     people = sorted({a.split(":", 1)[1] for a, _ in lines if a.startswith("account:")})
     s.connection().execute(_LOCK_PERSONS, {"ids": people}).all()  # in id order, as `settle` locks them
     row.status, row.reversed_at = "reversed", cmd.now
+    row.reversal_reason = free_text.clean_about(s, reason, tuple(sorted({row.beneficiary_id, *people})))
     _post(cmd, row, [(a, -f) for a, f in lines], "reverse")
     out = view(s, row)
     _told_by(cmd, row, "reverse",
@@ -238,7 +241,8 @@ def view(s, row: Settlement) -> dict:
             "splits": [{"binding_id": x.binding_id, "grantor": refs[x.grantor_id], "amount_fen": x.amount_fen}
                        for x in splits],
             "balc": row.balc, "created_at": row.created_at.isoformat(),
-            "reversed_at": row.reversed_at.isoformat() if row.reversed_at else None}
+            "reversed_at": row.reversed_at.isoformat() if row.reversed_at else None,
+            "reversal_reason": row.reversal_reason}
 
 
 _REFS = sa.select(P.c.id, P.c.id_number_masked, P.c.name_masked, P.c.region_code)  # `views.person_ref`'s fields

@@ -43,10 +43,15 @@ def test_a_settlement_its_replay_and_its_reversal(js: Api, xj: Api):
     assert_problem(xj.get(f"/api/v1/settlements/{s['id']}"), 404, "not_found")
     assert (_lookup(js, child)["balance_fen"], _lookup(js, parent)["balance_fen"]) == (0, 170_000)
 
-    undone = js.post(f"/api/v1/settlements/{s['id']}/reversal")
+    assert_problem(js.post(f"/api/v1/settlements/{s['id']}/reversal", {"reason": "退" * 501}), 422,
+                   "validation_failed")  # a reason is at most 500 characters; nothing moved
+    assert_problem(js.post(f"/api/v1/settlements/{s['id']}/reversal", {"why": "x"}), 422, "validation_failed")
+    undone = js.post(f"/api/v1/settlements/{s['id']}/reversal", {"reason": "处方作废，患者申请退费"})
 
     assert undone.status_code == 200, undone.text
     assert undone.json()["status"] == "reversed" and undone.json()["reversed_at"]
+    assert undone.json()["reversal_reason"] == "处方作废，患者申请退费"
+    assert js.post(f"/api/v1/settlements/{s['id']}/reversal").json() == undone.json()  # no body: as before
     assert (_lookup(js, child)["balance_fen"], _lookup(js, parent)["balance_fen"]) == (1_000, 200_000)
     for text in (made.text, again.text, undone.text):
         assert parent.id_number not in text and child.id_number not in text

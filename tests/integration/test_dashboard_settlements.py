@@ -87,9 +87,9 @@ def _status(db, settlement_id: str) -> str:
         return s.get(Settlement, settlement_id).status
 
 
-def _reverse_by_api(db, settlement_id: str, *, platform: str = "jiangsu", at=None) -> dict:
+def _reverse_by_api(db, settlement_id: str, *, platform: str = "jiangsu", at=None, reason=None) -> dict:
     return settlements.reverse(db, platform=platforms.get(db, platform), settlement_id=settlement_id,
-                               now=at or T0 + timedelta(days=3))
+                               reason=reason, now=at or T0 + timedelta(days=3))
 
 
 def test_the_list_filters_by_reference_platform_status_category_and_date_and_pages_newest_first(
@@ -345,15 +345,16 @@ def test_an_operators_reversal_moves_the_money_back_once_audited_with_the_platfo
 
 
 def test_a_platforms_reversal_shows_on_the_page_as_the_platforms(site, family, new_person):
-    """Given a settlement Jiangsu reversed through the API, When a viewer opens it, Then it shows reversed by
-    the platform jiangsu through the API, with the ledger's reversal lines."""
+    """Given a settlement Jiangsu reversed through the API with a reason, When a viewer opens it, Then it shows
+    reversed by the platform jiangsu through the API, the platform's reason, and the ledger's reversal lines."""
     db = site.db
     fam, _ = _authorized(db, family, new_person, cap=None)
     sid = _settle(db, fam, 700, "JS-A1")[0]["id"]
-    _reverse_by_api(db, sid)
+    _reverse_by_api(db, sid, reason="药品退货")
     viewer, _ = signed_in(site.app, "viewer")
     page = _page(viewer, f"/dashboard/settlements/{sid}")
     assert 'id="reversed-by" data-kind="platform"' in page and "jiangsu" in page
+    assert re.search(r'id="reversal-reason">[^<]*药品退货</p>', page)
     assert len(re.findall(r'data-posting="reverse"', page)) == len(_ledger(db, sid)) // 2 > 0
 
 

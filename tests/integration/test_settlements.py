@@ -124,6 +124,31 @@ def test_reversal_puts_every_fen_back_once_and_frees_the_authorization(pg_db, fa
     assert paid_again["acct_mulaid_pay"] == 50_000
 
 
+def test_a_reversal_keeps_its_reason_masked_and_a_second_one_keeps_the_first_reason(pg_db, family, new_person):
+    """Given a settlement paid partly from a grantor's authorization
+    When Jiangsu reverses it with a reason naming the beneficiary and her ID number, then again with another
+    Then the answer carries the reason with the name and the number masked, the `settlement.reversed`
+    event carries the same, and the second reversal answers the first's reason (nothing moved again)."""
+    fam, _ = _authorized(pg_db, family, new_person, cap=50_000, beneficiary_balance=5_000)
+    made, _ = _settle(pg_db, fam, 60_000, "JS-R")
+    jiangsu = platforms.get(pg_db, "jiangsu")
+    why = f"处方作废，{fam.beneficiary_name}（{fam.beneficiary}）申请退费"
+
+    undone = settlements.reverse(pg_db, platform=jiangsu, settlement_id=made["id"], reason=why,
+                                 now=T0 + timedelta(minutes=2))
+    again = settlements.reverse(pg_db, platform=jiangsu, settlement_id=made["id"], reason="另一个原因",
+                                now=T0 + timedelta(minutes=3))
+
+    said = undone["reversal_reason"]
+    assert said.startswith("处方作废，") and said.endswith("申请退费")
+    assert fam.beneficiary not in said and fam.beneficiary_name not in said and "*" in said
+    assert again == undone
+    with pg_db() as s:
+        event = s.scalar(sa.select(OutboxMessage.payload).where(OutboxMessage.topic == "settlement.reversed"))
+    assert event["data"]["settlement"]["reversal_reason"] == said
+    assert made["reversal_reason"] is None
+
+
 def test_the_cap_is_on_the_total_authorizing_again_changes_the_cap_not_what_was_used(pg_db, family, new_person):
     """Given an authorization of 100.00 yuan used up
     When the grantor authorizes 100.00 again (a retried PUT), then raises it to 150.00

@@ -30,6 +30,7 @@ class Endpoint:
     errors: tuple[int, ...]
     query: tuple[tuple[str, dict, str], ...] = ()  # (name, JSON schema, description) of query parameters
     kinds: tuple[str, ...] = ()  # the kinds of platform that may call it
+    body_required: bool = True  # False: an empty body is the body's defaults (added to an endpoint that had none)
 
 
 # Registry and insurance platforms act for persons; a face-verification provider (`verifier`) only sends
@@ -65,8 +66,10 @@ def _json(status: int, payload) -> Response:
     return Response(json.dumps(payload, ensure_ascii=False), status=status, mimetype="application/json")
 
 
-def parse(model: type[BaseModel]):
+def parse(model: type[BaseModel], *, empty_ok: bool = False):
     raw = request.get_data(cache=True)
+    if empty_ok and not raw.strip():
+        raw = b"{}"
     try:
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
@@ -82,15 +85,17 @@ def parse(model: type[BaseModel]):
 
 def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, status: int | tuple[int, ...] = 200,
              tag: str = "bindings", errors: tuple[int, ...] = (400, 401, 404, 422), query=(), any_text=(),
-             kinds: tuple[str, ...] = REGISTRIES):
+             kinds: tuple[str, ...] = REGISTRIES, body_required: bool = True):
     """Register a route; writes honour `Idempotency-Key`. The view returns a JSON-able payload. `any_text`:
     path parameters that may hold any character, `/` included (the client percent-encodes it). `kinds`:
     the kinds of platform that may call it (any other is 403 `platform_not_allowed`). `status`: the success
-    status, or several (the view then returns `(status, payload)`), each documented with the answer."""
+    status, or several (the view then returns `(status, payload)`), each documented with the answer.
+    `body_required=False`: an empty body stands for `{}` (a body added to an endpoint that had none)."""
     statuses = status if isinstance(status, tuple) else (status,)
     if set(kinds) != set(platforms.KINDS) and 403 not in errors:
         errors = tuple(sorted((*errors, 403)))
-    ENDPOINTS.append(Endpoint(method, path, summary, body, answer, statuses, tag, errors, tuple(query), tuple(kinds)))
+    ENDPOINTS.append(Endpoint(method, path, summary, body, answer, statuses, tag, errors, tuple(query), tuple(kinds),
+                              body_required))
     flask_path = path
     for name in any_text:
         flask_path = flask_path.replace("{" + name + "}", "<path:" + name + ">")
@@ -100,7 +105,7 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
         @wraps(view)
         def run(**kwargs):
             if body is not None:
-                kwargs["body"] = parse(body)
+                kwargs["body"] = parse(body, empty_ok=not body_required)
             out = view(**kwargs)
             code, payload = out if isinstance(out, tuple) else (statuses[0], out)
             return _json(code, payload)

@@ -46,7 +46,7 @@ def document() -> dict:
                 {"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string",
                  "minLength": 1, "maxLength": 255}, "description": "same key + same body → the stored answer"})
         if ep.body is not None:
-            op["requestBody"] = {"required": True,
+            op["requestBody"] = {"required": ep.body_required,
                                  "content": {"application/json": {"schema": _schema(ep.body, components)}}}
         for status in ep.status:
             ok = {"description": SUCCESS.get(status, "OK")}

@@ -11,7 +11,7 @@ from typing import Literal
 from flask import g
 from pydantic import BaseModel, Field
 
-from workflows import settlements
+from workflows import free_text, settlements
 from workflows.rules import MAX_FEN
 
 from . import db, endpoint
@@ -49,6 +49,14 @@ class SettlementOut(BaseModel):
     balc: int = Field(description="the beneficiary's personal account balance right after the settlement, fen")
     created_at: str
     reversed_at: str | None
+    reversal_reason: str | None = Field(description="why it was reversed, as the reversing platform (or an "
+                                        "operator) gave it; ID numbers, mobile numbers and the persons' names "
+                                        "masked; null while completed or when none was given")
+
+
+class ReversalIn(Body):
+    reason: str | None = Field(None, max_length=free_text.REASON_CHARS, description="optional: why (a refund, a "
+                               "prescription withdrawn, …); kept with the settlement and sent in settlement.reversed")
 
 
 @endpoint("POST", "/settlements", "Settle a compliant medical cost for a beneficiary (idempotent on reference)",
@@ -60,10 +68,11 @@ def settle(body: SettlementIn):
 
 
 @endpoint("POST", "/settlements/{settlement_id}/reversal", "Reverse a settlement: every fen goes back where it "
-          "came from (again: the reversed settlement)", answer=SettlementOut, tag="settlements",
-          errors=(401, 404, 409))
-def reversal(settlement_id: str):
-    return settlements.reverse(db(), platform=g.platform, settlement_id=settlement_id)
+          "came from (again: the reversed settlement, with the first reversal's reason); the body is optional",
+          body=ReversalIn, body_required=False, answer=SettlementOut, tag="settlements",
+          errors=(400, 401, 404, 409, 422))
+def reversal(settlement_id: str, body: ReversalIn):
+    return settlements.reverse(db(), platform=g.platform, settlement_id=settlement_id, reason=body.reason)
 
 
 @endpoint("GET", "/settlements/{settlement_id}", "One settlement this platform made or is concerned with (the "
