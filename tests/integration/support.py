@@ -3,6 +3,7 @@ table checks. Plain functions (imported as `from .support import ...`); fixtures
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -233,3 +234,12 @@ def with_test_migrations(tmp_path, *scripts: tuple[str, str, str, str]):
     cfg = migrate.alembic_config()
     cfg.set_main_option("script_location", str(target))
     return cfg
+
+
+def poll(probe, *, timeout: float, what: str) -> None:
+    """Until `probe()` is true (a condition's arrival, not its timing, is what is tested)."""
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)

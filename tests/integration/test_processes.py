@@ -4,7 +4,6 @@ active and one standby (`workers/scheduler.py`), and the overview and `/metrics`
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import dramatiq
@@ -18,17 +17,10 @@ from workers import scheduler
 from workers.liveness import Liveness
 from workflows import gauges, processes
 
+from .support import poll
+
 pytestmark = pytest.mark.pg
 PB = ProcessBeat.__table__
-
-
-def poll(probe, *, timeout: float, what: str) -> None:
-    """Until `probe()` is true (a condition's arrival, not its timing, is what is tested)."""
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
 
 
 @pytest.fixture

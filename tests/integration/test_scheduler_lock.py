@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 
 import pytest
 import sqlalchemy as sa
 
 from workers import scheduler
+
+from .support import poll
 
 HOLDERS = sa.text("select pid from pg_locks where locktype = 'advisory' and granted and classid = 0 "
                   "and objid = :k and objsubid = 1 and database = (select oid from pg_database "
@@ -31,15 +32,6 @@ class Loop:
             scheduler.run(db, engine, interval_s=0.05, stop=stop)
         except BaseException as exc:  # noqa: BLE001 - what the test reads
             self.error = exc
-
-
-def poll(probe, *, timeout: float, what: str) -> None:
-    """Until `probe()` is true (a condition's arrival, not its timing, is what is tested)."""
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
 
 
 def _holders(engine) -> list[int]:
