@@ -7,7 +7,9 @@ import dataclasses
 import getpass
 import os
 import re
+import signal
 import sys
+import threading
 import time
 
 import click
@@ -82,11 +84,16 @@ def serve(port: int, host: str, no_simulator: bool, threads: int) -> None:
     for pid, (key, secret) in creds.items():
         where = f"   receives at {fakes[pid].url}" if pid in fakes else ""
         click.echo(f"  platform {pid:<10} api key {key}   webhook secret {secret}{where}")
+    signal.signal(signal.SIGTERM, _exit)  # as Ctrl-C: the `finally` below stops the worker and the scheduler
     try:
         waitress.serve(app, host=host, port=port, threads=threads, ident="gongji")
     finally:
         embedded.stop()
         _stop_fake_platforms(db, fakes)
+
+
+def _exit(*_) -> None:
+    raise SystemExit(0)
 
 
 DEV_OPERATORS = {"admin": ("admin", "gongji-admin"), "viewer": ("viewer", "gongji-viewer")}  # embedded only
@@ -171,8 +178,10 @@ def scheduler() -> None:
     runtime.configure(settings, db)
     from workers import actors  # noqa: F401
     relay.install()
+    stop = threading.Event()  # SIGTERM (docker stop, systemd) ends the loop, which marks its row stopped
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        sched.run(db, engine, interval_s=settings.sweep_interval_s, batch=settings.sweep_batch)
+        sched.run(db, engine, interval_s=settings.sweep_interval_s, batch=settings.sweep_batch, stop=stop)
     except sched.LockLost:
         sys.exit(3)  # restarted by its supervisor, it waits as a standby
 

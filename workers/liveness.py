@@ -10,9 +10,7 @@ per process and tells an operator, who sees no container, how many workers run (
 in-process worker has a row and no file)."""
 from __future__ import annotations
 
-import logging
 import tempfile
-import threading
 from pathlib import Path
 
 import dramatiq
@@ -20,8 +18,7 @@ import dramatiq
 from workflows import processes
 
 from . import runtime
-
-log = logging.getLogger(__name__)
+from .beating import Beating
 
 ALIVE_FILE = Path(tempfile.gettempdir()) / "gongji-worker.alive"
 INTERVAL_S = 10.0
@@ -35,40 +32,26 @@ def whole(worker) -> bool:
 
 class Liveness(dramatiq.Middleware):
     """Starts, once the worker is up, the thread that keeps `alive_file` (None: no file) and the process's
-    row fresh while the worker is whole; marks the row stopped before the worker shuts down."""
+    row fresh while the worker is whole (`beating.Beating`); marks the row stopped before the worker shuts
+    down. `db`: a sessionmaker (default: the actors' own, `runtime.db()`)."""
 
     def __init__(self, alive_file: Path | None = ALIVE_FILE, db=None):
-        self.alive_file, self._db = alive_file, db  # db: a sessionmaker (default: the actors' own)
-        self.beat = processes.Beat(processes.WORKER)
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()  # a beat and the stop's row never cross
+        self.alive_file, self._db = alive_file, db
+        self.beating: Beating | None = None
 
     def after_worker_boot(self, broker, worker) -> None:
-        threading.Thread(target=self._keep, args=(worker,), name="gongji-liveness", daemon=True).start()
+        self.beating = Beating(processes.WORKER, lambda: self._db or runtime.db(),
+                               lambda: processes.RUNNING if whole(worker) else None, interval_s=INTERVAL_S,
+                               also=self._touch, name="gongji-liveness").start()
 
     def before_worker_shutdown(self, broker, worker) -> None:
-        with self._lock:
-            self._stopping.set()
-            try:
-                self.beat.stop(self._db or runtime.db())
-            except Exception:  # noqa: BLE001 - the row then reads as gone a minute later
-                log.warning("could not mark this worker stopped in process_beats", exc_info=True)
+        if self.beating is not None:
+            self.beating.stop()
 
-    def _keep(self, worker) -> None:
-        while not self._stopping.is_set():
-            if whole(worker):
-                if self.alive_file is not None:
-                    try:
-                        self.alive_file.touch()
-                    except OSError:  # a read-only /tmp: no health file, nothing else changes
-                        pass
-                with self._lock:
-                    try:
-                        if not self._stopping.is_set():
-                            self.beat.beat(self._db or runtime.db(), processes.RUNNING)
-                        self.beat.failing = False
-                    except Exception:  # noqa: BLE001 - the database away: the dashboard will say so
-                        if not self.beat.failing:
-                            log.warning("could not record this worker in process_beats", exc_info=True)
-                        self.beat.failing = True
-            self._stopping.wait(INTERVAL_S)
+    def _touch(self, role: str | None) -> None:
+        if role is None or self.alive_file is None:
+            return
+        try:
+            self.alive_file.touch()
+        except OSError:  # a read-only /tmp: no health file, nothing else changes
+            pass

@@ -11,8 +11,10 @@ died (a database restart, a killed idle session) the lock went with it and a sta
 it stops (`LockLost`; `gongji scheduler` exits 3 and its supervisor restarts it as a standby) rather than
 tick beside the new one. (Two sweepers would still be safe — SKIP LOCKED — but would only compete.)
 Each tick, and each standby wait, touches ALIVE_FILE: the container's health check reads its age; and
-every `processes.BEAT_S` the scheduler's row in `process_beats` says it is active or a standby (the
-dashboard's overview and `/metrics` read it; `workflows/processes.py`), marked stopped when it stops.
+a thread of its own (`beating.py`: a tick catching up may outlast a minute) writes every
+`processes.BEAT_S` the scheduler's row in `process_beats`, active or standby (the dashboard's overview
+and `/metrics` read it; `workflows/processes.py`), marked stopped when it stops (`gongji scheduler` turns
+SIGTERM into a stop).
 Intervals are seconds."""
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from workflows import batches, deliveries, delivery_repair, face_sessions, idemp
 from workflows import retention, timers
 
 from . import relay
+from .beating import Beating
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x60_6A_11  # advisory lock id of the scheduler
@@ -47,17 +50,6 @@ def _alive() -> None:
         ALIVE_FILE.touch()
     except OSError:  # a read-only /tmp: no health file, nothing else changes
         pass
-
-
-def _beat(beat: processes.Beat, db, role: str) -> None:
-    """This scheduler's row; a failure is logged (the tick that follows will fail and say why, too)."""
-    try:
-        beat.beat(db, role)
-        beat.failing = False
-    except Exception:  # noqa: BLE001 - the database away: the dashboard says the scheduler is gone
-        if not beat.failing:
-            log.warning("could not record the scheduler in process_beats", exc_info=True)
-        beat.failing = True
 
 
 def _still_holds(holder: sa.Connection) -> bool:
@@ -101,37 +93,38 @@ def delivery_pass(db, *, batch: int = 500) -> int:
 def run(db, engine: sa.Engine, *, interval_s: float = 1.0, batch: int = 500,
         stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
-    holder, beat = None, processes.Beat(processes.SCHEDULER)
+    holder = None
+    role = [processes.STANDBY if engine.dialect.name == "postgresql" else processes.ACTIVE]
+    beating = Beating(processes.SCHEDULER, lambda: db, lambda: role[0], name="gongji-scheduler-beat").start()
     try:
         if engine.dialect.name == "postgresql":
             holder = engine.connect()
             while not stop.is_set():
                 _alive()
-                _beat(beat, db, processes.STANDBY)
                 if holder.execute(sa.text("select pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar():
                     holder.commit()
                     log.info("scheduler lock taken; this scheduler is active")
                     break
                 holder.rollback()
                 stop.wait(STANDBY_WAIT_S)
-        _ticks(db, holder, beat, interval_s=interval_s, batch=batch, stop=stop)
+            if stop.is_set():  # stopped as a standby
+                return
+        role[0] = processes.ACTIVE
+        beating.now()
+        _ticks(db, holder, interval_s=interval_s, batch=batch, stop=stop)
     finally:
         if holder is not None:  # closed, not pooled: the session's advisory lock goes with it
             holder.invalidate()
             holder.close()
-        try:
-            beat.stop(db)
-        except Exception:  # noqa: BLE001 - then it reads as gone a minute later
-            log.warning("could not mark the scheduler stopped in process_beats", exc_info=True)
+        beating.stop()
 
 
-def _ticks(db, holder, beat: processes.Beat, *, interval_s: float, batch: int, stop: threading.Event) -> None:
+def _ticks(db, holder, *, interval_s: float, batch: int, stop: threading.Event) -> None:
     """The active scheduler's loop: a tick every `interval_s` until `stop`, or LockLost."""
     n, checked = 0, time.monotonic()
     while not stop.is_set():
         started = time.monotonic()
         _alive()
-        _beat(beat, db, processes.ACTIVE)
         if holder is not None and started - checked >= LOCK_CHECK_S:
             if not _still_holds(holder):
                 log.error("the scheduler lock went away with its connection; stopping so that a restart "

@@ -41,9 +41,10 @@ def _timers(b, attempts: list[dict]) -> list[dict]:
     return sorted(found, key=lambda t: t["due_at"])
 
 
-def _deliveries(s, binding_id: str) -> list[dict]:
+def _deliveries(s, binding_id: str, now: datetime) -> list[dict]:
     """Each delivery with its newest TRIES_SHOWN tries, newest first, and how many it has had (`tries_total`);
-    a later version held back behind an undelivered one is `blocked`, `waits_for` naming the earliest.
+    a later version held back behind an undelivered one is `blocked`, `waits_for` naming the earliest; one a
+    worker is trying right now (its lease in force) is `sending`.
     Ordered by when a try happened, not by `attempt_no`: a replay counts from 1 again, so its tries (the one
     that finally succeeded among them) would sort below the older, higher-numbered ones. Each try's `seq` is
     its place among all of the delivery's tries (the oldest 1), which a page shows: `attempt_no` repeats
@@ -72,6 +73,8 @@ def _deliveries(s, binding_id: str) -> list[dict]:
                              default=None) if held else None
         # one with nothing undelivered before it is released by the scheduler within a minute: plain pending
         d["blocked"] = held and d["waits_for"] is not None
+        d["sending"] = d["status"] in ("pending", "failing") and d["leased_until"] is not None \
+            and d["leased_until"] > now
     return out
 
 
@@ -116,7 +119,7 @@ def casefile(db, binding_id: str, *, now: datetime | None = None) -> dict:
             "path": [(t["from"], t["to"], t["event"]) for t in history],
             "timers": _timers(b, raw_attempts),
             "verifications": attempts,
-            "deliveries": _deliveries(s, binding_id),
+            "deliveries": _deliveries(s, binding_id, now),
             "sync": _sync(s, b),
             "stuck": stuck.of_binding(s, binding_id, now),
             "audit": operators.entries(s, binding_id=binding_id, limit=20)["items"],

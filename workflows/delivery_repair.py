@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from models import Binding
 from models.types import utcnow
 
-from . import operators, platforms
+from . import free_text, operators, platforms
 from .deliveries import D, OPEN, blocked, first_try
 from .errors import DomainError
 from .delivery_statements import BLOCKED
@@ -74,16 +74,18 @@ def replay_from_console(db, who: str, *, ids: list[int] | None = None, platform_
             ready = replay_in(s, _dead(ids, platform_id, binding_id), now, replayed)
             if not replayed:
                 raise DomainError("not_found", "no dead delivery matches")
-            detail = {"platform_id": platform_id, "ids": list(ids or []), "dead": len(replayed), "sent_now": len(ready),
-                      "replayed": replayed[:AUDIT_IDS]}
-            if action == "delivery_replay":
-                detail = {"delivery_id": replayed[0], "platform_id": s.scalar(
-                    sa.select(D.c.platform_id).where(D.c.id == replayed[0])), "sent_now": len(ready)}
+            detail = {"platform_id": platform_id, "ids": list(ids or [])[:AUDIT_IDS], "dead": len(replayed),
+                      "sent_now": len(ready), "replayed": replayed[:AUDIT_IDS]}
+            if action == "delivery_replay":  # as the dashboard's: the delivery, its platform and its binding
+                one = s.execute(sa.select(D.c.platform_id, D.c.binding_id).where(D.c.id == replayed[0])).one()
+                binding_id = one.binding_id
+                detail = {"delivery_id": replayed[0], "platform_id": one.platform_id, "sent_now": len(ready)}
             operators.record(s, who, action, binding_id=binding_id, reason=None, now=now, detail=detail)
-    except DomainError as exc:
-        asked = {"platform_id": (platform_id or "")[:64] or None, "binding_id": (binding_id or "")[:64] or None,
-                 "ids": list(ids or [])[:AUDIT_IDS]}  # what was named (cut: a typo may be long)
-        operators.record_refusal(db, who, action, exc, reason=None, now=now, detail=asked)
+    except DomainError as exc:  # what was named, masked and cut (a typo may be long, or an ID number)
+        asked = {"platform_id": free_text.clean(platform_id, limit=64),
+                 "binding_id": free_text.clean(binding_id, limit=64), "ids": list(ids or [])[:AUDIT_IDS]}
+        operators.record_refusal(db, who, action, DomainError(exc.code, free_text.clean(exc.detail)), reason=None,
+                                 now=now, detail=asked)
         raise
     return {"replayed": len(replayed), "ready": ready}
 

@@ -8,7 +8,8 @@ scheduler keeps moving an unclaimed delivery's next try on, so the stuck reasons
 A process is *running* when its row was refreshed within STALE_S (it beats every BEAT_S: several beats
 missed), *stopped* when it said so as it stopped cleanly, *gone* when it stopped beating without saying so
 (killed, its host lost, the database out of its reach). A scheduler's row says `active` (it holds the lock
-and ticks) or `standby` (it waits for the lock). Every beat also deletes the rows not seen for FORGET_S,
+and ticks) or `standby` (it waits for the lock); a standby that stops is `stopped_standby`, never taken
+for the last scheduler that did the work. Every beat also deletes the rows not seen for FORGET_S,
 so the table holds the processes of the last day. Times are aware UTC; ages are seconds."""
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ STALE_S = 60.0
 FORGET_S = 86400.0
 WORKER, SCHEDULER = "worker", "scheduler"
 RUNNING, ACTIVE, STANDBY, STOPPED = "running", "active", "standby", "stopped"
+STOPPED_STANDBY = "stopped_standby"  # a standby that stopped: it was never doing the work
 PB = ProcessBeat.__table__
 _NUMBERS = {WORKER: itertools.count(1), SCHEDULER: itertools.count(1)}
 
@@ -61,8 +63,9 @@ class Beat:
         return True
 
     def stop(self, db, *, now: datetime | None = None) -> None:
+        was = self._last[0] if self._last is not None else None
         self._last = None
-        self.beat(db, STOPPED, now=now)
+        self.beat(db, STOPPED_STANDBY if was == STANDBY else STOPPED, now=now)
 
 
 def _upsert(s, row: dict) -> None:
@@ -77,7 +80,7 @@ class Kind:
     """What is known of one kind of process: those running, and when one was last seen at all."""
     running: list[dict]  # {host, pid, role, started_at, seen_at, age_s}, the freshest first
     standby: int  # schedulers waiting for the lock (always 0 for workers)
-    last_seen: datetime | None  # the freshest row but a standby's (None: none in the last day)
+    last_seen: datetime | None  # the freshest row but a standby's, running or stopped (None: none in a day)
     last_role: str | None  # that row's role: `stopped` if it stopped cleanly, else it is gone
 
     @property
@@ -90,9 +93,10 @@ def summarize(rows, now: datetime) -> dict[str, Kind]:
     out = {}
     for kind in (WORKER, SCHEDULER):
         mine = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["seen_at"], reverse=True)
-        fresh = [r for r in mine if r["role"] != STOPPED and seconds_since(r["seen_at"], now) <= STALE_S]
+        fresh = [r for r in mine if r["role"] not in (STOPPED, STOPPED_STANDBY)
+                 and seconds_since(r["seen_at"], now) <= STALE_S]
         working = [r for r in fresh if r["role"] != STANDBY]
-        mine = [r for r in mine if r["role"] != STANDBY]  # last seen: of a process that was doing the work
+        mine = [r for r in mine if r["role"] not in (STANDBY, STOPPED_STANDBY)]  # last seen: one doing the work
         out[kind] = Kind(
             running=[{"host": r["host"], "pid": r["pid"], "role": r["role"], "started_at": r["started_at"],
                       "seen_at": r["seen_at"], "age_s": seconds_since(r["seen_at"], now)} for r in working],

@@ -82,8 +82,10 @@ def _repair(cmd: Command, row, reason: str, found: str) -> dict | None:
         ids = list(s.scalars(sa.update(VA).where(VA.c.binding_id == row.id, VA.c.status == "pending")
                              .values(provider_status=None, provider_error=None).returning(VA.c.id)))
         out["verifications"] = ids
-    elif found == "delivery_dead":
-        out["deliveries"] = delivery_repair.replay_in(s, delivery_repair.dead_of(row.id), now)
+    elif found == "delivery_dead":  # every dead one is replayed; those behind an unacknowledged predecessor wait
+        replayed: list[int] = []
+        out["deliveries"] = delivery_repair.replay_in(s, delivery_repair.dead_of(row.id), now, replayed)
+        out["replayed"] = replayed
     elif found == "delivery_failing":  # a failing one waiting for its next try, or any open one overdue (nothing
         # is trying it); never one a worker is trying (`leased_until` in the future: its first try or a later
         # one), nor a blocked successor (NULL next try): made due now, it would be sent twice or out of order

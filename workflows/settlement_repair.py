@@ -36,7 +36,7 @@ def reverse(db, who: OperatorInfo, settlement_id: str, reason: str | None, *,
         with command(db, now=now) as cmd:
             out, moved = settlements.reverse_in(cmd, settlement_id, reason=why)
             s = cmd.session
-            persons = (out["beneficiary"]["id"], *(x["grantor"]["id"] for x in out["splits"]))
+            persons = settlements.family_of(s, out["beneficiary"]["id"])
             detail = {"settlement_id": out["id"], "reference": out["reference"], "amount_fen": out["amount_fen"],
                       "bindings": [x["binding_id"] for x in out["splits"]]}
             record(s, who, REVERSE_ACTION, reason=free_text.clean_about(s, why, persons),

@@ -202,12 +202,19 @@ def reverse_in(cmd, settlement_id: str, *, platform=None, reason: str | None = N
     people = sorted({a.split(":", 1)[1] for a, _ in lines if a.startswith("account:")})
     s.connection().execute(_LOCK_PERSONS, {"ids": people}).all()  # in id order, as `settle` locks them
     row.status, row.reversed_at = "reversed", cmd.now
-    row.reversal_reason = free_text.clean_about(s, reason, tuple(sorted({row.beneficiary_id, *people})))
+    row.reversal_reason = free_text.clean_about(s, reason, family_of(s, row.beneficiary_id)) if reason else None
     _post(cmd, row, [(a, -f) for a, f in lines], "reverse")
     out = view(s, row)
     _told_by(cmd, row, "reverse",
              cmd.emit("settlement.reversed", {"settlement": out, "platform_id": row.platform_id}))
     return out, True
+
+
+def family_of(s, beneficiary_id: str) -> tuple[str, ...]:
+    """The beneficiary and every grantor of theirs (any binding, paying or not, ended or not): whose names a
+    reason about their settlement may hold, masked in it (`free_text.clean_about`)."""
+    grantors = s.scalars(sa.select(B.c.grantor_id).where(B.c.beneficiary_id == beneficiary_id))
+    return tuple(sorted({beneficiary_id, *grantors}))
 
 
 def get(db, *, platform, settlement_id: str) -> dict:

@@ -174,5 +174,17 @@ def test_the_consoles_replay_of_one_delivery_by_id_is_audited_as_that_deliverys_
     done = delivery_repair.replay_from_console(pg_db, "console:ops", ids=[made[("national", 1)]])
     assert done == {"replayed": 1, "ready": [made[("national", 1)]]}
     [entry] = _audit(pg_db)
-    assert (entry.action, entry.outcome, entry.detail) == (
-        "delivery_replay", "ok", {"delivery_id": made[("national", 1)], "platform_id": "national", "sent_now": 1})
+    assert (entry.action, entry.outcome, entry.binding_id, entry.detail) == (
+        "delivery_replay", "ok", _bid, {"delivery_id": made[("national", 1)], "platform_id": "national", "sent_now": 1})
+
+
+def test_a_console_replay_refused_for_an_id_number_typed_as_a_binding_audits_it_masked(pg_db):
+    """Given no binding, When `gongji deliveries replay --binding <an ID number>` runs (a mistake)
+    Then it is refused not_found, and the audit row names what was asked for with the number masked, in its
+    fields and in the refusal's text."""
+    number = "32010219520505114X"
+    with pytest.raises(DomainError):
+        delivery_repair.replay_from_console(pg_db, "console:ops", binding_id=number)
+    [entry] = _audit(pg_db)
+    assert entry.outcome == "not_found" and number not in str(entry.detail)
+    assert entry.detail["binding_id"] == "320***********114X" and entry.detail["detail"] == "no binding 320***********114X"

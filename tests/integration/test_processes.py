@@ -93,7 +93,8 @@ def test_two_schedulers_read_as_one_active_and_one_standby_and_both_stopped_afte
                                                                                    no_delivery_pass):
     """Given two real scheduler loops on one PostgreSQL database (one holds the advisory lock)
     When both run, Then the reading shows one active scheduler and one standby, and `/metrics`'s reading the
-    same counts; When both are stopped, Then no scheduler runs and none waits, the last one having stopped."""
+    same counts; When both are stopped, Then no scheduler runs and none waits, the last one having stopped,
+    and the standby's row says it was a standby (it is never taken for the last active one)."""
     stop = threading.Event()
     loops = [threading.Thread(target=scheduler.run, args=(beats, pg_engine),
                               kwargs={"interval_s": 0.05, "stop": stop}, daemon=True) for _ in range(2)]
@@ -113,3 +114,4 @@ def test_two_schedulers_read_as_one_active_and_one_standby_and_both_stopped_afte
             loop.join(timeout=20)
     after = processes.health(beats)[processes.SCHEDULER]
     assert after.down and after.standby == 0 and after.last_role == "stopped"
+    assert sorted(r["role"] for r in _rows(beats)) == ["stopped", "stopped_standby"]  # the standby's says so

@@ -149,6 +149,18 @@ def test_a_reversal_keeps_its_reason_masked_and_a_second_one_keeps_the_first_rea
     assert made["reversal_reason"] is None
 
 
+def test_a_reversal_reason_naming_a_grantor_who_did_not_pay_is_masked_too(pg_db, family, new_person):
+    """Given a settlement the beneficiary's own account paid alone (no split: the grantor paid nothing)
+    When Jiangsu reverses it with a reason naming the grantor, Then the grantor's name is masked as well."""
+    fam, _ = _authorized(pg_db, family, new_person, cap=50_000, beneficiary_balance=90_000)
+    made, _ = _settle(pg_db, fam, 60_000, "JS-R2")
+    assert made["splits"] == []
+    undone = settlements.reverse(pg_db, platform=platforms.get(pg_db, "jiangsu"), settlement_id=made["id"],
+                                 reason=f"家属{fam.grantor_name}代办退费", now=T0 + timedelta(minutes=2))
+    said = undone["reversal_reason"]
+    assert said.startswith("家属") and said.endswith("代办退费") and fam.grantor_name not in said and "*" in said
+
+
 def test_the_cap_is_on_the_total_authorizing_again_changes_the_cap_not_what_was_used(pg_db, family, new_person):
     """Given an authorization of 100.00 yuan used up
     When the grantor authorizes 100.00 again (a retried PUT), then raises it to 150.00

@@ -235,7 +235,8 @@ def test_retry_never_makes_due_a_failing_delivery_a_worker_is_trying_again(pg_db
     future, as a failing delivery's waiting for its next try is)
     When an operator retries the binding
     Then it is refused as nothing_to_retry: the delivery keeps its lease (a second claim finds nothing), so it
-    is not sent twice; once the try is recorded as failed again, a retry makes it due now."""
+    is not sent twice, and the binding's page shows it being sent; once the try is recorded as failed
+    again, a retry makes it due now."""
     from workflows import operators, repair
     from workflows.errors import DomainError
     bid = invite(pg_db, family(pg_db))["id"]
@@ -254,10 +255,40 @@ def test_retry_never_makes_due_a_failing_delivery_a_worker_is_trying_again(pg_db
         repair.retry(pg_db, operator, bid, "江苏平台已恢复", now=now + timedelta(seconds=5))
     assert refused.value.code == "nothing_to_retry"
     assert deliveries.claim(pg_db, jiangsu, now=now + timedelta(seconds=5)) is None  # the lease holds
+    from workflows import casefile  # the binding's page says why: a worker is sending it
+    shown = casefile.casefile(pg_db, bid, now=now + timedelta(seconds=5))["deliveries"]
+    assert [d["sending"] for d in shown if d["id"] == jiangsu] == [True]
     deliveries.record(pg_db, in_flight, status_code=503, error="HTTP 503", duration_ms=5, now=now + timedelta(seconds=6))
     done = repair.retry(pg_db, operator, bid, "江苏平台已恢复", now=now + timedelta(seconds=7))
     assert done["deliveries"] == [jiangsu]
     assert deliveries.claim(pg_db, jiangsu, now=now + timedelta(seconds=7)) is not None
+
+
+def test_a_retry_that_replays_a_dead_delivery_held_behind_another_is_done(pg_db, family, push):
+    """Given Jiangsu's deliveries of an invitation (v1) and its verification request (v2), v1 still pending
+    (not acknowledged) and v2 dead (made so by hand: the order of real tries never leaves it so)
+    When an operator retries the binding (delivery_dead)
+    Then it is done: v2 is pending again, held behind v1 (nothing to send now), not refused as
+    nothing_to_retry with the replay rolled back."""
+    from workflows import operators, repair
+    fam = family(pg_db)
+    bid = invite(pg_db, fam)["id"]
+    verification.start_verification(pg_db, bid, person(fam.beneficiary), now=T0 + timedelta(seconds=1))
+    fan_out_all(pg_db, T0 + timedelta(seconds=2))
+    D = deliveries.D
+    with pg_db.begin() as s:
+        mine = dict(s.execute(sa.select(D.c.binding_version, D.c.id).where(D.c.platform_id == "jiangsu",
+                                                                           D.c.binding_id == bid)).all())
+        s.execute(sa.update(D).where(D.c.id == mine[2]).values(status="dead", dead_at=T0 + timedelta(minutes=1),
+                                                              next_attempt_at=None, attempts=9))
+    now = T0 + timedelta(minutes=2)
+    assert "delivery_dead" in reasons(pg_db, bid, now)
+    operator = operators.add(pg_db, "operator1", "correct horse battery", "operator")
+    done = repair.retry(pg_db, operator, bid, "江苏平台已恢复", now=now)
+    assert "delivery_dead" in done["reasons"] and "delivery_dead" not in done.get("idle", [])
+    with pg_db() as s:
+        v2 = s.execute(sa.select(D.c.status, D.c.next_attempt_at).where(D.c.id == mine[2])).one()
+    assert tuple(v2) == ("pending", None)  # replayed, held behind v1
 
 
 def test_a_platform_that_never_got_the_latest_version_is_behind_until_reconciled(pg_db, family, push):

@@ -41,6 +41,14 @@ def test_an_active_scheduler_and_a_standby_and_then_the_standby_alone():
     assert alone.last_role == "active" and alone.last_seen == NOW - timedelta(seconds=STALE_S + 5)
 
 
+def test_a_standby_that_stopped_just_now_is_not_the_last_scheduler_that_did_the_work():
+    """Given the active scheduler silent for 10 minutes (killed) and a standby that stopped 5 s ago
+    Then no scheduler runs and the last one seen doing the work is the killed one, 10 minutes ago."""
+    got = summarize([row(SCHEDULER, "active", 600, 1), row(SCHEDULER, "stopped_standby", 5, 2)], NOW)[SCHEDULER]
+    assert got.down and got.standby == 0
+    assert (got.last_role, got.last_seen) == ("active", NOW - timedelta(minutes=10))
+
+
 def test_no_rows_no_process_of_either_kind():
     """Given no rows (nothing ran in the last day), Then both kinds are down and never seen."""
     got = summarize([], NOW)

@@ -30,7 +30,7 @@ class Endpoint:
     errors: tuple[int, ...]
     query: tuple[tuple[str, dict, str], ...] = ()  # (name, JSON schema, description) of query parameters
     kinds: tuple[str, ...] = ()  # the kinds of platform that may call it
-    body_required: bool = True  # False: an empty body is the body's defaults (added to an endpoint that had none)
+    body_required: bool = True  # False: a body that is not a JSON object is `{}` (added to an endpoint that had none)
 
 
 # Registry and insurance platforms act for persons; a face-verification provider (`verifier`) only sends
@@ -66,14 +66,18 @@ def _json(status: int, payload) -> Response:
     return Response(json.dumps(payload, ensure_ascii=False), status=status, mimetype="application/json")
 
 
-def parse(model: type[BaseModel], *, empty_ok: bool = False):
+def parse(model: type[BaseModel], *, optional: bool = False):
+    """The body as `model`. `optional` (a body added to an endpoint that ignored its body): anything but a
+    JSON object is no body, `{}`, as before, so a client that always sent something keeps working."""
     raw = request.get_data(cache=True)
-    if empty_ok and not raw.strip():
-        raw = b"{}"
     try:
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
-        raise DomainError("malformed", "the body is not valid JSON") from None
+        if not optional:
+            raise DomainError("malformed", "the body is not valid JSON") from None
+        data = {}
+    if optional and not isinstance(data, dict):
+        data = {}
     if not isinstance(data, dict):
         raise DomainError("malformed", "the body must be a JSON object")
     try:
@@ -90,7 +94,8 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
     path parameters that may hold any character, `/` included (the client percent-encodes it). `kinds`:
     the kinds of platform that may call it (any other is 403 `platform_not_allowed`). `status`: the success
     status, or several (the view then returns `(status, payload)`), each documented with the answer.
-    `body_required=False`: an empty body stands for `{}` (a body added to an endpoint that had none)."""
+    `body_required=False`: a body added to an endpoint that had none (and ignored whatever was sent): one
+    that is not a JSON object stands for `{}`, and the model should ignore unknown fields."""
     statuses = status if isinstance(status, tuple) else (status,)
     if set(kinds) != set(platforms.KINDS) and 403 not in errors:
         errors = tuple(sorted((*errors, 403)))
@@ -105,7 +110,7 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
         @wraps(view)
         def run(**kwargs):
             if body is not None:
-                kwargs["body"] = parse(body, empty_ok=not body_required)
+                kwargs["body"] = parse(body, optional=not body_required)
             out = view(**kwargs)
             code, payload = out if isinstance(out, tuple) else (statuses[0], out)
             return _json(code, payload)

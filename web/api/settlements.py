@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from flask import g
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from workflows import free_text, settlements
 from workflows.rules import MAX_FEN
@@ -55,6 +55,9 @@ class SettlementOut(BaseModel):
 
 
 class ReversalIn(Body):
+    """Optional. The endpoint ignored its body before `reason` was added, so it still reverses whatever else
+    is sent: a body that is not a JSON object, and fields other than `reason`, are ignored."""
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
     reason: str | None = Field(None, max_length=free_text.REASON_CHARS, description="optional: why (a refund, a "
                                "prescription withdrawn, …); kept with the settlement and sent in settlement.reversed")
 

@@ -1,0 +1,70 @@
+"""This process's row in `process_beats` (`workflows/processes.py`), kept fresh by a daemon thread: every
+`interval_s` while `role()` names one (None: not now, and the row goes stale), marked stopped by `stop()`,
+after which no beat is written.
+
+Why a thread of its own: the process's own work may take longer than `processes.STALE_S` (a scheduler's
+tick catching up after an outage, a long actor), and the row would go stale while the process is there
+and working. So the row says the process is alive and holds its role; whether its work keeps up is for
+what it leaves behind to say (overdue timers, the queue, the stuck reasons). Used by the worker's
+`Liveness` middleware and by the scheduler; intervals are seconds."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from workflows import processes
+
+log = logging.getLogger(__name__)
+
+
+class Beating:
+    """`db`: a callable giving the sessionmaker (the worker's is configured after its middleware is made);
+    `also(role)`: called at each turn before the beat (the worker touches its health file)."""
+
+    def __init__(self, kind: str, db: Callable, role: Callable[[], str | None], *,
+                 interval_s: float = processes.BEAT_S, also: Callable[[str | None], None] | None = None,
+                 name: str = "gongji-beat"):
+        self.beat = processes.Beat(kind)
+        self._db, self._role, self._also, self.interval_s = db, role, also, interval_s
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # a beat and the stop's row never cross
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> "Beating":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            role = self._role()
+            if self._also is not None:
+                self._also(role)
+            if role is not None:
+                self.now(role)
+            self._stopping.wait(self.interval_s)
+
+    def now(self, role: str | None = None) -> None:
+        """Write the row at once if due or if the role changed (`role()` when not given)."""
+        role = role or self._role()
+        with self._lock:
+            if self._stopping.is_set() or role is None:
+                return
+            try:
+                self.beat.beat(self._db(), role)
+                self.beat.failing = False
+            except Exception:  # noqa: BLE001 - the database away: the dashboard says the process is gone
+                if not self.beat.failing:
+                    log.warning("could not record this %s in process_beats", self.beat.kind, exc_info=True)
+                self.beat.failing = True
+
+    def stop(self) -> None:
+        """Mark the row stopped; no beat follows. The thread ends at its next turn."""
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self._stopping.set()
+            try:
+                self.beat.stop(self._db())
+            except Exception:  # noqa: BLE001 - then it reads as gone a minute later
+                log.warning("could not mark this %s stopped in process_beats", self.beat.kind, exc_info=True)
