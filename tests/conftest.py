@@ -30,6 +30,9 @@ JIANGSU_COMMITMENT = "JS-2024-01"  # the seeded commitment letter version of pro
 def pytest_configure(config):
     # also declared in pyproject.toml; repeated so a stray run with another config still knows it
     config.addinivalue_line("markers", "pg: needs the PostgreSQL started by `make test` (GONGJI_TEST_DATABASE_URL)")
+    # an API operation answering a problem code its OpenAPI operation does not list fails the test that
+    # meets it (a 500 naming the code: web/api/codes.py); the e2e servers get it too (tests/e2e/conftest.py)
+    os.environ["GONGJI_PROBLEM_CODES"] = "strict"
 
 
 def pytest_collection_modifyitems(items):

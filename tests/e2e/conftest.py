@@ -35,6 +35,7 @@ def _clean_env() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GONGJI_", "PROMETHEUS_"))}
     env["PYTHONUNBUFFERED"] = "1"
     env["GONGJI_LOG_LEVEL"] = "INFO"
+    env["GONGJI_PROBLEM_CODES"] = "strict"  # an undeclared problem code is a 500 (web/api/codes.py)
     return env
 
 

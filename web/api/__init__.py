@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from workflows import idempotency, platforms
 from workflows.errors import DomainError
 
+from . import codes as problem_codes
 from .problems import MEDIA, from_error, problem
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -27,7 +28,7 @@ class Endpoint:
     answer: type[BaseModel] | None
     status: tuple[int, ...]  # its success statuses, the usual one first
     tag: str
-    errors: tuple[int, ...]
+    codes: frozenset[str] = frozenset()  # the problem codes it may answer (`codes.declare`), set with the view
     query: tuple[tuple[str, dict, str], ...] = ()  # (name, JSON schema, description) of query parameters
     kinds: tuple[str, ...] = ()  # the kinds of platform that may call it
     body_required: bool = True  # False: a body that is not a JSON object is `{}` (added to an endpoint that had none)
@@ -88,30 +89,40 @@ def parse(model: type[BaseModel], *, optional: bool = False):
 
 
 def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, status: int | tuple[int, ...] = 200,
-             tag: str = "bindings", errors: tuple[int, ...] = (400, 401, 404, 422), query=(), any_text=(),
+             tag: str = "bindings", codes: tuple[str, ...] = (), query=(), any_text=(),
              kinds: tuple[str, ...] = REGISTRIES, body_required: bool = True):
     """Register a route; writes honour `Idempotency-Key`. The view returns a JSON-able payload. `any_text`:
     path parameters that may hold any character, `/` included (the client percent-encodes it). `kinds`:
     the kinds of platform that may call it (any other is 403 `platform_not_allowed`). `status`: the success
     status, or several (the view then returns `(status, payload)`), each documented with the answer.
-    `body_required=False`: a body added to an endpoint that had none (and ignored whatever was sent): one
+    `codes`: the problem codes of its own refusals (those of its kind are added: `codes.py`, which also
+    checks every refusal against them). `body_required=False`: a body added to an endpoint that had none (and ignored whatever was sent): one
     that is not a JSON object stands for `{}`, and the model should ignore unknown fields."""
     statuses = status if isinstance(status, tuple) else (status,)
-    if set(kinds) != set(platforms.KINDS) and 403 not in errors:
-        errors = tuple(sorted((*errors, 403)))
-    ENDPOINTS.append(Endpoint(method, path, summary, body, answer, statuses, tag, errors, tuple(query), tuple(kinds),
-                              body_required))
+    ep = Endpoint(method, path, summary, body, answer, statuses, tag, query=tuple(query), kinds=tuple(kinds),
+                  body_required=body_required)
+    ENDPOINTS.append(ep)
     flask_path = path
     for name in any_text:
         flask_path = flask_path.replace("{" + name + "}", "<path:" + name + ">")
     flask_path = flask_path.replace("{", "<").replace("}", ">")
 
     def wrap(view):
+        name = f"{bp.name}.{view.__name__}"
+        ep.codes = problem_codes.declare(name, method=method, has_body=body is not None,
+                                         restricted=set(kinds) != set(platforms.KINDS), codes=tuple(codes))
+
         @wraps(view)
         def run(**kwargs):
-            if body is not None:
-                kwargs["body"] = parse(body, optional=not body_required)
-            out = view(**kwargs)
+            try:
+                if body is not None:
+                    kwargs["body"] = parse(body, optional=not body_required)
+                out = view(**kwargs)
+            except DomainError as exc:
+                checked = problem_codes.checked(name, exc)
+                if checked is exc:
+                    raise
+                raise checked from exc
             code, payload = out if isinstance(out, tuple) else (statuses[0], out)
             return _json(code, payload)
 
@@ -141,7 +152,7 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
             return resp
 
         bp.add_url_rule(flask_path, view.__name__, with_key, methods=[method])
-        _KINDS[f"{bp.name}.{view.__name__}"] = tuple(kinds)
+        _KINDS[name] = tuple(kinds)
         return view
     return wrap
 

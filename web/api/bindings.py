@@ -15,7 +15,11 @@ from workflows.unit import visible_to
 from . import db, endpoint
 from .schemas import (ActorBody, AuthorizeIn, BindingOut, HistoryOut, InviteIn, VerificationStarted)
 
-ALL = (400, 401, 403, 404, 409, 422, 429)
+# the refusals of a command on a binding (besides those of every write with a body: web/api/codes.py)
+COMMAND = ("not_found", "not_your_binding", "illegal_transition", "invalid_id_number", "region_not_served")
+INVITE = ("invalid_id_number", "grantor_not_eligible", "beneficiary_not_insured", "relationship_not_allowed",
+          "self_binding", "duplicate_binding", "region_not_allowed", "commitment_required", "member_limit",
+          "too_frequent", "name_mismatch", "region_not_served", "not_found")
 
 
 def _visible(binding_id: str) -> dict:
@@ -26,38 +30,38 @@ def _visible(binding_id: str) -> dict:
 
 
 @endpoint("POST", "/bindings", "Invite: the grantor invites a close relative", body=InviteIn,
-          answer=BindingOut, status=201, errors=ALL)
+          answer=BindingOut, status=201, codes=INVITE)
 def invite(body: InviteIn):
     return 201, invite_command(db(), platform=g.platform, **body.model_dump())
 
 
 @endpoint("GET", "/bindings/{binding_id}", "One binding with its verification attempts", answer=BindingOut,
-          errors=(401, 404))
+          codes=("not_found",))
 def get_binding(binding_id: str):
     return _visible(binding_id)
 
 
 @endpoint("GET", "/bindings/{binding_id}/history", "The binding's transitions, in order", answer=HistoryOut,
-          errors=(401, 404))
+          codes=("not_found",))
 def history(binding_id: str):
     _visible(binding_id)
     return queries.history(db(), binding_id)
 
 
 @endpoint("POST", "/bindings/{binding_id}/verification", "The beneficiary starts face verification",
-          body=ActorBody, answer=VerificationStarted, status=202, errors=ALL)
+          body=ActorBody, answer=VerificationStarted, status=202, codes=COMMAND)
 def start_verification(binding_id: str, body: ActorBody):
     return 202, verification.start_verification(db(), binding_id, body.actor.model_dump(),
                                                 channel=body.channel, platform=g.platform, version=body.version)
 
 
-def _command(name: str, summary: str, path: str):
+def _command(name: str, summary: str, path: str, codes: tuple[str, ...] = ()):
     fire = getattr(commands, name)
 
     def view(binding_id: str, body: ActorBody):
         return fire(db(), binding_id, body.actor.model_dump(), platform=g.platform, **_extra(name, body))
     view.__name__ = name
-    endpoint("POST", path, summary, body=ActorBody, answer=BindingOut, errors=ALL)(view)
+    endpoint("POST", path, summary, body=ActorBody, answer=BindingOut, codes=COMMAND + codes)(view)
 
 
 def _extra(name: str, body: ActorBody) -> dict:
@@ -67,14 +71,16 @@ def _extra(name: str, body: ActorBody) -> dict:
     return extra
 
 
-_command("accept", "The beneficiary accepts after face verification", "/bindings/{binding_id}/accept")
+_command("accept", "The beneficiary accepts after face verification", "/bindings/{binding_id}/accept",
+         ("grantor_not_eligible", "beneficiary_not_insured"))  # checked again at this moment
 _command("decline", "The beneficiary declines", "/bindings/{binding_id}/decline")
 _command("cancel", "The grantor withdraws the invitation", "/bindings/{binding_id}/cancel")
 _command("unbind", "Either side ends the binding", "/bindings/{binding_id}/unbind")
 
 
 @endpoint("PUT", "/bindings/{binding_id}/authorization", "The grantor sets the authorized amount (fen; "
-          "null = whole balance)", body=AuthorizeIn, answer=BindingOut, errors=ALL)
+          "null = whole balance)", body=AuthorizeIn, answer=BindingOut,
+          codes=COMMAND + ("grantor_not_eligible", "too_frequent"))
 def authorization(binding_id: str, body: AuthorizeIn):
     return commands.authorize(db(), binding_id, body.actor.model_dump(), body.amount_fen, channel=body.channel,
                               platform=g.platform, version=body.version)

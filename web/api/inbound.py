@@ -13,6 +13,6 @@ from .schemas import WebhookStatus
 
 @endpoint("GET", "/webhooks/{webhook_id}", "What became of a webhook this platform sent, by its webhook-id: "
           "pending or processed, and its outcome (percent-encode a `/` in the id)", answer=WebhookStatus,
-          tag="webhooks", errors=(401, 404), any_text=("webhook_id",), kinds=platforms.KINDS)
+          tag="webhooks", codes=("not_found",), any_text=("webhook_id",), kinds=platforms.KINDS)
 def webhook_status(webhook_id: str):
     return webhooks.status(db(), g.platform.id, webhook_id)

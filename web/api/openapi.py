@@ -7,6 +7,7 @@ from flask import jsonify
 from workflows.errors import CODES, DomainError
 
 from . import ENDPOINTS, bp
+from . import codes as problem_codes
 from .schemas import ActorIn, BindingOut, PersonIn, Problem
 from .webhook_doc import OUTBOUND_WEBHOOKS, WEBHOOK_PATHS
 
@@ -55,11 +56,9 @@ def document() -> dict:
             if ep.method != "GET":
                 ok["headers"] = {"Idempotent-Replayed": REPLAYED}
             op["responses"][str(status)] = ok
-        # a malformed Idempotency-Key (empty, over 255) is 422 validation_failed on every write
-        errors = list(ep.errors) + ([422] if ep.method != "GET" and 422 not in ep.errors else [])
-        for status in errors:
-            codes = sorted(c for c, (s, _t) in CODES.items() if s == status)
-            op["responses"][str(status)] = {"description": "codes: " + ", ".join(codes),
+        # this operation's own problem codes and those of its kind (web/api/codes.py), per status
+        for status, codes in problem_codes.by_status(ep.codes).items():
+            op["responses"][str(status)] = {"description": "codes: " + ", ".join(codes), "x-problem-codes": codes,
                                             "content": {"application/problem+json": {"schema": problem_ref}}}
             if status == 429:
                 op["responses"]["429"]["headers"] = {"Retry-After": RETRY_AFTER}

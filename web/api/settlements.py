@@ -64,7 +64,7 @@ class ReversalIn(Body):
 
 @endpoint("POST", "/settlements", "Settle a compliant medical cost for a beneficiary (idempotent on reference)",
           body=SettlementIn, answer=SettlementOut, status=(201, 200), tag="settlements",
-          errors=(400, 401, 404, 409, 422))
+          codes=("invalid_id_number", "not_found", "reference_reused", "region_not_served"))
 def settle(body: SettlementIn):
     out, created = settlements.settle(db(), platform=g.platform, **body.model_dump())
     return (201 if created else 200), out
@@ -73,7 +73,7 @@ def settle(body: SettlementIn):
 @endpoint("POST", "/settlements/{settlement_id}/reversal", "Reverse a settlement: every fen goes back where it "
           "came from (again: the reversed settlement, with the first reversal's reason); the body is optional",
           body=ReversalIn, body_required=False, answer=SettlementOut, tag="settlements",
-          errors=(400, 401, 404, 409, 422))
+          codes=("not_found",))
 def reversal(settlement_id: str, body: ReversalIn):
     return settlements.reverse(db(), platform=g.platform, settlement_id=settlement_id, reason=body.reason)
 
@@ -81,6 +81,6 @@ def reversal(settlement_id: str, body: ReversalIn):
 @endpoint("GET", "/settlements/{settlement_id}", "One settlement this platform made or is concerned with (the "
           "national platform; the provinces of the beneficiary and of each paying grantor: those sent its events)",
           answer=SettlementOut,
-          tag="settlements", errors=(401, 404))
+          tag="settlements", codes=("not_found",))
 def settlement(settlement_id: str):
     return settlements.get(db(), platform=g.platform, settlement_id=settlement_id)

@@ -19,7 +19,7 @@ FEED_QUERY = (("after", {"type": "string"}, "the `next` cursor of the previous p
           "the order their last changes committed: a change appears once it and every write begun before it "
           "have committed (milliseconds), and a cursor never passes over a change that commits later. The "
           "same binding appears again after each later change of it", answer=SyncPage, tag="sync",
-          errors=(401, 422), query=FEED_QUERY)
+          codes=("validation_failed",), query=FEED_QUERY)
 def sync_feed():
     try:
         limit = int(request.args.get("limit", 500))
@@ -31,7 +31,7 @@ def sync_feed():
 
 
 @endpoint("GET", "/sync/status", "What this platform has not acknowledged yet: count, oldest age (s), failing "
-          "and dead deliveries", answer=SyncStatus, tag="sync", errors=(401,))
+          "and dead deliveries", answer=SyncStatus, tag="sync")
 def sync_status():
     mine = sync.lag(db(), platform_id=g.platform.id).get(g.platform.id, sync.NOTHING_BEHIND)
     return {"platform": g.platform.id, **mine}
