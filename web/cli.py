@@ -71,21 +71,22 @@ def serve(port: int, host: str, no_simulator: bool, threads: int) -> None:
         seed.seed_regions(s)
         # the development platforms (well-known keys) only with the simulator that plays them (API.md)
         creds = seed.seed_dev_platforms(s) if settings.dev_mode and not no_simulator else {}
-    embedded = Embedded(settings, db, engine).start()
-    app = create_app(settings, db=db, engine=engine)
-    from workers import queues
-    app.extensions["gongji"]["queue_depth"] = queues.depth  # the in-process broker Embedded set up
-    if settings.dev_mode:
-        _dev_operators(db)
-    fakes = {} if no_simulator else _start_fake_platforms(db, creds)
-    click.echo(f"Gongji on http://{host}:{port}  (database {engine.url.render_as_string(hide_password=True)})")
-    if no_simulator:
-        click.echo("simulator off (--no-simulator): platforms are those registered with `gongji platform add`")
-    for pid, (key, secret) in creds.items():
-        where = f"   receives at {fakes[pid].url}" if pid in fakes else ""
-        click.echo(f"  platform {pid:<10} api key {key}   webhook secret {secret}{where}")
     signal.signal(signal.SIGTERM, _exit)  # as Ctrl-C: the `finally` below stops the worker and the scheduler
+    embedded, fakes = Embedded(settings, db, engine), {}
     try:
+        embedded.start()
+        app = create_app(settings, db=db, engine=engine)
+        from workers import queues
+        app.extensions["gongji"]["queue_depth"] = queues.depth  # the in-process broker Embedded set up
+        if settings.dev_mode:
+            _dev_operators(db)
+        fakes = {} if no_simulator else _start_fake_platforms(db, creds)
+        click.echo(f"Gongji on http://{host}:{port}  (database {engine.url.render_as_string(hide_password=True)})")
+        if no_simulator:
+            click.echo("simulator off (--no-simulator): platforms are those registered with `gongji platform add`")
+        for pid, (key, secret) in creds.items():
+            where = f"   receives at {fakes[pid].url}" if pid in fakes else ""
+            click.echo(f"  platform {pid:<10} api key {key}   webhook secret {secret}{where}")
         waitress.serve(app, host=host, port=port, threads=threads, ident="gongji")
     finally:
         embedded.stop()
@@ -93,6 +94,9 @@ def serve(port: int, host: str, no_simulator: bool, threads: int) -> None:
 
 
 def _exit(*_) -> None:
+    """SIGTERM as Ctrl-C: leave through the `finally` that stops the background half; a second SIGTERM
+    during that stop is ignored (it would cut the stop short and leave the worker's row running)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(0)
 
 
@@ -178,8 +182,9 @@ def scheduler() -> None:
     runtime.configure(settings, db)
     from workers import actors  # noqa: F401
     relay.install()
-    stop = threading.Event()  # SIGTERM (docker stop, systemd) ends the loop, which marks its row stopped
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = threading.Event()  # SIGTERM (docker stop, systemd) ends the loop, which marks its row stopped;
+    # set from a thread: the handler runs in the main thread, which may hold the event's lock in stop.wait
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=stop.set, daemon=True).start())
     try:
         sched.run(db, engine, interval_s=settings.sweep_interval_s, batch=settings.sweep_batch, stop=stop)
     except sched.LockLost:

@@ -23,7 +23,7 @@ class Beating:
     `also(role)`: called at each turn before the beat (the worker touches its health file)."""
 
     def __init__(self, kind: str, db: Callable, role: Callable[[], str | None], *,
-                 interval_s: float = processes.BEAT_S, also: Callable[[str | None], None] | None = None,
+                 interval_s: float | None = None, also: Callable[[str | None], None] | None = None,
                  name: str = "gongji-beat"):
         self.beat = processes.Beat(kind)
         self._db, self._role, self._also, self.interval_s = db, role, also, interval_s
@@ -37,17 +37,19 @@ class Beating:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            role = self._role()
-            if self._also is not None:
-                self._also(role)
-            if role is not None:
-                self.now(role)
-            self._stopping.wait(self.interval_s)
+            try:
+                if self._also is not None:
+                    self._also(self._role())
+                self.now()
+            except Exception:  # noqa: BLE001 - a failing role() or also() must not end the beats silently
+                log.exception("the %s's beat failed; trying again at the next turn", self.beat.kind)
+            self._stopping.wait(self.interval_s or processes.BEAT_S)
 
-    def now(self, role: str | None = None) -> None:
-        """Write the row at once if due or if the role changed (`role()` when not given)."""
-        role = role or self._role()
+    def now(self) -> None:
+        """Write the row at once if due or if the role changed. The role is read under the lock, so a beat
+        never writes an older role over a newer one."""
         with self._lock:
+            role = self._role()
             if self._stopping.is_set() or role is None:
                 return
             try:
@@ -65,6 +67,6 @@ class Beating:
                 return
             self._stopping.set()
             try:
-                self.beat.stop(self._db())
+                self.beat.stop(self._db(), was=self._role())
             except Exception:  # noqa: BLE001 - then it reads as gone a minute later
                 log.warning("could not mark this %s stopped in process_beats", self.beat.kind, exc_info=True)

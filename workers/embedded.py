@@ -35,8 +35,10 @@ class Embedded:
         return self
 
     def stop(self) -> None:
+        """Stop what was started (also after a start cut short: `gongji serve` stopped during its start)."""
         self.stop_event.set()
-        self.thread.join(timeout=10)
+        if self.thread.ident is not None:
+            self.thread.join(timeout=10)
         self.worker.stop()
 
 

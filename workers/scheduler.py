@@ -13,8 +13,8 @@ tick beside the new one. (Two sweepers would still be safe — SKIP LOCKED — b
 Each tick, and each standby wait, touches ALIVE_FILE: the container's health check reads its age; and
 a thread of its own (`beating.py`: a tick catching up may outlast a minute) writes every
 `processes.BEAT_S` the scheduler's row in `process_beats`, active or standby (the dashboard's overview
-and `/metrics` read it; `workflows/processes.py`), marked stopped when it stops (`gongji scheduler` turns
-SIGTERM into a stop).
+and `/metrics` read it; `workflows/processes.py`), as long as no tick has run for MAX_TICK_S, and marks it
+stopped when it stops (`gongji scheduler` turns SIGTERM into a stop).
 Intervals are seconds."""
 from __future__ import annotations
 
@@ -35,6 +35,9 @@ from .beating import Beating
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x60_6A_11  # advisory lock id of the scheduler
 LOCK_CHECK_S = 10.0
+# a tick running this long reads as no scheduler (its row is no longer written): wedged (a network black
+# hole under a statement) or so far behind that an operator should look; a long catch-up stays below it
+MAX_TICK_S = 900.0
 STANDBY_WAIT_S = 5.0  # a standby's pause between two tries of the lock
 ALIVE_FILE = Path(tempfile.gettempdir()) / "gongji-scheduler.alive"
 _HOLDS = sa.text("select exists (select 1 from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()"
@@ -95,12 +98,17 @@ def run(db, engine: sa.Engine, *, interval_s: float = 1.0, batch: int = 500,
     stop = stop or threading.Event()
     holder = None
     role = [processes.STANDBY if engine.dialect.name == "postgresql" else processes.ACTIVE]
-    beating = Beating(processes.SCHEDULER, lambda: db, lambda: role[0], name="gongji-scheduler-beat").start()
+    progress = [time.monotonic()]  # when the loop last began a tick or a standby wait
+
+    def current_role() -> str | None:
+        return role[0] if time.monotonic() - progress[0] < MAX_TICK_S else None
+    beating = Beating(processes.SCHEDULER, lambda: db, current_role, name="gongji-scheduler-beat").start()
     try:
         if engine.dialect.name == "postgresql":
             holder = engine.connect()
             while not stop.is_set():
                 _alive()
+                progress[0] = time.monotonic()
                 if holder.execute(sa.text("select pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar():
                     holder.commit()
                     log.info("scheduler lock taken; this scheduler is active")
@@ -111,7 +119,7 @@ def run(db, engine: sa.Engine, *, interval_s: float = 1.0, batch: int = 500,
                 return
         role[0] = processes.ACTIVE
         beating.now()
-        _ticks(db, holder, interval_s=interval_s, batch=batch, stop=stop)
+        _ticks(db, holder, progress, interval_s=interval_s, batch=batch, stop=stop)
     finally:
         if holder is not None:  # closed, not pooled: the session's advisory lock goes with it
             holder.invalidate()
@@ -119,11 +127,11 @@ def run(db, engine: sa.Engine, *, interval_s: float = 1.0, batch: int = 500,
         beating.stop()
 
 
-def _ticks(db, holder, *, interval_s: float, batch: int, stop: threading.Event) -> None:
+def _ticks(db, holder, progress: list, *, interval_s: float, batch: int, stop: threading.Event) -> None:
     """The active scheduler's loop: a tick every `interval_s` until `stop`, or LockLost."""
     n, checked = 0, time.monotonic()
     while not stop.is_set():
-        started = time.monotonic()
+        started = progress[0] = time.monotonic()
         _alive()
         if holder is not None and started - checked >= LOCK_CHECK_S:
             if not _still_holds(holder):

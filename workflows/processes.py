@@ -62,8 +62,9 @@ class Beat:
         self._last = (role, now)
         return True
 
-    def stop(self, db, *, now: datetime | None = None) -> None:
-        was = self._last[0] if self._last is not None else None
+    def stop(self, db, *, was: str | None = None, now: datetime | None = None) -> None:
+        """Mark the row stopped: `stopped_standby` if it was a standby (`was`, else the role last written)."""
+        was = was or (self._last[0] if self._last is not None else None)
         self._last = None
         self.beat(db, STOPPED_STANDBY if was == STANDBY else STOPPED, now=now)
 

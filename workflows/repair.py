@@ -112,7 +112,7 @@ def retry(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: da
         reasons = [r["reason"] for r in stuck.of_binding(cmd.session, binding_id, cmd.now)]
         if not reasons:
             raise DomainError("not_stuck")
-        sends: dict[str, list] = {"deliveries": [], "verifications": []}
+        sends: dict[str, list] = {"deliveries": [], "verifications": [], "replayed": []}
         idle = []
         for found in reasons:
             done = _repair(cmd, row, why, found)
@@ -124,7 +124,7 @@ def retry(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: da
         if len(idle) == len(reasons):
             raise DomainError("nothing_to_retry", f"stuck ({', '.join(reasons)}), but nothing is left to try again")
         if sends["deliveries"] or sends["verifications"]:
-            cmd.emit(deliveries.RETRY_TOPIC, sends)
+            cmd.emit(deliveries.RETRY_TOPIC, {k: sends[k] for k in ("deliveries", "verifications")})
         return {"reasons": reasons, **{k: v for k, v in sends.items() if v}, **({"idle": idle} if idle else {})}
     return _audited(db, who, "retry", binding_id, reason, work, now, batch_id, seen)
 

@@ -42,8 +42,9 @@ def reverse(db, who: OperatorInfo, settlement_id: str, reason: str | None, *,
             record(s, who, REVERSE_ACTION, reason=free_text.clean_about(s, why, persons),
                    outcome="ok" if moved else ALREADY, detail=detail, now=cmd.now)
             return {**out, "reversed_now": moved}
-    except DomainError as exc:  # as `operators.record_refusal`, naming the settlement asked for
-        with db.begin() as s:
+    except DomainError as exc:  # as `operators.record_refusal`, naming the settlement asked for (masked, cut:
+        with db.begin() as s:  # a URL may hold anything typed into it)
             record(s, who, REVERSE_ACTION, reason=clean_reason(reason), outcome=exc.code,
-                   detail={"detail": exc.detail, "settlement_id": str(settlement_id)[:64]})
+                   detail={"detail": free_text.clean(exc.detail),
+                           "settlement_id": free_text.clean(str(settlement_id), limit=64)})
         raise

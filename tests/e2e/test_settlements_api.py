@@ -94,21 +94,29 @@ def test_settlement_refusals(js: Api):
 
 
 def test_a_reversal_still_reverses_whatever_body_an_older_client_sends(js: Api):
-    """Given three settlements of one beneficiary (the endpoint ignored its body before `reason` existed)
-    When they are reversed with `null`, with a text/plain body, and with fields of the client's own beside a
-    reason, Then each is reversed (200): only a JSON object's `reason` is read, the rest is ignored."""
-    someone = js.person("320100", balance_fen=30_000)
+    """Given four settlements of one beneficiary (the endpoint ignored its body before `reason` existed)
+    When they are reversed with `null`, with a text/plain body, with fields of the client's own beside a
+    reason, and with the reason under the answer's own name `reversal_reason`
+    Then each is reversed (200): only a JSON object's reason is read, the rest is ignored.
+    When a body names `reason` but is not a JSON object (broken JSON, a form), Then it is 400 malformed and
+    nothing is reversed: the reason would otherwise be lost for good (a reversal is answered as it was)."""
+    someone = js.person("320100", balance_fen=60_000)
     made = []
-    for _ in range(3):
+    for _ in range(6):
         body = {"reference": f"JS-{uuid.uuid4().hex[:12]}", "beneficiary_id_number": someone.id_number,
                 "amount_fen": 1_000, "category": "pharmacy", "institution_code": "P3201"}
         answer = js.post("/api/v1/settlements", body)
         assert answer.status_code == 201, answer.text
         made.append(answer.json()["id"])
-    sent = (js.request("POST", f"/api/v1/settlements/{made[0]}/reversal", data="null"),
-            js.request("POST", f"/api/v1/settlements/{made[1]}/reversal", data="refund",
-                       headers={"Content-Type": "text/plain"}),
-            js.post(f"/api/v1/settlements/{made[2]}/reversal", {"remark": "客户端自带字段", "reason": "退货"}))
-    assert [a.status_code for a in sent] == [200, 200, 200], [a.text for a in sent]
-    assert [a.json()["status"] for a in sent] == ["reversed"] * 3
-    assert [a.json()["reversal_reason"] for a in sent] == [None, None, "退货"]
+    path = "/api/v1/settlements/{}/reversal".format
+    sent = (js.request("POST", path(made[0]), data="null"),
+            js.request("POST", path(made[1]), data="refund", headers={"Content-Type": "text/plain"}),
+            js.post(path(made[2]), {"remark": "客户端自带字段", "reason": "退货"}),
+            js.post(path(made[3]), {"reversal_reason": "处方作废"}))
+    assert [a.status_code for a in sent] == [200] * 4, [a.text for a in sent]
+    assert [a.json()["status"] for a in sent] == ["reversed"] * 4
+    assert [a.json()["reversal_reason"] for a in sent] == [None, None, "退货", "处方作废"]
+    assert_problem(js.request("POST", path(made[4]), data='{"reason": "患者说"不要了""}'), 400, "malformed")
+    assert_problem(js.request("POST", path(made[5]), data="reason=处方作废",
+                              headers={"Content-Type": "application/x-www-form-urlencoded"}), 400, "malformed")
+    assert [js.get(f"/api/v1/settlements/{sid}").json()["status"] for sid in made[4:]] == ["completed"] * 2

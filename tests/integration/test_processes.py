@@ -115,3 +115,39 @@ def test_two_schedulers_read_as_one_active_and_one_standby_and_both_stopped_afte
     after = processes.health(beats)[processes.SCHEDULER]
     assert after.down and after.standby == 0 and after.last_role == "stopped"
     assert sorted(r["role"] for r in _rows(beats)) == ["stopped", "stopped_standby"]  # the standby's says so
+
+
+def test_a_long_tick_keeps_the_scheduler_seen_and_a_wedged_one_reads_as_gone(beats, pg_engine, no_delivery_pass,
+                                                                             monkeypatch):
+    """Given a scheduler whose tick blocks (beats every 0.2 s, a tick allowed MAX_TICK_S = 2 s, a row stale
+    after 1 s: shortened)
+    When the tick has begun and does not return, Then the row is still written (its seen_at moves on while
+    the tick runs); once the tick has run past MAX_TICK_S the row is no longer written and the scheduler
+    reads as gone (wedged); When the tick returns and the scheduler is stopped, Then its row reads stopped."""
+    monkeypatch.setattr(processes, "BEAT_S", 0.2)
+    monkeypatch.setattr(processes, "STALE_S", 1.0)
+    monkeypatch.setattr(scheduler, "MAX_TICK_S", 2.0)
+    begun, release = threading.Event(), threading.Event()
+
+    def blocked_tick(db, **_kw):
+        begun.set()
+        release.wait(60)
+        return 0
+    monkeypatch.setattr(scheduler, "tick", blocked_tick)
+    stop = threading.Event()
+    loop = threading.Thread(target=scheduler.run, args=(beats, pg_engine), kwargs={"interval_s": 0.05, "stop": stop},
+                            daemon=True)
+    loop.start()
+    try:
+        assert begun.wait(20)
+        first = _rows(beats)[0]["seen_at"]
+        poll(lambda: _rows(beats)[0]["seen_at"] > first, timeout=20, what="a beat during the tick")
+        assert not release.is_set()  # the tick is still running
+        poll(lambda: processes.health(beats)[processes.SCHEDULER].down, timeout=20,
+             what="the wedged scheduler reading as gone")
+        assert _rows(beats)[0]["role"] == "active"  # not stopped: it went quiet
+    finally:
+        release.set()
+        stop.set()
+        loop.join(timeout=20)
+    assert [r["role"] for r in _rows(beats)] == ["stopped"]

@@ -8,9 +8,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-# read only by `gongji serve` (the embedded default), its simulator, or typed at an admin command's prompt
+# read only by `gongji serve` (the embedded default), its simulator, typed at an admin command's prompt, or
+# set by the test suite (GONGJI_PROBLEM_CODES=strict: web/api/codes.py)
 NOT_FOR_CONTAINERS = {"GONGJI_VAR_DIR", "GONGJI_SIM_FACE_PASS_RATE", "GONGJI_SIM_FACE_LATENCY_S",
-                      "GONGJI_OPERATOR_PASSWORD"}
+                      "GONGJI_OPERATOR_PASSWORD", "GONGJI_PROBLEM_CODES"}
 
 
 def _read_by_the_code() -> set[str]:

@@ -69,15 +69,18 @@ def _json(status: int, payload) -> Response:
 
 def parse(model: type[BaseModel], *, optional: bool = False):
     """The body as `model`. `optional` (a body added to an endpoint that ignored its body): anything but a
-    JSON object is no body, `{}`, as before, so a client that always sent something keeps working."""
+    JSON object is no body, `{}`, as before, so a client that always sent something keeps working; unless
+    it names one of the model's fields (a JSON object gone wrong, a form): that is refused, not dropped."""
     raw = request.get_data(cache=True)
     try:
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
         if not optional:
             raise DomainError("malformed", "the body is not valid JSON") from None
-        data = {}
+        data = None
     if optional and not isinstance(data, dict):
+        if any(name.encode() in raw for name in _field_names(model)):
+            raise DomainError("malformed", "the body names a field of this request but is not a JSON object")
         data = {}
     if not isinstance(data, dict):
         raise DomainError("malformed", "the body must be a JSON object")
@@ -88,6 +91,14 @@ def parse(model: type[BaseModel], *, optional: bool = False):
         raise DomainError("validation_failed", "the body does not match the schema", errors=errors) from None
 
 
+def _field_names(model: type[BaseModel]) -> set[str]:
+    """A model's field names and the names they also accept (`AliasChoices`)."""
+    names = set(model.model_fields)
+    for field in model.model_fields.values():
+        names.update(c for c in getattr(field.validation_alias, "choices", ()) if isinstance(c, str))
+    return names
+
+
 def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, status: int | tuple[int, ...] = 200,
              tag: str = "bindings", codes: tuple[str, ...] = (), query=(), any_text=(),
              kinds: tuple[str, ...] = REGISTRIES, body_required: bool = True):
@@ -96,8 +107,9 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
     the kinds of platform that may call it (any other is 403 `platform_not_allowed`). `status`: the success
     status, or several (the view then returns `(status, payload)`), each documented with the answer.
     `codes`: the problem codes of its own refusals (those of its kind are added: `codes.py`, which also
-    checks every refusal against them). `body_required=False`: a body added to an endpoint that had none (and ignored whatever was sent): one
-    that is not a JSON object stands for `{}`, and the model should ignore unknown fields."""
+    checks every refusal against them). `body_required=False`: a body added to an endpoint that had none
+    (and ignored whatever was sent): one that is not a JSON object stands for `{}` (`parse`), and the model
+    should ignore unknown fields."""
     statuses = status if isinstance(status, tuple) else (status,)
     ep = Endpoint(method, path, summary, body, answer, statuses, tag, query=tuple(query), kinds=tuple(kinds),
                   body_required=body_required)

@@ -13,7 +13,8 @@ from .schemas import DeductionOrderIn, DeductionOrderOut, FamilyOut, LookupIn, P
 
 
 @endpoint("POST", "/persons", "Create or update a person from the platform's registry", body=PersonIn,
-          answer=PersonOut, status=(201, 200), tag="persons", codes=("invalid_id_number", "unknown_region", "region_not_served", "stale"))
+          answer=PersonOut, status=(201, 200), tag="persons",
+          codes=("invalid_id_number", "unknown_region", "region_not_served", "stale"))
 def upsert_person(body: PersonIn):
     view, created = persons.upsert(db(), body.model_dump(), platform=g.platform)
     return (201 if created else 200), view

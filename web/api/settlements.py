@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from flask import g
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from workflows import free_text, settlements
 from workflows.rules import MAX_FEN
@@ -56,10 +56,14 @@ class SettlementOut(BaseModel):
 
 class ReversalIn(Body):
     """Optional. The endpoint ignored its body before `reason` was added, so it still reverses whatever else
-    is sent: a body that is not a JSON object, and fields other than `reason`, are ignored."""
+    is sent: a body that is not a JSON object, and fields other than `reason`, are ignored; but a body that
+    names `reason` and is not a JSON object is 400 `malformed` (the reason would be lost for good)."""
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-    reason: str | None = Field(None, max_length=free_text.REASON_CHARS, description="optional: why (a refund, a "
-                               "prescription withdrawn, …); kept with the settlement and sent in settlement.reversed")
+    reason: str | None = Field(None, max_length=free_text.REASON_CHARS,
+                               validation_alias=AliasChoices("reason", "reversal_reason"),
+                               description="optional: why (a refund, a prescription withdrawn, …); kept with the "
+                               "settlement and sent in settlement.reversed (also taken as `reversal_reason`, "
+                               "the answer's name for it)")
 
 
 @endpoint("POST", "/settlements", "Settle a compliant medical cost for a beneficiary (idempotent on reference)",
