@@ -83,10 +83,22 @@ class Kind:
     standby: int  # schedulers waiting for the lock (always 0 for workers)
     last_seen: datetime | None  # the freshest row but a standby's, running or stopped (None: none in a day)
     last_role: str | None  # that row's role: `stopped` if it stopped cleanly, else it is gone
+    listed: list[dict]  # every row of the last day with its `state` (STATES), running ones first
 
     @property
     def down(self) -> bool:
         return not self.running
+
+
+STATES = ("running", "standby", "gone", "stopped")  # as a row reads: doing the work, waiting, silent, said so
+
+
+def state_of(row, now: datetime) -> str:
+    if row["role"] in (STOPPED, STOPPED_STANDBY):
+        return "stopped"
+    if seconds_since(row["seen_at"], now) > STALE_S:
+        return "gone"
+    return "standby" if row["role"] == STANDBY else "running"
 
 
 def summarize(rows, now: datetime) -> dict[str, Kind]:
@@ -102,7 +114,10 @@ def summarize(rows, now: datetime) -> dict[str, Kind]:
             running=[{"host": r["host"], "pid": r["pid"], "role": r["role"], "started_at": r["started_at"],
                       "seen_at": r["seen_at"], "age_s": seconds_since(r["seen_at"], now)} for r in working],
             standby=len(fresh) - len(working),
-            last_seen=mine[0]["seen_at"] if mine else None, last_role=mine[0]["role"] if mine else None)
+            last_seen=mine[0]["seen_at"] if mine else None, last_role=mine[0]["role"] if mine else None,
+            listed=sorted(({**{k: r[k] for k in ("host", "pid", "role", "started_at", "seen_at")},
+                            "state": state_of(r, now)} for r in rows if r["kind"] == kind),
+                          key=lambda r: (STATES.index(r["state"]), -r["seen_at"].timestamp())))
     return out
 
 

@@ -66,3 +66,19 @@ def test_a_worker_that_stopped_cleanly_reads_as_stopped(app, sqlite_db):  # noqa
     client, _ = signed_in(app, "viewer")
     workers = _card(client.get("/dashboard/").get_data(as_text=True), "workers")
     assert "（已正常停止）" in workers and "人脸核验请求都在等待" in workers
+
+
+def test_the_overview_lists_each_process_of_the_last_day_with_its_state(app, sqlite_db):  # noqa: F811
+    """Given a running worker, one silent for 10 minutes, one stopped, an active scheduler and a standby
+    When the overview is opened, Then its process table has one row each, running ones first, each with
+    its host, pid and state in words (运行中, 待命, 未正常停止即失联, 已正常停止)."""
+    _rows(sqlite_db, ("worker", "running", 3), ("worker", "running", 600), ("worker", "stopped", 30),
+          ("scheduler", "active", 2), ("scheduler", "standby", 4))
+    client, _ = signed_in(app, "viewer")
+    page = client.get("/dashboard/").get_data(as_text=True)
+    table = page[page.index('id="processes"'):page.index("</table>", page.index('id="processes"'))]
+    rows = re.findall(r'<tr data-kind="(\w+)" data-state="(\w+)"><td>[^<]*</td><td>(h\d)</td>', table)
+    assert rows == [("worker", "running", "h1"), ("worker", "gone", "h2"), ("worker", "stopped", "h3"),
+                    ("scheduler", "running", "h4"), ("scheduler", "standby", "h5")]
+    for words in ("运行中", "待命", "未正常停止即失联", "已正常停止"):
+        assert words in table

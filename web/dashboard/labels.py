@@ -16,6 +16,9 @@ EVENTS = {
     "reject": _l("reject"), "authorize": _l("authorize"), "unbind": _l("unbind"),
     "relocate": _l("relocate (a person moved)"),
 }
+# a background process as its row reads (workflows/processes.py STATES)
+PROCESS_STATES = {"running": _l("running"), "standby": _l("on standby"), "gone": _l("gone without stopping"),
+                  "stopped": _l("stopped")}
 REASONS = {
     "timer_overdue": _l("a due timer has not fired"),
     "past_service_level": _l("past its state's service level, nothing scheduled"),
