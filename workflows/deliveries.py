@@ -318,8 +318,8 @@ def record(db, c: Claim, *, status_code: int | None, error: str | None, duration
         error = free_text.clean(error, limit=2000)  # a receiver's answer may echo anything: masked as free text
         s.execute(_ATTEMPT, dict(delivery_id=c.id, attempt_no=c.attempt_no, at=now, status_code=status_code,
                                  error=error or f"HTTP {status_code}", duration_ms=duration_ms))
-        if row["status"] not in OPEN:  # replayed or finished meanwhile by another try
-            return []
+        if row["status"] not in OPEN or row["attempts"] != c.attempt_no:  # finished meanwhile by another try,
+            return []  # or another claim came since (this one's lease ran out; a replay): that try decides
         dead = row["attempts"] >= MAX_ATTEMPTS
         s.execute(_FAILED, {"_id": c.id, "s": "dead" if dead else "failing", "code": status_code, "error": error,
                             "dead": now if dead else None,

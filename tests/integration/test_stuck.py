@@ -264,6 +264,36 @@ def test_retry_never_makes_due_a_failing_delivery_a_worker_is_trying_again(pg_db
     assert deliveries.claim(pg_db, jiangsu, now=now + timedelta(seconds=7)) is not None
 
 
+def test_a_late_failure_of_a_try_whose_lease_ran_out_leaves_the_next_claim_alone(pg_db, family, push):
+    """Given Jiangsu's delivery of an invitation claimed by worker A, whose lease ran out, and claimed again
+    by worker B
+    When A's try then fails late (503)
+    Then its try is recorded, but the delivery is B's still: leased until B's lease ends, not made due
+    (which would let a third worker send it beside B) nor rescheduled; B's success then delivers it."""
+    from models import DeliveryAttempt
+    invite(pg_db, family(pg_db))
+    ready = fan_out_all(pg_db, T0)
+    with pg_db() as s:
+        [jiangsu] = s.scalars(sa.select(deliveries.D.c.id).where(deliveries.D.c.id.in_(ready),
+                                                                 deliveries.D.c.platform_id == "jiangsu")).all()
+    a = deliveries.claim(pg_db, jiangsu, now=T0)
+    later = T0 + timedelta(seconds=deliveries.LEASE_S + 1)
+    b = deliveries.claim(pg_db, jiangsu, now=later)
+    assert (a.attempt_no, b.attempt_no) == (1, 2)
+    deliveries.record(pg_db, a, status_code=503, error="HTTP 503", duration_ms=5, now=later + timedelta(seconds=1))
+    with pg_db() as s:
+        row = s.execute(sa.select(deliveries.D).where(deliveries.D.c.id == jiangsu)).mappings().one()
+        tried = s.scalar(sa.select(sa.func.count()).select_from(DeliveryAttempt).where(
+            DeliveryAttempt.delivery_id == jiangsu))
+    b_lease = later + timedelta(seconds=deliveries.LEASE_S)
+    assert (row["status"], row["attempts"], row["leased_until"], row["next_attempt_at"]) == (
+        "pending", 2, b_lease, b_lease)
+    assert tried == 1 and deliveries.claim(pg_db, jiangsu, now=later + timedelta(seconds=2)) is None
+    deliveries.record(pg_db, b, status_code=200, error=None, duration_ms=5, now=later + timedelta(seconds=3))
+    with pg_db() as s:
+        assert s.scalar(sa.select(deliveries.D.c.status).where(deliveries.D.c.id == jiangsu)) == "delivered"
+
+
 def test_a_retry_that_replays_a_dead_delivery_held_behind_another_is_done(pg_db, family, push):
     """Given Jiangsu's deliveries of an invitation (v1) and its verification request (v2), v1 still pending
     (not acknowledged) and v2 dead (made so by hand: the order of real tries never leaves it so)
