@@ -46,11 +46,13 @@ _DUE = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at <= sa.
         .with_for_update(of=D, skip_locked=True))
 # a claim waits for a row lock rather than skipping the row: every lock on a delivery is held by a short
 # transaction (another claim, a fan-out's predecessor check, a record), and a delivery skipped here would wait
-# for the periodic pass (GRACE_S). After another claim commits, its lease makes this one find nothing.
+# for the periodic pass (GRACE_S). After another claim commits, its lease makes this one find nothing: its
+# `leased_until`, for the whole lease (its `next_attempt_at`, the same time, comes within the horizon GRACE_S
+# before the lease ends).
 _CLAIM = (sa.select(D, OutboxMessage.__table__.c.payload)
           .join(OutboxMessage.__table__, OutboxMessage.__table__.c.id == D.c.outbox_id)
           .where(D.c.id == sa.bindparam("id"), D.c.status.in_(OPEN), D.c.next_attempt_at <= sa.bindparam("horizon"),
-                 ~statements.BLOCKED)
+                 ~statements.BLOCKED, sa.or_(D.c.leased_until.is_(None), D.c.leased_until <= sa.bindparam("now")))
           .with_for_update(of=D))
 # locked in version order, the order `record` locks a delivery and then releases its successor in (one
 # transaction on SQLite, two statements on PostgreSQL): a fan-out and an acknowledgement of the same binding
@@ -258,7 +260,7 @@ def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
     if postgres:  # one statement in autocommit (workflows/delivery_statements.py)
         with autocommit(db) as conn:
             found = statements.CLAIM.first(conn, {"id": delivery_id, "horizon": now + timedelta(seconds=GRACE_S),
-                                                  "lease": now + timedelta(seconds=LEASE_S)})
+                                                  "lease": now + timedelta(seconds=LEASE_S), "now": now})
     if postgres:  # the platform after the connection went back: a thread never holds two pooled connections
         if found is None:  # (8 threads waiting for a second one while holding the pool's first deadlock it)
             return None
@@ -271,7 +273,8 @@ def claim(db, delivery_id: int, *, now: datetime | None = None) -> Claim | None:
                      secrets=p.signing_secrets(now), event_id=event_id,
                      payload=as_sent(payload)) if p.webhook_url else None
     with db.begin() as s:
-        row = s.execute(_CLAIM, {"id": delivery_id, "horizon": now + timedelta(seconds=GRACE_S)}).mappings().first()
+        row = s.execute(_CLAIM, {"id": delivery_id, "horizon": now + timedelta(seconds=GRACE_S), "now": now}
+                        ).mappings().first()
         if row is None:
             return None
         p = platforms.get_in(s, row["platform_id"])

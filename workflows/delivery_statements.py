@@ -31,6 +31,7 @@ BLOCKED = sa.exists().where(_earlier.c.platform_id == D.c.platform_id, _earlier.
 CLAIM = Statement(
     sa.update(D).where(
         D.c.id == bp("id"), constant_in(D.c.status, OPEN), D.c.next_attempt_at <= bp("horizon"), ~BLOCKED,
+        sa.or_(D.c.leased_until.is_(None), D.c.leased_until <= bp("now", type_=D.c.leased_until.type)),
         sa.exists().where(P.c.id == D.c.platform_id, P.c.webhook_url.is_not(None)))
     .values(attempts=D.c.attempts + 1, next_attempt_at=bp("lease", type_=D.c.next_attempt_at.type),
             leased_until=bp("lease", type_=D.c.leased_until.type))

@@ -26,6 +26,7 @@ from models import ProcessBeat
 from models.types import seconds_since, utcnow
 
 BEAT_S = 10.0
+LISTED = 50  # rows listed per kind on the overview
 STALE_S = 60.0
 FORGET_S = 86400.0
 WORKER, SCHEDULER = "worker", "scheduler"
@@ -83,7 +84,8 @@ class Kind:
     standby: int  # schedulers waiting for the lock (always 0 for workers)
     last_seen: datetime | None  # the freshest row but a standby's, running or stopped (None: none in a day)
     last_role: str | None  # that row's role: `stopped` if it stopped cleanly, else it is gone
-    listed: list[dict]  # every row of the last day with its `state` (STATES), running ones first
+    listed: list[dict]  # the rows of the last day with their `state` (STATES), running ones first, at most LISTED
+    more: int = 0  # rows of the last day beyond LISTED (a crash loop under a supervisor makes one a restart)
 
     @property
     def down(self) -> bool:
@@ -102,22 +104,25 @@ def state_of(row, now: datetime) -> str:
 
 
 def summarize(rows, now: datetime) -> dict[str, Kind]:
-    """Rows of `process_beats` (mappings) → {kind: Kind} for both kinds. Pure."""
+    """Rows of `process_beats` (mappings) → {kind: Kind} for both kinds, from the rows of the last day (a
+    beat deletes older ones, but with every process down nothing does). Pure."""
+    rows = [r for r in rows if seconds_since(r["seen_at"], now) <= FORGET_S]
     out = {}
     for kind in (WORKER, SCHEDULER):
         mine = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["seen_at"], reverse=True)
         fresh = [r for r in mine if r["role"] not in (STOPPED, STOPPED_STANDBY)
                  and seconds_since(r["seen_at"], now) <= STALE_S]
         working = [r for r in fresh if r["role"] != STANDBY]
+        listed = sorted(({**{k: r[k] for k in ("host", "pid", "role", "started_at", "seen_at")},
+                          "state": state_of(r, now)} for r in mine),
+                        key=lambda r: (STATES.index(r["state"]), -r["seen_at"].timestamp()))
         mine = [r for r in mine if r["role"] not in (STANDBY, STOPPED_STANDBY)]  # last seen: one doing the work
         out[kind] = Kind(
             running=[{"host": r["host"], "pid": r["pid"], "role": r["role"], "started_at": r["started_at"],
                       "seen_at": r["seen_at"], "age_s": seconds_since(r["seen_at"], now)} for r in working],
             standby=len(fresh) - len(working),
             last_seen=mine[0]["seen_at"] if mine else None, last_role=mine[0]["role"] if mine else None,
-            listed=sorted(({**{k: r[k] for k in ("host", "pid", "role", "started_at", "seen_at")},
-                            "state": state_of(r, now)} for r in rows if r["kind"] == kind),
-                          key=lambda r: (STATES.index(r["state"]), -r["seen_at"].timestamp())))
+            listed=listed[:LISTED], more=max(0, len(listed) - LISTED))
     return out
 
 

@@ -79,8 +79,9 @@ def test_a_reference_or_institution_carrying_an_id_number_in_any_form_is_refused
 def test_settlement_refusals(js: Api):
     """Given a registered, insured person
     When a settlement names non-medical goods, sends the amount as a string, reuses a reference with another
-    amount, or names an unknown ID number
-    Then 422 validation_failed, 422 validation_failed, 422 reference_reused, 404 not_found."""
+    amount, names an unknown ID number, or a person whose insurance ended
+    Then 422 validation_failed, 422 validation_failed, 422 reference_reused, 404 not_found, 422
+    beneficiary_not_insured (each a code the operation lists: the suite runs in strict mode)."""
     someone = js.person("320100", balance_fen=10_000)
     body = {"reference": f"JS-{uuid.uuid4().hex[:12]}", "beneficiary_id_number": someone.id_number,
             "amount_fen": 100, "category": "pharmacy", "institution_code": "P3201"}
@@ -91,6 +92,9 @@ def test_settlement_refusals(js: Api):
     assert_problem(js.post("/api/v1/settlements", {**body, "amount_fen": 101}), 422, "reference_reused")
     unknown = {**body, "reference": f"JS-{uuid.uuid4().hex[:12]}", "beneficiary_id_number": id_number()}
     assert_problem(js.post("/api/v1/settlements", unknown), 404, "not_found")  # valid, never registered
+    ended = js.person("320100", insurance_status="ended", balance_fen=10_000)
+    lapsed = {**body, "reference": f"JS-{uuid.uuid4().hex[:12]}", "beneficiary_id_number": ended.id_number}
+    assert_problem(js.post("/api/v1/settlements", lapsed), 422, "beneficiary_not_insured")
 
 
 def test_a_reversal_still_reverses_whatever_body_an_older_client_sends(js: Api):

@@ -265,8 +265,8 @@ def test_retry_never_makes_due_a_failing_delivery_a_worker_is_trying_again(pg_db
 
 
 def test_a_late_failure_of_a_try_whose_lease_ran_out_leaves_the_next_claim_alone(pg_db, family, push):
-    """Given Jiangsu's delivery of an invitation claimed by worker A, whose lease ran out, and claimed again
-    by worker B
+    """Given Jiangsu's delivery of an invitation claimed by worker A (no other claim takes it while A's lease
+    holds, even within the scheduler's horizon of its end), whose lease ran out, and claimed again by worker B
     When A's try then fails late (503)
     Then its try is recorded, but the delivery is B's still: leased until B's lease ends, not made due
     (which would let a third worker send it beside B) nor rescheduled; B's success then delivers it."""
@@ -277,6 +277,8 @@ def test_a_late_failure_of_a_try_whose_lease_ran_out_leaves_the_next_claim_alone
         [jiangsu] = s.scalars(sa.select(deliveries.D.c.id).where(deliveries.D.c.id.in_(ready),
                                                                  deliveries.D.c.platform_id == "jiangsu")).all()
     a = deliveries.claim(pg_db, jiangsu, now=T0)
+    within = T0 + timedelta(seconds=deliveries.LEASE_S - deliveries.GRACE_S / 2)  # in reach of the horizon
+    assert deliveries.claim(pg_db, jiangsu, now=within) is None  # A's lease holds to its end
     later = T0 + timedelta(seconds=deliveries.LEASE_S + 1)
     b = deliveries.claim(pg_db, jiangsu, now=later)
     assert (a.attempt_no, b.attempt_no) == (1, 2)

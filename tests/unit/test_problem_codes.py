@@ -6,7 +6,6 @@ import pytest
 
 from web.api import codes
 from web.api.openapi import document
-from workflows.errors import DomainError
 
 
 def test_an_operation_lists_its_own_codes_and_those_of_its_kind_not_every_code_of_a_status():
@@ -18,9 +17,11 @@ def test_an_operation_lists_its_own_codes_and_those_of_its_kind_not_every_code_o
     assert {"self_binding", "member_limit", "idempotency_key_reused"} <= set(invite["422"]["x-problem-codes"])
     assert "reference_reused" not in invite["422"]["x-problem-codes"]
     assert invite["429"]["x-problem-codes"] == ["too_frequent"] and "Retry-After" in invite["429"]["headers"]
+    assert invite["413"]["x-problem-codes"] == ["malformed"]  # a body over the limit
     read = paths["/api/v1/bindings/{binding_id}"]["get"]["responses"]
     assert {k: v["x-problem-codes"] for k, v in read.items() if "x-problem-codes" in v} == {
-        "401": ["unauthorized"], "403": ["platform_not_allowed"], "404": ["not_found"]}
+        "401": ["unauthorized"], "403": ["platform_not_allowed"], "404": ["not_found"], "409": ["conflict"],
+        "422": ["validation_failed"]}  # a lock timeout; a path value the database cannot store
 
 
 def test_a_declared_code_must_exist():
@@ -31,12 +32,29 @@ def test_a_declared_code_must_exist():
 
 def test_an_undeclared_code_is_answered_as_is_unless_strict(monkeypatch):
     """Given an operation declaring not_found only
-    When its view raises not_found, Then it passes; When it raises self_binding, Then in production it
-    passes as it is (logged), and under GONGJI_PROBLEM_CODES=strict it becomes an internal_error naming it."""
+    When it answers not_found, Then it passes; When it answers self_binding, Then in production it passes as
+    it is (logged), and under GONGJI_PROBLEM_CODES=strict it becomes an internal_error naming it; a problem
+    answered outside any API operation (an unknown route) is never touched."""
     codes.declare("api.test_check", method="GET", has_body=False, restricted=False, codes=("not_found",))
-    found, odd = DomainError("not_found"), DomainError("self_binding")
     monkeypatch.delenv(codes.STRICT_ENV, raising=False)
-    assert codes.checked("api.test_check", found) is found and codes.checked("api.test_check", odd) is odd
+    assert codes.answer_for("api.test_check", "not_found", "x") == ("not_found", "x")
+    assert codes.answer_for("api.test_check", "self_binding", "x") == ("self_binding", "x")
     monkeypatch.setenv(codes.STRICT_ENV, "strict")
-    swapped = codes.checked("api.test_check", odd)
-    assert swapped.code == "internal_error" and "self_binding" in swapped.detail
+    swapped, detail = codes.answer_for("api.test_check", "self_binding", "x")
+    assert swapped == "internal_error" and "self_binding" in detail
+    assert codes.answer_for(None, "self_binding", "x") == ("self_binding", "x")
+
+
+@pytest.mark.parametrize("raw, names", [
+    (b'{"reason": "x"', True),  # a JSON object gone wrong
+    (b"reason=x", True), (b"Reason=x", True), (b"a=1&reversal_reason=y", True),  # forms, any case, the alias
+    ('{"reason": "x"'.encode("utf-16"), True),  # another of JSON's encodings
+    (b'"no reason given"', False), (b'["reason"]', False), (b"refund: reason unknown", False),  # the word only
+    (b'{"remark": "reasonable"', False), (b"refund", False)])
+def test_a_reversal_body_that_is_no_json_object_is_refused_only_when_it_carries_the_reason_as_a_key(raw, names):
+    """Given a reversal body that is not a JSON object (such bodies were ignored before `reason` existed)
+    Then it is taken for a reason gone wrong (400, nothing reversed) only when it carries `reason` (or its
+    alias) as a key; the word in a text is not one."""
+    from web.api import names_a_field
+    from web.api.settlements import ReversalIn
+    assert names_a_field(ReversalIn, raw) is names

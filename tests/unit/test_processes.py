@@ -54,3 +54,17 @@ def test_no_rows_no_process_of_either_kind():
     got = summarize([], NOW)
     assert all(k.down and k.last_seen is None and k.last_role is None for k in got.values())
     assert set(got) == {WORKER, SCHEDULER}
+
+
+def test_rows_older_than_a_day_are_not_read_and_the_list_is_capped():
+    """Given a worker row two days old (with every process down no beat deletes it) and LISTED + 3 workers
+    gone within the day (a crash loop: a pid a restart), Then the old row is neither listed nor the last
+    seen, and LISTED rows are listed with 3 more counted."""
+    from workflows.processes import FORGET_S, LISTED
+    old = row(WORKER, "running", 2 * FORGET_S, 999)
+    got = summarize([old], NOW)[WORKER]
+    assert got.listed == [] and got.last_seen is None
+    loop = [row(WORKER, "running", 120 + n, n) for n in range(LISTED + 3)]
+    got = summarize(loop + [old], NOW)[WORKER]
+    assert len(got.listed) == LISTED and got.more == 3 and {p["state"] for p in got.listed} == {"gone"}
+    assert got.listed[0]["pid"] == 0  # the freshest first

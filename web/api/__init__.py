@@ -3,6 +3,7 @@ pydantic, `Idempotency-Key` on writes, and a registry of endpoints from which th
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import wraps
 
@@ -79,7 +80,7 @@ def parse(model: type[BaseModel], *, optional: bool = False):
             raise DomainError("malformed", "the body is not valid JSON") from None
         data = None
     if optional and not isinstance(data, dict):
-        if any(name.encode() in raw for name in _field_names(model)):
+        if names_a_field(model, raw):
             raise DomainError("malformed", "the body names a field of this request but is not a JSON object")
         data = {}
     if not isinstance(data, dict):
@@ -97,6 +98,18 @@ def _field_names(model: type[BaseModel]) -> set[str]:
     for field in model.model_fields.values():
         names.update(c for c in getattr(field.validation_alias, "choices", ()) if isinstance(c, str))
     return names
+
+
+def names_a_field(model: type[BaseModel], raw: bytes) -> bool:
+    """Whether a body that is not a JSON object still carries one of `model`'s fields as a key: `"reason":`
+    or `reason=` in any case and any of JSON's encodings (a JSON object gone wrong, a form); not the word in
+    a text (`"no reason given"`, `["reason"]`)."""
+    try:
+        text = raw.decode(json.detect_encoding(raw), errors="ignore")
+    except LookupError:
+        text = raw.decode("utf-8", errors="ignore")
+    names = "|".join(re.escape(n) for n in sorted(_field_names(model)))
+    return re.search(rf"""(?:^|[{{&,;\s"'])(?:{names})\s*["']?\s*[:=]""", text, re.IGNORECASE) is not None
 
 
 def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, status: int | tuple[int, ...] = 200,
@@ -122,19 +135,14 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
     def wrap(view):
         name = f"{bp.name}.{view.__name__}"
         ep.codes = problem_codes.declare(name, method=method, has_body=body is not None,
-                                         restricted=set(kinds) != set(platforms.KINDS), codes=tuple(codes))
+                                         restricted=set(kinds) != set(platforms.KINDS), codes=tuple(codes),
+                                         has_values="{" in path or bool(query))
 
         @wraps(view)
         def run(**kwargs):
-            try:
-                if body is not None:
-                    kwargs["body"] = parse(body, optional=not body_required)
-                out = view(**kwargs)
-            except DomainError as exc:
-                checked = problem_codes.checked(name, exc)
-                if checked is exc:
-                    raise
-                raise checked from exc
+            if body is not None:
+                kwargs["body"] = parse(body, optional=not body_required)
+            out = view(**kwargs)
             code, payload = out if isinstance(out, tuple) else (statuses[0], out)
             return _json(code, payload)
 

@@ -16,10 +16,11 @@ from . import db, endpoint
 from .schemas import (ActorBody, AuthorizeIn, BindingOut, HistoryOut, InviteIn, VerificationStarted)
 
 # the refusals of a command on a binding (besides those of every write with a body: web/api/codes.py)
-COMMAND = ("not_found", "not_your_binding", "illegal_transition", "invalid_id_number", "region_not_served")
+# (a person actor's malformed or unknown ID number is a stranger to the binding: not_your_binding)
+COMMAND = ("not_found", "not_your_binding", "illegal_transition", "region_not_served")
 INVITE = ("invalid_id_number", "grantor_not_eligible", "beneficiary_not_insured", "relationship_not_allowed",
           "self_binding", "duplicate_binding", "region_not_allowed", "commitment_required", "member_limit",
-          "too_frequent", "name_mismatch", "region_not_served", "not_found")
+          "too_frequent", "name_mismatch")
 
 
 def _visible(binding_id: str) -> dict:

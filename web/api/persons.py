@@ -23,7 +23,7 @@ def upsert_person(body: PersonIn):
 @endpoint("POST", "/persons/lookup", "Find a person by ID number (sent in the body, never the URL); a "
           "person insured in a province the platform does not serve is 404, as a valid number nobody holds; a "
           "number that cannot be one is 422 invalid_id_number", body=LookupIn, answer=PersonOut, tag="persons",
-          codes=("invalid_id_number", "not_found", "region_not_served"))
+          codes=("invalid_id_number", "not_found"))
 def lookup_person(body: LookupIn):
     return persons.lookup(db(), body.id_number, platform=g.platform)
 
@@ -36,7 +36,7 @@ def person_bindings(person_id: str):
 
 @endpoint("PUT", "/persons/{person_id}/deduction-order", "The beneficiary's order of grantors to pay from",
           body=DeductionOrderIn, answer=DeductionOrderOut, tag="persons",
-          codes=("not_found", "not_your_binding", "deduction_order_fixed", "region_not_served"))
+          codes=("not_found", "not_your_binding", "deduction_order_fixed"))
 def deduction_order(person_id: str, body: DeductionOrderIn):
     persons.get(db(), person_id, platform=g.platform)  # 404 for a person the platform may not see
     return queries.set_deduction_order(db(), person_id, body.binding_ids)

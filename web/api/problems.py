@@ -11,11 +11,16 @@ from werkzeug.exceptions import BadRequest, Conflict
 
 from workflows.errors import CODES, LOCK_NOT_AVAILABLE, LOST_TO_CONCURRENT, DomainError
 
+from .codes import answer_for
+
 MEDIA = "application/problem+json"
 log = logging.getLogger(__name__)
 
 
 def problem(code: str, detail: str | None = None, *, status: int | None = None, **extra) -> Response:
+    listed, detail = answer_for(request.endpoint, code, detail or CODES[code][1])  # the operation's own codes
+    if listed != code:  # strict mode (web/api/codes.py): an undeclared code is a 500 naming it
+        code, status, extra = listed, None, {}
     default_status, title = CODES[code]
     status = status or default_status
     body = {"type": f"/api/v1/problems/{code}", "title": title, "status": status,

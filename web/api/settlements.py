@@ -68,7 +68,7 @@ class ReversalIn(Body):
 
 @endpoint("POST", "/settlements", "Settle a compliant medical cost for a beneficiary (idempotent on reference)",
           body=SettlementIn, answer=SettlementOut, status=(201, 200), tag="settlements",
-          codes=("invalid_id_number", "not_found", "reference_reused", "region_not_served"))
+          codes=("invalid_id_number", "not_found", "reference_reused", "beneficiary_not_insured"))
 def settle(body: SettlementIn):
     out, created = settlements.settle(db(), platform=g.platform, **body.model_dump())
     return (201 if created else 200), out
