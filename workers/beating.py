@@ -29,6 +29,7 @@ class Beating:
         self._db, self._role, self._also, self.interval_s = db, role, also, interval_s
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # a beat and the stop's row never cross
+        self._failing = False  # the last write failed: a failure is logged once, not at every turn
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> "Beating":
@@ -54,11 +55,11 @@ class Beating:
                 return
             try:
                 self.beat.beat(self._db(), role)
-                self.beat.failing = False
+                self._failing = False
             except Exception:  # noqa: BLE001 - the database away: the dashboard says the process is gone
-                if not self.beat.failing:
+                if not self._failing:
                     log.warning("could not record this %s in process_beats", self.beat.kind, exc_info=True)
-                self.beat.failing = True
+                self._failing = True
 
     def stop(self) -> None:
         """Mark the row stopped; no beat follows. The thread ends at its next turn."""

@@ -52,7 +52,7 @@ _DUE = (sa.select(D.c.id).where(D.c.status.in_(OPEN), D.c.next_attempt_at <= sa.
 _CLAIM = (sa.select(D, OutboxMessage.__table__.c.payload)
           .join(OutboxMessage.__table__, OutboxMessage.__table__.c.id == D.c.outbox_id)
           .where(D.c.id == sa.bindparam("id"), D.c.status.in_(OPEN), D.c.next_attempt_at <= sa.bindparam("horizon"),
-                 ~statements.BLOCKED, sa.or_(D.c.leased_until.is_(None), D.c.leased_until <= sa.bindparam("now")))
+                 ~statements.BLOCKED, statements.not_leased(sa.bindparam("now")))
           .with_for_update(of=D))
 # locked in version order, the order `record` locks a delivery and then releases its successor in (one
 # transaction on SQLite, two statements on PostgreSQL): a fan-out and an acknowledgement of the same binding

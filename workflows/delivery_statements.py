@@ -27,11 +27,19 @@ bp = sa.bindparam
 # an earlier version of the delivery's binding to the same platform is not yet acknowledged
 BLOCKED = sa.exists().where(_earlier.c.platform_id == D.c.platform_id, _earlier.c.binding_id == D.c.binding_id,
                             _earlier.c.binding_version < D.c.binding_version, _earlier.c.status != "delivered")
+
+
+def not_leased(now) -> sa.ColumnElement[bool]:
+    """No worker is trying the delivery at `now` (a value or a bind parameter): no lease, or one that ran out.
+    A claim, and an operator's retry that makes a delivery due, both need it."""
+    return sa.or_(D.c.leased_until.is_(None), D.c.leased_until <= now)
+
+
 # UPDATE … RETURNING waits for a row lock like the SELECT … FOR UPDATE it replaces, then re-checks the row
 CLAIM = Statement(
     sa.update(D).where(
         D.c.id == bp("id"), constant_in(D.c.status, OPEN), D.c.next_attempt_at <= bp("horizon"), ~BLOCKED,
-        sa.or_(D.c.leased_until.is_(None), D.c.leased_until <= bp("now", type_=D.c.leased_until.type)),
+        not_leased(bp("now", type_=D.c.leased_until.type)),
         sa.exists().where(P.c.id == D.c.platform_id, P.c.webhook_url.is_not(None)))
     .values(attempts=D.c.attempts + 1, next_attempt_at=bp("lease", type_=D.c.next_attempt_at.type),
             leased_until=bp("lease", type_=D.c.leased_until.type))

@@ -3,9 +3,9 @@ into Prometheus families; docs/alerts.yml has the rules): bindings stuck per rea
 platform what it has not acknowledged (count, dead, failing, the oldest open one's age), inbound webhooks per
 platform (pending, retrying, failed or refused lately, the oldest one no worker tried yet), outbox events
 not handled yet (count, with an error, the oldest one without), and the worker and scheduler processes
-running (`processes`: seen in the last minute, and how long ago the last one of each kind was seen). Counts are rows; ages are seconds. An age is
-taken over what is still moving: a dead delivery waiting for a replay, or an event a worker keeps failing
-on, has a count of its own and does not make an age grow for ever.
+running (`processes`: seen in the last minute, and how long ago the last one of each kind was seen). Counts
+are rows; ages are seconds. An age is taken over what is still moving: a dead delivery waiting for a
+replay, or an event a worker keeps failing on, has a count of its own and does not make an age grow for ever.
 
 Why from the rows and not counters kept by the processes: the work is shared by any number of web and
 worker processes and outlives them; a gauge read from the rows is the same whichever process answers a
@@ -58,7 +58,8 @@ def _read(db, now: datetime | None = None) -> Reading:
     return Reading(as_of=now, stuck_as_of=stuck_as_of, stuck=stuck_counts,
                    platforms={pid: lag.get(pid, sync.NOTHING_BEHIND) for pid in sorted(set(pushed) | set(lag))},
                    inbound=inbound.backlog(db, now=now),
-                   outbox={"unprocessed": unprocessed, "with_error": with_error, "oldest_age_s": seconds_since(oldest, now)},
+                   outbox={"unprocessed": unprocessed, "with_error": with_error,
+                           "oldest_age_s": seconds_since(oldest, now)},
                    processes=_processes(processes.health(db, now), now))
 
 

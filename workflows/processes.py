@@ -45,7 +45,6 @@ class Beat:
         self.kind, self.number = kind, next(_NUMBERS[kind])  # a second one in the process has a row of its own
         self._me: dict | None = None  # id, host, pid, started_at: taken at the first beat (after any fork)
         self._last: tuple[str, datetime] | None = None  # (role, when) of the last beat written
-        self.failing = False  # the caller's: the last try failed (log a failure once, not every tick)
 
     def beat(self, db, role: str, *, now: datetime | None = None) -> bool:
         """Write the row if due (BEAT_S since the last one, a little early allowed, or a new role);

@@ -19,6 +19,7 @@ from models import Delivery, OutboxMessage, Person, VerificationAttempt
 
 from . import deliveries, delivery_repair, free_text, reconcile, rows, stuck, timers
 from .actors import Actor
+from .delivery_statements import not_leased
 from .errors import DomainError
 from .operators import OperatorInfo, record, record_refusal
 from .unit import Command, command
@@ -65,8 +66,9 @@ def _audited(db, who: OperatorInfo, action: str, binding_id: str | None, reason:
 
 
 def _repair(cmd: Command, row, reason: str, found: str) -> dict | None:
-    """The repair of one stuck reason: what it sends ({"deliveries": ids, "verifications": ids}, maybe
-    empty), or None when there was nothing it could do (no delivery or attempt left to try again)."""
+    """The repair of one stuck reason: what it did ({"deliveries": ids to send now, "verifications": ids to
+    ask the provider again, "replayed": dead deliveries made pending, "outbox": events handed to the worker
+    again}; empty when it fired or re-armed a timer), or None when there was nothing it could do."""
     s, now, out = cmd.session, cmd.now, {}
     if found == "timer_overdue":
         if row.deadline_at is None or row.deadline_at > now:
@@ -90,8 +92,7 @@ def _repair(cmd: Command, row, reason: str, found: str) -> dict | None:
         # is trying it); never one a worker is trying (`leased_until` in the future: its first try or a later
         # one), nor a blocked successor (NULL next try): made due now, it would be sent twice or out of order
         out["deliveries"] = list(s.scalars(
-            sa.update(D).where(D.c.binding_id == row.id, D.c.next_attempt_at.is_not(None),
-                               sa.or_(D.c.leased_until.is_(None), D.c.leased_until <= now), sa.or_(
+            sa.update(D).where(D.c.binding_id == row.id, D.c.next_attempt_at.is_not(None), not_leased(now), sa.or_(
                 D.c.status == "failing", sa.and_(D.c.status == "pending", D.c.next_attempt_at < now)))
             .values(next_attempt_at=now).returning(D.c.id)))
     elif found == "sync_behind":
