@@ -185,10 +185,7 @@ def scheduler() -> None:
     stop = threading.Event()  # SIGTERM (docker stop, systemd) ends the loop, which marks its row stopped;
     # set from a thread: the handler runs in the main thread, which may hold the event's lock in stop.wait
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=stop.set, daemon=True).start())
-    try:
-        sched.run(db, engine, interval_s=settings.sweep_interval_s, batch=settings.sweep_batch, stop=stop)
-    except sched.LockLost:
-        sys.exit(3)  # restarted by its supervisor, it waits as a standby
+    sched.run(db, engine, interval_s=settings.sweep_interval_s, batch=settings.sweep_batch, stop=stop)
 
 
 @main.group()

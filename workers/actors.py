@@ -6,9 +6,14 @@ skipped) and survives redelivery; failures are recorded on the row and retried b
 to fan out into deliveries; `process_outbox_many` the ids a web process gathered into one message.
 `deliver` makes one try of one delivery (HTTP outside any transaction), and of each successor its
 acknowledgement releases (`workers.sending`); its retry schedule is data (`workflows.deliveries`), so
-dramatiq does not retry it."""
+dramatiq does not retry it.
+
+An actor that meets a database it cannot reach (a restart, a failover) is retried after
+`RETRY_UNREACHABLE_S` like any failure, but logged in one line, not as an error with its traceback: an
+outage would write one per message (`outage_is_a_retry`)."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 
@@ -16,12 +21,28 @@ import dramatiq
 
 from models import OutboxMessage
 from workflows import batches, deliveries, face_sessions, webhooks
+from workflows.errors import RETRY_UNREACHABLE_S, database_unreachable
 from workflows.once import run_once
 
 from . import outbound, runtime, sending
 from .broker import QUEUE
 
 log = logging.getLogger(__name__)
+
+
+def outage_is_a_retry(fn):
+    """Turn a database that cannot be reached into dramatiq's `Retry` (counted against the actor's retries
+    as any failure; logged as a warning here instead of an error with a traceback by the worker)."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not database_unreachable(exc):
+                raise
+            log.warning("%s: the database cannot be reached; retried", fn.__name__)
+            raise dramatiq.Retry("the database cannot be reached", delay=RETRY_UNREACHABLE_S * 1000) from None
+    return run
 
 
 def send_deliveries(ids: list[int]) -> None:
@@ -39,6 +60,7 @@ def _handle(msg: OutboxMessage) -> str:
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=10, min_backoff=1_000, max_backoff=300_000)
+@outage_is_a_retry
 def process_outbox(outbox_id: int) -> None:
     """Binding and settlement events: fanned out and marked processed in one transaction (the hot path);
     anything else through `run_once`. Sends after commit are covered by the periodic passes if lost."""
@@ -47,6 +69,7 @@ def process_outbox(outbox_id: int) -> None:
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0)
+@outage_is_a_retry
 def process_outbox_many(ids: list[int]) -> None:
     """Outbox ids a web process gathered into one message (`workers.publisher`), handled one after the
     other as `process_outbox` handles them, except a batch job (it may run for minutes): that one, and any
@@ -60,8 +83,9 @@ def process_outbox_many(ids: list[int]) -> None:
             if done.topic != batches.TOPIC:
                 run_once(runtime.db(), OutboxMessage, outbox_id, _handle)
                 continue
-        except Exception:
-            log.warning("outbox row %s failed in a batch; retried on its own", outbox_id, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - retried on its own below
+            log.warning("outbox row %s failed in a batch; retried on its own", outbox_id,
+                        exc_info=not database_unreachable(exc))
         process_outbox.send(outbox_id)
 
 
@@ -75,6 +99,7 @@ def _fan_out(outbox_id: int) -> deliveries.FanOut:
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=60_000)
+@outage_is_a_retry
 def deliver(delivery_id: int) -> None:
     sending.deliver_now(delivery_id, rest=deliver.send)
 
@@ -84,6 +109,7 @@ class ProviderError(Exception):
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=8, min_backoff=1_000, max_backoff=60_000, time_limit=60_000)
+@outage_is_a_retry
 def open_face_session(verification_id: str, only_if_queued: bool = False) -> None:
     """Ask the provider to open a face-verification session for a pending attempt (idempotent: an attempt
     no longer pending, or already opened, is left alone; the scheduler's second ask, `only_if_queued`, also

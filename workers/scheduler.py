@@ -8,8 +8,9 @@ Exactly one scheduler should tick at a time. On PostgreSQL a session-level advis
 a second scheduler waits as a hot standby and takes over when the first one's connection goes away.
 The active one checks every LOCK_CHECK_S that its lock's session is still there: when that connection
 died (a database restart, a killed idle session) the lock went with it and a standby may hold it now, so
-it stops (`LockLost`; `gongji scheduler` exits 3 and its supervisor restarts it as a standby) rather than
-tick beside the new one. (Two sweepers would still be safe — SKIP LOCKED — but would only compete.)
+it stops ticking (`LockLost`) rather than tick beside the new one, and waits as a standby itself until it can
+take the lock again; so does a standby whose database went away. A database restart or failover needs
+no scheduler restart. (Two sweepers would still be safe — SKIP LOCKED — but would only compete.)
 Each tick, and each standby wait, touches ALIVE_FILE: the container's health check reads its age; and
 a thread of its own (`beating.py`: a tick catching up may outlast a minute) writes every
 `processes.BEAT_S` the scheduler's row in `process_beats`, active or standby (the dashboard's overview
@@ -28,6 +29,7 @@ import sqlalchemy as sa
 
 from workflows import batches, deliveries, delivery_repair, face_sessions, idempotency, processes, reconcile
 from workflows import retention, timers
+from workflows.errors import database_unreachable
 
 from . import relay
 from .beating import Beating
@@ -95,21 +97,51 @@ def delivery_pass(db, *, batch: int = 500) -> int:
 
 def run(db, engine: sa.Engine, *, interval_s: float = 1.0, batch: int = 500,
         stop: threading.Event | None = None) -> None:
+    """Tick until `stop`. On PostgreSQL, first wait as a standby for the lock; when the lock or the database
+    goes away (LockLost, the database unreachable: a restart, a failover), wait as a standby again, so
+    a database restart needs no scheduler restart. Any other error ends it."""
     stop = stop or threading.Event()
-    holder = None
     role = [processes.STANDBY if engine.dialect.name == "postgresql" else processes.ACTIVE]
     progress = [time.monotonic()]  # when the loop last began a tick or a standby wait
 
     def current_role() -> str | None:
         return role[0] if time.monotonic() - progress[0] < MAX_TICK_S else None
     beating = Beating(processes.SCHEDULER, lambda: db, current_role, name="gongji-scheduler-beat").start()
+    reached = [True]  # the database answered since the last failure (an outage is logged once, not each try)
+    try:
+        while not stop.is_set():
+            try:
+                _term(db, engine, role, progress, beating, reached, interval_s=interval_s, batch=batch, stop=stop)
+            except (LockLost, sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
+                if not isinstance(exc, LockLost) and not database_unreachable(exc):
+                    raise
+                if reached[0]:
+                    log.warning("the database or the scheduler lock went away (%s); waiting as a standby until "
+                                "the lock can be taken again", type(exc).__name__)
+                reached[0] = False
+                role[0] = processes.STANDBY
+                progress[0] = time.monotonic()
+                _alive()  # waiting out an outage is not hanging
+                beating.now()
+                stop.wait(STANDBY_WAIT_S)
+    finally:
+        beating.stop()
+
+
+def _term(db, engine: sa.Engine, role: list, progress: list, beating: Beating, reached: list, *,
+          interval_s: float, batch: int, stop: threading.Event) -> None:
+    """One term as the active scheduler: on PostgreSQL take the lock (waiting as a standby) and tick while it
+    is held; returns when stopped, raises LockLost when the lock went away."""
+    holder = None
     try:
         if engine.dialect.name == "postgresql":
             holder = engine.connect()
             while not stop.is_set():
                 _alive()
                 progress[0] = time.monotonic()
-                if holder.execute(sa.text("select pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar():
+                taken = holder.execute(sa.text("select pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar()
+                reached[0] = True
+                if taken:
                     holder.commit()
                     log.info("scheduler lock taken; this scheduler is active")
                     break
@@ -124,7 +156,6 @@ def run(db, engine: sa.Engine, *, interval_s: float = 1.0, batch: int = 500,
         if holder is not None:  # closed, not pooled: the session's advisory lock goes with it
             holder.invalidate()
             holder.close()
-        beating.stop()
 
 
 def _ticks(db, holder, progress: list, *, interval_s: float, batch: int, stop: threading.Event) -> None:
@@ -135,15 +166,18 @@ def _ticks(db, holder, progress: list, *, interval_s: float, batch: int, stop: t
         _alive()
         if holder is not None and started - checked >= LOCK_CHECK_S:
             if not _still_holds(holder):
-                log.error("the scheduler lock went away with its connection; stopping so that a restart "
-                          "waits as a standby instead of ticking beside the scheduler that holds it now")
-                raise LockLost()  # (its connection is invalidated by `run`: not back into the pool)
+                log.error("the scheduler lock went away with its connection; no more ticks until it is "
+                          "taken again (a standby may hold it now)")
+                raise LockLost()  # (its connection is invalidated by `_term`: not back into the pool)
             checked = started
         try:
             fired = tick(db, batch=batch, n=n)
             if fired:
                 log.info("fired %d timers", fired)
-        except Exception:
-            log.exception("scheduler tick failed; retrying next tick")
+        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            if database_unreachable(exc):  # an outage: one line a tick, not a traceback (LockLost follows)
+                log.warning("scheduler tick failed: the database cannot be reached; retrying next tick")
+            else:
+                log.exception("scheduler tick failed; retrying next tick")
         n += 1
         stop.wait(max(0.0, interval_s - (time.monotonic() - started)))

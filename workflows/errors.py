@@ -47,6 +47,8 @@ CODES: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "The resource does not answer this method"),
     "internal_error": (500, "Something failed on Gongji's side; nothing is known to be written, retry later "
                        "(with the same Idempotency-Key)"),
+    "unavailable": (503, "The database cannot be reached at the moment (a restart, a failover); retry after the "
+                    "Retry-After seconds, with the same Idempotency-Key"),
 }
 
 
@@ -67,6 +69,32 @@ LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock wait past `lock
 # PostgreSQL's SQLSTATEs for a transaction the server rolled back because a concurrent one won: a deadlock
 # (40P01) or a serialization failure (40001). Nothing was written: 409 `conflict`, retry.
 LOST_TO_CONCURRENT = frozenset({"40P01", "40001"})
+# PostgreSQL's SQLSTATEs for a server that is not there for the session: shutting down, crashed or still
+# starting (57P01, 57P02, 57P03), no connection slot left (53300), and every connection failure (class 08)
+UNREACHABLE = frozenset({"57P01", "57P02", "57P03", "53300"})
+RETRY_UNREACHABLE_S = 5  # the Retry-After of `unavailable`: a PostgreSQL restart takes a few seconds
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` (SQLAlchemy's) says the database cannot be reached now, whatever the statement was: a
+    connection refused or broken, a server restarting, the pool's wait for a connection run out. Such a
+    failure is nobody's fault in the request and a retry after a pause may well succeed: 503 `unavailable`,
+    not 500. A lock timeout, a lost race or SQLite's "database is locked" are not this (they are `conflict`)."""
+    import sqlalchemy as sa  # errors.py stays importable without the database stack
+
+    if isinstance(exc, sa.exc.TimeoutError):  # the pool's wait for a free connection
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:  # SQLAlchemy recognised a disconnect
+        return True
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        return sqlstate in UNREACHABLE or sqlstate.startswith("08")
+    # psycopg raises a bare OperationalError (no SQLSTATE) when it cannot connect at all
+    return type(orig).__module__.startswith("psycopg") and isinstance(exc, (sa.exc.OperationalError,
+                                                                            sa.exc.InterfaceError))
 
 
 class LockTimeout(DomainError):

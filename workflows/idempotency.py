@@ -21,6 +21,8 @@ invited meets the open one, a settlement is idempotent on its `reference` for ev
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -31,7 +33,7 @@ from models.crypto import keyed_digest, retired_keyed_digests
 from models.settings import number
 from models.types import utcnow
 
-from .errors import DomainError
+from .errors import DomainError, database_unreachable
 from .statements import PerDialect, Statement, autocommit
 
 
@@ -57,6 +59,7 @@ def other_fingerprints(method: str, path: str, body: bytes) -> tuple[str, ...]:
 RETENTION_S = max(1.0, number("GONGJI_IDEMPOTENCY_RETENTION_H", 24, minimum=0, maximum=24 * 3650)) * 3600.0  # ≥ 1 h
 
 
+log = logging.getLogger(__name__)
 IR = IdempotencyRecord.__table__
 _COLUMNS = ("platform_id", "key", "request_hash", "created_at")
 _FIND = Statement(sa.select(IR.c.request_hash, IR.c.status_code, IR.c.response_body)
@@ -94,6 +97,7 @@ def claim(db, platform_id: str, key: str, digest: str, *, also: tuple[str, ...] 
         raise DomainError("validation_failed", "Idempotency-Key is 1 to 255 characters")
     now = now or utcnow()
     with autocommit(db) as conn:
+        _settle_unsettled(conn)
         for _ in range(2):  # again if the owner's request failed (5xx: its record went) in between
             record_id = _CLAIM(conn.dialect.name).scalar(
                 conn, {"platform_id": platform_id, "key": key, "request_hash": digest, "created_at": now})
@@ -126,13 +130,57 @@ TRANSIENT = ("conflict", "too_frequent")
 
 def finish(db, claimed: Claim, status: int, body: str, *, code: str | None = None) -> None:
     """Keep the answer for replays; a 5xx or a `TRANSIENT` refusal (`code`) is not kept (the record goes,
-    so a retry runs again). Nothing happens if another request took the claim over meanwhile."""
+    so a retry runs again). Nothing happens if another request took the claim over meanwhile.
+
+    When the database cannot be reached (a restart, a failover: often why the request failed, or it went
+    away after the command committed), the outcome is kept in this process and written by its next
+    `claim` or `finish` that reaches the database (`_UNSETTLED`), and the request answers what it has.
+    Without that the claim would stay "in flight", and every retry be 409 until ABANDONED_S passed."""
+    outcome = (claimed, status, body, code)
+    try:
+        with autocommit(db) as conn:
+            _settle_unsettled(conn)
+            _settle(conn, outcome)
+    except Exception as exc:  # noqa: BLE001 - only an unreachable database is kept for later
+        if not database_unreachable(exc):
+            raise
+        with _unsettled_lock:
+            if len(_UNSETTLED) < MAX_UNSETTLED:
+                _UNSETTLED.append(outcome)
+        log.warning("an Idempotency-Key's outcome could not be written (the database cannot be reached); "
+                    "it is written when the database answers this process again")
+
+
+# outcomes `finish` could not write, oldest first, written by the next `claim` or `finish` of this process
+# (lost if the process ends first: the claim is then taken over after ABANDONED_S, as a killed request's)
+_UNSETTLED: list[tuple[Claim, int, str, str | None]] = []
+_unsettled_lock = threading.Lock()
+MAX_UNSETTLED = 10_000  # a long outage's failed requests; beyond that they wait for ABANDONED_S
+
+
+def _settle(conn, outcome: tuple[Claim, int, str, str | None]) -> None:
+    claimed, status, body, code = outcome
     ours = {"_id": claimed.id, "_at": claimed.at}
-    with autocommit(db) as conn:
-        if status >= 500 or code in TRANSIENT:
-            _DROP.run(conn, ours)
-        else:
-            _FINISH.run(conn, {**ours, "status": status, "body": body})
+    if status >= 500 or code in TRANSIENT:
+        _DROP.run(conn, ours)
+    else:
+        _FINISH.run(conn, {**ours, "status": status, "body": body})
+
+
+def _settle_unsettled(conn) -> None:
+    """Write the outcomes kept while the database could not be reached (one statement each; rarely any)."""
+    if not _UNSETTLED:
+        return
+    with _unsettled_lock:
+        waiting = _UNSETTLED[:]
+        del _UNSETTLED[:]
+    for i, outcome in enumerate(waiting):
+        try:
+            _settle(conn, outcome)
+        except Exception:
+            with _unsettled_lock:
+                _UNSETTLED[:0] = waiting[i:]
+            raise
 
 
 _OLD = IR.c.created_at < sa.bindparam("before", type_=IR.c.created_at.type)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import threading
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -306,3 +307,73 @@ def test_a_purge_that_waited_for_a_take_over_of_an_old_claim_leaves_it(pg_db):
         t.join(60)
     assert purged.ok and purged.value == 0, purged.error
     assert records(pg_db, "k-taken") == 1
+
+
+def _unreachable() -> sa.exc.OperationalError:
+    """What SQLAlchemy raises when psycopg cannot connect at all (a restart, a failover)."""
+    import psycopg
+    return sa.exc.OperationalError("connect", {}, psycopg.OperationalError("connection failed: refused"))
+
+
+@pytest.mark.parametrize("status, body, then", [(201, '{"id": "b1"}', "replayed"), (503, "", "runs again")])
+def test_an_outcome_the_database_could_not_take_is_written_when_it_answers_again(pg_db, monkeypatch, status,
+                                                                                body, then):
+    """Given a request that claimed its key
+    When its `finish` meets a database that cannot be reached (the request failed for that reason, or the
+    database went away after its command committed)
+    Then `finish` does not raise (the request answers what it has) and the record stays in flight; and once
+    the database answers again, this process's next claim (of any key) writes the kept outcome first: a
+    retry of the request is then replayed its answer (a 2xx), or owns the key again and runs (a 5xx),
+    instead of 409 "in progress" until the claim is abandoned ten minutes later."""
+    monkeypatch.setattr(idempotency, "_UNSETTLED", [])
+    claimed, _ = idempotency.claim(pg_db, "jiangsu", f"k-away-{status}", "d1")
+    plain = idempotency.autocommit
+
+    @contextmanager
+    def away(db):
+        raise _unreachable()
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(idempotency, "autocommit", away)
+    idempotency.finish(pg_db, claimed, status, body)
+    monkeypatch.setattr(idempotency, "autocommit", plain)
+    assert len(idempotency._UNSETTLED) == 1
+    with pytest.raises(DomainError) as refused:  # still in flight for another process meanwhile
+        _claim_elsewhere(pg_db, f"k-away-{status}")
+    assert refused.value.code == "conflict"
+
+    idempotency.claim(pg_db, "jiangsu", f"k-other-{status}", "d2")  # any claim of this process settles it
+    assert idempotency._UNSETTLED == []
+    again, replay = idempotency.claim(pg_db, "jiangsu", f"k-away-{status}", "d1")
+    if then == "replayed":
+        assert again is None and replay == (201, body)
+    else:
+        assert again is not None and replay is None and records(pg_db, f"k-away-{status}") == 1
+
+
+def _claim_elsewhere(db, key: str, now=None):
+    """A claim of `key` as another process makes it: without this process's kept outcomes (they are its own;
+    another process cannot write them)."""
+    kept = idempotency._UNSETTLED[:]
+    idempotency._UNSETTLED.clear()
+    try:
+        return idempotency.claim(db, "jiangsu", key, "d1", now=now)[0]
+    finally:
+        idempotency._UNSETTLED[:0] = kept
+
+
+def test_an_outcome_kept_for_later_is_not_written_over_a_take_over(pg_db, monkeypatch):
+    """Given a kept outcome (`finish` met an unreachable database) whose claim another request took over
+    after ABANDONED_S
+    When the kept outcome is written at last
+    Then it changes nothing: the successor's claim and answer stand."""
+    monkeypatch.setattr(idempotency, "_UNSETTLED", [])
+    t0 = idempotency.utcnow()
+    claimed, _ = idempotency.claim(pg_db, "jiangsu", "k-kept-late", "d1", now=t0)
+    idempotency._UNSETTLED.append((claimed, 503, "", None))
+    late = t0 + timedelta(seconds=idempotency.ABANDONED_S + 1)
+    successor = _claim_elsewhere(pg_db, "k-kept-late", late)
+    assert successor is not None and successor != claimed
+    idempotency.finish(pg_db, successor, 200, '{"ok": true}')  # writes the kept drop first: not the successor's
+    assert idempotency._UNSETTLED == []
+    assert idempotency.claim(pg_db, "jiangsu", "k-kept-late", "d1") == (None, (200, '{"ok": true}'))

@@ -1,10 +1,12 @@
 """`gongji scheduler`'s single activity on PostgreSQL (`workers/scheduler.py`): of two schedulers one holds the
 advisory lock and ticks, the other waits as a standby; when the active one's lock session dies (a database
-restart, a killed idle connection) it stops with `LockLost` instead of ticking beside the standby, which
-takes the lock. Two real scheduler loops in threads on the test database; the lock checks are shortened."""
+restart, a killed idle connection) it stops ticking (`LockLost`) instead of ticking beside the standby, which
+takes the lock, and waits as a standby itself. Two real scheduler loops in threads on the test database; the
+lock checks are shortened."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 
 import pytest
@@ -22,9 +24,9 @@ HOLDERS = sa.text("select pid from pg_locks where locktype = 'advisory' and gran
 class Loop:
     """One scheduler loop in a thread; what it raised, if anything."""
 
-    def __init__(self, db, engine, stop):
+    def __init__(self, db, engine, stop, name: str):
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(db, engine, stop), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(db, engine, stop), daemon=True, name=name)
         self.thread.start()
 
     def _run(self, db, engine, stop):
@@ -47,7 +49,7 @@ def two_schedulers(db, engine, monkeypatch, alive, *, check_s: float):
     monkeypatch.setattr(scheduler, "STANDBY_WAIT_S", 0.1)
     monkeypatch.setattr(scheduler, "ALIVE_FILE", alive)
     stop = threading.Event()
-    loops = [Loop(db, engine, stop), Loop(db, engine, stop)]
+    loops = [Loop(db, engine, stop, "scheduler-a"), Loop(db, engine, stop, "scheduler-b")]
     try:
         poll(lambda: len(_holders(engine)) == 1, timeout=20, what="one scheduler holding the lock")
         [first] = _holders(engine)
@@ -63,22 +65,30 @@ def two_schedulers(db, engine, monkeypatch, alive, *, check_s: float):
 
 
 def test_one_scheduler_ticks_and_the_other_takes_over_when_the_first_ones_lock_session_dies(
-        pg_db, pg_engine, monkeypatch, tmp_path):
+        pg_db, pg_engine, monkeypatch, tmp_path, caplog):
     """Given two schedulers started on one database
     When both are running, and then the lock holder's database session is terminated
     Then exactly one session holds the lock while both run; after the kill, the scheduler that held it
-    stops with LockLost (it does not go on ticking unlocked) and the other one now holds the lock; each
-    touched its health file while it ran."""
+    stops ticking (it does not go on unlocked) and waits as a standby, while the other one now holds the lock
+    and is the only one ticking; neither loop ends, and each touched its health file while it ran."""
+    ticks: list[str] = []
+    monkeypatch.setattr(scheduler, "tick", lambda db, **kw: ticks.append(threading.current_thread().name) or 0)
+    caplog.set_level(logging.WARNING, logger="workers.scheduler")
     with two_schedulers(pg_db, pg_engine, monkeypatch, tmp_path / "alive", check_s=0.1) as (loops, first):
-        poll(lambda: any(isinstance(loop.error, scheduler.LockLost) for loop in loops), timeout=20,
-             what="the scheduler whose lock went away stopping")
+        poll(lambda: _went_standby(caplog), timeout=20, what="the scheduler whose lock went away standing by")
+        [lost] = _went_standby(caplog)
         poll(lambda: _holders(pg_engine) not in ([], [first]), timeout=20, what="the standby taking the lock")
-        lost = [loop for loop in loops if loop.error is not None]
-        assert len(lost) == 1 and not lost[0].thread.is_alive()
-        assert [loop.thread.is_alive() for loop in loops if loop is not lost[0]] == [True]
-        assert (tmp_path / "alive").exists()
-    assert [type(loop.error) for loop in loops].count(scheduler.LockLost) == 1
-    assert [loop.error for loop in loops].count(None) == 1
+        seen = len(ticks)
+        poll(lambda: len(ticks) >= seen + 20, timeout=20, what="twenty more ticks")
+        assert lost not in ticks[seen:] and len(set(ticks[seen:])) == 1, ticks[seen:]
+        assert all(loop.thread.is_alive() and loop.error is None for loop in loops)
+        assert len(_holders(pg_engine)) == 1 and (tmp_path / "alive").exists()
+    assert [loop.error for loop in loops] == [None, None]
+
+
+def _went_standby(caplog) -> list[str]:
+    """The threads of the loops that logged going back to waiting as a standby."""
+    return [r.threadName for r in caplog.records if "waiting as a standby" in r.getMessage()]
 
 
 def test_without_the_check_the_lock_loss_would_go_unnoticed(pg_db, pg_engine, monkeypatch, tmp_path):

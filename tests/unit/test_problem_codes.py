@@ -21,7 +21,8 @@ def test_an_operation_lists_its_own_codes_and_those_of_its_kind_not_every_code_o
     read = paths["/api/v1/bindings/{binding_id}"]["get"]["responses"]
     assert {k: v["x-problem-codes"] for k, v in read.items() if "x-problem-codes" in v} == {
         "401": ["unauthorized"], "403": ["platform_not_allowed"], "404": ["not_found"], "409": ["conflict"],
-        "422": ["validation_failed"]}  # a lock timeout; a path value the database cannot store
+        "422": ["validation_failed"], "503": ["unavailable"]}  # a lock timeout; a value the database cannot
+    assert "Retry-After" in read["503"]["headers"]  # store; the database restarting
 
 
 def test_a_declared_code_must_exist():

@@ -3,8 +3,8 @@ keeps the lists true.
 
 Why: an integrator writing its error handling, or generating a client, needs the `code`s an operation can
 answer, not every code that shares its HTTP status. An endpoint declares its own (`endpoint(codes=...)`);
-what every operation of its kind may answer is added here: `unauthorized` (the key) and `conflict` (a lock
-timeout, a lost race) on every one, `validation_failed` where a path or query value reaches the database (a
+what every operation of its kind may answer is added here: `unauthorized` (the key), `conflict` (a lock
+timeout, a lost race) and `unavailable` (the database restarting or failing over) on every one, `validation_failed` where a path or query value reaches the database (a
 value it cannot store), on a write the `Idempotency-Key`'s codes, with a body `malformed` and
 `validation_failed` (and 413 `malformed` for a body over the limit), on an endpoint some kinds of platform
 may not call `platform_not_allowed`.
@@ -23,7 +23,7 @@ import os
 from workflows.errors import CODES
 
 log = logging.getLogger(__name__)
-EVERY = ("unauthorized", "conflict")
+EVERY = ("unauthorized", "conflict", "unavailable")
 VALUES = ("validation_failed",)  # a path or query value the database cannot store (problems._unstorable)
 WRITE = ("conflict", "idempotency_key_reused", "validation_failed")
 BODY = ("malformed", "validation_failed")

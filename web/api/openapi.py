@@ -16,7 +16,8 @@ SUCCESS = {200: "OK", 201: "Created", 202: "Accepted: stored, applied later"}
 REPLAYED = {"description": "`true` when this is the stored answer to an earlier request with the same "
                            "Idempotency-Key and body (nothing was done again)",
             "schema": {"type": "string", "enum": ["true"]}}
-RETRY_AFTER = {"description": "seconds until one more change fits the person's window (too_frequent)",
+RETRY_AFTER = {"description": "seconds to wait before trying again: until one more change fits the person's window "
+                              "(429 too_frequent), while the database comes back (503 unavailable)",
                "schema": {"type": "integer", "minimum": 1}}
 
 
@@ -60,8 +61,8 @@ def document() -> dict:
         for status, codes in problem_codes.by_status(ep.codes).items():
             op["responses"][str(status)] = {"description": "codes: " + ", ".join(codes), "x-problem-codes": codes,
                                             "content": {"application/problem+json": {"schema": problem_ref}}}
-            if status == 429:
-                op["responses"]["429"]["headers"] = {"Retry-After": RETRY_AFTER}
+            if status in (429, 503):
+                op["responses"][str(status)]["headers"] = {"Retry-After": RETRY_AFTER}
         if ep.body is not None:  # Flask's MAX_CONTENT_LENGTH (web/api/problems.py `_too_large`)
             op["responses"]["413"] = {"description": "codes: malformed (the body is too large)",
                                       "x-problem-codes": ["malformed"],

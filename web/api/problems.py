@@ -7,9 +7,10 @@ import logging
 
 import sqlalchemy as sa
 from flask import Response, current_app, request
-from werkzeug.exceptions import BadRequest, Conflict
+from werkzeug.exceptions import BadRequest, Conflict, ServiceUnavailable
 
-from workflows.errors import CODES, LOCK_NOT_AVAILABLE, LOST_TO_CONCURRENT, DomainError
+from workflows.errors import (CODES, LOCK_NOT_AVAILABLE, LOST_TO_CONCURRENT, RETRY_UNREACHABLE_S, DomainError,
+                             database_unreachable)
 
 from .codes import answer_for
 
@@ -64,11 +65,17 @@ def register(app) -> None:
             return current_app.handle_http_exception(BadRequest())
         return problem("validation_failed", "a value in the request cannot be stored (e.g. a NUL character)")
 
-    @app.errorhandler(sa.exc.OperationalError)
-    def _contention(e):
-        """Outside a command (commands answer these themselves), a lock wait that passed PostgreSQL's
-        `lock_timeout`, or a transaction the server aborted for a concurrent one (deadlock, serialization):
-        409 `conflict`, nothing written, try again. Any other operational error stays a 500."""
+    def _database(e):
+        """Outside a command (commands answer lock timeouts and lost races themselves): a database that cannot
+        be reached now (`database_unreachable`: restarting, failing over, no free connection) is 503
+        `unavailable` with a Retry-After, logged in one line (an outage would write a traceback a request);
+        a lock wait past PostgreSQL's `lock_timeout` or a transaction the server aborted for a concurrent one
+        (deadlock, serialization) is 409 `conflict`, nothing written, try again. Anything else stays a 500."""
+        if database_unreachable(e):
+            log.warning("database unreachable (%s): answered 503", _why(e))
+            if request.path.startswith("/dashboard"):  # the dashboard's own 503 page
+                return current_app.handle_http_exception(ServiceUnavailable(retry_after=RETRY_UNREACHABLE_S))
+            return problem("unavailable", retry_after_s=RETRY_UNREACHABLE_S)
         sqlstate = getattr(getattr(e, "orig", None), "sqlstate", None)
         if sqlstate != LOCK_NOT_AVAILABLE and sqlstate not in LOST_TO_CONCURRENT:
             raise e
@@ -77,8 +84,17 @@ def register(app) -> None:
         return problem("conflict", "another change held the data too long (lock timeout); retry"
                        if sqlstate == LOCK_NOT_AVAILABLE else "a concurrent change won; retry")
 
+    for cls in (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError):
+        app.register_error_handler(cls, _database)
+
     @app.errorhandler(500)
     def _internal(e):
         """An unexpected error (logged by Flask with its traceback): problem+json, never an HTML page
         or the exception's text (it may hold request values)."""
         return problem("internal_error")
+
+
+def _why(e) -> str:
+    """An error's kind for the log: its class and SQLSTATE, never its text (it may hold values)."""
+    orig = getattr(e, "orig", None)
+    return f"{type(orig or e).__name__} {getattr(orig, 'sqlstate', None) or ''}".strip()

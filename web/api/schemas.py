@@ -240,8 +240,8 @@ class Problem(BaseModel):
     instance: str | None = None
     # present with some codes only
     errors: list[FieldError] | None = Field(None, description="validation_failed: each field refused")
-    retry_after_s: int | None = Field(None, description="too_frequent: seconds until one more change fits "
-                                      "(also the Retry-After header)")
+    retry_after_s: int | None = Field(None, description="too_frequent: seconds until one more change fits; "
+                                      "unavailable: seconds to wait for the database (also the Retry-After header)")
     existing_binding_id: str | None = Field(None, description="duplicate_binding: the live binding of the pair")
     commitment_version: str | None = Field(None, description="commitment_required: the letter version the "
                                            "grantor's region asks for")

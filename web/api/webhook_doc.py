@@ -62,7 +62,10 @@ def WEBHOOK_PATHS(problem_ref: dict) -> dict:
                                              "that)", **err},
                       "404": {"description": "unknown platform", **err},
                       "422": {"description": "validation_failed: a type not listed here, or a webhook-id over "
-                                             "255 characters", **err}}}}}
+                                             "255 characters", **err},
+                      "503": {"description": "unavailable: the database cannot be reached, nothing is stored; "
+                                             "send it again after Retry-After seconds", **err,
+                              "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}}}}}}
 
 
 def OUTBOUND_WEBHOOKS() -> dict:

@@ -45,7 +45,7 @@ def _limit_the_dashboard_only(app: Flask) -> None:
         raise RuntimeError(f"expected Flask-Limiter's 3 request hooks, found {moved}")
 
 
-ERROR_PAGES = (400, 403, 404, 405, 409, 429, 500)  # answered with a dashboard page under /dashboard
+ERROR_PAGES = (400, 403, 404, 405, 409, 429, 500, 503)  # answered with a dashboard page under /dashboard
 
 
 def _ours() -> bool:
@@ -74,7 +74,7 @@ def _error_pages(app: Flask) -> None:
             if not _ours():
                 return before(exc) if before is not None else exc
             response = current_app.make_response((_error_page(code, exc), code))
-            if code == 429 and getattr(exc, "retry_after", None):
+            if code in (429, 503) and getattr(exc, "retry_after", None):
                 response.headers["Retry-After"] = str(exc.retry_after)
             return no_framing(response)
         app.register_error_handler(code, handle)

@@ -109,6 +109,7 @@ ERRORS = {
     "conflict": _l("a concurrent change won; try again with fresh state"),
     "method_not_allowed": _l("this page does not take that request"),
     "internal_error": _l("something failed on Gongji's side; try again later"),
+    "unavailable": _l("the database cannot be reached at the moment; try again in a few seconds"),
 }
 # an audit entry's outcome: "ok", or the error code it was refused with (ERRORS)
 OUTCOMES = {"ok": _l("done")}
@@ -130,9 +131,12 @@ HTTP_ERRORS = {400: _l("The request could not be understood."), 403: _l("You may
                404: _l("There is no such page or binding."), 405: _l("This page does not take that request."),
                409: _l("Something else is changing this data right now. Try again in a moment."),
                429: _l("Too many tries. Wait a minute and try again."),
-               500: _l("Something failed on our side. Try again; if it keeps failing, tell the administrator.")}
+               500: _l("Something failed on our side. Try again; if it keeps failing, tell the administrator."),
+               503: _l("The database cannot be reached at the moment (a restart or a failover). Try again in a "
+                       "few seconds.")}
 HTTP_TITLES = {400: _l("Bad request"), 403: _l("Not allowed"), 404: _l("Not found"), 405: _l("Method not allowed"),
-               409: _l("Busy"), 429: _l("Too many requests"), 500: _l("Server error")}
+               409: _l("Busy"), 429: _l("Too many requests"), 500: _l("Server error"),
+               503: _l("Temporarily unavailable")}
 
 
 def error(code: str) -> str:
