@@ -10,8 +10,9 @@ the binding already made is 409 `illegal_transition`, a second invitation of the
 A claim is its row and the time it was claimed (`Claim`): `finish` writes only while the claim is still
 the request's own, so a request that was taken over cannot overwrite or drop its successor's answer.
 
-A request is recognised by a keyed digest of its method, path and body (`fingerprint`): a body may carry an
-ID number, and an unkeyed hash of it could be reversed by trying numbers. Records claimed before the
+A request is recognised by a keyed digest of its method, path and body (`fingerprint`; a JSON body in its
+`canonical` form, so key order and spacing do not matter): a body may carry an ID number, and an unkeyed
+hash of it could be reversed by trying numbers. Records claimed before the
 digest was keyed hold the unkeyed one, and records claimed while a look-up key is being retired may hold
 its digest (`other_fingerprints`), which `claim` still accepts; they, like
 every record, go after `RETENTION_S` (`purge`, from the scheduler): a key is remembered for 24 hours by
@@ -26,6 +27,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+import orjson
 import sqlalchemy as sa
 
 from models import IdempotencyRecord
@@ -41,18 +43,33 @@ def _request(method: str, path: str, body: bytes) -> bytes:
     return method.encode() + b" " + path.encode() + b"\n" + body
 
 
+def canonical(body: bytes) -> bytes:
+    """A JSON body in one form (keys sorted, no insignificant spaces), so that a retry whose library writes
+    the same request differently (key order, spacing, escapes) is the same request, as Stripe compares
+    parameters rather than bytes; a body that is not JSON, as sent."""
+    try:
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONDecodeError, TypeError):  # not JSON (an empty body, a form), or beyond orjson's numbers
+        return body
+
+
 def fingerprint(method: str, path: str, body: bytes) -> str:
-    """What identifies a request under its key: a keyed digest (the body may carry an ID number)."""
-    return keyed_digest("idempotency", _request(method, path, body))
+    """What identifies a request under its key: a keyed digest (the body may carry an ID number) of its
+    method, path and canonical body."""
+    return keyed_digest("idempotency", _request(method, path, canonical(body)))
 
 
 def other_fingerprints(method: str, path: str, body: bytes) -> tuple[str, ...]:
-    """The digests an older record of the same request may hold, never written any more: under the look-up
-    key being retired (GONGJI_LOOKUP_KEY_RETIRED), and the unkeyed one of records claimed before the digest
-    was keyed. They hold until `purge` takes them (a day after their claim) or a retry takes one over (it
-    writes the active digest)."""
-    request = _request(method, path, body)
-    return (*retired_keyed_digests("idempotency", request), hashlib.sha256(request).hexdigest())
+    """The digests an older record of the same request may hold, never written any more: of the body as
+    sent (records claimed before the digest took the canonical body), under the look-up key being retired
+    (GONGJI_LOOKUP_KEY_RETIRED), and the unkeyed one of records claimed before the digest was keyed. They
+    hold until `purge` takes them (a day after their claim) or a retry takes one over (it writes the
+    active digest)."""
+    sent, request = _request(method, path, body), _request(method, path, canonical(body))
+    as_sent = (keyed_digest("idempotency", sent),) if sent != request else ()
+    retired = dict.fromkeys((*retired_keyed_digests("idempotency", request),
+                             *retired_keyed_digests("idempotency", sent)))
+    return (*as_sent, *retired, hashlib.sha256(sent).hexdigest())
 
 
 # seconds a key is remembered (from its claim); GONGJI_IDEMPOTENCY_RETENTION_H sets it in hours

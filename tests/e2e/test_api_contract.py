@@ -188,6 +188,26 @@ def test_idempotency_key_replays_and_refuses_reuse(js, dev_keys):
     assert other.status_code == 201, other.text
 
 
+def test_an_idempotency_key_retry_written_differently_is_the_same_request(js):
+    """Given an invitation posted with an Idempotency-Key
+    When its retry carries the same JSON written another way (keys in another order, other spacing, a
+    character escaped), and then a body differing in one value
+    Then the retry is replayed (one binding), and the other body is 422 idempotency_key_reused: the key
+    guards what was asked, not how a client library happened to write it."""
+    grantor, spouse = js.person("320100"), js.person("320100", insurance_type="resident")
+    key = {"Idempotency-Key": f"e2e-{id_number()}"}
+    body = js.invite_body(grantor, spouse, "spouse")
+    first = js.post("/api/v1/bindings", body, headers=key)
+    assert first.status_code == 201, first.text
+    rewritten = "{\n  " + ",\n  ".join(json.dumps(k) + " : " + json.dumps(v, ensure_ascii=True)
+                                        for k, v in reversed(list(body.items()))) + "\n}"
+    again = js.request("POST", "/api/v1/bindings", data=rewritten, headers=key)
+    assert (again.status_code, again.json()) == (201, first.json()) and again.headers["Idempotent-Replayed"] == "true"
+    changed = js.post("/api/v1/bindings", {**body, "channel": "counter"}, headers=key)
+    assert_problem(changed, 422, "idempotency_key_reused")
+    assert [b["id"] for b in js.family(grantor)["as_grantor"]] == [first.json()["id"]]
+
+
 def test_idempotency_key_replays_a_refusal_and_a_command(js):
     """Given an invitation refused for its commitment version, sent with an Idempotency-Key
     When it is sent again with that key

@@ -377,3 +377,34 @@ def test_an_outcome_kept_for_later_is_not_written_over_a_take_over(pg_db, monkey
     idempotency.finish(pg_db, successor, 200, '{"ok": true}')  # writes the kept drop first: not the successor's
     assert idempotency._UNSETTLED == []
     assert idempotency.claim(pg_db, "jiangsu", "k-kept-late", "d1") == (None, (200, '{"ok": true}'))
+
+
+def test_a_record_claimed_under_the_body_as_sent_still_answers_its_retry(pg_db, crypto_keys):
+    """Given a finished record whose digest is of the body as sent (claimed before the digest took the
+    canonical body: spaces and key order as the client wrote them)
+    When the same request comes again with its key, written the same way
+    Then it is replayed (its digest of the sent body is among `other_fingerprints`), not refused as reused."""
+    from models.crypto import keyed_digest
+    sent = b'{"name": "x",  "id_number": "1"}'
+    as_sent = keyed_digest("idempotency", b"POST /api/v1/persons\n" + sent)
+    assert as_sent != idempotency.fingerprint("POST", "/api/v1/persons", sent)
+    with pg_db.begin() as s:
+        s.add(IdempotencyRecord(platform_id="jiangsu", key="k-as-sent", request_hash=as_sent, status_code=200,
+                                response_body='{"id": "psn_1"}'))
+    assert idempotency.claim(pg_db, "jiangsu", "k-as-sent", idempotency.fingerprint("POST", "/api/v1/persons", sent),
+                             also=idempotency.other_fingerprints("POST", "/api/v1/persons", sent)) == (
+        None, (200, '{"id": "psn_1"}'))
+
+
+@pytest.mark.parametrize("a, b, same", [
+    (b'{"a": 1, "b": [1, 2]}', b'{"b":[1,2],"a":1}', True),
+    (b'{"name": "\\u5f20"}', '{"name": "张"}'.encode(), True),
+    (b'{"a": 1}', b'{"a": 2}', False),
+    (b'{"b": [1, 2]}', b'{"b": [2, 1]}', False),
+    (b"", b"{}", False),  # an empty body is no JSON object: where a body is required it is malformed
+    (b"not json", b"not json", True),
+])
+def test_the_fingerprint_is_of_what_was_asked_not_of_how_it_was_written(crypto_keys, a, b, same):
+    """Given two bodies, When their fingerprints are taken, Then they agree exactly when the JSON is the same
+    (key order, spacing and escapes aside); a body that is not JSON counts as sent."""
+    assert (idempotency.fingerprint("POST", "/p", a) == idempotency.fingerprint("POST", "/p", b)) is same
