@@ -69,15 +69,19 @@ LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock wait past `lock
 # PostgreSQL's SQLSTATEs for a transaction the server rolled back because a concurrent one won: a deadlock
 # (40P01) or a serialization failure (40001). Nothing was written: 409 `conflict`, retry.
 LOST_TO_CONCURRENT = frozenset({"40P01", "40001"})
-# PostgreSQL's SQLSTATEs for a server that is not there for the session: shutting down, crashed or still
-# starting (57P01, 57P02, 57P03), no connection slot left (53300), and every connection failure (class 08)
-UNREACHABLE = frozenset({"57P01", "57P02", "57P03", "53300"})
+# PostgreSQL's SQLSTATEs for a server that cannot serve the session now: shutting down, crashed or still
+# starting (57P01, 57P02, 57P03), a read-only server (25006: a demoted primary after a failover, until the
+# address moves), and the classes of every connection failure (08) and of insufficient resources (53: disk
+# full, out of memory, no connection slot left)
+UNREACHABLE = frozenset({"57P01", "57P02", "57P03", "25006"})
+UNREACHABLE_CLASSES = ("08", "53")
 RETRY_UNREACHABLE_S = 5  # the Retry-After of `unavailable`: a PostgreSQL restart takes a few seconds
 
 
 def database_unreachable(exc: BaseException) -> bool:
-    """Whether `exc` (SQLAlchemy's) says the database cannot be reached now, whatever the statement was: a
-    connection refused or broken, a server restarting, the pool's wait for a connection run out. Such a
+    """Whether `exc` (SQLAlchemy's) says the database cannot serve now, whatever the statement was: a
+    connection refused or broken, a server restarting, failed over or out of resources, the pool's wait for
+    a connection run out. Such a
     failure is nobody's fault in the request and a retry after a pause may well succeed: 503 `unavailable`,
     not 500. A lock timeout, a lost race or SQLite's "database is locked" are not this (they are `conflict`)."""
     import sqlalchemy as sa  # errors.py stays importable without the database stack
@@ -91,7 +95,7 @@ def database_unreachable(exc: BaseException) -> bool:
     orig = exc.orig
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate:
-        return sqlstate in UNREACHABLE or sqlstate.startswith("08")
+        return sqlstate in UNREACHABLE or sqlstate.startswith(UNREACHABLE_CLASSES)
     # psycopg raises a bare OperationalError (no SQLSTATE) when it cannot connect at all
     return type(orig).__module__.startswith("psycopg") and isinstance(exc, (sa.exc.OperationalError,
                                                                             sa.exc.InterfaceError))

@@ -23,15 +23,18 @@ def wrapped(cls, orig, **kw):
     wrapped(sa.exc.OperationalError, psycopg.errors.CannotConnectNow("the database system is starting up")),
     wrapped(sa.exc.OperationalError, psycopg.errors.TooManyConnections("sorry, too many clients")),
     wrapped(sa.exc.OperationalError, psycopg.errors.lookup("08006")("connection failure")),
+    wrapped(sa.exc.OperationalError, psycopg.errors.DiskFull("could not extend file")),
+    wrapped(sa.exc.InternalError, psycopg.errors.ReadOnlySqlTransaction("read-only transaction")),
     wrapped(sa.exc.InterfaceError, psycopg.InterfaceError("the connection is closed")),
     wrapped(sa.exc.OperationalError, psycopg.OperationalError("server closed the connection"),
             connection_invalidated=True),
     sa.exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached"),
-], ids=["refused", "admin_shutdown", "starting_up", "too_many_connections", "class_08", "closed",
+], ids=["refused", "admin_shutdown", "starting_up", "too_many_connections", "class_08", "disk_full",
+        "read_only", "closed",
         "invalidated", "pool_timeout"])
 def test_a_database_that_cannot_be_reached_now_is_unreachable(exc):
-    """Given an error SQLAlchemy raises when PostgreSQL cannot be reached (refused, shutting down, starting,
-    no slot, a broken connection) or the pool has no connection to give
+    """Given an error SQLAlchemy raises when PostgreSQL cannot serve (refused, shutting down, starting, no
+    slot, a full disk, a demoted primary, a broken connection) or the pool has no connection to give
     Then it counts as unreachable: 503, retry after a pause."""
     assert database_unreachable(exc)
 

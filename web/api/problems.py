@@ -84,7 +84,7 @@ def register(app) -> None:
         return problem("conflict", "another change held the data too long (lock timeout); retry"
                        if sqlstate == LOCK_NOT_AVAILABLE else "a concurrent change won; retry")
 
-    for cls in (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError):
+    for cls in (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.InternalError, sa.exc.TimeoutError):
         app.register_error_handler(cls, _database)
 
     @app.errorhandler(500)
