@@ -21,6 +21,10 @@ class Body(BaseModel):
 
 class ActorIn(Body):
     """A person, named by ID number or by opaque id (exactly one of the two)."""
+    # "exactly one" in the document too, so that a generated client or validator refuses both or neither
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["id_number"], "properties": {"id_number": {"type": "string"}}},
+        {"required": ["id"], "properties": {"id": {"type": "string"}}}]})
     # any other kind (operator, system, …) is a wrong actor: 403 not_your_binding (DESIGN §5), not a schema error
     kind: str = Field(max_length=16, json_schema_extra={"enum": ["person"]},
                       description="platforms act for persons they have real-name verified (`person`; another "
