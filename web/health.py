@@ -5,10 +5,15 @@ sent when Redis is back), so a load balancer must not take every web process out
 Redis is reported in the answer (`checks.redis`, status `degraded`), still 200."""
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify
 
+from workflows.errors import database_error_reason
+
 bp = Blueprint("health", __name__)
+log = logging.getLogger(__name__)
 
 
 @bp.get("/healthz")
@@ -25,7 +30,8 @@ def readyz():
             conn.execute(sa.text("select 1"))
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - report, do not crash the probe
-        checks["database"] = f"error: {type(exc).__name__}"
+        checks["database"] = f"error: {type(exc).__name__}"  # the answer is public: the cause goes to the log
+        log.warning("not ready: the database does not answer (%s)", database_error_reason(exc))
     if ext["settings"].redis_url:
         try:
             import redis

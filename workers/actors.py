@@ -8,9 +8,9 @@ to fan out into deliveries; `process_outbox_many` the ids a web process gathered
 acknowledgement releases (`workers.sending`); its retry schedule is data (`workflows.deliveries`), so
 dramatiq does not retry it.
 
-An actor that meets a database it cannot reach (a restart, a failover) is retried after
-`RETRY_UNREACHABLE_S` like any failure, but logged in one line, not as an error with its traceback: an
-outage would write one per message (`outage_is_a_retry`)."""
+An actor that meets a database it cannot reach (a restart, a failover) is retried with its backoff like any
+failure (`deliver` is left to the scheduler's passes), but logged in one line, not as an error with its
+traceback: an outage would write one per message (`outage_is_a_retry`)."""
 from __future__ import annotations
 
 import functools
@@ -21,7 +21,7 @@ import dramatiq
 
 from models import OutboxMessage
 from workflows import batches, deliveries, face_sessions, webhooks
-from workflows.errors import RETRY_UNREACHABLE_S, database_unreachable
+from workflows.errors import database_error_reason, database_unreachable
 from workflows.once import run_once
 
 from . import outbound, runtime, sending
@@ -30,19 +30,28 @@ from .broker import QUEUE
 log = logging.getLogger(__name__)
 
 
-def outage_is_a_retry(fn):
-    """Turn a database that cannot be reached into dramatiq's `Retry` (counted against the actor's retries
-    as any failure; logged as a warning here instead of an error with a traceback by the worker)."""
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            if not database_unreachable(exc):
-                raise
-            log.warning("%s: the database cannot be reached; retried", fn.__name__)
-            raise dramatiq.Retry("the database cannot be reached", delay=RETRY_UNREACHABLE_S * 1000) from None
-    return run
+def outage_is_a_retry(fn=None, *, swept: bool = False):
+    """Log a database that cannot be reached in one line (the worker would log an error with its traceback
+    per message: an outage writes hundreds). Then dramatiq's `Retry`, with the actor's own backoff (its
+    retries last minutes, as for any failure); or, `swept`, for an actor dramatiq does not retry (`deliver`:
+    its schedule is data), nothing more: the scheduler's next pass sends what is still due."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if not database_unreachable(exc):
+                    raise
+                if swept:
+                    log.warning("%s: the database cannot be reached (%s); left to the scheduler's next pass",
+                                fn.__name__, database_error_reason(exc))
+                    return None
+                log.warning("%s: the database cannot be reached (%s); retried", fn.__name__,
+                            database_error_reason(exc))
+                raise dramatiq.Retry("the database cannot be reached") from None  # no delay: the backoff
+        return run
+    return wrap(fn) if fn is not None else wrap
 
 
 def send_deliveries(ids: list[int]) -> None:
@@ -69,7 +78,6 @@ def process_outbox(outbox_id: int) -> None:
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0)
-@outage_is_a_retry
 def process_outbox_many(ids: list[int]) -> None:
     """Outbox ids a web process gathered into one message (`workers.publisher`), handled one after the
     other as `process_outbox` handles them, except a batch job (it may run for minutes): that one, and any
@@ -84,8 +92,8 @@ def process_outbox_many(ids: list[int]) -> None:
                 run_once(runtime.db(), OutboxMessage, outbox_id, _handle)
                 continue
         except Exception as exc:  # noqa: BLE001 - retried on its own below
-            log.warning("outbox row %s failed in a batch; retried on its own", outbox_id,
-                        exc_info=not database_unreachable(exc))
+            log.warning("outbox row %s failed in a batch (%s); retried on its own", outbox_id,
+                        database_error_reason(exc), exc_info=not database_unreachable(exc))
         process_outbox.send(outbox_id)
 
 
@@ -99,7 +107,7 @@ def _fan_out(outbox_id: int) -> deliveries.FanOut:
 
 
 @dramatiq.actor(queue_name=QUEUE, max_retries=0, time_limit=60_000)
-@outage_is_a_retry
+@outage_is_a_retry(swept=True)
 def deliver(delivery_id: int) -> None:
     sending.deliver_now(delivery_id, rest=deliver.send)
 

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from workflows import batches, deliveries, delivery_repair, face_sessions, idempotency, processes, reconcile
 from workflows import retention, timers
-from workflows.errors import database_unreachable
+from workflows.errors import database_error_reason, database_unreachable
 
 from . import relay
 from .beating import Beating
@@ -117,7 +117,7 @@ def run(db, engine: sa.Engine, *, interval_s: float = 1.0, batch: int = 500,
                     raise
                 if reached[0]:
                     log.warning("the database or the scheduler lock went away (%s); waiting as a standby until "
-                                "the lock can be taken again", type(exc).__name__)
+                                "the lock can be taken again", database_error_reason(exc))
                 reached[0] = False
                 role[0] = processes.STANDBY
                 progress[0] = time.monotonic()
@@ -176,7 +176,8 @@ def _ticks(db, holder, progress: list, *, interval_s: float, batch: int, stop: t
                 log.info("fired %d timers", fired)
         except Exception as exc:  # noqa: BLE001 - the next tick tries again
             if database_unreachable(exc):  # an outage: one line a tick, not a traceback (LockLost follows)
-                log.warning("scheduler tick failed: the database cannot be reached; retrying next tick")
+                log.warning("scheduler tick failed: the database cannot be reached (%s); retrying next tick",
+                            database_error_reason(exc))
             else:
                 log.exception("scheduler tick failed; retrying next tick")
         n += 1

@@ -78,27 +78,52 @@ UNREACHABLE_CLASSES = ("08", "53")
 RETRY_UNREACHABLE_S = 5  # the Retry-After of `unavailable`: a PostgreSQL restart takes a few seconds
 
 
+# psycopg's errors without a SQLSTATE (it gives none for what fails before a session exists) that say the
+# connection could not be made or was lost, and within those, what is a setting to fix rather than a server
+# to wait for: a misconfigured database must be a 500 with its cause logged, never an endless 503
+_CONNECTION_LOST = ("connection failed", "connection timeout expired", "connection is closed", "connection is lost",
+                    "server closed the connection", "consuming input failed", "sending query failed",
+                    "failed to resolve host")  # a name service away, or a name mistyped: the log says which
+_MISCONFIGURED = ("does not exist", "authentication failed", "no pg_hba.conf entry", "password",
+                  "permission denied", "not permitted to log in")
+
+
 def database_unreachable(exc: BaseException) -> bool:
     """Whether `exc` (SQLAlchemy's) says the database cannot serve now, whatever the statement was: a
-    connection refused or broken, a server restarting, failed over or out of resources, the pool's wait for
-    a connection run out. Such a
-    failure is nobody's fault in the request and a retry after a pause may well succeed: 503 `unavailable`,
-    not 500. A lock timeout, a lost race or SQLite's "database is locked" are not this (they are `conflict`)."""
+    connection refused, timed out or broken, a server restarting, failed over or out of resources, the
+    pool's wait for a connection run out. Such a failure is nobody's fault in the request and a retry after
+    a pause may well succeed: 503 `unavailable`, not 500. Not this: a lock timeout, a lost race or SQLite's
+    "database is locked" (`conflict`), a wrong database name, role or password (a setting: 500, its cause
+    logged), a driver error about the statement (a bug)."""
     import sqlalchemy as sa  # errors.py stays importable without the database stack
 
     if isinstance(exc, sa.exc.TimeoutError):  # the pool's wait for a free connection
         return True
     if not isinstance(exc, sa.exc.DBAPIError):
         return False
-    if exc.connection_invalidated:  # SQLAlchemy recognised a disconnect
-        return True
     orig = exc.orig
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate:
         return sqlstate in UNREACHABLE or sqlstate.startswith(UNREACHABLE_CLASSES)
-    # psycopg raises a bare OperationalError (no SQLSTATE) when it cannot connect at all
-    return type(orig).__module__.startswith("psycopg") and isinstance(exc, (sa.exc.OperationalError,
-                                                                            sa.exc.InterfaceError))
+    if exc.connection_invalidated:  # SQLAlchemy recognised a disconnect
+        return True
+    if not type(orig).__module__.startswith("psycopg"):
+        return False
+    text = str(orig).lower()
+    return any(m in text for m in _CONNECTION_LOST) and not any(m in text for m in _MISCONFIGURED)
+
+
+def database_error_reason(exc: BaseException) -> str:
+    """What to log of a database error: its class and SQLSTATE, and for a connection that could not be made
+    the driver's first line (host, port, database, role: no request value), so that an outage names its
+    cause. A statement's error text is never logged here (it may hold values)."""
+    orig = getattr(exc, "orig", None)
+    kind = f"{type(orig or exc).__name__} {getattr(orig, 'sqlstate', None) or ''}".strip()
+    if orig is not None and not getattr(orig, "sqlstate", None) and type(orig).__module__.startswith("psycopg"):
+        first = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+        if first.lower().startswith(("connection failed", "connection timeout", "failed to resolve host")):
+            return f"{kind}: {first[:300]}"
+    return kind
 
 
 class LockTimeout(DomainError):

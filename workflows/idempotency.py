@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -35,7 +36,7 @@ from models.crypto import keyed_digest, retired_keyed_digests
 from models.settings import number
 from models.types import utcnow
 
-from .errors import DomainError, database_unreachable
+from .errors import RETRY_UNREACHABLE_S, DomainError, database_unreachable
 from .statements import PerDialect, Statement, autocommit
 
 
@@ -150,8 +151,9 @@ def finish(db, claimed: Claim, status: int, body: str, *, code: str | None = Non
     so a retry runs again). Nothing happens if another request took the claim over meanwhile.
 
     When the database cannot be reached (a restart, a failover: often why the request failed, or it went
-    away after the command committed), the outcome is kept in this process and written by its next
-    `claim` or `finish` that reaches the database (`_UNSETTLED`), and the request answers what it has.
+    away after the command committed), the outcome is kept in this process (`_UNSETTLED`) and written as
+    soon as the database answers: by a thread that tries every RETRY_UNREACHABLE_S while any wait, or by
+    this process's next `claim` or `finish`, whichever comes first; the request answers what it has.
     Without that the claim would stay "in flight", and every retry be 409 until ABANDONED_S passed."""
     outcome = (claimed, status, body, code)
     try:
@@ -164,6 +166,7 @@ def finish(db, claimed: Claim, status: int, body: str, *, code: str | None = Non
         with _unsettled_lock:
             if len(_UNSETTLED) < MAX_UNSETTLED:
                 _UNSETTLED.append(outcome)
+        _settle_later(db)
         log.warning("an Idempotency-Key's outcome could not be written (the database cannot be reached); "
                     "it is written when the database answers this process again")
 
@@ -173,6 +176,36 @@ def finish(db, claimed: Claim, status: int, body: str, *, code: str | None = Non
 _UNSETTLED: list[tuple[Claim, int, str, str | None]] = []
 _unsettled_lock = threading.Lock()
 MAX_UNSETTLED = 10_000  # a long outage's failed requests; beyond that they wait for ABANDONED_S
+
+
+_settler: threading.Thread | None = None
+
+
+def _settle_later(db) -> None:
+    """Start the thread that writes the kept outcomes once the database answers (one a process; it ends
+    when none is left)."""
+    global _settler
+    with _unsettled_lock:
+        if _settler is not None:
+            return
+        _settler = threading.Thread(target=_settling, args=(db,), name="gongji-idempotency-settle", daemon=True)
+        _settler.start()
+
+
+def _settling(db) -> None:
+    global _settler
+    while True:
+        with _unsettled_lock:  # decided under the lock `finish` keeps an outcome with: none is left behind
+            if not _UNSETTLED:
+                _settler = None
+                return
+        time.sleep(RETRY_UNREACHABLE_S)
+        try:
+            with autocommit(db) as conn:
+                _settle_unsettled(conn)
+        except Exception as exc:  # noqa: BLE001 - the database still away: the next turn tries again
+            if not database_unreachable(exc):
+                log.exception("kept Idempotency-Key outcomes could not be written; trying again")
 
 
 def _settle(conn, outcome: tuple[Claim, int, str, str | None]) -> None:

@@ -229,29 +229,38 @@ def test_signing_in_and_looking_up_work_while_redis_is_away(sqlite_db, crypto_ke
         assert codes == [401] * 9 + [429], codes
 
 
-def test_a_database_that_cannot_be_reached_is_a_503_page_that_says_to_try_again(app):
+def test_a_database_that_cannot_be_reached_is_a_503_page_that_says_to_try_again(app, monkeypatch):
     """Given a signed-in operator, and then a database that cannot be reached (a restart, a failover: the
-    error SQLAlchemy raises when psycopg cannot connect)
+    error SQLAlchemy raises when psycopg cannot connect), met first where a real outage meets it: loading
+    the signed-in operator of the request
     When they open the overview, in Chinese (the default) and in English
     Then a 503 dashboard page with a Retry-After says the database is away for the moment and to try again,
-    not a 500 "server error"; the API answers the same moment with problem+json 503 `unavailable`."""
+    not a 500 "server error" (nor an error escaping the app while the error page asks who is signed in);
+    the API answers the same moment with problem+json 503 `unavailable`."""
     import psycopg
     import sqlalchemy as sa
 
+    from web.dashboard import auth
+
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production: an error escaping the handlers is a bare 500
     client, _ = signed_in(app, "operator")
     english, _ = signed_in(app, "viewer")
     page = english.get("/dashboard/").get_data(as_text=True)
     english.post("/dashboard/language", data={"csrf_token": TOKEN.search(page).group(1), "lang": "en"})
     away = sa.exc.OperationalError("SELECT 1", {}, psycopg.OperationalError("connection failed: refused"))
 
-    def unreachable():
+    def unreachable(*_args, **_kw):
         raise away
-    app.before_request_funcs.setdefault(None, []).insert(0, unreachable)
+    monkeypatch.setattr(auth.operators, "get", unreachable)
     page = client.get("/dashboard/")
     assert page.status_code == 503 and int(page.headers["Retry-After"]) >= 1
     text = page.get_data(as_text=True)
     assert "暂时无法使用" in text and "数据库暂时无法连接" in text and "服务器出错" not in text
     text = english.get("/dashboard/").get_data(as_text=True)
     assert "Temporarily unavailable" in text and "database cannot be reached" in text and "Server error" not in text
+
+    def api_unreachable():
+        raise away
+    app.before_request_funcs.setdefault(None, []).insert(0, api_unreachable)
     api = client.get("/api/v1/regions/320100", headers={"Authorization": "Bearer x"})
     assert api.status_code == 503 and api.json["code"] == "unavailable" and api.headers["Retry-After"]

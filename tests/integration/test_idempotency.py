@@ -15,7 +15,7 @@ from models import IdempotencyRecord
 from workflows import idempotency
 from workflows.errors import DomainError
 
-from .support import Outcome, race, wait_for_a_lock_wait
+from .support import Outcome, poll, race, wait_for_a_lock_wait
 
 
 def records(db, key: str) -> int:
@@ -309,6 +309,15 @@ def test_a_purge_that_waited_for_a_take_over_of_an_old_claim_leaves_it(pg_db):
     assert records(pg_db, "k-taken") == 1
 
 
+@pytest.fixture(autouse=True)
+def _no_settling_thread_left(monkeypatch):
+    """A test that keeps an outcome starts the settling thread: it turns quickly here, and is done before
+    the next test (it holds the sessionmaker of the test that started it)."""
+    monkeypatch.setattr(idempotency, "RETRY_UNREACHABLE_S", 0.05)
+    yield
+    poll(lambda: idempotency._settler is None, timeout=30, what="the settling thread done")
+
+
 def _unreachable() -> sa.exc.OperationalError:
     """What SQLAlchemy raises when psycopg cannot connect at all (a restart, a failover)."""
     import psycopg
@@ -326,6 +335,7 @@ def test_an_outcome_the_database_could_not_take_is_written_when_it_answers_again
     retry of the request is then replayed its answer (a 2xx), or owns the key again and runs (a 5xx),
     instead of 409 "in progress" until the claim is abandoned ten minutes later."""
     monkeypatch.setattr(idempotency, "_UNSETTLED", [])
+    monkeypatch.setattr(idempotency, "_settle_later", lambda db: None)  # this test is about the claim's part
     claimed, _ = idempotency.claim(pg_db, "jiangsu", f"k-away-{status}", "d1")
     plain = idempotency.autocommit
 
@@ -408,3 +418,32 @@ def test_the_fingerprint_is_of_what_was_asked_not_of_how_it_was_written(crypto_k
     """Given two bodies, When their fingerprints are taken, Then they agree exactly when the JSON is the same
     (key order, spacing and escapes aside); a body that is not JSON counts as sent."""
     assert (idempotency.fingerprint("POST", "/p", a) == idempotency.fingerprint("POST", "/p", b)) is same
+
+
+def test_a_kept_outcome_is_written_once_the_database_answers_without_waiting_for_another_request(
+        pg_db, monkeypatch):
+    """Given a request whose `finish` met an unreachable database (its 2xx answer kept in the process)
+    When the database answers again and no other request comes to this process
+    Then the kept answer is written by the process's own settling thread: a retry that reaches another
+    process is replayed that answer instead of meeting 409 "in progress"."""
+    monkeypatch.setattr(idempotency, "_UNSETTLED", [])
+    claimed, _ = idempotency.claim(pg_db, "jiangsu", "k-settled-alone", "d1")
+    plain = idempotency.autocommit
+    tries = []
+
+    @contextmanager
+    def away_twice(db):
+        tries.append(1)
+        if len(tries) <= 2:  # `finish` and the thread's first turn meet the outage; then it is over
+            raise _unreachable()
+        with plain(db) as conn:
+            yield conn
+
+    monkeypatch.setattr(idempotency, "autocommit", away_twice)
+    idempotency.finish(pg_db, claimed, 201, '{"id": "b9"}')
+    poll(lambda: not idempotency._UNSETTLED and idempotency._settler is None, timeout=30,
+         what="the kept outcome written by the settling thread")
+    monkeypatch.setattr(idempotency, "autocommit", plain)
+    assert len(tries) >= 3
+    assert _claim_elsewhere(pg_db, "k-settled-alone") is None  # replayed, not in flight
+    assert idempotency.claim(pg_db, "jiangsu", "k-settled-alone", "d1") == (None, (201, '{"id": "b9"}'))

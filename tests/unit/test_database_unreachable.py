@@ -19,6 +19,9 @@ def wrapped(cls, orig, **kw):
 
 @pytest.mark.parametrize("exc", [
     wrapped(sa.exc.OperationalError, psycopg.OperationalError("connection failed: Connection refused")),
+    wrapped(sa.exc.OperationalError, psycopg.errors.ConnectionTimeout("connection timeout expired")),
+    wrapped(sa.exc.OperationalError, psycopg.OperationalError("failed to resolve host 'db': Name or service "
+                                                              "not known")),
     wrapped(sa.exc.OperationalError, psycopg.errors.AdminShutdown("terminating connection")),
     wrapped(sa.exc.OperationalError, psycopg.errors.CannotConnectNow("the database system is starting up")),
     wrapped(sa.exc.OperationalError, psycopg.errors.TooManyConnections("sorry, too many clients")),
@@ -26,10 +29,10 @@ def wrapped(cls, orig, **kw):
     wrapped(sa.exc.OperationalError, psycopg.errors.DiskFull("could not extend file")),
     wrapped(sa.exc.InternalError, psycopg.errors.ReadOnlySqlTransaction("read-only transaction")),
     wrapped(sa.exc.InterfaceError, psycopg.InterfaceError("the connection is closed")),
-    wrapped(sa.exc.OperationalError, psycopg.OperationalError("server closed the connection"),
+    wrapped(sa.exc.OperationalError, psycopg.OperationalError("server closed the connection unexpectedly"),
             connection_invalidated=True),
     sa.exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached"),
-], ids=["refused", "admin_shutdown", "starting_up", "too_many_connections", "class_08", "disk_full",
+], ids=["refused", "connect_timeout", "no_name_service", "admin_shutdown", "starting_up", "too_many_connections", "class_08", "disk_full",
         "read_only", "closed",
         "invalidated", "pool_timeout"])
 def test_a_database_that_cannot_be_reached_now_is_unreachable(exc):
@@ -46,10 +49,50 @@ def test_a_database_that_cannot_be_reached_now_is_unreachable(exc):
     wrapped(sa.exc.IntegrityError, psycopg.errors.UniqueViolation("duplicate key")),
     wrapped(sa.exc.DataError, psycopg.errors.StringDataRightTruncation("value too long")),
     wrapped(sa.exc.ProgrammingError, psycopg.errors.UndefinedTable("no such table")),
+    wrapped(sa.exc.OperationalError, psycopg.OperationalError(
+        'connection failed: connection to server at "db", port 5432 failed: FATAL:  database "gongji_typo" '
+        'does not exist')),
+    wrapped(sa.exc.OperationalError, psycopg.OperationalError(
+        'connection failed: connection to server at "db", port 5432 failed: FATAL:  password authentication '
+        'failed for user "gongji"')),
+    wrapped(sa.exc.InterfaceError, psycopg.InterfaceError("another command is already in progress")),
+    wrapped(sa.exc.ProgrammingError, psycopg.ProgrammingError("the cursor doesn't have a result")),
     RuntimeError("not a database error"),
-], ids=["lock_timeout", "deadlock", "sqlite_locked", "unique", "data", "programming", "other"])
+], ids=["lock_timeout", "deadlock", "sqlite_locked", "unique", "data", "programming", "no_such_database",
+        "wrong_password", "driver_misuse", "no_result", "other"])
 def test_what_a_statement_did_is_not_unreachable(exc):
     """Given an error about the statement or the data (a lock timeout, a deadlock, SQLite's busy lock, a
-    constraint, a value, a missing table) or no database error at all
-    Then it is not unreachable: it keeps its own answer (409 conflict, 422, 500)."""
+    constraint, a value, a missing table), a setting to fix (no such database, a wrong password), the driver
+    used wrongly (a bug), or no database error at all
+    Then it is not unreachable: it keeps its own answer (409 conflict, 422, 500 with its cause logged), not
+    an endless 503."""
     assert not database_unreachable(exc)
+
+
+def test_an_actor_meeting_an_outage_is_retried_with_its_backoff_in_one_log_line(caplog):
+    """Given an actor body that meets an unreachable database, one that meets another error, and `deliver`'s
+    kind (`swept`: dramatiq does not retry it)
+    When each runs
+    Then the first raises dramatiq's Retry without a delay of its own (the actor's exponential backoff
+    applies, so its retries last minutes) and logs one warning naming the cause; the other error goes
+    through unchanged; the swept one returns (no dead letter) and says the scheduler's pass will send it."""
+    import dramatiq
+
+    from workers.actors import outage_is_a_retry
+
+    away = wrapped(sa.exc.OperationalError, psycopg.OperationalError("connection failed: Connection refused"))
+
+    def meets(exc):
+        def body():
+            raise exc
+        return body
+    caplog.set_level("WARNING", logger="workers.actors")
+    with pytest.raises(dramatiq.Retry) as retried:
+        outage_is_a_retry(meets(away))()
+    assert retried.value.delay is None
+    with pytest.raises(ValueError):
+        outage_is_a_retry(meets(ValueError("a bug")))()
+    assert outage_is_a_retry(swept=True)(meets(away))() is None
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and all("Connection refused" in line for line in lines), lines
+    assert "retried" in lines[0] and "scheduler's next pass" in lines[1] and not any(r.exc_info for r in caplog.records)

@@ -10,7 +10,7 @@ from flask import Response, current_app, request
 from werkzeug.exceptions import BadRequest, Conflict, ServiceUnavailable
 
 from workflows.errors import (CODES, LOCK_NOT_AVAILABLE, LOST_TO_CONCURRENT, RETRY_UNREACHABLE_S, DomainError,
-                             database_unreachable)
+                             database_error_reason, database_unreachable)
 
 from .codes import answer_for
 
@@ -72,7 +72,7 @@ def register(app) -> None:
         a lock wait past PostgreSQL's `lock_timeout` or a transaction the server aborted for a concurrent one
         (deadlock, serialization) is 409 `conflict`, nothing written, try again. Anything else stays a 500."""
         if database_unreachable(e):
-            log.warning("database unreachable (%s): answered 503", _why(e))
+            log.warning("database unreachable (%s): answered 503", database_error_reason(e))
             if request.path.startswith("/dashboard"):  # the dashboard's own 503 page
                 return current_app.handle_http_exception(ServiceUnavailable(retry_after=RETRY_UNREACHABLE_S))
             return problem("unavailable", retry_after_s=RETRY_UNREACHABLE_S)
@@ -93,8 +93,3 @@ def register(app) -> None:
         or the exception's text (it may hold request values)."""
         return problem("internal_error")
 
-
-def _why(e) -> str:
-    """An error's kind for the log: its class and SQLSTATE, never its text (it may hold values)."""
-    orig = getattr(e, "orig", None)
-    return f"{type(orig or e).__name__} {getattr(orig, 'sqlstate', None) or ''}".strip()
