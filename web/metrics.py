@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from models.types import seconds_since, utcnow
 from workflows import gauges
+from workflows.errors import database_error_reason, database_unreachable
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)
@@ -74,8 +75,12 @@ class WorkflowGauges:
     def collect(self):
         try:
             r = gauges.read(self.ext["db"])
-        except Exception:  # noqa: BLE001 - a scrape must still answer: the up gauge says what failed
-            log.exception("workflow gauges could not be read")
+        except Exception as exc:  # noqa: BLE001 - a scrape must still answer: the up gauge says what failed
+            if database_unreachable(exc):  # an outage: a line a scrape, not a traceback
+                log.warning("workflow gauges could not be read: the database cannot be reached (%s)",
+                            database_error_reason(exc))
+            else:
+                log.exception("workflow gauges could not be read")
             yield _family("gongji_workflow_gauges_up", UP_DOC, None, 0)
             return
         since = seconds_since(r.as_of, utcnow())  # a cached reading's ages grow meanwhile
