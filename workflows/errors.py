@@ -81,11 +81,15 @@ RETRY_UNREACHABLE_S = 5  # the Retry-After of `unavailable`: a PostgreSQL restar
 # psycopg's errors without a SQLSTATE (it gives none for what fails before a session exists) that say the
 # connection could not be made or was lost, and within those, what is a setting to fix rather than a server
 # to wait for: a misconfigured database must be a 500 with its cause logged, never an endless 503
-_CONNECTION_LOST = ("connection failed", "connection timeout expired", "connection is closed", "connection is lost",
-                    "server closed the connection", "consuming input failed", "sending query failed",
-                    "failed to resolve host")  # a name service away, or a name mistyped: the log says which
+_CONNECTION_LOST = ("connection failed", "connection is bad", "connection timeout expired", "connection is closed",
+                    "connection is lost", "server closed the connection", "consuming input failed",
+                    "sending query failed", "failed to resolve host")  # a name service away or a name mistyped
 _MISCONFIGURED = ("does not exist", "authentication failed", "no pg_hba.conf entry", "password",
-                  "permission denied", "not permitted to log in")
+                  "permission denied", "not permitted to log in", "no such database", "not currently accepting",
+                  "certificate", "ssl was required", "ssl error")
+# the driver's first line names host, port, database and role, never a request value: logged for these
+_SAFE_TO_LOG = ("connection failed", "connection is bad", "connection timeout", "failed to resolve host",
+                "consuming input failed", "server closed the connection", "sending query failed")
 
 
 def database_unreachable(exc: BaseException) -> bool:
@@ -101,12 +105,12 @@ def database_unreachable(exc: BaseException) -> bool:
         return True
     if not isinstance(exc, sa.exc.DBAPIError):
         return False
+    if exc.connection_invalidated:  # SQLAlchemy recognised a disconnect (also an idle session ended, 57P05)
+        return True
     orig = exc.orig
     sqlstate = getattr(orig, "sqlstate", None)
     if sqlstate:
         return sqlstate in UNREACHABLE or sqlstate.startswith(UNREACHABLE_CLASSES)
-    if exc.connection_invalidated:  # SQLAlchemy recognised a disconnect
-        return True
     if not type(orig).__module__.startswith("psycopg"):
         return False
     text = str(orig).lower()
@@ -121,7 +125,7 @@ def database_error_reason(exc: BaseException) -> str:
     kind = f"{type(orig or exc).__name__} {getattr(orig, 'sqlstate', None) or ''}".strip()
     if orig is not None and not getattr(orig, "sqlstate", None) and type(orig).__module__.startswith("psycopg"):
         first = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
-        if first.lower().startswith(("connection failed", "connection timeout", "failed to resolve host")):
+        if first.lower().startswith(_SAFE_TO_LOG):
             return f"{kind}: {first[:300]}"
     return kind
 

@@ -115,7 +115,7 @@ def claim(db, platform_id: str, key: str, digest: str, *, also: tuple[str, ...] 
         raise DomainError("validation_failed", "Idempotency-Key is 1 to 255 characters")
     now = now or utcnow()
     with autocommit(db) as conn:
-        _settle_unsettled(conn)
+        _settle_unsettled(db, conn)
         for _ in range(2):  # again if the owner's request failed (5xx: its record went) in between
             record_id = _CLAIM(conn.dialect.name).scalar(
                 conn, {"platform_id": platform_id, "key": key, "request_hash": digest, "created_at": now})
@@ -158,7 +158,7 @@ def finish(db, claimed: Claim, status: int, body: str, *, code: str | None = Non
     outcome = (claimed, status, body, code)
     try:
         with autocommit(db) as conn:
-            _settle_unsettled(conn)
+            _settle_unsettled(db, conn)
             _settle(conn, outcome)
     except Exception as exc:  # noqa: BLE001 - only an unreachable database is kept for later
         if not database_unreachable(exc):
@@ -188,8 +188,13 @@ def _settle_later(db) -> None:
     with _unsettled_lock:
         if _settler is not None:
             return
-        _settler = threading.Thread(target=_settling, args=(db,), name="gongji-idempotency-settle", daemon=True)
-        _settler.start()
+        thread = threading.Thread(target=_settling, args=(db,), name="gongji-idempotency-settle", daemon=True)
+        try:
+            thread.start()  # it waits for this lock before it reads the list: `_settler` is set by then
+        except RuntimeError:  # no thread to be had: the next claim or finish of this process writes them
+            log.warning("no thread to write the kept Idempotency-Key outcomes; the next request will")
+            return
+        _settler = thread
 
 
 def _settling(db) -> None:
@@ -202,7 +207,7 @@ def _settling(db) -> None:
         time.sleep(RETRY_UNREACHABLE_S)
         try:
             with autocommit(db) as conn:
-                _settle_unsettled(conn)
+                _settle_unsettled(db, conn)
         except Exception as exc:  # noqa: BLE001 - the database still away: the next turn tries again
             if not database_unreachable(exc):
                 log.exception("kept Idempotency-Key outcomes could not be written; trying again")
@@ -217,8 +222,10 @@ def _settle(conn, outcome: tuple[Claim, int, str, str | None]) -> None:
         _FINISH.run(conn, {**ours, "status": status, "body": body})
 
 
-def _settle_unsettled(conn) -> None:
-    """Write the outcomes kept while the database could not be reached (one statement each; rarely any)."""
+def _settle_unsettled(db, conn) -> None:
+    """Write the outcomes kept while the database could not be reached (one statement each; rarely any).
+    Those it could not write go back, and the settling thread is (re)started for them: it may have ended
+    while they were out of the list."""
     if not _UNSETTLED:
         return
     with _unsettled_lock:
@@ -230,6 +237,7 @@ def _settle_unsettled(conn) -> None:
         except Exception:
             with _unsettled_lock:
                 _UNSETTLED[:0] = waiting[i:]
+            _settle_later(db)
             raise
 
 

@@ -247,6 +247,7 @@ def test_a_database_that_cannot_be_reached_is_a_503_page_that_says_to_try_again(
     english, _ = signed_in(app, "viewer")
     page = english.get("/dashboard/").get_data(as_text=True)
     english.post("/dashboard/language", data={"csrf_token": TOKEN.search(page).group(1), "lang": "en"})
+    token = TOKEN.search(client.get("/dashboard/").get_data(as_text=True)).group(1)  # the session's CSRF token
     away = sa.exc.OperationalError("SELECT 1", {}, psycopg.OperationalError("connection failed: refused"))
 
     def unreachable(*_args, **_kw):
@@ -258,6 +259,11 @@ def test_a_database_that_cannot_be_reached_is_a_503_page_that_says_to_try_again(
     assert "暂时无法使用" in text and "数据库暂时无法连接" in text and "服务器出错" not in text
     text = english.get("/dashboard/").get_data(as_text=True)
     assert "Temporarily unavailable" in text and "database cannot be reached" in text and "Server error" not in text
+    # a view that meets the outage before anything asked who is signed in (signing in again with a cookie that
+    # still names an operator): the error page is the first to ask, and still a 503
+    monkeypatch.setattr(auth.operators, "authenticate", unreachable)
+    again = client.post("/dashboard/login", data={"csrf_token": token, "username": "operator", "password": "x"})
+    assert again.status_code == 503 and "数据库暂时无法连接" in again.get_data(as_text=True)
 
     def api_unreachable():
         raise away

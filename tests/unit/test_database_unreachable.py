@@ -20,6 +20,12 @@ def wrapped(cls, orig, **kw):
 @pytest.mark.parametrize("exc", [
     wrapped(sa.exc.OperationalError, psycopg.OperationalError("connection failed: Connection refused")),
     wrapped(sa.exc.OperationalError, psycopg.errors.ConnectionTimeout("connection timeout expired")),
+    wrapped(sa.exc.OperationalError, psycopg.OperationalError(
+        'connection is bad: connection to server on socket "/run/postgresql/.s.PGSQL.5432" failed: No such file '
+        'or directory')),
+    wrapped(sa.exc.OperationalError, psycopg.errors.IdleSessionTimeout("terminating connection due to idle-"
+                                                                       "session timeout"),
+            connection_invalidated=True),
     wrapped(sa.exc.OperationalError, psycopg.OperationalError("failed to resolve host 'db': Name or service "
                                                               "not known")),
     wrapped(sa.exc.OperationalError, psycopg.errors.AdminShutdown("terminating connection")),
@@ -32,7 +38,7 @@ def wrapped(cls, orig, **kw):
     wrapped(sa.exc.OperationalError, psycopg.OperationalError("server closed the connection unexpectedly"),
             connection_invalidated=True),
     sa.exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached"),
-], ids=["refused", "connect_timeout", "no_name_service", "admin_shutdown", "starting_up", "too_many_connections", "class_08", "disk_full",
+], ids=["refused", "connect_timeout", "socket_gone", "idle_session_ended", "no_name_service", "admin_shutdown", "starting_up", "too_many_connections", "class_08", "disk_full",
         "read_only", "closed",
         "invalidated", "pool_timeout"])
 def test_a_database_that_cannot_be_reached_now_is_unreachable(exc):
@@ -55,11 +61,17 @@ def test_a_database_that_cannot_be_reached_now_is_unreachable(exc):
     wrapped(sa.exc.OperationalError, psycopg.OperationalError(
         'connection failed: connection to server at "db", port 5432 failed: FATAL:  password authentication '
         'failed for user "gongji"')),
+    wrapped(sa.exc.OperationalError, psycopg.OperationalError(
+        "connection failed: server does not support SSL, but SSL was required")),
+    wrapped(sa.exc.OperationalError, psycopg.OperationalError(
+        "connection failed: SSL error: certificate verify failed")),
+    wrapped(sa.exc.OperationalError, psycopg.OperationalError(
+        'connection failed: connection to server at "db", port 6432 failed: FATAL:  no such database: gongji')),
     wrapped(sa.exc.InterfaceError, psycopg.InterfaceError("another command is already in progress")),
     wrapped(sa.exc.ProgrammingError, psycopg.ProgrammingError("the cursor doesn't have a result")),
     RuntimeError("not a database error"),
 ], ids=["lock_timeout", "deadlock", "sqlite_locked", "unique", "data", "programming", "no_such_database",
-        "wrong_password", "driver_misuse", "no_result", "other"])
+        "wrong_password", "ssl_required", "certificate", "pgbouncer_no_database", "driver_misuse", "no_result", "other"])
 def test_what_a_statement_did_is_not_unreachable(exc):
     """Given an error about the statement or the data (a lock timeout, a deadlock, SQLite's busy lock, a
     constraint, a value, a missing table), a setting to fix (no such database, a wrong password), the driver

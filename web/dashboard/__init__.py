@@ -7,12 +7,12 @@ Every view declares the role it needs with `@requires`; a view without one is re
 runs, so none can be forgotten."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, current_app, render_template, request, session
+from flask import Blueprint, Flask, abort, current_app, g, render_template, request, session
 from flask_babel import Babel
 from flask_babel import lazy_gettext as _l
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_login import LoginManager
+from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from . import returning
@@ -73,11 +73,23 @@ def _error_pages(app: Flask) -> None:
         def handle(exc, code=code, before=before):
             if not _ours():
                 return before(exc) if before is not None else exc
+            _signed_in_or_nobody()
             response = current_app.make_response((_error_page(code, exc), code))
             if code in (429, 503) and getattr(exc, "retry_after", None):
                 response.headers["Retry-After"] = str(exc.retry_after)
             return no_framing(response)
         app.register_error_handler(code, handle)
+
+
+def _signed_in_or_nobody() -> None:
+    """The page shows who is signed in: when loading them fails (the database away, a 503), nobody is, for
+    the rest of this request. Else the page would fail inside its own error handler: a bare 500."""
+    if "_login_user" in g:
+        return
+    try:
+        current_user._get_current_object()
+    except Exception:  # noqa: BLE001 - the error being answered is the one that matters
+        g._login_user = login.anonymous_user()
 
 
 def _error_page(code: int, exc) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
@@ -53,13 +53,7 @@ def db():
 def load_user(session_id: str):
     """The operator of a session cookie, unless disabled or signed out since (a new generation)."""
     operator_id, _, generation = session_id.partition(":")
-    try:
-        info = operators.get(db(), operator_id)
-    except Exception:
-        # the database away (503): the error page asks for `current_user` again, and a loader raising inside
-        # the error handler would turn the page into a bare 500; for this request nobody is signed in
-        g._login_user = login.anonymous_user()
-        raise
+    info = operators.get(db(), operator_id)
     return User(info) if info and info.session_generation and info.session_generation == generation else None
 
 
