@@ -171,8 +171,9 @@ def finish(db, claimed: Claim, status: int, body: str, *, code: str | None = Non
                     "it is written when the database answers this process again")
 
 
-# outcomes `finish` could not write, oldest first, written by the next `claim` or `finish` of this process
-# (lost if the process ends first: the claim is then taken over after ABANDONED_S, as a killed request's)
+# outcomes `finish` could not write, oldest first, written by the settling thread or the next `claim` or
+# `finish` of this process (lost if the process ends first: the claim is then taken over after ABANDONED_S,
+# as a killed request's)
 _UNSETTLED: list[tuple[Claim, int, str, str | None]] = []
 _unsettled_lock = threading.Lock()
 MAX_UNSETTLED = 10_000  # a long outage's failed requests; beyond that they wait for ABANDONED_S
