@@ -105,6 +105,8 @@ class Transition(Base):
     channel: Mapped[str | None] = mapped_column(sa.String(16))
     reason: Mapped[str | None] = mapped_column(sa.Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the request that made it (workflows/correlation.py: X-Request-Id, or webhook:<webhook-id>)
+    request_id: Mapped[str | None] = mapped_column(sa.String(80))
 
     binding: Mapped[Binding] = related()  # orders the INSERT after a new binding's own
 

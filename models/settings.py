@@ -12,8 +12,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# `request`: " [<request id>]" while a request or a stored webhook is being handled, else empty
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request)s: %(message)s"
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -197,13 +199,35 @@ def log_level() -> str:
     return level
 
 
-def configure_logging() -> str:
+def configure_logging(request_id: Callable[[], str | None] | None = None) -> str:
     """Every Gongji process's logging: GONGJI_LOG_LEVEL on the root logger, one line a record on stderr.
     Where a host already set a handler (dramatiq's worker processes log through a pipe to their parent),
-    only the level is set. Returns the level."""
+    only the level is set. `request_id`: what names the request being handled (`workflows.correlation`,
+    passed in by the composition roots: `models` imports no other layer), put on every record as
+    `request` (LOG_FORMAT). Returns the level."""
     level = log_level()
+    if request_id is not None:
+        _name_requests(request_id)
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(format=LOG_FORMAT)
+        handler = logging.StreamHandler()  # stderr
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, defaults={"request": ""}))
+        root.addHandler(handler)
     root.setLevel(level)
     return level
+
+
+def _name_requests(request_id: Callable[[], str | None]) -> None:
+    """Every log record gets `request` (" [req_…]" or ""): a record factory, so records of every logger and
+    handler have it, whatever formats them. Installed once a process (configure_logging may run again)."""
+    made = logging.getLogRecordFactory()
+    if getattr(made, "gongji_requests", False):
+        made = made.wrapped  # type: ignore[attr-defined]
+
+    def factory(*args, **kwargs):
+        record = made(*args, **kwargs)
+        found = request_id()
+        record.request = f" [{found}]" if found else ""
+        return record
+    factory.gongji_requests, factory.wrapped = True, made  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

@@ -9,7 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from models import db as models_db
 from models.settings import Settings
 
-from . import dashboard, health, metrics
+from . import dashboard, health, metrics, request_ids
 from .api import bp as api_bp
 from .api import problems
 from .webhooks import bp as webhooks_bp
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, *, db=None, engine=None) -> Fla
     if settings.proxy_hops:  # behind a reverse proxy: the client address and scheme it forwards
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops)
     app.extensions["gongji"] = {"db": db, "engine": engine, "settings": settings}
+    request_ids.init_app(app)
     problems.register(app)
     metrics.instrument(app)
     app.register_blueprint(api_bp)

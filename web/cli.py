@@ -17,6 +17,7 @@ import click
 from models import db as models_db
 from models import migrate, seed
 from models.settings import Settings, SettingsError, configure_logging, log_level
+from workflows import correlation
 
 
 def _engine_db(settings: Settings):
@@ -42,7 +43,7 @@ class _Gongji(click.Group):
 @click.group(cls=_Gongji)
 def main() -> None:
     """Gongji (共济): family mutual aid of employee medical-insurance personal accounts."""
-    configure_logging()
+    configure_logging(correlation.current_id)
 
 
 @main.command()

@@ -31,7 +31,7 @@ from models import VerificationAttempt
 from models.crypto import lookup_hashes
 from models.types import utcnow
 
-from . import machine, outbox, rows, timers, writes
+from . import correlation, machine, outbox, rows, timers, writes
 from .actors import SYSTEM_TIMER, Actor
 from .errors import LOCK_NOT_AVAILABLE, LOST_TO_CONCURRENT, DomainError, LockTimeout, VersionConflict
 from .idnumbers import normalize
@@ -176,11 +176,12 @@ class Command:
         timers.reschedule(row, attempt_deadline)
         origin = None if before == machine.NEW else before
         history = dict(binding_id=row.id, seq=row.version, from_state=origin, to_state=after, event=event,
-                       actor_kind=actor.kind, actor_id=actor.id, channel=channel, reason=reason, at=self.now)
+                       actor_kind=actor.kind, actor_id=actor.id, channel=channel, reason=reason, at=self.now,
+                       request_id=correlation.current_id())
         self.view = binding_view(row, row.grantor, row.beneficiary)
         data = {"binding": self.view,
                 "transition": {"event": event, "from": origin, "to": after, "actor": actor.as_dict(),
-                               "reason": reason}, **(extra or {})}
+                               "reason": reason, "request": correlation.as_event()}, **(extra or {})}
         message = outbox.message(event_type(event, after), self.now, data, binding_id=row.id, version=row.version)
         self.messages.append(writes.transition(self.conn, row, history, message, side))
         return before, after

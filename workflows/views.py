@@ -50,7 +50,7 @@ def transition_view(t: Transition, *, staff: bool = False) -> dict:
             "actor": {"kind": t.actor_kind, "id": t.actor_id} if staff else public(t.actor_kind, t.actor_id),
             "channel": t.channel,
             "reason": mask_in_text(t.reason) if t.reason else t.reason,  # written clean (`free_text`); older rows
-            "at": _iso(t.at)}
+            "at": _iso(t.at), "request_id": t.request_id}
 
 
 def attempt_view(a: VerificationAttempt) -> dict:

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from models import ReceivedWebhook
 from models.types import new_id, utcnow
 
-from . import free_text, outbox, person_events, platforms
+from . import correlation, free_text, outbox, person_events, platforms
 from .errors import DomainError, LockTimeout
 from .free_text import REASON_CHARS
 from .group_commit import GroupCommit
@@ -218,7 +218,8 @@ def _apply_final(db):
 
     def _outcome(row: ReceivedWebhook) -> tuple[str, str | None]:
         try:
-            return _apply(db, row), None
+            with correlation.bound(correlation.of_webhook(row.webhook_id)):  # its transitions name it
+                return _apply(db, row), None
         except DomainError as exc:  # a refusal is the final outcome; other errors are retried
             # a concurrent change won: retry; a lock held too long is never the webhook's fault: retry always
             if exc.code == "conflict" and (row.attempts < MAX_ATTEMPTS or isinstance(exc, LockTimeout)):

@@ -20,7 +20,7 @@ from .statements import Statement, final_write
 
 HISTORY = Transition.__table__
 HISTORY_COLUMNS = ("binding_id", "seq", "from_state", "to_state", "event", "actor_kind", "actor_id", "channel",
-                   "reason", "at")
+                   "reason", "at", "request_id")
 _APPEND = Statement(sa.insert(HISTORY).values({c: sa.bindparam(c, type_=HISTORY.c[c].type)
                                                for c in HISTORY_COLUMNS}))
 

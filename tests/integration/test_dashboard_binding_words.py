@@ -12,7 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from models import Delivery, OutboxMessage
-from workflows import commands, idnumbers
+from workflows import commands, correlation, idnumbers
 
 from .support import accepted, invite, person
 from .test_dashboard_web import app, signed_in  # noqa: F401  (the app fixture)
@@ -50,6 +50,25 @@ def test_the_history_names_the_grantor_and_the_beneficiary_not_person_ids(app, s
     assert "psn_" not in history and "参保人" not in history
     first = re.search(r'<li data-event="invite"><b>[^<]*</b>([^<]*)', history).group(1)
     assert first.strip() == "新建 → 已邀请"
+
+
+def test_the_history_shows_the_request_that_made_a_transition(app, sqlite_db, family):  # noqa: F811
+    """Given a binding a platform's request (X-Request-Id js-trace-7) unbound, after transitions made
+    without a request (commands run here, as at the console)
+    When a viewer opens it
+    Then the unbind line names the request, and no other line names one."""
+    fam = family(sqlite_db)
+    bid = accepted(sqlite_db, fam, now=datetime.now(timezone.utc))
+    with correlation.bound(correlation.RequestContext("js-trace-7", "key-1")):
+        commands.unbind(sqlite_db, bid, person(fam.grantor), reason="不再需要")
+    client, _ = signed_in(app, "viewer")
+
+    history = _history(client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True))
+
+    named = re.findall(r'<li data-event="(\w+)">.*?</li>', history, re.S)
+    lines = dict(zip(named, re.split(r'<li data-event="\w+">', history)[1:]))
+    assert '请求编号 <code class="request-id">js-trace-7</code>' in lines["unbind"]
+    assert [e for e, line in lines.items() if "request-id" in line] == ["unbind"]
 
 
 def test_the_authorized_amount_of_a_binding_not_authorized_says_so(app, sqlite_db, family):  # noqa: F811

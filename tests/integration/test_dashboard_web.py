@@ -253,10 +253,12 @@ def test_a_database_that_cannot_be_reached_is_a_503_page_that_says_to_try_again(
     def unreachable(*_args, **_kw):
         raise away
     monkeypatch.setattr(auth.operators, "get", unreachable)
-    page = client.get("/dashboard/")
+    page = client.get("/dashboard/", headers={"X-Request-Id": "proxy-7f3a"})
     assert page.status_code == 503 and int(page.headers["Retry-After"]) >= 1
     text = page.get_data(as_text=True)
     assert "暂时无法使用" in text and "数据库暂时无法连接" in text and "服务器出错" not in text
+    # the request's id, to quote to whoever reads the logs: the one a proxy in front gave it
+    assert page.headers["X-Request-Id"] == "proxy-7f3a" and '<code id="request-id">proxy-7f3a</code>' in text
     text = english.get("/dashboard/").get_data(as_text=True)
     assert "Temporarily unavailable" in text and "database cannot be reached" in text and "Server error" not in text
     # a view that meets the outage before anything asked who is signed in (signing in again with a cookie that
@@ -267,6 +269,7 @@ def test_a_database_that_cannot_be_reached_is_a_503_page_that_says_to_try_again(
 
     def api_unreachable():
         raise away
-    app.before_request_funcs.setdefault(None, []).insert(0, api_unreachable)
+    app.before_request_funcs[None].insert(1, api_unreachable)  # after the request's id is made (the first hook)
     api = client.get("/api/v1/regions/320100", headers={"Authorization": "Bearer x"})
     assert api.status_code == 503 and api.json["code"] == "unavailable" and api.headers["Retry-After"]
+    assert api.json["request_id"] == api.headers["X-Request-Id"]

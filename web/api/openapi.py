@@ -21,6 +21,15 @@ RETRY_AFTER = {"description": "seconds to wait before trying again: until one mo
                "schema": {"type": "integer", "minimum": 1}}
 
 
+REQUEST_ID_IN = {"name": "X-Request-Id", "in": "header", "required": False,
+                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
+                 "description": "the caller's id for this request (a proxy's, the platform's own): kept when it "
+                                "fits the pattern and holds no long or mobile number, else Gongji makes one"}
+REQUEST_ID_OUT = {"description": "this request's id: the one sent (when kept) or `req_…`; also `request_id` in a "
+                                 "problem body, in the log lines of the request, and in the history row and event "
+                                 "of a transition it made", "schema": {"type": "string"}}
+
+
 def _schema(model, components: dict) -> dict:
     schema = model.model_json_schema(ref_template=REF, by_alias=True)
     for name, sub in schema.pop("$defs", {}).items():
@@ -71,6 +80,9 @@ def document() -> dict:
             "description": "401 unauthorized (no or a wrong key), 405 method_not_allowed (with Allow), "
                            "500 internal_error: always problem+json",
             "content": {"application/problem+json": {"schema": problem_ref}}}
+        op.setdefault("parameters", []).append(REQUEST_ID_IN)
+        for answer in op["responses"].values():  # every answer names its request (web/request_ids.py)
+            answer["headers"] = {**answer.get("headers", {}), "X-Request-Id": REQUEST_ID_OUT}
         paths.setdefault("/api/v1" + ep.path, {})[ep.method.lower()] = op
     for model in (ActorIn, BindingOut, PersonIn):  # what the webhook bodies refer to
         _schema(model, components)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from flask import Response, current_app, request
 from werkzeug.exceptions import BadRequest, Conflict, ServiceUnavailable
 
+from workflows import correlation
 from workflows.errors import (CODES, LOCK_NOT_AVAILABLE, LOST_TO_CONCURRENT, RETRY_UNREACHABLE_S, DomainError,
                              database_error_reason, database_unreachable)
 
@@ -26,6 +27,8 @@ def problem(code: str, detail: str | None = None, *, status: int | None = None, 
     status = status or default_status
     body = {"type": f"/api/v1/problems/{code}", "title": title, "status": status,
             "detail": detail or title, "code": code, "instance": request.path, **extra}
+    if (request_id := correlation.current_id()) is not None:  # to quote to the bureau: its log lines say it
+        body["request_id"] = request_id
     resp = Response(json.dumps(body, ensure_ascii=False), status=status, mimetype=MEDIA)
     if "retry_after_s" in extra:
         resp.headers["Retry-After"] = str(extra["retry_after_s"])

@@ -184,6 +184,9 @@ class TransitionOut(BaseModel):
     channel: str | None
     reason: str | None
     at: str
+    request_id: str | None = Field(None, description="the id of the request that made the transition (its "
+                                   "X-Request-Id; `webhook:<webhook-id>` for a webhook's); null for a timer's "
+                                   "or a command run at the bureau, and for transitions before 2026-11-26")
 
 
 class HistoryOut(BaseModel):
@@ -242,6 +245,8 @@ class Problem(BaseModel):
     detail: str
     code: str = Field(description="stable; the list: GET /api/v1/problems")
     instance: str | None = None
+    request_id: str | None = Field(None, description="this request's id, also in the X-Request-Id header: quote "
+                                   "it to the bureau, whose log lines name it")
     # present with some codes only
     errors: list[FieldError] | None = Field(None, description="validation_failed: each field refused")
     retry_after_s: int | None = Field(None, description="too_frequent: seconds until one more change fits; "

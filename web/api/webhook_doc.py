@@ -85,7 +85,14 @@ def OUTBOUND_WEBHOOKS() -> dict:
                                "description": "a person's opaque id (psn_…), the verifier's platform id or the "
                                               "system's component (timer, registry:<platform>); null for an "
                                               "operator: the bureau's staff are not named to platforms"}}},
-                    "reason": {"type": ["string", "null"]}}}}}}}
+                    "reason": {"type": ["string", "null"]},
+                    "request": {"type": ["object", "null"], "properties": {
+                        "id": {**_STR, "description": "the request that made the transition (its X-Request-Id; "
+                                                      "webhook:<webhook-id> for a webhook's)"},
+                        "idempotency_key": {"type": ["string", "null"],
+                                            "description": "the Idempotency-Key it was sent with (null without "
+                                                           "one, or when it could hold a person's number)"}},
+                        "description": "null for a timer's transition or a command at the bureau's console"}}}}}}}
 
     def relocated() -> dict:  # binding.relocated also says where the binding was
         schema = body("binding.relocated")

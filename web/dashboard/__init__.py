@@ -15,6 +15,8 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from workflows import correlation
+
 from . import returning
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="../templates")
@@ -95,9 +97,11 @@ def _signed_in_or_nobody() -> None:
 def _error_page(code: int, exc) -> str:
     """A refused CSRF token (a 400) is nearly always a form left open too long or sent after signing out:
     the page says so and links back to the page the form came from, rather than "bad request"."""
+    request_id = correlation.current_id()  # for the operator to quote: the log lines of the request name it
     if isinstance(exc, CSRFError):
-        return render_template("dashboard/error.html", code=code, form_expired=True, back=returning.back_link())
-    return render_template("dashboard/error.html", code=code)
+        return render_template("dashboard/error.html", code=code, form_expired=True, back=returning.back_link(),
+                               request_id=request_id)
+    return render_template("dashboard/error.html", code=code, request_id=request_id)
 
 
 @bp.before_request
