@@ -246,9 +246,10 @@ def unbind_requested(db, data: dict, *, platform, as_of: datetime | None = None,
     text_or_none = (str, type(None))
     if (not isinstance(binding_id, str) or not isinstance(actor, dict) or not isinstance(reason, text_or_none)
             or not all(isinstance(actor.get(k), text_or_none) for k in ("kind", "id", "id_number"))
-            or len(reason or "") > REASON_CHARS):
-        raise DomainError("validation_failed", "binding_id is a string, actor an object, reason a string of at "
-                          f"most {REASON_CHARS} characters")
+            or len(reason or "") > REASON_CHARS
+            or (actor.get("id") is None) == (actor.get("id_number") is None)):  # as the API's ActorIn: one of two
+        raise DomainError("validation_failed", "binding_id is a string, actor an object naming the person by "
+                          f"exactly one of id_number and id, reason a string of at most {REASON_CHARS} characters")
     with db() as s:
         row = rows.get(s, binding_id)
         if not served(platform, province_of(s, row.grantor.region_code), province_of(s, row.beneficiary.region_code)):

@@ -355,9 +355,9 @@ def test_the_same_person_updated_processed_twice_has_one_effect(pg_db, family, b
 
 def test_unbind_requested_in_a_platform_app(pg_db, family, base):
     """Given an accepted binding,
-    when the platform relays an unbind asked for in its own app by a stranger, for an unknown binding, and
-    then by the beneficiary with a reason,
-    then the first two are refused (not_your_binding, not_found) and the last unbinds as the beneficiary
+    when the platform relays an unbind asked for in its own app by a stranger, for an unknown binding,
+    for an actor named by both or neither of id_number and id, and then by the beneficiary with a reason,
+    then the first ones are refused (not_your_binding, not_found, validation_failed) and the last unbinds as the beneficiary
     (actor person, channel app, the reason kept)."""
     fam = family(pg_db, now=base)
     bid = accepted(pg_db, fam, now=base)
@@ -368,6 +368,12 @@ def test_unbind_requested_in_a_platform_app(pg_db, family, base):
                 {"binding_id": bid, "actor": person(stranger)}, sent=sent) == "not_your_binding"
     assert send(pg_db, "jiangsu", "binding.unbind_requested",
                 {"binding_id": "bnd_missing", "actor": person(fam.beneficiary)}, sent=sent) == "not_found"
+    # an actor named by both or neither of id_number and id is refused as the API's ActorIn refuses it
+    beneficiary_id = binding(pg_db, bid).beneficiary_id
+    for actor in ({"kind": "person"}, {**person(fam.beneficiary), "id": beneficiary_id}):
+        assert send(pg_db, "jiangsu", "binding.unbind_requested", {"binding_id": bid, "actor": actor},
+                    sent=sent) == "validation_failed"
+    assert binding(pg_db, bid).state == "accepted"
     asked = {"binding_id": bid, "actor": person(fam.beneficiary), "reason": "家庭成员变动"}
     assert send(pg_db, "jiangsu", "binding.unbind_requested", asked, sent=sent) == "unbound"
 
