@@ -22,9 +22,6 @@ invited meets the open one, a settlement is idempotent on its `reference` for ev
 from __future__ import annotations
 
 import hashlib
-import logging
-import threading
-import time
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -36,7 +33,8 @@ from models.crypto import keyed_digest, retired_keyed_digests
 from models.settings import number
 from models.types import utcnow
 
-from .errors import RETRY_UNREACHABLE_S, DomainError, database_unreachable
+from .errors import DomainError
+from .kept_writes import KeptWrites
 from .statements import PerDialect, Statement, autocommit
 
 
@@ -77,7 +75,6 @@ def other_fingerprints(method: str, path: str, body: bytes) -> tuple[str, ...]:
 RETENTION_S = max(1.0, number("GONGJI_IDEMPOTENCY_RETENTION_H", 24, minimum=0, maximum=24 * 3650)) * 3600.0  # ≥ 1 h
 
 
-log = logging.getLogger(__name__)
 IR = IdempotencyRecord.__table__
 _COLUMNS = ("platform_id", "key", "request_hash", "created_at")
 _FIND = Statement(sa.select(IR.c.request_hash, IR.c.status_code, IR.c.response_body)
@@ -115,7 +112,7 @@ def claim(db, platform_id: str, key: str, digest: str, *, also: tuple[str, ...] 
         raise DomainError("validation_failed", "Idempotency-Key is 1 to 255 characters")
     now = now or utcnow()
     with autocommit(db) as conn:
-        _settle_unsettled(db, conn)
+        KEPT.settle(db, conn)
         for _ in range(2):  # again if the owner's request failed (5xx: its record went) in between
             record_id = _CLAIM(conn.dialect.name).scalar(
                 conn, {"platform_id": platform_id, "key": key, "request_hash": digest, "created_at": now})
@@ -151,67 +148,10 @@ def finish(db, claimed: Claim, status: int, body: str, *, code: str | None = Non
     so a retry runs again). Nothing happens if another request took the claim over meanwhile.
 
     When the database cannot be reached (a restart, a failover: often why the request failed, or it went
-    away after the command committed), the outcome is kept in this process (`_UNSETTLED`) and written as
-    soon as the database answers: by a thread that tries every RETRY_UNREACHABLE_S while any wait, or by
-    this process's next `claim` or `finish`, whichever comes first; the request answers what it has.
-    Without that the claim would stay "in flight", and every retry be 409 until ABANDONED_S passed."""
-    outcome = (claimed, status, body, code)
-    try:
-        with autocommit(db) as conn:
-            _settle_unsettled(db, conn)
-            _settle(conn, outcome)
-    except Exception as exc:  # noqa: BLE001 - only an unreachable database is kept for later
-        if not database_unreachable(exc):
-            raise
-        with _unsettled_lock:
-            if len(_UNSETTLED) < MAX_UNSETTLED:
-                _UNSETTLED.append(outcome)
-        _settle_later(db)
-        log.warning("an Idempotency-Key's outcome could not be written (the database cannot be reached); "
-                    "it is written when the database answers this process again")
-
-
-# outcomes `finish` could not write, oldest first, written by the settling thread or the next `claim` or
-# `finish` of this process (lost if the process ends first: the claim is then taken over after ABANDONED_S,
-# as a killed request's)
-_UNSETTLED: list[tuple[Claim, int, str, str | None]] = []
-_unsettled_lock = threading.Lock()
-MAX_UNSETTLED = 10_000  # a long outage's failed requests; beyond that they wait for ABANDONED_S
-
-
-_settler: threading.Thread | None = None
-
-
-def _settle_later(db) -> None:
-    """Start the thread that writes the kept outcomes once the database answers (one a process; it ends
-    when none is left)."""
-    global _settler
-    with _unsettled_lock:
-        if _settler is not None:
-            return
-        thread = threading.Thread(target=_settling, args=(db,), name="gongji-idempotency-settle", daemon=True)
-        try:
-            thread.start()  # it waits for this lock before it reads the list: `_settler` is set by then
-        except RuntimeError:  # no thread to be had: the next claim or finish of this process writes them
-            log.warning("no thread to write the kept Idempotency-Key outcomes; the next request will")
-            return
-        _settler = thread
-
-
-def _settling(db) -> None:
-    global _settler
-    while True:
-        with _unsettled_lock:  # decided under the lock `finish` keeps an outcome with: none is left behind
-            if not _UNSETTLED:
-                _settler = None
-                return
-        time.sleep(RETRY_UNREACHABLE_S)
-        try:
-            with autocommit(db) as conn:
-                _settle_unsettled(db, conn)
-        except Exception as exc:  # noqa: BLE001 - the database still away: the next turn tries again
-            if not database_unreachable(exc):
-                log.exception("kept Idempotency-Key outcomes could not be written; trying again")
+    away after the command committed), the outcome is kept in this process and written as soon as the
+    database answers (`KEPT`, workflows/kept_writes.py); the request answers what it has. Without that the
+    claim would stay "in flight", and every retry be 409 until ABANDONED_S passed."""
+    KEPT.write_or_keep(db, (claimed, status, body, code))
 
 
 def _settle(conn, outcome: tuple[Claim, int, str, str | None]) -> None:
@@ -223,23 +163,9 @@ def _settle(conn, outcome: tuple[Claim, int, str, str | None]) -> None:
         _FINISH.run(conn, {**ours, "status": status, "body": body})
 
 
-def _settle_unsettled(db, conn) -> None:
-    """Write the outcomes kept while the database could not be reached (one statement each; rarely any).
-    Those it could not write go back, and the settling thread is (re)started for them: it may have ended
-    while they were out of the list."""
-    if not _UNSETTLED:
-        return
-    with _unsettled_lock:
-        waiting = _UNSETTLED[:]
-        del _UNSETTLED[:]
-    for i, outcome in enumerate(waiting):
-        try:
-            _settle(conn, outcome)
-        except Exception:
-            with _unsettled_lock:
-                _UNSETTLED[:0] = waiting[i:]
-            _settle_later(db)
-            raise
+# outcomes `finish` could not write, written by a thread of their own or the next `claim` or `finish` of this
+# process (lost if the process ends first: the claim is then taken over after ABANDONED_S, as a killed request's)
+KEPT = KeptWrites(_settle, what="Idempotency-Key outcomes")
 
 
 _OLD = IR.c.created_at < sa.bindparam("before", type_=IR.c.created_at.type)

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from models import IdempotencyRecord
-from workflows import idempotency
+from workflows import idempotency, kept_writes
 from workflows.errors import DomainError
 
 from .support import Outcome, poll, race, wait_for_a_lock_wait
@@ -313,9 +313,9 @@ def test_a_purge_that_waited_for_a_take_over_of_an_old_claim_leaves_it(pg_db):
 def _no_settling_thread_left(monkeypatch):
     """A test that keeps an outcome starts the settling thread: it turns quickly here, and is done before
     the next test (it holds the sessionmaker of the test that started it)."""
-    monkeypatch.setattr(idempotency, "RETRY_UNREACHABLE_S", 0.05)
+    monkeypatch.setattr(idempotency.KEPT, "retry_s", 0.05)
     yield
-    poll(lambda: idempotency._settler is None, timeout=30, what="the settling thread done")
+    poll(lambda: idempotency.KEPT.thread is None, timeout=30, what="the settling thread done")
 
 
 def _unreachable() -> sa.exc.OperationalError:
@@ -334,26 +334,26 @@ def test_an_outcome_the_database_could_not_take_is_written_when_it_answers_again
     the database answers again, this process's next claim (of any key) writes the kept outcome first: a
     retry of the request is then replayed its answer (a 2xx), or owns the key again and runs (a 5xx),
     instead of 409 "in progress" until the claim is abandoned ten minutes later."""
-    monkeypatch.setattr(idempotency, "_UNSETTLED", [])
-    monkeypatch.setattr(idempotency, "_settle_later", lambda db: None)  # this test is about the claim's part
+    monkeypatch.setattr(idempotency.KEPT, "pending", [])
+    monkeypatch.setattr(idempotency.KEPT, "_start", lambda db: None)  # this test is about the claim's part
     claimed, _ = idempotency.claim(pg_db, "jiangsu", f"k-away-{status}", "d1")
-    plain = idempotency.autocommit
+    plain = kept_writes.autocommit
 
     @contextmanager
     def away(db):
         raise _unreachable()
         yield  # pragma: no cover
 
-    monkeypatch.setattr(idempotency, "autocommit", away)
+    monkeypatch.setattr(kept_writes, "autocommit", away)
     idempotency.finish(pg_db, claimed, status, body)
-    monkeypatch.setattr(idempotency, "autocommit", plain)
-    assert len(idempotency._UNSETTLED) == 1
+    monkeypatch.setattr(kept_writes, "autocommit", plain)
+    assert len(idempotency.KEPT.pending) == 1
     with pytest.raises(DomainError) as refused:  # still in flight for another process meanwhile
         _claim_elsewhere(pg_db, f"k-away-{status}")
     assert refused.value.code == "conflict"
 
     idempotency.claim(pg_db, "jiangsu", f"k-other-{status}", "d2")  # any claim of this process settles it
-    assert idempotency._UNSETTLED == []
+    assert idempotency.KEPT.pending == []
     again, replay = idempotency.claim(pg_db, "jiangsu", f"k-away-{status}", "d1")
     if then == "replayed":
         assert again is None and replay == (201, body)
@@ -364,12 +364,12 @@ def test_an_outcome_the_database_could_not_take_is_written_when_it_answers_again
 def _claim_elsewhere(db, key: str, now=None):
     """A claim of `key` as another process makes it: without this process's kept outcomes (they are its own;
     another process cannot write them)."""
-    kept = idempotency._UNSETTLED[:]
-    idempotency._UNSETTLED.clear()
+    kept = idempotency.KEPT.pending[:]
+    idempotency.KEPT.pending.clear()
     try:
         return idempotency.claim(db, "jiangsu", key, "d1", now=now)[0]
     finally:
-        idempotency._UNSETTLED[:0] = kept
+        idempotency.KEPT.pending[:0] = kept
 
 
 def test_an_outcome_kept_for_later_is_not_written_over_a_take_over(pg_db, monkeypatch):
@@ -377,15 +377,15 @@ def test_an_outcome_kept_for_later_is_not_written_over_a_take_over(pg_db, monkey
     after ABANDONED_S
     When the kept outcome is written at last
     Then it changes nothing: the successor's claim and answer stand."""
-    monkeypatch.setattr(idempotency, "_UNSETTLED", [])
+    monkeypatch.setattr(idempotency.KEPT, "pending", [])
     t0 = idempotency.utcnow()
     claimed, _ = idempotency.claim(pg_db, "jiangsu", "k-kept-late", "d1", now=t0)
-    idempotency._UNSETTLED.append((claimed, 503, "", None))
+    idempotency.KEPT.pending.append((claimed, 503, "", None))
     late = t0 + timedelta(seconds=idempotency.ABANDONED_S + 1)
     successor = _claim_elsewhere(pg_db, "k-kept-late", late)
     assert successor is not None and successor != claimed
     idempotency.finish(pg_db, successor, 200, '{"ok": true}')  # writes the kept drop first: not the successor's
-    assert idempotency._UNSETTLED == []
+    assert idempotency.KEPT.pending == []
     assert idempotency.claim(pg_db, "jiangsu", "k-kept-late", "d1") == (None, (200, '{"ok": true}'))
 
 
@@ -426,9 +426,9 @@ def test_a_kept_outcome_is_written_once_the_database_answers_without_waiting_for
     When the database answers again and no other request comes to this process
     Then the kept answer is written by the process's own settling thread: a retry that reaches another
     process is replayed that answer instead of meeting 409 "in progress"."""
-    monkeypatch.setattr(idempotency, "_UNSETTLED", [])
+    monkeypatch.setattr(idempotency.KEPT, "pending", [])
     claimed, _ = idempotency.claim(pg_db, "jiangsu", "k-settled-alone", "d1")
-    plain = idempotency.autocommit
+    plain = kept_writes.autocommit
     tries = []
 
     @contextmanager
@@ -439,11 +439,11 @@ def test_a_kept_outcome_is_written_once_the_database_answers_without_waiting_for
         with plain(db) as conn:
             yield conn
 
-    monkeypatch.setattr(idempotency, "autocommit", away_twice)
+    monkeypatch.setattr(kept_writes, "autocommit", away_twice)
     idempotency.finish(pg_db, claimed, 201, '{"id": "b9"}')
-    poll(lambda: not idempotency._UNSETTLED and idempotency._settler is None, timeout=30,
+    poll(lambda: not idempotency.KEPT.pending and idempotency.KEPT.thread is None, timeout=30,
          what="the kept outcome written by the settling thread")
-    monkeypatch.setattr(idempotency, "autocommit", plain)
+    monkeypatch.setattr(kept_writes, "autocommit", plain)
     assert len(tries) >= 3
     assert _claim_elsewhere(pg_db, "k-settled-alone") is None  # replayed, not in flight
     assert idempotency.claim(pg_db, "jiangsu", "k-settled-alone", "d1") == (None, (201, '{"id": "b9"}'))
