@@ -26,6 +26,9 @@ from .settings import Settings
 # command commits within a few such waits of the moment it was stamped, which the sync feed's horizon
 # (`workflows/sync.py`, 60 s) relies on. Migrations wait as long as they must (`models/migrate.py`).
 LOCK_TIMEOUT_MS = 10_000
+# SQLite (the embedded default): how long a transaction waits for another's write lock, in seconds; then
+# "database is locked", which a command answers as PostgreSQL's lock timeout (409 `conflict`, retry)
+SQLITE_BUSY_S = 30.0
 
 
 # PostgreSQL, libpq's connection options (seconds), each unless the URL (or PGCONNECT_TIMEOUT) sets it. Why:
@@ -51,15 +54,15 @@ def json_text(value) -> str:
     return json_bytes(value).decode()
 
 
-def make_engine(url: str, *, pool_size: int = 10, echo: bool = False,
-                lock_timeout_ms: int = LOCK_TIMEOUT_MS, connect_timeout_s: int = CONNECT_TIMEOUT_S) -> sa.Engine:
+def make_engine(url: str, *, pool_size: int = 10, echo: bool = False, lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+                connect_timeout_s: int = CONNECT_TIMEOUT_S, sqlite_busy_s: float = SQLITE_BUSY_S) -> sa.Engine:
     url_obj = sa.make_url(url)
     if url_obj.get_backend_name() == "sqlite":
         if url_obj.database and url_obj.database != ":memory:":
             Path(url_obj.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url_obj, echo=echo, hide_parameters=True, json_serializer=json_text,
-                                  connect_args={"check_same_thread": False, "timeout": 30})
-        _sqlite_pragmas(engine)
+                                  connect_args={"check_same_thread": False, "timeout": sqlite_busy_s})
+        _sqlite_pragmas(engine, sqlite_busy_s)
         return engine
     if url_obj.drivername in ("postgresql", "postgres"):
         url_obj = url_obj.set(drivername="postgresql+psycopg")
@@ -134,14 +137,14 @@ def _autocommit_off_at_checkin(engine: sa.Engine) -> None:
                 pass
 
 
-def _sqlite_pragmas(engine: sa.Engine) -> None:
+def _sqlite_pragmas(engine: sa.Engine, busy_s: float) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # let SQLAlchemy's begin() below issue BEGIN itself
         cur = dbapi_conn.cursor()
         cur.execute("pragma journal_mode=wal")
         cur.execute("pragma foreign_keys=on")
-        cur.execute("pragma busy_timeout=30000")
+        cur.execute(f"pragma busy_timeout={int(busy_s * 1000)}")
         cur.execute("pragma synchronous=normal")
         cur.close()
 

@@ -76,6 +76,18 @@ LOST_TO_CONCURRENT = frozenset({"40P01", "40001"})
 UNREACHABLE = frozenset({"57P01", "57P02", "57P03", "25006"})
 UNREACHABLE_CLASSES = ("08", "53")
 RETRY_UNREACHABLE_S = 5  # the Retry-After of `unavailable`: a PostgreSQL restart takes a few seconds
+# SQLite's result codes for a database another connection holds past the busy timeout (models/db.py):
+# SQLITE_BUSY and SQLITE_LOCKED, what PostgreSQL's lock_timeout is to the embedded default
+SQLITE_BUSY_CODES = frozenset({5, 6})
+
+
+def lock_wait_expired(exc: BaseException) -> bool:
+    """Whether `exc` (SQLAlchemy's) is a lock wait given up: PostgreSQL's `lock_timeout` (55P03) or SQLite's
+    busy timeout ("database is locked"). Nothing was written: 409 `conflict`, retry."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+        return True
+    return getattr(orig, "sqlite_errorcode", None) in SQLITE_BUSY_CODES
 
 
 # psycopg's errors without a SQLSTATE (it gives none for what fails before a session exists) that say the

@@ -33,7 +33,7 @@ from models.types import utcnow
 
 from . import correlation, machine, outbox, rows, timers, writes
 from .actors import SYSTEM_TIMER, Actor
-from .errors import LOCK_NOT_AVAILABLE, LOST_TO_CONCURRENT, DomainError, LockTimeout, VersionConflict
+from .errors import LOST_TO_CONCURRENT, DomainError, LockTimeout, VersionConflict, lock_wait_expired
 from .idnumbers import normalize
 from .statements import READ_ONLY, Statement, autocommit_on
 from .views import binding_view
@@ -232,10 +232,9 @@ def command(db, *, now: datetime | None = None, platform=None, optimistic: bool 
     except StaleDataError:  # an ORM write's version check lost to a concurrent change
         raise DomainError("conflict", "a concurrent change won") from None
     except sa.exc.OperationalError as exc:
-        sqlstate = getattr(exc.orig, "sqlstate", None)
-        if sqlstate == LOCK_NOT_AVAILABLE:
+        if lock_wait_expired(exc):  # PostgreSQL's lock_timeout, SQLite's busy timeout
             raise LockTimeout() from None
-        if sqlstate in LOST_TO_CONCURRENT:
+        if getattr(exc.orig, "sqlstate", None) in LOST_TO_CONCURRENT:
             raise DomainError("conflict", "a concurrent change won") from None
         raise
     finally:

@@ -131,3 +131,32 @@ def test_migrations_wait_for_locks_without_limit_and_the_pool_gets_ten_seconds_b
     finally:
         engine.dispose()
         pg_server.drop_database(url)
+
+
+def test_a_command_behind_sqlites_write_lock_is_a_conflict_and_writes_nothing(tmp_path, sqlite_db, family):
+    """Given the embedded default's SQLite, and another connection holding the write lock (BEGIN IMMEDIATE,
+    as a long command would)
+    When a command on a binding runs meanwhile on a connection whose busy timeout is 0.2 s (the app's: 30 s)
+    Then it is 409 `conflict` (a lock timeout, like PostgreSQL's `lock_timeout`), not a 500; after the holder
+    lets go the history is as before, and the same command succeeds."""
+    fam = family(sqlite_db, now=T0)
+    bid = accepted(sqlite_db, fam, now=T0)
+    before = [(t.seq, t.to_state) for t in history(sqlite_db, bid)]
+    engine = mdb.make_engine(f"sqlite:///{tmp_path / 'gongji.db'}", sqlite_busy_s=0.2)  # sqlite_db's file
+    impatient = mdb.make_sessionmaker(engine)
+    holder = sqlite_db.kw["bind"].connect()
+    held = holder.begin()  # BEGIN IMMEDIATE (models/db.py): the write lock, until rolled back
+    holder.execute(sa.text("SELECT 1"))
+    with ThreadPoolExecutor(1) as pool:  # a broken timeout fails the test (the lock is let go), never hangs it
+        waiting = pool.submit(commands.unbind, impatient, bid, person(fam.grantor), now=T0.replace(hour=3))
+        try:
+            refused = waiting.exception(timeout=60)
+        finally:
+            held.rollback()
+            holder.close()
+
+    assert isinstance(refused, DomainError), refused
+    assert refused.code == "conflict" and "lock timeout" in refused.detail
+    assert [(t.seq, t.to_state) for t in history(sqlite_db, bid)] == before
+    assert commands.unbind(impatient, bid, person(fam.grantor), now=T0.replace(hour=3))["state"] == "unbound"
+    engine.dispose()

@@ -10,8 +10,8 @@ from flask import Response, current_app, request
 from werkzeug.exceptions import BadRequest, Conflict, ServiceUnavailable
 
 from workflows import correlation
-from workflows.errors import (CODES, LOCK_NOT_AVAILABLE, LOST_TO_CONCURRENT, RETRY_UNREACHABLE_S, DomainError,
-                             database_error_reason, database_unreachable)
+from workflows.errors import (CODES, LOST_TO_CONCURRENT, RETRY_UNREACHABLE_S, DomainError, database_error_reason,
+                             database_unreachable, lock_wait_expired)
 
 from .codes import answer_for
 
@@ -79,13 +79,13 @@ def register(app) -> None:
             if request.path.startswith("/dashboard"):  # the dashboard's own 503 page
                 return current_app.handle_http_exception(ServiceUnavailable(retry_after=RETRY_UNREACHABLE_S))
             return problem("unavailable", retry_after_s=RETRY_UNREACHABLE_S)
-        sqlstate = getattr(getattr(e, "orig", None), "sqlstate", None)
-        if sqlstate != LOCK_NOT_AVAILABLE and sqlstate not in LOST_TO_CONCURRENT:
+        waited = lock_wait_expired(e)  # PostgreSQL's lock_timeout, SQLite's busy timeout
+        if not waited and getattr(getattr(e, "orig", None), "sqlstate", None) not in LOST_TO_CONCURRENT:
             raise e
         if request.path.startswith("/dashboard"):  # the dashboard's own 409 page
             return current_app.handle_http_exception(Conflict())
         return problem("conflict", "another change held the data too long (lock timeout); retry"
-                       if sqlstate == LOCK_NOT_AVAILABLE else "a concurrent change won; retry")
+                       if waited else "a concurrent change won; retry")
 
     for cls in (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.InternalError, sa.exc.TimeoutError):
         app.register_error_handler(cls, _database)
