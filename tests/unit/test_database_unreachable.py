@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from workflows.errors import database_unreachable
+from workflows.errors import database_unreachable, lock_wait_expired
 
 
 def wrapped(cls, orig, **kw):
@@ -79,6 +79,27 @@ def test_what_a_statement_did_is_not_unreachable(exc):
     Then it is not unreachable: it keeps its own answer (409 conflict, 422, 500 with its cause logged), not
     an endless 503."""
     assert not database_unreachable(exc)
+
+
+def _sqlite_busy(code: int) -> sqlite3.OperationalError:
+    error = sqlite3.OperationalError("database is locked")
+    error.sqlite_errorcode = code  # set by sqlite3 itself on a real one (tests/integration/test_lock_timeout.py)
+    return error
+
+
+@pytest.mark.parametrize("exc, expired", [
+    (wrapped(sa.exc.OperationalError, psycopg.errors.LockNotAvailable("lock timeout")), True),
+    (wrapped(sa.exc.OperationalError, _sqlite_busy(5)), True),  # SQLITE_BUSY
+    (wrapped(sa.exc.OperationalError, _sqlite_busy(6)), True),  # SQLITE_LOCKED
+    (wrapped(sa.exc.OperationalError, _sqlite_busy(1)), False),  # SQLITE_ERROR
+    (wrapped(sa.exc.OperationalError, psycopg.errors.DeadlockDetected("deadlock detected")), False),
+    (wrapped(sa.exc.OperationalError, psycopg.OperationalError("connection failed: refused")), False),
+    (RuntimeError("not a database error"), False),
+], ids=["pg_lock_timeout", "sqlite_busy", "sqlite_locked", "sqlite_error", "deadlock", "refused", "other"])
+def test_a_lock_wait_given_up_is_told_apart(exc, expired):
+    """Given PostgreSQL's lock_timeout or SQLite's busy timeout, and other errors, Then only the first two are
+    a lock wait given up (409 conflict, retry)."""
+    assert lock_wait_expired(exc) is expired
 
 
 def test_an_actor_meeting_an_outage_is_retried_with_its_backoff_in_one_log_line(caplog):
