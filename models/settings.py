@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-# `request`: " [<request id>]" while a request or a stored webhook is being handled, else empty
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s%(request)s: %(message)s"
+# `gongji_request`: " [<request id>]" while a request or a stored webhook is being handled, else empty
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s%(gongji_request)s: %(message)s"
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -202,24 +202,44 @@ def log_level() -> str:
 def configure_logging(request_id: Callable[[], str | None] | None = None) -> str:
     """Every Gongji process's logging: GONGJI_LOG_LEVEL on the root logger, one line a record on stderr.
     Where a host already set a handler (dramatiq's worker processes log through a pipe to their parent),
-    only the level is set. `request_id`: what names the request being handled (`workflows.correlation`,
-    passed in by the composition roots: `models` imports no other layer), put on every record as
-    `request` (LOG_FORMAT). Returns the level."""
+    that handler stays, its lines also naming the request. `request_id`: what names the request being
+    handled (`workflows.correlation`, passed in by the composition roots: `models` imports no other layer),
+    put on every record as `gongji_request` (LOG_FORMAT). Returns the level."""
     level = log_level()
     if request_id is not None:
         _name_requests(request_id)
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()  # stderr
-        handler.setFormatter(logging.Formatter(LOG_FORMAT, defaults={"request": ""}))
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, defaults={"gongji_request": ""}))
         root.addHandler(handler)
+    elif request_id is not None:
+        for handler in root.handlers:
+            if not isinstance(handler.formatter, _NamingRequests):
+                handler.setFormatter(_NamingRequests(handler.formatter or logging.Formatter()))
     root.setLevel(level)
     return level
 
 
+class _NamingRequests(logging.Formatter):
+    """A host's formatter (dramatiq's) whose message starts with the request's id when there is one."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        named = getattr(record, "gongji_request", "")
+        if not named:
+            return self.inner.format(record)
+        copy = logging.makeLogRecord(record.__dict__)  # other handlers see the record as it was
+        copy.msg, copy.args = f"{named.strip()} {record.getMessage()}", None
+        return self.inner.format(copy)
+
+
 def _name_requests(request_id: Callable[[], str | None]) -> None:
-    """Every log record gets `request` (" [req_…]" or ""): a record factory, so records of every logger and
-    handler have it, whatever formats them. Installed once a process (configure_logging may run again)."""
+    """Every log record gets `gongji_request` (" [req_…]" or ""): a record factory, so records of every logger
+    and handler have it, whatever formats them. Installed once a process (configure_logging may run again)."""
     made = logging.getLogRecordFactory()
     if getattr(made, "gongji_requests", False):
         made = made.wrapped  # type: ignore[attr-defined]
@@ -227,7 +247,7 @@ def _name_requests(request_id: Callable[[], str | None]) -> None:
     def factory(*args, **kwargs):
         record = made(*args, **kwargs)
         found = request_id()
-        record.request = f" [{found}]" if found else ""
+        record.gongji_request = f" [{found}]" if found else ""
         return record
     factory.gongji_requests, factory.wrapped = True, made  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)

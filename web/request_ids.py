@@ -20,7 +20,7 @@ def init_app(app: Flask) -> None:
 def _begin() -> None:
     key = request.headers.get("Idempotency-Key") if request.path.startswith("/api/") else None
     context = correlation.RequestContext(correlation.request_id(request.headers.get(HEADER)),
-                                         correlation.idempotency_key(key) if request.method != "GET" else None)
+                                         key if request.method != "GET" else None)  # checked if an event takes it
     g.gongji_request_token = correlation.begin(context)
 
 

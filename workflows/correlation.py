@@ -9,10 +9,13 @@ disputes a transition ("we never asked to unbind") can be shown the request that
 whose answer was lost can match the event it receives to the call it sent.
 
 A caller (a reverse proxy, a platform) may send its own `X-Request-Id`; it is kept when it is 1 to 64
-characters of letters, digits and `._:-`, with no long number or mobile number in it (the id travels in
-logs and in events to every platform a binding concerns: it must not carry a person's number). Otherwise,
-and when none is sent, Gongji makes one (`req_…`). A stored webhook's processing runs under
-`webhook:<its webhook-id>` (when that id passes the same test), the sender's own name for it.
+ASCII letters, digits and `._:-`, holds no run of 15 or more digits nor a mobile number's 11 once those
+separators are dropped (an ID number or a mobile number, however grouped: the id travels in logs and in
+events to every platform a binding concerns, so a person's number must not ride in it; a date with a
+serial, `20261126-000123`, or milliseconds are kept), and does not begin with `webhook:` (Gongji's
+own name for a webhook's work). Otherwise, and when none is sent, Gongji makes one (`req_…`). A stored
+webhook's processing runs under `webhook:<its webhook-id>` (when that id passes the same test). The
+Idempotency-Key goes into events under the same test (up to 255 characters), else as null.
 
 Kept in a context variable: `workflows` never sees Flask; each thread (and each asyncio task) has its own."""
 from __future__ import annotations
@@ -24,38 +27,42 @@ from typing import Iterator, NamedTuple
 
 from models.types import new_id
 
-from .free_text import clean
-from .id_in_text import holds_long_number
 
 MAX_CHARS = 64  # binding_transitions.request_id holds this and the `webhook:` prefix: String(80)
-_SHAPE = re.compile(r"[A-Za-z0-9._:\-]{1,%d}" % MAX_CHARS)
+KEY_CHARS = 255  # an Idempotency-Key's most (workflows/idempotency.py)
+_PLAIN = re.compile(r"[A-Za-z0-9._:\-]+")
+_SEPARATORS = re.compile(r"[._:\-]")
+# a person's number among the digits once separators are dropped: 15 or more in a row (an ID number, of
+# either generation, or one glued into a longer run), or a mobile number's 11 (1[3-9]…, maybe after 86)
+_PERSONS_NUMBER = re.compile(r"(?<![0-9])(?:[0-9]{15,}|(?:86)?1[3-9][0-9]{9})(?![0-9])|[0-9]{15,}")
+WEBHOOK = "webhook:"
 
 
 class RequestContext(NamedTuple):
     id: str
-    idempotency_key: str | None = None
+    idempotency_key: str | None = None  # as sent: checked only when an event carries it (`as_event`)
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("gongji_request", default=None)
 
 
 def acceptable(value: str | None, *, limit: int = MAX_CHARS) -> bool:
-    """Whether a caller's id may be kept as it is: short, plain characters, no number a person owns."""
-    return (value is not None and len(value) <= limit and _SHAPE.fullmatch(value) is not None
-            and not holds_long_number(value) and clean(value) == value)
+    """Whether a caller's id may be kept as it is: short, plain ASCII, no number a person owns in it, however
+    its digits are grouped. One regular expression pass or two: it runs on every request that sends one."""
+    return (value is not None and 0 < len(value) <= limit and _PLAIN.fullmatch(value) is not None
+            and _PERSONS_NUMBER.search(_SEPARATORS.sub("", value)) is None)
 
 
 def request_id(sent: str | None) -> str:
-    """The id of a request: the caller's `X-Request-Id` when `acceptable`, else a new one."""
-    return sent if acceptable(sent) else new_id("req")
+    """The id of a request: the caller's `X-Request-Id` when `acceptable` (and not posing as a webhook's),
+    else a new one."""
+    return sent if acceptable(sent) and not sent.startswith(WEBHOOK) else new_id("req")
 
 
 def idempotency_key(sent: str | None) -> str | None:
     """A request's Idempotency-Key as events may carry it (to every platform concerned): None when it could
-    hold a person's number, or is not a valid key (1 to 255 characters)."""
-    if not sent or len(sent) > 255 or holds_long_number(sent) or clean(sent, limit=255) != sent:
-        return None
-    return sent
+    hold a person's number or name (anything but plain ASCII), or is not a valid key."""
+    return sent if acceptable(sent, limit=KEY_CHARS) else None
 
 
 def current() -> RequestContext | None:
@@ -70,7 +77,7 @@ def current_id() -> str | None:
 def as_event() -> dict | None:
     """The `request` of an outbound transition event: {id, idempotency_key}, or None (a timer, a command)."""
     found = _current.get()
-    return None if found is None else {"id": found.id, "idempotency_key": found.idempotency_key}
+    return None if found is None else {"id": found.id, "idempotency_key": idempotency_key(found.idempotency_key)}
 
 
 def begin(context: RequestContext | None):
@@ -94,4 +101,4 @@ def bound(context: RequestContext | None) -> Iterator[RequestContext | None]:
 def of_webhook(webhook_id: str | None) -> RequestContext | None:
     """The context a stored webhook is processed in: `webhook:<webhook-id>`, or none for an id that could
     carry a person's number (or is too long to keep)."""
-    return RequestContext(f"webhook:{webhook_id}") if acceptable(webhook_id) else None
+    return RequestContext(WEBHOOK + webhook_id) if acceptable(webhook_id) else None

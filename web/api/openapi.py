@@ -24,7 +24,8 @@ RETRY_AFTER = {"description": "seconds to wait before trying again: until one mo
 REQUEST_ID_IN = {"name": "X-Request-Id", "in": "header", "required": False,
                  "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
                  "description": "the caller's id for this request (a proxy's, the platform's own): kept when it "
-                                "fits the pattern and holds no long or mobile number, else Gongji makes one"}
+                                "fits the pattern, holds no run of 15 digits nor a mobile number (separators "
+                                "aside) and does not begin with `webhook:`; else Gongji makes one (`req_…`)"}
 REQUEST_ID_OUT = {"description": "this request's id: the one sent (when kept) or `req_…`; also `request_id` in a "
                                  "problem body, in the log lines of the request, and in the history row and event "
                                  "of a transition it made", "schema": {"type": "string"}}
@@ -80,9 +81,6 @@ def document() -> dict:
             "description": "401 unauthorized (no or a wrong key), 405 method_not_allowed (with Allow), "
                            "500 internal_error: always problem+json",
             "content": {"application/problem+json": {"schema": problem_ref}}}
-        op.setdefault("parameters", []).append(REQUEST_ID_IN)
-        for answer in op["responses"].values():  # every answer names its request (web/request_ids.py)
-            answer["headers"] = {**answer.get("headers", {}), "X-Request-Id": REQUEST_ID_OUT}
         paths.setdefault("/api/v1" + ep.path, {})[ep.method.lower()] = op
     for model in (ActorIn, BindingOut, PersonIn):  # what the webhook bodies refer to
         _schema(model, components)
@@ -108,6 +106,10 @@ def document() -> dict:
             "404": {"description": "no such code", "content": {"application/problem+json": {"schema": problem_ref}}},
             "default": {"description": "500 internal_error", "content": {
                 "application/problem+json": {"schema": problem_ref}}}}}}
+    for op in (op for path in paths.values() for op in path.values()):  # every answer names its request
+        op.setdefault("parameters", []).append(REQUEST_ID_IN)               # (web/request_ids.py)
+        for answer in op["responses"].values():
+            answer["headers"] = {**answer.get("headers", {}), "X-Request-Id": REQUEST_ID_OUT}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Gongji (共济) platform API", "version": "1.0.0",

@@ -246,7 +246,9 @@ class Problem(BaseModel):
     code: str = Field(description="stable; the list: GET /api/v1/problems")
     instance: str | None = None
     request_id: str | None = Field(None, description="this request's id, also in the X-Request-Id header: quote "
-                                   "it to the bureau, whose log lines name it")
+                                   "it to the bureau, whose log lines name it (a replayed answer, "
+                                   "Idempotent-Replayed, is the first one word for word: its body names the "
+                                   "first request, its header this one)")
     # present with some codes only
     errors: list[FieldError] | None = Field(None, description="validation_failed: each field refused")
     retry_after_s: int | None = Field(None, description="too_frequent: seconds until one more change fits; "
