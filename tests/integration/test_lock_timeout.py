@@ -36,6 +36,18 @@ def _held(pg_engine, binding_id: str):
     return conn
 
 
+def _refused_while_held(holder, run) -> BaseException | None:
+    """What `run` raised while `holder`'s open transaction held the lock it needs (rolled back after). A
+    broken timeout fails the test (the lock is let go after 60 s), never hangs it."""
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(run)
+        try:
+            return waiting.exception(timeout=60)
+        finally:
+            holder.rollback()
+            holder.close()
+
+
 @pytest.mark.parametrize("kind", ["locking (cancel)", "optimistic (unbind)"])
 def test_a_command_behind_a_lock_held_too_long_is_a_conflict_and_writes_nothing(pg_engine, pg_db, impatient,
                                                                                 family, kind):
@@ -51,13 +63,7 @@ def test_a_command_behind_a_lock_held_too_long_is_a_conflict_and_writes_nothing(
         bid, run = accepted(pg_db, fam), commands.unbind
     before = [(t.seq, t.to_state) for t in history(pg_db, bid)]
     holder = _held(pg_engine, bid)
-    with ThreadPoolExecutor(1) as pool:  # a broken timeout fails the test (the lock is let go), never hangs it
-        waiting = pool.submit(run, impatient, bid, person(fam.grantor), now=T0.replace(hour=3))
-        try:
-            refused = waiting.exception(timeout=60)
-        finally:
-            holder.rollback()
-            holder.close()
+    refused = _refused_while_held(holder, lambda: run(impatient, bid, person(fam.grantor), now=T0.replace(hour=3)))
 
     assert isinstance(refused, DomainError), refused
     assert refused.code == "conflict" and "lock timeout" in refused.detail
@@ -145,15 +151,10 @@ def test_a_command_behind_sqlites_write_lock_is_a_conflict_and_writes_nothing(tm
     engine = mdb.make_engine(f"sqlite:///{tmp_path / 'gongji.db'}", sqlite_busy_s=0.2)  # sqlite_db's file
     impatient = mdb.make_sessionmaker(engine)
     holder = sqlite_db.kw["bind"].connect()
-    held = holder.begin()  # BEGIN IMMEDIATE (models/db.py): the write lock, until rolled back
+    holder.begin()  # BEGIN IMMEDIATE (models/db.py): the write lock, until rolled back
     holder.execute(sa.text("SELECT 1"))
-    with ThreadPoolExecutor(1) as pool:  # a broken timeout fails the test (the lock is let go), never hangs it
-        waiting = pool.submit(commands.unbind, impatient, bid, person(fam.grantor), now=T0.replace(hour=3))
-        try:
-            refused = waiting.exception(timeout=60)
-        finally:
-            held.rollback()
-            holder.close()
+    refused = _refused_while_held(holder, lambda: commands.unbind(impatient, bid, person(fam.grantor),
+                                                                  now=T0.replace(hour=3)))
 
     assert isinstance(refused, DomainError), refused
     assert refused.code == "conflict" and "lock timeout" in refused.detail
