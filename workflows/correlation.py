@@ -34,7 +34,7 @@ _PLAIN = re.compile(r"[A-Za-z0-9._:\-]+")
 _SEPARATORS = re.compile(r"[._:\-]")
 # a person's number among the digits once separators are dropped: 15 or more in a row (an ID number, of
 # either generation, or one glued into a longer run), or a mobile number's 11 (1[3-9]…, maybe after 86)
-_PERSONS_NUMBER = re.compile(r"(?<![0-9])(?:[0-9]{15,}|(?:86)?1[3-9][0-9]{9})(?![0-9])|[0-9]{15,}")
+_PERSONS_NUMBER = re.compile(r"[0-9]{15,}|(?<![0-9])(?:86)?1[3-9][0-9]{9}(?![0-9])")
 WEBHOOK = "webhook:"
 
 
