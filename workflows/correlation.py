@@ -65,10 +65,6 @@ def idempotency_key(sent: str | None) -> str | None:
     return sent if acceptable(sent, limit=KEY_CHARS) else None
 
 
-def current() -> RequestContext | None:
-    return _current.get()
-
-
 def current_id() -> str | None:
     found = _current.get()
     return found.id if found is not None else None

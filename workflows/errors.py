@@ -90,6 +90,12 @@ def lock_wait_expired(exc: BaseException) -> bool:
     return getattr(orig, "sqlite_errorcode", None) in SQLITE_BUSY_CODES
 
 
+def lost_to_concurrent(exc: BaseException) -> bool:
+    """Whether `exc` (SQLAlchemy's) is a transaction PostgreSQL rolled back for a concurrent one
+    (`LOST_TO_CONCURRENT`). Nothing was written: 409 `conflict`, retry."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in LOST_TO_CONCURRENT
+
+
 # psycopg's errors without a SQLSTATE (it gives none for what fails before a session exists) that say the
 # connection could not be made or was lost, and within those, what is a setting to fix rather than a server
 # to wait for: a misconfigured database must be a 500 with its cause logged, never an endless 503

@@ -33,7 +33,7 @@ from models.types import utcnow
 
 from . import correlation, machine, outbox, rows, timers, writes
 from .actors import SYSTEM_TIMER, Actor
-from .errors import LOST_TO_CONCURRENT, DomainError, LockTimeout, VersionConflict, lock_wait_expired
+from .errors import DomainError, LockTimeout, VersionConflict, lock_wait_expired, lost_to_concurrent
 from .idnumbers import normalize
 from .statements import READ_ONLY, Statement, autocommit_on
 from .views import binding_view
@@ -234,7 +234,7 @@ def command(db, *, now: datetime | None = None, platform=None, optimistic: bool 
     except sa.exc.OperationalError as exc:
         if lock_wait_expired(exc):  # PostgreSQL's lock_timeout, SQLite's busy timeout
             raise LockTimeout() from None
-        if getattr(exc.orig, "sqlstate", None) in LOST_TO_CONCURRENT:
+        if lost_to_concurrent(exc):
             raise DomainError("conflict", "a concurrent change won") from None
         raise
     finally:

@@ -66,7 +66,7 @@ def test_contexts_nest_and_end_and_each_thread_has_its_own():
     When another is bound inside it, and a thread looks meanwhile
     Then the inner one is current until it ends, the outer one after, nothing after both; the other
     thread sees none; the event form carries the id and key."""
-    assert correlation.current() is None and correlation.as_event() is None
+    assert correlation.current_id() is None and correlation.as_event() is None
     seen = []
     with correlation.bound(RequestContext("outer", "key-1")):
         with correlation.bound(RequestContext("inner")):

@@ -10,8 +10,8 @@ from flask import Response, current_app, request
 from werkzeug.exceptions import BadRequest, Conflict, ServiceUnavailable
 
 from workflows import correlation
-from workflows.errors import (CODES, LOST_TO_CONCURRENT, RETRY_UNREACHABLE_S, DomainError, database_error_reason,
-                             database_unreachable, lock_wait_expired)
+from workflows.errors import (CODES, RETRY_UNREACHABLE_S, DomainError, database_error_reason, database_unreachable,
+                             lock_wait_expired, lost_to_concurrent)
 
 from .codes import answer_for
 
@@ -80,7 +80,7 @@ def register(app) -> None:
                 return current_app.handle_http_exception(ServiceUnavailable(retry_after=RETRY_UNREACHABLE_S))
             return problem("unavailable", retry_after_s=RETRY_UNREACHABLE_S)
         waited = lock_wait_expired(e)  # PostgreSQL's lock_timeout, SQLite's busy timeout
-        if not waited and getattr(getattr(e, "orig", None), "sqlstate", None) not in LOST_TO_CONCURRENT:
+        if not waited and not lost_to_concurrent(e):
             raise e
         if request.path.startswith("/dashboard"):  # the dashboard's own 409 page
             return current_app.handle_http_exception(Conflict())
@@ -95,4 +95,3 @@ def register(app) -> None:
         """An unexpected error (logged by Flask with its traceback): problem+json, never an HTML page
         or the exception's text (it may hold request values)."""
         return problem("internal_error")
-

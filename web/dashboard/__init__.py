@@ -97,11 +97,9 @@ def _signed_in_or_nobody() -> None:
 def _error_page(code: int, exc) -> str:
     """A refused CSRF token (a 400) is nearly always a form left open too long or sent after signing out:
     the page says so and links back to the page the form came from, rather than "bad request"."""
-    request_id = correlation.current_id()  # for the operator to quote: the log lines of the request name it
-    if isinstance(exc, CSRFError):
-        return render_template("dashboard/error.html", code=code, form_expired=True, back=returning.back_link(),
-                               request_id=request_id)
-    return render_template("dashboard/error.html", code=code, request_id=request_id)
+    expired = {"form_expired": True, "back": returning.back_link()} if isinstance(exc, CSRFError) else {}
+    # the request's id, for the operator to quote: the log lines of the request name it
+    return render_template("dashboard/error.html", code=code, request_id=correlation.current_id(), **expired)
 
 
 @bp.before_request
