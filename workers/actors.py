@@ -20,7 +20,7 @@ import logging
 import dramatiq
 
 from models import OutboxMessage
-from workflows import batches, deliveries, face_sessions, webhooks
+from workflows import batches, face_sessions, routing, webhooks
 from workflows.errors import database_error_reason, database_unreachable
 from workflows.once import run_once
 
@@ -97,9 +97,9 @@ def process_outbox_many(ids: list[int]) -> None:
         process_outbox.send(outbox_id)
 
 
-def _fan_out(outbox_id: int) -> deliveries.FanOut:
+def _fan_out(outbox_id: int) -> routing.FanOut:
     """Fan a binding or settlement event out and send what may leave now (`handled`); else nothing."""
-    done = deliveries.fan_out(runtime.db(), outbox_id)
+    done = routing.fan_out(runtime.db(), outbox_id)
     for verification_id in done.verifications:
         open_face_session.send(verification_id)
     send_deliveries(done.ready)

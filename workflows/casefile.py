@@ -66,7 +66,7 @@ def _deliveries(s, binding_id: str, now: datetime) -> list[dict]:
                                                   "seq": t["total"] - t["rank"] + 1})
     out = [{**dict(d), "last_error": free_text.clean(d["last_error"], limit=2000),
             "tries": tries.get(d["id"], []), "tries_total": total.get(d["id"], 0)} for d in found]
-    for d in out:  # held back until the platform has the earlier versions (`deliveries.add`: blocked)
+    for d in out:  # held back until the platform has the earlier versions (`routing.add`: blocked)
         held = d["status"] == "pending" and d["next_attempt_at"] is None
         d["waits_for"] = min((e["binding_version"] for e in out if e["platform_id"] == d["platform_id"]
                               and e["binding_version"] < d["binding_version"] and e["status"] != "delivered"),

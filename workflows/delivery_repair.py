@@ -14,7 +14,8 @@ from models import Binding
 from models.types import utcnow
 
 from . import free_text, operators, platforms
-from .deliveries import D, OPEN, blocked, first_try
+from .deliveries import D, OPEN
+from .routing import blocked, first_try
 from .errors import DomainError
 from .delivery_statements import BLOCKED
 

@@ -17,7 +17,7 @@ refused by a rule is final: the rule would refuse it again (`illegal_transition`
 (`replay_from_console`), so the dashboard and the command line replay the same rows the same way; another
 platform's dead deliveries stay as they are.
 That function commits its own transaction; the audit row and the internal event that sends what may
-leave now (`deliveries.RETRY_TOPIC`) follow in a second one (should that fail, the scheduler's delivery
+leave now (`routing.RETRY_TOPIC`) follow in a second one (should that fail, the scheduler's delivery
 pass sends them: they are due)."""
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from models import Delivery, OutboxMessage, ReceivedWebhook
 
-from . import deliveries, delivery_repair, free_text, inbound, platforms, webhooks
+from . import delivery_repair, free_text, inbound, platforms, routing, webhooks
 from .errors import DomainError
 from .operators import OperatorInfo, record, record_refusal
 from .repair import check_allowed, clean_reason
@@ -101,7 +101,7 @@ def replay_dead(db, who: OperatorInfo, platform_id: str, reason: str | None, *, 
                   **({"delivery_id": delivery_id} if delivery_id is not None else {})}
         with command(db, now=now) as cmd:
             if ready:
-                cmd.emit(deliveries.RETRY_TOPIC, {"deliveries": ready})
+                cmd.emit(routing.RETRY_TOPIC, {"deliveries": ready})
             record(cmd.session, who, action, binding_id=binding_id, now=cmd.now, detail=detail,
                    reason=free_text.clean_about_binding(cmd.session, why, binding_id))
         return detail

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from models import Delivery, Departure, OutboxMessage, PlatformSync
 from models.types import utcnow
 
-from . import deliveries, platforms, rows, sync
+from . import deliveries, platforms, routing, rows, sync
 
 B, D, S, X, O = rows.B, Delivery.__table__, PlatformSync.__table__, Departure.__table__, OutboxMessage.__table__
 
@@ -102,7 +102,7 @@ def _send_latest(s, platform_id: str, binding_id: str, version: int, now: dateti
     msg = s.scalar(sa.select(OutboxMessage).where(
         OutboxMessage.binding_id == binding_id, OutboxMessage.binding_version == version,
         OutboxMessage.topic.like("binding.%")).order_by(OutboxMessage.id.desc()).limit(1))
-    return deliveries.add(s, msg, platform_id, now) if msg is not None else []
+    return routing.add(s, msg, platform_id, now) if msg is not None else []
 
 
 def resend_latest(s, binding_id: str, now: datetime) -> list[int]:

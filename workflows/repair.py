@@ -4,7 +4,7 @@
 pending state with nothing scheduled gets its timer again; a failed provider request is asked again; dead
 deliveries are replayed and failing ones tried now; a platform behind gets the latest event again; an
 outbox event a worker failed on is published again. Sends leave after commit through one internal outbox
-event (`deliveries.RETRY_TOPIC`), so nothing is enqueued inside the transaction. `expire` and `unbind` are
+event (`routing.RETRY_TOPIC`), so nothing is enqueued inside the transaction. `expire` and `unbind` are
 the workflow's own commands with the operator as actor. Each acts on the binding the operator saw: given
 `seen` (the version the page showed), a binding that changed since is refused with `changed_since_seen`
 (the page may be an hour old, or a colleague acted meanwhile). `reveal` shows an admin one person's ID number
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from models import Delivery, OutboxMessage, Person, VerificationAttempt
 
-from . import deliveries, delivery_repair, free_text, reconcile, rows, stuck, timers
+from . import delivery_repair, free_text, reconcile, routing, rows, stuck, timers
 from .actors import Actor
 from .delivery_statements import not_leased
 from .errors import DomainError
@@ -125,7 +125,7 @@ def retry(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: da
         if len(idle) == len(reasons):
             raise DomainError("nothing_to_retry", f"stuck ({', '.join(reasons)}), but nothing is left to try again")
         if sends["deliveries"] or sends["verifications"]:
-            cmd.emit(deliveries.RETRY_TOPIC, {k: sends[k] for k in ("deliveries", "verifications")})
+            cmd.emit(routing.RETRY_TOPIC, {k: sends[k] for k in ("deliveries", "verifications")})
         return {"reasons": reasons, **{k: v for k, v in sends.items() if v}, **({"idle": idle} if idle else {})}
     return _audited(db, who, "retry", binding_id, reason, work, now, batch_id, seen)
 

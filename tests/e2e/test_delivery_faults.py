@@ -10,7 +10,7 @@ import subprocess
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
-from workflows import deliveries as dl
+from workflows import delivery_repair
 
 from .conftest import SHORT_SCHEDULE
 from .support import full_life, gongji_bin, poll
@@ -55,7 +55,7 @@ def test_a_platform_down_then_back_gets_every_event_once_in_order_per_binding(pr
         if any(r.status == "dead" for r in rows):  # the machine was slow: an operator replays, as documented
             # but only after every try was spent: a delivery dead-lettered early would be a bug, not slowness
             assert _tries_of_dead(engine, ids) == {tries}, "a delivery went dead before its tries were spent"
-            dl.replay(sessionmaker(engine), platform_id="national")
+            delivery_repair.replay(sessionmaker(engine), platform_id="national")
         return len(rows) == 6 * FAMILIES and all(r.status == "delivered" for r in rows)
 
     poll(all_delivered, timeout=120, interval=0.2, what="every national delivery acknowledged")

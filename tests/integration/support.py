@@ -173,11 +173,11 @@ def wait_for_a_lock_wait(db, at_least: int = 1, *, on: str | None = None) -> Non
 
 def fan_out_all(db, now) -> list[int]:
     """What the outbox actor does for each binding event; returns the deliveries it would send at once."""
-    from workflows import deliveries
+    from workflows import routing
     with db() as s:
         ids = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.topic.like("binding.%"))
                         .order_by(OutboxMessage.id)).all()
-    return [d for outbox_id in ids for d in deliveries.fan_out(db, outbox_id, now=now).ready]
+    return [d for outbox_id in ids for d in routing.fan_out(db, outbox_id, now=now).ready]
 
 
 def drain(db, now, first=()) -> int:

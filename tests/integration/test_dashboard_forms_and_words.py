@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from models import Delivery, OutboxMessage, ReceivedWebhook
 from models.types import utcnow
-from workflows import delivery_views, deliveries, operators, platforms, verification
+from workflows import delivery_views, operators, platforms, routing, verification
 
 from .support import accepted, invite, person
 from .test_dashboard_presentation import admin  # noqa: F401  (the admin fixture)
@@ -120,7 +120,7 @@ def test_a_settlements_dead_delivery_names_its_settlement(sqlite_db, family, new
     made, _ = _settle(sqlite_db, fam, 1_000, "JS-DEAD-1")
     with sqlite_db() as s:
         outbox_id = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.topic == "settlement.completed"))
-    deliveries.fan_out(sqlite_db, outbox_id)
+    routing.fan_out(sqlite_db, outbox_id)
     with sqlite_db.begin() as s:
         s.execute(sa.update(Delivery).where(Delivery.outbox_id == outbox_id).values(status="dead", dead_at=utcnow()))
     [row] = [d for d in delivery_views.dead(sqlite_db, "jiangsu")["items"] if d["topic"] == "settlement.completed"]

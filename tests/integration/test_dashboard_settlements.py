@@ -446,7 +446,7 @@ def test_the_settlement_page_shows_where_its_event_was_delivered_and_where_it_di
     Then its deliveries are listed per platform with their status in Chinese, the dead one's last answer
     and a link to that platform's deliveries, where it can be replayed."""
     from models import Delivery
-    from workflows import deliveries
+    from workflows import routing
     db = site.db
     for pid in ("jiangsu", "national"):
         platforms.set_webhook_url(db, pid, "http://127.0.0.1:9/never-called")
@@ -454,7 +454,7 @@ def test_the_settlement_page_shows_where_its_event_was_delivered_and_where_it_di
     sid = _settle(db, fam, 1_200, "JS-D1")[0]["id"]
     with db() as s:
         outbox_id = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.topic == "settlement.completed"))
-    deliveries.fan_out(db, outbox_id, now=T0)
+    routing.fan_out(db, outbox_id, now=T0)
     with db.begin() as s:
         s.execute(sa.update(Delivery).where(Delivery.outbox_id == outbox_id, Delivery.platform_id == "jiangsu")
                   .values(status="dead", attempts=16, last_status_code=503, dead_at=T0, next_attempt_at=None))

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from models import Delivery, DeliveryAttempt, OutboxMessage
 from workers import outbound
 from workers.simulator.platform import FakePlatform
-from workflows import commands, deliveries, delivery_repair, platforms, sync
+from workflows import commands, deliveries, delivery_repair, platforms, routing, sync
 
 from .support import T0, accepted, drain, fan_out_all, person
 
@@ -79,7 +79,7 @@ def test_an_event_of_another_kind_that_names_a_binding_fans_out_nothing_of_that_
     with pg_db.begin() as s:
         other = outbox.write(s, "webhook.received", T0, {"received_webhook_id": 0}, binding_id=bid, version=1)
     # When that row is fanned out
-    done = deliveries.fan_out(pg_db, other, now=T0)
+    done = routing.fan_out(pg_db, other, now=T0)
     # Then it is not handled as a binding event, and the binding's own event is still waiting for its fan-out
     assert (done.handled, done.topic, done.ready) == (False, "webhook.received", [])
     with pg_db() as s:
@@ -175,8 +175,8 @@ def test_events_fanned_out_newest_first_still_leave_in_version_order(pg_db, fami
         ids = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid)
                         .order_by(OutboxMessage.id.desc())).all()
     # When the newest is fanned out and dispatched before the actors of the others have run, then the others
-    drain(pg_db, T0 + timedelta(seconds=1), deliveries.fan_out(pg_db, ids[0], now=T0).ready)
-    rest = [d for outbox_id in ids[1:] for d in deliveries.fan_out(pg_db, outbox_id, now=T0).ready]
+    drain(pg_db, T0 + timedelta(seconds=1), routing.fan_out(pg_db, ids[0], now=T0).ready)
+    rest = [d for outbox_id in ids[1:] for d in routing.fan_out(pg_db, outbox_id, now=T0).ready]
     drain(pg_db, T0 + timedelta(seconds=2), rest)
     # Then every platform still received the versions in order, each once
     assert receivers["jiangsu"].versions(bid) == [1, 2, 3, 4]
@@ -237,7 +237,7 @@ def test_an_acknowledgement_that_waited_for_a_fan_out_releases_what_the_fan_out_
     bid = invite(pg_db, fam)["id"]
     with pg_db() as s:
         first_event = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid))
-    ready = deliveries.fan_out(pg_db, first_event, now=T0).ready
+    ready = routing.fan_out(pg_db, first_event, now=T0).ready
     with pg_db() as s:
         v1 = s.scalar(sa.select(Delivery.id).where(Delivery.id.in_(ready), Delivery.platform_id == "national"))
     claim = deliveries.claim(pg_db, v1, now=T0)
@@ -246,7 +246,7 @@ def test_an_acknowledgement_that_waited_for_a_fan_out_releases_what_the_fan_out_
     with pg_db() as s:
         second_event = s.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid,
                                                                   OutboxMessage.binding_version == 2))
-    holding, go, real = threading.Event(), threading.Event(), deliveries.add
+    holding, go, real = threading.Event(), threading.Event(), routing.add
 
     def add_then_hold(s, msg, platform_id, now):
         found = real(s, msg, platform_id, now)  # locked version 1's delivery rows, inserted version 2 held
@@ -254,9 +254,9 @@ def test_an_acknowledgement_that_waited_for_a_fan_out_releases_what_the_fan_out_
             holding.set()
             go.wait(30)
         return found
-    monkeypatch.setattr(deliveries, "add", add_then_hold)
+    monkeypatch.setattr(routing, "add", add_then_hold)
     released = []
-    fan = threading.Thread(target=deliveries.fan_out, args=(pg_db, second_event), kwargs={"now": T0})
+    fan = threading.Thread(target=routing.fan_out, args=(pg_db, second_event), kwargs={"now": T0})
     fan.start()
     assert holding.wait(30)
     record = threading.Thread(target=lambda: released.extend(deliveries.record(
@@ -291,7 +291,7 @@ def test_a_fan_out_that_waited_for_the_fan_out_of_the_version_before_holds_its_d
     with pg_db() as s:
         first, second = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid)
                                   .order_by(OutboxMessage.binding_version)).all()
-    holding, go, real = threading.Event(), threading.Event(), deliveries.add
+    holding, go, real = threading.Event(), threading.Event(), routing.add
     owner = {}
 
     def hold_then_add(s, msg, platform_id, now):
@@ -299,12 +299,12 @@ def test_a_fan_out_that_waited_for_the_fan_out_of_the_version_before_holds_its_d
             holding.set()
             go.wait(30)
         return real(s, msg, platform_id, now)
-    monkeypatch.setattr(deliveries, "add", hold_then_add)
+    monkeypatch.setattr(routing, "add", hold_then_add)
     results = {}
 
     def fan(name, outbox_id):
         owner[threading.get_ident()] = name
-        results[name] = deliveries.fan_out(pg_db, outbox_id, now=T0)
+        results[name] = routing.fan_out(pg_db, outbox_id, now=T0)
     one = threading.Thread(target=fan, args=("first", first))
     one.start()
     assert holding.wait(30)

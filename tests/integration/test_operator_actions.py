@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from models import AuditEntry, BatchJob, OutboxMessage, VerificationAttempt
-from workflows import batches, casefile, deliveries, face_sessions, operators, queries, repair, verification
+from workflows import batches, casefile, face_sessions, operators, queries, repair, routing, verification
 from workflows.errors import DomainError
 
 from .support import T0, assert_history_consistent, binding, history, invite, person, race
@@ -57,13 +57,13 @@ def test_retry_asks_the_provider_again_in_one_transaction_with_its_audit_row(pg_
     assert detail["reasons"] == ["verification_request_failed"] and detail["verifications"] == [vid]
     with pg_db() as s:
         attempt = s.get(VerificationAttempt, vid)
-        retry_events = s.scalars(sa.select(OutboxMessage).where(OutboxMessage.topic == deliveries.RETRY_TOPIC)).all()
+        retry_events = s.scalars(sa.select(OutboxMessage).where(OutboxMessage.topic == routing.RETRY_TOPIC)).all()
     assert attempt.provider_status is None and attempt.status == "pending"
     assert [m.payload["data"]["verifications"] for m in retry_events] == [[vid]]
     [entry] = _audit(pg_db, bid)
     assert (entry.operator, entry.action, entry.outcome, entry.reason) == (
         "operator1", "retry", "ok", "citizen called: stuck at face check")
-    out = deliveries.fan_out(pg_db, retry_events[0].id, now=LATER)
+    out = routing.fan_out(pg_db, retry_events[0].id, now=LATER)
     assert out.handled and out.verifications == [vid] and out.ready == []
 
 

@@ -167,14 +167,14 @@ def test_a_batch_hands_on_only_long_jobs_and_failures(pg_db, redis_worker, monke
         outbox.write(s, batches.TOPIC, utcnow(), {"batch_id": "bat_none"})
     with pg_db() as s:
         first, second, hook, job = s.scalars(sa.select(OutboxMessage.id).order_by(OutboxMessage.id)).all()
-    real, failed = actors.deliveries.fan_out, []
+    real, failed = actors.routing.fan_out, []
 
     def fan_out(db, outbox_id, **kw):
         if outbox_id == first and not failed:
             failed.append(outbox_id)
             raise RuntimeError("the database went away")
         return real(db, outbox_id, **kw)
-    monkeypatch.setattr(actors.deliveries, "fan_out", fan_out)
+    monkeypatch.setattr(actors.routing, "fan_out", fan_out)
     handed_on = []
     monkeypatch.setattr(actors.process_outbox, "send", lambda i: handed_on.append(i))
 

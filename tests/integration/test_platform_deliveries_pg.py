@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from models import AuditEntry, Delivery, OutboxMessage
 from models.types import utcnow
-from workflows import deliveries, delivery_repair, delivery_views, operators, platform_repair
+from workflows import delivery_repair, delivery_views, operators, platform_repair, routing
 from workflows.errors import DomainError
 
 from .support import accepted
@@ -110,7 +110,7 @@ def test_replaying_one_platforms_dead_leaves_anothers_alone_through_the_command_
         {k: v for k, v in before.items() if k not in (made[("jiangsu", 1)], made[("jiangsu", 2)])}
     assert done == {"platform_id": "jiangsu", "dead": 2, "sent_now": 1}
     with pg_db() as s:
-        [event] = s.scalars(sa.select(OutboxMessage).where(OutboxMessage.topic == deliveries.RETRY_TOPIC)).all()
+        [event] = s.scalars(sa.select(OutboxMessage).where(OutboxMessage.topic == routing.RETRY_TOPIC)).all()
     assert event.payload["data"] == {"deliveries": [made[("jiangsu", 1)]]}
     [entry] = _audit(pg_db)
     assert (entry.operator, entry.outcome, entry.reason) == ("operator1", "ok", "江苏平台已恢复")

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from models import Binding, Delivery, DeliveryAttempt, OutboxMessage, ReceivedWebhook, Transition
 from models.types import utcnow
-from workflows import casefile, commands, deliveries, platforms, retention, sync, webhooks
+from workflows import casefile, commands, platforms, retention, routing, sync, webhooks
 
 from .support import T0, accepted, drain, fan_out_all, person
 
@@ -180,7 +180,7 @@ def test_a_purge_meeting_an_uncommitted_delivery_of_an_old_event_leaves_the_even
 
     def repair():
         with pg_db.begin() as s:
-            ready = deliveries.add(s, s.get(OutboxMessage, msg_id), "national", AFTER)
+            ready = routing.add(s, s.get(OutboxMessage, msg_id), "national", AFTER)
             inserted.set()
             assert release.wait(60)
         return ready

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from models import Binding, Delivery, LedgerEntry, OutboxMessage, Person, Settlement, SettlementSplit, Transition
-from workflows import commands, deliveries, platforms, policy, policy_admin, policy_fields, queries, settlements
+from workflows import commands, platforms, policy, policy_admin, policy_fields, queries, routing, settlements
 from workflows.errors import DomainError
 
 from .support import T0, accepted, person, race
@@ -77,7 +77,7 @@ def test_own_account_then_the_authorization_then_cash(pg_db, family, new_person,
         events = s.scalars(sa.select(OutboxMessage).where(OutboxMessage.topic == "settlement.completed")
                            .order_by(OutboxMessage.id)).all()
     assert [e.payload["data"]["settlement"]["id"] for e in events] == [first["id"], second["id"]]
-    concerned = {p.id for p in deliveries.concerned(pg_db(), events[0].payload)}
+    concerned = {p.id for p in routing.concerned(pg_db(), events[0].payload)}
     assert {"national", "jiangsu"} <= concerned and "xinjiang" not in concerned
 
 
@@ -409,7 +409,7 @@ def test_settlement_events_reach_the_platforms_it_concerns(pg_db, family, new_pe
         ids = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.topic.like("settlement.%"))
                         .order_by(OutboxMessage.id)).all()
 
-    ready = [d for i in ids for d in deliveries.fan_out(pg_db, i, now=now).ready]
+    ready = [d for i in ids for d in routing.fan_out(pg_db, i, now=now).ready]
     drain(pg_db, now, ready)
 
     for pid in ("national", "jiangsu"):
@@ -528,7 +528,7 @@ def _settlement_fan_out(db, now) -> list[int]:
     with db() as s:
         ids = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.topic.like("settlement.%"))
                         .order_by(OutboxMessage.id)).all()
-    return [d for i in ids for d in deliveries.fan_out(db, i, now=now).ready]
+    return [d for i in ids for d in routing.fan_out(db, i, now=now).ready]
 
 
 def test_a_registry_balance_that_missed_a_settlement_and_its_reversal_gives_nothing_twice(

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from models import Binding
-from workflows import commands, deliveries, platforms, reconcile, sync
+from workflows import commands, deliveries, platforms, reconcile, routing, sync
 
 from .support import T0, accepted, drain, fan_out_all, invite, person
 
@@ -180,7 +180,7 @@ def test_reconciliation_during_a_fan_out_backlog_leaves_the_binding_to_its_fan_o
         ids = s.scalars(sa.select(OutboxMessage.id).where(OutboxMessage.binding_id == bid)
                         .order_by(OutboxMessage.id)).all()
     for outbox_id in ids:
-        drain(pg_db, LATER, deliveries.fan_out(pg_db, outbox_id, now=LATER).ready)
+        drain(pg_db, LATER, routing.fan_out(pg_db, outbox_id, now=LATER).ready)
     assert receivers["national"].versions(bid) == receivers["jiangsu"].versions(bid) == [1, 2, 3, 4]
     with pg_db() as s:
         assert s.scalar(sa.select(sa.func.count()).where(OutboxMessage.binding_id == bid,
@@ -197,8 +197,8 @@ def test_a_delivery_already_made_for_an_event_does_not_stall_its_fan_out(pg_db, 
     bid = invite(pg_db, fam)["id"]
     with pg_db.begin() as s:
         msg = s.scalar(sa.select(OutboxMessage).where(OutboxMessage.binding_id == bid))
-        deliveries.add(s, msg, "jiangsu", T0)
-    out = deliveries.fan_out(pg_db, msg.id, now=T0)
+        routing.add(s, msg, "jiangsu", T0)
+    out = routing.fan_out(pg_db, msg.id, now=T0)
     drain(pg_db, T0, out.ready)
     assert receivers["national"].versions(bid) == [1]
     with pg_db() as s:

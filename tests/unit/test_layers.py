@@ -1,6 +1,6 @@
 """Dependencies point one way (README "Where things live"): `web → workflows → models`,
 `workers → workflows → models`. `workflows` never sees Flask or dramatiq, `models` no other layer, and only
-the composition roots (`web/cli.py`, `web/wsgi.py`) wire the workers in. Read from the source (every
+the composition roots (the command line, `web/wsgi.py`) wire the workers in. Read from the source (every
 import, also those inside functions), so a shortcut taken anywhere fails here rather than in a review."""
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ FORBIDDEN = {
     "web": ("workers", "dramatiq"),
     "workers": ("web", *FLASK),
 }
-COMPOSITION_ROOTS = {"web/cli.py", "web/wsgi.py"}  # they wire the broker and the in-process worker in
+# they wire the broker and the in-process worker in: the production processes and the scheduler (cli.py), the
+# embedded default (cli_serve.py), a console replay that sends at once (cli_platforms.py), gunicorn's app (wsgi.py)
+COMPOSITION_ROOTS = {"web/cli.py", "web/cli_serve.py", "web/cli_platforms.py", "web/wsgi.py"}
 ALLOWED = {("workers/simulator/platform.py", "werkzeug"),  # a fake platform is a small HTTP server of its own
            ("workflows/operators.py", "werkzeug")}  # werkzeug.security: operators' password hashes, no web
 
