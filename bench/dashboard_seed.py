@@ -336,11 +336,12 @@ def scenarios(db, now: datetime, person_number: str, engine) -> list[tuple[str, 
     with engine.connect() as c:
         dead = c.exec_driver_sql("SELECT binding_id FROM deliveries WHERE status = 'dead' LIMIT 1").scalar()
     found = finder.find(db, id_number=person_number, now=now)["items"]
-    assert len(found) == 2 and person_number not in str(found), found
+    assert found and person_number not in str(found), found  # two bindings at 1M
     cases = [("stuck.counts (all 7, fresh)", lambda: stuck.counts(db, now)),
              ("overview, everything fresh (explicit now)", lambda: overview.overview(db, now)),
              ("overview, live (snapshot taken)", lambda: overview.overview(db)),
-             ("overview snapshot refresh (region x state, sync_behind)", lambda: overview._heavy(db, now)),
+             ("overview snapshot refresh (region x state, sync_behind)",
+              lambda: (overview._cells(db, now), overview._behind(db, now))),
              ("find: no filter", lambda: finder.find(db, now=now)),
              ("find: no filter, page 2", lambda: finder.find(db, after=first, now=now)),
              ("find: state=authorized", lambda: finder.find(db, state="authorized", now=now)),
