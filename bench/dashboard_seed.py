@@ -373,11 +373,15 @@ def _of_binding(db, binding_id, now):
 
 
 def a_person(engine) -> str:
-    """Give one seeded grantor the look-up hash of a real ID number (the seed's hashes are placeholders)."""
+    """Give one seeded person the look-up hash of a real ID number (the seed's hashes are placeholders): at 1M
+    one with two bindings, in a smaller seed (tests/e2e/test_benchmarks_run.py) the first binding's
+    beneficiary."""
     from workflows.idnumbers import with_check_digit
     number = with_check_digit("32010219600101" + "777")
     with engine.begin() as c:
-        c.execute(sa.text("UPDATE persons SET id_number_hash = :h WHERE id = 'psn_seed0000006172'"),
+        c.execute(sa.text("UPDATE persons SET id_number_hash = :h WHERE id = coalesce("
+                          "(SELECT id FROM persons WHERE id = 'psn_seed0000006172'),"
+                          " (SELECT beneficiary_id FROM bindings ORDER BY id LIMIT 1))"),
                   {"h": crypto.lookup_hash(number)})
     return number
 
