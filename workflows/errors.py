@@ -25,7 +25,7 @@ CODES: dict[str, tuple[int, str]] = {
     "platform_not_allowed": (403, "This kind of platform may not do this (a face-verification provider only "
                              "sends verification results and reads what became of them)"),
     "idempotency_key_reused": (422, "The Idempotency-Key was used with a different request"),
-    "validation_failed": (422, "The request body does not match the schema"),
+    "validation_failed": (422, "The request does not match the schema (its body, a path or a query value)"),
     "stale": (409, "The registry fact is not newer than the one already held (registry_as_of)"),
     "deduction_order_fixed": (422, "The beneficiary's region fixes the deduction order (its policy is not "
                               "user_order)"),
@@ -39,6 +39,7 @@ CODES: dict[str, tuple[int, str]] = {
     "webhook_final": (409, "The webhook's outcome is final (processed, or refused by a rule): nothing to retry"),
     # transport (API.md)
     "malformed": (400, "The request is not well-formed JSON"),
+    "too_large": (413, "The request body is larger than Gongji accepts (1 MiB)"),
     "unauthorized": (401, "Missing or unknown credentials"),
     "bad_signature": (401, "The webhook signature does not verify"),
     "stale_timestamp": (401, "The webhook timestamp is outside the 5-minute tolerance"),

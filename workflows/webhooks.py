@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from models import ReceivedWebhook
 from models.types import new_id, utcnow
 
-from . import correlation, free_text, outbox, person_events, platforms
-from .errors import DomainError, LockTimeout
+from . import characters, correlation, free_text, outbox, person_events, platforms
+from .errors import CODES, DomainError, LockTimeout
 from .free_text import REASON_CHARS
 from .group_commit import GroupCommit
 from .once import run_once
@@ -182,8 +182,14 @@ def _apply(db, row: ReceivedWebhook) -> str:
     if row.type == "verification.completed":
         if not isinstance(data.get("reason"), (str, type(None))):
             raise DomainError("validation_failed", "reason is a string")
-        # a longer reason is cut, not refused: a refusal is final, and a passed face check would be lost to it
-        reason = data.get("reason")[:REASON_CHARS] if data.get("reason") else None
+        # a longer reason is cut, not refused: a refusal is final, and a passed face check would be lost to it;
+        # so are the characters no text may hold (workflows/characters.py)
+        reason = characters.without(data.get("reason"))[:REASON_CHARS] if data.get("reason") else None
+        data = {**data, "reason": reason}
+    where = characters.first_refused(data)
+    if where is not None:  # as the API refuses them in a body: the same on SQLite and PostgreSQL
+        raise DomainError("validation_failed", f"data.{where} {characters.WHAT}")
+    if row.type == "verification.completed":
         return record_verification_result(db, verification_id=str(data.get("verification_id")),
                                           binding_id=str(data.get("binding_id")), result=data.get("result"),
                                           verifier_id=row.platform_id, reason=reason)
@@ -224,7 +230,8 @@ def _apply_final(db):
             # a concurrent change won: retry; a lock held too long is never the webhook's fault: retry always
             if exc.code == "conflict" and (row.attempts < MAX_ATTEMPTS or isinstance(exc, LockTimeout)):
                 raise
-            return exc.code, (f"{exc.code}: {exc.detail}"[:ERROR_CHARS] if exc.code == "conflict" else None)
+            # kept with it: why (Gongji's own words; numbers masked), for the sender (`status`) and the dashboard
+            return exc.code, free_text.clean(f"{exc.code}: {exc.detail}", limit=ERROR_CHARS)
         except Exception as exc:  # noqa: BLE001 - retried, until it is plainly the webhook's own fault
             if row.attempts < MAX_ATTEMPTS or isinstance(exc, _PASSING):
                 raise
@@ -237,21 +244,24 @@ def _apply_final(db):
 
 
 _STATUS = Statement(sa.select(RW.c.webhook_id, RW.c.type, RW.c.received_at, RW.c.processed_at, RW.c.outcome,
-                             RW.c.attempts).where(RW.c.platform_id == sa.bindparam("p"),
+                             RW.c.attempts, RW.c.last_error).where(RW.c.platform_id == sa.bindparam("p"),
                                                   RW.c.webhook_id == sa.bindparam("w")))
 
 
 def status(db, platform_id: str, webhook_id: str) -> dict:
     """What became of a webhook the platform sent (its own only: another platform's id is not found).
     `outcome` is what `process` recorded: a verification's result, a person event's effect, a refusal code,
-    or `failed:<error type>` after MAX_ATTEMPTS runs; never an error's text (it may quote the body)."""
+    or `failed:<error type>` after MAX_ATTEMPTS runs. A refusal comes with its `detail` (Gongji's words,
+    numbers masked); a failure's error text never leaves (it may quote the body, or the database)."""
     with autocommit(db) as conn:
         found = _STATUS.first(conn, {"p": platform_id, "w": webhook_id})
     if found is None:
         raise DomainError("not_found", "no webhook with this webhook-id from this platform")
-    wid, kind, received_at, processed_at, outcome, attempts = found
+    wid, kind, received_at, processed_at, outcome, attempts, error = found
+    refused = processed_at is not None and outcome in CODES
     return {"webhook_id": wid, "type": kind, "status": "pending" if processed_at is None else "processed",
-            "outcome": outcome, "attempts": attempts, "received_at": received_at.isoformat(),
+            "outcome": outcome, "detail": error if refused else None, "attempts": attempts,
+            "received_at": received_at.isoformat(),
             "processed_at": processed_at.isoformat() if processed_at is not None else None}
 
 

@@ -103,8 +103,8 @@ def test_a_platform_reads_what_became_of_its_webhook(embedded, js, xj, dev_keys)
     """Given a live binding, and a signed `person.deceased` about a number nobody holds, both sent by Jiangsu
     When Jiangsu reads GET /api/v1/webhooks/{webhook-id} for each until processed
     Then the one about the grantor is processed with outcome `applied` (one run), the unknown person's with
-    its refusal code; the answers carry no ID number; Xinjiang asking for Jiangsu's webhook-id and anyone
-    asking for an unknown id get 404."""
+    its refusal code and why (`detail`); the answers carry no ID number; Xinjiang asking for Jiangsu's
+    webhook-id and anyone asking for an unknown id get 404."""
     b, parent, _child = _guardian_binding(js)
     stranger = {"type": "person.deceased", "data": {"id_number": id_number()}}  # a valid number nobody holds
     sent = {"dead": f"msg_dead_{b['id']}", "stranger": f"msg/stranger/{b['id']}"}  # any characters: a `/` too
@@ -125,6 +125,7 @@ def test_a_platform_reads_what_became_of_its_webhook(embedded, js, xj, dev_keys)
     assert (dead["type"], dead["outcome"], dead["attempts"]) == ("person.deceased", "applied", 1)
     assert dead["webhook_id"] == sent["dead"] and dead["processed_at"] >= dead["received_at"]
     assert unknown["outcome"] == "not_found" and unknown["webhook_id"] == sent["stranger"], unknown
+    assert (dead["detail"], unknown["detail"]) == (None, "not_found: no person with that ID number")
     assert xj.get(f"/api/v1/webhooks/{sent['dead']}").status_code == 404
     assert js.get("/api/v1/webhooks/msg_never_sent").status_code == 404
     assert not any(parent.id_number in text for text in js.seen)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 
 from models import Binding, OutboxMessage, Transition
 from workflows import invite as invite_mod
-from workflows import machine, verification
+from workflows import characters, machine, verification
 
 # A fixed clock: every command gets `now=`, so no test depends on the wall clock.
 T0 = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)  # 10:00 in Asia/Shanghai
@@ -243,3 +244,16 @@ def poll(probe, *, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout} s")
         time.sleep(0.05)
+
+
+@contextmanager
+def past_the_character_check():
+    """A webhook's data as if a character no text may hold had slipped past `characters.first_refused`
+    (workflows/webhooks.py refuses it before any statement): the way to make applying a webhook fail in
+    PostgreSQL every time (its text holds no NUL), for the tests of what follows such a failure."""
+    real = characters.first_refused
+    characters.first_refused = lambda *_a, **_k: None
+    try:
+        yield
+    finally:
+        characters.first_refused = real

@@ -47,12 +47,18 @@ def test_a_method_a_resource_does_not_answer_is_405_with_allow(sqlite_db, crypto
 
 
 @pytest.mark.pg
-def test_a_value_postgresql_cannot_store_is_422(pg_db, crypto_keys):
-    """Given PostgreSQL (its text holds no NUL character), when a binding id with a NUL in it is asked for,
-    then 422 validation_failed, not a 500, and on the dashboard its 400 page."""
+def test_a_value_postgresql_cannot_store_is_422(pg_db, crypto_keys, monkeypatch):
+    """Given PostgreSQL (its text holds no NUL character), when a binding id with a NUL in it gets past the
+    check that answers it 404 (`workflows/characters.py`), then the database's refusal is 422
+    validation_failed, not a 500; and on the dashboard, which has no such check, its 400 page."""
+    from workflows import characters
+
     client, auth = _app(pg_db, crypto_keys)
+    assert client.get("/api/v1/bindings/bnd_%00x", headers=auth).status_code == 404  # the check
+    monkeypatch.setattr(characters, "refused", lambda *_a, **_k: False)
     answer = client.get("/api/v1/bindings/bnd_%00x", headers=auth)
     assert answer.status_code == 422 and answer.get_json()["code"] == "validation_failed"
+    monkeypatch.undo()
     # and on the dashboard, its own 400 page
     from workflows import operators
 

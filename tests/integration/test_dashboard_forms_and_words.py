@@ -38,6 +38,20 @@ def test_a_reason_too_long_is_refused_as_too_long_and_the_textareas_stop_at_it(a
     assert "原因最多 1000 个字符" in after and 'data-state="invited"' in after
 
 
+@pytest.mark.parametrize("reason", ["邀请已失效\x00", "邀请\u202e已失效"])
+def test_a_reason_with_a_control_or_direction_character_is_refused(app, sqlite_db, family, reason):  # noqa: F811
+    """Given an invited binding, When an operator expires it with a reason holding a NUL or a direction
+    override, Then nothing is done and the message says why (as the API refuses them: the same on SQLite and
+    on PostgreSQL, which cannot store a NUL)."""
+    bid = invite(sqlite_db, family(sqlite_db), now=datetime.now(timezone.utc))["id"]
+    client, _ = signed_in(app, "operator")
+    page = _page(client, f"/dashboard/bindings/{bid}")
+    answer = client.post(f"/dashboard/bindings/{bid}/expire", data={"csrf_token": TOKEN.search(page).group(1),
+                                                                     "reason": reason})
+    after = _page(client, answer.headers["Location"])
+    assert "原因中含有控制字符或文字方向控制符" in after and 'data-state="invited"' in after
+
+
 def test_a_batch_refused_for_a_changed_count_keeps_what_was_typed_and_says_the_new_count(app, sqlite_db, family):  # noqa: F811
     """Given three overdue invitations and the batch form for them (count 3)
     When an operator confirms expire with a reason while the form still says 2 (the count changed)

@@ -19,12 +19,12 @@ from workflows.errors import DomainError
 from workflows.idnumbers import with_check_digit
 from workflows.once import run_once
 
-from .support import accepted, invite, person, race, wait_for_a_lock_wait
+from .support import accepted, invite, past_the_character_check, person, race, wait_for_a_lock_wait
 from .test_person_events import deliver
 
 pytestmark = pytest.mark.pg
 ROUNDS = 20
-NUL_UNBIND = {"binding_id": "bnd_\x00x", "actor": {"kind": "person", "id": "psn_x"}}  # fails in PostgreSQL
+NUL_UNBIND = {"binding_id": "bnd_\x00x", "actor": {"kind": "person", "id": "psn_x"}}  # past the check: fails in PostgreSQL
 
 
 @pytest.fixture
@@ -45,10 +45,11 @@ def _row(db, rid) -> ReceivedWebhook:
 def _gave_up(db) -> int:
     """A stored webhook that failed in the database on every run, until its last: outcome failed:DataError."""
     rid = deliver(db, "jiangsu", "binding.unbind_requested", NUL_UNBIND, sent=utcnow())
-    for _ in range(webhooks.MAX_ATTEMPTS - 1):
-        with pytest.raises(sa.exc.DataError):
-            webhooks.process(db, rid)
-    assert webhooks.process(db, rid) == "failed:DataError"
+    with past_the_character_check():
+        for _ in range(webhooks.MAX_ATTEMPTS - 1):
+            with pytest.raises(sa.exc.DataError):
+                webhooks.process(db, rid)
+        assert webhooks.process(db, rid) == "failed:DataError"
     return rid
 
 
@@ -245,8 +246,8 @@ def test_a_gave_up_webhook_is_retried_with_a_new_outbox_row_as_ingest_writes_it(
     [entry] = _audit(pg_db)
     assert (entry.operator, entry.outcome, entry.reason) == ("operator1", "ok", "平台已修复数据")
     assert entry.detail["was"] == "failed:DataError" and done["requeued"] == "new"
-    with pytest.raises(sa.exc.DataError):  # the worker runs it again (and it fails again, counted from 1)
-        _worker(pg_db, new[0].id)
+    with past_the_character_check(), pytest.raises(sa.exc.DataError):  # the worker runs it again (and it
+        _worker(pg_db, new[0].id)  # fails again, counted from 1)
     assert _row(pg_db, rid).attempts == 1
 
 

@@ -17,7 +17,7 @@ def test_an_operation_lists_its_own_codes_and_those_of_its_kind_not_every_code_o
     assert {"self_binding", "member_limit", "idempotency_key_reused"} <= set(invite["422"]["x-problem-codes"])
     assert "reference_reused" not in invite["422"]["x-problem-codes"]
     assert invite["429"]["x-problem-codes"] == ["too_frequent"] and "Retry-After" in invite["429"]["headers"]
-    assert invite["413"]["x-problem-codes"] == ["malformed"]  # a body over the limit
+    assert invite["413"]["x-problem-codes"] == ["too_large"]  # a body over the limit
     read = paths["/api/v1/bindings/{binding_id}"]["get"]["responses"]
     assert {k: v["x-problem-codes"] for k, v in read.items() if "x-problem-codes" in v} == {
         "401": ["unauthorized"], "403": ["platform_not_allowed"], "404": ["not_found"], "409": ["conflict"],

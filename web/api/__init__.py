@@ -10,7 +10,7 @@ from functools import wraps
 from flask import Blueprint, Response, current_app, g, request
 from pydantic import BaseModel, ValidationError
 
-from workflows import idempotency, platforms
+from workflows import characters, idempotency, platforms
 from workflows.errors import DomainError
 
 from . import codes as problem_codes
@@ -92,6 +92,17 @@ def parse(model: type[BaseModel], *, optional: bool = False):
         raise DomainError("validation_failed", "the body does not match the schema", errors=errors) from None
 
 
+def _check_values(path_values: dict, query: tuple) -> None:
+    """A path value with a character no id holds (`workflows/characters.py`: a NUL, a control, a direction
+    mark) is 404 as an id nobody holds; such a query value is 422: the same answer on SQLite and PostgreSQL
+    (which cannot store a NUL, and refused it only after the fact)."""
+    if any(isinstance(v, str) and characters.refused(v) for v in path_values.values()):
+        raise DomainError("not_found", "no such resource")
+    for name, *_ in query:
+        if any(characters.refused(v) for v in request.args.getlist(name)):
+            raise DomainError("validation_failed", f"the query value {name} {characters.WHAT}")
+
+
 def _field_names(model: type[BaseModel]) -> set[str]:
     """A model's field names and the names they also accept (`AliasChoices`)."""
     names = set(model.model_fields)
@@ -140,6 +151,7 @@ def endpoint(method: str, path: str, summary: str, *, body=None, answer=None, st
 
         @wraps(view)
         def run(**kwargs):
+            _check_values(kwargs, ep.query)
             if body is not None:
                 kwargs["body"] = parse(body, optional=not body_required)
             out = view(**kwargs)

@@ -6,7 +6,7 @@ answer, not every code that shares its HTTP status. An endpoint declares its own
 what every operation of its kind may answer is added here: `unauthorized` (the key), `conflict` (a lock
 timeout, a lost race) and `unavailable` (the database restarting or failing over) on every one, `validation_failed` where a path or query value reaches the database (a
 value it cannot store), on a write the `Idempotency-Key`'s codes, with a body `malformed` and
-`validation_failed` (and 413 `malformed` for a body over the limit), on an endpoint some kinds of platform
+`validation_failed` (and 413 `too_large` for a body over the limit), on an endpoint some kinds of platform
 may not call `platform_not_allowed`.
 
 Every problem answered while an operation runs is checked against its list (`answer_for`, called by
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 EVERY = ("unauthorized", "conflict", "unavailable")
 VALUES = ("validation_failed",)  # a path or query value the database cannot store (problems._unstorable)
 WRITE = ("conflict", "idempotency_key_reused", "validation_failed")
-BODY = ("malformed", "validation_failed")
+BODY = ("malformed", "too_large", "validation_failed")
 RESTRICTED = ("platform_not_allowed",)
 STRICT_ENV = "GONGJI_PROBLEM_CODES"
 _DECLARED: dict[str, frozenset[str]] = {}  # Flask endpoint name → the codes it may answer

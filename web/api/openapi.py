@@ -73,10 +73,6 @@ def document() -> dict:
                                             "content": {"application/problem+json": {"schema": problem_ref}}}
             if status in (429, 503):
                 op["responses"][str(status)]["headers"] = {"Retry-After": RETRY_AFTER}
-        if ep.body is not None:  # Flask's MAX_CONTENT_LENGTH (web/api/problems.py `_too_large`)
-            op["responses"]["413"] = {"description": "codes: malformed (the body is too large)",
-                                      "x-problem-codes": ["malformed"],
-                                      "content": {"application/problem+json": {"schema": problem_ref}}}
         op["responses"]["default"] = {  # what any route may answer besides its own refusals
             "description": "401 unauthorized (no or a wrong key), 405 method_not_allowed (with Allow), "
                            "500 internal_error: always problem+json",

@@ -57,7 +57,7 @@ def register(app) -> None:
 
     @app.errorhandler(413)
     def _too_large(_e):
-        return problem("malformed", "the request body is too large", status=413)
+        return problem("too_large")
 
     @app.errorhandler(sa.exc.DataError)
     def _unstorable(e):

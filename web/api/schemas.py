@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from workflows import free_text
+from workflows import characters, free_text
 from workflows.rules import MAX_FEN
 
 ID_NUMBER = Field(description="18-character resident ID number (GB 11643-1999); never put it in a URL",
@@ -16,7 +16,17 @@ ID_NUMBER = Field(description="18-character resident ID number (GB 11643-1999); 
 
 
 class Body(BaseModel):
+    """A request body: unknown fields are refused, and no text holds a control or direction-formatting
+    character (`workflows/characters.py`; a `reason` may span lines)."""
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _characters(cls, value, info: ValidationInfo):
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(t, str) and characters.refused(t, lines=info.field_name == "reason") for t in texts):
+            raise ValueError(f"the text {characters.WHAT}")
+        return value
 
 
 class ActorIn(Body):
@@ -279,6 +289,10 @@ class WebhookStatus(BaseModel):
                                 "rejected) or no_binding; binding.unbind_requested: unbound; a refusal: its "
                                 "error code (GET /api/v1/problems/{code}, e.g. not_found, validation_failed, "
                                 "illegal_transition); failed:<error type> after 25 failed runs")
+    detail: str | None = Field(None, description="a refusal's reason, in Gongji's words (ID and mobile numbers "
+                               "masked), e.g. `validation_failed: data.name holds a control or "
+                               "direction-formatting character`; null otherwise (a failure's error is the bureau's "
+                               "to read)")
     attempts: int = Field(description="runs so far; a run that failed is retried by the worker")
     received_at: str
     processed_at: str | None

@@ -21,10 +21,10 @@ FEED_QUERY = (("after", {"type": "string"}, "the `next` cursor of the previous p
           "same binding appears again after each later change of it", answer=SyncPage, tag="sync",
           codes=("validation_failed",), query=FEED_QUERY)
 def sync_feed():
-    try:
-        limit = int(request.args.get("limit", 500))
-    except ValueError:
-        raise DomainError("validation_failed", "limit is an integer") from None
+    given = request.args.get("limit", "500")
+    if not (given.isascii() and given.isdigit() and len(given) <= 6):  # not int()'s " 5", "1_0" or "５"
+        raise DomainError("validation_failed", f"limit is an integer from 1 to {sync.MAX_PAGE}")
+    limit = int(given)
     if not 1 <= limit <= sync.MAX_PAGE:  # what the document says, not a silent clamp
         raise DomainError("validation_failed", f"limit is 1 to {sync.MAX_PAGE}")
     return sync.feed(db(), g.platform, after=request.args.get("after") or None, limit=limit)

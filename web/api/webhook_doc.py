@@ -61,8 +61,10 @@ def WEBHOOK_PATHS(problem_ref: dict) -> dict:
                                              "type (only a verifier sends verification.completed, and only "
                                              "that)", **err},
                       "404": {"description": "unknown platform", **err},
-                      "422": {"description": "validation_failed: a type not listed here, or a webhook-id over "
-                                             "255 characters", **err},
+                      "413": {"description": "too_large: a body over 1 MiB, nothing is stored", **err},
+                      "422": {"description": "validation_failed: a type not listed here (refused, not stored: "
+                                             "a sender learns of it at once rather than from an outcome), or a "
+                                             "webhook-id over 255 characters", **err},
                       "503": {"description": "unavailable: the database cannot be reached, nothing is stored; "
                                              "send it again after Retry-After seconds", **err,
                               "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}}}}}}}

@@ -11,12 +11,21 @@ from wtforms import (BooleanField, DateField, HiddenField, IntegerField, Passwor
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from workflows import id_in_text, repair
+from workflows import characters, id_in_text, repair
 
 ID_TYPED_MAX = 40  # an ID number as typed or pasted: 18 characters with room for spaces between its groups
 REASON_MAX = 1000  # characters of an operator's reason (also the textareas' maxlength)
+
+
+def _printable(_form, field):
+    """No control or direction-formatting character (workflows/characters.py; lines are allowed), as the API
+    refuses them: the same on SQLite and PostgreSQL, which cannot store a NUL."""
+    if field.data and characters.refused(field.data, lines=True):
+        raise ValidationError(_l("The reason holds a control or direction-formatting character."))
+
+
 REASON = [DataRequired(message=_l("Give a reason.")),
-          Length(max=REASON_MAX, message=_l("A reason is at most %(max)d characters."))]
+          Length(max=REASON_MAX, message=_l("A reason is at most %(max)d characters.")), _printable]
 
 
 def reason_problem(form) -> str:
