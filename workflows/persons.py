@@ -118,7 +118,10 @@ NO_SUCH_NUMBER = "no person with that ID number"
 
 def _seen_by(platform, person: Person, unknown: str) -> Person:
     """A platform sees only persons insured in a province it serves (None: an internal caller sees all); to
-    any other platform the person is unknown, answered exactly as a missing one, so nothing can be probed."""
+    any other platform the person is unknown, answered exactly as a missing one, so nothing can be probed by
+    reading. (A write naming such a person does say that they are beyond the platform's reach, as the rules
+    must: registering them is 403 region_not_served, inviting them where the provinces do not share is 422
+    region_not_allowed; README "One binding's life" says what each tells.)"""
     if platform is not None and not platform.serves(person.region_code[:2]):
         raise DomainError("not_found", unknown)
     return person
