@@ -77,7 +77,8 @@ def _plain(value) -> str:
               help="field=value (repeatable), e.g. cross_province=true, allowed_relationships=spouse,child")
 @click.option("--effective-from", default=None,
               help="ISO 8601 with a UTC offset; default and earliest: 90 s from now (every process has the "
-                   "version by then, so all switch at the same instant)")
+                   "version by then, so all switch at the same instant); a version can be withdrawn until 90 s "
+                   "before it takes effect, so one published at the default never can")
 @click.option("--reason", required=True, help="why (kept in the audit log)")
 @click.option("--by", required=True, help="who publishes, for the audit log")
 def policy_publish(regions, province, pairs, effective_from, reason, by) -> None:
@@ -100,7 +101,11 @@ def policy_publish(regions, province, pairs, effective_from, reason, by) -> None
     except DomainError as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from None
     for v in published:
-        click.echo(f"{v['code']} {v['name']}: version {v['policy_version']} from {_when(v['effective_from'])}")
+        until = policy_admin.withdrawable_until(datetime.fromisoformat(v["effective_from"]))
+        undo = (f"can be withdrawn until {_when(until.isoformat())}" if until > utcnow() else
+                "takes effect too soon to be withdrawn: to undo it, publish a new version")
+        click.echo(f"{v['code']} {v['name']}: version {v['policy_version']} from {_when(v['effective_from'])}; "
+                   f"{undo}")
 
 
 @policy.command("withdraw")

@@ -104,10 +104,14 @@ def withdraw(db, region_code: str, version: int, *, who: str, reason: str, now: 
     try:
         with db.begin() as s:
             latest = _latest_locked(s, region_code)
-            if latest.version != version or latest.effective_from <= now + WITHDRAW_MARGIN:
-                raise DomainError("illegal_transition", f"only the latest version of {region_code} (now "
-                                  f"{latest.version}) can be withdrawn, and only until "
-                                  f"{WITHDRAW_MARGIN.total_seconds():.0f} s before it takes effect")
+            if latest.version != version:
+                raise DomainError("illegal_transition", f"only the latest version of {region_code} can be "
+                                  f"withdrawn (now {latest.version})")
+            if latest.effective_from <= now + WITHDRAW_MARGIN:
+                raise DomainError("illegal_transition", f"version {version} of {region_code} takes effect at "
+                                  f"{latest.effective_from.isoformat()}: less than {WITHDRAW_MARGIN.total_seconds():.0f}"
+                                  " s from now (or already), other processes may have it: publish a new version "
+                                  "to undo it")
             fields = {f: getattr(latest, f) for f in policy_fields.FIELDS}
             before = s.scalars(sa.select(RegionPolicy).where(RegionPolicy.region_code == region_code,
                                                              RegionPolicy.version == version - 1)).first()
@@ -122,6 +126,12 @@ def withdraw(db, region_code: str, version: int, *, who: str, reason: str, now: 
                           "publish a new version instead") from None
     policy.clear_cache()
     return gone
+
+
+def withdrawable_until(effective_from: datetime) -> datetime:
+    """The last moment a pending version taking effect at `effective_from` can be withdrawn: one published at
+    the default (and earliest) time never can, which `gongji policy publish` says at once."""
+    return effective_from - WITHDRAW_MARGIN
 
 
 def regions_of_province(db, province_code: str) -> list[str]:

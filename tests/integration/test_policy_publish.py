@@ -227,7 +227,8 @@ def test_the_command_line_publishes_and_shows_on_the_embedded_default(tmp_path, 
     cross_province=true --set commitment_version=XJ-2027-01 --reason …` runs, then both Xinjiang regions get
     version 2 and `gongji policy show 652900` lists it pending (for 90 s) above version 1 in force; a bad value is a usage error
     (exit 1) that names the field, a publish without --by is refused (exit 2), and a version published for
-    the wrong year shows as pending and is withdrawn."""
+    the wrong year shows as pending, says until when it can be withdrawn, and is withdrawn; one published at
+    the default time says that it cannot be, and a withdrawal says how to undo it instead."""
     from web.cli import main
 
     monkeypatch.chdir(tmp_path)
@@ -237,6 +238,12 @@ def test_the_command_line_publishes_and_shows_on_the_embedded_default(tmp_path, 
                                 "--set", "commitment_version=XJ-2027-01", "--reason", "通知", "--by", "zhang"])
     assert done.exit_code == 0, done.output
     assert "650100 乌鲁木齐市: version 2" in done.output and "652900 阿克苏地区: version 2" in done.output
+    # at the default (and earliest) time a version is too close to be withdrawn: said at once, and again by
+    # a withdrawal, which names the way out rather than "only the latest" (it is the latest)
+    assert done.output.count("takes effect too soon to be withdrawn: to undo it, publish a new version") == 2
+    late = runner.invoke(main, ["policy", "withdraw", "652900", "2", "--reason", "typo", "--by", "zhang"])
+    assert late.exit_code == 1 and "publish a new version to undo it" in late.output, late.output
+    assert "only the latest" not in late.output
     shown = runner.invoke(main, ["policy", "show", "652900"])
     assert shown.exit_code == 0, shown.output
     lines = shown.output.splitlines()
@@ -253,6 +260,7 @@ def test_the_command_line_publishes_and_shows_on_the_embedded_default(tmp_path, 
     ahead = runner.invoke(main, ["policy", "publish", "--region", "650100", "--set", "frequency_max_changes=4",
                                  "--effective-from", "2207-01-01T00:00:00+08:00", "--reason", "x", "--by", "zhang"])
     assert ahead.exit_code == 0 and "version 3 from 2207-01-01T00:00:00+08:00" in ahead.output
+    assert "can be withdrawn until 2206-12-31T23:58:30+08:00" in ahead.output
     assert "pending" in runner.invoke(main, ["policy", "show", "650100"]).output.splitlines()[0]
     undone = runner.invoke(main, ["policy", "withdraw", "650100", "3", "--reason", "a typo in the year",
                                   "--by", "zhang"])
