@@ -45,6 +45,20 @@ def main() -> None:
     configure_logging(correlation.current_id)
 
 
+def _check_settings() -> None:
+    """Read every setting as the processes about to start will (`Settings` and the workflows' own, read when
+    their modules load), so that one missing or malformed is this command's one-line error, not a traceback
+    from each gunicorn or dramatiq process, restarted in a loop by the container's policy."""
+    import importlib
+    import pkgutil
+
+    import workflows
+
+    Settings.from_env()
+    for module in pkgutil.iter_modules(workflows.__path__):
+        importlib.import_module(f"workflows.{module.name}")
+
+
 @main.command()
 @click.option("--port", default=8000, show_default=True)
 @click.option("--workers", "procs", default=2, show_default=True)
@@ -54,6 +68,7 @@ def web(port: int, procs: int, threads: int) -> None:
     PROMETHEUS_MULTIPROC_DIR, see web/metrics.py)."""
     from .metrics import prepare_multiprocess_dir
 
+    _check_settings()
     prepare_multiprocess_dir(os.environ)
     os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "web.wsgi:app", "-b", f"0.0.0.0:{port}",
                                "-w", str(procs), "-k", "gthread", "--threads", str(threads),
@@ -67,6 +82,7 @@ def worker(processes: int, threads: int) -> None:
     """Production worker processes: dramatiq on Redis (GONGJI_REDIS_URL)."""
     if not os.environ.get("GONGJI_REDIS_URL"):
         raise click.UsageError("gongji worker needs GONGJI_REDIS_URL")
+    _check_settings()
     os.execvp(sys.executable, [sys.executable, "-m", "dramatiq", "workers.entry", "--processes", str(processes),
                                "--threads", str(threads)])
 

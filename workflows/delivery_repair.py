@@ -59,8 +59,9 @@ def replay_from_console(db, who: str, *, ids: list[int] | None = None, platform_
                         binding_id: str | None = None, now: datetime | None = None) -> dict:
     """`gongji deliveries replay`: `replay`, audited like the dashboard's replay (`who`: the console user):
     one delivery by its id as `delivery_replay`, any other selection as `deliveries_replay`, naming the
-    deliveries replayed (the first AUDIT_IDS of them). A platform or binding that does not exist, or nothing
-    dead matching, is not_found (a typo must not read as "nothing to do"), and that refusal is audited too.
+    deliveries replayed (the first AUDIT_IDS of them). A platform, binding or delivery id that does not exist
+    is not_found (a typo must not read as "nothing to do"); nothing dead among what exists is
+    nothing_to_replay, as on the dashboard; either refusal is audited too.
     {"replayed": how many, "ready": ids to send now}."""
     now = now or utcnow()
     action = "delivery_replay" if ids and len(set(ids)) == 1 and not platform_id and not binding_id \
@@ -73,8 +74,9 @@ def replay_from_console(db, who: str, *, ids: list[int] | None = None, platform_
                 raise DomainError("not_found", f"no binding {binding_id}")
             replayed: list[int] = []
             ready = replay_in(s, _dead(ids, platform_id, binding_id), now, replayed)
-            if not replayed:
-                raise DomainError("not_found", "no dead delivery matches")
+            if not replayed:  # as the dashboard's replay answers it; an id nobody has is a typo: not_found
+                unknown = ids and s.scalar(sa.select(sa.func.count()).select_from(D).where(D.c.id.in_(ids))) == 0
+                raise DomainError("not_found" if unknown else "nothing_to_replay", "no dead delivery matches")
             detail = {"platform_id": platform_id, "ids": list(ids or [])[:AUDIT_IDS], "dead": len(replayed),
                       "sent_now": len(ready), "replayed": replayed[:AUDIT_IDS]}
             if action == "delivery_replay":  # as the dashboard's: the delivery, its platform and its binding

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy as sa
@@ -144,7 +146,8 @@ def test_a_replay_that_names_nothing_real_says_so(gongji, tmp_path):
     """Given a fresh database with the seeded regions and a platform, no dead delivery anywhere
     When `gongji deliveries replay` names an unknown platform, an unknown binding, a delivery id that is not
     dead, or the real platform (nothing dead)
-    Then each exits 1 saying what is wrong (no "replayed" that reads as success), audited as a refusal."""
+    Then each exits 1 saying what is wrong (no "replayed" that reads as success), audited as a refusal:
+    not_found for what does not exist, nothing_to_replay (as the dashboard's) for the real platform."""
     assert gongji("platform", "add", "p1", "--kind", "province", "--api-key", "gk_long_enough_1",
                   "--webhook-secret", SECRET, "--regions", "32")[0] == 0
     for args, says in ((["--platform", "nope"], "no platform nope"), (["--binding", "bnd_nope"], "no binding bnd_nope"),
@@ -158,7 +161,7 @@ def test_a_replay_that_names_nothing_real_says_so(gongji, tmp_path):
         named = c.execute(sa.text("select detail from audit_log where action = 'delivery_replay'")).scalar_one()
     engine.dispose()
     assert [tuple(o) for o in outcomes] == [("deliveries_replay", "not_found")] * 2 + [  # one --id: that delivery's
-        ("delivery_replay", "not_found"), ("deliveries_replay", "not_found")]
+        ("delivery_replay", "not_found"), ("deliveries_replay", "nothing_to_replay")]  # p1 exists: as the dashboard
     assert json.loads(named)["ids"] == [99999]  # the refusal names what was asked for
 
 
@@ -172,3 +175,20 @@ def test_a_bad_setting_or_a_database_without_schema_is_a_message_not_a_traceback
     monkeypatch.delenv("GONGJI_SWEEP_BATCH")
     code, out = gongji("deliveries", "status")
     assert code == 1 and "gongji db upgrade" in out and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("command, env, names", [
+    (["web", "--port", "1"], {"GONGJI_DATABASE_URL": "postgresql+psycopg://gongji@127.0.0.1:1/gongji"},
+     "GONGJI_PII_KEYS"),
+    (["worker"], {"GONGJI_REDIS_URL": "redis://127.0.0.1:1/0", "GONGJI_DELIVERY_SCHEDULE_S": "5,soon"},
+     "GONGJI_DELIVERY_SCHEDULE_S")])
+def test_the_production_processes_refuse_a_bad_setting_in_one_line_before_they_start(tmp_path, command, env, names):
+    """Given a production setting missing (the encryption keys) or a workflow's own setting malformed (read
+    when its module loads), When `gongji web` or `gongji worker` starts, Then it exits 1 naming the setting
+    in one line, before gunicorn or dramatiq would have printed a traceback from each of its processes."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("GONGJI_")}
+    done = subprocess.run([sys.executable, "-c", "from web.cli import main; main()", *command],
+                          env={**clean, "GONGJI_VAR_DIR": str(tmp_path / "var"), **env}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 1 and names in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
