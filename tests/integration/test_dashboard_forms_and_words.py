@@ -235,3 +235,26 @@ def test_a_retry_that_could_do_nothing_for_one_reason_names_it(app, sqlite_db, f
     flashes = re.findall(r'<div class="flash (error|ok)"[^>]*>(.*?)</div>', after, re.S)
     assert [kind for kind, _ in flashes] == ["ok", "error"]
     assert "以下原因已无可重试的内容：平台数据同步落后。" in flashes[1][1]
+
+
+def test_over_plain_http_a_secure_cookie_dashboard_says_it_needs_https(app):  # noqa: F811
+    """Given production's Secure session cookie (dev_mode off), When the sign-in page is opened over plain
+    HTTP and the form sent, Then the page warns at once, and the refusal says the dashboard needs HTTPS (the
+    browser never sends the cookie back over http) rather than "the form has expired, reload it"; over
+    HTTPS neither appears."""
+    app.config.update(SESSION_COOKIE_SECURE=True, REMEMBER_COOKIE_SECURE=True)
+    plain = app.test_client()
+    page = _page(plain, "/dashboard/login")
+    assert 'id="needs-https"' in page and "HTTPS" in page
+    plain.delete_cookie("session")  # what a browser does with a Secure cookie over http: never sends it back
+    refused = plain.post("/dashboard/login", data={"csrf_token": TOKEN.search(page).group(1), "username": "viewer",
+                                                   "password": "correct horse battery"})
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and 'data-why="needs_https"' in text and "控制台需要通过 HTTPS 访问" in text
+    secure = app.test_client()
+    page = _page(secure, "https://localhost/dashboard/login")
+    assert 'id="needs-https"' not in page
+    signed = secure.post("https://localhost/dashboard/login", data={  # a browser's Referer (Flask-WTF's
+        "csrf_token": TOKEN.search(page).group(1), "username": "viewer",  # check over https)
+        "password": "correct horse battery"}, headers={"Referer": "https://localhost/dashboard/login"})
+    assert signed.status_code == 302

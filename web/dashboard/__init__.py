@@ -98,6 +98,10 @@ def _error_page(code: int, exc) -> str:
     """A refused CSRF token (a 400) is nearly always a form left open too long or sent after signing out:
     the page says so and links back to the page the form came from, rather than "bad request"."""
     expired = {"form_expired": True, "back": returning.back_link()} if isinstance(exc, CSRFError) else {}
+    if expired and not request.is_secure and current_app.config.get("SESSION_COOKIE_SECURE"):
+        # not expired: over plain HTTP the browser never sends the Secure session cookie back (production's),
+        # so no form can pass; say what to do instead of "reload" (ProxyFix reads the TLS proxy's scheme)
+        expired = {"needs_https": True}
     # the request's id, for the operator to quote: the log lines of the request name it
     return render_template("dashboard/error.html", code=code, request_id=correlation.current_id(), **expired)
 
