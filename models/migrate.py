@@ -12,6 +12,7 @@ built without blocking writes as
 (`tests/integration/test_migrations.py` runs such a migration on PostgreSQL)."""
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +21,17 @@ from alembic import command
 from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class _OnlyWhatRan(logging.Filter):
+    """Alembic says at INFO which migrations run (worth a line) and, on every upgrade, which dialect and DDL
+    mode it found (two lines of noise before each admin command's own output): those two are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Context impl ", "Will assume "))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_OnlyWhatRan())
 
 
 def alembic_config() -> Config:

@@ -170,7 +170,8 @@ def test_one_platforms_dead_deliveries_are_listed_and_replayed_alone(app, sqlite
     answer = client.post("/dashboard/deliveries/jiangsu/replay",
                          data={"csrf_token": TOKEN.search(page).group(1), "reason": "江苏已恢复"})
     assert answer.status_code == 303 and answer.headers["Location"].endswith("/dashboard/deliveries?platform=jiangsu")
-    assert 'class="flash ok"' in client.get(answer.headers["Location"]).get_data(as_text=True)
+    done = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert 'class="flash ok"' in done and "全部立即发送" in done and "其余" not in done  # nothing waits behind it
     with sqlite_db() as s:
         assert {d.platform_id: d.status for d in s.scalars(sa.select(Delivery))} == {"jiangsu": "pending",
                                                                                    "national": "dead"}

@@ -103,8 +103,12 @@ def _replay(platform_id: str, delivery_id: int | None):
         try:
             done = platform_repair.replay_dead(db(), current_user.info, platform_id, form.reason.data,
                                                delivery_id=delivery_id)
-            flash(_("Replayed %(n)s dead deliveries to %(platform)s; %(sent)s sent now, the rest follow their "
-                    "predecessors.", n=done["dead"], platform=platform_id, sent=done["sent_now"]), "ok")
+            if done["sent_now"] >= done["dead"]:  # nothing waits behind an earlier version
+                flash(_("Replayed %(n)s dead deliveries to %(platform)s; all sent now.", n=done["dead"],
+                        platform=platform_id), "ok")
+            else:
+                flash(_("Replayed %(n)s dead deliveries to %(platform)s; %(sent)s sent now, the rest follow "
+                        "their predecessors.", n=done["dead"], platform=platform_id, sent=done["sent_now"]), "ok")
         except DomainError as exc:
             _refused(exc)
     return redirect(url_for("dashboard.deliveries", platform=platform_id), code=303)
