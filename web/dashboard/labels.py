@@ -123,7 +123,7 @@ PROVIDER_STATUS = {"queued": _l("session request queued"), "requested": _l("sess
                    "opened": _l("session opened"), "error": _l("session request failed")}
 VERIFICATION_STATUS = {"pending": _l("awaiting the result"), "passed": _l("passed"), "failed": _l("failed"),
                        "timed_out": _l("timed out"), "abandoned": _l("abandoned: the binding moved on")}
-DELIVERY_STATUS = {"pending": _l("not yet delivered"), "failing": _l("failing"), "delivered": _l("delivered"),
+DELIVERY_STATUS = {"pending": _l("waiting to be sent"), "failing": _l("failing"), "delivered": _l("delivered"),
                    "dead": _l("dead-lettered")}
 FILTERS = {"state": _l("State"), "region": _l("Region"), "platform": _l("Platform"), "stuck": _l("Stuck reason"),
            "older_than_s": _l("Unchanged for")}
