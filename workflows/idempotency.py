@@ -33,6 +33,7 @@ from models.crypto import keyed_digest, retired_keyed_digests
 from models.settings import number
 from models.types import utcnow
 
+from . import correlation
 from .errors import DomainError
 from .kept_writes import KeptWrites
 from .statements import PerDialect, Statement, autocommit
@@ -101,6 +102,16 @@ class Claim(NamedTuple):
     at: datetime  # when this request claimed the key: the token `finish` checks
 
 
+def stored_key(key: str) -> str:
+    """The key as it is stored: as sent when it is plain (`correlation.acceptable`: ASCII letters, digits and
+    `._:-`, no number a person owns in it, as events carry it), else `#` and a keyed digest of it, so that a
+    key a platform built from an ID number ("invite-3201…") is not kept in plaintext for a day. `#` is never
+    in a plain key: no key sent as is can equal a digest. Such a key claimed before 2026-11-26 was stored as
+    sent: a retry of it runs again (the command's guards answer it) until it goes with its day."""
+    return key if correlation.acceptable(key, limit=correlation.KEY_CHARS) else \
+        "#" + keyed_digest("idempotency-key", key.encode())
+
+
 def claim(db, platform_id: str, key: str, digest: str, *, also: tuple[str, ...] = (),
           now: datetime | None = None) -> tuple[Claim | None, tuple[int, str] | None]:
     """(claim, None) when this request owns the key; (None, (status, body)) to replay. `also`: the
@@ -110,6 +121,7 @@ def claim(db, platform_id: str, key: str, digest: str, *, also: tuple[str, ...] 
     statements more than one without, the claim and `finish`."""
     if not key or len(key) > 255:
         raise DomainError("validation_failed", "Idempotency-Key is 1 to 255 characters")
+    key = stored_key(key)
     now = now or utcnow()
     with autocommit(db) as conn:
         KEPT.settle(db, conn)

@@ -201,6 +201,31 @@ def test_a_request_with_a_key_is_kept_under_a_keyed_digest_not_a_hash_anyone_can
     assert again.headers.get("Idempotent-Replayed") == "true" and again.get_json() == first.get_json()
 
 
+@pytest.mark.parametrize("key", ["invite-320102198001011238", "invite-3201.0219.8001.0112.38", "邀请-张三-1",
+                                 "call 13812345678"])
+def test_a_key_made_of_a_persons_number_or_not_plain_is_kept_as_a_keyed_digest(pg_db, crypto_keys, key):
+    """Given a platform whose Idempotency-Key carries an ID number (however grouped), a Chinese name or a
+    mobile number, When it sends a request with it twice, Then the second is replayed, and the record holds
+    `#` and a keyed digest, never the key; a plain key is kept as sent (a bureau reads it when a platform
+    asks about its retry)."""
+    client, auth = _client(pg_db, crypto_keys)
+    from workflows.idnumbers import with_check_digit
+    body = json.dumps({"id_number": with_check_digit("32010219800101772"), "name": "李四",
+                       "insurance_type": "resident", "insurance_status": "active", "region_code": "320100"}).encode()
+    for sent in (key, "plain-key-1"):
+        headers = {**auth, "Idempotency-Key": sent.encode().decode("latin-1"), "Content-Type": "application/json"}
+        first = client.post("/api/v1/persons", data=body, headers=headers)
+        again = client.post("/api/v1/persons", data=body, headers=headers)
+        assert again.headers.get("Idempotent-Replayed") == "true" and again.get_json() == first.get_json()
+    with pg_db() as s:
+        kept = s.scalars(sa.select(IdempotencyRecord.key)).all()
+    assert "plain-key-1" in kept and len(kept) == 2
+    [digest] = [k for k in kept if k != "plain-key-1"]
+    assert digest.startswith("#") and len(digest) == 65
+    assert not any(part in k for k in kept for part in ("320102198001011238", "3201.0219", "13812345678", "张"))
+    assert digest == idempotency.stored_key(key.encode().decode("latin-1"))
+
+
 def test_a_record_claimed_before_the_digest_was_keyed_still_answers_its_retry(pg_db, crypto_keys):
     """Given a record claimed and finished before the upgrade: it holds the unkeyed digest of its request
     When the platform retries that request with the same key after the upgrade
