@@ -26,6 +26,12 @@ def refused(text: str, *, lines: bool = False) -> bool:
     return (_REFUSED_MULTILINE if lines else _REFUSED).search(text) is not None
 
 
+def as_named(key) -> str:
+    """A key of a body or a webhook's data as an answer or a record may name it: a field's name or an array's
+    index as it is, anything else `…` (a key is text from outside too, and may be an ID number)."""
+    return str(key) if _NAME.fullmatch(str(key)) else "…"
+
+
 def without(text: str) -> str:
     """`text` with the refused characters of a multi-line text taken out (a face provider's reason: cut, not
     refused, as its length is: a refusal would lose the result it came with)."""
@@ -39,8 +45,8 @@ def first_refused(data, *, path: str = "") -> str | None:
         return path if refused(data, lines=path.rpartition(".")[2] == "reason") else None
     items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
     for key, value in items:
-        key = key if _NAME.fullmatch(str(key)) else "…"  # a key is text from outside too: never echoed
-        found = first_refused(value, path=f"{path}.{key}" if path else str(key))
+        key = as_named(key)
+        found = first_refused(value, path=f"{path}.{key}" if path else key)
         if found is not None:
             return found
     return None

@@ -163,3 +163,14 @@ def test_a_face_providers_reason_loses_such_characters_and_its_result_counts(any
         reasons = s.execute(sa.text("select reason from verification_attempts where binding_id = :b"),
                             {"b": bid}).scalars().all()
     assert reasons == ["活体通过"]
+
+
+def test_an_unknown_field_named_like_an_id_number_is_refused_without_echoing_its_name(sqlite_db, crypto_keys):
+    """Given a body with an unknown field whose name is an ID number (a platform's mapping gone wrong), When
+    it is posted, Then 422 validation_failed for an extra field, named `…`: the answer never carries a value
+    from the request, and a field's name is one."""
+    client, auth = _client(sqlite_db, crypto_keys)
+    number = with_check_digit("32010219800101126")
+    answer = client.post("/api/v1/persons/lookup", json={"id_number": number, number: True}, headers=auth)
+    assert answer.status_code == 422 and [e["loc"] for e in answer.get_json()["errors"]] == ["…"]
+    assert number not in answer.get_data(as_text=True)

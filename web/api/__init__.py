@@ -88,7 +88,7 @@ def parse(model: type[BaseModel], *, optional: bool = False):
     try:
         return model.model_validate(data)
     except ValidationError as exc:  # report where and why, never the submitted value
-        errors = [{"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        errors = [{"loc": ".".join(characters.as_named(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         raise DomainError("validation_failed", "the body does not match the schema", errors=errors) from None
 
 
