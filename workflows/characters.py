@@ -38,15 +38,17 @@ def without(text: str) -> str:
     return _REFUSED_MULTILINE.sub("", text)
 
 
-def first_refused(data, *, path: str = "") -> str | None:
-    """Where in a webhook's `data` (objects and arrays, any depth) the first text with a refused character is
-    (`actor.id`), or None; a `reason` may span lines."""
-    if isinstance(data, str):
-        return path if refused(data, lines=path.rpartition(".")[2] == "reason") else None
-    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
-    for key, value in items:
-        key = as_named(key)
-        found = first_refused(value, path=f"{path}.{key}" if path else key)
-        if found is not None:
-            return found
+def first_refused(data) -> str | None:
+    """Where in a webhook's `data` (objects and arrays, any depth: walked without recursion) the first text with
+    a refused character is (`actor.id`), or None; a `reason` may span lines."""
+    stack = [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if refused(value, lines=path.rpartition(".")[2] == "reason"):
+                return path
+            continue
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        named = [(f"{path}.{as_named(k)}" if path else as_named(k), v) for k, v in items]
+        stack.extend(reversed(named))  # in document order
     return None
