@@ -13,10 +13,6 @@ from models import migrate, seed
 from models.settings import Settings
 
 
-def _db(settings: Settings):
-    return models_db.from_settings(settings)
-
-
 @click.group()
 def platform() -> None:
     """Platforms (national, provincial, face-verification providers)."""
@@ -38,7 +34,7 @@ def platform_add(platform_id, kind, api_key, webhook_secret, webhook_url, region
     from workflows.errors import DomainError
 
     settings = Settings.from_env()
-    engine, factory = _db(settings)
+    engine, factory = models_db.from_settings(settings)
     migrate.upgrade(engine)
     with factory.begin() as s:  # the provinces are checked against the regions
         seed.seed_regions(s)
@@ -60,7 +56,7 @@ def platform_rotate_secret(platform_id, new_secret, overlap_hours) -> None:
     from workflows import platforms
     from workflows.errors import DomainError
 
-    _, factory = _db(Settings.from_env())
+    _, factory = models_db.from_settings(Settings.from_env())
     try:
         until = platforms.rotate_secret(factory, platform_id, new_secret, overlap_s=overlap_hours * 3600)
     except DomainError as exc:
@@ -78,7 +74,7 @@ def deliveries_status() -> None:
     """What each platform has not acknowledged yet: count, oldest age, failing and dead."""
     from workflows import sync
 
-    _, factory = _db(Settings.from_env())
+    _, factory = models_db.from_settings(Settings.from_env())
     lag = sync.lag(factory)
     if not lag:
         click.echo("every platform is up to date")
@@ -107,7 +103,7 @@ def deliveries_replay(ids, platform_id, binding_id) -> None:
     if not (ids or platform_id or binding_id):
         raise click.UsageError("name deliveries: --id, --platform or --binding")
     settings = Settings.from_env()
-    _, factory = _db(settings)
+    _, factory = models_db.from_settings(settings)
     broker.setup(settings)
     runtime.configure(settings, factory)
     from workers.actors import send_deliveries
@@ -119,5 +115,6 @@ def deliveries_replay(ids, platform_id, binding_id) -> None:
     except DomainError as exc:
         raise click.ClickException(exc.detail) from None
     send_deliveries(done["ready"])  # without a worker listening, the scheduler's delivery pass sends them
-    click.echo(f"replayed {done['replayed']} dead deliveries (audited); {len(done['ready'])} sent now, the rest "
-               "follow their predecessors")
+    sent = len(done["ready"])  # as the dashboard says it: "the rest" only when some wait behind an earlier version
+    rest = "all sent now" if sent >= done["replayed"] else f"{sent} sent now, the rest follow their predecessors"
+    click.echo(f"replayed {done['replayed']} dead deliveries (audited); {rest}")

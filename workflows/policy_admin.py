@@ -107,7 +107,7 @@ def withdraw(db, region_code: str, version: int, *, who: str, reason: str, now: 
             if latest.version != version:
                 raise DomainError("illegal_transition", f"only the latest version of {region_code} can be "
                                   f"withdrawn (now {latest.version})")
-            if latest.effective_from <= now + WITHDRAW_MARGIN:
+            if withdrawable_until(latest.effective_from) <= now:
                 raise DomainError("illegal_transition", f"version {version} of {region_code} takes effect at "
                                   f"{latest.effective_from.isoformat()}: less than {WITHDRAW_MARGIN.total_seconds():.0f}"
                                   " s from now (or already), other processes may have it: publish a new version "
