@@ -18,6 +18,8 @@ CODES: dict[str, tuple[int, str]] = {
     "not_your_binding": (403, "This actor may not do that to this binding"),
     "illegal_transition": (409, "The binding's state does not allow this"),
     # additions (API.md allows adding codes)
+    "relationship_mismatch": (422, "The relationship does not fit the two birth dates (a child is born after "
+                              "the grantor, a parent before)"),
     "name_mismatch": (422, "The name does not match the registry for that ID number"),
     "reason_required": (422, "Operators and the system must give a reason"),
     "unknown_region": (422, "No such pooling region"),

@@ -117,6 +117,7 @@ def invite(db, *, grantor_id_number: str, beneficiary_id_number: str, beneficiar
             raise DomainError("name_mismatch")
         guardian = idnumbers.age_on(b_number, today) < rules.GUARDIAN_AGE
         rules.check_relationship(relationship, g_policy, b_policy, guardian=guardian)
+        rules.check_birth_order(relationship, idnumbers.birth_date(g_number), idnumbers.birth_date(b_number))
         rules.check_commitment(commitment_version, g_policy)
         counts = _counts(s, grantor.id, beneficiary.id,
                          cmd.now - timedelta(seconds=g_policy.frequency_window_s),

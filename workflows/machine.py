@@ -102,10 +102,17 @@ def allowed(state: str, event: str) -> bool:
     return event in MACHINE.events and bool(MACHINE.events[event].transitions.get(state))
 
 
+# what to do instead, where a platform's one button may well send the wrong command (the guides call every
+# ending 解绑): a pending invitation is not bound yet, so it is cancelled or declined, not unbound
+INSTEAD = {("unbind", s): "; a pending invitation is cancelled by the grantor or declined by the beneficiary"
+           for s in PENDING}
+
+
 def fire(row, event: str, **facts) -> tuple[str, str]:
     """Fire `event` on `row` through the shared machine; returns (from, to). Illegal → 409."""
     if not allowed(row.state, event):
-        raise DomainError("illegal_transition", f"{event} is not possible in state {row.state}")
+        raise DomainError("illegal_transition", f"{event} is not possible in state {row.state}"
+                          + INSTEAD.get((event, row.state), ""))
     before = row.state
     keys = set(vars(row))
     with _lock:

@@ -14,6 +14,9 @@ from .errors import DomainError
 # API.md's list: DESIGN allows it where a region's policy says so (no seeded region does)
 RELATIONSHIPS = ("spouse", "parent", "child", "sibling", "grandparent", "grandchild", "spouse_parent")
 GUARDIAN_RELATIONSHIPS = ("child", "grandchild")  # the beneficiary is the grantor's child or grandchild
+# the relationships that need the beneficiary born after the grantor (a generation below) or before (above);
+# siblings and spouses may be born in either order
+YOUNGER, OLDER = ("child", "grandchild"), ("parent", "grandparent", "spouse_parent")
 GUARDIAN_AGE = 16
 MAX_FEN = 10**13  # the largest amount or balance taken, in fen (1,000 亿 yuan): within BIGINT and JSON's 2^53
 INSURED_TYPES = ("employee", "resident")  # basic medical insurance a beneficiary may hold
@@ -63,8 +66,23 @@ def check_relationship(relationship: str, grantor_policy, beneficiary_policy, *,
             raise DomainError("relationship_not_allowed",
                               f"{relationship} is not allowed in region {policy.region_code}")
     if guardian and relationship not in GUARDIAN_RELATIONSHIPS:
+        # name only what the regions allow: "child or grandchild" where grandchildren are not allowed misleads
+        fits = [r for r in GUARDIAN_RELATIONSHIPS
+                if all(r in p.allowed_relationships for p in (grantor_policy, beneficiary_policy))]
         raise DomainError("relationship_not_allowed",
-                          "a beneficiary under 16 must be the grantor's child or grandchild")
+                          "a beneficiary under 16 joins on the guardian path, through a parent or grandparent: "
+                          "the relationship must be " + (" or ".join(fits) or "child"))
+
+
+def check_birth_order(relationship: str, grantor_born, beneficiary_born) -> None:
+    """A child or grandchild is born after the grantor, a parent, grandparent or spouse's parent before
+    (dates from the two ID numbers). Only the order, no minimum gap: step-parents and adoption make any
+    fixed gap refuse real families, while the order refuses no one. It matters most on the guardian path,
+    where an under-16's binding takes effect on the grantor's word alone."""
+    if relationship in YOUNGER and not beneficiary_born > grantor_born:
+        raise DomainError("relationship_mismatch", f"a {relationship} is born after the grantor")
+    if relationship in OLDER and not beneficiary_born < grantor_born:
+        raise DomainError("relationship_mismatch", f"a {relationship.replace('_', ' ')} is born before the grantor")
 
 
 def check_regions(g: PersonFacts, b: PersonFacts, grantor_policy, beneficiary_policy) -> None:

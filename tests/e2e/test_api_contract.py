@@ -2,6 +2,7 @@
 the region policy shape, and the health and metrics endpoints."""
 from __future__ import annotations
 
+from datetime import date
 import json
 import re
 
@@ -167,7 +168,7 @@ def test_idempotency_key_replays_and_refuses_reuse(js, dev_keys):
     exists, and the third is 422 idempotency_key_reused, still with one binding."""
     grantor = js.person("320100")
     spouse = js.person("320100", insurance_type="resident")
-    parent = js.person("320100", insurance_type="resident")
+    parent = js.person("320100", birth=date(1940, 2, 2), insurance_type="resident")  # born before any grantor
     key = {"Idempotency-Key": f"e2e-{id_number()}"}
 
     first = js.invite(grantor, spouse, "spouse", headers=key)

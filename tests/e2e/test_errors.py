@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 import requests
@@ -389,12 +389,29 @@ def test_relationship_not_allowed_in_xinjiang(xj):
     """Given a Xinjiang grantor and relative in 乌鲁木齐 (Xinjiang allows spouse, parent, child only)
     When the grantor invites the relative as a sibling, a grandparent, a grandchild or an unknown relation
     Then each is 422 relationship_not_allowed and nothing was written; as a parent it works."""
-    grantor, relative = couple(xj, "650100")
+    grantor = xj.person("650100", birth=date(1985, 4, 4))
+    relative = xj.person("650100", birth=date(1958, 8, 8), insurance_type="resident")  # born before: a parent
     before = families(xj, grantor, relative)
     for relationship in ("sibling", "grandparent", "grandchild", "cousin", ""):
         assert_problem(xj.invite(grantor, relative, relationship, "XJ-2023-02"), 422, "relationship_not_allowed")
     assert families(xj, grantor, relative) == before
     assert xj.invite(grantor, relative, "parent", "XJ-2023-02").status_code == 201
+
+
+def test_relationship_mismatch(js):
+    """Given a grantor born in 1970 and a relative born in 1995 (both adults: the face path)
+    When the grantor invites the relative as a parent, then as a grandparent
+    Then each is 422 relationship_mismatch naming the relationship, never a date, and nothing was written;
+    as a child the invitation is taken."""
+    grantor = js.person("320100", birth=date(1970, 3, 3))
+    relative = js.person("320100", birth=date(1995, 6, 6), insurance_type="resident")
+    before = families(js, grantor, relative)
+    for relationship in ("parent", "grandparent"):
+        refused = js.invite(grantor, relative, relationship)
+        assert_problem(refused, 422, "relationship_mismatch")
+        assert relationship in refused.json()["detail"] and "1995" not in refused.text
+    assert families(js, grantor, relative) == before
+    assert js.invite(grantor, relative, "child").status_code == 201
 
 
 def test_self_binding(js):
@@ -462,7 +479,7 @@ def test_member_limit_grantors_per_beneficiary(js):
     """Given a beneficiary already invited by 3 grantors (Jiangsu's cap is 3 grantors per beneficiary)
     When a 4th grantor invites them
     Then 422 member_limit and nothing was written; after one invitation is cancelled the 4th may invite."""
-    beneficiary = js.person("320100", insurance_type="resident")
+    beneficiary = js.person("320100", birth=date(2001, 1, 1), insurance_type="resident")  # after every grantor
     grantors = [js.person("320100") for _ in range(4)]
     bindings = [js.invited(g, beneficiary, "child") for g in grantors[:3]]
     before = families(js, beneficiary, grantors[3])

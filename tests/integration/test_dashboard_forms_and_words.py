@@ -250,7 +250,7 @@ def test_over_plain_http_a_secure_cookie_dashboard_says_it_needs_https(app):  # 
     refused = plain.post("/dashboard/login", data={"csrf_token": TOKEN.search(page).group(1), "username": "viewer",
                                                    "password": "correct horse battery"})
     text = refused.get_data(as_text=True)
-    assert refused.status_code == 400 and 'data-why="needs_https"' in text and "控制台需要通过 HTTPS 访问" in text
+    assert refused.status_code == 400 and 'data-why="needs_https"' in text and "运维后台需要通过 HTTPS 访问" in text
     secure = app.test_client()
     page = _page(secure, "https://localhost/dashboard/login")
     assert 'id="needs-https"' not in page

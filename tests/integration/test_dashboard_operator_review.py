@@ -119,7 +119,7 @@ def test_a_finished_batch_words_its_state_apart_from_its_counts(admin, sqlite_db
         s.execute(sa.update(BatchJob).where(BatchJob.id == job_id).values(state="done", done=0, failed=2))
     client, _ = signed_in(admin, "viewer")
     text = re.sub(r"<[^>]+>|\s+", "", client.get(f"/dashboard/batches/{job_id}").get_data(as_text=True))
-    assert "任务:已结束·已执行0·被拒绝（原因见审计日志）2·共2" in text and "已完成" not in text
+    assert "任务：已结束·已执行0·被拒绝（原因见审计日志）2·共2" in text and "已完成" not in text
 
 
 # --- 3. an ID number pasted with separators -----------------------------------------------------------

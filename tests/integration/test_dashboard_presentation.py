@@ -110,7 +110,7 @@ def test_the_stuck_box_labels_its_fields(app, sqlite_db, family):  # noqa: F811
     client, _ = signed_in(app, "viewer")
     page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
     box = page[page.index("卡住原因"):page.index("状态图")]
-    assert "since:" not in box and "detail:" not in box and "起始: " in box and "详情: 过期" in box
+    assert "since:" not in box and "detail:" not in box and "起始：" in box and "详情：过期" in box
 
 
 def test_the_stuck_box_words_its_details_and_the_provider_status_in_chinese(app, sqlite_db, family):  # noqa: F811
@@ -132,7 +132,7 @@ def test_the_stuck_box_words_its_details_and_the_provider_status_in_chinese(app,
 
     box = page[page.index("卡住原因"):page.index("状态图")]
     item = box[box.index('data-reason="verification_request_failed"'):]
-    assert "第 1 次核验，已请求 1 次: HTTP 503 from the provider" in item, item[:400]
+    assert "第 1 次核验，已请求 1 次：HTTP 503 from the provider" in item, item[:400]
     assert "attempt 1" not in item and "requests:" not in item
     assert 'data-provider-status="error">会话请求失败</span>' in page
 
@@ -153,7 +153,7 @@ def test_an_attempt_no_provider_serves_says_so_in_chinese(app, sqlite_db, family
     page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
 
     box = page[page.index("卡住原因"):page.index("状态图")]
-    assert "第 1 次核验，已请求 0 次: 本地区没有人脸核验服务商" in box, box[:600]
+    assert "第 1 次核验，已请求 0 次：本地区没有人脸核验服务商" in box, box[:600]
     assert page.count("本地区没有人脸核验服务商") == 2 and face_sessions.NO_PROVIDER not in page
 
 
@@ -226,7 +226,7 @@ def test_the_batch_form_offers_only_what_can_succeed_on_the_states_matched_and_t
         client, _ = signed_in(admin, who)
         page = client.get("/dashboard/batches/new?stuck=timer_overdue").get_data(as_text=True)
         assert re.findall(r'<option[^>]*value="(\w+)"', page) == ["retry", "expire"], who
-        assert ">stuck=timer_overdue<" not in page and re.search(r'data-filter="stuck">卡住原因: ', page)
+        assert ">stuck=timer_overdue<" not in page and re.search(r'data-filter="stuck">卡住原因：', page)
         page = client.get("/dashboard/batches/new?state=accepted").get_data(as_text=True)
         assert re.findall(r'<option[^>]*value="(\w+)"', page) == (["unbind"] if who == "admin" else []), who
         assert ('data-why="role"' in page) == (who == "operator"), who
@@ -372,3 +372,16 @@ def test_no_loop_label_of_the_diagram_covers_a_box():
         left, right, top, bottom = x - w / 2, x + w / 2, baseline - diagram.EFONT, baseline + 2
         for bx, by, bw, bh in boxes:
             assert not (left < bx + bw and bx < right and top < by + bh and by < bottom), (s, (bx, by))
+
+
+def test_regions_are_named_and_times_said_to_be_beijing_time(app, sqlite_db, family):  # noqa: F811
+    """Given a binding between Nanjing and Suzhou, When a viewer opens the list and the binding, Then each
+    region shows its code with its name, and every page says its times are Beijing time."""
+    bid = invite(sqlite_db, family(sqlite_db, beneficiary_region="320500"), now=datetime.now(timezone.utc))["id"]
+    client, _ = signed_in(app, "viewer")
+    listed = client.get("/dashboard/bindings").get_data(as_text=True)
+    assert "320100 南京市 → 320500 苏州市" in listed
+    page = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+    assert "320100 南京市 → 320500 苏州市" in page and page.count("320500 苏州市") >= 2
+    for text in (listed, page):
+        assert '<footer class="muted" id="time-zone">页面时间均为北京时间（UTC+8）。</footer>' in text

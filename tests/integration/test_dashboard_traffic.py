@@ -184,3 +184,31 @@ def test_a_sign_in_link_naming_a_retry_or_a_replay_lands_on_its_page(app):  # no
     assert answer.headers["Location"] == "/dashboard/webhooks/7"
     _, answer = signed_in(app, "operator", next_="?next=/dashboard/deliveries/jiangsu/12/replay")
     assert answer.headers["Location"] == "/dashboard/deliveries?platform=jiangsu"
+
+
+def test_a_webhook_error_says_whose_words_it_is_and_a_refusal_flash_keeps_english_out_of_chinese(
+        app, sqlite_db, monkeypatch):  # noqa: F811
+    """Given a webhook refused by a rule and one that gave up on a failure,
+    When an operator reads their pages in Chinese, then forces a retry of the refusal, then does it again in
+    English,
+    Then the refusal's error cell gives the words the platform was told (without repeating the code, which
+    the outcome beside it translates) and the failure's is labelled as a technical detail; the refusal's
+    flash names its code with no English detail on hover in Chinese, and with it in English."""
+    refused, gave_up = _refused(sqlite_db), _gave_up(sqlite_db, monkeypatch)
+    client, _ = signed_in(app, "operator")
+    page = client.get(f"/dashboard/webhooks/{refused}").get_data(as_text=True)
+    cell = page[page.index('id="last-error"'):page.index("</td>", page.index('id="last-error"'))]
+    assert "告知平台的原文：" in cell and "not_found:" not in cell and 'lang="en"' in cell
+    failed = client.get(f"/dashboard/webhooks/{gave_up}").get_data(as_text=True)
+    cell = failed[failed.index('id="last-error"'):failed.index("</td>", failed.index('id="last-error"'))]
+    assert "技术详情：" in cell and "RuntimeError: store refused 110" in cell
+
+    def forced_retry() -> str:
+        return client.post(f"/dashboard/webhooks/{refused}/retry",
+                           data={"csrf_token": TOKEN.search(page).group(1), "reason": "再试一次"},
+                           follow_redirects=True).get_data(as_text=True)
+    flash = re.search(r'<div class="flash error"[^>]*data-code="webhook_final">.*?</div>', forced_retry()).group(0)
+    assert "title=" not in flash and ">webhook_final</span>" in flash
+    client.post("/dashboard/language", data={"csrf_token": TOKEN.search(page).group(1), "lang": "en"})
+    flash = re.search(r'<div class="flash error"[^>]*data-code="webhook_final">.*?</div>', forced_retry()).group(0)
+    assert 'title="' in flash

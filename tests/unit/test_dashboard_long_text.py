@@ -38,6 +38,6 @@ def test_a_history_actor_is_named_by_side_when_it_is_one_of_the_two_persons():
     another person act, Then the sides are named (with the masked name when there is one) and others by kind and id."""
     assert wording.actor({"kind": "person", "id": "psn_g"}, BINDING) == "grantor 王*"
     assert wording.actor({"kind": "person", "id": "psn_b"}, BINDING) == "beneficiary"
-    assert wording.actor({"kind": "operator", "id": "admin"}, BINDING) == "operator admin"
+    assert wording.actor({"kind": "operator", "id": "admin"}, BINDING) == "staff admin"
     assert wording.actor({"kind": "person", "id": "psn_other"}, BINDING) == "person psn_other"
     assert wording.actor({"kind": "system", "id": None}, BINDING) == "system"

@@ -360,3 +360,17 @@ def test_a_transition_writes_no_log_line_at_info(caplog):
     row = SimpleNamespace(state="accepted")
     assert machine.fire(row, "unbind") == ("accepted", "unbound")
     assert [r for r in caplog.records if r.name.startswith("transitions")] == []
+
+
+@pytest.mark.parametrize("state", ["invited", "face_verified"])
+def test_unbinding_a_pending_invitation_says_what_to_do_instead(state):
+    """Given a pending invitation (the guides call every ending 解绑, so a platform's one button may send
+    unbind), when unbind is fired, then 409 illegal_transition whose detail points to cancel and decline;
+    an unbind refused in a terminal state carries no such hint."""
+    with pytest.raises(DomainError) as info:
+        machine.fire(row_in(state), "unbind")
+    assert info.value.code == "illegal_transition"
+    assert "cancelled by the grantor or declined by the beneficiary" in info.value.detail
+    with pytest.raises(DomainError) as info:
+        machine.fire(row_in("unbound"), "unbind")
+    assert info.value.detail == "unbind is not possible in state unbound"

@@ -20,7 +20,7 @@ def raises(code: str, func, *args, **kwargs) -> DomainError:
 # --- errors: the status each code maps to (DESIGN §3 and §5) ------------------------------------------
 
 RULE_CODES = ["invalid_id_number", "grantor_not_eligible", "beneficiary_not_insured", "relationship_not_allowed",
-              "self_binding", "duplicate_binding", "region_not_allowed", "commitment_required", "member_limit"]
+              "relationship_mismatch", "self_binding", "duplicate_binding", "region_not_allowed", "commitment_required", "member_limit"]
 
 
 @pytest.mark.parametrize("code, status", [
@@ -242,10 +242,52 @@ def test_guardian_path_refuses_other_relationships(make_policy, relationship):
     assert rules.check_relationship(relationship, policy, other, guardian=False) is None
 
 
+def test_guardian_refusal_names_only_what_the_regions_allow(make_policy):
+    """Given Xinjiang's set (spouse, parent, child: no grandchildren), when a sibling under 16 is checked,
+    then the refusal says the relationship must be `child`, not "child or grandchild", and that it is about
+    the guardian path (the region does allow what the regions allow: the age decides here)."""
+    err = raises("relationship_not_allowed", rules.check_relationship, "parent", make_policy(),
+                 make_policy(id=2), guardian=True)
+    assert err.detail.endswith("must be child")
+    assert "guardian path" in err.detail
+
+
 def test_guardian_grandchild_still_needs_the_region_to_allow_grandchildren(make_policy):
     """Given the default set (no grandchildren), when a grandchild under 16 is checked, then refused."""
     raises("relationship_not_allowed", rules.check_relationship, "grandchild", make_policy(), make_policy(id=2),
            guardian=True)
+
+
+# --- relationship_mismatch: the order of the two birth dates ------------------------------------------
+
+from datetime import date  # noqa: E402
+
+GRANTOR_BORN = date(1980, 6, 15)
+
+
+@pytest.mark.parametrize("relationship, born", [
+    ("child", date(2005, 1, 1)), ("grandchild", date(2015, 3, 3)), ("child", date(1980, 6, 16)),
+    ("parent", date(1955, 2, 2)), ("grandparent", date(1930, 1, 1)), ("spouse_parent", date(1980, 6, 14)),
+    ("spouse", date(1990, 1, 1)), ("spouse", date(1970, 1, 1)), ("sibling", date(1980, 6, 15)),
+    ("sibling", date(1990, 1, 1)),
+])
+def test_birth_order_fits(relationship, born):
+    """Given a child or grandchild born after the grantor, a parent, grandparent or spouse's parent born
+    before, or a spouse or sibling born on any day, when checked, then no error (no minimum gap: a
+    step-parent or an adoption can be close in age)."""
+    assert rules.check_birth_order(relationship, GRANTOR_BORN, born) is None
+
+
+@pytest.mark.parametrize("relationship, born", [
+    ("child", GRANTOR_BORN), ("child", date(1970, 1, 1)), ("grandchild", date(1980, 6, 14)),
+    ("parent", GRANTOR_BORN), ("parent", date(2000, 1, 1)), ("grandparent", date(1980, 6, 16)),
+    ("spouse_parent", date(1999, 9, 9)),
+])
+def test_birth_order_refused(relationship, born):
+    """Given a child born on or before the grantor's birthday, or a parent born on or after it, when
+    checked, then relationship_mismatch, whose detail names the relationship and never a date."""
+    err = raises("relationship_mismatch", rules.check_birth_order, relationship, GRANTOR_BORN, born)
+    assert relationship.replace("_", " ") in err.detail and "19" not in err.detail and "20" not in err.detail
 
 
 # --- region_not_allowed --------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from .schemas import (ActorBody, AuthorizeIn, BindingOut, HistoryOut, InviteIn, 
 COMMAND = ("not_found", "not_your_binding", "illegal_transition", "region_not_served")
 INVITE = ("invalid_id_number", "grantor_not_eligible", "beneficiary_not_insured", "relationship_not_allowed",
           "self_binding", "duplicate_binding", "region_not_allowed", "commitment_required", "member_limit",
-          "too_frequent", "name_mismatch")
+          "too_frequent", "name_mismatch", "relationship_mismatch")
 
 
 def _visible(binding_id: str) -> dict:

@@ -17,7 +17,8 @@ from .forms import BatchForm, RevealForm, binding_form, reason_problem
 from .views import batch_choices, batch_needs_role, render_binding
 
 def _refused(exc: DomainError) -> None:
-    """The reason in the reader's language; the code (and on hover the workflow's English detail) after it."""
+    """The reason in the reader's language and the code after it; on hover the workflow's detail, which is
+    English, in the English dashboard only (base.html)."""
     flash({"text": _("Not done: %(reason)s.", reason=labels.error(exc.code)), "code": exc.code,
            "detail": exc.detail}, "error")
 

@@ -57,7 +57,8 @@ RELATIONSHIPS = {
     "spouse": _l("spouse"), "parent": _l("parent"), "child": _l("child"), "grandparent": _l("grandparent"),
     "grandchild": _l("grandchild"), "sibling": _l("sibling"), "spouse_parent": _l("spouse's parent"),
 }
-ACTORS = {"person": _l("person"), "operator": _l("operator"), "system": _l("system"), "verifier": _l("verifier")}
+# an operator acting, whatever their role ("operator" is also a role: ROLES), so worded apart from it
+ACTORS = {"person": _l("person"), "operator": _l("staff"), "system": _l("system"), "verifier": _l("verifier")}
 POLICY_STATUS = {"in_force": _l("in force"), "pending": _l("pending"), "older": _l("older")}
 DEDUCTION_ORDERS = {"user_order": _l("the beneficiary's order"), "latest_bound_first": _l("latest bound first"),
                     "single_grantor": _l("one grantor only")}
@@ -88,6 +89,7 @@ ERRORS = {
     "not_your_binding": _l("this actor may not do that to this binding"),
     "illegal_transition": _l("the binding's state does not allow this"),
     "name_mismatch": _l("the name does not match the registry"),
+    "relationship_mismatch": _l("the relationship does not fit the two birth dates"),
     "reason_required": _l("a reason is required"),
     "unknown_region": _l("no such pooling region"),
     "region_not_served": _l("this platform does not serve that region"),
@@ -128,7 +130,7 @@ DELIVERY_STATUS = {"pending": _l("waiting to be sent"), "failing": _l("failing")
 FILTERS = {"state": _l("State"), "region": _l("Region"), "platform": _l("Platform"), "stuck": _l("Stuck reason"),
            "older_than_s": _l("Unchanged for")}
 HTTP_ERRORS = {400: _l("The request could not be understood."), 403: _l("You may not see or do this."),
-               404: _l("There is no such page or binding."), 405: _l("This page does not take that request."),
+               404: _l("There is no such page or record."), 405: _l("This page does not take that request."),
                409: _l("Something else is changing this data right now. Try again in a moment."),
                429: _l("Too many tries. Wait a minute and try again."),
                500: _l("Something failed on our side. Try again; if it keeps failing, tell the administrator."),

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Flask
+import sqlalchemy as sa
+from flask import Flask, g
 from flask_babel import format_datetime
 from flask_login import current_user
 
+from models import Region
 from workflows.id_in_text import mask_in_text
 
 from .forms import REASON_MAX
@@ -37,13 +39,28 @@ def masked(value) -> str:
     return mask_in_text(str(value)) if value else ""
 
 
+def region(code) -> str:
+    """A pooling region as operators know it, `320100 南京市` (the code alone if unknown): the names are read
+    once a request, on first use (a few hundred rows at national scale)."""
+    if not code:
+        return ""
+    names = g.get("_region_names")
+    if names is None:
+        from .auth import db  # the app's database, bound at request time
+        with db()() as s:
+            names = g._region_names = dict(s.execute(sa.select(Region.code, Region.name)).all())
+    return f"{code} {names[code]}" if code in names else str(code)
+
+
 def register(app: Flask) -> None:
-    app.jinja_env.filters.update(local=local, show=show, yuan=yuan, masked=masked, reason=wording.reason,
-                                 duration=wording.duration, joined=wording.joined)
+    app.jinja_env.filters.update(local=local, show=show, yuan=yuan, masked=masked, region=region,
+                                 reason=wording.reason, duration=wording.duration, joined=wording.joined)
     app.jinja_env.globals["REASON_MAX"] = REASON_MAX  # the reason textareas' maxlength (what the forms accept)
 
     @app.context_processor
     def helpers():
-        return {"L": labels, "W": wording, "label": labels.label, "locales": LOCALES, "locale": select_locale(),
+        locale = select_locale()
+        return {"L": labels, "W": wording, "label": labels.label, "locales": LOCALES, "locale": locale,
+                "COLON": "：" if locale == "zh_CN" else ": ",  # after a label: full-width in Chinese text
                 "language_form": LanguageForm, "language_next": returning.language_next, "T": long_text,
                 "can": lambda role: current_user.is_authenticated and current_user.can(role)}
