@@ -385,3 +385,16 @@ def test_regions_are_named_and_times_said_to_be_beijing_time(app, sqlite_db, fam
     assert "320100 南京市 → 320500 苏州市" in page and page.count("320500 苏州市") >= 2
     for text in (listed, page):
         assert '<footer class="muted" id="time-zone">页面时间均为北京时间（UTC+8）。</footer>' in text
+
+
+def test_an_operator_is_told_which_action_needs_another_role(admin, sqlite_db, family):
+    """Given an accepted binding (unbind is possible, and needs the admin role), When an operator, an admin
+    and a viewer open it, Then the operator is told unbind needs the admin role instead of seeing no action
+    and no reason; the admin, who has the action, and the viewer, who acts on nothing, are told nothing."""
+    bid = accepted(sqlite_db, family(sqlite_db))
+    pages = {}
+    for role in ("operator", "admin", "viewer"):
+        client, _ = signed_in(admin, role)
+        pages[role] = client.get(f"/dashboard/bindings/{bid}").get_data(as_text=True)
+    assert re.search(r'<p class="muted" id="actions-withheld">解绑需要管理员角色。</p>', pages["operator"])
+    assert 'id="actions-withheld"' not in pages["admin"] and 'id="actions-withheld"' not in pages["viewer"]

@@ -141,6 +141,28 @@ HTTP_TITLES = {400: _l("Bad request"), 403: _l("Not allowed"), 404: _l("Not foun
                503: _l("Temporarily unavailable")}
 
 
+# event types, outbound (deliveries) and inbound (webhooks), as an operator reads them; the code on hover
+TOPICS = {
+    "binding.invited": _l("binding: invited"), "binding.verification_requested": _l("binding: face check asked"),
+    "binding.verification_attempt_failed": _l("binding: a face check failed"),
+    "binding.verification_failed": _l("binding: face checks used up"),
+    "binding.face_verified": _l("binding: face verified"), "binding.accepted": _l("binding: accepted"),
+    "binding.declined": _l("binding: declined"), "binding.cancelled": _l("binding: cancelled"),
+    "binding.expired": _l("binding: expired"), "binding.rejected": _l("binding: rejected"),
+    "binding.authorized": _l("binding: authorized"), "binding.unbound": _l("binding: unbound"),
+    "binding.relocated": _l("binding: followed a move"),
+    "settlement.completed": _l("settlement: paid"), "settlement.reversed": _l("settlement: reversed"),
+    "verification.completed": _l("face check result"), "person.updated": _l("person: registry change"),
+    "person.deceased": _l("person: deceased"), "relationship.ended": _l("relationship ended"),
+    "binding.unbind_requested": _l("unbind asked in the platform's app"),
+}
+
+
+def topic(code) -> str:
+    """An event type in words (the code itself if it has none)."""
+    return str(TOPICS.get(code, code)) if code else ""
+
+
 def error(code: str) -> str:
     """An error code as an operator reads it (the code itself if it has no label)."""
     return str(ERRORS.get(code, code))

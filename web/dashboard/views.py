@@ -113,12 +113,24 @@ def batch_needs_role(filters: dict, states) -> list[tuple[str, str]]:
             if not current_user.can(repair.ROLE_FOR[name]) and _batch_can_succeed(name, filters, states)]
 
 
+def _can_succeed(name: str, state: str, stuck_reasons: list) -> bool:
+    """Retry while the binding is stuck; expire and unbind only where the state machine has that event."""
+    return bool(stuck_reasons) if name == "retry" else machine.allowed(state, name)
+
+
 def offered_actions(state: str, stuck_reasons: list) -> list[tuple[str, str]]:
-    """The actions the signed-in operator may run on a binding in `state` that can succeed: retry while it
-    is stuck; expire and unbind only where the state machine has that event from `state`."""
+    """The actions the signed-in operator may run on a binding in `state` that can succeed."""
     return [(name, style) for name, style in BINDING_ACTIONS
-            if current_user.can(repair.ROLE_FOR[name])
-            and (bool(stuck_reasons) if name == "retry" else machine.allowed(state, name))]
+            if current_user.can(repair.ROLE_FOR[name]) and _can_succeed(name, state, stuck_reasons)]
+
+
+def withheld_actions(state: str, stuck_reasons: list) -> list[tuple[str, str]]:
+    """The actions that could succeed on the binding but need a role the signed-in operator lacks, each with
+    that role: the page says so instead of showing nothing (a viewer is never told: it acts on nothing)."""
+    if not current_user.can("operator"):
+        return []
+    return [(name, repair.ROLE_FOR[name]) for name, _style in BINDING_ACTIONS
+            if not current_user.can(repair.ROLE_FOR[name]) and _can_succeed(name, state, stuck_reasons)]
 
 
 @bp.get("/bindings/<binding_id>")
@@ -138,7 +150,8 @@ def render_binding(binding_id: str, revealed: dict | None = None):
                       labels={k: str(v) for k, v in labels.STATES.items()},
                       event_labels={k: str(v) for k, v in labels.EVENTS.items()})
     return render_template("dashboard/binding.html", case=case, b=case["binding"], svg=svg,
-                           offered=offered_actions(case["binding"]["state"], case["stuck"]), ends=repair.ENDS_BINDING,
+                           offered=offered_actions(case["binding"]["state"], case["stuck"]),
+                           withheld=withheld_actions(case["binding"]["state"], case["stuck"]), ends=repair.ENDS_BINDING,
                            webhooks=inbound.of_binding(db(), binding_id),
                            action=BindingActionForm(formdata=None), reveal=RevealForm(formdata=None), revealed=revealed)
 
