@@ -25,7 +25,7 @@ from models import ReceivedWebhook
 from models.messaging import PROBLEM_SQL
 from models.types import seconds_since, utcnow
 
-from . import free_text, platforms, sync
+from . import free_text, platforms, sync, webhooks
 from .errors import CODES, DomainError
 
 RW = ReceivedWebhook.__table__
@@ -139,9 +139,10 @@ def of_binding(db, binding_id: str, *, limit: int = 20) -> list[dict]:
 
 def _item(s, r) -> dict:
     kind = kind_of(r["processed_at"], r["outcome"], r["attempts"])
+    error = free_text.clean_about_binding(s, r["last_error"], r["binding_id"], limit=ERROR_CHARS)
     return {"id": r["id"], "platform_id": r["platform_id"], "webhook_id": free_text.clean(r["webhook_id"]),
             "type": r["type"], "received_at": r["received_at"], "processed_at": r["processed_at"],
             "attempts": r["attempts"], "outcome": r["outcome"], "kind": kind, "retryable": kind in RETRYABLE,
-            "binding_id": r["binding_id"],
-            "last_error": free_text.clean_about_binding(s, r["last_error"], r["binding_id"], limit=ERROR_CHARS)}
+            "binding_id": r["binding_id"], "last_error": error,
+            "refusal": webhooks.refusal_words(r["outcome"], error) if kind == "refused" else None}
 

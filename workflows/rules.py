@@ -13,10 +13,10 @@ from .errors import DomainError
 # the relation of the beneficiary to the grantor; `spouse_parent` (the grantor's spouse's parent) is added to
 # API.md's list: DESIGN allows it where a region's policy says so (no seeded region does)
 RELATIONSHIPS = ("spouse", "parent", "child", "sibling", "grandparent", "grandchild", "spouse_parent")
-GUARDIAN_RELATIONSHIPS = ("child", "grandchild")  # the beneficiary is the grantor's child or grandchild
 # the relationships that need the beneficiary born after the grantor (a generation below) or before (above);
 # siblings and spouses may be born in either order
 YOUNGER, OLDER = ("child", "grandchild"), ("parent", "grandparent", "spouse_parent")
+GUARDIAN_RELATIONSHIPS = YOUNGER  # the beneficiary is the grantor's child or grandchild
 GUARDIAN_AGE = 16
 MAX_FEN = 10**13  # the largest amount or balance taken, in fen (1,000 亿 yuan): within BIGINT and JSON's 2^53
 INSURED_TYPES = ("employee", "resident")  # basic medical insurance a beneficiary may hold

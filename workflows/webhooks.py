@@ -215,6 +215,16 @@ def named_binding(row) -> str | None:
     return found if isinstance(found, str) and 0 < len(found) <= BINDING_ID_CHARS and "\x00" not in found else None
 
 
+_WORDS = ": "  # a refusal's last error is its code, this, and its detail
+
+
+def refusal_words(outcome: str | None, last_error: str | None) -> str | None:
+    """A refusal's detail without the code it starts with (the dashboard translates the code beside it);
+    None for anything else (a failure's text, a refusal kept before its words were)."""
+    head = f"{outcome}{_WORDS}"
+    return last_error[len(head):] if outcome and last_error and last_error.startswith(head) else None
+
+
 def _apply_final(db):
     def work(row: ReceivedWebhook) -> tuple[str, dict]:
         """The outcome and, set by the statement that records it (`ReceivedWebhook.ONCE_DONE`), the binding
@@ -231,7 +241,7 @@ def _apply_final(db):
             if exc.code == "conflict" and (row.attempts < MAX_ATTEMPTS or isinstance(exc, LockTimeout)):
                 raise
             # kept with it: why (Gongji's own words; numbers masked), for the sender (`status`) and the dashboard
-            return exc.code, free_text.clean(f"{exc.code}: {exc.detail}", limit=ERROR_CHARS)
+            return exc.code, free_text.clean(f"{exc.code}{_WORDS}{exc.detail}", limit=ERROR_CHARS)
         except Exception as exc:  # noqa: BLE001 - retried, until it is plainly the webhook's own fault
             if row.attempts < MAX_ATTEMPTS or isinstance(exc, _PASSING):
                 raise

@@ -39,16 +39,22 @@ def masked(value) -> str:
     return mask_in_text(str(value)) if value else ""
 
 
-def region(code) -> str:
-    """A pooling region as operators know it, `320100 南京市` (the code alone if unknown): the names are read
-    once a request, on first use (a few hundred rows at national scale)."""
-    if not code:
-        return ""
+def region_names() -> dict[str, str]:
+    """Every pooling region's name by code, read once a request, on first use (a few hundred rows at
+    national scale): the list's filter and its rows, the binding page."""
     names = g.get("_region_names")
     if names is None:
         from .auth import db  # the app's database, bound at request time
         with db()() as s:
-            names = g._region_names = dict(s.execute(sa.select(Region.code, Region.name)).all())
+            names = g._region_names = dict(s.execute(sa.select(Region.code, Region.name).order_by(Region.code)).all())
+    return names
+
+
+def region(code) -> str:
+    """A pooling region as operators know it, `320100 南京市` (the code alone if unknown)."""
+    if not code:
+        return ""
+    names = region_names()
     return f"{code} {names[code]}" if code in names else str(code)
 
 

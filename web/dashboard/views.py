@@ -10,12 +10,11 @@ from wtforms.fields.choices import SelectChoice
 from workflows import batches, casefile, diagram, finder, inbound, machine, operators, overview as overview_mod
 from workflows import platforms, policy_admin, processes, repair, stuck
 from workflows.errors import DomainError
-from models import Region
 from models.types import MAX_BIGINT
 
 from . import bp, charts, labels
 from .auth import db, requires
-from .templating import local
+from .templating import local, region, region_names
 from .forms import BATCH_ACTIONS, BatchForm, BindingActionForm, FindForm, LookupForm, RevealForm
 
 PAGE = 50
@@ -42,8 +41,8 @@ def overview():
 
 
 def _choices(form: FindForm) -> None:
+    regions = [(code, region(code)) for code in region_names()]
     with db()() as s:
-        regions = [(r.code, f"{r.code} {r.name}") for r in s.query(Region).order_by(Region.code)]
         plats = [(p.id, p.id) for p in platforms.all_platforms(s) if p.kind != "verifier"]
     def options(pairs, any_first: bool = True) -> list[SelectChoice]:
         return [SelectChoice(v, str(t)) for v, t in ([("", _("any"))] if any_first else []) + list(pairs)]
