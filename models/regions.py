@@ -43,6 +43,9 @@ class RegionPolicy(Base):
     frequency_max_changes: Mapped[int] = mapped_column(sa.Integer)
     frequency_window_s: Mapped[int] = mapped_column(sa.Integer)
     deduction_order_policy: Mapped[str] = mapped_column(sa.String(32))
+    # a member of staff at the region's service hall (医保服务大厅) may check the beneficiary's identity
+    # documents in person instead of the face check in an app (workflows/in_person.py)
+    in_person_verification: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (sa.UniqueConstraint("region_code", "version", name="uq_region_policies_version"),)

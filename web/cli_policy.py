@@ -50,7 +50,7 @@ def policy_show(region: str) -> None:
         click.echo(f"{v['code']} {v['name']} version {v['policy_version']} from {_when(v['effective_from'])} {mark}")
         for key in ("commitment_version", "allowed_relationships", "intra_province", "cross_province",
                     "invitation_ttl_s", "verification_timeout_s", "max_verification_attempts", "member_limits",
-                    "frequency_limit", "deduction_order_policy"):
+                    "frequency_limit", "deduction_order_policy", "in_person_verification"):
             click.echo(f"    {key}: {_plain(v[key])}")
 
 

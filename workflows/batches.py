@@ -50,8 +50,8 @@ def start(db, who: OperatorInfo, action: str, filters: dict, reason: str | None,
     """Create the job if the count the operator confirmed still holds; its id. A refusal is audited."""
     now = now or utcnow()
     try:
-        if action not in repair.ACTIONS:
-            raise DomainError("validation_failed", f"unknown batch action {action}")
+        if action not in repair.BATCHABLE:
+            raise DomainError("validation_failed", f"no batch action {action}")
         reason = repair.check_allowed(who, action, reason)
         filters = clean(filters)
         if not filters:

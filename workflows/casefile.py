@@ -13,7 +13,7 @@ from models import (Binding, Delivery, DeliveryAttempt, Departure, Person, Platf
                     VerificationAttempt)
 from models.types import utcnow
 
-from . import free_text, machine, operators, platforms, rows, settlements, stuck, sync
+from . import free_text, in_person, machine, operators, platforms, rows, settlements, stuck, sync
 from .errors import DomainError
 from .views import attempt_view, binding_view, transition_view
 
@@ -125,5 +125,6 @@ def casefile(db, binding_id: str, *, now: datetime | None = None) -> dict:
             "audit": operators.entries(s, binding_id=binding_id, limit=20)["items"],
             "payments": settlements.of_binding(s, binding_id),
             "terminal": b.state in machine.TERMINAL,
+            "in_person": in_person.offered(s, b, now),  # the service hall may check identity (in_person.py)
         }
 

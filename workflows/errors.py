@@ -20,6 +20,8 @@ CODES: dict[str, tuple[int, str]] = {
     # additions (API.md allows adding codes)
     "relationship_mismatch": (422, "The relationship does not fit the two birth dates (a child is born after "
                               "the grantor, a parent before)"),
+    "in_person_not_allowed": (422, "The binding's region policy does not let its service hall check identity in "
+                              "person (the relative verifies their face in the app)"),
     "name_mismatch": (422, "The name does not match the registry for that ID number"),
     "reason_required": (422, "Operators and the system must give a reason"),
     "unknown_region": (422, "No such pooling region"),

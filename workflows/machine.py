@@ -40,6 +40,9 @@ TRANSITIONS = [
     {"trigger": "invite", "source": NEW, "dest": "invited"},
     {"trigger": "start_verification", "source": "invited", "dest": "invited"},
     {"trigger": "verification_passed", "source": "invited", "dest": "face_verified"},
+    # Gongji's addition to DESIGN §2: the service hall's staff checked the relative's identity documents in
+    # person, where the region's policy allows it (in_person.py); instead of the face check in an app
+    {"trigger": "verify_in_person", "source": "invited", "dest": "face_verified"},
     {"trigger": "verification_failed", "source": "invited", "dest": "verification_failed",
      "conditions": _flag("attempts_exhausted")},
     {"trigger": "verification_failed", "source": "invited", "dest": "invited"},
@@ -61,6 +64,7 @@ EVENT_ROLES: dict[str, frozenset[str]] = {
     "invite": frozenset({"grantor"}),
     "start_verification": frozenset({"beneficiary"}),
     "verification_passed": frozenset({"verifier"}),
+    "verify_in_person": frozenset({"staff", "operator"}),
     "verification_failed": frozenset({"verifier", "system"}),
     "accept": frozenset({"beneficiary"}),
     "decline": frozenset({"beneficiary"}),

@@ -40,6 +40,7 @@ class Policy:
     frequency_max_changes: int
     frequency_window_s: int
     deduction_order_policy: str
+    in_person_verification: bool = False  # the service hall may check identity in person (in_person.py)
 
     def as_api(self) -> dict:
         """The shape of `GET /api/v1/regions/{code}` (API.md)."""
@@ -56,6 +57,7 @@ class Policy:
                               "grantors_per_beneficiary": self.max_grantors_per_beneficiary},
             "frequency_limit": {"max_changes": self.frequency_max_changes, "window_s": self.frequency_window_s},
             "deduction_order_policy": self.deduction_order_policy,
+            "in_person_verification": self.in_person_verification,
         }
 
 
@@ -91,7 +93,8 @@ def from_row(region, r) -> Policy:
                   max_beneficiaries_per_grantor=r.max_beneficiaries_per_grantor,
                   max_grantors_per_beneficiary=r.max_grantors_per_beneficiary,
                   frequency_max_changes=r.frequency_max_changes, frequency_window_s=r.frequency_window_s,
-                  deduction_order_policy=r.deduction_order_policy)
+                  deduction_order_policy=r.deduction_order_policy,
+                  in_person_verification=bool(r.in_person_verification))
 
 
 def _engine(session) -> sa.Engine:

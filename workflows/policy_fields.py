@@ -14,7 +14,7 @@ DEDUCTION_ORDERS = ("user_order", "latest_bound_first", "single_grantor")
 DURATIONS = ("invitation_ttl_s", "verification_timeout_s", "frequency_window_s")
 COUNTS = ("max_verification_attempts", "max_beneficiaries_per_grantor", "max_grantors_per_beneficiary",
           "frequency_max_changes")
-FLAGS = ("intra_province", "cross_province")
+FLAGS = ("intra_province", "cross_province", "in_person_verification")
 FIELDS = ("commitment_version", "allowed_relationships", "deduction_order_policy", *FLAGS, *DURATIONS, *COUNTS)
 MAX_DURATION_S = 10 * 366 * 86400  # ten years
 MAX_COUNT = 1000

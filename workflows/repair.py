@@ -4,8 +4,9 @@
 pending state with nothing scheduled gets its timer again; a failed provider request is asked again; dead
 deliveries are replayed and failing ones tried now; a platform behind gets the latest event again; an
 outbox event a worker failed on is published again. Sends leave after commit through one internal outbox
-event (`routing.RETRY_TOPIC`), so nothing is enqueued inside the transaction. `expire` and `unbind` are
-the workflow's own commands with the operator as actor. Each acts on the binding the operator saw: given
+event (`routing.RETRY_TOPIC`), so nothing is enqueued inside the transaction. `expire`, `unbind` and
+`verify_in_person` (the service hall checked the relative's identity documents: `in_person.py`) are the
+workflow's own commands with the operator as actor. Each acts on the binding the operator saw: given
 `seen` (the version the page showed), a binding that changed since is refused with `changed_since_seen`
 (the page may be an hour old, or a colleague acted meanwhile). `reveal` shows an admin one person's ID number
 and name and records that it did (never the value). A refused action is audited with its error code."""
@@ -17,14 +18,15 @@ import sqlalchemy as sa
 
 from models import Delivery, OutboxMessage, Person, VerificationAttempt
 
-from . import delivery_repair, free_text, reconcile, routing, rows, stuck, timers
+from . import delivery_repair, free_text, in_person, reconcile, routing, rows, stuck, timers
 from .actors import Actor
 from .delivery_statements import not_leased
 from .errors import DomainError
 from .operators import OperatorInfo, record, record_refusal
 from .unit import Command, command
 
-ROLE_FOR = {"retry": "operator", "expire": "operator", "unbind": "admin", "reveal": "admin"}
+ROLE_FOR = {"retry": "operator", "expire": "operator", "unbind": "admin", "reveal": "admin",
+            "verify_in_person": "operator"}
 ENDS_BINDING = frozenset({"expire", "unbind"})  # the actions whose transition ends the binding for good
 D, VA, OB = Delivery.__table__, VerificationAttempt.__table__, OutboxMessage.__table__
 
@@ -130,14 +132,23 @@ def retry(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: da
     return _audited(db, who, "retry", binding_id, reason, work, now, batch_id, seen)
 
 
-def _transition(event: str):
+def _fire(event: str):
+    def fire(cmd: Command, row, actor: Actor, why: str) -> tuple[str, str]:
+        cmd.authorize_actor(row, event, actor, why)
+        return cmd.transition(row, event, actor, channel="dashboard", reason=why)
+    return fire
+
+
+def _transition(event: str, fire=None):
+    """An operator's action that is one transition: `fire(cmd, row, actor, reason)` → (from, to), by default
+    the event itself (`verify_in_person` checks the region's policy first: `in_person.check`)."""
+    fire = fire or _fire(event)
+
     def run(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: datetime | None = None,
             batch_id: str | None = None, seen: int | None = None) -> dict:
         def work(cmd: Command, why: str) -> dict:
             row = cmd.lock_binding(binding_id)
-            actor = Actor("operator", who.username)
-            cmd.authorize_actor(row, event, actor, why)
-            before, after = cmd.transition(row, event, actor, channel="dashboard", reason=why)
+            before, after = fire(cmd, row, Actor("operator", who.username), why)
             return {"from": before, "to": after}
         return _audited(db, who, event, binding_id, reason, work, now, batch_id, seen)
     run.__name__ = event
@@ -147,7 +158,10 @@ def _transition(event: str):
 
 expire = _transition("expire")
 unbind = _transition("unbind")
-ACTIONS = {"retry": retry, "expire": expire, "unbind": unbind}
+verify_in_person = _transition(in_person.EVENT, lambda cmd, row, actor, why: in_person.check(
+    cmd, row, actor, why, channel="dashboard"))
+ACTIONS = {"retry": retry, "expire": expire, "unbind": unbind, "verify_in_person": verify_in_person}
+BATCHABLE = ("retry", "expire", "unbind")  # one person's documents are checked one at a time, never in a batch
 
 
 def reveal(db, who: OperatorInfo, binding_id: str, side: str, reason: str | None) -> dict:

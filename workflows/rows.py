@@ -24,7 +24,8 @@ PERSON_COLUMNS = ("id", "id_number_hash", "id_number_masked", "name_masked", "re
 BINDING_COLUMNS = tuple(c.name for c in B.columns if c.name != "change_seq")
 REGIONS = ("grantor_region", "beneficiary_region")  # the pooling regions a binding is held in (`relocate`)
 MUTABLE = ("state", "version", "updated_at", "ended_at", "end_event", "ended_by", "deadline_at",
-           "deadline_event", "authorized_amount_fen", "authorized_at", "failed_verifications", *REGIONS)  # REGIONS: `relocate` only
+           "deadline_event", "authorized_amount_fen", "authorized_at", "failed_verifications",
+           "verification_method", *REGIONS)  # REGIONS: `relocate` only; verification_method: `in_person` only
 
 
 class PersonRow:

@@ -151,5 +151,5 @@ def role_of(actor, grantor_id: str, beneficiary_id: str) -> str:
 def check_actor(event: str, role: str, allowed_roles, reason: str | None) -> None:
     if role not in allowed_roles:
         raise DomainError("not_your_binding", f"{role} may not {event} this binding")
-    if role in ("operator", "system") and not (reason or "").strip():
+    if role in ("operator", "system", "staff") and not (reason or "").strip():
         raise DomainError("reason_required")

@@ -44,7 +44,8 @@ _ABANDON = Statement(sa.update(VA).where(VA.c.binding_id == sa.bindparam("b"), V
                              reason=sa.bindparam("why")))
 EVENT_TYPES = {
     "invite": "binding.invited", "start_verification": "binding.verification_requested",
-    "verification_passed": "binding.face_verified", "accept": "binding.accepted",
+    "verification_passed": "binding.face_verified", "verify_in_person": "binding.face_verified",
+    "accept": "binding.accepted",
     "decline": "binding.declined", "cancel": "binding.cancelled", "expire": "binding.expired",
     "reject": "binding.rejected", "authorize": "binding.authorized", "unbind": "binding.unbound",
     "relocate": "binding.relocated",
@@ -165,7 +166,9 @@ class Command:
                 and event != "expire" and actor != SYSTEM_TIMER):
             raise DomainError("illegal_transition", "the invitation has expired")
         before, after = machine.fire(row, event, **facts)
-        if before == "invited" and after in machine.TERMINAL and not event.startswith("verification_"):
+        # leaving `invited` other than through a result (an ending, a check in person): an open face-check
+        # attempt is abandoned (its late result is then ignored)
+        if before == "invited" and after != "invited" and not event.startswith("verification_"):
             _ABANDON.run(self.conn, {"b": row.id, "t": self.now, "why": event})
         row.version = (row.version or 0) + 1
         row.updated_at = self.now

@@ -125,6 +125,31 @@ def test_an_admin_finds_understands_and_repairs_a_stuck_binding(embedded, page, 
     shot(page, "policies")
 
 
+def test_an_operator_records_an_identity_check_at_the_service_hall(embedded, page, xj, stuck_binding):
+    """Given a Xinjiang invitation (its policy provides for the check in person) and a Jiangsu one (its
+    policy does not)
+    When an admin opens each binding's page
+    Then only the Xinjiang one offers to record the check in person; recorded with what was checked, the
+    binding is face verified, its method reads 线下核验身份证件, and the history names the event and reason."""
+    sign_in(page, embedded, ADMIN)
+    page.goto(f"{embedded}/dashboard/bindings/{stuck_binding[0]}")
+    assert page.locator("form[data-action=expire]").count() == 1
+    assert page.locator("form[data-action=verify_in_person]").count() == 0
+    b = xj.invited(xj.person("650100"), xj.person("650100", insurance_type="resident"), "spouse", "XJ-2023-02")
+    page.goto(f"{embedded}/dashboard/bindings/{b['id']}")
+    form = page.locator("form[data-action=verify_in_person]")
+    assert form.locator("input[name=confirm]").count() == 0  # it ends nothing: no confirmation asked
+    form.locator("textarea").fill("居民身份证原件核验，申请表 XJ-2026-000123")
+    form.locator("button").click()
+    page.wait_for_selector("#state[data-state=face_verified]")
+    last = page.locator("#history li").last
+    assert last.get_attribute("data-event") == "verify_in_person" and "XJ-2026-000123" in last.inner_text()
+    assert "线下核验身份证件" in page.locator("main").inner_text()
+    assert page.locator("form[data-action=verify_in_person]").count() == 0
+    shot(page, "binding-in-person")
+    assert xj.binding(b["id"])["verification_method"] == "in_person"
+
+
 def test_a_viewer_sees_but_cannot_act(embedded, page, stuck_binding):
     """Given a viewer, When they open a stuck binding, Then no action form is offered, and a forged POST
     with a valid CSRF token is refused 403 and changes nothing."""

@@ -358,7 +358,7 @@ def test_no_loop_label_of_the_diagram_covers_a_box():
     from xml.etree import ElementTree as ET
 
     from workflows import diagram
-    names = {"invited": "已邀请", "face_verified": "已人脸核验", "accepted": "已接受", "authorized": "已授权",
+    names = {"invited": "已邀请", "face_verified": "已核验身份", "accepted": "已接受", "authorized": "已授权",
              "declined": "已拒绝", "verification_failed": "核验失败", "rejected": "已驳回"}
     svg = ET.fromstring(diagram.svg(labels=names, event_labels={"relocate": "迁移（人员变更统筹区）"}))
     ns = "{http://www.w3.org/2000/svg}"

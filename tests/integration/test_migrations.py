@@ -185,15 +185,24 @@ def _ended_bindings_at_0009(engine) -> None:
     """At revision 0009: two persons, a binding the system unbound and one still accepted, with history."""
     from datetime import datetime, timezone
 
-    from models import Binding, Person, Transition, seed
+    from models import Binding, Person, Region, RegionPolicy, Transition
     from models.crypto import lookup_hash
     from workflows.idnumbers import mask, mask_name, with_check_digit
 
     migrate.upgrade(engine, "0009")
-    db = mdb.make_sessionmaker(engine)
-    with db.begin() as s:
-        seed.seed_regions(s)
     at = datetime(2026, 3, 2, 2, 0, tzinfo=timezone.utc)
+    # 南京 and its policy as at 0009 (the seed writes the policy columns of later revisions too)
+    RP = sa.table("region_policies", *(sa.column(c.name, c.type) for c in RegionPolicy.__table__.columns
+                                       if c.name not in ("id", "in_person_verification")))
+    with engine.begin() as conn:
+        conn.execute(sa.insert(Region.__table__).values(code="320100", name="南京市", province_code="32",
+                                                        platform_id="jiangsu"))
+        conn.execute(sa.insert(RP).values(
+            region_code="320100", version=1, effective_from=at, commitment_version="JS-2024-01",
+            allowed_relationships=["spouse", "parent", "child"], intra_province=True, cross_province=True,
+            invitation_ttl_s=604800, verification_timeout_s=600, max_verification_attempts=3,
+            max_beneficiaries_per_grantor=10, max_grantors_per_beneficiary=3, frequency_max_changes=10,
+            frequency_window_s=86400, deduction_order_policy="user_order", created_at=at))
     # persons as at 0009 (the ORM's Person has the columns of later revisions): written as rows
     P = sa.table("persons", *(sa.column(c.name, c.type) for c in Person.__table__.columns
                               if c.name != "registry_sent_at"))

@@ -17,6 +17,9 @@ EXPECTED = {
     ("invite", "accepted"): "binding.accepted",  # the guardian path
     ("start_verification", "invited"): "binding.verification_requested",
     ("verification_passed", "face_verified"): "binding.face_verified",
+    # the identity check in person at a service hall: the same event a passed face check sends (platforms
+    # that act on binding.face_verified need no change; the binding's verification_method says in_person)
+    ("verify_in_person", "face_verified"): "binding.face_verified",
     ("verification_failed", "invited"): "binding.verification_attempt_failed",
     ("verification_failed", "verification_failed"): "binding.verification_failed",
     ("accept", "accepted"): "binding.accepted",

@@ -23,7 +23,8 @@ DESIGN_STATES = ["new", "invited", "face_verified", "accepted", "authorized",
 DESIGN_TERMINAL = {"unbound", "declined", "cancelled", "expired", "verification_failed", "rejected"}
 DESIGN_EVENTS = ["invite", "start_verification", "verification_passed", "verification_failed", "accept",
                  "decline", "cancel", "expire", "reject", "authorize", "unbind",
-                 "relocate"]  # Gongji's addition (README "The workflow"): a binding follows an allowed move
+                 "relocate",  # Gongji's addition (README "The workflow"): a binding follows an allowed move
+                 "verify_in_person"]  # Gongji's addition: a service hall checked identity in person
 
 # (state, event) -> destination. A dict value means the destination depends on one boolean fact:
 # {"fact": name, True: dest_if_set, False: dest_otherwise}. Pairs absent from this table are refused.
@@ -31,6 +32,7 @@ EXPECTED: dict[tuple[str, str], str | dict] = {
     ("new", "invite"): {"fact": "guardian", True: "accepted", False: "invited"},
     ("invited", "start_verification"): "invited",
     ("invited", "verification_passed"): "face_verified",
+    ("invited", "verify_in_person"): "face_verified",
     ("invited", "verification_failed"): {"fact": "attempts_exhausted", True: "verification_failed",
                                          False: "invited"},
     ("face_verified", "accept"): "accepted",
@@ -66,8 +68,9 @@ DESIGN_ROLES = {
     "authorize": {"grantor"},
     "unbind": {"grantor", "beneficiary", "operator", "system"},
     "relocate": {"system"},                          # a registry fact, applied by the system
+    "verify_in_person": {"staff", "operator"},       # a service hall's staff, or an operator for them
 }
-ALL_ROLES = ["grantor", "beneficiary", "stranger", "operator", "system", "verifier"]
+ALL_ROLES = ["grantor", "beneficiary", "stranger", "operator", "system", "verifier", "staff"]
 
 PAIRS = [(s, e) for s in DESIGN_STATES for e in DESIGN_EVENTS]
 

@@ -53,7 +53,7 @@ SEEDED = {"commitment_version": "JS-2024-01", "allowed_relationships": ["spouse"
           "deduction_order_policy": "user_order", "intra_province": True, "cross_province": True,
           "invitation_ttl_s": 604800, "verification_timeout_s": 600, "frequency_window_s": 86400,
           "max_verification_attempts": 3, "max_beneficiaries_per_grantor": 10, "max_grantors_per_beneficiary": 3,
-          "frequency_max_changes": 10}
+          "frequency_max_changes": 10, "in_person_verification": False}
 
 
 def test_a_seeded_version_passes_as_a_whole():

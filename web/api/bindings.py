@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from flask import g
 
-from workflows import commands, queries, verification
+from workflows import commands, in_person, queries, verification
 from workflows.errors import DomainError
 from workflows.invite import invite as invite_command
 from workflows.unit import visible_to
 
 from . import db, endpoint
-from .schemas import (ActorBody, AuthorizeIn, BindingOut, HistoryOut, InviteIn, VerificationStarted)
+from .schemas import (ActorBody, AuthorizeIn, BindingOut, HistoryOut, InPersonIn, InviteIn, VerificationStarted)
 
 # the refusals of a command on a binding (besides those of every write with a body: web/api/codes.py)
 # (a person actor's malformed or unknown ID number is a stranger to the binding: not_your_binding)
@@ -54,6 +54,15 @@ def history(binding_id: str):
 def start_verification(binding_id: str, body: ActorBody):
     return 202, verification.start_verification(db(), binding_id, body.actor.model_dump(),
                                                 channel=body.channel, platform=g.platform, version=body.version)
+
+
+@endpoint("POST", "/bindings/{binding_id}/verification/in-person", "A service hall's staff checked the "
+          "beneficiary's identity documents in person (where the region's policy allows it): invited → "
+          "face_verified, as a passed face check; the beneficiary then accepts", body=InPersonIn,
+          answer=BindingOut, codes=COMMAND + ("in_person_not_allowed",))
+def verify_in_person(binding_id: str, body: InPersonIn):
+    return in_person.verify_in_person(db(), binding_id, staff_id=body.staff_id, reason=body.reason,
+                                      platform=g.platform, version=body.version)
 
 
 def _command(name: str, summary: str, path: str, codes: tuple[str, ...] = ()):

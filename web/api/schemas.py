@@ -93,6 +93,19 @@ class ActorBody(Body):
                                 "409 conflict and nothing changes")
 
 
+class InPersonIn(Body):
+    """A service hall's report that its staff checked the beneficiary's identity in person."""
+    staff_id: str = Field(min_length=1, max_length=32, pattern=r"^[^:]+$",
+                          description="the member of the hall's staff who checked the documents, as the platform "
+                                      "knows them (kept in Gongji's history; other platforms see only that the "
+                                      "platform's staff acted)")
+    reason: str = Field(min_length=1, max_length=free_text.REASON_CHARS,
+                        description="what was checked and where it is filed, e.g. 居民身份证原件核验，"
+                                    "《个人账户家庭共济申请表》编号 XJ-2026-000123 (no ID number: one is masked)")
+    version: int | None = Field(None, ge=1, strict=True, description="optional: the binding version the request "
+                                "was made from; when the binding has moved on, 409 conflict and nothing changes")
+
+
 class AuthorizeIn(ActorBody):
     amount_fen: int | None = Field(..., ge=0, le=MAX_FEN, strict=True,
                                    description="authorized cap in fen; null = the whole balance")
@@ -141,7 +154,10 @@ class BindingOut(BaseModel):
     beneficiary: PersonRef
     relationship: str = Field(description="the beneficiary's relation to the grantor (API.md's values, and "
                               "spouse_parent where a region allows it)")
-    verification_method: Literal["face", "guardian"]
+    verification_method: Literal["face", "guardian", "in_person"] = Field(
+        description="how the relative proved who they are: face (the app's face check), guardian (under 16: "
+                    "no check), in_person (documents checked at a service hall, where the region's policy "
+                    "allows it: `POST /bindings/{id}/verification/in-person`)")
     channel: str = Field(description="where the invitation was taken: app or counter (it changes no step)")
     authorized_amount_fen: int | None = Field(description="the cap the grantor set, fen (null: the whole "
                                               "balance, or never authorized); kept after the binding ended")
@@ -188,8 +204,9 @@ class TransitionOut(BaseModel):
     from_: str | None = Field(alias="from")
     to: str
     event: str
-    actor: dict = Field(description="{kind: person|operator|system|verifier, id}: id is the person's opaque id, "
-                                     "the verifier's platform id or the system's component; null for an operator "
+    actor: dict = Field(description="{kind: person|operator|system|verifier|staff, id}: id is the person's "
+                                     "opaque id, the verifier's platform id, the system's component, or for a "
+                                     "service hall's staff the platform whose hall it was; null for an operator "
                                      "(the bureau's staff are not named to platforms)")
     channel: str | None
     reason: str | None
@@ -241,6 +258,9 @@ class RegionOut(BaseModel):
     member_limits: dict
     frequency_limit: dict
     deduction_order_policy: str
+    in_person_verification: bool = Field(False, description="whether the region's service hall may check a "
+                                         "relative's identity documents in person instead of the app's face check "
+                                         "(`POST /bindings/{id}/verification/in-person`)")
 
 
 class FieldError(BaseModel):

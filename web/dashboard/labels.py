@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 
 STATES = {
-    "new": _l("new"), "invited": _l("invited"), "face_verified": _l("face verified"),
+    "new": _l("new"), "invited": _l("invited"), "face_verified": _l("identity verified"),
     "accepted": _l("accepted"), "authorized": _l("authorized"), "unbound": _l("unbound"),
     "declined": _l("declined"), "cancelled": _l("cancelled"), "expired": _l("expired"),
     "verification_failed": _l("verification failed"), "rejected": _l("rejected"),
@@ -12,6 +12,7 @@ STATES = {
 EVENTS = {
     "invite": _l("invite"), "start_verification": _l("start verification"),
     "verification_passed": _l("verification passed"), "verification_failed": _l("verification failed"),
+    "verify_in_person": _l("identity checked in person"),
     "accept": _l("accept"), "decline": _l("decline"), "cancel": _l("cancel"), "expire": _l("expire"),
     "reject": _l("reject"), "authorize": _l("authorize"), "unbind": _l("unbind"),
     "relocate": _l("relocate (a person moved)"),
@@ -30,6 +31,7 @@ REASONS = {
 }
 ACTIONS = {
     "retry": _l("retry the stuck step"), "expire": _l("expire now"), "unbind": _l("unbind"),
+    "verify_in_person": _l("record an identity check in person"),
     "reveal": _l("reveal identity"), "batch_retry": _l("batch: retry"), "batch_expire": _l("batch: expire"),
     "batch_unbind": _l("batch: unbind"), "policy_publish": _l("publish a region policy version"),
     "policy_withdraw": _l("withdraw a pending policy version"),
@@ -58,7 +60,9 @@ RELATIONSHIPS = {
     "grandchild": _l("grandchild"), "sibling": _l("sibling"), "spouse_parent": _l("spouse's parent"),
 }
 # an operator acting, whatever their role ("operator" is also a role: ROLES), so worded apart from it
-ACTORS = {"person": _l("person"), "operator": _l("staff"), "system": _l("system"), "verifier": _l("verifier")}
+# a service hall's staff act through their platform's counter system (`staff`), worded apart from both
+ACTORS = {"person": _l("person"), "operator": _l("staff"), "system": _l("system"), "verifier": _l("verifier"),
+          "staff": _l("service hall staff")}
 POLICY_STATUS = {"in_force": _l("in force"), "pending": _l("pending"), "older": _l("older")}
 DEDUCTION_ORDERS = {"user_order": _l("the beneficiary's order"), "latest_bound_first": _l("latest bound first"),
                     "single_grantor": _l("one grantor only")}
@@ -90,6 +94,7 @@ ERRORS = {
     "illegal_transition": _l("the binding's state does not allow this"),
     "name_mismatch": _l("the name does not match the registry"),
     "relationship_mismatch": _l("the relationship does not fit the two birth dates"),
+    "in_person_not_allowed": _l("the region's policy does not provide for an identity check in person"),
     "reason_required": _l("a reason is required"),
     "unknown_region": _l("no such pooling region"),
     "region_not_served": _l("this platform does not serve that region"),
@@ -116,7 +121,8 @@ ERRORS = {
 # an audit entry's outcome: "ok", or the error code it was refused with (ERRORS)
 OUTCOMES = {"ok": _l("done")}
 STUCK_FIELDS = {"since": _l("since"), "platform_id": _l("platform"), "detail": _l("detail")}
-VERIFICATION_METHODS = {"face": _l("face verification"), "guardian": _l("guardian path (no face check)")}
+VERIFICATION_METHODS = {"face": _l("face verification"), "guardian": _l("guardian path (no face check)"),
+                        "in_person": _l("identity documents checked in person")}
 CHANNELS = {"app": _l("app"), "counter": _l("service counter"), "dashboard": _l("dashboard")}
 TIMER_KINDS = {"next": _l("the binding's next deadline"), "invitation_ttl": _l("invitation validity"),
                "attempt": _l("face-verification attempt %(n)s")}
@@ -146,7 +152,7 @@ TOPICS = {
     "binding.invited": _l("binding: invited"), "binding.verification_requested": _l("binding: face check asked"),
     "binding.verification_attempt_failed": _l("binding: a face check failed"),
     "binding.verification_failed": _l("binding: face checks used up"),
-    "binding.face_verified": _l("binding: face verified"), "binding.accepted": _l("binding: accepted"),
+    "binding.face_verified": _l("binding: identity verified"), "binding.accepted": _l("binding: accepted"),
     "binding.declined": _l("binding: declined"), "binding.cancelled": _l("binding: cancelled"),
     "binding.expired": _l("binding: expired"), "binding.rejected": _l("binding: rejected"),
     "binding.authorized": _l("binding: authorized"), "binding.unbound": _l("binding: unbound"),

@@ -19,7 +19,7 @@ from .forms import BATCH_ACTIONS, BatchForm, BindingActionForm, FindForm, Lookup
 
 PAGE = 50
 # the actions a binding page offers, in order, with their button style; who may run each is repair.ROLE_FOR
-BINDING_ACTIONS = (("retry", ""), ("expire", "danger"), ("unbind", "danger"))
+BINDING_ACTIONS = (("retry", ""), ("verify_in_person", ""), ("expire", "danger"), ("unbind", "danger"))
 
 
 def _queues() -> dict:
@@ -112,24 +112,27 @@ def batch_needs_role(filters: dict, states) -> list[tuple[str, str]]:
             if not current_user.can(repair.ROLE_FOR[name]) and _batch_can_succeed(name, filters, states)]
 
 
-def _can_succeed(name: str, state: str, stuck_reasons: list) -> bool:
-    """Retry while the binding is stuck; expire and unbind only where the state machine has that event."""
-    return bool(stuck_reasons) if name == "retry" else machine.allowed(state, name)
+def _can_succeed(name: str, state: str, stuck_reasons: list, in_person: bool = False) -> bool:
+    """Retry while the binding is stuck; an identity check in person where the binding's policy allows it
+    (`in_person`: the casefile's); expire and unbind only where the state machine has that event."""
+    if name == "retry":
+        return bool(stuck_reasons)
+    return in_person if name == "verify_in_person" else machine.allowed(state, name)
 
 
-def offered_actions(state: str, stuck_reasons: list) -> list[tuple[str, str]]:
+def offered_actions(state: str, stuck_reasons: list, in_person: bool = False) -> list[tuple[str, str]]:
     """The actions the signed-in operator may run on a binding in `state` that can succeed."""
     return [(name, style) for name, style in BINDING_ACTIONS
-            if current_user.can(repair.ROLE_FOR[name]) and _can_succeed(name, state, stuck_reasons)]
+            if current_user.can(repair.ROLE_FOR[name]) and _can_succeed(name, state, stuck_reasons, in_person)]
 
 
-def withheld_actions(state: str, stuck_reasons: list) -> list[tuple[str, str]]:
+def withheld_actions(state: str, stuck_reasons: list, in_person: bool = False) -> list[tuple[str, str]]:
     """The actions that could succeed on the binding but need a role the signed-in operator lacks, each with
     that role: the page says so instead of showing nothing (a viewer is never told: it acts on nothing)."""
     if not current_user.can("operator"):
         return []
     return [(name, repair.ROLE_FOR[name]) for name, _style in BINDING_ACTIONS
-            if not current_user.can(repair.ROLE_FOR[name]) and _can_succeed(name, state, stuck_reasons)]
+            if not current_user.can(repair.ROLE_FOR[name]) and _can_succeed(name, state, stuck_reasons, in_person)]
 
 
 @bp.get("/bindings/<binding_id>")
@@ -149,8 +152,9 @@ def render_binding(binding_id: str, revealed: dict | None = None):
                       labels={k: str(v) for k, v in labels.STATES.items()},
                       event_labels={k: str(v) for k, v in labels.EVENTS.items()})
     return render_template("dashboard/binding.html", case=case, b=case["binding"], svg=svg,
-                           offered=offered_actions(case["binding"]["state"], case["stuck"]),
-                           withheld=withheld_actions(case["binding"]["state"], case["stuck"]), ends=repair.ENDS_BINDING,
+                           offered=offered_actions(case["binding"]["state"], case["stuck"], case["in_person"]),
+                           withheld=withheld_actions(case["binding"]["state"], case["stuck"], case["in_person"]),
+                           ends=repair.ENDS_BINDING,
                            webhooks=inbound.of_binding(db(), binding_id),
                            action=BindingActionForm(formdata=None), reveal=RevealForm(formdata=None), revealed=revealed)
 

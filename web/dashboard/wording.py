@@ -107,6 +107,7 @@ POLICY_FIELDS = {
     "max_beneficiaries_per_grantor": _l("beneficiaries per grantor"),
     "max_grantors_per_beneficiary": _l("grantors per beneficiary"),
     "frequency_max_changes": _l("changes per window"), "frequency_window_s": _l("change window"),
+    "in_person_verification": _l("identity check in person at the service hall"),
 }
 
 
