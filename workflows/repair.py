@@ -141,7 +141,7 @@ def _fire(event: str):
 
 def _transition(event: str, fire=None):
     """An operator's action that is one transition: `fire(cmd, row, actor, reason)` → (from, to), by default
-    the event itself (`verify_in_person` checks the region's policy first: `in_person.check`)."""
+    the event itself (`verify_in_person` checks the regions' policies first: `in_person.check`)."""
     fire = fire or _fire(event)
 
     def run(db, who: OperatorInfo, binding_id: str, reason: str | None, *, now: datetime | None = None,

@@ -93,6 +93,13 @@ def test_every_answer_matches_the_openapi_document(embedded, js: Api, xj: Api, d
     verifier.get(f"/api/v1/webhooks/{msg}")
     js.binding(pending["id"])
 
+    # Xinjiang's service hall checks a relative's documents in person (verification_method in_person)
+    hall = xj.invited(xj.person("650100"), xj.person("650100", insurance_type="resident"), "spouse", "XJ-2023-02")
+    checked = xj.post(f"/api/v1/bindings/{hall['id']}/verification/in-person",
+                      {"staff_id": "0042", "reason": "身份证原件核验"})
+    assert checked.json()["verification_method"] == "in_person", checked.text
+    xj.get("/api/v1/regions/650100"), xj.history(hall["id"])
+
     js.get("/api/v1/bindings/bnd_nope")                                  # not_found
     js.invite(parent, child, "child")                                   # duplicate_binding
     js.command(b["id"], "accept", parent)                               # not_your_binding

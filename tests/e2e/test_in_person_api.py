@@ -41,12 +41,13 @@ def test_a_relative_without_a_smartphone_joins_at_the_service_hall(xj):
     assert (accepted["state"], accepted["verification_method"]) == ("accepted", "in_person")
 
 
-def test_refusals_of_the_check_in_person(js, xj, embedded, dev_keys):
+def test_refusals_of_the_check_in_person(js, xj, nat, embedded, dev_keys):
     """Given a Jiangsu invitation (its policy does not provide for the check in person) and a Xinjiang one
     When the check is reported by Jiangsu for its own, by Jiangsu for Xinjiang's, by the face-verification
-    provider, without a reason, with a staff id holding ':', and at an old version
-    Then 422 in_person_not_allowed, 404 not_found, 403 platform_not_allowed, 422 validation_failed (twice) and
-    409 conflict, and each binding is left as it was."""
+    provider and by the national platform (no service halls), without a reason, with a staff id holding ':',
+    and at an old version
+    Then 422 in_person_not_allowed, 404 not_found, 403 platform_not_allowed (twice), 422 validation_failed
+    (twice) and 409 conflict, and each binding is left as it was."""
     assert js.get("/api/v1/regions/320100").json()["in_person_verification"] is False
     js_b = js.invited(js.person("320100"), js.person("320100", insurance_type="resident"))
     xj_b = xj.invited(xj.person("650100"), xj.person("650100", insurance_type="resident"), "spouse", XJ_COMMITMENT)
@@ -55,6 +56,7 @@ def test_refusals_of_the_check_in_person(js, xj, embedded, dev_keys):
     assert_problem(_in_person(js, js_b["id"]), 422, "in_person_not_allowed")
     assert_problem(_in_person(js, xj_b["id"]), 404, "not_found")
     assert_problem(_in_person(provider, xj_b["id"]), 403, "platform_not_allowed")
+    assert_problem(_in_person(nat, xj_b["id"]), 403, "platform_not_allowed")
     assert_problem(xj.post(f"/api/v1/bindings/{xj_b['id']}/verification/in-person", {"staff_id": "0042"}),
                    422, "validation_failed")
     assert_problem(_in_person(xj, xj_b["id"], staff_id="a:b"), 422, "validation_failed")

@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from models import AuditEntry, OutboxMessage, Transition, VerificationAttempt
-from workflows import batches, commands, in_person, operators, platforms, policy, policy_admin, repair, verification
+from workflows import (batches, casefile, commands, in_person, operators, platforms, policy, policy_admin, repair,
+                       verification)
 from workflows.errors import DomainError
 
 from .support import (CONFLICT_CODES, T0, TTL, assert_history_consistent, binding, history, invite, person, race)
@@ -79,19 +80,20 @@ def _unchanged(db, bid: str):
 
 
 @pytest.mark.parametrize("case", ["policy_off", "wrong_province", "verifier", "not_invited", "expired",
-                                  "staff_id"])
+                                  "staff_id", "staff_mobile", "staff_too_long"])
 def test_a_refused_check_in_person_writes_nothing(pg_db, family, case):
     """Given an invitation, When the check in person is reported where it may not be (a Jiangsu binding,
     whose policy does not provide for it; Jiangsu's platform for a Xinjiang relative; the face-verification
-    provider; a binding already face-verified; an expired invitation; a staff id with ':'), Then it is
-    refused with its code and nothing is written."""
+    provider; a binding already face-verified; an expired invitation; a staff id with ':', one that is a
+    mobile number, one of 32 characters), Then it is refused with its code and nothing is written."""
     region = "320100" if case == "policy_off" else "650100"
     fam = family(pg_db, region=region)
     bid = invite(pg_db, fam, commitment_version="JS-2024-01" if region == "320100" else XJ_COMMITMENT)["id"]
     caller, at, staff_id = platforms.get(pg_db, "jiangsu" if region == "320100" else "xinjiang"), T0, "0042"
     expected = {"policy_off": "in_person_not_allowed", "wrong_province": "not_found", "verifier": "not_found",
                 "not_invited": "illegal_transition", "expired": "illegal_transition",
-                "staff_id": "validation_failed"}[case]
+                "staff_id": "validation_failed", "staff_mobile": "validation_failed",
+                "staff_too_long": "validation_failed"}[case]
     if case == "wrong_province":
         caller = platforms.get(pg_db, "jiangsu")
     elif case == "verifier":
@@ -102,6 +104,10 @@ def test_a_refused_check_in_person_writes_nothing(pg_db, family, case):
         at = T0 + TTL
     elif case == "staff_id":
         staff_id = "xinjiang:0042"
+    elif case == "staff_mobile":
+        staff_id = "13812345678"
+    elif case == "staff_too_long":
+        staff_id = "s" * 32
     before = _unchanged(pg_db, bid)
 
     with pytest.raises(DomainError) as refused:
@@ -111,28 +117,61 @@ def test_a_refused_check_in_person_writes_nothing(pg_db, family, case):
     assert _unchanged(pg_db, bid) == before
 
 
-def test_a_published_version_that_allows_it_applies_to_invitations_made_under_it(pg_db, family):
-    """Given Jiangsu's policy, which does not provide for the check in person, and a bureau that publishes a
-    version that does
-    When an invitation made before it and one made after it are checked in person
-    Then the first is refused (a binding keeps the version it was made under) and the second is verified."""
-    before_fam = family(pg_db, region="320100")
-    old = invite(pg_db, before_fam)["id"]
-    published = policy_admin.publish(pg_db, ["320100"], {"in_person_verification": True},
-                                     effective_from=T0 + timedelta(hours=1), who="test", reason="halls open",
-                                     now=T0)
-    assert published[0]["in_person_verification"] is True
-    policy.clear_cache()
-    later = T0 + timedelta(hours=2)
-    new = invite(pg_db, family(pg_db, region="320100"), now=later)["id"]
+def test_both_regions_policies_in_force_decide_and_a_published_switch_serves_waiting_invitations(pg_db, family):
+    """Given a Jiangsu invitation across pooling regions (南京 grantor, 苏州 relative), made while neither
+    region's policy provides for the check in person
+    When 苏州 publishes a version that does, and later 南京 too
+    Then the check is refused while only 苏州 allows it (naming 南京), and once both do, the invitation that
+    was already waiting is verified: a hall's service applies from when it is offered."""
+    fam = family(pg_db, region="320100", beneficiary_region="320500")
+    bid = invite(pg_db, fam)["id"]
     jiangsu = platforms.get(pg_db, "jiangsu")
 
-    with pytest.raises(DomainError) as refused:
-        in_person.verify_in_person(pg_db, old, staff_id="s1", reason=HALL_REASON, platform=jiangsu, now=later)
-    done = in_person.verify_in_person(pg_db, new, staff_id="s1", reason=HALL_REASON, platform=jiangsu, now=later)
+    def publish(region: str, at):
+        policy_admin.publish(pg_db, [region], {"in_person_verification": True}, effective_from=at + timedelta(hours=1),
+                             who="test", reason="halls open", now=at)
+        policy.clear_cache()
 
-    assert refused.value.code == "in_person_not_allowed"
-    assert done["state"] == "face_verified"
+    publish("320500", T0)
+    with pytest.raises(DomainError) as one_side:
+        in_person.verify_in_person(pg_db, bid, staff_id="s1", reason=HALL_REASON, platform=jiangsu,
+                                   now=T0 + timedelta(hours=2))
+    publish("320100", T0 + timedelta(hours=2))
+    done = in_person.verify_in_person(pg_db, bid, staff_id="s1", reason=HALL_REASON, platform=jiangsu,
+                                      now=T0 + timedelta(hours=4))
+
+    assert one_side.value.code == "in_person_not_allowed" and "320100" in one_side.value.detail
+    assert "320500" not in one_side.value.detail
+    assert (done["state"], done["verification_method"]) == ("face_verified", "in_person")
+
+
+def test_the_dashboard_offers_it_only_on_a_valid_invitation_where_the_policy_allows_it(pg_db, family):
+    """Given a Xinjiang invitation and a Jiangsu one, When their case files are read at once and after the
+    Xinjiang invitation's validity ended (its timer not fired yet), Then only the valid Xinjiang one offers it."""
+    _fam, xj_bid = _xj_invited(pg_db, family)
+    js_bid = invite(pg_db, family(pg_db, region="320100"))["id"]
+
+    assert casefile.casefile(pg_db, xj_bid, now=T0)["in_person"] is True
+    assert casefile.casefile(pg_db, js_bid, now=T0)["in_person"] is False
+    assert casefile.casefile(pg_db, xj_bid, now=T0 + TTL)["in_person"] is False
+
+
+def test_the_event_it_sends_matches_the_published_webhook_schema(pg_db, family):
+    """Given the OpenAPI document's `webhooks` section, When a binding is verified in person, Then its
+    `binding.face_verified` event (actor kind `staff`, verification_method in_person) validates against it."""
+    from jsonschema import Draft202012Validator
+
+    from web.api import openapi
+    _fam, bid = _xj_invited(pg_db, family)
+    in_person.verify_in_person(pg_db, bid, staff_id="0042", reason=HALL_REASON,
+                               platform=platforms.get(pg_db, "xinjiang"), now=T0)
+    doc = openapi.document()
+    event = _events(pg_db, bid)[-1]
+    schema = doc["webhooks"][event["type"]]["post"]["requestBody"]["content"]["application/json"]["schema"]
+
+    errors = [e.message for e in Draft202012Validator({**schema, "components": doc["components"]}).iter_errors(event)]
+
+    assert event["data"]["transition"]["actor"]["kind"] == "staff" and errors == []
 
 
 @pytest.fixture

@@ -58,8 +58,9 @@ def start_verification(binding_id: str, body: ActorBody):
 
 @endpoint("POST", "/bindings/{binding_id}/verification/in-person", "A service hall's staff checked the "
           "beneficiary's identity documents in person (where the region's policy allows it): invited → "
-          "face_verified, as a passed face check; the beneficiary then accepts", body=InPersonIn,
-          answer=BindingOut, codes=COMMAND + ("in_person_not_allowed",))
+          "face_verified, as a passed face check; the beneficiary then accepts. Provincial platforms only "
+          "(their counter systems)", body=InPersonIn, answer=BindingOut, codes=COMMAND + ("in_person_not_allowed",),
+          kinds=("province",))
 def verify_in_person(binding_id: str, body: InPersonIn):
     return in_person.verify_in_person(db(), binding_id, staff_id=body.staff_id, reason=body.reason,
                                       platform=g.platform, version=body.version)

@@ -95,10 +95,10 @@ class ActorBody(Body):
 
 class InPersonIn(Body):
     """A service hall's report that its staff checked the beneficiary's identity in person."""
-    staff_id: str = Field(min_length=1, max_length=32, pattern=r"^[^:]+$",
+    staff_id: str = Field(min_length=1, max_length=31, pattern=r"^[^:]+$",
                           description="the member of the hall's staff who checked the documents, as the platform "
                                       "knows them (kept in Gongji's history; other platforms see only that the "
-                                      "platform's staff acted)")
+                                      "platform's staff acted); no ID or mobile number")
     reason: str = Field(min_length=1, max_length=free_text.REASON_CHARS,
                         description="what was checked and where it is filed, e.g. 居民身份证原件核验，"
                                     "《个人账户家庭共济申请表》编号 XJ-2026-000123 (no ID number: one is masked)")
@@ -156,8 +156,8 @@ class BindingOut(BaseModel):
                               "spouse_parent where a region allows it)")
     verification_method: Literal["face", "guardian", "in_person"] = Field(
         description="how the relative proved who they are: face (the app's face check), guardian (under 16: "
-                    "no check), in_person (documents checked at a service hall, where the region's policy "
-                    "allows it: `POST /bindings/{id}/verification/in-person`)")
+                    "no check), in_person (documents checked at a service hall, where both regions' policies "
+                    "allow it: `POST /bindings/{id}/verification/in-person`)")
     channel: str = Field(description="where the invitation was taken: app or counter (it changes no step)")
     authorized_amount_fen: int | None = Field(description="the cap the grantor set, fen (null: the whole "
                                               "balance, or never authorized); kept after the binding ended")
@@ -258,7 +258,7 @@ class RegionOut(BaseModel):
     member_limits: dict
     frequency_limit: dict
     deduction_order_policy: str
-    in_person_verification: bool = Field(False, description="whether the region's service hall may check a "
+    in_person_verification: bool = Field(description="whether the region's service hall may check a "
                                          "relative's identity documents in person instead of the app's face check "
                                          "(`POST /bindings/{id}/verification/in-person`)")
 

@@ -82,11 +82,13 @@ def OUTBOUND_WEBHOOKS() -> dict:
                 "transition": {"type": "object", "properties": {
                     "event": _STR, "from": {"type": ["string", "null"]}, "to": _STR,
                     "actor": {"type": "object", "properties": {
-                        "kind": {"enum": ["person", "operator", "system", "verifier"]},
+                        "kind": {"enum": ["person", "operator", "system", "verifier", "staff"]},
                         "id": {"type": ["string", "null"],
-                               "description": "a person's opaque id (psn_…), the verifier's platform id or the "
-                                              "system's component (timer, registry:<platform>); null for an "
-                                              "operator: the bureau's staff are not named to platforms"}}},
+                               "description": "a person's opaque id (psn_…), the verifier's platform id, the "
+                                              "system's component (timer, registry:<platform>), or for a "
+                                              "service hall's staff (`staff`: an identity check in person) "
+                                              "the platform whose hall it was; null for an operator: the "
+                                              "bureau's staff are not named to platforms"}}},
                     "reason": {"type": ["string", "null"]},
                     "request": {"type": ["object", "null"], "properties": {
                         "id": {**_STR, "description": "the request that made the transition (its X-Request-Id; "
