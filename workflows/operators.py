@@ -154,20 +154,30 @@ def record_refusal(db, who: OperatorInfo | str, action: str, error: DomainError,
 
 
 def audit_log(db, *, binding_id: str | None = None, batch_id: str | None = None, before: int | None = None,
-              limit: int = 50) -> dict:
+              limit: int = 50, **filters) -> dict:
     with db() as s:
-        return entries(s, binding_id=binding_id, batch_id=batch_id, before=before, limit=limit)
+        return entries(s, binding_id=binding_id, batch_id=batch_id, before=before, limit=limit, **filters)
 
 
 def entries(s, *, binding_id: str | None = None, batch_id: str | None = None, before: int | None = None,
-            limit: int = 50) -> dict:
+            limit: int = 50, operator: str | None = None, action: str | None = None,
+            refused: bool | None = None) -> dict:
     """Newest first, keyset-paged by id; `next` is the id to pass as `before` for the following page. By
-    binding (ix_audit_log_binding) or by batch job (ix_audit_log_batch: its start and each binding's row)."""
+    binding (ix_audit_log_binding) or by batch job (ix_audit_log_batch: its start and each binding's row);
+    by who (`operator`: the account name as stored, `cli:<who>` for the console), what (`action`) and
+    whether it was refused (`refused`: True, or False for done only). Those three walk the log newest-first
+    from `before` (no index of their own: an audit log grows with operators' actions, not with bindings)."""
     q = sa.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit + 1)
     if binding_id:
         q = q.where(AuditEntry.binding_id == binding_id)
     if batch_id:
         q = q.where(AuditEntry.batch_id == batch_id)
+    if operator:
+        q = q.where(AuditEntry.operator == operator)
+    if action:
+        q = q.where(AuditEntry.action == action)
+    if refused is not None:
+        q = q.where(AuditEntry.outcome != "ok" if refused else AuditEntry.outcome == "ok")
     if before:
         q = q.where(AuditEntry.id < before)
     found = s.scalars(q).all()

@@ -169,7 +169,8 @@ def test_the_audit_log_shows_what_a_policy_publish_and_withdrawal_did(app, sqlit
     client, _ = signed_in(app, "viewer")
 
     page = client.get("/dashboard/audit").get_data(as_text=True)
-    withdrawal = page[page.index("撤回尚未生效的政策版本"):].split("</tr>")[0]
+    table = page[page.index("<table"):]  # the action filter above it names every action too
+    withdrawal = table[table.index("撤回尚未生效的政策版本"):].split("</tr>")[0]
 
     assert "cli:zhang" in page and "自治区通知" in page and "<code>cross_province=True</code>" in page
     assert "统筹区 650100，第 2 版，自" in page and "统筹区 650100，第 3 版，自" in page
@@ -273,3 +274,50 @@ def test_a_database_that_cannot_be_reached_is_a_503_page_that_says_to_try_again(
     api = client.get("/api/v1/regions/320100", headers={"Authorization": "Bearer x"})
     assert api.status_code == 503 and api.json["code"] == "unavailable" and api.headers["Retry-After"]
     assert api.json["request_id"] == api.headers["X-Request-Id"]
+
+
+def test_the_audit_log_filters_by_operator_action_and_outcome_and_pages_with_them(app, sqlite_db):
+    """Given audit entries by two operators (a done and a refused unbind, three retries by one, a reveal)
+    When a viewer filters the audit log by operator, by action, by refused only, and pages a filter
+    Then each shows only what matches, the form keeps what was chosen, the next page keeps the filters, and
+    a value no column holds is a 400."""
+    from web.dashboard import views
+    from workflows.errors import DomainError
+
+    def audited(who: str, action: str, outcome: str = "ok", binding: str = "bnd_a") -> None:
+        if outcome == "ok":
+            with sqlite_db.begin() as s:
+                operators.record(s, who, action, binding_id=binding, reason=f"{who} {action}")
+        else:
+            operators.record_refusal(sqlite_db, who, action, DomainError(outcome), binding_id=binding,
+                                     reason=f"{who} {action}")
+
+    audited("zhang", "unbind")
+    audited("zhang", "unbind", "illegal_transition")
+    for k in range(3):
+        audited("li", "retry", binding=f"bnd_r{k}")
+    audited("li", "reveal")
+    client, _ = signed_in(app, "viewer")
+
+    def rows(query: str) -> list[str]:
+        page = client.get(f"/dashboard/audit?{query}").get_data(as_text=True)
+        return re.findall(r"<td class=\"wrap\">([a-z]+ [a-z]+)</td>", page)
+
+    assert rows("operator=zhang") == ["zhang unbind", "zhang unbind"]
+    assert rows("action=retry") == ["li retry"] * 3
+    assert rows("outcome=refused") == ["zhang unbind"]
+    assert rows("operator=li&outcome=ok&action=reveal") == ["li reveal"]
+    assert rows("operator=nobody") == []
+    page = client.get("/dashboard/audit?action=retry&operator=li").get_data(as_text=True)
+    assert 'value="li"' in page and '<option value="retry" selected>' in page
+    views.PAGE, saved = 2, views.PAGE  # 2 a page: the third retry is on the next one, the filters kept
+    try:
+        first = client.get("/dashboard/audit?action=retry").get_data(as_text=True)
+        older = re.search(r'href="(/dashboard/audit\?before=[^"]+)"', first).group(1).replace("&amp;", "&")
+        assert "action=retry" in older
+        assert re.findall(r"<td class=\"wrap\">([a-z]+ [a-z]+)</td>",
+                          client.get(older).get_data(as_text=True)) == ["li retry"]
+    finally:
+        views.PAGE = saved
+    for bad in ("outcome=maybe", "operator=" + "x" * 65, "action=" + "y" * 49):
+        assert client.get(f"/dashboard/audit?{bad}").status_code == 400

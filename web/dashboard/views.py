@@ -166,8 +166,16 @@ def audit():
     if before is not None and not 0 < before <= MAX_BIGINT:  # an audit id is a BIGINT: a forged one is a 400
         abort(400)
     batch = (request.args.get("batch") or "")[:32] or None  # a batch job's rows (its page links here)
-    return render_template("dashboard/audit.html", batch=batch,
-                           log=operators.audit_log(db(), batch_id=batch, before=before, limit=PAGE))
+    # who, what and how it ended; the values as stored (an action's code, `ok`), longer ones than the columns
+    # hold match nothing and are a 400, as an outcome other than done or refused
+    shown = {k: (request.args.get(k) or "").strip() for k in ("operator", "action", "outcome")}
+    if len(shown["operator"]) > 64 or len(shown["action"]) > 48 or shown["outcome"] not in ("", "ok", "refused"):
+        abort(400)
+    log = operators.audit_log(db(), batch_id=batch, before=before, limit=PAGE, operator=shown["operator"] or None,
+                              action=shown["action"] or None,
+                              refused={"": None, "ok": False, "refused": True}[shown["outcome"]])
+    return render_template("dashboard/audit.html", batch=batch, log=log, shown=shown,
+                           actions=sorted(labels.ACTIONS.items(), key=lambda kv: str(kv[1])))
 
 
 @bp.get("/policies")
