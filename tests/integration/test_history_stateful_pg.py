@@ -10,9 +10,10 @@ from datetime import date, timedelta
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition, rule,
+                                 run_state_machine_as_test)
 
-from workflows import commands, machine, persons, verification
+from workflows import commands, in_person, machine, persons, platforms, policy, policy_admin, verification
 from workflows.actors import Actor
 from workflows.errors import DomainError
 
@@ -24,7 +25,7 @@ OPERATOR = Actor("operator", "op-hypothesis")
 SYSTEM = Actor("system", "hypothesis")
 
 
-def _machine(db, family):
+def _machine(db, family, checked_in_person: list):
     class StoredHistory(RuleBasedStateMachine):
         """One family, one binding (face path, or guardian path for a child), driven by any command."""
 
@@ -60,6 +61,17 @@ def _machine(db, family):
                 self._do(lambda: verification.record_verification_result(
                     db, verification_id=self.attempt, binding_id=self.bid, result=result, verifier_id="facecheck",
                     now=self.now))
+
+        # only while invited (refused elsewhere like any illegal pair: the machine's table tests those), so that
+        # the derandomized runs reach it whatever their seed; both Jiangsu regions allow it (the test publishes that)
+        @precondition(lambda self: binding(db, self.bid).state == "invited")
+        @rule()
+        def hall_checks_in_person(self):
+            done = self._do(lambda: in_person.verify_in_person(
+                db, self.bid, staff_id="0042", reason="身份证原件核验", platform=platforms.get(db, "jiangsu"),
+                now=self.now))
+            if done is not None:
+                checked_in_person.append(self.bid)
 
         @rule()
         def accept(self):
@@ -117,7 +129,13 @@ def _machine(db, family):
 
 @pytest.mark.pg
 def test_stored_history_always_replays_to_the_stored_state(pg_db, family):
+    # the service halls of both pooling regions the families live in check identity in person
+    policy_admin.publish(pg_db, ["320100", "320500"], {"in_person_verification": True}, who="test",
+                         reason="halls open", effective_from=T0 - timedelta(hours=1), now=T0 - timedelta(days=1))
+    policy.clear_cache()
+    checked: list = []
     run_state_machine_as_test(
-        _machine(pg_db, family),
+        _machine(pg_db, family, checked),
         settings=settings(max_examples=60, stateful_step_count=15, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))
+    assert checked, "no run reached a successful check in person: the rule is not exercised"
