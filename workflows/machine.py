@@ -41,7 +41,7 @@ TRANSITIONS = [
     {"trigger": "start_verification", "source": "invited", "dest": "invited"},
     {"trigger": "verification_passed", "source": "invited", "dest": "face_verified"},
     # Gongji's addition to DESIGN §2: the service hall's staff checked the relative's identity documents in
-    # person, where the region's policy allows it (in_person.py); instead of the face check in an app
+    # person, where both regions' policies allow it (in_person.py); instead of the face check in an app
     {"trigger": "verify_in_person", "source": "invited", "dest": "face_verified"},
     {"trigger": "verification_failed", "source": "invited", "dest": "verification_failed",
      "conditions": _flag("attempts_exhausted")},

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from workflows import characters, free_text
+from workflows import characters, free_text, in_person
 from workflows.rules import MAX_FEN
 
 ID_NUMBER = Field(description="18-character resident ID number (GB 11643-1999); never put it in a URL",
@@ -95,7 +95,7 @@ class ActorBody(Body):
 
 class InPersonIn(Body):
     """A service hall's report that its staff checked the beneficiary's identity in person."""
-    staff_id: str = Field(min_length=1, max_length=31, pattern=r"^[^:]+$",
+    staff_id: str = Field(min_length=1, max_length=in_person.STAFF_ID_CHARS, pattern=r"^[^:]+$",
                           description="the member of the hall's staff who checked the documents, as the platform "
                                       "knows them (kept in Gongji's history; other platforms see only that the "
                                       "platform's staff acted); no ID or mobile number")
